@@ -1,0 +1,42 @@
+//! rsgi: the app server. One `rsgi` runs one Python WSGI app, standalone
+//! (`rsgi --ini app.ini`) or as a vassal of `rsgid`.
+//!
+//! # Layout
+//!
+//! - [`uwsgi`]: the uwsgi packet codec (pure; `check` then `parse`, like mini-redis frames).
+//! - [`cgi`]: CGI/WSGI variable rules for both protocols (pure).
+//! - [`static_files`]: `static-map` resolution, content types, conditional GETs.
+//! - [`listen`]: binding sockets, or taking them from `LISTEN_FDS`.
+//! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
+//! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
+//! - [`python`]: everything that touches CPython (the only module that uses pyo3).
+//! - [`response`]: the response model shared by the protocol writers.
+//! - [`server`]: the worker's accept loops and per-connection handlers.
+//!
+//! # Theory of operation
+//!
+//! `main` turns the command line into a [`rsgi_proto::config::VassalConfig`], binds (or
+//! inherits) the listening sockets, starts CPython and imports the app, then serves.
+//! Serving happens in a worker: a current-thread tokio runtime owns every connection
+//! and reads each request completely (head and body, within `buffer-size` and the body
+//! limit) before Python sees it, so a slow client never holds an app thread. Both
+//! protocols turn a request into one [`cgi::CgiVars`]; [`python`] turns that into the
+//! WSGI environ, calls the app and hands back a [`response::Response`].
+//!
+//! With `threads = 1` the app is called inline on the I/O thread (no thread hop: the
+//! worker has nothing else it could do while the app runs, as in uWSGI's sync mode);
+//! with `threads = N > 1` a pool of N Python threads takes the calls. The GIL is taken
+//! once per request and never held across an `.await`.
+//!
+//! Everything up to the app import runs before any thread exists, so the master of the
+//! process model can fork workers from that point.
+
+pub mod cgi;
+pub mod listen;
+pub mod log;
+pub mod process;
+pub mod python;
+pub mod response;
+pub mod server;
+pub mod static_files;
+pub mod uwsgi;
