@@ -8,6 +8,7 @@
 //! - [`static_files`]: `static-map` resolution, content types, conditional GETs.
 //! - [`listen`]: binding sockets, or taking them from `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
+//! - [`notify`]: READY/RELOADING/STOPPING to `$NOTIFY_SOCKET` or `$RSGI_NOTIFY_FD`.
 //! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
 //! - [`python`]: everything that touches CPython (the only module that uses pyo3).
 //! - [`response`]: the response model shared by the protocol writers.
@@ -34,6 +35,7 @@
 pub mod cgi;
 pub mod listen;
 pub mod log;
+pub mod notify;
 pub mod process;
 pub mod python;
 pub mod response;
