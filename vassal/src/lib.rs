@@ -12,6 +12,7 @@
 //! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
 //! - [`python`]: everything that touches CPython (the only module that uses pyo3).
 //! - [`response`]: the response model shared by the protocol writers.
+//! - [`run`]: the program flow from command line to exit code.
 //! - [`server`]: the worker's accept loops and per-connection handlers.
 //!
 //! # Theory of operation
@@ -39,6 +40,7 @@ pub mod notify;
 pub mod process;
 pub mod python;
 pub mod response;
+pub mod run;
 pub mod server;
 pub mod static_files;
 pub mod uwsgi;

@@ -1,1 +1,919 @@
-//! (being written)
+//! The worker: accept loops and per-connection handlers for both protocols.
+//!
+//! A worker runs one current-thread tokio runtime. Each listening socket gets an accept
+//! loop; each connection a task. A request is read completely (uwsgi vars and body,
+//! or the HTTP head and body) before the app sees it, then handed to the
+//! [`Executor`]. Static files (`static-map`) are answered from Rust before the app.
+//!
+//! - HTTP/1.1 goes through hyper (keep-alive, pipelining, chunked bodies,
+//!   `Expect: 100-continue`, `Date`); the response body is a [`RespBody`] that also
+//!   keeps the app's `Content-Length` honest, so a wrong one can never desynchronise
+//!   a keep-alive connection.
+//! - uwsgi (nginx `uwsgi_pass`): one request per connection, as nginx's uwsgi module
+//!   has no upstream keep-alive; the response is written as raw HTTP and the
+//!   connection closed; files go out with `sendfile(2)`.
+//!
+//! Shutdown: on [`Stop::Graceful`] the accept loops end (the listening sockets stay
+//! open in the process, so the kernel keeps queueing connections for the next
+//! generation), hyper connections finish their current request and close, and the
+//! worker waits for every connection task up to a deadline.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use rsgi_proto::config::Protocol;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::cgi::{self, CgiVars, ConnInfo};
+use crate::listen::{BoundSocket, Listener};
+use crate::python::{Executor, Request};
+use crate::response::{Body, ChunkSource, Response, StreamError};
+use crate::static_files::{self, Lookup, StaticMap};
+use crate::uwsgi;
+
+/// How long a uwsgi client may take to send its request (uWSGI's `socket-timeout`
+/// is 4 s; nginx sends the whole packet at once, so this only bites broken clients).
+const UWSGI_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an HTTP client may take to send a request head.
+const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Chunk size for file bodies that cannot use sendfile.
+const FILE_CHUNK: usize = 64 * 1024;
+
+/// How the worker should stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Stop accepting, finish the requests in flight (within `mercy`), exit.
+    Graceful,
+    /// Exit now.
+    Fast,
+}
+
+/// What every connection handler needs.
+pub struct Worker {
+    /// Runs the app.
+    pub executor: Executor,
+    /// `static-map` entries.
+    pub static_map: StaticMap,
+    /// `buffer-size`: the largest request head.
+    pub buffer_size: usize,
+    /// `limit-post`: the largest request body (0 = unlimited).
+    pub limit_post: u64,
+    /// Seconds a graceful stop may take before connections are dropped.
+    pub mercy: Duration,
+    /// This process' pid, for access lines.
+    pub pid: u32,
+}
+
+/// Serve `sockets` until `stop` resolves. Returns once every connection is done (or
+/// the mercy deadline passed).
+pub async fn serve(
+    sockets: &[BoundSocket],
+    worker: Arc<Worker>,
+    stop: impl std::future::Future<Output = Stop>,
+) -> io::Result<()> {
+    let token = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let graceful = Arc::new(std::sync::Mutex::new(Some(
+        hyper_util::server::graceful::GracefulShutdown::new(),
+    )));
+    for socket in sockets {
+        let accept = AcceptLoop {
+            protocol: socket.protocol,
+            worker: Arc::clone(&worker),
+            token: token.clone(),
+            tracker: tracker.clone(),
+            graceful: Arc::clone(&graceful),
+        };
+        match &socket.listener {
+            Listener::Tcp(l) => {
+                let l = TcpListener::from_std(l.try_clone()?)?;
+                tokio::spawn(accept.run_tcp(l));
+            }
+            Listener::Unix(l) => {
+                let l = UnixListener::from_std(l.try_clone()?)?;
+                tokio::spawn(accept.run_unix(l));
+            }
+        }
+    }
+    let how = stop.await;
+    token.cancel();
+    tracker.close();
+    if how == Stop::Fast {
+        return Ok(());
+    }
+    let shutdown = graceful.lock().ok().and_then(|mut g| g.take());
+    let drain = async {
+        if let Some(g) = shutdown {
+            g.shutdown().await;
+        }
+        tracker.wait().await;
+    };
+    if tokio::time::timeout(worker.mercy, drain).await.is_err() {
+        crate::log::line(format_args!(
+            "rsgi: worker {}: requests still running after {} s of mercy, leaving them",
+            worker.pid,
+            worker.mercy.as_secs()
+        ));
+    }
+    Ok(())
+}
+
+struct AcceptLoop {
+    protocol: Protocol,
+    worker: Arc<Worker>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    graceful: Arc<std::sync::Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>>,
+}
+
+impl AcceptLoop {
+    async fn run_tcp(self, listener: TcpListener) {
+        let local = listener.local_addr().ok();
+        loop {
+            let accepted = tokio::select! {
+                _ = self.token.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let info = tcp_info(local, peer);
+                    self.dispatch(Conn::Tcp(stream), info);
+                }
+                Err(e) => accept_error(&e).await,
+            }
+        }
+    }
+
+    async fn run_unix(self, listener: UnixListener) {
+        loop {
+            let accepted = tokio::select! {
+                _ = self.token.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((stream, _)) => self.dispatch(Conn::Unix(stream), unix_info()),
+                Err(e) => accept_error(&e).await,
+            }
+        }
+    }
+
+    fn dispatch(&self, conn: Conn, info: ConnInfo) {
+        let worker = Arc::clone(&self.worker);
+        match self.protocol {
+            Protocol::Uwsgi => {
+                self.tracker.spawn(handle_uwsgi(conn, info, worker));
+            }
+            Protocol::Http => {
+                let watcher = self
+                    .graceful
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(|g| g.watcher()));
+                let Some(watcher) = watcher else { return };
+                self.tracker.spawn(handle_http(conn, info, worker, watcher));
+            }
+        }
+    }
+}
+
+/// Accept errors are transient (EMFILE, ECONNABORTED): log, breathe, go on.
+async fn accept_error(e: &io::Error) {
+    crate::log::line(format_args!("rsgi: accept failed: {e}"));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+fn tcp_info(local: Option<SocketAddr>, peer: SocketAddr) -> ConnInfo {
+    let (server_name, server_port) = match local {
+        Some(l) => (l.ip().to_string(), l.port().to_string()),
+        None => (String::from("localhost"), String::new()),
+    };
+    ConnInfo {
+        server_name: Bytes::from(server_name),
+        server_port: Bytes::from(server_port),
+        remote_addr: Bytes::from(peer.ip().to_string()),
+        remote_port: Bytes::from(peer.port().to_string()),
+    }
+}
+
+fn unix_info() -> ConnInfo {
+    ConnInfo {
+        server_name: Bytes::from_static(b"localhost"),
+        server_port: Bytes::new(),
+        remote_addr: Bytes::new(),
+        remote_port: Bytes::new(),
+    }
+}
+
+/// An accepted connection of either family.
+enum Conn {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+// ---------------------------------------------------------------------------------
+// Shared request logic
+// ---------------------------------------------------------------------------------
+
+/// Answer a request from `static-map`, if a mapping has the file.
+fn static_response(worker: &Worker, cgi: &CgiVars) -> Option<Response> {
+    if worker.static_map.is_empty() {
+        return None;
+    }
+    let method = cgi.get(b"REQUEST_METHOD")?;
+    if &method[..] != b"GET" && &method[..] != b"HEAD" {
+        return None;
+    }
+    let path = cgi.get(b"PATH_INFO")?;
+    match worker.static_map.lookup(path)? {
+        Lookup::Found(file) => {
+            let last_modified = static_files::http_date(file.modified);
+            let ims = cgi.get(b"HTTP_IF_MODIFIED_SINCE").map(|b| &b[..]);
+            if static_files::not_modified(ims, file.modified) {
+                let mut resp = Response::error(304);
+                resp.body = Body::Empty;
+                resp.content_length = None;
+                resp.headers = vec![(
+                    Bytes::from_static(b"Last-Modified"),
+                    Bytes::from(last_modified),
+                )];
+                return Some(resp);
+            }
+            let opened = match std::fs::File::open(&file.path) {
+                Ok(f) => f,
+                Err(_) => return Some(Response::error(404)),
+            };
+            Some(Response {
+                status: 200,
+                status_line: Bytes::from_static(b"200 OK"),
+                headers: vec![
+                    (
+                        Bytes::from_static(b"Content-Type"),
+                        Bytes::from_static(file.content_type.as_bytes()),
+                    ),
+                    (
+                        Bytes::from_static(b"Content-Length"),
+                        Bytes::from(file.len.to_string()),
+                    ),
+                    (
+                        Bytes::from_static(b"Last-Modified"),
+                        Bytes::from(last_modified),
+                    ),
+                ],
+                content_length: Some(file.len),
+                body: Body::File {
+                    file: opened,
+                    offset: 0,
+                    len: Some(file.len),
+                    on_done: None,
+                },
+                exception: false,
+            })
+        }
+        Lookup::Forbidden => Some(Response::error(403)),
+        Lookup::NotFound => Some(Response::error(404)),
+    }
+}
+
+/// What the access line needs from a request (cheap `Bytes` clones, taken before the
+/// request moves into the app call).
+struct AccessInfo {
+    remote: Bytes,
+    method: Bytes,
+    uri: Bytes,
+    protocol: Bytes,
+}
+
+impl AccessInfo {
+    fn of(cgi: &CgiVars) -> AccessInfo {
+        let get = |name: &[u8]| cgi.get(name).cloned().unwrap_or_default();
+        AccessInfo {
+            remote: get(b"REMOTE_ADDR"),
+            method: get(b"REQUEST_METHOD"),
+            uri: cgi
+                .get(b"REQUEST_URI")
+                .or_else(|| cgi.get(b"PATH_INFO"))
+                .cloned()
+                .unwrap_or_default(),
+            protocol: get(b"SERVER_PROTOCOL"),
+        }
+    }
+
+    fn log(&self, worker: &Worker, status: u16, bytes: u64, started: Instant) {
+        crate::log::access(&crate::log::Access {
+            remote: &self.remote,
+            method: &self.method,
+            uri: &self.uri,
+            protocol: &self.protocol,
+            status,
+            bytes,
+            duration: started.elapsed(),
+            pid: worker.pid,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// HTTP/1.1
+// ---------------------------------------------------------------------------------
+
+async fn handle_http(
+    conn: Conn,
+    info: ConnInfo,
+    worker: Arc<Worker>,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let info = Arc::new(info);
+    let service = hyper::service::service_fn(move |req| {
+        let worker = Arc::clone(&worker);
+        let info = Arc::clone(&info);
+        async move { Ok::<_, Infallible>(http_request(req, &worker, &info).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(HTTP_HEADER_TIMEOUT);
+    let result = match conn {
+        Conn::Tcp(s) => {
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(s), service))
+                .await
+        }
+        Conn::Unix(s) => {
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(s), service))
+                .await
+        }
+    };
+    // Connection errors (client went away, malformed request already answered with
+    // 400 by hyper, body aborted) end this connection only.
+    drop(result);
+}
+
+async fn http_request(
+    req: hyper::Request<hyper::body::Incoming>,
+    worker: &Worker,
+    info: &ConnInfo,
+) -> hyper::Response<RespBody> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let cgi = match cgi::from_http(
+        &parts.method,
+        &parts.uri,
+        parts.version,
+        &parts.headers,
+        info,
+    ) {
+        Ok(c) => c,
+        Err(_) => return to_http(Response::error(400), false).0,
+    };
+    let head = parts.method == http::Method::HEAD;
+    let access = AccessInfo::of(&cgi);
+    let resp = match static_response(worker, &cgi) {
+        Some(r) => r,
+        None => {
+            if worker.limit_post > 0 && cgi.content_length.unwrap_or(0) > worker.limit_post {
+                let resp = Response::error(413);
+                access.log(worker, 413, 0, started);
+                let mut out = to_http(resp, head).0;
+                out.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return out;
+            }
+            let body = match read_http_body(body, worker.limit_post).await {
+                Ok(b) => b,
+                Err(status) => {
+                    access.log(worker, status, 0, started);
+                    let mut out = to_http(Response::error(status), head).0;
+                    out.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    return out;
+                }
+            };
+            worker
+                .executor
+                .call(Request { cgi, body, head })
+                .await
+        }
+    };
+    let status = resp.status;
+    let (out, bytes) = to_http(resp, head);
+    access.log(worker, status, bytes.unwrap_or(0), started);
+    out
+}
+
+/// Read a whole HTTP request body (hyper decodes chunked and answers
+/// `Expect: 100-continue` when we start reading). Err is the status to answer.
+async fn read_http_body(body: hyper::body::Incoming, limit: u64) -> Result<Bytes, u16> {
+    if limit == 0 {
+        return body.collect().await.map(|c| c.to_bytes()).map_err(|_| 400);
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(413),
+        Err(_) => Err(400),
+    }
+}
+
+/// Convert to a hyper response; also returns the body length when known (for the
+/// access line).
+fn to_http(resp: Response, head: bool) -> (hyper::Response<RespBody>, Option<u64>) {
+    let mut builder = hyper::Response::builder().status(resp.status);
+    let mut valid = true;
+    if let Some(headers) = builder.headers_mut() {
+        headers.reserve(resp.headers.len());
+        for (name, value) in &resp.headers {
+            match (
+                http::HeaderName::from_bytes(name),
+                http::HeaderValue::from_maybe_shared(value.clone()),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                _ => valid = false,
+            }
+        }
+    }
+    if !valid {
+        crate::log::line(format_args!(
+            "rsgi: the app sent an invalid header name or value; answering 500"
+        ));
+        return to_http(Response::error(500), head);
+    }
+    let declared = resp.content_length;
+    let known = resp.body.exact_len();
+    let body = if head {
+        // hyper sends no body for HEAD; still drop ours now so close() runs.
+        drop(resp.body);
+        RespBody::new(Body::Empty, None)
+    } else {
+        RespBody::new(resp.body, declared)
+    };
+    let len = declared.or(known);
+    match builder.body(body) {
+        Ok(r) => (r, len),
+        Err(_) => to_http(Response::error(500), head),
+    }
+}
+
+/// A response body for hyper that enforces the declared Content-Length: extra bytes
+/// are cut off, and a body that ends short aborts the connection (the client sees a
+/// truncated response, never the next response glued to this one).
+pub struct RespBody {
+    inner: Body,
+    /// Bytes still allowed by the declared Content-Length.
+    remaining: Option<u64>,
+    /// Chunks of `Body::Chunks`, in order (reversed for cheap pops).
+    rev_chunks: Vec<Bytes>,
+    done: bool,
+}
+
+impl RespBody {
+    fn new(inner: Body, declared: Option<u64>) -> RespBody {
+        let (inner, rev_chunks) = match inner {
+            Body::Chunks(mut c) => {
+                c.reverse();
+                (Body::Empty, c)
+            }
+            other => (other, Vec::new()),
+        };
+        RespBody {
+            inner,
+            remaining: declared,
+            rev_chunks,
+            done: false,
+        }
+    }
+
+    fn next_raw(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, StreamError>>> {
+        if let Some(c) = self.rev_chunks.pop() {
+            return Poll::Ready(Some(Ok(c)));
+        }
+        match &mut self.inner {
+            Body::Empty | Body::Chunks(_) => Poll::Ready(None),
+            Body::Full(_) => match std::mem::replace(&mut self.inner, Body::Empty) {
+                Body::Full(b) => Poll::Ready(Some(Ok(b))),
+                _ => Poll::Ready(None),
+            },
+            Body::File {
+                file, offset, len, ..
+            } => {
+                use std::os::unix::fs::FileExt;
+                let want = len.map_or(FILE_CHUNK, |l| {
+                    usize::try_from(l).unwrap_or(FILE_CHUNK).min(FILE_CHUNK)
+                });
+                if want == 0 {
+                    self.inner = Body::Empty;
+                    return Poll::Ready(None);
+                }
+                let mut buf = vec![0u8; want];
+                match file.read_at(&mut buf, *offset) {
+                    Ok(0) => {
+                        self.inner = Body::Empty;
+                        Poll::Ready(None)
+                    }
+                    Ok(n) => {
+                        buf.truncate(n);
+                        *offset += n as u64;
+                        if let Some(l) = len {
+                            *l -= n as u64;
+                        }
+                        Poll::Ready(Some(Ok(Bytes::from(buf))))
+                    }
+                    Err(e) => Poll::Ready(Some(Err(StreamError(e.to_string())))),
+                }
+            }
+            Body::Stream(source) => Poll::Ready(source.next_chunk().transpose()),
+            Body::Channel(rx) => rx.poll_recv(cx),
+        }
+    }
+}
+
+impl hyper::body::Body for RespBody {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let next = match this.next_raw(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(n) => n,
+            };
+            match (next, this.remaining) {
+                (Some(Ok(chunk)), None) => return Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                (Some(Ok(mut chunk)), Some(rem)) => {
+                    if rem == 0 {
+                        // Past the declared length: drain and drop the rest.
+                        continue;
+                    }
+                    if chunk.len() as u64 > rem {
+                        chunk.truncate(usize::try_from(rem).unwrap_or(usize::MAX));
+                    }
+                    this.remaining = Some(rem - chunk.len() as u64);
+                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
+                }
+                (Some(Err(e)), _) => {
+                    this.done = true;
+                    this.inner = Body::Empty;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                (None, Some(rem)) if rem > 0 => {
+                    this.done = true;
+                    crate::log::line(format_args!(
+                        "rsgi: the app's body is {rem} bytes shorter than its Content-Length; \
+                         closing the connection"
+                    ));
+                    return Poll::Ready(Some(Err(StreamError(
+                        "body shorter than Content-Length".into(),
+                    ))));
+                }
+                (None, _) => {
+                    this.done = true;
+                    this.inner = Body::Empty;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+            || (self.rev_chunks.is_empty()
+                && matches!(self.inner, Body::Empty)
+                && self.remaining.is_none_or(|r| r == 0))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        if let Some(rem) = self.remaining {
+            return SizeHint::with_exact(rem);
+        }
+        let known = match &self.inner {
+            Body::Empty => Some(0),
+            Body::Full(b) => Some(b.len() as u64),
+            Body::File { len, .. } => *len,
+            _ => None,
+        };
+        match known {
+            Some(k) => SizeHint::with_exact(
+                k + self.rev_chunks.iter().map(|c| c.len() as u64).sum::<u64>(),
+            ),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// uwsgi
+// ---------------------------------------------------------------------------------
+
+async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>) {
+    let started = Instant::now();
+    let request = tokio::time::timeout(UWSGI_READ_TIMEOUT, read_uwsgi(&mut conn, &worker, &info));
+    let (cgi, body) = match request.await {
+        Ok(Ok(r)) => r,
+        Ok(Err(UwsgiRead::Closed)) | Err(_) => return,
+        Ok(Err(UwsgiRead::Status(status, cgi))) => {
+            let _ = write_uwsgi_response(&mut conn, Response::error(status), false).await;
+            if let Some(cgi) = cgi {
+                AccessInfo::of(&cgi).log(&worker, status, 0, started);
+            }
+            return;
+        }
+    };
+    let head = cgi.get(b"REQUEST_METHOD").is_some_and(|m| &m[..] == b"HEAD");
+    let access = AccessInfo::of(&cgi);
+    let resp = match static_response(&worker, &cgi) {
+        Some(r) => r,
+        None => worker.executor.call(Request { cgi, body, head }).await,
+    };
+    let status = resp.status;
+    let sent = write_uwsgi_response(&mut conn, resp, head).await.unwrap_or(0);
+    access.log(&worker, status, sent, started);
+}
+
+enum UwsgiRead {
+    /// The client went away or sent garbage: close without answering.
+    Closed,
+    /// Answer with this status, then close.
+    Status(u16, Option<CgiVars>),
+}
+
+async fn read_uwsgi(
+    conn: &mut Conn,
+    worker: &Worker,
+    info: &ConnInfo,
+) -> Result<(CgiVars, Bytes), UwsgiRead> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let (header, head_len) = loop {
+        match uwsgi::check(&buf, worker.buffer_size) {
+            Ok(found) => break found,
+            Err(uwsgi::Error::Incomplete) => {
+                let n = conn.read_buf(&mut buf).await.map_err(|_| UwsgiRead::Closed)?;
+                if n == 0 {
+                    return Err(UwsgiRead::Closed);
+                }
+            }
+            Err(uwsgi::Error::TooLarge { size, limit }) => {
+                crate::log::line(format_args!(
+                    "rsgi: uwsgi request vars of {size} bytes exceed buffer-size {limit}; \
+                     raise buffer-size (max 65535)"
+                ));
+                return Err(UwsgiRead::Closed);
+            }
+            Err(uwsgi::Error::Malformed(why)) => {
+                crate::log::line(format_args!("rsgi: malformed uwsgi packet: {why}"));
+                return Err(UwsgiRead::Closed);
+            }
+        }
+    };
+    if header.modifier1 != 0 && header.modifier1 != 30 {
+        crate::log::line(format_args!(
+            "rsgi: uwsgi modifier1 {} is not a WSGI request; closing",
+            header.modifier1
+        ));
+        return Err(UwsgiRead::Closed);
+    }
+    let head = buf.split_to(head_len).freeze();
+    let vars = uwsgi::parse_vars(&head, header).map_err(|e| {
+        crate::log::line(format_args!("rsgi: malformed uwsgi packet: {e}"));
+        UwsgiRead::Closed
+    })?;
+    let cgi = match cgi::from_uwsgi(vars, header.modifier1, info) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::line(format_args!("rsgi: bad uwsgi request: {e}"));
+            return Err(UwsgiRead::Status(400, None));
+        }
+    };
+    let length = cgi.content_length.unwrap_or(0);
+    if worker.limit_post > 0 && length > worker.limit_post {
+        return Err(UwsgiRead::Status(413, Some(cgi)));
+    }
+    let length = usize::try_from(length).map_err(|_| UwsgiRead::Status(413, None))?;
+    while buf.len() < length {
+        buf.reserve(length - buf.len());
+        let n = conn.read_buf(&mut buf).await.map_err(|_| UwsgiRead::Closed)?;
+        if n == 0 {
+            return Err(UwsgiRead::Closed);
+        }
+    }
+    buf.truncate(length);
+    Ok((cgi, buf.freeze()))
+}
+
+/// Write an HTTP-style response on a uwsgi connection and close it. Returns the body
+/// bytes sent.
+async fn write_uwsgi_response(conn: &mut Conn, resp: Response, head: bool) -> io::Result<u64> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(&resp.status_line);
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in &resp.headers {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let declared = resp.content_length;
+    if head {
+        drop(resp.body);
+        conn.write_all(&out).await?;
+        conn.shutdown().await?;
+        return Ok(0);
+    }
+    let mut sent: u64 = 0;
+    let limit = declared.unwrap_or(u64::MAX);
+    match resp.body {
+        Body::Full(b) if declared.is_none_or(|d| d == b.len() as u64) => {
+            // Head and body in one write: the common case.
+            out.extend_from_slice(&b);
+            conn.write_all(&out).await?;
+            sent = b.len() as u64;
+        }
+        Body::File {
+            file,
+            offset,
+            len,
+            on_done,
+        } => {
+            conn.write_all(&out).await?;
+            let want = len.unwrap_or(u64::MAX).min(limit);
+            sent = conn.sendfile(&file, offset, want).await?;
+            drop(on_done);
+        }
+        body => {
+            conn.write_all(&out).await?;
+            let mut source = RespBody::new(body, None);
+            let mut cx_body = std::pin::pin!(&mut source);
+            while let Some(frame) = cx_body.as_mut().frame().await {
+                let Ok(frame) = frame else { break };
+                let Ok(mut data) = frame.into_data() else {
+                    continue;
+                };
+                let room = limit - sent;
+                if room == 0 {
+                    break;
+                }
+                if data.len() as u64 > room {
+                    data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                }
+                conn.write_all(&data).await?;
+                sent += data.len() as u64;
+            }
+        }
+    }
+    conn.shutdown().await?;
+    Ok(sent)
+}
+
+impl Conn {
+    async fn read_buf(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        match self {
+            Conn::Tcp(s) => s.read_buf(buf).await,
+            Conn::Unix(s) => s.read_buf(buf).await,
+        }
+    }
+
+    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.write_all(data).await,
+            Conn::Unix(s) => s.write_all(data).await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.shutdown().await,
+            Conn::Unix(s) => s.shutdown().await,
+        }
+    }
+
+    async fn writable(&self) -> io::Result<()> {
+        match self {
+            Conn::Tcp(s) => s.writable().await,
+            Conn::Unix(s) => s.writable().await,
+        }
+    }
+
+    fn try_sendfile(&self, file: &std::fs::File, offset: &mut i64, count: usize) -> io::Result<usize> {
+        let out_fd = match self {
+            Conn::Tcp(s) => s.as_raw_fd(),
+            Conn::Unix(s) => s.as_raw_fd(),
+        };
+        let mut off: libc::off_t = *offset;
+        let io = || {
+            // SAFETY: both fds are open for the duration of the call (we hold the
+            // stream and the file); `off` is a valid, exclusively borrowed off_t.
+            let n = unsafe { libc::sendfile(out_fd, file.as_raw_fd(), &mut off, count) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        };
+        let n = match self {
+            Conn::Tcp(s) => s.try_io(tokio::io::Interest::WRITABLE, io),
+            Conn::Unix(s) => s.try_io(tokio::io::Interest::WRITABLE, io),
+        }?;
+        *offset = off;
+        Ok(n)
+    }
+
+    /// Send up to `count` bytes of `file` from `offset` with sendfile(2).
+    async fn sendfile(&self, file: &std::fs::File, offset: u64, count: u64) -> io::Result<u64> {
+        let mut off = i64::try_from(offset).unwrap_or(i64::MAX);
+        let mut sent: u64 = 0;
+        while sent < count {
+            let chunk = usize::try_from(count - sent).unwrap_or(usize::MAX).min(1 << 30);
+            match self.try_sendfile(file, &mut off, chunk) {
+                Ok(0) => break,
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use hyper::body::Body as _;
+
+    fn collect(mut body: RespBody) -> (Vec<u8>, bool) {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let mut out = Vec::new();
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(f))) => out.extend_from_slice(&f.into_data().unwrap()),
+                Poll::Ready(Some(Err(_))) => return (out, false),
+                Poll::Ready(None) => return (out, true),
+                Poll::Pending => panic!("pending"),
+            }
+        }
+    }
+
+    #[test]
+    fn content_length_is_enforced() {
+        let cases: Vec<(Body, Option<u64>, &[u8], bool)> = vec![
+            (Body::Full(Bytes::from_static(b"hello")), None, b"hello", true),
+            (Body::Full(Bytes::from_static(b"hello")), Some(5), b"hello", true),
+            (Body::Full(Bytes::from_static(b"helloworld")), Some(5), b"hello", true),
+            (Body::Full(Bytes::from_static(b"hel")), Some(5), b"hel", false),
+            (
+                Body::Chunks(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]),
+                Some(3),
+                b"abc",
+                true,
+            ),
+            (Body::Empty, Some(0), b"", true),
+            (Body::Empty, Some(2), b"", false),
+        ];
+        for (body, declared, want, complete) in cases {
+            let (got, ok) = collect(RespBody::new(body, declared));
+            assert_eq!(got, want);
+            assert_eq!(ok, complete, "declared {declared:?}");
+        }
+    }
+
+    #[test]
+    fn size_hint_is_exact_when_known() {
+        let b = RespBody::new(
+            Body::Chunks(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]),
+            None,
+        );
+        assert_eq!(b.size_hint().exact(), Some(4));
+        let b = RespBody::new(Body::Full(Bytes::from_static(b"abc")), None);
+        assert_eq!(b.size_hint().exact(), Some(3));
+    }
+}

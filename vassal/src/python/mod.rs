@@ -1,1 +1,238 @@
-//! (being written)
+//! Everything that touches CPython. This is the only module of rsgi that uses pyo3.
+//!
+//! # Layout
+//!
+//! - [`init`]: starting the interpreter (`PyConfig`, virtualenv checks).
+//! - [`wsgi`]: the WSGI call: environ, `start_response`, `wsgi.input`, `wsgi.errors`,
+//!   `wsgi.file_wrapper`, and turning the app's iterable into a [`Response`].
+//! - [`executor`]: where app calls run: inline on the I/O thread (`threads = 1`) or on
+//!   a pool of app threads (`threads > 1`).
+//!
+//! # How it works
+//!
+//! [`initialize`] runs once per process before any thread exists. [`load_app`] imports
+//! the app (`module`, `wsgi-file`) and returns an [`App`] holding the callable and the
+//! objects reused by every request (a template environ, the `wsgi.errors` stream). A
+//! Python exception never leaves this module: it becomes a traceback in the log and,
+//! for a request, a 500.
+
+pub mod executor;
+pub mod init;
+mod wsgi;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use rsgi_proto::config::VassalConfig;
+use rsgi_proto::notify;
+
+use crate::cgi::CgiVars;
+use crate::response::Response;
+
+pub use executor::Executor;
+pub use init::initialize;
+
+/// What can go wrong while starting Python or loading the app.
+#[derive(Debug, thiserror::Error)]
+pub enum PythonError {
+    /// The configured virtualenv is missing or was made for another Python.
+    #[error("virtualenv {}: {msg}", home.display())]
+    Venv {
+        /// The `home`/`virtualenv` directory.
+        home: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
+    /// CPython itself failed to start.
+    #[error("python: {0}")]
+    Init(String),
+    /// No app is configured.
+    #[error("no app to load: set module = pkg.wsgi or wsgi-file = path/to/wsgi.py")]
+    NoApp,
+    /// Importing the app raised, or the callable is missing.
+    #[error("failed to load the app from {what}:\n{traceback}")]
+    AppLoad {
+        /// `module mysite.wsgi` or `wsgi-file /srv/app.py`.
+        what: String,
+        /// The Python traceback, or the reason.
+        traceback: String,
+    },
+}
+
+impl PythonError {
+    /// The documented exit code for this failure (see `rsgi_proto::notify`).
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PythonError::Venv { .. } | PythonError::NoApp => notify::EXIT_CONFIG,
+            PythonError::Init(_) => notify::EXIT_FAILURE,
+            PythonError::AppLoad { .. } => notify::EXIT_APP_LOAD,
+        }
+    }
+}
+
+/// One request, completely read, ready for the app.
+#[derive(Debug)]
+pub struct Request {
+    /// The CGI variables.
+    pub cgi: CgiVars,
+    /// The whole request body.
+    pub body: Bytes,
+    /// Whether this is a HEAD request (the body is dropped, but the app still runs and
+    /// its `close()` is still called).
+    pub head: bool,
+}
+
+/// A loaded WSGI app and the objects every request reuses.
+pub struct App {
+    /// The WSGI callable.
+    callable: Py<PyAny>,
+    /// The environ entries that never change (wsgi.version, wsgi.errors, ...); each
+    /// request starts from a copy.
+    template: Py<PyDict>,
+}
+
+impl App {
+    /// Call the app for one request. Never fails: an exception becomes a 500 with the
+    /// traceback in the log.
+    pub fn call(&self, py: Python<'_>, req: Request) -> Response {
+        wsgi::call(py, self, req)
+    }
+}
+
+/// How the app is found: the module (and callable) or the file.
+fn app_source(config: &VassalConfig) -> Result<(AppSource, String), PythonError> {
+    if let Some(module) = &config.module {
+        let (module, callable) = match module.split_once(':') {
+            Some((m, c)) => (m.to_owned(), c.to_owned()),
+            None => (module.clone(), config.callable.clone()),
+        };
+        return Ok((AppSource::Module(module), callable));
+    }
+    if let Some(file) = &config.wsgi_file {
+        return Ok((AppSource::File(file.clone()), config.callable.clone()));
+    }
+    Err(PythonError::NoApp)
+}
+
+enum AppSource {
+    Module(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for AppSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AppSource::Module(m) => write!(f, "module {m}"),
+            AppSource::File(p) => write!(f, "wsgi-file {}", p.display()),
+        }
+    }
+}
+
+/// Import the app described by `config` (after [`initialize`], with the working
+/// directory already changed to `chdir`). `multithread`/`multiprocess` become the
+/// environ's `wsgi.multithread`/`wsgi.multiprocess`.
+pub fn load_app(
+    config: &VassalConfig,
+    multithread: bool,
+    multiprocess: bool,
+) -> Result<App, PythonError> {
+    let (source, callable_name) = app_source(config)?;
+    Python::attach(|py| {
+        let what = format!("{source} (callable {callable_name})");
+        let fail = |py: Python<'_>, err: PyErr| PythonError::AppLoad {
+            what: what.clone(),
+            traceback: format_exception(py, &err),
+        };
+        set_sys_path(py, &config.pythonpath).map_err(|e| fail(py, e))?;
+        let namespace = match &source {
+            AppSource::Module(m) => py.import(m.as_str()).map(Bound::into_any),
+            AppSource::File(p) => import_file(py, p),
+        }
+        .map_err(|e| fail(py, e))?;
+        let callable = match namespace.getattr_opt(callable_name.as_str()) {
+            Ok(Some(c)) if c.is_callable() => c,
+            Ok(Some(_)) => {
+                return Err(PythonError::AppLoad {
+                    what: what.clone(),
+                    traceback: format!("'{callable_name}' is not callable"),
+                })
+            }
+            Ok(None) => {
+                return Err(PythonError::AppLoad {
+                    what: what.clone(),
+                    traceback: format!(
+                        "{source} has no attribute '{callable_name}' \
+                         (set callable = <name>, e.g. callable = app for Flask)"
+                    ),
+                })
+            }
+            Err(e) => return Err(fail(py, e)),
+        };
+        let template =
+            wsgi::environ_template(py, multithread, multiprocess).map_err(|e| fail(py, e))?;
+        Ok(App {
+            callable: callable.unbind(),
+            template: template.unbind(),
+        })
+    })
+}
+
+/// Put `pythonpath` entries first on `sys.path`, then the working directory (as uWSGI
+/// does, so `module = mysite.wsgi` is found after `chdir`).
+fn set_sys_path(py: Python<'_>, pythonpath: &[PathBuf]) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
+    let cwd = std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut entries: Vec<String> = pythonpath
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    entries.push(cwd);
+    for (i, entry) in entries.iter().enumerate() {
+        sys_path.insert(i, entry)?;
+    }
+    Ok(())
+}
+
+/// Load a Python file as a module (uWSGI's `wsgi-file`).
+fn import_file<'py>(py: Python<'py>, path: &Path) -> PyResult<Bound<'py, PyAny>> {
+    let name: String = path
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let name = format!("rsgi_file_{name}");
+    let util = py.import("importlib.util")?;
+    let spec = util.call_method1("spec_from_file_location", (name.as_str(), path))?;
+    if spec.is_none() {
+        return Err(pyo3::exceptions::PyImportError::new_err(format!(
+            "cannot load {} as Python code",
+            path.display()
+        )));
+    }
+    let module = util.call_method1("module_from_spec", (&spec,))?;
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item(name.as_str(), &module)?;
+    spec.getattr("loader")?
+        .call_method1("exec_module", (&module,))?;
+    Ok(module)
+}
+
+/// The full traceback of `err`, as Python prints it.
+pub(crate) fn format_exception(py: Python<'_>, err: &PyErr) -> String {
+    let formatted = py.import("traceback").and_then(|tb| {
+        let lines = tb.call_method1(
+            "format_exception",
+            (err.get_type(py), err.value(py), err.traceback(py)),
+        )?;
+        lines.extract::<Vec<String>>()
+    });
+    match formatted {
+        Ok(lines) => lines.concat(),
+        Err(_) => format!("{err}\n"),
+    }
+}
