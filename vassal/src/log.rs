@@ -1,1 +1,642 @@
-//! (being written)
+//! The log sink: where every log line, access line and `wsgi.errors` write goes.
+//!
+//! # What
+//!
+//! One process-wide sink, set up once by [`init`] from the configuration: the
+//! `daemonize` file, else the `logto` file, else stderr. [`line`](fn@line) (and the
+//! [`log_line!`](crate::log_line) macro) writes one line, [`access`] one access-log line
+//! (unless `disable-logging`, see [`set_access_enabled`]), [`write_raw`] passes bytes
+//! through (for `wsgi.errors`). With `logdate` each line starts with uWSGI's date format,
+//! `Sat Nov 21 06:11:23 2026 - ` (local time, `ctime(3)` layout). [`reopen`] reopens the
+//! file after logrotate moved it away (SIGUSR1).
+//!
+//! # How
+//!
+//! - **Whole lines.** Each line is formatted into a reusable thread-local buffer and
+//!   written with a single `write(2)`; the file is opened `O_APPEND`, so lines from many
+//!   threads and from many worker processes never interleave. The access-line path does
+//!   not allocate once the buffer has grown.
+//! - **One fd number for the life of the process.** For a file target the sink owns a
+//!   close-on-exec fd, and [`reopen`] swaps the open file *behind* that fd number with
+//!   `dup3(2)`, so a thread writing at that very moment writes to the old or the new file,
+//!   never to a closed or reused fd.
+//! - **stdout and stderr follow the file.** For a file target, fds 1 and 2 are pointed at
+//!   it too (`dup2`), so Python's `print`, tracebacks and C-level messages land in the same
+//!   log (uWSGI does the same); [`reopen`] redirects them again.
+//! - Before [`init`] (or if it was never called) lines go to stderr without a date.
+
+use std::cell::{Cell, RefCell};
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use rsgi_proto::config::VassalConfig;
+
+/// Where log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The process's stderr (fd 2); under `rsgid` the emperor captures it.
+    Stderr,
+    /// A file, opened for appending (created with mode 0640).
+    File(PathBuf),
+}
+
+/// Why the log could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// The log file could not be opened or created.
+    #[error("cannot open log file {path}")]
+    Open {
+        /// The log file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// stdout/stderr or the sink's own fd could not be pointed at the log file.
+    #[error("cannot redirect {what} to log file {path}")]
+    Redirect {
+        /// `stdout`, `stderr` or `the log fd`.
+        what: &'static str,
+        /// The log file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// [`init`] was called twice.
+    #[error("the log sink is already initialized")]
+    AlreadyInitialized,
+}
+
+/// One access-log line's fields (all borrowed: building one costs nothing).
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// Client address (`REMOTE_ADDR`).
+    pub remote: &'a [u8],
+    /// Request method.
+    pub method: &'a [u8],
+    /// Request URI as received (path and query).
+    pub uri: &'a [u8],
+    /// `HTTP/1.1` and the like (`SERVER_PROTOCOL`).
+    pub protocol: &'a [u8],
+    /// Response status.
+    pub status: u16,
+    /// Response body bytes sent.
+    pub bytes: u64,
+    /// Time from request read to response written.
+    pub duration: Duration,
+    /// The worker's pid.
+    pub pid: u32,
+}
+
+/// The fd a [`Sink`] writes to.
+#[derive(Debug)]
+enum SinkFd {
+    Stderr,
+    File { fd: OwnedFd, path: PathBuf },
+}
+
+/// A log destination. The process-wide one is set by [`init`]; tests make their own.
+#[derive(Debug)]
+pub struct Sink {
+    fd: SinkFd,
+    logdate: bool,
+    /// Point fds 1 and 2 at the file too (and again on reopen).
+    redirect_std: bool,
+    /// Whether the last [`Sink::write_raw`] ended a line (for the date prefix).
+    raw_at_line_start: AtomicBool,
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+static STDERR_SINK: Sink = Sink {
+    fd: SinkFd::Stderr,
+    logdate: false,
+    redirect_std: false,
+    raw_at_line_start: AtomicBool::new(true),
+};
+static ACCESS_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Buffers beyond this size are given back after use (a huge traceback must not pin
+/// memory in every thread).
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+    /// (unix second, formatted date) of the last date prefix this thread wrote.
+    static DATE_CACHE: Cell<(i64, [u8; 32], usize)> = const { Cell::new((i64::MIN, [0; 32], 0)) };
+}
+
+/// Set up the process-wide sink from the configuration: the `daemonize` file, else the
+/// `logto` file, else stderr; `logdate` adds the date prefix and `disable-logging` turns
+/// off access lines. For a file target, fds 1 and 2 are redirected to the file.
+///
+/// Call once, early, in the master before any fork; workers inherit the sink.
+pub fn init(config: &VassalConfig) -> Result<(), LogError> {
+    let target = match config.daemonize.as_ref().or(config.logto.as_ref()) {
+        Some(path) => Target::File(path.clone()),
+        None => Target::Stderr,
+    };
+    let sink = Sink::open(target, config.logdate, true)?;
+    set_access_enabled(!config.disable_logging);
+    SINK.set(sink).map_err(|_| LogError::AlreadyInitialized)
+}
+
+/// The process-wide sink (stderr without a date until [`init`] ran).
+pub fn sink() -> &'static Sink {
+    SINK.get().unwrap_or(&STDERR_SINK)
+}
+
+/// Write one line (a newline is added unless the text ends with one).
+pub fn line(args: std::fmt::Arguments<'_>) {
+    sink().line(args);
+}
+
+/// Write bytes as they come (for `wsgi.errors`); with `logdate` each new line gets the
+/// date prefix.
+pub fn write_raw(bytes: &[u8]) {
+    sink().write_raw(bytes);
+}
+
+/// Write one access-log line, unless access logging is off (`disable-logging`).
+pub fn access(a: &Access<'_>) {
+    if ACCESS_ENABLED.load(Ordering::Relaxed) {
+        sink().access(a);
+    }
+}
+
+/// Turn access lines on or off (`disable-logging` turns them off).
+pub fn set_access_enabled(enabled: bool) {
+    ACCESS_ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Reopen the log file (on SIGUSR1, after logrotate renamed it). Call from the main loop,
+/// not from a signal handler (it opens a file). A no-op for stderr.
+pub fn reopen() -> Result<(), LogError> {
+    sink().reopen()
+}
+
+/// Write one line to the process-wide log: `log_line!("worker {pid} ready")`.
+#[macro_export]
+macro_rules! log_line {
+    ($($arg:tt)*) => {
+        $crate::log::line(::std::format_args!($($arg)*))
+    };
+}
+
+impl Sink {
+    /// Open a sink. `redirect_std` also points fds 1 and 2 at a file target (the
+    /// process-wide sink does; tests must not).
+    pub fn open(target: Target, logdate: bool, redirect_std: bool) -> Result<Sink, LogError> {
+        let fd = match target {
+            Target::Stderr => SinkFd::Stderr,
+            Target::File(path) => {
+                let file = open_log(&path)?;
+                if redirect_std {
+                    redirect_stdio(&file, &path)?;
+                }
+                SinkFd::File {
+                    fd: OwnedFd::from(file),
+                    path,
+                }
+            }
+        };
+        Ok(Sink {
+            fd,
+            logdate,
+            redirect_std,
+            raw_at_line_start: AtomicBool::new(true),
+        })
+    }
+
+    /// The log file, if the sink writes to one.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.fd {
+            SinkFd::Stderr => None,
+            SinkFd::File { path, .. } => Some(path),
+        }
+    }
+
+    /// Write one line (see [`line`](fn@line)).
+    pub fn line(&self, args: std::fmt::Arguments<'_>) {
+        with_buf(|buf| {
+            if self.logdate {
+                push_date(buf);
+            }
+            // Writing into a Vec cannot fail.
+            let _ = buf.write_fmt(args);
+            if buf.last() != Some(&b'\n') {
+                buf.push(b'\n');
+            }
+            self.write_all(buf);
+        });
+    }
+
+    /// Write bytes as they come (see [`write_raw`]).
+    pub fn write_raw(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        if !self.logdate {
+            self.write_all(bytes);
+            return;
+        }
+        with_buf(|buf| {
+            let mut at_start = self.raw_at_line_start.load(Ordering::Relaxed);
+            for piece in bytes.split_inclusive(|&b| b == b'\n') {
+                if at_start {
+                    push_date(buf);
+                }
+                buf.extend_from_slice(piece);
+                at_start = piece.last() == Some(&b'\n');
+            }
+            self.raw_at_line_start.store(at_start, Ordering::Relaxed);
+            self.write_all(buf);
+        });
+    }
+
+    /// Write one access line, whatever [`set_access_enabled`] says:
+    /// `[pid: 1234] 127.0.0.1 - "GET /x?y HTTP/1.1" 200 11 bytes 0.12 ms`.
+    pub fn access(&self, a: &Access<'_>) {
+        with_buf(|buf| {
+            if self.logdate {
+                push_date(buf);
+            }
+            // Writing into a Vec cannot fail, and integer and float formatting does not
+            // allocate: once the buffer has grown, this path allocates nothing.
+            let _ = write!(buf, "[pid: {}] ", a.pid);
+            push_escaped(buf, a.remote);
+            buf.extend_from_slice(b" - \"");
+            push_escaped(buf, a.method);
+            buf.push(b' ');
+            push_escaped(buf, a.uri);
+            buf.push(b' ');
+            push_escaped(buf, a.protocol);
+            let ms = a.duration.as_secs_f64() * 1000.0;
+            let _ = writeln!(buf, "\" {} {} bytes {:.2} ms", a.status, a.bytes, ms);
+            self.write_all(buf);
+        });
+    }
+
+    /// Reopen the file target (see [`reopen`]).
+    pub fn reopen(&self) -> Result<(), LogError> {
+        let SinkFd::File { fd, path } = &self.fd else {
+            return Ok(());
+        };
+        let file = open_log(path)?;
+        // SAFETY: dup3 atomically makes our fd number refer to the new open file; `fd` is
+        // owned by this sink and stays open (only what it refers to changes), so every
+        // concurrent writer uses a valid fd throughout. Both fds are valid here.
+        let r = unsafe { libc::dup3(file.as_raw_fd(), fd.as_raw_fd(), libc::O_CLOEXEC) };
+        if r == -1 {
+            return Err(LogError::Redirect {
+                what: "the log fd",
+                path: path.clone(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        if self.redirect_std {
+            redirect_stdio(&file, path)?;
+        }
+        Ok(())
+    }
+
+    /// `write(2)` everything, normally in one call; errors are dropped (there is nowhere
+    /// left to report them).
+    fn write_all(&self, mut bytes: &[u8]) {
+        let stderr = io::stderr();
+        let fd: BorrowedFd<'_> = match &self.fd {
+            SinkFd::Stderr => stderr.as_fd(),
+            SinkFd::File { fd, .. } => fd.as_fd(),
+        };
+        while !bytes.is_empty() {
+            match nix::unistd::write(fd, bytes) {
+                Ok(0) => return,
+                Ok(n) => bytes = &bytes[n..],
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn open_log(path: &Path) -> Result<File, LogError> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(|source| LogError::Open {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn redirect_stdio(file: &File, path: &Path) -> Result<(), LogError> {
+    let err = |what: &'static str| {
+        move |e: Errno| LogError::Redirect {
+            what,
+            path: path.to_owned(),
+            source: e.into(),
+        }
+    };
+    nix::unistd::dup2_stdout(file).map_err(err("stdout"))?;
+    nix::unistd::dup2_stderr(file).map_err(err("stderr"))?;
+    Ok(())
+}
+
+/// Run `f` with this thread's (emptied) line buffer; a nested call (a `Display` impl
+/// that logs) gets a fresh one instead of panicking.
+fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
+    let mut f = Some(f);
+    let _ = BUF.try_with(|cell| {
+        if let Ok(mut buf) = cell.try_borrow_mut() {
+            buf.clear();
+            if let Some(f) = f.take() {
+                f(&mut buf);
+            }
+            if buf.capacity() > KEEP_CAPACITY {
+                buf.clear();
+                buf.shrink_to(512);
+            }
+        }
+    });
+    // Reentrant call, or the thread-local is being destroyed.
+    if let Some(f) = f {
+        f(&mut Vec::new());
+    }
+}
+
+/// Append bytes, turning control characters and `"` into `\xNN` so that a request
+/// cannot forge log lines or break the quoting.
+fn push_escaped(buf: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        if b < 0x20 || b == 0x7f || b == b'"' {
+            buf.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ]);
+        } else {
+            buf.push(b);
+        }
+    }
+}
+
+/// Append `Sat Nov 21 06:11:23 2026 - ` (local time), cached per thread per second.
+fn push_date(buf: &mut Vec<u8>) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    let (secs, mut text, mut len) = DATE_CACHE.with(Cell::get);
+    if secs != now {
+        len = format_ctime(now, &mut text);
+        DATE_CACHE.with(|c| c.set((now, text, len)));
+    }
+    buf.extend_from_slice(&text[..len]);
+    buf.extend_from_slice(b" - ");
+}
+
+/// `ctime(3)`'s layout without its newline: `Sat Nov  1 06:11:23 2026`. Returns the
+/// length written.
+fn format_ctime(secs: i64, out: &mut [u8; 32]) -> usize {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t: libc::time_t = secs;
+    // SAFETY: `tm` is plain old data (integers and one pointer): all zeroes is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the reentrant variant
+    // and writes only into `tm`.
+    let ok = !unsafe { libc::localtime_r(&t, &mut tm) }.is_null();
+    let mut cursor = io::Cursor::new(&mut out[..]);
+    let _ = if ok {
+        let day = usize::try_from(tm.tm_wday).ok().and_then(|d| DAYS.get(d));
+        let month = usize::try_from(tm.tm_mon).ok().and_then(|m| MONTHS.get(m));
+        write!(
+            cursor,
+            "{} {} {:2} {:02}:{:02}:{:02} {}",
+            day.unwrap_or(&"???"),
+            month.unwrap_or(&"???"),
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec,
+            i64::from(tm.tm_year) + 1900
+        )
+    } else {
+        write!(cursor, "@{secs}")
+    };
+    usize::try_from(cursor.position()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn file_sink(dir: &Path, logdate: bool) -> (Sink, PathBuf) {
+        let path = dir.join("app.log");
+        (
+            Sink::open(Target::File(path.clone()), logdate, false).unwrap(),
+            path,
+        )
+    }
+
+    fn sample() -> Access<'static> {
+        Access {
+            remote: b"127.0.0.1",
+            method: b"GET",
+            uri: b"/x?y",
+            protocol: b"HTTP/1.1",
+            status: 200,
+            bytes: 11,
+            duration: Duration::from_micros(120),
+            pid: 1234,
+        }
+    }
+
+    /// `Sat Nov 21 06:11:23 2026 - ` at the start of `line`; returns the rest.
+    fn strip_date(line: &str) -> &str {
+        let (date, rest) = line.split_once(" - ").unwrap();
+        let parts: Vec<&str> = date.split_whitespace().collect();
+        assert_eq!(parts.len(), 5, "date {date:?}");
+        assert!(DAYS_OK.contains(&parts[0]), "weekday in {date:?}");
+        assert_eq!(parts[3].len(), 8, "time in {date:?}");
+        assert!(parts[4].parse::<u32>().unwrap() >= 2024, "year in {date:?}");
+        rest
+    }
+    const DAYS_OK: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+    #[test]
+    fn file_sink_with_logdate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, path) = file_sink(dir.path(), true);
+        sink.line(format_args!("hello {}", 42));
+        sink.line(format_args!("already ended\n"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text:?}");
+        assert_eq!(strip_date(lines[0]), "hello 42");
+        assert_eq!(strip_date(lines[1]), "already ended");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o640, 0, "mode {mode:o}");
+    }
+
+    #[test]
+    fn ctime_layout() {
+        let mut out = [0u8; 32];
+        let n = format_ctime(1_700_000_000, &mut out);
+        let s = std::str::from_utf8(&out[..n]).unwrap();
+        // The exact text depends on the local time zone; the layout does not.
+        assert_eq!(s.len(), 24, "{s:?}");
+        assert_eq!(&s[3..4], " ");
+        assert_eq!(&s[7..8], " ");
+        assert_eq!(&s[13..14], ":");
+        assert!(s.ends_with(" 2023"), "{s:?}");
+    }
+
+    #[test]
+    fn access_line_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, path) = file_sink(dir.path(), false);
+        sink.access(&sample());
+        let evil = Access {
+            uri: b"/a\"b\nc",
+            ..sample()
+        };
+        sink.access(&evil);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "[pid: 1234] 127.0.0.1 - \"GET /x?y HTTP/1.1\" 200 11 bytes 0.12 ms\n\
+             [pid: 1234] 127.0.0.1 - \"GET /a\\x22b\\x0ac HTTP/1.1\" 200 11 bytes 0.12 ms\n"
+        );
+    }
+
+    #[test]
+    fn raw_writes_get_a_date_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, path) = file_sink(dir.path(), true);
+        sink.write_raw(b"Traceback:\n  line one");
+        sink.write_raw(b" continued\nlast\n");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().map(strip_date).collect();
+        assert_eq!(lines, ["Traceback:", "  line one continued", "last"]);
+
+        let path = dir.path().join("plain.log");
+        let plain = Sink::open(Target::File(path.clone()), false, false).unwrap();
+        plain.write_raw(b"as is");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "as is");
+    }
+
+    #[test]
+    fn reopen_after_rename_creates_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, path) = file_sink(dir.path(), false);
+        sink.line(format_args!("before"));
+        let rotated = dir.path().join("app.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        sink.line(format_args!("still old"));
+        sink.reopen().unwrap();
+        sink.line(format_args!("after"));
+        assert_eq!(
+            std::fs::read_to_string(&rotated).unwrap(),
+            "before\nstill old\n"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        // The fd number is the same and still close-on-exec.
+        let SinkFd::File { fd, .. } = &sink.fd else {
+            panic!("not a file sink")
+        };
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0);
+    }
+
+    #[test]
+    fn open_error_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("x.log");
+        let err = Sink::open(Target::File(path), false, false).unwrap_err();
+        assert!(
+            err.to_string().starts_with("cannot open log file "),
+            "{err}"
+        );
+        assert!(err.to_string().contains("missing-dir"), "{err}");
+    }
+
+    #[test]
+    fn lines_from_threads_never_interleave() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, path) = file_sink(dir.path(), true);
+        let sink = std::sync::Arc::new(sink);
+        let long = "x".repeat(3000);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let sink = sink.clone();
+                let long = long.clone();
+                std::thread::spawn(move || {
+                    for i in 0..500 {
+                        match i % 3 {
+                            0 => sink.line(format_args!("thread {t} line {i} {long}")),
+                            1 => sink.access(&Access { pid: t, ..sample() }),
+                            _ => sink.write_raw(format!("raw {t} {i} {long}\n").as_bytes()),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4 * 500);
+        for line in lines {
+            let rest = strip_date(line);
+            let ok = (rest.starts_with("thread ") && rest.ends_with(&long))
+                || (rest.starts_with("raw ") && rest.ends_with(&long))
+                || (rest.starts_with("[pid: ") && rest.ends_with(" 0.12 ms"));
+            assert!(ok, "torn line: {:?}", &rest[..rest.len().min(80)]);
+        }
+    }
+
+    #[test]
+    fn nested_logging_does_not_panic() {
+        struct Loud<'a>(&'a Sink);
+        impl std::fmt::Display for Loud<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.line(format_args!("inner"));
+                f.write_str("outer")
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, path) = file_sink(dir.path(), false);
+        sink.line(format_args!("{}", Loud(&sink)));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "inner\nouter\n");
+    }
+
+    #[test]
+    fn global_sink_defaults_to_stderr() {
+        // Without init, the process-wide sink is stderr; this must not panic.
+        assert!(sink().path().is_none());
+        crate::log_line!("log test line {}", 1);
+        set_access_enabled(false);
+        access(&sample());
+        set_access_enabled(true);
+        assert!(reopen().is_ok());
+    }
+}
