@@ -1,1 +1,11 @@
-fn main(){}
+//! End-to-end tests: the real `rsgi` binary, real Python apps, real sockets (and a real
+//! nginx). One test binary with a module per topic; the harness is the `rsgi_e2e` crate
+//! (`tests/src/lib.rs`). Run them with `scripts/test.sh`, which installs what they need.
+
+mod config;
+mod django;
+mod flask;
+mod process;
+mod protocols;
+mod static_map;
+mod wsgi;

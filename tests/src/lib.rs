@@ -1,1 +1,1373 @@
-pub fn placeholder() {}
+//! rsgi-e2e: the harness for the end-to-end tests, which run the real `rsgi` binary with
+//! real Python apps (stdlib apps from `tests/apps/`, Flask and Django from PyPI) and talk
+//! to it over real sockets, sometimes through a real nginx.
+//!
+//! # Layout
+//!
+//! - Finding things: [`bin`], [`rsgi_bin`], [`venv`], [`venv_python`], [`venv_bin`],
+//!   [`apps_dir`], [`repo_dir`].
+//! - Scratch space: [`tempdir`] (short paths under `/tmp`, so unix socket paths stay far
+//!   below the 108-byte limit), [`write_file`], [`free_port`].
+//! - Waiting: [`wait_until`] polls with a deadline; nothing here sleeps a fixed time to
+//!   synchronise.
+//! - Processes: [`Rsgi`] (the server under test, its output captured in a log file; its
+//!   `Drop` stops it by pid), [`Nginx`] (nginx with `uwsgi_pass` in front of rsgi),
+//!   [`PidGuard`] (kills a daemonized pid on drop).
+//! - Clients (std only, blocking, with timeouts): [`Addr`], [`HttpConn`],
+//!   [`HttpResponse`], [`http_request`], [`get`], [`post`], [`pipeline`],
+//!   [`uwsgi_packet`], [`uwsgi_request`], [`uwsgi_raw`].
+//! - Apps: [`django_project`] builds a real Django project at test time.
+//!
+//! # Environment
+//!
+//! - `RSGI_TEST_VENV` (required): the virtualenv with Django and Flask that
+//!   `scripts/test.sh` creates at `target/e2e-venv` with `/usr/bin/python3`. If it is
+//!   unset or missing, the tests that need it **panic**: a test that silently did
+//!   nothing must never count as a pass.
+//! - `RSGI_BIN` (optional): run this server binary instead of `target/debug/rsgi`. Point
+//!   it at a real uWSGI (`RSGI_BIN=/tmp/uwsgi-venv/bin/uwsgi`) to check the harness and
+//!   the tests that do not depend on rsgi-specific rules against the reference server.
+//! - `RSGI_EXTRA_ARGS` (optional): whitespace-separated arguments appended to every
+//!   server command line (for uWSGI: `--die-on-term`, so SIGTERM stops rather than
+//!   reloads it).
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use tempfile::TempDir;
+
+/// How long a server may take to start accepting connections.
+pub const START_DEADLINE: Duration = Duration::from_secs(20);
+/// How long a stopped server may take to exit after SIGTERM before it gets SIGKILL.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// Read and write timeout of every client socket: a hung server fails the test instead
+/// of hanging it.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(15);
+/// Interval between two polls in [`wait_until`] and the fixtures' waits.
+pub const POLL: Duration = Duration::from_millis(5);
+
+// ---------------------------------------------------------------------------------------
+// Finding binaries, the venv and the apps
+// ---------------------------------------------------------------------------------------
+
+/// The repository root (the workspace directory).
+pub fn repo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent directory")
+        .to_path_buf()
+}
+
+/// `tests/apps/`: the Python test apps.
+pub fn apps_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("apps")
+}
+
+/// Path of one of the workspace's binaries (`rsgi`, `rsgid`, `rsgictl`).
+///
+/// Cargo sets `CARGO_BIN_EXE_<name>` only for the binaries of the test's own package, so
+/// this looks next to the test executable instead: it runs from `target/<profile>/deps/`
+/// and the binaries are in `target/<profile>/`. Panics if the binary is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable has a path");
+    let mut dir = exe
+        .parent()
+        .expect("the test executable is in a directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} does not exist: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// The server under test: `$RSGI_BIN` if set (e.g. a real uWSGI, to check the harness),
+/// else [`bin`]`("rsgi")`.
+pub fn rsgi_bin() -> PathBuf {
+    match std::env::var_os("RSGI_BIN") {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            assert!(path.is_file(), "RSGI_BIN={} does not exist", path.display());
+            path
+        }
+        _ => bin("rsgi"),
+    }
+}
+
+/// True when `RSGI_BIN` points at something other than rsgi (a uWSGI used to check the
+/// harness). Tests of rsgi-only rules (exit codes, 400s, the venv check) still run and
+/// are expected to fail then; this only lets a test print context.
+pub fn is_reference_server() -> bool {
+    std::env::var_os("RSGI_BIN").is_some_and(|p| !p.is_empty())
+}
+
+/// The test virtualenv (`$RSGI_TEST_VENV`), which holds Django, Flask and the other
+/// packages of `tests/requirements.txt`.
+///
+/// Panics if it is unset or missing: run `scripts/test.sh`, which creates it.
+pub fn venv() -> PathBuf {
+    let Some(path) = std::env::var_os("RSGI_TEST_VENV").filter(|p| !p.is_empty()) else {
+        panic!(
+            "RSGI_TEST_VENV is not set: run scripts/test.sh, which creates the test \
+             virtualenv (target/e2e-venv) and sets it"
+        );
+    };
+    let path = PathBuf::from(path);
+    let path = if path.is_absolute() {
+        path
+    } else {
+        repo_dir().join(path)
+    };
+    assert!(
+        path.join("bin/python").exists(),
+        "RSGI_TEST_VENV={} is not a virtualenv: run scripts/test.sh, which creates it",
+        path.display()
+    );
+    path
+}
+
+/// The test virtualenv's Python interpreter.
+pub fn venv_python() -> PathBuf {
+    venv().join("bin/python")
+}
+
+/// A script installed in the test virtualenv (`django-admin`, ...). Panics if missing.
+pub fn venv_bin(name: &str) -> PathBuf {
+    let path = venv().join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: is tests/requirements.txt installed? (scripts/test.sh)",
+        path.display()
+    );
+    path
+}
+
+// ---------------------------------------------------------------------------------------
+// Scratch space and waiting
+// ---------------------------------------------------------------------------------------
+
+/// A fresh temporary directory under `/tmp` (not `$TMPDIR`, which may be long): unix
+/// socket paths inside it stay short. Removed when dropped.
+pub fn tempdir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("rsgi-e2e.")
+        .tempdir_in("/tmp")
+        .expect("create a temp dir in /tmp")
+}
+
+/// Write `contents` to `dir/name` (creating parent dirs) and return the path.
+pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).expect("create parent dir");
+    }
+    fs::write(&path, contents).expect("write file");
+    path
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago: bind port 0, read the port, let
+/// go. Another process could take it before the server binds it; that race is tiny and
+/// acceptable for tests (most tests use unix sockets anyway).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// A free `127.0.0.1:port` address (see [`free_port`]).
+pub fn free_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Poll `cond` every [`POLL`] until it is true; panic naming `what` after `deadline`.
+pub fn wait_until(deadline: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let end = Instant::now() + deadline;
+    loop {
+        if cond() {
+            return;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Addresses and raw streams
+// ---------------------------------------------------------------------------------------
+
+/// Where a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Addr {
+    /// A TCP address (tests use 127.0.0.1).
+    Tcp(SocketAddr),
+    /// A unix-domain socket path.
+    Unix(PathBuf),
+}
+
+impl Addr {
+    /// `127.0.0.1:port`.
+    pub fn local(port: u16) -> Addr {
+        Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    /// The address as an option value: `127.0.0.1:8000` or the socket path.
+    pub fn arg(&self) -> String {
+        match self {
+            Addr::Tcp(addr) => addr.to_string(),
+            Addr::Unix(path) => path.display().to_string(),
+        }
+    }
+
+    /// Connect, with [`IO_TIMEOUT`] as read and write timeout.
+    pub fn connect(&self) -> io::Result<Stream> {
+        let stream = match self {
+            Addr::Tcp(addr) => {
+                let s = TcpStream::connect_timeout(addr, IO_TIMEOUT)?;
+                s.set_nodelay(true)?;
+                Stream::Tcp(s)
+            }
+            Addr::Unix(path) => Stream::Unix(UnixStream::connect(path)?),
+        };
+        stream.set_timeouts(IO_TIMEOUT)?;
+        Ok(stream)
+    }
+}
+
+impl std::fmt::Display for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Addr::Tcp(addr) => write!(f, "{addr}"),
+            Addr::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// A connected TCP or unix stream.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// Unix domain.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Set both the read and the write timeout.
+    pub fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))
+            }
+            Stream::Unix(s) => {
+                s.set_read_timeout(Some(timeout))?;
+                s.set_write_timeout(Some(timeout))
+            }
+        }
+    }
+
+    /// Half-close (or close) the connection.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// A second handle to the same connection.
+    pub fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+        })
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.flush(),
+            Stream::Unix(s) => s.flush(),
+        }
+    }
+}
+
+/// True if `addr` accepts a connection right now.
+pub fn accepts(addr: &Addr) -> bool {
+    match addr {
+        Addr::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok(),
+        Addr::Unix(p) => UnixStream::connect(p).is_ok(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP client
+// ---------------------------------------------------------------------------------------
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status line's version (`HTTP/1.1`).
+    pub version: String,
+    /// Status code.
+    pub status: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// True if the body came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+}
+
+impl HttpResponse {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header named `name` (case-insensitive), in order.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The body as (lossy) UTF-8.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body parsed as JSON; panics with the body if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "response body is not JSON ({e}): status {} body {:?}",
+                self.status,
+                self.text()
+            )
+        })
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+fn read_line(r: &mut impl BufRead) -> io::Result<String> {
+    let mut line = Vec::new();
+    let n = r.read_until(b'\n', &mut line)?;
+    if n == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed before a complete line",
+        ));
+    }
+    if !line.ends_with(b"\n") {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "connection closed in the middle of a line",
+        ));
+    }
+    line.pop();
+    if line.ends_with(b"\r") {
+        line.pop();
+    }
+    String::from_utf8(line).map_err(|_| invalid("response line is not UTF-8"))
+}
+
+/// Read one response (which may be a `1xx` interim response, returned as is) from `r`.
+///
+/// The body ends as HTTP/1.1 says: none for HEAD requests (`head`), 1xx, 204 and 304;
+/// else `Transfer-Encoding: chunked`; else `Content-Length`; else the end of the stream.
+/// Errors: `UnexpectedEof` (or a reset) when the server closed early, `InvalidData` when
+/// the bytes are not a well-formed response (e.g. a desynchronised connection).
+pub fn read_response(r: &mut impl BufRead, head: bool) -> io::Result<HttpResponse> {
+    let status_line = read_line(r)?;
+    let mut parts = status_line.splitn(3, ' ');
+    let version = parts.next().unwrap_or_default().to_owned();
+    if !version.starts_with("HTTP/1.") {
+        return Err(invalid(format!("not a status line: {status_line:?}")));
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| (100..1000).contains(s))
+        .ok_or_else(|| invalid(format!("bad status in {status_line:?}")))?;
+    let reason = parts.next().unwrap_or_default().to_owned();
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(r)?;
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+        if k.is_empty() || k.contains(|c: char| c.is_ascii_whitespace()) {
+            return Err(invalid(format!("bad header name in {line:?}")));
+        }
+        headers.push((k.to_owned(), v.trim().to_owned()));
+    }
+    let mut resp = HttpResponse {
+        version,
+        status,
+        reason,
+        headers,
+        body: Vec::new(),
+        chunked: false,
+    };
+    if head || status < 200 || status == 204 || status == 304 {
+        return Ok(resp);
+    }
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|te| te.to_ascii_lowercase().contains("chunked"));
+    if chunked {
+        resp.chunked = true;
+        loop {
+            let size_line = read_line(r)?;
+            let size_hex = size_line.split(';').next().unwrap_or_default().trim();
+            let size = usize::from_str_radix(size_hex, 16)
+                .map_err(|_| invalid(format!("bad chunk size {size_line:?}")))?;
+            if size == 0 {
+                // Trailers, then the empty line.
+                while !read_line(r)?.is_empty() {}
+                break;
+            }
+            let start = resp.body.len();
+            resp.body.resize(start + size, 0);
+            r.read_exact(&mut resp.body[start..])?;
+            if !read_line(r)?.is_empty() {
+                return Err(invalid("chunk not followed by CRLF"));
+            }
+        }
+    } else if let Some(cl) = resp.header("content-length") {
+        let len: usize = cl
+            .parse()
+            .map_err(|_| invalid(format!("bad Content-Length {cl:?}")))?;
+        resp.body.resize(len, 0);
+        r.read_exact(&mut resp.body)?;
+    } else {
+        r.read_to_end(&mut resp.body)?;
+    }
+    Ok(resp)
+}
+
+/// Read responses from `r`, skipping `1xx` interim responses, and return the final one.
+pub fn read_final_response(r: &mut impl BufRead, head: bool) -> io::Result<HttpResponse> {
+    loop {
+        let resp = read_response(r, head)?;
+        if resp.status >= 200 {
+            return Ok(resp);
+        }
+    }
+}
+
+/// Parse a complete response held in memory (e.g. everything a uwsgi socket sent).
+pub fn parse_response(bytes: &[u8], head: bool) -> io::Result<HttpResponse> {
+    read_final_response(&mut io::Cursor::new(bytes), head)
+}
+
+/// One client connection that can carry several requests (keep-alive, pipelining).
+#[derive(Debug)]
+pub struct HttpConn {
+    reader: BufReader<Stream>,
+    writer: Stream,
+}
+
+impl HttpConn {
+    /// Connect to `addr`.
+    pub fn connect(addr: &Addr) -> io::Result<HttpConn> {
+        let stream = addr.connect()?;
+        let writer = stream.try_clone()?;
+        Ok(HttpConn {
+            reader: BufReader::new(stream),
+            writer,
+        })
+    }
+
+    /// Write raw bytes.
+    pub fn send(&mut self, raw: &[u8]) -> io::Result<()> {
+        self.writer.write_all(raw)?;
+        self.writer.flush()
+    }
+
+    /// Read the next response, 1xx included (`head`: it answers a HEAD request).
+    pub fn read_response(&mut self, head: bool) -> io::Result<HttpResponse> {
+        read_response(&mut self.reader, head)
+    }
+
+    /// Read the next final (non-1xx) response.
+    pub fn read_final(&mut self, head: bool) -> io::Result<HttpResponse> {
+        read_final_response(&mut self.reader, head)
+    }
+
+    /// Send one raw request and read its final response.
+    pub fn request(&mut self, raw: &[u8]) -> io::Result<HttpResponse> {
+        self.send(raw)?;
+        self.read_final(raw.starts_with(b"HEAD "))
+    }
+
+    /// Send a keep-alive `GET path` and read the response.
+    pub fn get(&mut self, path: &str) -> io::Result<HttpResponse> {
+        self.request(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+    }
+
+    /// Read whatever the server still sends until it closes the connection (bounded by
+    /// `timeout`). `Ok(bytes)` means it closed; a timeout error means it kept the
+    /// connection open.
+    pub fn read_until_close(&mut self, timeout: Duration) -> io::Result<Vec<u8>> {
+        self.reader.get_ref().set_timeouts(timeout)?;
+        let mut rest = Vec::new();
+        match self.reader.read_to_end(&mut rest) {
+            Ok(_) => Ok(rest),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(rest),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Half-close the writing side (the server sees EOF after what was sent).
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        self.writer.shutdown(Shutdown::Write)
+    }
+
+    /// The underlying stream, e.g. to change timeouts.
+    pub fn stream(&self) -> &Stream {
+        &self.writer
+    }
+}
+
+/// Send one raw request on a new connection and return every byte the server sent until
+/// it closed the connection. The request should carry `Connection: close`.
+pub fn http_request(addr: &Addr, raw: &[u8]) -> io::Result<Vec<u8>> {
+    let mut stream = addr.connect()?;
+    stream.write_all(raw)?;
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset && !out.is_empty() => Ok(out),
+        Err(e) => Err(e),
+    }
+}
+
+/// `GET path` with `Connection: close` on a new connection; panics on I/O errors.
+pub fn get(addr: &Addr, path: &str) -> HttpResponse {
+    request(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+/// `POST path` with a body and `Connection: close`; panics on I/O errors.
+pub fn post(addr: &Addr, path: &str, content_type: &str, body: &[u8]) -> HttpResponse {
+    let mut raw = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(body);
+    request(addr, &raw)
+}
+
+/// Send one raw request on a new connection and parse the final response; panics on I/O
+/// or parse errors.
+pub fn request(addr: &Addr, raw: &[u8]) -> HttpResponse {
+    let mut conn =
+        HttpConn::connect(addr).unwrap_or_else(|e| panic!("connect to {addr} failed: {e}"));
+    conn.request(raw).unwrap_or_else(|e| {
+        panic!(
+            "request {:?} to {addr} failed: {e}",
+            String::from_utf8_lossy(raw)
+        )
+    })
+}
+
+/// Send several raw requests on one keep-alive connection, all written at once
+/// (pipelined), then read one response per request.
+pub fn pipeline(addr: &Addr, raws: &[&[u8]]) -> io::Result<Vec<HttpResponse>> {
+    let mut conn = HttpConn::connect(addr)?;
+    conn.send(&raws.concat())?;
+    raws.iter()
+        .map(|raw| conn.read_final(raw.starts_with(b"HEAD ")))
+        .collect()
+}
+
+/// Send several raw requests on one keep-alive connection, one after the other, each
+/// after the previous response was read.
+pub fn keep_alive(addr: &Addr, raws: &[&[u8]]) -> io::Result<Vec<HttpResponse>> {
+    let mut conn = HttpConn::connect(addr)?;
+    raws.iter().map(|raw| conn.request(raw)).collect()
+}
+
+// ---------------------------------------------------------------------------------------
+// uwsgi protocol client
+// ---------------------------------------------------------------------------------------
+
+/// Encode a uwsgi request packet (modifier1 0, modifier2 0) followed by `body`:
+/// `u8 0 | u16 LE datasize | u8 0 | { u16 LE klen, key, u16 LE vlen, value }* | body`.
+///
+/// Panics if a var or the whole block does not fit the 16-bit sizes; use
+/// [`uwsgi_packet_raw`] to build invalid packets on purpose.
+pub fn uwsgi_packet(vars: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let block = uwsgi_vars(vars);
+    let size = u16::try_from(block.len()).expect("uwsgi vars fit in 65535 bytes");
+    let mut out = uwsgi_packet_raw(0, size, 0, &block);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Encode uwsgi vars (the block without the 4-byte header).
+pub fn uwsgi_vars(vars: &[(&str, &str)]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (k, v) in vars {
+        for s in [k, v] {
+            let len = u16::try_from(s.len()).expect("a uwsgi var fits in 65535 bytes");
+            block.extend_from_slice(&len.to_le_bytes());
+            block.extend_from_slice(s.as_bytes());
+        }
+    }
+    block
+}
+
+/// A uwsgi packet header with any `datasize`, followed by `block` as is.
+pub fn uwsgi_packet_raw(modifier1: u8, datasize: u16, modifier2: u8, block: &[u8]) -> Vec<u8> {
+    let mut out = vec![modifier1];
+    out.extend_from_slice(&datasize.to_le_bytes());
+    out.push(modifier2);
+    out.extend_from_slice(block);
+    out
+}
+
+/// The vars nginx's `uwsgi_params` sends for `method path?query`, plus `HTTP_HOST`; add
+/// or override more with `extra` (later entries are appended, so a test can also send a
+/// duplicate).
+pub fn nginx_vars<'a>(
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![
+        ("QUERY_STRING", query),
+        ("REQUEST_METHOD", method),
+        ("CONTENT_TYPE", ""),
+        ("CONTENT_LENGTH", ""),
+        ("REQUEST_URI", path),
+        ("PATH_INFO", path),
+        ("DOCUMENT_ROOT", "/usr/share/nginx/html"),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("REQUEST_SCHEME", "http"),
+        ("REMOTE_ADDR", "127.0.0.1"),
+        ("REMOTE_PORT", "40000"),
+        ("SERVER_PORT", "80"),
+        ("SERVER_NAME", "localhost"),
+        ("HTTP_HOST", "localhost"),
+    ];
+    for (k, v) in extra {
+        if let Some(slot) = vars.iter_mut().find(|(name, _)| name == k) {
+            slot.1 = v;
+        } else {
+            vars.push((k, v));
+        }
+    }
+    vars
+}
+
+/// Send a uwsgi request and parse the HTTP-style response the server writes back, read
+/// until it closes the connection (uwsgi has no keep-alive). Panics on I/O or parse
+/// errors.
+pub fn uwsgi_request(addr: &Addr, vars: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    let head = vars
+        .iter()
+        .any(|(k, v)| *k == "REQUEST_METHOD" && *v == "HEAD");
+    let bytes = uwsgi_raw(addr, &uwsgi_packet(vars, body), false)
+        .unwrap_or_else(|e| panic!("uwsgi request to {addr} failed: {e}"));
+    parse_response(&bytes, head).unwrap_or_else(|e| {
+        panic!(
+            "bad uwsgi response from {addr} ({e}): {:?}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+/// Send raw bytes to a uwsgi socket (half-closing afterwards if `shutdown_write`) and
+/// return everything the server sends until it closes the connection. A write that fails
+/// because the server already closed is not an error: the bytes read so far come back.
+pub fn uwsgi_raw(addr: &Addr, bytes: &[u8], shutdown_write: bool) -> io::Result<Vec<u8>> {
+    let mut stream = addr.connect()?;
+    let write_result = stream.write_all(bytes);
+    if write_result.is_ok() && shutdown_write {
+        // The server may have closed already; then there is nothing to half-close.
+        let _ = stream.shutdown(Shutdown::Write);
+    }
+    let mut out = Vec::new();
+    match stream.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(e) if is_closed_error(&e) => Ok(out),
+        Err(e) => match write_result {
+            Err(we) if is_closed_error(&we) => Ok(out),
+            _ => Err(e),
+        },
+    }
+}
+
+/// True for the errors a peer's close produces (reset, broken pipe, EOF).
+pub fn is_closed_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------
+
+fn extra_args() -> Vec<String> {
+    std::env::var("RSGI_EXTRA_ARGS")
+        .map(|s| s.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+/// Send SIGTERM, wait up to `deadline`, then SIGKILL the process group and reap.
+fn stop_child(child: &mut Child, deadline: Duration) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"));
+    // The child may have exited between the check and the signal: ignore ESRCH.
+    let _ = kill(pid, Signal::SIGTERM);
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            // Workers of a master that exited may linger a moment: make sure they die.
+            let _ = killpg(pid, Signal::SIGKILL);
+            return;
+        }
+        std::thread::sleep(POLL);
+    }
+    // The child leads its own process group (see `Rsgi::spawn`): kill its workers too.
+    let _ = killpg(pid, Signal::SIGKILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn wait_child(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A running server under test (the real `rsgi`, or `$RSGI_BIN`).
+///
+/// Its stdout and stderr go to one log file in its directory, which tests read with
+/// [`Rsgi::log`]. It runs in its own process group; `Drop` sends SIGTERM, waits up to
+/// [`STOP_DEADLINE`], then SIGKILLs the group and reaps the child.
+#[derive(Debug)]
+pub struct Rsgi {
+    child: Child,
+    log_path: PathBuf,
+    dir: PathBuf,
+    status: Option<ExitStatus>,
+    /// A private temp dir, kept alive while the server runs, for [`Rsgi::start`].
+    _own_dir: Option<TempDir>,
+}
+
+impl Rsgi {
+    /// Start the server with `args`, working directory and log in a private temp dir.
+    pub fn start(args: &[&str]) -> Rsgi {
+        let own = tempdir();
+        let mut rsgi = Rsgi::start_in(own.path(), args);
+        rsgi._own_dir = Some(own);
+        rsgi
+    }
+
+    /// Start the server with `args` in `dir` (its working directory), logging to
+    /// `dir/rsgi.log`.
+    pub fn start_in(dir: &Path, args: &[&str]) -> Rsgi {
+        Rsgi::spawn(dir, args, &[])
+    }
+
+    /// Write `ini` to `dir/app.ini` and start `rsgi --ini dir/app.ini`.
+    pub fn start_ini(dir: &Path, ini: &str) -> Rsgi {
+        let path = write_file(dir, "app.ini", ini);
+        let path = path.to_str().expect("temp paths are UTF-8").to_owned();
+        Rsgi::start_in(dir, &["--ini", &path])
+    }
+
+    /// Start the server with `args` and extra environment variables.
+    pub fn spawn(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Rsgi {
+        let log_path = dir.join("rsgi.log");
+        let log = File::create(&log_path).expect("create the server log file");
+        let log2 = log.try_clone().expect("clone the log file handle");
+        let program = rsgi_bin();
+        let mut cmd = Command::new(&program);
+        cmd.args(args)
+            .args(extra_args())
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("PYTHONHOME")
+            .env_remove("PYTHONPATH")
+            // Own process group, so a stuck master and its workers can be killed together.
+            .process_group(0);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        Rsgi {
+            child,
+            log_path,
+            dir: dir.to_path_buf(),
+            status: None,
+            _own_dir: None,
+        }
+    }
+
+    /// Run the server to completion (for commands that are expected to exit, such as a
+    /// bad config) and return its exit status and output. Panics if it is still running
+    /// after `deadline`.
+    pub fn run(dir: &Path, args: &[&str], deadline: Duration) -> (ExitStatus, String) {
+        let mut rsgi = Rsgi::start_in(dir, args);
+        let status = rsgi.wait_exit(deadline);
+        (status, rsgi.log())
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"))
+    }
+
+    /// The directory the server runs in (and where its log is).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the captured stdout+stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Everything the server printed so far (lossy UTF-8).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    /// True if the log contains `needle`.
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log().contains(needle)
+    }
+
+    /// Wait until the log contains `needle`; panic with the log after `deadline`.
+    pub fn wait_log(&mut self, needle: &str, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        while !self.log_contains(needle) {
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} in the server log after {deadline:?} (it is printed below)"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Send a signal to the server.
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill({}, {sig}) failed: {e}", self.pid()));
+    }
+
+    /// The exit status if the server has exited (reaps it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Wait for the server to exit; panic with the log if it still runs after `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match wait_child(&mut self.child, deadline) {
+            Some(status) => {
+                self.status = Some(status);
+                status
+            }
+            None => panic!(
+                "the server (pid {}) still runs after {deadline:?} (its log is printed below)",
+                self.pid(),
+            ),
+        }
+    }
+
+    /// Wait until `addr` accepts connections. Panics with the log if the server exits
+    /// first or `deadline` passes.
+    pub fn wait_ready(&mut self, addr: &Addr, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        loop {
+            if accepts(addr) {
+                return;
+            }
+            if let Some(status) = self.try_exit() {
+                panic!(
+                    "the server exited ({status}) before {addr} accepted (its log is printed below)"
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "{addr} does not accept after {deadline:?} (the server log is printed below)"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// [`Rsgi::wait_ready`] with [`START_DEADLINE`].
+    pub fn ready(mut self, addr: &Addr) -> Rsgi {
+        self.wait_ready(addr, START_DEADLINE);
+        self
+    }
+
+    /// SIGTERM, then wait for the exit (panics with the log after `deadline`).
+    pub fn stop(&mut self, deadline: Duration) -> ExitStatus {
+        if self.try_exit().is_none() {
+            self.signal(Signal::SIGTERM);
+        }
+        self.wait_exit(deadline)
+    }
+}
+
+impl Drop for Rsgi {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            stop_child(&mut self.child, STOP_DEADLINE);
+        } else {
+            // The master exited; make sure no worker of its group survives it.
+            let _ = killpg(self.pid(), Signal::SIGKILL);
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- server log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}
+
+/// Kills a pid on drop (SIGTERM, then SIGKILL after [`STOP_DEADLINE`]), e.g. a server
+/// that daemonized and so is no child of the test.
+#[derive(Debug)]
+pub struct PidGuard(pub Pid);
+
+impl PidGuard {
+    /// True while the process exists.
+    pub fn alive(&self) -> bool {
+        kill(self.0, None).is_ok()
+    }
+}
+
+impl Drop for PidGuard {
+    fn drop(&mut self) {
+        if kill(self.0, Signal::SIGTERM).is_err() {
+            return;
+        }
+        let end = Instant::now() + STOP_DEADLINE;
+        while Instant::now() < end {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(POLL);
+        }
+        let _ = kill(self.0, Signal::SIGKILL);
+    }
+}
+
+/// Read a pidfile; `None` if missing, empty or not a number yet.
+pub fn read_pidfile(path: &Path) -> Option<Pid> {
+    fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse::<i32>()
+        .ok()
+        .map(Pid::from_raw)
+}
+
+// ---------------------------------------------------------------------------------------
+// nginx
+// ---------------------------------------------------------------------------------------
+
+/// The `uwsgi_params` file of Debian's nginx packages.
+pub const UWSGI_PARAMS: &str = "/etc/nginx/uwsgi_params";
+
+fn nginx_program() -> PathBuf {
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("nginx");
+        if p.is_file() {
+            return p;
+        }
+    }
+    let sbin = PathBuf::from("/usr/sbin/nginx");
+    assert!(
+        sbin.is_file(),
+        "nginx is not installed: run scripts/test.sh, which installs nginx-light"
+    );
+    sbin
+}
+
+/// nginx in front of a uwsgi socket (`uwsgi_pass unix:<sock>; include uwsgi_params;`),
+/// listening on a free 127.0.0.1 port, with every file (config, logs, pid, temp dirs)
+/// inside a directory of the test.
+///
+/// It runs with `master_process off` in the foreground, so it is one process that stays
+/// the test's user (root in CI keeps root: no worker drops to `nobody`, so the socket
+/// needs no special mode). `Drop` stops it by pid.
+#[derive(Debug)]
+pub struct Nginx {
+    child: Child,
+    /// The address nginx listens on.
+    pub addr: Addr,
+    dir: PathBuf,
+}
+
+impl Nginx {
+    /// Start nginx in `dir` (a subdirectory `nginx/` is created) forwarding every request
+    /// to the uwsgi socket `sock`.
+    pub fn start(dir: &Path, sock: &Path) -> Nginx {
+        Nginx::start_with(dir, sock, "")
+    }
+
+    /// Like [`Nginx::start`], with extra directives inside the `server` block.
+    pub fn start_with(dir: &Path, sock: &Path, server_extra: &str) -> Nginx {
+        let program = nginx_program();
+        assert!(
+            Path::new(UWSGI_PARAMS).is_file(),
+            "{UWSGI_PARAMS} is missing: install nginx (scripts/test.sh does)"
+        );
+        let ndir = dir.join("nginx");
+        for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            fs::create_dir_all(ndir.join("tmp").join(sub)).expect("create nginx temp dirs");
+        }
+        let port = free_port();
+        let d = ndir.display();
+        let user = if nix::unistd::geteuid().is_root() {
+            "user root;\n"
+        } else {
+            ""
+        };
+        let conf = format!(
+            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             error_log {d}/error.log info;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+             \x20 access_log {d}/access.log;\n\
+             \x20 client_body_temp_path {d}/tmp/client_body;\n\
+             \x20 proxy_temp_path {d}/tmp/proxy;\n\
+             \x20 fastcgi_temp_path {d}/tmp/fastcgi;\n\
+             \x20 uwsgi_temp_path {d}/tmp/uwsgi;\n\
+             \x20 scgi_temp_path {d}/tmp/scgi;\n\
+             \x20 server {{\n\
+             \x20   listen 127.0.0.1:{port};\n\
+             \x20   server_name localhost;\n\
+             {server_extra}\n\
+             \x20   location / {{\n\
+             \x20     include {UWSGI_PARAMS};\n\
+             \x20     uwsgi_pass unix:{sock};\n\
+             \x20   }}\n\
+             \x20 }}\n\
+             }}\n",
+            sock = sock.display()
+        );
+        let conf_path = write_file(&ndir, "nginx.conf", conf);
+        let log = File::create(ndir.join("stderr.log")).expect("create nginx stderr log");
+        let log2 = log.try_clone().expect("clone log handle");
+        let mut child = Command::new(&program)
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(&ndir)
+            .arg("-e")
+            .arg(ndir.join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+        let addr = Addr::local(port);
+        let end = Instant::now() + START_DEADLINE;
+        loop {
+            if accepts(&addr) {
+                break;
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() >= end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "nginx did not start ({exited:?}); stderr:\n{}\nerror.log:\n{}",
+                    fs::read_to_string(ndir.join("stderr.log")).unwrap_or_default(),
+                    fs::read_to_string(ndir.join("error.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+        Nginx {
+            child,
+            addr,
+            dir: ndir,
+        }
+    }
+
+    /// nginx's error log (where `upstream prematurely closed` and 502 causes appear).
+    pub fn error_log(&self) -> String {
+        fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- nginx error.log ---\n{}", self.error_log());
+        }
+        // nginx: SIGTERM is a fast shutdown.
+        stop_child(&mut self.child, STOP_DEADLINE);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Django
+// ---------------------------------------------------------------------------------------
+
+/// The text the Django project's index page contains.
+pub const DJANGO_INDEX_TEXT: &str = "rsgi django index";
+
+const DJANGO_VIEWS: &str = r#"from django.http import HttpResponse
+from django.middleware.csrf import get_token
+from django.utils.html import escape
+
+
+def index(request):
+    return HttpResponse("<h1>rsgi django index</h1>")
+
+
+def form(request):
+    if request.method == "POST":
+        return HttpResponse("posted name=" + escape(request.POST.get("name", "")))
+    token = get_token(request)
+    return HttpResponse(
+        '<form method="post" action="/form/">'
+        '<input type="hidden" name="csrfmiddlewaretoken" value="%s">'
+        '<input name="name"></form>' % token
+    )
+
+
+def meta(request):
+    import json
+
+    keys = ["wsgi.url_scheme", "REMOTE_ADDR", "SERVER_NAME", "PATH_INFO", "HTTP_HOST"]
+    return HttpResponse(
+        json.dumps({k: str(request.META.get(k)) for k in keys}),
+        content_type="application/json",
+    )
+"#;
+
+const DJANGO_URLS: &str = r#"from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.index),
+    path("form/", views.form),
+    path("meta/", views.meta),
+]
+"#;
+
+const DJANGO_SETTINGS_TAIL: &str = r#"
+
+# --- added by the rsgi e2e harness ---
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "assets"]
+"#;
+
+/// The CSS file the Django project's `collectstatic` puts at `/static/site.css`.
+pub const DJANGO_CSS: &str = "body { color: #123456; }\n";
+
+/// Create a real Django project in `dir/django` with the venv's
+/// `django-admin startproject mysite`, and patch it for the tests: `DEBUG = False`,
+/// `ALLOWED_HOSTS = ['*']`, `STATIC_URL`/`STATIC_ROOT` (`<project>/staticfiles`), views at
+/// `/` (index, contains [`DJANGO_INDEX_TEXT`]), `/form/` (GET: a form with the CSRF
+/// token; POST: `posted name=<name>`) and `/meta/` (some `request.META` as JSON), plus
+/// `assets/site.css` ([`DJANGO_CSS`]); then run `collectstatic --noinput`.
+///
+/// Returns the project directory (holding `manage.py` and the `mysite` package). Serve it
+/// with `chdir = <project>`, `module = mysite.wsgi`, `home = <venv>`.
+pub fn django_project(dir: &Path) -> PathBuf {
+    let project = dir.join("django");
+    fs::create_dir_all(&project).expect("create the Django project dir");
+    let out = Command::new(venv_bin("django-admin"))
+        .args(["startproject", "mysite"])
+        .arg(&project)
+        .output()
+        .expect("run django-admin");
+    assert!(
+        out.status.success(),
+        "django-admin startproject failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pkg = project.join("mysite");
+    let settings = pkg.join("settings.py");
+    let mut text = fs::read_to_string(&settings).expect("read settings.py");
+    text.push_str(DJANGO_SETTINGS_TAIL);
+    fs::write(&settings, text).expect("write settings.py");
+    write_file(&pkg, "views.py", DJANGO_VIEWS);
+    write_file(&pkg, "urls.py", DJANGO_URLS);
+    write_file(&project, "assets/site.css", DJANGO_CSS);
+    let out = Command::new(venv_python())
+        .args(["manage.py", "collectstatic", "--noinput"])
+        .current_dir(&project)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run manage.py collectstatic");
+    assert!(
+        out.status.success(),
+        "collectstatic failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(project.join("staticfiles/site.css").is_file());
+    project
+}
+
+/// The `csrftoken` cookie value from a response's `Set-Cookie` headers.
+pub fn cookie_value(resp: &HttpResponse, name: &str) -> Option<String> {
+    resp.headers_named("set-cookie").into_iter().find_map(|c| {
+        let first = c.split(';').next()?;
+        let (k, v) = first.split_once('=')?;
+        (k.trim() == name).then(|| v.trim().to_owned())
+    })
+}
+
+/// The `value` of the first `<input ... name="<name>" value="...">` in an HTML body.
+pub fn input_value(html: &str, name: &str) -> Option<String> {
+    let at = html.find(&format!("name=\"{name}\""))?;
+    let rest = &html[at..];
+    let v = rest.find("value=\"")? + "value=\"".len();
+    let end = rest[v..].find('"')?;
+    Some(rest[v..v + end].to_owned())
+}
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
+// ---------------------------------------------------------------------------------------
+// Serving the test apps
+// ---------------------------------------------------------------------------------------
+
+/// A server under test together with its temp dir and the address it answers on.
+///
+/// Fields drop in order: the server is stopped before its directory is removed.
+#[derive(Debug)]
+pub struct Served {
+    /// The running server.
+    pub rsgi: Rsgi,
+    /// Where it listens.
+    pub addr: Addr,
+    /// Its working directory (log, sockets, ini).
+    pub dir: TempDir,
+}
+
+/// The options that load `tests/apps/<module>.py`: `--chdir <apps> --module <module>`.
+pub fn app_args(module: &str) -> Vec<String> {
+    vec![
+        "--chdir".to_owned(),
+        path_str(&apps_dir()).to_owned(),
+        "--module".to_owned(),
+        module.to_owned(),
+    ]
+}
+
+fn serve(module: &str, socket_opt: &str, addr: Addr, dir: TempDir, extra: &[&str]) -> Served {
+    let mut args = vec![socket_opt.to_owned(), addr.arg()];
+    args.extend(app_args(module));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rsgi = Rsgi::start_in(dir.path(), &args).ready(&addr);
+    Served { rsgi, addr, dir }
+}
+
+/// Serve `tests/apps/<module>.py` over HTTP (`--http-socket 127.0.0.1:<free port>`),
+/// with `extra` options appended; returns once the port accepts.
+pub fn serve_http(module: &str, extra: &[&str]) -> Served {
+    serve(
+        module,
+        "--http-socket",
+        Addr::Tcp(free_addr()),
+        tempdir(),
+        extra,
+    )
+}
+
+/// Serve `tests/apps/<module>.py` over the uwsgi protocol on the unix socket
+/// `<tmp>/app.sock` (`--socket`), with `extra` options appended.
+pub fn serve_uwsgi(module: &str, extra: &[&str]) -> Served {
+    let dir = tempdir();
+    let addr = Addr::Unix(dir.path().join("app.sock"));
+    serve(module, "--socket", addr, dir, extra)
+}

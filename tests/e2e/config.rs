@@ -1,0 +1,237 @@
+//! Configuration: option errors and their exit codes, app import failures, virtualenvs,
+//! `env`, `pythonpath`, and command lines copied from real uWSGI deployments.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::time::Duration;
+
+use rsgi_e2e::*;
+
+const EXIT_DEADLINE: Duration = Duration::from_secs(20);
+
+#[test]
+fn unknown_option_exits_78_with_file_line_and_suggestion() {
+    let dir = tempdir();
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\nhttp-socket = {}\nprocesess = 2\nchdir = {}\nmodule = hello\n",
+            free_addr(),
+            path_str(&apps_dir())
+        ),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&ini)], EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(log.contains("app.ini:3"), "no file:line in:\n{log}");
+    assert!(log.contains("did you mean"), "no suggestion in:\n{log}");
+    assert!(
+        log.contains("processes"),
+        "the suggestion names the option:\n{log}"
+    );
+}
+
+#[test]
+fn bad_option_value_exits_78() {
+    let dir = tempdir();
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\nhttp-socket = {}\nprocesses = many\nchdir = {}\nmodule = hello\n",
+            free_addr(),
+            path_str(&apps_dir())
+        ),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&ini)], EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(log.contains("app.ini:3"), "no file:line in:\n{log}");
+}
+
+#[test]
+fn uwsgi_only_options_are_accepted_with_a_notice() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let ini = format!(
+        "[uwsgi]\nplugins = python3\nenable-threads = true\nhttp-socket = {}\n\
+         chdir = {}\nmodule = hello\n",
+        addr.arg(),
+        path_str(&apps_dir())
+    );
+    let _rsgi = Rsgi::start_ini(dir.path(), &ini).ready(&addr);
+    assert_eq!(get(&addr, "/").text(), "Hello World");
+}
+
+#[test]
+fn import_error_exits_22_with_traceback() {
+    let dir = tempdir();
+    let mut args = vec!["--http-socket".to_owned(), free_addr().to_string()];
+    args.extend(app_args("import_error"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, log) = Rsgi::run(dir.path(), &args, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(22), "log:\n{log}");
+    assert!(log.contains("Traceback"), "no traceback in:\n{log}");
+    assert!(
+        log.contains("this_module_does_not_exist_rsgi_e2e"),
+        "the traceback names the missing module:\n{log}"
+    );
+}
+
+#[test]
+fn missing_callable_exits_22() {
+    let dir = tempdir();
+    let mut args = vec!["--http-socket".to_owned(), free_addr().to_string()];
+    args.extend(app_args("hello"));
+    args.extend(["--callable".to_owned(), "no_such_callable".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, log) = Rsgi::run(dir.path(), &args, EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(22), "log:\n{log}");
+    assert!(log.contains("no_such_callable"), "log:\n{log}");
+}
+
+#[test]
+fn venv_for_another_python_is_refused() {
+    let dir = tempdir();
+    let fake = dir.path().join("venv39");
+    fs::create_dir_all(fake.join("lib/python3.9/site-packages")).unwrap();
+    fs::create_dir_all(fake.join("bin")).unwrap();
+    write_file(
+        &fake,
+        "pyvenv.cfg",
+        "home = /usr/local/bin\ninclude-system-site-packages = false\nversion = 3.9.2\n",
+    );
+    let mut args = vec!["--http-socket".to_owned(), free_addr().to_string()];
+    args.extend(app_args("hello"));
+    args.extend(["--home".to_owned(), path_str(&fake).to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (status, log) = Rsgi::run(dir.path(), &args, EXIT_DEADLINE);
+    assert!(
+        status.code().is_some(),
+        "killed by a signal ({status}) instead of exiting cleanly; log:\n{log}"
+    );
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(
+        log.contains("3.9"),
+        "the message names the venv's Python:\n{log}"
+    );
+    assert!(
+        log.contains("3.11"),
+        "the message names rsgi's Python:\n{log}"
+    );
+    assert!(!log.contains("Fatal Python error"), "log:\n{log}");
+}
+
+#[test]
+fn home_venv_makes_its_packages_importable() {
+    let venv = venv();
+    let s = serve_http("environ_app", &["--home", path_str(&venv)]);
+    let resp = get(&s.addr, "/import?name=django");
+    assert_eq!(resp.status, 200, "{}", s.rsgi.log());
+    let file = resp.text();
+    assert!(
+        file.starts_with(path_str(&venv)) && file.contains("site-packages/django"),
+        "django came from {file}, not from {}",
+        venv.display()
+    );
+}
+
+#[test]
+fn env_option_sets_os_environ() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let ini = format!(
+        "[uwsgi]\nhttp-socket = {}\nchdir = {}\nmodule = environ_app\n\
+         env = FOO=bar\nenv = WITH_EQUALS=a=b\n",
+        addr.arg(),
+        path_str(&apps_dir())
+    );
+    let _rsgi = Rsgi::start_ini(dir.path(), &ini).ready(&addr);
+    assert_eq!(get(&addr, "/env?name=FOO").text(), "bar");
+    assert_eq!(get(&addr, "/env?name=WITH_EQUALS").text(), "a=b");
+    assert_eq!(get(&addr, "/env?name=NOT_SET_RSGI").text(), "<unset>");
+}
+
+#[test]
+fn pythonpath_is_searched() {
+    let dir = tempdir();
+    let extra = dir.path().join("extra");
+    write_file(&extra, "rsgi_pp_mod.py", "VALUE = 'from pythonpath'\n");
+    let addr = Addr::Tcp(free_addr());
+    let ini = format!(
+        "[uwsgi]\nhttp-socket = {}\nchdir = {}\nmodule = environ_app\npythonpath = {}\n",
+        addr.arg(),
+        path_str(&apps_dir()),
+        path_str(&extra)
+    );
+    let _rsgi = Rsgi::start_ini(dir.path(), &ini).ready(&addr);
+    let resp = get(&addr, "/import?name=rsgi_pp_mod");
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.text(), "from pythonpath");
+}
+
+#[test]
+fn pythonpath_and_module_without_chdir() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let apps = apps_dir();
+    let _rsgi = Rsgi::start_in(
+        dir.path(),
+        &[
+            "--http-socket",
+            &addr.arg(),
+            "--pythonpath",
+            path_str(&apps),
+            "--module",
+            "hello:application",
+        ],
+    )
+    .ready(&addr);
+    assert_eq!(get(&addr, "/").text(), "Hello World");
+}
+
+/// Seed 004's first command line, with its paths pointed at the test apps:
+/// `--http-socket ... --chdir DIR --wsgi-file REL --master --processes=4 --threads=2`.
+#[test]
+fn seed_004_command_line() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let processes = "--processes=4";
+    let _rsgi = Rsgi::start_in(
+        dir.path(),
+        &[
+            "--http-socket",
+            &addr.arg(),
+            "--chdir",
+            path_str(&apps_dir()),
+            "--wsgi-file",
+            "wsgi_file_hello.py",
+            "--master",
+            processes,
+            "--threads=2",
+        ],
+    )
+    .ready(&addr);
+    for _ in 0..8 {
+        assert_eq!(get(&addr, "/").text(), "Hello from wsgi-file");
+    }
+}
+
+/// Seed 002's ini (`http = ...`, `chdir`, `wsgi-file` with a full path, `processes`,
+/// `threads`) serving a real Django project's `wsgi.py` from the test venv.
+#[test]
+fn seed_002_ini_with_django_wsgi_file() {
+    let dir = tempdir();
+    let project = django_project(dir.path());
+    let addr = Addr::Tcp(free_addr());
+    let ini = format!(
+        "# conf.ini\n[uwsgi]\nhttp = {}\nchdir = {p}/\nwsgi-file = {p}/mysite/wsgi.py\n\
+         processes = 2\nthreads = 2\nhome = {}\n",
+        addr.arg(),
+        path_str(&venv()),
+        p = path_str(&project),
+    );
+    let _rsgi = Rsgi::start_ini(dir.path(), &ini).ready(&addr);
+    let resp = get(&addr, "/");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(resp.text().contains(DJANGO_INDEX_TEXT));
+}
