@@ -92,6 +92,9 @@ pub struct VassalConfig {
     /// `buffer-size`: the largest request head (uwsgi vars or HTTP head) accepted, in bytes
     /// (default 8192, at most 65535).
     pub buffer_size: usize,
+    /// `limit-post`: the largest request body accepted, in bytes; 0 (the default) means no
+    /// limit. A larger body is answered with 413 without calling the app.
+    pub limit_post: u64,
 
     // --- the Python app ---
     /// `module`: `pkg.mod` or `pkg.mod:callable`.
@@ -118,6 +121,10 @@ pub struct VassalConfig {
     pub logto: Option<PathBuf>,
     /// `logdate`: prefix each log line with the date.
     pub logdate: bool,
+    /// `logdate = FORMAT`: uWSGI lets `logdate` carry a strftime format instead of a boolean
+    /// (`logdate = %Y-%m-%d %H:%M:%S`). `None` means the default date format. Only
+    /// meaningful when `logdate` is true; a vassal may ignore it.
+    pub logdate_format: Option<String>,
     /// `disable-logging`: no access log lines.
     pub disable_logging: bool,
     /// `daemonize`: detach and log to this file.
@@ -172,6 +179,7 @@ impl Default for VassalConfig {
             vacuum: false,
             listen: 100,
             buffer_size: 8192,
+            limit_post: 0,
             module: None,
             wsgi_file: None,
             callable: "application".to_owned(),
@@ -182,6 +190,7 @@ impl Default for VassalConfig {
             static_map: Vec::new(),
             logto: None,
             logdate: false,
+            logdate_format: None,
             disable_logging: false,
             daemonize: None,
             pidfile: None,

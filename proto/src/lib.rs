@@ -1,14 +1,49 @@
 //! rsgi-proto: the contracts shared by rsgi's programs.
 //!
-//! No tokio, no pyo3: everything here is plain data and pure functions, so the emperor
-//! (`rsgid`), the app server (`rsgi`) and the control client (`rsgictl`) agree on one
-//! definition.
+//! No tokio, no pyo3: everything here is plain data and pure functions (the only I/O is
+//! reading config files), so the emperor (`rsgid`), the app server (`rsgi`) and the
+//! control client (`rsgictl`) agree on one definition.
 //!
 //! # Layout
 //!
 //! - [`config`]: the typed vassal configuration ([`config::VassalConfig`]).
+//! - [`options`]: the option table ([`options::OPTIONS`]): uWSGI's names, aliases, short
+//!   flags, value kinds, setters, help text, and the uWSGI options accepted as no-ops.
+//! - [`ini`]: the uWSGI ini dialect (`[uwsgi]`/`[rsgi]` sections, repeated keys, no quoting).
+//! - [`xml`]: uWSGI's XML config form (`<uwsgi><socket>...</socket></uwsgi>`).
+//! - [`expand`]: placeholders in config values: `%(option)`, `%d %n %c %p %s %e %h %%`,
+//!   `$(ENV)`.
+//! - [`cli`]: the `rsgi` command line ([`parse_args`]) and config-file loading
+//!   ([`load_file`]).
+//! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
+//!
+//! # How configuration is read
+//!
+//! 1. [`parse_args`] splits the command line into options (`--name value`, `--name=value`,
+//!    `-p 4`, bare flags) and config files (`--ini`, `-x`, positional `*.ini`/`*.xml`),
+//!    using the table to know which options take values. `--help`, `--version`, `--stop`
+//!    and `--reload` short-circuit into an [`Invocation`].
+//! 2. Each config file is read by [`ini`] or [`xml`] into [`ini::Entry`]s
+//!    (`key`, `value`, `line`, `file`), values expanded by [`expand`] line by line; files
+//!    named inside files (`ini = base.ini`) are read in place.
+//! 3. Options and entries are applied in command-line order through
+//!    [`options::apply`]: the table entry parses and checks the value and calls its setter on
+//!    a [`config::VassalConfig`] that starts from the defaults. Repeatable options append,
+//!    others keep the last value. Unknown names are errors with a "did you mean"; uWSGI
+//!    options that mean nothing here become [`config::Notice`]s.
+//!
+//! The emperor calls [`load_file`] for one vassal file; `rsgi` calls [`parse_args`].
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod config;
+pub mod error;
+pub mod expand;
+pub mod ini;
 pub mod notify;
+pub mod options;
+pub mod xml;
+
+pub use cli::{load_file, parse_args, Invocation};
+pub use error::ConfigError;

@@ -13,13 +13,15 @@ pub const EXIT_FAILURE: i32 = 1;
 /// number as uWSGI's `UWSGI_FAILED_APP_CODE`. The emperor backs off and retries: the
 /// code may be fixed on disk without touching the ini.
 pub const EXIT_APP_LOAD: i32 = 22;
-/// Exit code: bad command line (`EX_USAGE`).
+/// Exit code: bad command line (`EX_USAGE`): an unknown option, a missing or bad value on
+/// the command line (`ConfigError::exit_code` of a `ConfigError::CommandLine`).
 pub const EXIT_USAGE: i32 = 64;
 /// Exit code: an OS resource could not be had: a socket address in use, a file that
 /// cannot be created (`EX_OSERR`).
 pub const EXIT_OS: i32 = 71;
 /// Exit code: bad configuration: unknown option, bad value, a virtualenv for another
-/// Python (`EX_CONFIG`). The emperor marks the vassal Failed at once: retrying cannot help.
+/// Python (`EX_CONFIG`). Every `ConfigError` found in (or reading) a config file maps
+/// here. The emperor marks the vassal Failed at once: retrying cannot help.
 pub const EXIT_CONFIG: i32 = 78;
 
 /// Environment variable naming the inherited notify socket fd (rsgid sets it).
@@ -99,7 +101,10 @@ mod tests {
     fn round_trip() {
         let cases = [
             vec![Message::Ready],
-            vec![Message::Reloading, Message::Status("reloading 4 workers".into())],
+            vec![
+                Message::Reloading,
+                Message::Status("reloading 4 workers".into()),
+            ],
             vec![Message::Stopping, Message::MainPid(42)],
             vec![Message::Other("EXTEND_TIMEOUT_USEC=5".into())],
         ];
@@ -112,7 +117,10 @@ mod tests {
     fn parse_table() {
         let cases: &[(&str, Vec<Message>)] = &[
             ("READY=1", vec![Message::Ready]),
-            ("READY=1\nSTATUS=ok\n", vec![Message::Ready, Message::Status("ok".into())]),
+            (
+                "READY=1\nSTATUS=ok\n",
+                vec![Message::Ready, Message::Status("ok".into())],
+            ),
             ("READY=0", vec![Message::Other("READY=0".into())]),
             ("\n\n", vec![]),
             ("MAINPID=x", vec![Message::Other("MAINPID=x".into())]),

@@ -1,0 +1,877 @@
+//! The `rsgi` command line and config-file loading, both driven by the option table.
+//!
+//! ```text
+//! rsgi --ini app.ini                      rsgi app.ini          (positional *.ini / *.xml)
+//! rsgi --ini app.ini:staging              rsgi -x app.xml       rsgi --xml app.xml:id
+//! rsgi --http :8000 --module mysite.wsgi --master --processes=4 -T
+//! rsgi --ini app.ini --processes 8        (later options override the file's values)
+//! rsgi app.py                             (positional *.py / *.wsgi is the wsgi-file)
+//! rsgi --stop /run/app.pid                rsgi --reload /run/app.pid
+//! rsgi --help | -h                        rsgi --version
+//! ```
+//!
+//! How an argument is read (uWSGI's getopt rules, with friendlier errors):
+//!
+//! - `--name value` and `--name=value` for options that take a value. A following
+//!   argument that starts with `-` is not taken as the value (`--socket --master` is a
+//!   "missing value" error, not a socket named `--master`); use `--name=-x` for that.
+//! - Flags (booleans, the ignored uWSGI flags) never take the next argument: `--master`,
+//!   `--master=false`. `--chmod-socket` alone means 666; `--chmod-socket=660` and
+//!   `--chmod-socket 660` (an octal number) set the mode.
+//! - Short flags: `-s :3030`, `-s:3030`, `-p 4`, `-p4`, `-M`, clusters like `-MT`; `-C660`.
+//! - `--` ends the options; later arguments are positional.
+//! - `--help`, `--version`, `--stop`, `--reload` win over everything else on the line (help
+//!   first), even over errors in other arguments, so `rsgi --bogus --help` prints the help.
+//!
+//! Everything else is applied in command-line order: a config file's entries where the file
+//! is named, options where they stand. Non-repeatable options keep the last value,
+//! repeatable ones (`socket`, `env`, `pythonpath`, ...) add up, as in uWSGI.
+//!
+//! Config files may name other files (`ini = base.ini`, `ini = :section`, `xml = x.xml`);
+//! those are read where they are named, before the following lines are expanded. Relative
+//! paths are relative to the process's working directory (as uWSGI; use `%d` to be
+//! relative to the including file). Nesting deeper than [`MAX_DEPTH`] is an error (a loop).
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{Notice, VassalConfig};
+use crate::error::ConfigError;
+use crate::expand::{EnvLookup, Placeholders};
+use crate::ini::{self, Entry};
+use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
+use crate::xml;
+
+/// How deeply config files may include each other.
+pub const MAX_DEPTH: usize = 16;
+
+/// What the command line asks `rsgi` to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invocation {
+    /// Serve with this configuration (options and config files applied in order). Boxed:
+    /// the config is large and the other variants are small.
+    Serve(Box<VassalConfig>),
+    /// `--stop PIDFILE`: send a graceful stop to the master whose pid is in the file.
+    Stop(PathBuf),
+    /// `--reload PIDFILE`: send a graceful reload to the master whose pid is in the file.
+    Reload(PathBuf),
+    /// `--help`/`-h`: print this text (generated from the option table) to stdout, exit 0.
+    Help(String),
+    /// `--version`: print the version, exit 0.
+    Version,
+}
+
+/// Parse `rsgi`'s command line (`args` without `argv[0]`). Config files named on it are
+/// read (and only they: nothing else touches the filesystem). `env` looks up environment
+/// variables for `$(NAME)` in config files; pass `&|k| std::env::var(k).ok()`.
+///
+/// No arguments at all gives `Serve` with the defaults; whether a config without an app is
+/// acceptable is the caller's decision (the emperor reads socket-only configs too).
+///
+/// Errors: [`ConfigError::CommandLine`] (exit code 64) for the command line itself,
+/// the file variants (exit code 78) for problems inside config files.
+pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
+    let (tokens, first_error) = tokenize(args);
+    // Actions win, help first, even over errors elsewhere on the line.
+    let action = |wanted: &[Action]| {
+        tokens.iter().find_map(|t| match t.spec.kind {
+            Kind::Action(a) if wanted.contains(&a) => Some((a, t.value.clone())),
+            _ => None,
+        })
+    };
+    if action(&[Action::Help]).is_some() {
+        return Ok(Invocation::Help(options::help_text()));
+    }
+    if action(&[Action::Version]).is_some() {
+        return Ok(Invocation::Version);
+    }
+    if let Some((a, Some(pidfile))) = action(&[Action::Stop, Action::Reload]) {
+        return Ok(match a {
+            Action::Stop => Invocation::Stop(PathBuf::from(pidfile)),
+            _ => Invocation::Reload(PathBuf::from(pidfile)),
+        });
+    }
+    if let Some(err) = first_error {
+        return Err(err);
+    }
+    let mut loader = Loader::new(env);
+    for token in tokens {
+        loader.apply_arg(&token)?;
+    }
+    Ok(Invocation::Serve(Box::new(loader.config)))
+}
+
+/// Load one config file: `app.ini`, `app.ini:section`, `app.xml`, `app.xml:id`. The format
+/// follows the extension (`.xml` is XML; `.json`, `.yaml`, `.yml`, `.js` and `.lua` are
+/// refused; anything else is read as ini). [`VassalConfig::source`] is set to the file's path.
+/// Used by the emperor for vassal files.
+pub fn load_file(
+    path_with_optional_section: &str,
+    env: EnvLookup<'_>,
+) -> Result<VassalConfig, ConfigError> {
+    let (path, _) = split_section(path_with_optional_section);
+    let format = format_of(Path::new(path))
+        .map_err(|msg| ConfigError::file(Path::new(path), msg))?
+        .unwrap_or(Format::Ini);
+    let mut loader = Loader::new(env);
+    loader.load(path_with_optional_section, format)?;
+    Ok(loader.config)
+}
+
+/// Split `file:section` at the last `:`, if what follows it is a plausible section name
+/// (not empty, no `/`). `app.ini:prod` gives `("app.ini", Some("prod"))`, `:base` gives
+/// `("", Some("base"))`, `/a:b/app.ini` gives `("/a:b/app.ini", None)`.
+pub fn split_section(spec: &str) -> (&str, Option<&str>) {
+    match spec.rsplit_once(':') {
+        Some((path, section)) if !section.is_empty() && !section.contains('/') => {
+            (path, Some(section))
+        }
+        _ => (spec, None),
+    }
+}
+
+/// The format a file name implies: `Some` for `.ini`/`.xml`, `None` for other names, an
+/// error for config formats uWSGI has and rsgi does not read.
+fn format_of(path: &Path) -> Result<Option<Format>, String> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("ini") => Ok(Some(Format::Ini)),
+        Some("xml") => Ok(Some(Format::Xml)),
+        Some(e @ ("json" | "yaml" | "yml" | "js" | "lua")) => {
+            Err(format!("rsgi reads ini and XML config files, not .{e}"))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One option from the command line, with the value it was given.
+struct Arg {
+    spec: &'static OptionSpec,
+    /// The name as typed, without dashes (`process`, `p`), for error messages.
+    given: String,
+    value: Option<String>,
+}
+
+/// Split the command line into options with values. Returns every option it could read and
+/// the first syntax error, if any (reported only if no action is on the line).
+fn tokenize(args: &[String]) -> (Vec<Arg>, Option<ConfigError>) {
+    let mut tokens: Vec<Arg> = Vec::new();
+    let mut error: Option<ConfigError> = None;
+    let mut fail = |e: ConfigError| {
+        error.get_or_insert(e);
+    };
+    let is_option_like = |s: &str| s.len() > 1 && s.starts_with('-');
+    let mut positional_only = false;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        i += 1;
+        if !positional_only && arg == "--" {
+            positional_only = true;
+        } else if let Some(body) = arg.strip_prefix("--").filter(|_| !positional_only) {
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v)),
+                None => (body, None),
+            };
+            let Some(spec) = options::find(name) else {
+                let hint = options::suggest(name)
+                    .map(|s| format!(" (did you mean '--{s}'?)"))
+                    .unwrap_or_default();
+                fail(ConfigError::cli(
+                    None,
+                    format!("unknown option '--{name}'{hint}"),
+                ));
+                continue;
+            };
+            let value = match (spec.kind.arity(), inline) {
+                (Arity::None, Some(_)) => {
+                    fail(ConfigError::cli(Some(name), "takes no value"));
+                    continue;
+                }
+                (Arity::None, None) => None,
+                (_, Some(v)) => Some(v.to_owned()),
+                (Arity::Required, None) => match args.get(i) {
+                    Some(next) if !is_option_like(next) => {
+                        i += 1;
+                        Some(next.clone())
+                    }
+                    _ => {
+                        fail(ConfigError::cli(Some(name), "missing value"));
+                        continue;
+                    }
+                },
+                (Arity::Optional, None) => match args.get(i) {
+                    Some(next) if takes_next_as_mode(spec, next) => {
+                        i += 1;
+                        Some(next.clone())
+                    }
+                    _ => None,
+                },
+            };
+            tokens.push(Arg {
+                spec,
+                given: name.to_owned(),
+                value,
+            });
+        } else if let Some(cluster) = arg
+            .strip_prefix('-')
+            .filter(|c| !c.is_empty() && !positional_only)
+        {
+            for (offset, c) in cluster.char_indices() {
+                let rest = &cluster[offset + c.len_utf8()..];
+                let Some(spec) = options::find_short(c) else {
+                    fail(ConfigError::cli(None, format!("unknown option '-{c}'")));
+                    break;
+                };
+                let given = c.to_string();
+                let flag = matches!(
+                    spec.kind,
+                    Kind::Bool(_)
+                        | Kind::Ignored {
+                            takes_value: false,
+                            ..
+                        }
+                        | Kind::Action(_)
+                ) && spec.kind.arity() != Arity::Required;
+                if flag {
+                    tokens.push(Arg {
+                        spec,
+                        given,
+                        value: None,
+                    });
+                    continue;
+                }
+                let value = if !rest.is_empty() {
+                    Some(rest.to_owned())
+                } else if spec.kind.arity() == Arity::Optional {
+                    match args.get(i) {
+                        Some(next) if takes_next_as_mode(spec, next) => {
+                            i += 1;
+                            Some(next.clone())
+                        }
+                        _ => None,
+                    }
+                } else {
+                    match args.get(i) {
+                        Some(next) if !is_option_like(next) => {
+                            i += 1;
+                            Some(next.clone())
+                        }
+                        _ => {
+                            fail(ConfigError::cli(Some(&given), "missing value"));
+                            break;
+                        }
+                    }
+                };
+                tokens.push(Arg { spec, given, value });
+                break;
+            }
+        } else {
+            match positional(arg) {
+                Ok(token) => tokens.push(token),
+                Err(msg) => {
+                    let previous_flag = tokens
+                        .last()
+                        .filter(|t| t.value.is_none() && t.spec.kind.arity() == Arity::Optional);
+                    let hint = match previous_flag {
+                        Some(t) if options::parse_bool(arg).is_ok() => {
+                            format!(
+                                " (flags take their value after '=': --{}={arg})",
+                                t.spec.name
+                            )
+                        }
+                        _ => msg,
+                    };
+                    fail(ConfigError::cli(
+                        None,
+                        format!("unexpected argument '{arg}'{hint}"),
+                    ));
+                }
+            }
+        }
+    }
+    (tokens, error)
+}
+
+/// `--chmod-socket 660`: an optional-value option takes the next argument only if it is an
+/// octal mode, so `--chmod-socket app.ini` still reads `app.ini` as a config file.
+fn takes_next_as_mode(spec: &OptionSpec, next: &str) -> bool {
+    matches!(spec.kind, Kind::Mode(_))
+        && (3..=4).contains(&next.len())
+        && next.bytes().all(|b| (b'0'..=b'7').contains(&b))
+}
+
+/// A positional argument: a config file by extension, or the WSGI file.
+fn positional(arg: &str) -> Result<Arg, String> {
+    let (path, _) = split_section(arg);
+    let as_option = |name: &str| {
+        options::find(name).map(|spec| Arg {
+            spec,
+            given: name.to_owned(),
+            value: Some(arg.to_owned()),
+        })
+    };
+    let found = match format_of(Path::new(path)) {
+        Err(msg) => return Err(format!(": {msg}")),
+        Ok(Some(Format::Ini)) => as_option("ini"),
+        Ok(Some(Format::Xml)) => as_option("xml"),
+        Ok(None) if arg.ends_with(".py") || arg.ends_with(".wsgi") => as_option("wsgi-file"),
+        Ok(None) => None,
+    };
+    found.ok_or_else(|| {
+        " (config files end in .ini or .xml, apps in .py; everything else needs an option, e.g. --http-socket :8000)"
+            .to_owned()
+    })
+}
+
+/// Applies command-line options and config files, in order, to one [`VassalConfig`].
+struct Loader<'e> {
+    config: VassalConfig,
+    ph: Placeholders<'e>,
+}
+
+impl<'e> Loader<'e> {
+    fn new(env: EnvLookup<'e>) -> Self {
+        Loader {
+            config: VassalConfig::default(),
+            ph: Placeholders::new(env),
+        }
+    }
+
+    /// Apply one command-line option.
+    fn apply_arg(&mut self, arg: &Arg) -> Result<(), ConfigError> {
+        // `--master=` is bare `--master`, as `master =` in a file.
+        let value = arg.value.as_deref().filter(|v| !v.is_empty());
+        let applied = options::apply(arg.spec, value, &mut self.config)
+            .map_err(|msg| ConfigError::cli(Some(&arg.given), msg))?;
+        match applied {
+            Applied::Set => {
+                if let Some(v) = &arg.value {
+                    self.ph.define(&arg.given, v);
+                }
+            }
+            Applied::Ignored(why) => self.config.notices.push(Notice {
+                origin: "command line".to_owned(),
+                option: arg.given.clone(),
+                why: why.to_owned(),
+            }),
+            Applied::Include(format, spec) => {
+                if split_section(&spec).0.is_empty() {
+                    return Err(ConfigError::cli(
+                        Some(&arg.given),
+                        format!("'{spec}' names no file"),
+                    ));
+                }
+                self.load(&spec, format)?;
+            }
+            Applied::Placeholder(name, value) => self.ph.define(&name, &value),
+            // Handled before anything is applied.
+            Applied::Action(..) => {}
+        }
+        Ok(())
+    }
+
+    /// Read a top-level config file and apply its entries.
+    fn load(&mut self, spec: &str, format: Format) -> Result<(), ConfigError> {
+        let mut entries = Vec::new();
+        collect(&mut self.ph, spec, format, None, 0, &mut entries)?;
+        if self.config.source.is_none() {
+            self.config.source = Some(PathBuf::from(split_section(spec).0));
+        }
+        // All files are read before any entry is applied, so a key used only as `%(key)`
+        // on a later line is known to be a placeholder, not a misspelt option.
+        for entry in &entries {
+            self.apply_entry(entry)?;
+        }
+        Ok(())
+    }
+
+    fn apply_entry(&mut self, entry: &Entry) -> Result<(), ConfigError> {
+        let here = |msg: String| ConfigError::line(&entry.file, entry.line, msg);
+        let Some(spec) = options::find(&entry.key) else {
+            if self.ph.is_referenced(&entry.key) {
+                return Ok(()); // a user placeholder: `base = /srv` ... `%(base)`
+            }
+            let hint = options::suggest(&entry.key)
+                .map(|s| format!(" (did you mean '{s}'?)"))
+                .unwrap_or_default();
+            return Err(here(format!("unknown option '{}'{hint}", entry.key)));
+        };
+        let value = Some(entry.value.as_str()).filter(|v| !v.is_empty());
+        let applied = options::apply(spec, value, &mut self.config)
+            .map_err(|msg| here(format!("{}: {msg}", entry.key)))?;
+        match applied {
+            Applied::Ignored(why) => self.config.notices.push(Notice {
+                origin: format!("{}:{}", entry.file.display(), entry.line),
+                option: entry.key.clone(),
+                why: why.to_owned(),
+            }),
+            Applied::Action(..) => {
+                return Err(here(format!(
+                    "'{}' can only be given on the command line",
+                    entry.key
+                )))
+            }
+            // Includes were read by `collect`; placeholders were defined by the reader.
+            Applied::Set | Applied::Include(..) | Applied::Placeholder(..) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Read the config file `spec` (`path`, `path:section`, or `:section` of `current`) and
+/// append its entries to `out`, reading included files in place.
+fn collect<'e>(
+    ph: &mut Placeholders<'e>,
+    spec: &str,
+    format: Format,
+    current: Option<&Path>,
+    depth: usize,
+    out: &mut Vec<Entry>,
+) -> Result<(), ConfigError> {
+    let (path, section) = split_section(spec);
+    let path = match (path, current) {
+        ("", Some(current)) => current.to_path_buf(),
+        _ => PathBuf::from(path),
+    };
+    let mut visit = |entry: Entry, ph: &mut Placeholders<'e>| -> Result<(), ConfigError> {
+        let include = options::find(&entry.key).and_then(|o| match o.kind {
+            Kind::Config(format) => Some(format),
+            _ => None,
+        });
+        let Some(format) = include else {
+            out.push(entry);
+            return Ok(());
+        };
+        if entry.value.is_empty() {
+            return Err(ConfigError::line(
+                &entry.file,
+                entry.line,
+                format!("{}: needs a file name", entry.key),
+            ));
+        }
+        if depth + 1 >= MAX_DEPTH {
+            return Err(ConfigError::line(
+                &entry.file,
+                entry.line,
+                format!(
+                    "{} = {}: config files nest more than {MAX_DEPTH} deep (do they include each other?)",
+                    entry.key, entry.value
+                ),
+            ));
+        }
+        collect(ph, &entry.value, format, Some(&entry.file), depth + 1, out)
+    };
+    match format {
+        Format::Ini => ini::visit_file(&path, section, ph, &mut visit),
+        Format::Xml => xml::visit_file(&path, section, ph, &mut visit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::{ListenAddr, Protocol, SocketSpec};
+    use crate::notify::{EXIT_CONFIG, EXIT_USAGE};
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn args(line: &str) -> Vec<String> {
+        line.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn serve(line: &str) -> VassalConfig {
+        match parse_args(&args(line), &no_env) {
+            Ok(Invocation::Serve(c)) => *c,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn error(line: &str) -> (String, i32) {
+        let e = parse_args(&args(line), &no_env).unwrap_err();
+        (e.to_string(), e.exit_code())
+    }
+
+    fn tcp(protocol: Protocol, host: &str, port: u16) -> SocketSpec {
+        SocketSpec {
+            protocol,
+            addr: ListenAddr::Tcp {
+                host: host.into(),
+                port,
+            },
+        }
+    }
+
+    /// A unique temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("rsgi-proto-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> String {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn option_forms() {
+        type Check = fn(&VassalConfig) -> bool;
+        let cases: &[(&str, Check)] = &[
+            ("--processes 4", |c| c.processes == 4),
+            ("--processes=4", |c| c.processes == 4),
+            ("--process 4", |c| c.processes == 4),
+            ("--workers=3", |c| c.processes == 3),
+            ("-p 4", |c| c.processes == 4),
+            ("-p4", |c| c.processes == 4),
+            ("-M", |c| c.master),
+            ("--master", |c| c.master),
+            ("--master --master=false", |c| !c.master),
+            ("--master=off", |c| !c.master),
+            ("--master=", |c| c.master),
+            ("-MT", |c| c.master && c.notices.len() == 1),
+            ("-Mp 2", |c| c.master && c.processes == 2),
+            ("-s :3030", |c| {
+                c.sockets == [tcp(Protocol::Uwsgi, "", 3030)]
+            }),
+            ("-s:3030", |c| c.sockets == [tcp(Protocol::Uwsgi, "", 3030)]),
+            (
+                "--socket=127.0.0.1:1 --http :2 --http-socket=[::1]:3",
+                |c| {
+                    c.sockets
+                        == [
+                            tcp(Protocol::Uwsgi, "127.0.0.1", 1),
+                            tcp(Protocol::Http, "", 2),
+                            tcp(Protocol::Http, "::1", 3),
+                        ]
+                },
+            ),
+            ("--chmod-socket", |c| c.chmod_socket == Some(0o666)),
+            ("--chmod-socket=660", |c| c.chmod_socket == Some(0o660)),
+            ("--chmod-socket 660", |c| c.chmod_socket == Some(0o660)),
+            ("-C", |c| c.chmod_socket == Some(0o666)),
+            ("-C660", |c| c.chmod_socket == Some(0o660)),
+            ("-C 600", |c| c.chmod_socket == Some(0o600)),
+            ("-w mysite.wsgi", |c| {
+                c.module.as_deref() == Some("mysite.wsgi")
+            }),
+            ("-H /srv/venv", |c| {
+                c.home == Some(PathBuf::from("/srv/venv"))
+            }),
+            ("-b 32768 -t 30 -R 1000 -l 50", |c| {
+                c.buffer_size == 32768
+                    && c.harakiri == Some(30)
+                    && c.max_requests == Some(1000)
+                    && c.listen == 50
+            }),
+            ("-L -d /var/log/x.log", |c| {
+                c.disable_logging && c.daemonize == Some(PathBuf::from("/var/log/x.log"))
+            }),
+            ("--env A=1 --env B=2=3", |c| {
+                c.env == [("A".into(), "1".into()), ("B".into(), "2=3".into())]
+            }),
+            ("--pythonpath /a --pp /b --python-path=/c", |c| {
+                c.pythonpath
+                    == [
+                        PathBuf::from("/a"),
+                        PathBuf::from("/b"),
+                        PathBuf::from("/c"),
+                    ]
+            }),
+            ("--stats :9191 --stats-http", |c| {
+                c.stats.as_deref() == Some(":9191") && c.stats_http
+            }),
+            ("--logdate=%Y", |c| {
+                c.logdate && c.logdate_format.as_deref() == Some("%Y")
+            }),
+            ("--plugins python --enable-threads", |c| {
+                c.notices
+                    .iter()
+                    .map(|n| n.option.as_str())
+                    .collect::<Vec<_>>()
+                    == ["plugins", "enable-threads"]
+                    && c.notices.iter().all(|n| n.origin == "command line")
+            }),
+            ("app.py", |c| c.wsgi_file == Some(PathBuf::from("app.py"))),
+            ("--master -- app.py", |c| {
+                c.master && c.wsgi_file == Some(PathBuf::from("app.py"))
+            }),
+            ("--env=X=-1", |c| c.env == [("X".into(), "-1".into())]),
+            ("", |c| *c == VassalConfig::default()),
+        ];
+        for (line, check) in cases {
+            let c = serve(line);
+            assert!(check(&c), "{line}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn actions() {
+        let p = |line: &str| parse_args(&args(line), &no_env).unwrap();
+        assert_eq!(
+            p("--stop /path/to/uwsgi-master.pid"),
+            Invocation::Stop("/path/to/uwsgi-master.pid".into())
+        );
+        assert_eq!(
+            p("--reload=/run/a.pid"),
+            Invocation::Reload("/run/a.pid".into())
+        );
+        assert_eq!(p("--version"), Invocation::Version);
+        assert!(matches!(p("--help"), Invocation::Help(h) if h.contains("--processes")));
+        assert!(matches!(p("-h"), Invocation::Help(_)));
+        // Help wins over errors and other actions anywhere on the line.
+        assert!(matches!(p("--bogus --stop x --help"), Invocation::Help(_)));
+        assert!(matches!(p("--processes four -h"), Invocation::Help(_)));
+        assert_eq!(
+            p("--ini /nonexistent.ini --stop /x.pid"),
+            Invocation::Stop("/x.pid".into())
+        );
+    }
+
+    #[test]
+    fn command_line_errors() {
+        let cases: &[(&str, &str)] = &[
+            ("--proccesses 4", "command line: unknown option '--proccesses' (did you mean '--processes'?)"),
+            ("--xyzzy", "command line: unknown option '--xyzzy'"),
+            ("-q", "command line: unknown option '-q'"),
+            ("--processes", "--processes: missing value"),
+            ("--socket --master", "--socket: missing value"),
+            ("-p", "-p: missing value"),
+            ("--processes four", "--processes: 'four' is not a whole number"),
+            ("--process 0", "--process: 0 is too small (at least 1)"),
+            ("-p x", "-p: 'x' is not a whole number"),
+            ("--buffer-size=65536", "--buffer-size: 65536 is too large (at most 65535)"),
+            ("--master=maybe", "--master: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
+            ("--master false", "command line: unexpected argument 'false' (flags take their value after '=': --master=false)"),
+            ("--version=2", "--version: takes no value"),
+            ("--env NOEQ", "--env: expected KEY=VALUE, found 'NOEQ'"),
+            ("--socket 8000", "--socket: '8000' would be a unix socket file named 8000; for TCP port 8000 write ':8000'"),
+            (":port", "command line: unexpected argument ':port' (config files end in .ini or .xml, apps in .py; everything else needs an option, e.g. --http-socket :8000)"),
+            ("app.yaml", "command line: unexpected argument 'app.yaml': rsgi reads ini and XML config files, not .yaml"),
+            ("--ini :sect", "--ini: ':sect' names no file"),
+            ("--stop", "--stop: missing value"),
+            ("--socket=", "--socket: needs a value"),
+        ];
+        for (line, want) in cases {
+            assert_eq!(error(line), (want.to_string(), EXIT_USAGE), "{line}");
+        }
+    }
+
+    #[test]
+    fn files_and_options_apply_in_order() {
+        let dir = TempDir::new("order");
+        let ini = dir.write(
+            "app.ini",
+            "[uwsgi]\nsocket = :1\nprocesses = 2\nmaster = true\nplugins = python\n\n[prod]\nprocesses = 16\n",
+        );
+        let xml = dir.write(
+            "app.xml",
+            "<uwsgi>\n  <socket>:3</socket>\n  <threads>4</threads>\n</uwsgi>\n",
+        );
+        let c = serve(&format!(
+            "--processes 8 --ini {ini} --socket :2 {xml} --threads=5"
+        ));
+        assert_eq!(c.processes, 2, "the ini comes after --processes 8");
+        assert_eq!(c.threads, 5);
+        assert!(c.master);
+        let ports: Vec<String> = c.sockets.iter().map(|s| s.addr.to_string()).collect();
+        assert_eq!(ports, [":1", ":2", ":3"]);
+        assert_eq!(c.source, Some(PathBuf::from(&ini)));
+        assert_eq!(
+            c.notices,
+            [Notice {
+                origin: format!("{ini}:5"),
+                option: "plugins".into(),
+                why: "rsgi has Python built in; there are no plugins".into()
+            }]
+        );
+        let c = serve(&format!("{ini} -p 3"));
+        assert_eq!(c.processes, 3);
+        let c = serve(&format!("{ini}:prod"));
+        assert_eq!((c.processes, c.sockets.len()), (16, 0));
+        let c = serve(&format!("-x {xml}"));
+        assert_eq!(c.threads, 4);
+        // Options on the command line are placeholders for later files.
+        let uses = dir.write("uses.ini", "[uwsgi]\nchdir = /srv/%(project)\n");
+        let c = serve(&format!("--set-ph project=blog --ini {uses}"));
+        assert_eq!(c.chdir, Some(PathBuf::from("/srv/blog")));
+        // ... but only for files after them.
+        let (msg, _) = error(&format!("--ini {uses} --set-ph project=x"));
+        assert_eq!(
+            msg,
+            format!("{uses}:2: %(project) refers to 'project', which is not set before this line")
+        );
+    }
+
+    #[test]
+    fn file_errors_name_file_and_line() {
+        let dir = TempDir::new("errors");
+        let cases: &[(&str, &str, &str)] = &[
+            ("typo.ini", "[uwsgi]\nmaster = true\n\n\n\n\nproccesses = 4\n", ":7: unknown option 'proccesses' (did you mean 'processes'?)"),
+            ("bool.ini", "[uwsgi]\nmaster = maybe\n", ":2: master: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
+            ("int.ini", "[uwsgi]\n\nbuffer-size = 65536\n", ":3: buffer-size: 65536 is too large (at most 65535)"),
+            ("case.ini", "[uwsgi]\nSocket = :1\n", ":2: unknown option 'Socket' (did you mean 'socket'?)"),
+            ("action.ini", "[uwsgi]\nstop = /x.pid\n", ":2: 'stop' can only be given on the command line"),
+            ("empty.ini", "[uwsgi]\nsocket =\n", ":2: socket: needs a value"),
+            ("vhost.ini", "[uwsgi]\nvhost = true\n", ":2: vhost: not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"),
+            ("nosection.ini", "socket = :1\n", ": no [uwsgi] or [rsgi] section"),
+            ("noeq.ini", "[uwsgi]\nmaster\n", ":2: expected 'option = value', found 'master' (no '=')"),
+            ("bad.xml", "<uwsgi>\n<processes>x</processes>\n</uwsgi>", ":2: processes: 'x' is not a whole number"),
+            ("unknown.xml", "<uwsgi>\n\n<sockets>:1</sockets>\n</uwsgi>", ":3: unknown option 'sockets' (did you mean 'socket'?)"),
+        ];
+        for (name, text, want) in cases {
+            let path = dir.write(name, text);
+            let flag = if name.ends_with(".xml") {
+                "-x"
+            } else {
+                "--ini"
+            };
+            for line in [path.clone(), format!("{flag} {path}")] {
+                let (msg, code) = error(&line);
+                assert_eq!(msg, format!("{path}{want}"), "{line}");
+                assert_eq!(code, EXIT_CONFIG, "{line}");
+            }
+            let err = load_file(&path, &no_env).unwrap_err();
+            assert_eq!(err.to_string(), format!("{path}{want}"), "load_file {name}");
+        }
+        let (msg, code) = error("--ini /nonexistent/x.ini");
+        assert!(
+            msg.starts_with("/nonexistent/x.ini: cannot read: "),
+            "{msg}"
+        );
+        assert_eq!(code, EXIT_CONFIG);
+    }
+
+    #[test]
+    fn user_placeholders_are_not_unknown_options() {
+        let dir = TempDir::new("ph");
+        let ok = dir.write(
+            "ok.ini",
+            "[uwsgi]\nproject = blog\nbase = /srv\nchdir = %(base)/%(project)\nmodule = %(project).wsgi\n",
+        );
+        let c = load_file(&ok, &no_env).unwrap();
+        assert_eq!(c.chdir, Some(PathBuf::from("/srv/blog")));
+        assert_eq!(c.module.as_deref(), Some("blog.wsgi"));
+        // Defined but never used: a typo after all.
+        let bad = dir.write("bad.ini", "[uwsgi]\nprojet = blog\n");
+        assert_eq!(
+            load_file(&bad, &no_env).unwrap_err().to_string(),
+            format!("{bad}:2: unknown option 'projet'")
+        );
+    }
+
+    #[test]
+    fn includes() {
+        let dir = TempDir::new("incl");
+        let base = dir.write(
+            "base.ini",
+            "[uwsgi]\nmaster = true\nroot = %d\nprocesses = 2\n",
+        );
+        let main = dir.write(
+            "main.ini",
+            &format!("[uwsgi]\nini = {base}\nchdir = %(root)app\nprocesses = 4\nini = :extra\nsocket = %d%n.sock\n\n[extra]\nthreads = 3\n"),
+        );
+        let c = load_file(&main, &no_env).unwrap();
+        assert!(c.master);
+        assert_eq!(
+            c.processes, 4,
+            "main's later line overrides the included value"
+        );
+        assert_eq!(c.threads, 3);
+        let d = format!("{}/", std::fs::canonicalize(&dir.0).unwrap().display());
+        assert_eq!(c.chdir, Some(PathBuf::from(format!("{d}app"))));
+        assert_eq!(
+            c.sockets[0].addr,
+            ListenAddr::Unix(PathBuf::from(format!("{d}main.sock"))),
+            "magic vars are the includer's again after an include"
+        );
+        assert_eq!(c.source, Some(PathBuf::from(&main)));
+        let xml = dir.write(
+            "inc.xml",
+            &format!("<uwsgi><ini>{main}</ini><threads>9</threads></uwsgi>"),
+        );
+        let c = load_file(&xml, &no_env).unwrap();
+        assert_eq!((c.processes, c.threads), (4, 9));
+        let looped = dir.write("loop.ini", "[uwsgi]\nini = %p\n");
+        let err = load_file(&looped, &no_env).unwrap_err().to_string();
+        assert!(err.contains("nest more than 16 deep"), "{err}");
+        assert!(err.starts_with(&format!("{looped}:2: ini = ")), "{err}");
+    }
+
+    #[test]
+    fn load_file_formats_and_sections() {
+        let dir = TempDir::new("load");
+        let ini = dir.write("v.ini", "[uwsgi]\nsocket = :1\n[b]\nsocket = :2\n");
+        let xml = dir.write("v.xml", "<uwsgi id=\"x\"><socket>:3</socket></uwsgi>");
+        let noext = dir.write("vassal", "[rsgi]\nsocket = :4\n");
+        let port = |spec: &str| {
+            load_file(spec, &no_env).unwrap().sockets[0]
+                .addr
+                .to_string()
+        };
+        assert_eq!(port(&ini), ":1");
+        assert_eq!(port(&format!("{ini}:b")), ":2");
+        assert_eq!(port(&format!("{xml}:x")), ":3");
+        assert_eq!(port(&xml), ":3");
+        assert_eq!(port(&noext), ":4");
+        assert_eq!(
+            load_file(&ini, &no_env).unwrap().source,
+            Some(PathBuf::from(&ini))
+        );
+        let json = dir.write("v.json", "{}");
+        assert_eq!(
+            load_file(&json, &no_env).unwrap_err().to_string(),
+            format!("{json}: rsgi reads ini and XML config files, not .json")
+        );
+        assert_eq!(
+            load_file(&format!("{ini}:nope"), &no_env)
+                .unwrap_err()
+                .to_string(),
+            format!("{ini}: no [nope] section")
+        );
+    }
+
+    #[test]
+    fn env_is_injected() {
+        let dir = TempDir::new("env");
+        let ini = dir.write("e.ini", "[uwsgi]\nhome = $(VENV)\nenv = HOME=$(HOME)\n");
+        let env = |k: &str| (k == "VENV").then(|| "/opt/venv".to_owned());
+        let c = load_file(&ini, &env).unwrap();
+        assert_eq!(c.home, Some(PathBuf::from("/opt/venv")));
+        assert_eq!(c.env, [("HOME".into(), String::new())]);
+    }
+
+    #[test]
+    fn split_section_table() {
+        let cases: &[(&str, (&str, Option<&str>))] = &[
+            ("app.ini", ("app.ini", None)),
+            ("app.ini:prod", ("app.ini", Some("prod"))),
+            (":base", ("", Some("base"))),
+            ("/a:b/app.ini", ("/a:b/app.ini", None)),
+            ("/a:b/app.ini:s", ("/a:b/app.ini", Some("s"))),
+            ("app.ini:", ("app.ini:", None)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(split_section(input), *want, "{input}");
+        }
+    }
+}

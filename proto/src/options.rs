@@ -1,0 +1,1184 @@
+//! The option table: one [`OptionSpec`] per uWSGI option rsgi knows. The same table drives
+//! the ini and XML readers (which keys exist), the command line (`--name`, aliases, short
+//! flags, which options take a value), validation and conversion into [`VassalConfig`]
+//! (each entry carries its setter in [`Kind`]), and `rsgi --help` ([`help_text`]).
+//!
+//! Names, aliases and short flags are uWSGI's, so existing ini files and command lines
+//! work. uWSGI options that mean nothing in rsgi and whose absence cannot surprise anyone
+//! (`plugins = python`, `enable-threads`) are accepted with a notice ([`Kind::Ignored`]);
+//! every other unknown name is an error with a "did you mean" ([`suggest`]).
+//!
+//! Values: booleans accept `true/false`, `yes/no`, `on/off`, `1/0` in any case, and an empty
+//! value (bare `--master`, `master =`, `<master/>`) means true. Integers are plain decimal.
+//! For `harakiri`, `max-requests`, `reload-on-rss` and `max-worker-lifetime`, 0 means "off"
+//! (as in uWSGI) and gives `None`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use crate::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
+
+/// A config file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The uWSGI ini dialect ([`crate::ini`]).
+    Ini,
+    /// uWSGI's XML form ([`crate::xml`]).
+    Xml,
+}
+
+/// A command-line action that is not "serve".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `--help`, `-h`: print the help text.
+    Help,
+    /// `--version`: print the version.
+    Version,
+    /// `--stop PIDFILE`: stop the instance whose master pid is in the file.
+    Stop,
+    /// `--reload PIDFILE`: reload the instance whose master pid is in the file.
+    Reload,
+}
+
+/// What an option's value is and what it does to the [`VassalConfig`]. The setters are
+/// plain functions; they run after the value has been parsed and range-checked.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Free text; must not be empty.
+    Str(fn(&mut VassalConfig, String)),
+    /// A path, kept as written (never checked against the filesystem); must not be empty.
+    Path(fn(&mut VassalConfig, PathBuf)),
+    /// A decimal integer in `min..=max`.
+    Int {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+        /// Setter.
+        set: fn(&mut VassalConfig, u64),
+    },
+    /// A boolean; given without a value means true.
+    Bool(fn(&mut VassalConfig, bool)),
+    /// A listening address, added to [`VassalConfig::sockets`] with this protocol.
+    Socket(Protocol),
+    /// `KEY=VALUE`, split at the first `=`; the key must not be empty.
+    KeyValue(fn(&mut VassalConfig, String, String)),
+    /// `PREFIX=DIR`, split at the first `=`; neither side may be empty.
+    Mapping(fn(&mut VassalConfig, String, PathBuf)),
+    /// An octal file mode (`666`, `0660`); given without a value means 666.
+    Mode(fn(&mut VassalConfig, u32)),
+    /// `logdate`: a boolean, or (as in uWSGI) a strftime format that implies true.
+    LogDate,
+    /// Read another config file here (`ini`, `xml`): `path`, `path:section` or `:section`
+    /// (another section of the current file).
+    Config(Format),
+    /// `set-placeholder = name=value`: defines `%(name)` for later values; sets no option.
+    Placeholder,
+    /// A command-line-only action.
+    Action(Action),
+    /// Accepted for uWSGI compatibility and ignored, with a notice saying why.
+    Ignored {
+        /// Whether it takes a value on the command line (`--plugins python`) or is a flag
+        /// (`--enable-threads`).
+        takes_value: bool,
+        /// Why ignoring it is fine, shown in the notice and in `--help`.
+        why: &'static str,
+    },
+    /// Accepted only when false (`vhost = false`), with a notice; true is an error because
+    /// rsgi cannot do what it asks.
+    FalseOnly {
+        /// Why false is fine and true is refused.
+        why: &'static str,
+    },
+}
+
+/// Whether an option takes a value on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// Never (`--help`).
+    None,
+    /// Only as `--name=value` (`--master`, `--master=false`, `--chmod-socket=660`). A
+    /// following argument is not taken, except an octal mode after `--chmod-socket`.
+    Optional,
+    /// Always: `--name value` or `--name=value`.
+    Required,
+}
+
+impl Kind {
+    /// How the command line reads this kind.
+    pub fn arity(&self) -> Arity {
+        match self {
+            Kind::Bool(_) | Kind::Mode(_) | Kind::LogDate | Kind::FalseOnly { .. } => {
+                Arity::Optional
+            }
+            Kind::Ignored {
+                takes_value: false, ..
+            } => Arity::Optional,
+            Kind::Action(Action::Help | Action::Version) => Arity::None,
+            _ => Arity::Required,
+        }
+    }
+
+    /// The value placeholder shown in `--help`.
+    fn meta(&self) -> &'static str {
+        match self {
+            Kind::Str(_)
+            | Kind::Ignored {
+                takes_value: true, ..
+            } => " VALUE",
+            Kind::Path(_) => " PATH",
+            Kind::Int { .. } => " N",
+            Kind::Socket(_) => " ADDR",
+            Kind::KeyValue(_) => " KEY=VALUE",
+            Kind::Mapping(_) => " PREFIX=DIR",
+            Kind::Mode(_) => "[=MODE]",
+            Kind::LogDate => "[=FORMAT]",
+            Kind::Config(_) => " FILE",
+            Kind::Placeholder => " NAME=VALUE",
+            Kind::Action(Action::Stop | Action::Reload) => " PIDFILE",
+            Kind::Bool(_)
+            | Kind::Action(_)
+            | Kind::Ignored {
+                takes_value: false, ..
+            } => "",
+            Kind::FalseOnly { .. } => "=false",
+        }
+    }
+}
+
+/// Sections of `--help`, in the order shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Listening sockets.
+    Sockets,
+    /// The Python app.
+    App,
+    /// Logs and pid files.
+    Logging,
+    /// Master, workers, recycling.
+    Processes,
+    /// The stats server.
+    Stats,
+    /// User and group.
+    Privileges,
+    /// Reading config files.
+    Config,
+    /// Command-line actions.
+    Actions,
+    /// uWSGI options accepted and ignored.
+    Ignored,
+}
+
+impl Group {
+    /// All groups in `--help` order.
+    pub const ALL: [Group; 9] = [
+        Group::Sockets,
+        Group::App,
+        Group::Logging,
+        Group::Processes,
+        Group::Stats,
+        Group::Privileges,
+        Group::Config,
+        Group::Actions,
+        Group::Ignored,
+    ];
+
+    /// The section title in `--help`.
+    pub fn title(self) -> &'static str {
+        match self {
+            Group::Sockets => "Sockets",
+            Group::App => "Python app",
+            Group::Logging => "Logs and pid files",
+            Group::Processes => "Processes",
+            Group::Stats => "Stats",
+            Group::Privileges => "Privileges",
+            Group::Config => "Config files",
+            Group::Actions => "Actions (command line only)",
+            Group::Ignored => "Accepted from uWSGI and ignored (a notice is printed)",
+        }
+    }
+}
+
+/// One option.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionSpec {
+    /// The uWSGI name, as in `--name` and `name = value`.
+    pub name: &'static str,
+    /// Other names for the same option (uWSGI's aliases).
+    pub aliases: &'static [&'static str],
+    /// uWSGI's one-letter flag, if any (`-p`).
+    pub short: Option<char>,
+    /// What the value is and what it sets.
+    pub kind: Kind,
+    /// Whether repeating it adds a value (`socket`, `env`) instead of replacing the last one.
+    pub repeatable: bool,
+    /// The `--help` section.
+    pub group: Group,
+    /// One line for `--help`.
+    pub help: &'static str,
+    /// The default, as shown in `--help`; applying it to a default config changes nothing.
+    pub default: Option<&'static str>,
+    /// The value's name in `--help` (`MODULE`), when the kind's (`VALUE`) says too little.
+    pub meta: Option<&'static str>,
+}
+
+impl OptionSpec {
+    const fn new(name: &'static str, group: Group, kind: Kind, help: &'static str) -> Self {
+        OptionSpec {
+            name,
+            aliases: &[],
+            short: None,
+            kind,
+            repeatable: false,
+            group,
+            help,
+            default: None,
+            meta: None,
+        }
+    }
+
+    const fn meta(mut self, meta: &'static str) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+
+    const fn aliases(mut self, aliases: &'static [&'static str]) -> Self {
+        self.aliases = aliases;
+        self
+    }
+
+    const fn short(mut self, c: char) -> Self {
+        self.short = Some(c);
+        self
+    }
+
+    const fn repeatable(mut self) -> Self {
+        self.repeatable = true;
+        self
+    }
+
+    const fn default(mut self, value: &'static str) -> Self {
+        self.default = Some(value);
+        self
+    }
+
+    /// If rsgi accepts this option only to ignore it: why.
+    pub fn noop_reason(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Ignored { why, .. } | Kind::FalseOnly { why } => Some(why),
+            _ => None,
+        }
+    }
+
+    /// Whether `name` is this option's name or one of its aliases.
+    pub fn is_named(&self, name: &str) -> bool {
+        self.name == name || self.aliases.contains(&name)
+    }
+}
+
+/// Largest `u32` as `u64`, for `Kind::Int` bounds of `u32` fields.
+const U32: u64 = u32::MAX as u64;
+
+// The setters narrow `u64` to the field's type; the `max` bound beside each one makes the
+// cast lossless.
+#[allow(clippy::cast_possible_truncation)]
+mod set {
+    use super::*;
+
+    pub fn listen(c: &mut VassalConfig, v: u64) {
+        c.listen = v as u32;
+    }
+    pub fn buffer_size(c: &mut VassalConfig, v: u64) {
+        c.buffer_size = v as usize;
+    }
+    pub fn processes(c: &mut VassalConfig, v: u64) {
+        c.processes = v as u32;
+    }
+    pub fn threads(c: &mut VassalConfig, v: u64) {
+        c.threads = v as u32;
+    }
+    pub fn harakiri(c: &mut VassalConfig, v: u64) {
+        c.harakiri = (v > 0).then_some(v as u32);
+    }
+}
+
+use Group as G;
+
+/// Every option rsgi knows, in `--help` order within each [`Group`].
+// One option per few lines reads better than rustfmt's one-field-per-line layout.
+#[rustfmt::skip]
+pub static OPTIONS: &[OptionSpec] = &[
+    // --- sockets ---
+    OptionSpec::new("socket", G::Sockets, Kind::Socket(Protocol::Uwsgi),
+        "listen with the uwsgi protocol (nginx uwsgi_pass): host:port, :port, [::1]:port, /path.sock, unix:/path.sock")
+        .aliases(&["uwsgi-socket"]).short('s').repeatable(),
+    OptionSpec::new("http-socket", G::Sockets, Kind::Socket(Protocol::Http),
+        "listen with HTTP/1.1 (behind nginx proxy_pass, or directly)")
+        .repeatable(),
+    OptionSpec::new("http", G::Sockets, Kind::Socket(Protocol::Http),
+        "same as http-socket (uWSGI starts a separate HTTP router; rsgi's workers speak HTTP themselves)")
+        .repeatable(),
+    OptionSpec::new("chmod-socket", G::Sockets, Kind::Mode(|c, v| c.chmod_socket = Some(v)),
+        "mode of unix socket files, octal (given without a value: 666)")
+        .short('C'),
+    OptionSpec::new("chown-socket", G::Sockets, Kind::Str(|c, v| c.chown_socket = Some(v)),
+        "owner of unix socket files: user or user:group").meta("USER[:GROUP]"),
+    OptionSpec::new("vacuum", G::Sockets, Kind::Bool(|c, v| c.vacuum = v),
+        "remove unix socket files and pid files on exit")
+        ,
+    OptionSpec::new("listen", G::Sockets, Kind::Int { min: 1, max: i32::MAX as u64, set: set::listen },
+        "listen backlog (the kernel caps it at net.core.somaxconn)")
+        .short('l').default("100"),
+    OptionSpec::new("buffer-size", G::Sockets, Kind::Int { min: 1, max: 65535, set: set::buffer_size },
+        "largest request head (uwsgi vars or HTTP headers) in bytes, at most 65535")
+        .short('b').default("8192").meta("BYTES"),
+    OptionSpec::new("limit-post", G::Sockets, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.limit_post = v },
+        "largest request body in bytes; larger ones get 413 (0: no limit)")
+        .default("0").meta("BYTES"),
+    // --- the Python app ---
+    OptionSpec::new("module", G::App, Kind::Str(|c, v| c.module = Some(v)),
+        "the WSGI module to import: pkg.mod or pkg.mod:callable")
+        .aliases(&["wsgi"]).short('w').meta("MODULE"),
+    OptionSpec::new("wsgi-file", G::App, Kind::Path(|c, v| c.wsgi_file = Some(v)),
+        "a Python file that defines the WSGI callable")
+        .aliases(&["file"]),
+    OptionSpec::new("callable", G::App, Kind::Str(|c, v| c.callable = v),
+        "name of the WSGI callable in the module or file")
+        .default("application").meta("NAME"),
+    OptionSpec::new("chdir", G::App, Kind::Path(|c, v| c.chdir = Some(v)),
+        "change to this directory before loading the app").meta("DIR"),
+    OptionSpec::new("pythonpath", G::App, Kind::Path(|c, v| c.pythonpath.push(v)),
+        "add a directory to sys.path")
+        .aliases(&["python-path", "pp"]).repeatable().meta("DIR"),
+    OptionSpec::new("home", G::App, Kind::Path(|c, v| c.home = Some(v)),
+        "the virtualenv to run the app in")
+        .aliases(&["virtualenv", "venv", "pyhome"]).short('H').meta("DIR"),
+    OptionSpec::new("env", G::App, Kind::KeyValue(|c, k, v| c.env.push((k, v))),
+        "set an environment variable before Python starts")
+        .repeatable(),
+    OptionSpec::new("static-map", G::App, Kind::Mapping(|c, p, d| c.static_map.push((p, d))),
+        "serve files under URL PREFIX from DIR without calling the app")
+        .repeatable(),
+    // --- logs and pid files ---
+    OptionSpec::new("logto", G::Logging, Kind::Path(|c, v| c.logto = Some(v)),
+        "log to this file instead of stderr").meta("LOGFILE"),
+    OptionSpec::new("logdate", G::Logging, Kind::LogDate,
+        "prefix log lines with the date (or with this strftime FORMAT)")
+        .aliases(&["log-date"]),
+    OptionSpec::new("disable-logging", G::Logging, Kind::Bool(|c, v| c.disable_logging = v),
+        "do not log requests (errors are still logged)")
+        .short('L'),
+    OptionSpec::new("daemonize", G::Logging, Kind::Path(|c, v| c.daemonize = Some(v)),
+        "detach from the terminal and log to this file")
+        .short('d').meta("LOGFILE"),
+    OptionSpec::new("pidfile", G::Logging, Kind::Path(|c, v| c.pidfile = Some(v)),
+        "write the master's pid to this file"),
+    OptionSpec::new("safe-pidfile", G::Logging, Kind::Path(|c, v| c.safe_pidfile = Some(v)),
+        "like pidfile, written atomically (temp file + rename)"),
+    // --- processes ---
+    OptionSpec::new("master", G::Processes, Kind::Bool(|c, v| c.master = v),
+        "run a master process that supervises the workers")
+        .short('M'),
+    OptionSpec::new("processes", G::Processes, Kind::Int { min: 1, max: 65535, set: set::processes },
+        "number of worker processes")
+        .aliases(&["workers", "process"]).short('p').default("1"),
+    OptionSpec::new("threads", G::Processes, Kind::Int { min: 1, max: 65535, set: set::threads },
+        "app threads per worker")
+        .default("1"),
+    OptionSpec::new("lazy-apps", G::Processes, Kind::Bool(|c, v| c.lazy_apps = v),
+        "import the app in each worker instead of once in the master")
+        ,
+    OptionSpec::new("harakiri", G::Processes, Kind::Int { min: 0, max: U32, set: set::harakiri },
+        "kill a worker whose request runs longer than this many seconds (0: never)")
+        .short('t').meta("SECONDS"),
+    OptionSpec::new("max-requests", G::Processes, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.max_requests = (v > 0).then_some(v) },
+        "recycle a worker after this many requests (0: never)")
+        .short('R'),
+    OptionSpec::new("max-requests-delta", G::Processes, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.max_requests_delta = v },
+        "add up to this many requests per worker to max-requests, so workers do not recycle together")
+        .default("0"),
+    OptionSpec::new("reload-on-rss", G::Processes, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.reload_on_rss = (v > 0).then_some(v) },
+        "recycle a worker whose resident memory exceeds this many MiB (0: never)").meta("MIB"),
+    OptionSpec::new("max-worker-lifetime", G::Processes, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.max_worker_lifetime = (v > 0).then_some(v) },
+        "recycle a worker after this many seconds (0: never)").meta("SECONDS"),
+    OptionSpec::new("reload-mercy", G::Processes, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.reload_mercy = v },
+        "seconds a graceful stop or reload may take before workers are killed")
+        .aliases(&["worker-reload-mercy"]).default("60").meta("SECONDS"),
+    // --- stats ---
+    OptionSpec::new("stats", G::Stats, Kind::Str(|c, v| c.stats = Some(v)),
+        "serve uWSGI-compatible stats JSON (uwsgitop) on this address: host:port, :port or /path.sock")
+        .aliases(&["stats-server"]).meta("ADDR"),
+    OptionSpec::new("stats-http", G::Stats, Kind::Bool(|c, v| c.stats_http = v),
+        "serve the stats with an HTTP header (curl, uwsgitop http://...)")
+        ,
+    // --- privileges ---
+    OptionSpec::new("uid", G::Privileges, Kind::Str(|c, v| c.uid = Some(v)),
+        "run as this user (name or number)").meta("USER"),
+    OptionSpec::new("gid", G::Privileges, Kind::Str(|c, v| c.gid = Some(v)),
+        "run as this group (name or number)").meta("GROUP"),
+    // --- config files ---
+    OptionSpec::new("ini", G::Config, Kind::Config(Format::Ini),
+        "read options from an ini file: FILE, FILE:section, or :section of the current file")
+        .repeatable(),
+    OptionSpec::new("xml", G::Config, Kind::Config(Format::Xml),
+        "read options from an XML file: FILE or FILE:id")
+        .short('x').repeatable(),
+    OptionSpec::new("set-placeholder", G::Config, Kind::Placeholder,
+        "define %(NAME) for the values after it, without setting an option")
+        .aliases(&["set-ph"]).repeatable(),
+    // --- actions ---
+    OptionSpec::new("help", G::Actions, Kind::Action(Action::Help), "print this help and exit")
+        .short('h'),
+    OptionSpec::new("version", G::Actions, Kind::Action(Action::Version), "print the version and exit"),
+    OptionSpec::new("stop", G::Actions, Kind::Action(Action::Stop),
+        "gracefully stop the instance whose master pid is in PIDFILE"),
+    OptionSpec::new("reload", G::Actions, Kind::Action(Action::Reload),
+        "gracefully reload the instance whose master pid is in PIDFILE"),
+    // --- accepted from uWSGI, ignored ---
+    OptionSpec::new("plugins", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi has Python built in; there are no plugins" }, "")
+        .aliases(&["plugin"]).repeatable().meta("NAME"),
+    OptionSpec::new("enable-threads", G::Ignored, Kind::Ignored { takes_value: false, why: "Python threads always work in rsgi" }, "")
+        .short('T'),
+    OptionSpec::new("single-interpreter", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always runs one interpreter per process" }, ""),
+    OptionSpec::new("die-on-term", G::Ignored, Kind::Ignored { takes_value: false, why: "SIGTERM always stops rsgi gracefully (SIGHUP reloads)" }, ""),
+    OptionSpec::new("no-orphans", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi workers always exit when their master dies" }, ""),
+    OptionSpec::new("need-app", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always exits when the app cannot be loaded" }, ""),
+    OptionSpec::new("strict", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi is always strict: unknown options are errors" }, ""),
+    OptionSpec::new("memory-report", G::Ignored, Kind::Ignored { takes_value: false, why: "worker memory is always in the stats" }, ""),
+    OptionSpec::new("thunder-lock", G::Ignored, Kind::Ignored { takes_value: false, why: "a tuning knob for uWSGI's accept(); rsgi has no such lock" }, ""),
+    OptionSpec::new("harakiri-verbose", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always logs the request whose worker it kills" }, ""),
+    OptionSpec::new("post-buffering", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi always reads the whole request body before calling the app" }, "").meta("N"),
+    OptionSpec::new("auto-procname", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not rename its processes" }, ""),
+    OptionSpec::new("procname-prefix", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not rename its processes" }, "").meta("PREFIX"),
+    OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
+];
+
+/// The option called `name` (its name or an alias; case-sensitive, as uWSGI).
+pub fn find(name: &str) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.is_named(name))
+}
+
+/// The option with short flag `c`.
+pub fn find_short(c: char) -> Option<&'static OptionSpec> {
+    OPTIONS.iter().find(|o| o.short == Some(c))
+}
+
+/// The known name or alias closest to the unknown `name`, if it is close enough to be a
+/// likely typo. Case and `_`/`-` are ignored when comparing (`Wsgi_File` suggests
+/// `wsgi-file`).
+pub fn suggest(name: &str) -> Option<&'static str> {
+    let norm = |s: &str| s.to_lowercase().replace('_', "-");
+    let wanted = norm(name);
+    let limit = (wanted.chars().count() / 3).max(1);
+    OPTIONS
+        .iter()
+        .flat_map(|o| std::iter::once(&o.name).chain(o.aliases.iter()))
+        .map(|&candidate| (edit_distance(&wanted, &norm(candidate)), candidate))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Damerau-Levenshtein distance (optimal string alignment): insertions, deletions,
+/// substitutions and swaps of two neighbours each cost 1.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d: Vec<Vec<usize>> = (0..=a.len())
+        .map(|i| (0..=b.len()).map(|j| if i == 0 { j } else { i }).collect())
+        .collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// What applying one setting asks of the caller beyond changing the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The config was updated.
+    Set,
+    /// Ignored; the caller records a [`crate::config::Notice`] with this reason.
+    Ignored(&'static str),
+    /// Read this config file (`path`, `path:section` or `:section`) here.
+    Include(Format, String),
+    /// Define `%(name)` as `value` for later config files.
+    Placeholder(String, String),
+    /// A command-line action, with its value (the pid file) if it takes one.
+    Action(Action, Option<String>),
+}
+
+/// Apply one setting of `spec` to `config`. `value` is `None` when the option was given
+/// without a value (bare `--master`, `master =`, `<master/>`). The error is a message
+/// without location (`'four' is not a number`); the caller says where.
+pub fn apply(
+    spec: &OptionSpec,
+    value: Option<&str>,
+    config: &mut VassalConfig,
+) -> Result<Applied, String> {
+    let required = || value.ok_or_else(|| "needs a value".to_owned());
+    match spec.kind {
+        Kind::Str(set) => set(config, required()?.to_owned()),
+        Kind::Path(set) => set(config, PathBuf::from(required()?)),
+        Kind::Int { min, max, set } => set(config, parse_int(required()?, min, max)?),
+        Kind::Bool(set) => set(config, value.map_or(Ok(true), parse_bool)?),
+        Kind::Socket(protocol) => config.sockets.push(SocketSpec {
+            protocol,
+            addr: parse_listen(required()?)?,
+        }),
+        Kind::KeyValue(set) => match required()?.split_once('=') {
+            Some((k, v)) if !k.is_empty() => set(config, k.to_owned(), v.to_owned()),
+            _ => return Err(format!("expected KEY=VALUE, found '{}'", required()?)),
+        },
+        Kind::Mapping(set) => match required()?.split_once('=') {
+            Some((p, d)) if !p.is_empty() && !d.is_empty() => {
+                set(config, p.to_owned(), PathBuf::from(d));
+            }
+            _ => return Err(format!("expected PREFIX=DIR, found '{}'", required()?)),
+        },
+        Kind::Mode(set) => set(config, value.map_or(Ok(0o666), parse_mode)?),
+        Kind::LogDate => match value.map(|v| (v, parse_bool(v))) {
+            None => (config.logdate, config.logdate_format) = (true, None),
+            Some((_, Ok(on))) => (config.logdate, config.logdate_format) = (on, None),
+            Some((format, Err(_))) => {
+                (config.logdate, config.logdate_format) = (true, Some(format.to_owned()));
+            }
+        },
+        Kind::Config(format) => return Ok(Applied::Include(format, required()?.to_owned())),
+        Kind::Placeholder => {
+            return match required()?.split_once('=') {
+                Some((n, v)) if !n.trim().is_empty() => Ok(Applied::Placeholder(
+                    n.trim().to_owned(),
+                    v.trim().to_owned(),
+                )),
+                _ => Err(format!("expected NAME=VALUE, found '{}'", required()?)),
+            }
+        }
+        Kind::Action(action @ (Action::Help | Action::Version)) => {
+            return Ok(Applied::Action(action, None))
+        }
+        Kind::Action(action) => return Ok(Applied::Action(action, Some(required()?.to_owned()))),
+        Kind::Ignored { why, .. } => return Ok(Applied::Ignored(why)),
+        Kind::FalseOnly { why } => {
+            return match value.map(parse_bool) {
+                Some(Ok(false)) => Ok(Applied::Ignored(why)),
+                Some(Err(e)) => Err(e),
+                None | Some(Ok(true)) => Err(format!("not supported: {why}")),
+            }
+        }
+    }
+    Ok(Applied::Set)
+}
+
+/// Parse a boolean: `true/false`, `yes/no`, `on/off`, `1/0`, any case. (An empty value
+/// never gets here: it means "given without a value", i.e. true.)
+pub fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!(
+            "'{value}' is not a boolean (use true/false, yes/no, on/off or 1/0)"
+        )),
+    }
+}
+
+fn parse_int(value: &str, min: u64, max: u64) -> Result<u64, String> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{value}' is not a whole number"));
+    }
+    match value.parse::<u64>() {
+        Ok(n) if n < min => Err(format!("{n} is too small (at least {min})")),
+        Ok(n) if n > max => Err(format!("{n} is too large (at most {max})")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{value} is too large (at most {max})")),
+    }
+}
+
+fn parse_mode(value: &str) -> Result<u32, String> {
+    let digits = value.strip_prefix("0o").unwrap_or(value);
+    if (1..=4).contains(&digits.len()) && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        u32::from_str_radix(digits, 8).map_err(|e| e.to_string())
+    } else {
+        Err(format!("'{value}' is not an octal mode like 666 or 0660"))
+    }
+}
+
+/// Parse a listening address as uWSGI writes them:
+///
+/// | written                           | result                                     |
+/// |-----------------------------------|--------------------------------------------|
+/// | `127.0.0.1:8000`, `localhost:80`  | TCP, that host                             |
+/// | `:8000`                           | TCP, empty host (every IPv4 address)       |
+/// | `[::1]:8000`, `[::]:80`           | TCP, the address without brackets          |
+/// | `/run/app.sock`, `app.sock`       | unix socket, path kept as written          |
+/// | `unix:/run/app.sock`, `unix:///run/app.sock` | unix socket `/run/app.sock`     |
+/// | `@name`                           | unix socket `@name` (Linux abstract namespace; the vassal decides) |
+///
+/// A bare number (`8000`) is refused: uWSGI would make a unix socket file named `8000`,
+/// which is never what was meant. A port must be 0..=65535; IPv6 addresses need brackets.
+pub fn parse_listen(value: &str) -> Result<ListenAddr, String> {
+    if value.is_empty() {
+        return Err("empty address".to_owned());
+    }
+    if let Some(rest) = value.strip_prefix("unix:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(format!("'{value}': no socket path after 'unix:'"));
+        }
+        return Ok(ListenAddr::Unix(PathBuf::from(path)));
+    }
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("'{value}': '{p}' is not a port number (0-65535)"))
+    };
+    if let Some(rest) = value.strip_prefix('[') {
+        let Some((host, tail)) = rest.split_once(']') else {
+            return Err(format!("'{value}': '[' without ']'"));
+        };
+        let Some(p) = tail.strip_prefix(':') else {
+            return Err(format!("'{value}': expected ':port' after ']'"));
+        };
+        return Ok(ListenAddr::Tcp {
+            host: host.to_owned(),
+            port: port(p)?,
+        });
+    }
+    if value.starts_with('/') || value.starts_with('.') || value.starts_with('@') {
+        return Ok(ListenAddr::Unix(PathBuf::from(value)));
+    }
+    if value.contains("://") {
+        return Err(format!(
+            "'{value}': write host:port or a socket path, not a URL"
+        ));
+    }
+    match value.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => Err(format!(
+            "'{value}': write IPv6 addresses in brackets, like [::1]:8000"
+        )),
+        Some((host, p)) => Ok(ListenAddr::Tcp {
+            host: host.to_owned(),
+            port: port(p)?,
+        }),
+        None if value.bytes().all(|b| b.is_ascii_digit()) => Err(format!(
+            "'{value}' would be a unix socket file named {value}; for TCP port {value} write ':{value}'"
+        )),
+        None => Ok(ListenAddr::Unix(PathBuf::from(value))),
+    }
+}
+
+/// Where help texts start in `--help`, and where lines wrap.
+const HELP_COLUMN: usize = 30;
+const HELP_WIDTH: usize = 100;
+
+/// The `rsgi --help` text, generated from [`OPTIONS`].
+pub fn help_text() -> String {
+    let mut out = String::from(
+        "Usage: rsgi [OPTIONS] [FILE.ini[:section] | FILE.xml[:id] | APP.py]...\n\
+         \n\
+         Serve one Python WSGI app. The options are uWSGI's: give each one as --name VALUE,\n\
+         --name=VALUE, or as 'name = value' in the [uwsgi] (or [rsgi]) section of an ini file.\n\
+         Config files and options apply in command-line order: a later value replaces an earlier\n\
+         one, and values of options marked (+) add up. Flags take =false: --master=false.\n",
+    );
+    for group in Group::ALL {
+        let _ = write!(out, "\n{}:\n", group.title());
+        for spec in OPTIONS.iter().filter(|o| o.group == group) {
+            let short = spec.short.map(|c| format!("-{c}, ")).unwrap_or_default();
+            let meta = match (spec.meta, spec.kind.arity()) {
+                (Some(m), Arity::Optional) => format!("[={m}]"),
+                (Some(m), _) => format!(" {m}"),
+                (None, _) => spec.kind.meta().to_owned(),
+            };
+            let left = format!("  {short:4}--{}{meta}", spec.name);
+            // Words of the help text, then the notes, each kept on one line.
+            let text = spec.noop_reason().unwrap_or(spec.help);
+            let mut words: Vec<String> = text.split(' ').map(str::to_owned).collect();
+            if spec.repeatable {
+                words.push("(+)".to_owned());
+            }
+            if let Some(default) = spec.default {
+                words.push(format!("[default: {default}]"));
+            }
+            if !spec.aliases.is_empty() {
+                let names: Vec<String> = spec.aliases.iter().map(|a| format!("--{a}")).collect();
+                words.push(format!("[also: {}]", names.join(", ")));
+            }
+            out.push_str(&left);
+            let mut column = left.chars().count();
+            if column + 2 > HELP_COLUMN {
+                out.push('\n');
+                column = 0;
+            }
+            for (i, word) in words.iter().enumerate() {
+                let len = word.chars().count();
+                if i > 0 && column + 1 + len > HELP_WIDTH {
+                    out.push('\n');
+                    column = 0;
+                }
+                if column < HELP_COLUMN {
+                    out.push_str(&" ".repeat(HELP_COLUMN - column));
+                    column = HELP_COLUMN;
+                } else {
+                    out.push(' ');
+                    column += 1;
+                }
+                out.push_str(word);
+                column += len;
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::HashSet;
+
+    fn run(name: &str, value: Option<&str>) -> Result<VassalConfig, String> {
+        let mut c = VassalConfig::default();
+        apply(find(name).unwrap(), value, &mut c).map(|_| c)
+    }
+
+    #[test]
+    fn names_aliases_and_shorts_are_unique() {
+        let mut names = HashSet::new();
+        let mut shorts = HashSet::new();
+        for o in OPTIONS {
+            for n in std::iter::once(&o.name).chain(o.aliases) {
+                assert!(names.insert(*n), "duplicate name {n}");
+            }
+            if let Some(c) = o.short {
+                assert!(shorts.insert(c), "duplicate short -{c}");
+            }
+            assert!(
+                o.noop_reason().is_some() || !o.help.is_empty(),
+                "{} has no help",
+                o.name
+            );
+        }
+    }
+
+    #[test]
+    fn required_names_and_aliases() {
+        let cases: &[(&str, &[&str], Option<char>)] = &[
+            ("socket", &["uwsgi-socket"], Some('s')),
+            ("http-socket", &[], None),
+            ("http", &[], None),
+            ("chmod-socket", &[], Some('C')),
+            ("module", &["wsgi"], Some('w')),
+            ("wsgi-file", &["file"], None),
+            ("pythonpath", &["python-path", "pp"], None),
+            ("home", &["virtualenv", "venv", "pyhome"], Some('H')),
+            ("logdate", &["log-date"], None),
+            ("processes", &["workers", "process"], Some('p')),
+            ("reload-mercy", &["worker-reload-mercy"], None),
+            ("stats", &["stats-server"], None),
+            ("xml", &[], Some('x')),
+            ("master", &[], Some('M')),
+            ("buffer-size", &[], Some('b')),
+            ("harakiri", &[], Some('t')),
+            ("daemonize", &[], Some('d')),
+            ("enable-threads", &[], Some('T')),
+            ("disable-logging", &[], Some('L')),
+            ("plugins", &["plugin"], None),
+        ];
+        for (name, aliases, short) in cases {
+            let o = find(name).unwrap();
+            assert_eq!(o.aliases, *aliases, "{name}");
+            assert_eq!(o.short, *short, "{name}");
+            for a in *aliases {
+                assert_eq!(find(a).unwrap().name, *name);
+            }
+            if let Some(c) = short {
+                assert_eq!(find_short(*c).unwrap().name, *name);
+            }
+        }
+        for name in [
+            "chown-socket",
+            "vacuum",
+            "listen",
+            "callable",
+            "chdir",
+            "env",
+            "static-map",
+            "logto",
+            "pidfile",
+            "safe-pidfile",
+            "threads",
+            "lazy-apps",
+            "max-requests",
+            "max-requests-delta",
+            "reload-on-rss",
+            "max-worker-lifetime",
+            "stats-http",
+            "uid",
+            "gid",
+            "ini",
+            "limit-post",
+            "single-interpreter",
+            "die-on-term",
+            "no-orphans",
+            "thunder-lock",
+            "auto-procname",
+            "procname-prefix",
+            "need-app",
+            "strict",
+            "memory-report",
+            "post-buffering",
+            "vhost",
+        ] {
+            assert!(find(name).is_some(), "{name} missing");
+        }
+        assert!(find("Master").is_none(), "names are case-sensitive");
+    }
+
+    /// Every documented default, applied to a default config, changes nothing.
+    #[test]
+    fn defaults_match_vassal_config_default() {
+        for o in OPTIONS {
+            if let Some(d) = o.default {
+                let c = run(o.name, Some(d)).unwrap_or_else(|e| panic!("{}: {e}", o.name));
+                assert_eq!(c, VassalConfig::default(), "default of {}", o.name);
+            }
+        }
+    }
+
+    #[test]
+    fn booleans() {
+        for v in ["true", "TRUE", "True", "yes", "Yes", "on", "ON", "1"] {
+            assert!(run("master", Some(v)).unwrap().master, "{v}");
+        }
+        for v in ["false", "FALSE", "no", "NO", "off", "Off", "0"] {
+            let mut c = VassalConfig {
+                master: true,
+                ..Default::default()
+            };
+            apply(find("master").unwrap(), Some(v), &mut c).unwrap();
+            assert!(!c.master, "{v}");
+        }
+        assert!(run("master", None).unwrap().master);
+        for bad in ["2", "maybe", "tru", "y", "enabled"] {
+            assert_eq!(
+                run("master", Some(bad)).unwrap_err(),
+                format!("'{bad}' is not a boolean (use true/false, yes/no, on/off or 1/0)")
+            );
+        }
+    }
+
+    #[test]
+    fn values_table() {
+        type Check = fn(&VassalConfig) -> bool;
+        let cases: &[(&str, Option<&str>, Check)] = &[
+            ("processes", Some("4"), |c| c.processes == 4),
+            ("process", Some("4"), |c| c.processes == 4),
+            ("workers", Some("1"), |c| c.processes == 1),
+            ("threads", Some("2"), |c| c.threads == 2),
+            ("buffer-size", Some("65535"), |c| c.buffer_size == 65535),
+            ("listen", Some("80"), |c| c.listen == 80),
+            ("limit-post", Some("1048576"), |c| c.limit_post == 1_048_576),
+            ("harakiri", Some("30"), |c| c.harakiri == Some(30)),
+            ("harakiri", Some("0"), |c| c.harakiri.is_none()),
+            ("max-requests", Some("5000"), |c| {
+                c.max_requests == Some(5000)
+            }),
+            ("max-requests", Some("0"), |c| c.max_requests.is_none()),
+            ("reload-on-rss", Some("512"), |c| {
+                c.reload_on_rss == Some(512)
+            }),
+            ("max-worker-lifetime", Some("3600"), |c| {
+                c.max_worker_lifetime == Some(3600)
+            }),
+            ("max-requests-delta", Some("10"), |c| {
+                c.max_requests_delta == 10
+            }),
+            ("worker-reload-mercy", Some("5"), |c| c.reload_mercy == 5),
+            ("chmod-socket", None, |c| c.chmod_socket == Some(0o666)),
+            ("chmod-socket", Some("660"), |c| {
+                c.chmod_socket == Some(0o660)
+            }),
+            ("chmod-socket", Some("0600"), |c| {
+                c.chmod_socket == Some(0o600)
+            }),
+            ("chown-socket", Some("www-data:www-data"), |c| {
+                c.chown_socket.as_deref() == Some("www-data:www-data")
+            }),
+            ("env", Some("DJANGO_SETTINGS_MODULE=mysite.settings"), |c| {
+                c.env == [("DJANGO_SETTINGS_MODULE".into(), "mysite.settings".into())]
+            }),
+            ("env", Some("A=b=c"), |c| {
+                c.env == [("A".into(), "b=c".into())]
+            }),
+            ("env", Some("EMPTY="), |c| {
+                c.env == [("EMPTY".into(), String::new())]
+            }),
+            ("static-map", Some("/static=/data/deploy/static"), |c| {
+                c.static_map == [("/static".into(), PathBuf::from("/data/deploy/static"))]
+            }),
+            ("static-map", Some("/static=/data/...c"), |c| {
+                c.static_map == [("/static".into(), PathBuf::from("/data/...c"))]
+            }),
+            ("module", Some("mysite.wsgi:application"), |c| {
+                c.module.as_deref() == Some("mysite.wsgi:application")
+            }),
+            ("wsgi", Some("app"), |c| c.module.as_deref() == Some("app")),
+            ("file", Some("run.py"), |c| {
+                c.wsgi_file == Some(PathBuf::from("run.py"))
+            }),
+            ("callable", Some("app"), |c| c.callable == "app"),
+            ("venv", Some("/srv/venv"), |c| {
+                c.home == Some(PathBuf::from("/srv/venv"))
+            }),
+            ("pp", Some("/srv/lib"), |c| {
+                c.pythonpath == [PathBuf::from("/srv/lib")]
+            }),
+            ("logdate", None, |c| c.logdate && c.logdate_format.is_none()),
+            ("logdate", Some("true"), |c| {
+                c.logdate && c.logdate_format.is_none()
+            }),
+            ("log-date", Some("off"), |c| !c.logdate),
+            ("logdate", Some("%Y-%m-%d"), |c| {
+                c.logdate && c.logdate_format.as_deref() == Some("%Y-%m-%d")
+            }),
+            ("stats-server", Some(":9191"), |c| {
+                c.stats.as_deref() == Some(":9191")
+            }),
+            ("stats-http", None, |c| c.stats_http),
+            ("uid", Some("www-data"), |c| {
+                c.uid.as_deref() == Some("www-data")
+            }),
+            ("gid", Some("33"), |c| c.gid.as_deref() == Some("33")),
+            ("vacuum", Some("yes"), |c| c.vacuum),
+            ("lazy-apps", None, |c| c.lazy_apps),
+            ("disable-logging", None, |c| c.disable_logging),
+            ("daemonize", Some("/var/log/uwsgi.log"), |c| {
+                c.daemonize == Some(PathBuf::from("/var/log/uwsgi.log"))
+            }),
+            ("pidfile", Some("/run/a.pid"), |c| {
+                c.pidfile == Some(PathBuf::from("/run/a.pid"))
+            }),
+            ("safe-pidfile", Some("/run/b.pid"), |c| {
+                c.safe_pidfile == Some(PathBuf::from("/run/b.pid"))
+            }),
+            ("logto", Some("/var/log/a.log"), |c| {
+                c.logto == Some(PathBuf::from("/var/log/a.log"))
+            }),
+            ("chdir", Some("/data/项目目录/"), |c| {
+                c.chdir == Some(PathBuf::from("/data/项目目录/"))
+            }),
+        ];
+        for (name, value, check) in cases {
+            let c = run(name, *value).unwrap_or_else(|e| panic!("{name} {value:?}: {e}"));
+            assert!(check(&c), "{name} {value:?}: {c:?}");
+        }
+    }
+
+    #[test]
+    fn value_errors_table() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            ("processes", Some("four"), "'four' is not a whole number"),
+            ("processes", Some("-1"), "'-1' is not a whole number"),
+            ("processes", Some("0"), "0 is too small (at least 1)"),
+            ("processes", None, "needs a value"),
+            ("buffer-size", Some("65536"), "65536 is too large (at most 65535)"),
+            ("buffer-size", Some("32k"), "'32k' is not a whole number"),
+            ("limit-post", Some("99999999999999999999"), "99999999999999999999 is too large (at most 18446744073709551615)"),
+            ("env", Some("NOEQUALS"), "expected KEY=VALUE, found 'NOEQUALS'"),
+            ("env", Some("=x"), "expected KEY=VALUE, found '=x'"),
+            ("static-map", Some("/static"), "expected PREFIX=DIR, found '/static'"),
+            ("static-map", Some("/static="), "expected PREFIX=DIR, found '/static='"),
+            ("chmod-socket", Some("rw"), "'rw' is not an octal mode like 666 or 0660"),
+            ("chmod-socket", Some("888"), "'888' is not an octal mode like 666 or 0660"),
+            ("module", None, "needs a value"),
+            ("socket", Some("8000"), "'8000' would be a unix socket file named 8000; for TCP port 8000 write ':8000'"),
+            ("vhost", Some("true"), "not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"),
+            ("vhost", Some("perhaps"), "'perhaps' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
+            ("set-placeholder", Some("x"), "expected NAME=VALUE, found 'x'"),
+        ];
+        for (name, value, want) in cases {
+            assert_eq!(run(name, *value).unwrap_err(), *want, "{name} {value:?}");
+        }
+    }
+
+    #[test]
+    fn special_kinds() {
+        let mut c = VassalConfig::default();
+        let mut a = |n: &str, v: Option<&str>| apply(find(n).unwrap(), v, &mut c);
+        assert_eq!(
+            a("plugins", Some("python")),
+            Ok(Applied::Ignored(
+                "rsgi has Python built in; there are no plugins"
+            ))
+        );
+        assert!(matches!(
+            a("enable-threads", Some("true")),
+            Ok(Applied::Ignored(_))
+        ));
+        assert!(matches!(a("vhost", Some("false")), Ok(Applied::Ignored(_))));
+        assert_eq!(
+            a("ini", Some("a.ini:x")),
+            Ok(Applied::Include(Format::Ini, "a.ini:x".into()))
+        );
+        assert_eq!(
+            a("xml", Some("a.xml")),
+            Ok(Applied::Include(Format::Xml, "a.xml".into()))
+        );
+        assert_eq!(
+            a("set-ph", Some("a = b")),
+            Ok(Applied::Placeholder("a".into(), "b".into()))
+        );
+        assert_eq!(a("help", None), Ok(Applied::Action(Action::Help, None)));
+        assert_eq!(
+            a("stop", Some("/p.pid")),
+            Ok(Applied::Action(Action::Stop, Some("/p.pid".into())))
+        );
+        assert_eq!(a("reload", None), Err("needs a value".into()));
+        assert_eq!(c, VassalConfig::default());
+    }
+
+    #[test]
+    fn sockets_accumulate_with_protocols() {
+        let mut c = VassalConfig::default();
+        for (n, v) in [
+            ("socket", ":1"),
+            ("http", ":2"),
+            ("http-socket", ":3"),
+            ("uwsgi-socket", "/a.sock"),
+        ] {
+            apply(find(n).unwrap(), Some(v), &mut c).unwrap();
+        }
+        let protos: Vec<_> = c.sockets.iter().map(|s| s.protocol).collect();
+        assert_eq!(
+            protos,
+            [
+                Protocol::Uwsgi,
+                Protocol::Http,
+                Protocol::Http,
+                Protocol::Uwsgi
+            ]
+        );
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let tcp = |h: &str, p| {
+            Ok(ListenAddr::Tcp {
+                host: h.into(),
+                port: p,
+            })
+        };
+        let unix = |p: &str| Ok(ListenAddr::Unix(PathBuf::from(p)));
+        let cases: Vec<(&str, Result<ListenAddr, String>)> = vec![
+            ("127.0.0.1:8077", tcp("127.0.0.1", 8077)),
+            ("0.0.0.0:9005", tcp("0.0.0.0", 9005)),
+            (":3030", tcp("", 3030)),
+            ("localhost:80", tcp("localhost", 80)),
+            ("127.0.0.1:0", tcp("127.0.0.1", 0)),
+            ("[::1]:8000", tcp("::1", 8000)),
+            ("[::]:80", tcp("::", 80)),
+            ("/path/x.sock", unix("/path/x.sock")),
+            ("yikaoyan.sock", unix("yikaoyan.sock")),
+            ("./run/a.sock", unix("./run/a.sock")),
+            ("unix:/p/a.sock", unix("/p/a.sock")),
+            ("unix:///p/a.sock", unix("/p/a.sock")),
+            ("unix:rel.sock", unix("rel.sock")),
+            ("@abstract", unix("@abstract")),
+            ("/tmp/with:colon.sock", unix("/tmp/with:colon.sock")),
+            ("", Err("empty address".into())),
+            ("unix:", Err("'unix:': no socket path after 'unix:'".into())),
+            (
+                ":99999",
+                Err("':99999': '99999' is not a port number (0-65535)".into()),
+            ),
+            (
+                "host:",
+                Err("'host:': '' is not a port number (0-65535)".into()),
+            ),
+            (
+                "host:http",
+                Err("'host:http': 'http' is not a port number (0-65535)".into()),
+            ),
+            (
+                "::1:8000",
+                Err("'::1:8000': write IPv6 addresses in brackets, like [::1]:8000".into()),
+            ),
+            ("[::1]", Err("'[::1]': expected ':port' after ']'".into())),
+            ("[::1:80", Err("'[::1:80': '[' without ']'".into())),
+            (
+                "http://x:80",
+                Err("'http://x:80': write host:port or a socket path, not a URL".into()),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_listen(input), want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn distances_and_suggestions() {
+        let d: &[(&str, &str, usize)] = &[
+            ("", "", 0),
+            ("abc", "", 3),
+            ("processes", "processes", 0),
+            ("proccesses", "processes", 1),
+            ("porcesses", "processes", 1),
+            ("kitten", "sitting", 3),
+            ("ca", "abc", 3),
+        ];
+        for (a, b, n) in d {
+            assert_eq!(edit_distance(a, b), *n, "{a} {b}");
+        }
+        let s: &[(&str, Option<&str>)] = &[
+            ("proccesses", Some("processes")),
+            ("proceses", Some("processes")),
+            ("wokers", Some("workers")),
+            ("Socket", Some("socket")),
+            ("wsgi_file", Some("wsgi-file")),
+            ("virtualen", Some("virtualenv")),
+            ("chmod-sock", Some("chmod-socket")),
+            ("harakri", Some("harakiri")),
+            ("py-autoreload", None),
+            ("xyzzy", None),
+            ("a", None),
+        ];
+        for (typo, want) in s {
+            assert_eq!(suggest(typo), *want, "{typo}");
+        }
+    }
+
+    #[test]
+    fn help_lists_every_option() {
+        let help = help_text();
+        for o in OPTIONS {
+            assert!(help.contains(&format!("--{}", o.name)), "{}", o.name);
+            for a in o.aliases {
+                assert!(help.contains(&format!("--{a}")), "{a}");
+            }
+        }
+        for g in Group::ALL {
+            assert!(help.contains(g.title()));
+        }
+        assert!(help.contains("  -p, --processes N "));
+        assert!(help.contains("  -w, --module MODULE "));
+        assert!(help.contains("  -C, --chmod-socket[=MODE] "));
+        assert!(
+            help.lines().all(|l| l.chars().count() <= HELP_WIDTH),
+            "{help}"
+        );
+        assert!(help.contains("[default: 1]"));
+        assert!(help.contains("[also: --workers, --process]"));
+        assert!(help.contains("rsgi has Python built in"));
+    }
+}
