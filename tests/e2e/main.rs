@@ -4,6 +4,7 @@
 
 mod config;
 mod django;
+mod examples;
 mod flask;
 mod process;
 mod protocols;
