@@ -160,7 +160,12 @@ mod tests {
             (b"", None),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_status(line), *want, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                parse_status(line),
+                *want,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 

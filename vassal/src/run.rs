@@ -97,10 +97,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     }
     if let Some(dir) = &config.chdir {
         std::env::set_current_dir(dir).map_err(|e| {
-            Fatal::new(
-                notify::EXIT_CONFIG,
-                format!("chdir {}: {e}", dir.display()),
-            )
+            Fatal::new(notify::EXIT_CONFIG, format!("chdir {}: {e}", dir.display()))
         })?;
     }
     let pid = std::process::id();
@@ -126,8 +123,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
 }
 
 fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> Result<(), Fatal> {
-    crate::python::initialize(config.home.as_deref())
-        .map_err(|e| Fatal::new(e.exit_code(), e))?;
+    crate::python::initialize(config.home.as_deref()).map_err(|e| Fatal::new(e.exit_code(), e))?;
     let multiprocess = config.processes > 1;
     let multithread = config.threads > 1;
     let app = crate::python::load_app(config, multithread, multiprocess)
@@ -157,19 +153,20 @@ fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> R
             s.addr
         ));
     }
-    runtime.block_on(async {
-        let stop = async {
-            let stop = wait_for_stop().await;
-            notifier.send(&[Message::Stopping]);
-            stop
-        };
-        notifier.send(&[
-            Message::Ready,
-            Message::Status(format!("serving on {} socket(s)", sockets.len())),
-        ]);
-        server::serve(sockets, worker, stop).await
-    })
-    .map_err(|e| Fatal::new(notify::EXIT_OS, e))
+    runtime
+        .block_on(async {
+            let stop = async {
+                let stop = wait_for_stop().await;
+                notifier.send(&[Message::Stopping]);
+                stop
+            };
+            notifier.send(&[
+                Message::Ready,
+                Message::Status(format!("serving on {} socket(s)", sockets.len())),
+            ]);
+            server::serve(sockets, worker, stop).await
+        })
+        .map_err(|e| Fatal::new(notify::EXIT_OS, e))
 }
 
 /// TERM: graceful stop. INT and QUIT: fast stop.

@@ -40,7 +40,7 @@ use tokio_util::task::TaskTracker;
 use crate::cgi::{self, CgiVars, ConnInfo};
 use crate::listen::{BoundSocket, Listener};
 use crate::python::{Executor, Request};
-use crate::response::{Body, ChunkSource, Response, StreamError};
+use crate::response::{Body, Response, StreamError};
 use crate::static_files::{self, Lookup, StaticMap};
 use crate::uwsgi;
 
@@ -396,6 +396,7 @@ async fn http_request(
                 );
                 return out;
             }
+            let mut cgi = cgi;
             let body = match read_http_body(body, worker.limit_post).await {
                 Ok(b) => b,
                 Err(status) => {
@@ -408,10 +409,15 @@ async fn http_request(
                     return out;
                 }
             };
-            worker
-                .executor
-                .call(Request { cgi, body, head })
-                .await
+            if cgi.content_length.is_none() && !body.is_empty() {
+                // A chunked body: now that it is read, its length is known.
+                cgi.content_length = Some(body.len() as u64);
+                cgi.vars.push((
+                    Bytes::from_static(b"CONTENT_LENGTH"),
+                    Bytes::from(body.len().to_string()),
+                ));
+            }
+            worker.executor.call(Request { cgi, body, head }).await
         }
     };
     let status = resp.status;
@@ -646,14 +652,18 @@ async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>) {
             return;
         }
     };
-    let head = cgi.get(b"REQUEST_METHOD").is_some_and(|m| &m[..] == b"HEAD");
+    let head = cgi
+        .get(b"REQUEST_METHOD")
+        .is_some_and(|m| &m[..] == b"HEAD");
     let access = AccessInfo::of(&cgi);
     let resp = match static_response(&worker, &cgi) {
         Some(r) => r,
         None => worker.executor.call(Request { cgi, body, head }).await,
     };
     let status = resp.status;
-    let sent = write_uwsgi_response(&mut conn, resp, head).await.unwrap_or(0);
+    let sent = write_uwsgi_response(&mut conn, resp, head)
+        .await
+        .unwrap_or(0);
     access.log(&worker, status, sent, started);
 }
 
@@ -674,7 +684,10 @@ async fn read_uwsgi(
         match uwsgi::check(&buf, worker.buffer_size) {
             Ok(found) => break found,
             Err(uwsgi::Error::Incomplete) => {
-                let n = conn.read_buf(&mut buf).await.map_err(|_| UwsgiRead::Closed)?;
+                let n = conn
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|_| UwsgiRead::Closed)?;
                 if n == 0 {
                     return Err(UwsgiRead::Closed);
                 }
@@ -718,7 +731,10 @@ async fn read_uwsgi(
     let length = usize::try_from(length).map_err(|_| UwsgiRead::Status(413, None))?;
     while buf.len() < length {
         buf.reserve(length - buf.len());
-        let n = conn.read_buf(&mut buf).await.map_err(|_| UwsgiRead::Closed)?;
+        let n = conn
+            .read_buf(&mut buf)
+            .await
+            .map_err(|_| UwsgiRead::Closed)?;
         if n == 0 {
             return Err(UwsgiRead::Closed);
         }
@@ -822,7 +838,12 @@ impl Conn {
         }
     }
 
-    fn try_sendfile(&self, file: &std::fs::File, offset: &mut i64, count: usize) -> io::Result<usize> {
+    fn try_sendfile(
+        &self,
+        file: &std::fs::File,
+        offset: &mut i64,
+        count: usize,
+    ) -> io::Result<usize> {
         let out_fd = match self {
             Conn::Tcp(s) => s.as_raw_fd(),
             Conn::Unix(s) => s.as_raw_fd(),
@@ -851,7 +872,9 @@ impl Conn {
         let mut off = i64::try_from(offset).unwrap_or(i64::MAX);
         let mut sent: u64 = 0;
         while sent < count {
-            let chunk = usize::try_from(count - sent).unwrap_or(usize::MAX).min(1 << 30);
+            let chunk = usize::try_from(count - sent)
+                .unwrap_or(usize::MAX)
+                .min(1 << 30);
             match self.try_sendfile(file, &mut off, chunk) {
                 Ok(0) => break,
                 Ok(n) => sent += n as u64,
@@ -886,10 +909,30 @@ mod tests {
     #[test]
     fn content_length_is_enforced() {
         let cases: Vec<(Body, Option<u64>, &[u8], bool)> = vec![
-            (Body::Full(Bytes::from_static(b"hello")), None, b"hello", true),
-            (Body::Full(Bytes::from_static(b"hello")), Some(5), b"hello", true),
-            (Body::Full(Bytes::from_static(b"helloworld")), Some(5), b"hello", true),
-            (Body::Full(Bytes::from_static(b"hel")), Some(5), b"hel", false),
+            (
+                Body::Full(Bytes::from_static(b"hello")),
+                None,
+                b"hello",
+                true,
+            ),
+            (
+                Body::Full(Bytes::from_static(b"hello")),
+                Some(5),
+                b"hello",
+                true,
+            ),
+            (
+                Body::Full(Bytes::from_static(b"helloworld")),
+                Some(5),
+                b"hello",
+                true,
+            ),
+            (
+                Body::Full(Bytes::from_static(b"hel")),
+                Some(5),
+                b"hel",
+                false,
+            ),
             (
                 Body::Chunks(vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]),
                 Some(3),

@@ -146,7 +146,7 @@ pub fn initialize(home: Option<&Path>) -> Result<(), PythonError> {
         }
         if status_ok {
             let argv0 = c"rsgi";
-            let mut argv = [argv0.as_ptr() as *mut std::ffi::c_char];
+            let mut argv = [argv0.as_ptr()];
             let status = ffi::PyConfig_SetBytesArgv(config_ptr, 1, argv.as_mut_ptr());
             status_ok = ffi::PyStatus_Exception(status) == 0;
         }

@@ -96,8 +96,8 @@ pub(super) fn call(py: Python<'_>, app: &App, mut req: Request) -> Response {
         Ok(s) => s.into_bound(py),
         Err(e) => return internal_error(py, &e, "start_response"),
     };
-    let result = build_environ(py, app, &mut req)
-        .and_then(|env| app.callable.bind(py).call1((env, &start)));
+    let result =
+        build_environ(py, app, &mut req).and_then(|env| app.callable.bind(py).call1((env, &start)));
     let result = match result {
         Ok(r) => r,
         Err(e) => return internal_error(py, &e, "the app raised"),
@@ -410,12 +410,10 @@ impl ChunkSource for BodyChunks {
                 on_done,
             }) => {
                 let mut buf = Vec::new();
-                let read = file
-                    .seek(SeekFrom::Start(offset))
-                    .and_then(|_| match len {
-                        Some(n) => (&mut file).take(n).read_to_end(&mut buf),
-                        None => file.read_to_end(&mut buf),
-                    });
+                let read = file.seek(SeekFrom::Start(offset)).and_then(|_| match len {
+                    Some(n) => (&mut file).take(n).read_to_end(&mut buf),
+                    None => file.read_to_end(&mut buf),
+                });
                 drop(on_done);
                 read.map_err(|e| StreamError(e.to_string()))?;
                 Ok(Some(Bytes::from(buf)))
@@ -453,13 +451,11 @@ impl StartResponse {
         {
             let mut this = slf.borrow_mut();
             match exc_info.filter(|e| !e.is_none()) {
-                Some(exc_info) => {
-                    if this.headers_sent {
-                        // PEP 3333: too late to change the response; re-raise.
-                        let value = exc_info.get_item(1)?;
-                        return Err(PyErr::from_value(value));
-                    }
+                // PEP 3333: too late to change the response once headers are out: re-raise.
+                Some(exc_info) if this.headers_sent => {
+                    return Err(PyErr::from_value(exc_info.get_item(1)?));
                 }
+                Some(_) => {}
                 None if this.called => {
                     return Err(PyAssertionError::new_err(
                         "start_response() called a second time without exc_info",
