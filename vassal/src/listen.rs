@@ -181,10 +181,10 @@ pub enum ListenError {
         #[source]
         source: io::Error,
     },
-    /// `chmod-socket` holds a digit that is not octal, or too large a mode.
-    #[error("chmod-socket = {mode}: not an octal file mode (like 660 or 666)")]
+    /// `chmod-socket` is larger than `0o7777`.
+    #[error("chmod-socket = {mode:o}: not a file mode (like 660 or 666)")]
     BadMode {
-        /// The value as written.
+        /// The mode.
         mode: u32,
     },
     /// `chmod(2)` of a socket file failed.
@@ -652,19 +652,10 @@ fn probe(path: &Path) -> Result<(), Errno> {
     socket::connect(fd.as_raw_fd(), &addr)
 }
 
-/// `chmod-socket` holds the octal digits as written (`666`); turn them into the mode.
-fn octal_mode(written: u32) -> Result<u32, ListenError> {
-    let bad = || ListenError::BadMode { mode: written };
-    let mut mode = 0u32;
-    for digit in written.to_string().bytes() {
-        let d = u32::from(digit - b'0');
-        if d > 7 {
-            return Err(bad());
-        }
-        mode = mode * 8 + d;
-        if mode > 0o7777 {
-            return Err(bad());
-        }
+/// `chmod-socket` holds the mode itself (the option parser read `666` as octal).
+fn octal_mode(mode: u32) -> Result<u32, ListenError> {
+    if mode > 0o7777 {
+        return Err(ListenError::BadMode { mode });
     }
     Ok(mode)
 }
@@ -1004,7 +995,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mode.sock");
         let mut cfg = config(vec![unix(Protocol::Uwsgi, &path)]);
-        cfg.chmod_socket = Some(660);
+        cfg.chmod_socket = Some(0o660);
         let me = nix::unistd::getuid();
         let my_group = nix::unistd::getgid();
         cfg.chown_socket = Some(format!("{me}:{my_group}"));
@@ -1036,22 +1027,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.sock");
         let mut cfg = config(vec![unix(Protocol::Uwsgi, &path)]);
-        cfg.chmod_socket = Some(689);
+        cfg.chmod_socket = Some(0o17777);
         assert!(matches!(
             bind_all(&cfg),
-            Err(ListenError::BadMode { mode: 689 })
+            Err(ListenError::BadMode { mode: 0o17777 })
         ));
         assert!(!path.exists());
     }
 
     #[test]
     fn octal_modes() {
-        assert_eq!(octal_mode(666).unwrap(), 0o666);
-        assert_eq!(octal_mode(660).unwrap(), 0o660);
-        assert_eq!(octal_mode(2775).unwrap(), 0o2775);
+        assert_eq!(octal_mode(0o666).unwrap(), 0o666);
+        assert_eq!(octal_mode(0o2775).unwrap(), 0o2775);
         assert_eq!(octal_mode(0).unwrap(), 0);
-        assert!(octal_mode(8).is_err());
-        assert!(octal_mode(77777).is_err());
+        assert!(octal_mode(0o17777).is_err());
     }
 
     #[test]
