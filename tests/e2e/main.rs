@@ -1,12 +1,19 @@
 //! End-to-end tests: the real `rsgi` binary, real Python apps, real sockets (and a real
 //! nginx). One test binary with a module per topic; the harness is the `rsgi_e2e` crate
 //! (`tests/src/lib.rs`). Run them with `scripts/test.sh`, which installs what they need.
+//!
+//! The topics sit inside `mod e2e` so that test names read `e2e::<topic>::<test>`, and
+//! `scripts/test.sh e2e::flask` runs one topic. (`#[path = "."]` keeps the topic files
+//! beside this one.)
 
-mod config;
-mod django;
-mod examples;
-mod flask;
-mod process;
-mod protocols;
-mod static_map;
-mod wsgi;
+#[path = "."]
+mod e2e {
+    mod config;
+    mod django;
+    mod examples;
+    mod flask;
+    mod process;
+    mod protocols;
+    mod static_map;
+    mod wsgi;
+}
