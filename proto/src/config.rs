@@ -80,7 +80,8 @@ pub struct VassalConfig {
     // --- sockets ---
     /// `socket`, `http-socket`, `http`, in the order given.
     pub sockets: Vec<SocketSpec>,
-    /// `chmod-socket`: mode for unix sockets (octal, e.g. 666 or 660). uWSGI's bare
+    /// `chmod-socket`: the mode for unix sockets, already read as octal (`666` in the
+    /// ini is `0o666` here). uWSGI's bare
     /// `chmod-socket` (no value) means 666.
     pub chmod_socket: Option<u32>,
     /// `chown-socket`: `user` or `user:group` for unix sockets.

@@ -211,7 +211,8 @@ pub fn from_http(
         }),
     };
     let (server_name, server_port) = match host.as_ref().and_then(split_host) {
-        Some((name, port)) => (name, port.unwrap_or_else(|| st(b"80"))),
+        // A Host without a port: the port this connection really came in on.
+        Some((name, port)) => (name, port.unwrap_or_else(|| conn_server(conn).1)),
         None => conn_server(conn),
     };
     vars.push((st(SERVER_NAME), server_name));
@@ -656,7 +657,7 @@ mod tests {
             ("REQUEST_METHOD", Some(b"GET")), ("SCRIPT_NAME", Some(b"")), ("PATH_INFO", Some(b"/hello")),
             ("QUERY_STRING", Some(b"a=1&b=2")), ("REQUEST_URI", Some(b"/hello?a=1&b=2")),
             ("SERVER_PROTOCOL", Some(b"HTTP/1.1")), ("SERVER_NAME", Some(b"example.com")),
-            ("SERVER_PORT", Some(b"80")), ("REMOTE_ADDR", Some(b"10.0.0.7")), ("REMOTE_PORT", Some(b"51234")),
+            ("SERVER_PORT", Some(b"8000")), ("REMOTE_ADDR", Some(b"10.0.0.7")), ("REMOTE_PORT", Some(b"51234")),
             ("HTTP_HOST", Some(b"example.com")), ("CONTENT_TYPE", None), ("CONTENT_LENGTH", None),
         ]},
         Case { name: "no query", uri: "/", headers: &[("host", b"h")], expect: &[
@@ -691,13 +692,13 @@ mod tests {
             ("SERVER_NAME", Some(b"[::1]")), ("SERVER_PORT", Some(b"8000")),
         ]},
         Case { name: "ipv6 host without port", uri: "/", headers: &[("host", b"[2001:db8::1]")], expect: &[
-            ("SERVER_NAME", Some(b"[2001:db8::1]")), ("SERVER_PORT", Some(b"80")),
+            ("SERVER_NAME", Some(b"[2001:db8::1]")), ("SERVER_PORT", Some(b"8000")),
         ]},
         Case { name: "host with empty port", uri: "/", headers: &[("host", b"example.com:")], expect: &[
-            ("SERVER_NAME", Some(b"example.com")), ("SERVER_PORT", Some(b"80")),
+            ("SERVER_NAME", Some(b"example.com")), ("SERVER_PORT", Some(b"8000")),
         ]},
         Case { name: "host with junk port", uri: "/", headers: &[("host", b"example.com:abc")], expect: &[
-            ("SERVER_NAME", Some(b"example.com:abc")), ("SERVER_PORT", Some(b"80")),
+            ("SERVER_NAME", Some(b"example.com:abc")), ("SERVER_PORT", Some(b"8000")),
         ]},
         Case { name: "no host: conn fallback, no HTTP_HOST", uri: "/", headers: &[], expect: &[
             ("SERVER_NAME", Some(b"127.0.0.1")), ("SERVER_PORT", Some(b"8000")), ("HTTP_HOST", None),

@@ -70,8 +70,29 @@ fn signal_pidfile(path: &std::path::Path, sig: nix::sys::signal::Signal) -> Resu
         .map_err(|e| Fatal::new(notify::EXIT_FAILURE, e))
 }
 
+/// The signals that stop or reload the server. They are blocked from the first moment
+/// and unblocked once handlers exist, so a SIGTERM that arrives while the app is still
+/// importing is kept pending and honoured (gracefully) instead of killing the process.
+fn control_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        set.add(sig);
+    }
+    set
+}
+
 /// Serve until stopped.
 fn serve(config: VassalConfig) -> Result<(), Fatal> {
+    if let Err(e) = control_signals().thread_block() {
+        return Err(Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")));
+    }
     for n in &config.notices {
         eprintln!(
             "rsgi: notice: {}: option '{}' ignored: {}",
@@ -155,8 +176,13 @@ fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> R
     }
     runtime
         .block_on(async {
+            let signals = StopSignals::install()?;
+            // Handlers exist: let pending and future signals in.
+            control_signals()
+                .thread_unblock()
+                .map_err(|e| std::io::Error::other(format!("sigprocmask: {e}")))?;
             let stop = async {
-                let stop = wait_for_stop().await;
+                let stop = signals.wait().await;
                 notifier.send(&[Message::Stopping]);
                 stop
             };
@@ -169,29 +195,54 @@ fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> R
         .map_err(|e| Fatal::new(notify::EXIT_OS, e))
 }
 
-/// TERM: graceful stop. INT and QUIT: fast stop.
-async fn wait_for_stop() -> Stop {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-    ) else {
-        crate::log::line(format_args!("rsgi: cannot install signal handlers"));
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {
-            crate::log::line(format_args!("rsgi: SIGTERM: graceful stop"));
-            Stop::Graceful
-        }
-        _ = int.recv() => {
-            crate::log::line(format_args!("rsgi: SIGINT: fast stop"));
-            Stop::Fast
-        }
-        _ = quit.recv() => {
-            crate::log::line(format_args!("rsgi: SIGQUIT: fast stop"));
-            Stop::Fast
+/// The stop signals of a single-process server: TERM is a graceful stop, INT and QUIT
+/// a fast one; USR1 reopens the log.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    async fn wait(mut self) -> Stop {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    crate::log::line(format_args!("rsgi: SIGTERM: graceful stop"));
+                    return Stop::Graceful;
+                }
+                _ = self.int.recv() => {
+                    crate::log::line(format_args!("rsgi: SIGINT: fast stop"));
+                    return Stop::Fast;
+                }
+                _ = self.quit.recv() => {
+                    crate::log::line(format_args!("rsgi: SIGQUIT: fast stop"));
+                    return Stop::Fast;
+                }
+                _ = self.usr1.recv() => {
+                    if let Err(e) = crate::log::reopen() {
+                        crate::log::line(format_args!("rsgi: SIGUSR1: cannot reopen the log: {e}"));
+                    }
+                }
+                _ = self.hup.recv() => {
+                    crate::log::line(format_args!(
+                        "rsgi: SIGHUP ignored: reloads need the master (master = true)"
+                    ));
+                }
+            }
         }
     }
 }

@@ -371,6 +371,13 @@ async fn http_request(
 ) -> hyper::Response<RespBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
+    if parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && parts.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        // Ambiguous framing (RFC 9112 §6.3: a request smuggling vector): refuse, and
+        // close the connection since we cannot know where the next request starts.
+        return bad_request_close();
+    }
     let cgi = match cgi::from_http(
         &parts.method,
         &parts.uri,
@@ -379,7 +386,7 @@ async fn http_request(
         info,
     ) {
         Ok(c) => c,
-        Err(_) => return to_http(Response::error(400), false).0,
+        Err(_) => return bad_request_close(),
     };
     let head = parts.method == http::Method::HEAD;
     let access = AccessInfo::of(&cgi);
@@ -423,6 +430,16 @@ async fn http_request(
     let status = resp.status;
     let (out, bytes) = to_http(resp, head);
     access.log(worker, status, bytes.unwrap_or(0), started);
+    out
+}
+
+/// A 400 that also closes the connection.
+fn bad_request_close() -> hyper::Response<RespBody> {
+    let mut out = to_http(Response::error(400), false).0;
+    out.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
     out
 }
 
