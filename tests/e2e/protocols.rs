@@ -275,3 +275,45 @@ fn http_garbage_request_line() {
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n",
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// through nginx's uwsgi_pass
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn nginx_uwsgi_pass_bodies_streams_errors() {
+    let s = serve_uwsgi("environ_app", &[]);
+    let Addr::Unix(sock) = &s.addr else {
+        unreachable!()
+    };
+    let nginx = Nginx::start_with(s.dir.path(), sock, "    client_max_body_size 8m;");
+
+    // A body larger than nginx's buffers: nginx spools it to a temp file, then sends it
+    // with CONTENT_LENGTH in the same stream.
+    let body: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    let echo = post(&nginx.addr, "/echo", "application/octet-stream", &body);
+    assert_eq!(echo.status, 200, "{}", nginx.error_log());
+    assert!(echo.body == body, "the body came back different");
+
+    let env = get(&nginx.addr, "/environ/caf%C3%A9?q=1").json();
+    assert_eq!(env["PATH_INFO"], "/environ/caf\u{c3}\u{a9}");
+    assert_eq!(env["QUERY_STRING"], "q=1");
+    assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(env["wsgi.url_scheme"], "http");
+    assert_eq!(env["SCRIPT_NAME"], "");
+    assert!(env.get("HTTP_CONTENT_LENGTH").is_none());
+
+    let stream = get(&nginx.addr, "/stream");
+    assert_eq!(stream.text(), "chunk0\nchunk1\nchunk2\nchunk3\nchunk4\n");
+
+    // An app exception is a 500 from rsgi, not a 502 from nginx.
+    let raised = get(&nginx.addr, "/raise");
+    assert_eq!(raised.status, 500, "{}", nginx.error_log());
+    let after = get(&nginx.addr, "/head");
+    assert_eq!(after.text(), "head body");
+    assert!(
+        !nginx.error_log().contains("upstream prematurely closed"),
+        "{}",
+        nginx.error_log()
+    );
+}
