@@ -26,6 +26,22 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # --- system packages -------------------------------------------------------------------
 
+APT_UPDATED=
+apt_install() {
+    say "installing system packages: $*"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
+        sudo=(sudo)
+    fi
+    if [ -z "$APT_UPDATED" ]; then
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 missing=()
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
     missing+=(nginx-light)
@@ -34,24 +50,8 @@ if ! dpkg -s libpython3.11-dev >/dev/null 2>&1; then
     missing+=(libpython3.11-dev)
 fi
 [ -x "$SYSTEM_PYTHON" ] || missing+=(python3)
-if [ -x "$SYSTEM_PYTHON" ]; then
-    probe="$(mktemp -d)"
-    if ! "$SYSTEM_PYTHON" -m venv "$probe/v" >/dev/null 2>&1; then
-        missing+=(python3-venv)
-    fi
-    rm -rf "$probe"
-fi
-
 if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing system packages: ${missing[*]}"
-    SUDO=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]}"
-        SUDO=(sudo)
-    fi
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_install "${missing[@]}"
 fi
 # nginx lives in /usr/sbin, which is not on every user's PATH.
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin" ;; esac
@@ -67,7 +67,12 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$w
     say "creating the test virtualenv at $VENV (with $SYSTEM_PYTHON)"
     rm -rf "$VENV"
     mkdir -p "$(dirname "$VENV")"
-    "$SYSTEM_PYTHON" -m venv "$VENV"
+    if ! "$SYSTEM_PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
+        # Debian splits venv/ensurepip into python3-venv.
+        rm -rf "$VENV"
+        apt_install python3-venv
+        "$SYSTEM_PYTHON" -m venv "$VENV"
+    fi
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
     echo "$want_hash" > "$stamp"
@@ -79,9 +84,9 @@ export RSGI_TEST_VENV="$VENV"
 # --- checks, build, tests --------------------------------------------------------------
 
 say "cargo fmt --check"
-cargo fmt --all -- --check
+cargo fmt --all -- --check || die "cargo fmt --check failed: run \`cargo fmt --all\`"
 say "cargo clippy"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems (above)"
 say "cargo build --workspace --bins"
 cargo build --workspace --bins
 say "cargo test --workspace $*"
