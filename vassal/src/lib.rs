@@ -8,6 +8,9 @@
 //! - [`static_files`]: `static-map` resolution, content types, conditional GETs.
 //! - [`listen`]: binding sockets, or taking them from `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
+//! - [`master`]: the master process: forks, supervises and reloads workers.
+//! - [`shm`]: per-worker counters shared by workers and the master.
+//! - [`stats`]: the uWSGI-compatible stats JSON (uwsgitop works unchanged).
 //! - [`notify`]: READY/RELOADING/STOPPING to `$NOTIFY_SOCKET` or `$RSGI_NOTIFY_FD`.
 //! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
 //! - [`python`]: everything that touches CPython (the only module that uses pyo3).
@@ -36,11 +39,14 @@
 pub mod cgi;
 pub mod listen;
 pub mod log;
+pub mod master;
 pub mod notify;
 pub mod process;
 pub mod python;
 pub mod response;
 pub mod run;
 pub mod server;
+pub mod shm;
+pub mod stats;
 pub mod static_files;
 pub mod uwsgi;

@@ -164,6 +164,7 @@ fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> R
         limit_post: config.limit_post,
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
+        counters: None,
     });
     let notifier = crate::notify::Notifier::from_env();
     for s in sockets {

@@ -75,6 +75,24 @@ pub struct Worker {
     pub mercy: Duration,
     /// This process' pid, for access lines.
     pub pid: u32,
+    /// This worker's shared counters (none for a single-process server).
+    pub counters: Option<Counters>,
+}
+
+/// A worker's slot in the shared counters.
+pub struct Counters {
+    /// The shared region.
+    pub shm: Arc<crate::shm::Shm>,
+    /// This worker's slot.
+    pub id: crate::shm::WorkerId,
+}
+
+impl Worker {
+    /// Mark the start of an app call (the master's harakiri clock starts here).
+    fn app_started(&self) -> Option<crate::shm::RequestToken> {
+        let c = self.counters.as_ref()?;
+        Some(c.shm.slot(c.id)?.request_started(crate::shm::monotonic_ms()))
+    }
 }
 
 /// Serve `sockets` until `stop` resolves. Returns once every connection is done (or
@@ -312,6 +330,22 @@ impl AccessInfo {
         }
     }
 
+    /// Count the request in the shared counters and write its access line.
+    fn finish(
+        &self,
+        worker: &Worker,
+        token: Option<crate::shm::RequestToken>,
+        (status, bytes, exception): (u16, u64, bool),
+        started: Instant,
+    ) {
+        if let (Some(token), Some(c)) = (token, worker.counters.as_ref()) {
+            if let Some(slot) = c.shm.slot(c.id) {
+                slot.request_finished(token, status, bytes, started.elapsed(), exception);
+            }
+        }
+        self.log(worker, status, bytes, started);
+    }
+
     fn log(&self, worker: &Worker, status: u16, bytes: u64, started: Instant) {
         crate::log::access(&crate::log::Access {
             remote: &self.remote,
@@ -424,7 +458,13 @@ async fn http_request(
                     Bytes::from(body.len().to_string()),
                 ));
             }
-            worker.executor.call(Request { cgi, body, head }).await
+            let token = worker.app_started();
+            let resp = worker.executor.call(Request { cgi, body, head }).await;
+            let exception = resp.exception;
+            let status = resp.status;
+            let (out, bytes) = to_http(resp, head);
+            access.finish(worker, token, (status, bytes.unwrap_or(0), exception), started);
+            return out;
         }
     };
     let status = resp.status;
@@ -673,15 +713,20 @@ async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>) {
         .get(b"REQUEST_METHOD")
         .is_some_and(|m| &m[..] == b"HEAD");
     let access = AccessInfo::of(&cgi);
-    let resp = match static_response(&worker, &cgi) {
-        Some(r) => r,
-        None => worker.executor.call(Request { cgi, body, head }).await,
+    let (resp, token) = match static_response(&worker, &cgi) {
+        Some(r) => (r, None),
+        None => {
+            let token = worker.app_started();
+            let resp = worker.executor.call(Request { cgi, body, head }).await;
+            (resp, token)
+        }
     };
     let status = resp.status;
+    let exception = resp.exception;
     let sent = write_uwsgi_response(&mut conn, resp, head)
         .await
         .unwrap_or(0);
-    access.log(&worker, status, sent, started);
+    access.finish(&worker, token, (status, sent, exception), started);
 }
 
 enum UwsgiRead {

@@ -236,3 +236,52 @@ pub(crate) fn format_exception(py: Python<'_>, err: &PyErr) -> String {
         Err(_) => format!("{err}\n"),
     }
 }
+
+/// Fork the process, running CPython's fork hooks when the interpreter is up
+/// (`PyOS_BeforeFork`, then `PyOS_AfterFork_Child`/`_Parent`), so the child's
+/// interpreter state (import lock, thread states) is consistent. The caller must be
+/// the only thread of the process.
+pub fn fork() -> nix::Result<nix::unistd::ForkResult> {
+    use nix::unistd::ForkResult;
+    // SAFETY: Py_IsInitialized may be called at any time.
+    let initialized = unsafe { pyo3::ffi::Py_IsInitialized() } != 0;
+    if !initialized {
+        // SAFETY: the caller guarantees this process has a single thread, so the child
+        // may run arbitrary code after the fork.
+        return unsafe { nix::unistd::fork() };
+    }
+    Python::attach(|_py| {
+        // SAFETY: we hold the GIL, as PyOS_BeforeFork/AfterFork_* require; the process
+        // has a single thread (caller's guarantee), so fork() is safe, and each branch
+        // runs the matching CPython hook right after it.
+        unsafe {
+            pyo3::ffi::PyOS_BeforeFork();
+            let result = nix::unistd::fork();
+            match result {
+                Ok(ForkResult::Child) => pyo3::ffi::PyOS_AfterFork_Child(),
+                _ => pyo3::ffi::PyOS_AfterFork_Parent(),
+            }
+            result
+        }
+    })
+}
+
+/// Ask CPython's `faulthandler` to write every thread's Python stack to stderr (the
+/// log) when this process gets `signal` — it works even while a stuck thread holds
+/// the GIL. The master sends it before a harakiri kill.
+pub fn enable_stack_dumps(signal: i32) {
+    let result = Python::attach(|py| -> PyResult<()> {
+        let faulthandler = py.import("faulthandler")?;
+        let sys = py.import("sys")?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("file", sys.getattr("stderr")?)?;
+        kwargs.set_item("all_threads", true)?;
+        faulthandler.call_method("register", (signal,), Some(&kwargs))?;
+        Ok(())
+    });
+    if let Err(e) = result {
+        crate::log::line(format_args!(
+            "rsgi: cannot enable Python stack dumps for harakiri: {e}"
+        ));
+    }
+}
