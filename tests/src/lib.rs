@@ -563,6 +563,14 @@ impl HttpConn {
         }
     }
 
+    /// Read whatever bytes are available next (at most `max`), raw; `Ok(empty)` at EOF.
+    pub fn read_some(&mut self, max: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; max];
+        let n = self.reader.read(&mut buf)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// Half-close the writing side (the server sees EOF after what was sent).
     pub fn shutdown_write(&self) -> io::Result<()> {
         self.writer.shutdown(Shutdown::Write)
