@@ -47,6 +47,6 @@ pub mod response;
 pub mod run;
 pub mod server;
 pub mod shm;
-pub mod stats;
 pub mod static_files;
+pub mod stats;
 pub mod uwsgi;

@@ -1,9 +1,14 @@
 //! The program flow of `rsgi`: command line to serving, and the exit codes.
 //!
-//! Order matters and is kept here in one place: notices, daemonize (before any thread),
-//! the log, sockets (bound or inherited), `env`, `chdir`, pidfile, CPython, the app
-//! import, then the worker. Every failure maps to a documented exit code
-//! (see `rsgi_proto::notify`).
+//! Order matters and is kept here in one place: notices, daemonize (before any
+//! thread), the log, sockets (bound or inherited), the supervisor's notify socket,
+//! `env`, `chdir`, pidfile; then either
+//!
+//! - a single process (`master = false` and one process): CPython, the app, serve; or
+//! - the master ([`crate::master`]), which imports the app (unless `lazy-apps`) and
+//!   forks the workers, each running [`worker_main`].
+//!
+//! Every failure maps to a documented exit code (see `rsgi_proto::notify`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +17,10 @@ use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 use rsgi_proto::Invocation;
 
-use crate::server::{self, Stop, Worker};
+use crate::listen::BoundSocket;
+use crate::master::WorkerStart;
+use crate::python::App;
+use crate::server::{self, Counters, Stop, Worker};
 
 /// A failure that ends the process with `code`.
 #[derive(Debug)]
@@ -24,11 +32,28 @@ pub struct Fatal {
 }
 
 impl Fatal {
-    fn new(code: i32, message: impl std::fmt::Display) -> Fatal {
+    /// A failure with `code`; the message includes every `source()` of an error.
+    pub(crate) fn new(code: i32, message: impl std::fmt::Display) -> Fatal {
         Fatal {
             code,
             message: message.to_string(),
         }
+    }
+
+    /// A failure from an error, with its chain of causes (`cannot bind ...: Address
+    /// already in use`).
+    pub(crate) fn from_error(code: i32, err: &dyn std::error::Error) -> Fatal {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = s.source();
+        }
+        Fatal { code, message }
     }
 }
 
@@ -67,13 +92,13 @@ pub fn main_with_args(args: &[String]) -> i32 {
 fn signal_pidfile(path: &std::path::Path, sig: nix::sys::signal::Signal) -> Result<(), Fatal> {
     crate::process::signal_pidfile(path, sig)
         .map(|pid| eprintln!("rsgi: sent {sig} to {pid}"))
-        .map_err(|e| Fatal::new(notify::EXIT_FAILURE, e))
+        .map_err(|e| Fatal::from_error(notify::EXIT_FAILURE, &e))
 }
 
 /// The signals that stop or reload the server. They are blocked from the first moment
 /// and unblocked once handlers exist, so a SIGTERM that arrives while the app is still
 /// importing is kept pending and honoured (gracefully) instead of killing the process.
-fn control_signals() -> nix::sys::signal::SigSet {
+pub(crate) fn control_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for sig in [
@@ -88,32 +113,48 @@ fn control_signals() -> nix::sys::signal::SigSet {
     set
 }
 
+/// Whether `config` asks for a master process.
+fn wants_master(config: &VassalConfig) -> bool {
+    config.master || config.processes > 1
+}
+
 /// Serve until stopped.
 fn serve(config: VassalConfig) -> Result<(), Fatal> {
     if let Err(e) = control_signals().thread_block() {
         return Err(Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")));
     }
-    for n in &config.notices {
-        eprintln!(
-            "rsgi: notice: {}: option '{}' ignored: {}",
-            n.origin, n.option, n.why
-        );
+    let reexec = std::env::var_os(crate::master::REEXEC_ENV).is_some();
+    if !reexec {
+        for n in &config.notices {
+            eprintln!(
+                "rsgi: notice: {}: option '{}' ignored: {}",
+                n.origin, n.option, n.why
+            );
+        }
+        if let Some(log) = &config.daemonize {
+            crate::process::daemonize(log).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
+        }
     }
-    if let Some(log) = &config.daemonize {
-        crate::process::daemonize(log).map_err(|e| Fatal::new(notify::EXIT_OS, e))?;
-    }
-    crate::log::init(&config).map_err(|e| Fatal::new(notify::EXIT_OS, e))?;
-    crate::log::set_access_enabled(!config.disable_logging);
-    let sockets = crate::listen::open_all(&config).map_err(|e| {
+    crate::log::init(&config).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
+    let mut sockets = crate::listen::open_all(&config).map_err(|e| {
         let code = match e {
             crate::listen::ListenError::NoSockets => notify::EXIT_CONFIG,
             _ => notify::EXIT_OS,
         };
-        Fatal::new(code, e)
+        Fatal::from_error(code, &e)
     })?;
+    if reexec {
+        // Our own sockets, passed across the re-exec: still ours to vacuum.
+        for s in &mut sockets {
+            if let rsgi_proto::config::ListenAddr::Unix(path) = &s.addr {
+                s.created_path = Some(path.clone());
+            }
+        }
+    }
+    // Before `env` and Python: the notify variables must not leak into the app.
+    let notifier = crate::notify::Notifier::from_env();
     for (key, value) in &config.env {
-        // SAFETY-free: std::env::set_var is safe in edition 2021; no other thread
-        // exists yet, so nothing can read the environment concurrently.
+        // No other thread exists yet, so nothing reads the environment concurrently.
         std::env::set_var(key, value);
     }
     if let Some(dir) = &config.chdir {
@@ -131,9 +172,20 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     .collect();
     for (path, safe) in &pidfiles {
         crate::process::write_pidfile(path, pid, *safe)
-            .map_err(|e| Fatal::new(notify::EXIT_OS, e))?;
+            .map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     }
-    let result = serve_app(&config, &sockets);
+    for s in &sockets {
+        crate::log::line(format_args!(
+            "rsgi: {pid} {} listening on {}",
+            s.protocol.as_str(),
+            s.addr
+        ));
+    }
+    let result = if wants_master(&config) {
+        crate::master::run(&config, &sockets, &notifier)
+    } else {
+        serve_single(&config, &sockets, &notifier)
+    };
     if config.vacuum {
         crate::listen::vacuum(&sockets);
         for (path, _) in &pidfiles {
@@ -143,20 +195,74 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     result
 }
 
-fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> Result<(), Fatal> {
+/// Import the app in this process.
+fn load(config: &VassalConfig) -> Result<App, Fatal> {
     crate::python::initialize(config.home.as_deref()).map_err(|e| Fatal::new(e.exit_code(), e))?;
-    let multiprocess = config.processes > 1;
-    let multithread = config.threads > 1;
-    let app = crate::python::load_app(config, multithread, multiprocess)
+    let app = crate::python::load_app(config, config.threads > 1, config.processes > 1)
         .map_err(|e| Fatal::new(e.exit_code(), e))?;
+    crate::python::enable_stack_dumps(nix::sys::signal::Signal::SIGUSR2 as i32);
+    Ok(app)
+}
+
+/// One process that is its own worker (no master).
+fn serve_single(
+    config: &VassalConfig,
+    sockets: &[BoundSocket],
+    notifier: &crate::notify::Notifier,
+) -> Result<(), Fatal> {
+    let app = Arc::new(load(config)?);
+    serve_worker(config, sockets, app, None, || {
+        notifier.send(&[
+            Message::Ready,
+            Message::Status(format!("serving on {} socket(s)", sockets.len())),
+        ]);
+    })
+}
+
+/// The body of a forked worker: import the app if the master did not, then serve.
+pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
+    let app = match start.app {
+        Some(app) => app,
+        None => Arc::new(load(start.config)?),
+    };
+    let counters = Counters {
+        shm: Arc::clone(&start.shm),
+        id: start.id,
+    };
+    let (ready_fd, id) = (start.ready_fd, start.id);
+    serve_worker(
+        start.config,
+        start.sockets,
+        app,
+        Some(counters),
+        move || {
+            crate::master::send_ready(ready_fd, id);
+        },
+    )
+}
+
+/// Serve `sockets` with `app` until a stop signal; `on_ready` runs once the accept
+/// loops run.
+fn serve_worker(
+    config: &VassalConfig,
+    sockets: &[BoundSocket],
+    app: Arc<App>,
+    counters: Option<Counters>,
+    on_ready: impl FnOnce(),
+) -> Result<(), Fatal> {
     let static_map = crate::static_files::StaticMap::new(&config.static_map)
-        .map_err(|e| Fatal::new(notify::EXIT_CONFIG, e))?;
+        .map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Fatal::new(notify::EXIT_OS, format!("tokio runtime: {e}")))?;
-    let executor = crate::python::Executor::new(Arc::new(app), config.threads)
+    let executor = crate::python::Executor::new(app, config.threads)
         .map_err(|e| Fatal::new(notify::EXIT_OS, format!("app threads: {e}")))?;
+    if let Some(c) = &counters {
+        if let Some(slot) = c.shm.slot(c.id) {
+            slot.set_accepting(true);
+        }
+    }
     let worker = Arc::new(Worker {
         executor,
         static_map,
@@ -164,17 +270,8 @@ fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> R
         limit_post: config.limit_post,
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
-        counters: None,
+        counters,
     });
-    let notifier = crate::notify::Notifier::from_env();
-    for s in sockets {
-        crate::log::line(format_args!(
-            "rsgi: {} {} listening on {}",
-            std::process::id(),
-            s.protocol.as_str(),
-            s.addr
-        ));
-    }
     runtime
         .block_on(async {
             let signals = StopSignals::install()?;
@@ -182,22 +279,14 @@ fn serve_app(config: &VassalConfig, sockets: &[crate::listen::BoundSocket]) -> R
             control_signals()
                 .thread_unblock()
                 .map_err(|e| std::io::Error::other(format!("sigprocmask: {e}")))?;
-            let stop = async {
-                let stop = signals.wait().await;
-                notifier.send(&[Message::Stopping]);
-                stop
-            };
-            notifier.send(&[
-                Message::Ready,
-                Message::Status(format!("serving on {} socket(s)", sockets.len())),
-            ]);
-            server::serve(sockets, worker, stop).await
+            let stop = signals.wait();
+            server::serve(sockets, worker, stop, on_ready).await
         })
-        .map_err(|e| Fatal::new(notify::EXIT_OS, e))
+        .map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))
 }
 
-/// The stop signals of a single-process server: TERM is a graceful stop, INT and QUIT
-/// a fast one; USR1 reopens the log.
+/// The stop signals of a worker (or single-process server): TERM is a graceful stop,
+/// INT and QUIT a fast one; USR1 reopens the log.
 struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
@@ -219,20 +308,15 @@ impl StopSignals {
     }
 
     async fn wait(mut self) -> Stop {
+        let pid = std::process::id();
         loop {
             tokio::select! {
                 _ = self.term.recv() => {
-                    crate::log::line(format_args!("rsgi: SIGTERM: graceful stop"));
+                    crate::log::line(format_args!("rsgi: {pid}: SIGTERM: graceful stop"));
                     return Stop::Graceful;
                 }
-                _ = self.int.recv() => {
-                    crate::log::line(format_args!("rsgi: SIGINT: fast stop"));
-                    return Stop::Fast;
-                }
-                _ = self.quit.recv() => {
-                    crate::log::line(format_args!("rsgi: SIGQUIT: fast stop"));
-                    return Stop::Fast;
-                }
+                _ = self.int.recv() => return Stop::Fast,
+                _ = self.quit.recv() => return Stop::Fast,
                 _ = self.usr1.recv() => {
                     if let Err(e) = crate::log::reopen() {
                         crate::log::line(format_args!("rsgi: SIGUSR1: cannot reopen the log: {e}"));
@@ -240,7 +324,7 @@ impl StopSignals {
                 }
                 _ = self.hup.recv() => {
                     crate::log::line(format_args!(
-                        "rsgi: SIGHUP ignored: reloads need the master (master = true)"
+                        "rsgi: {pid}: SIGHUP ignored: reloads need the master (master = true)"
                     ));
                 }
             }

@@ -91,16 +91,21 @@ impl Worker {
     /// Mark the start of an app call (the master's harakiri clock starts here).
     fn app_started(&self) -> Option<crate::shm::RequestToken> {
         let c = self.counters.as_ref()?;
-        Some(c.shm.slot(c.id)?.request_started(crate::shm::monotonic_ms()))
+        Some(
+            c.shm
+                .slot(c.id)?
+                .request_started(crate::shm::monotonic_ms()),
+        )
     }
 }
 
-/// Serve `sockets` until `stop` resolves. Returns once every connection is done (or
-/// the mercy deadline passed).
+/// Serve `sockets` until `stop` resolves; `on_ready` runs once every accept loop runs.
+/// Returns once every connection is done (or the mercy deadline passed).
 pub async fn serve(
     sockets: &[BoundSocket],
     worker: Arc<Worker>,
     stop: impl std::future::Future<Output = Stop>,
+    on_ready: impl FnOnce(),
 ) -> io::Result<()> {
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -126,7 +131,13 @@ pub async fn serve(
             }
         }
     }
+    on_ready();
     let how = stop.await;
+    if let Some(c) = &worker.counters {
+        if let Some(slot) = c.shm.slot(c.id) {
+            slot.set_accepting(false);
+        }
+    }
     token.cancel();
     tracker.close();
     if how == Stop::Fast {
@@ -463,7 +474,12 @@ async fn http_request(
             let exception = resp.exception;
             let status = resp.status;
             let (out, bytes) = to_http(resp, head);
-            access.finish(worker, token, (status, bytes.unwrap_or(0), exception), started);
+            access.finish(
+                worker,
+                token,
+                (status, bytes.unwrap_or(0), exception),
+                started,
+            );
             return out;
         }
     };
