@@ -1,7 +1,8 @@
 //! rsgi-proto: the contracts shared by rsgi's programs.
 //!
 //! No tokio, no pyo3: everything here is plain data and pure functions (the only I/O is
-//! reading config files), so the emperor (`rsgid`), the app server (`rsgi`) and the
+//! reading config files, and binding the listening sockets both the emperor and the
+//! vassal bind), so the emperor (`rsgid`), the app server (`rsgi`) and the
 //! control client (`rsgictl`) agree on one definition.
 //!
 //! # Layout
@@ -17,6 +18,9 @@
 //!   ([`load_file`]).
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
+//! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, stale unix
+//!   sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them with the
+//!   same code the standalone vassal uses.
 //!
 //! # How configuration is read
 //!
@@ -41,6 +45,7 @@ pub mod config;
 pub mod error;
 pub mod expand;
 pub mod ini;
+pub mod listen;
 pub mod notify;
 pub mod options;
 pub mod xml;

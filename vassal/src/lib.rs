@@ -6,7 +6,8 @@
 //! - [`uwsgi`]: the uwsgi packet codec (pure; `check` then `parse`, like mini-redis frames).
 //! - [`cgi`]: CGI/WSGI variable rules for both protocols (pure).
 //! - [`static_files`]: `static-map` resolution, content types, conditional GETs.
-//! - [`listen`]: binding sockets, or taking them from `LISTEN_FDS`.
+//! - [`listen`] (re-exported from `rsgi_proto`): binding sockets, or taking them from
+//!   `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
 //! - [`master`]: the master process: forks, supervises and reloads workers.
 //! - [`shm`]: per-worker counters shared by workers and the master.
@@ -37,7 +38,6 @@
 //! process model can fork workers from that point.
 
 pub mod cgi;
-pub mod listen;
 pub mod log;
 pub mod master;
 pub mod notify;
@@ -50,3 +50,5 @@ pub mod shm;
 pub mod static_files;
 pub mod stats;
 pub mod uwsgi;
+
+pub use rsgi_proto::listen;
