@@ -174,6 +174,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         crate::process::write_pidfile(path, pid, *safe)
             .map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     }
+    drop_privileges(&config)?;
     for s in &sockets {
         crate::log::line(format_args!(
             "rsgi: {pid} {} listening on {}",
@@ -193,6 +194,49 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         }
     }
     result
+}
+
+/// `uid`/`gid`: after the sockets and pidfile exist, become the configured user and
+/// group (as uWSGI does). Asking for another user without the right to switch is an
+/// error, not a silent no-op.
+fn drop_privileges(config: &VassalConfig) -> Result<(), Fatal> {
+    use nix::unistd::{getgid, getuid, setgid, setgroups, setuid, Gid, Group, Uid, User};
+    let fail = |what: String| Fatal::new(notify::EXIT_CONFIG, what);
+    let user = match &config.uid {
+        None => None,
+        Some(spec) => {
+            let found = match spec.parse::<u32>() {
+                Ok(n) => User::from_uid(Uid::from_raw(n)),
+                Err(_) => User::from_name(spec),
+            }
+            .map_err(|e| fail(format!("uid {spec}: {e}")))?;
+            Some(found.ok_or_else(|| fail(format!("uid {spec}: no such user")))?)
+        }
+    };
+    let gid = match &config.gid {
+        None => user.as_ref().map(|u| u.gid),
+        Some(spec) => Some(match spec.parse::<u32>() {
+            Ok(n) => Gid::from_raw(n),
+            Err(_) => {
+                Group::from_name(spec)
+                    .map_err(|e| fail(format!("gid {spec}: {e}")))?
+                    .ok_or_else(|| fail(format!("gid {spec}: no such group")))?
+                    .gid
+            }
+        }),
+    };
+    if let Some(gid) = gid {
+        if gid != getgid() {
+            setgroups(&[gid]).map_err(|e| fail(format!("setgroups({gid}): {e}")))?;
+            setgid(gid).map_err(|e| fail(format!("setgid({gid}): {e}")))?;
+        }
+    }
+    if let Some(user) = user {
+        if user.uid != getuid() {
+            setuid(user.uid).map_err(|e| fail(format!("setuid({}): {e}", user.name)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Import the app in this process.
