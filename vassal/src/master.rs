@@ -248,6 +248,11 @@ impl Master<'_> {
                 ));
                 self.shm.master().count_reload_failed();
                 self.app_error = Some(e.to_string());
+                // The reload is over: the adopted workers (generation 0) stay the
+                // serving generation, and the next HUP may try again (it re-executes
+                // once more) instead of being refused as "already in progress".
+                self.reload = None;
+                self.generation = 0;
                 self.notifier.send(&[
                     Message::Ready,
                     Message::Status("reload failed: the app does not load".into()),
