@@ -26,7 +26,12 @@
 //!   the old one told to stop gracefully (it finishes its requests), so capacity never
 //!   drops and no request fails;
 //! - `harakiri`: a request running too long gets SIGUSR2 to its worker (faulthandler
-//!   writes every thread's Python stack to the log), then SIGKILL, and a replacement.
+//!   writes every thread's Python stack to the log), then SIGKILL, and a replacement
+//!   once it is gone.
+//!
+//! A replacement for a worker that died (crash, harakiri) takes the dead worker's slot,
+//! so "worker N" in the stats keeps its history (`harakiri_count`, `respawn_count`), as
+//! in uWSGI; a recycled worker's replacement runs beside it, so it takes another slot.
 //!
 //! Signals: TERM is a graceful stop (workers finish their requests; after
 //! `reload-mercy` the rest is killed; exit 0). INT and QUIT are a fast stop. HUP is a
@@ -186,6 +191,7 @@ pub fn run(
         started_epoch: shm::epoch_secs(),
         workers,
         reexec_pending: false,
+        reuse_slots: Vec::new(),
     };
     master.adopt_old_workers();
     if !config.lazy_apps {
@@ -219,6 +225,10 @@ struct Master<'a> {
     workers: usize,
     /// A HUP arrived in preload mode: re-exec as soon as it is safe.
     reexec_pending: bool,
+    /// Slots of workers that died (crash, harakiri), for their replacements: a slot is
+    /// "worker N" in the stats, so its history (`harakiri_count`, `respawn_count`)
+    /// stays with one id, as in uWSGI.
+    reuse_slots: Vec<WorkerId>,
 }
 
 impl Master<'_> {
@@ -437,6 +447,9 @@ impl Master<'_> {
             // Retired on purpose (recycling, reload): its replacement already runs.
             return;
         }
+        if proc.generation == self.generation && (proc.ready || proc.harakiri_at.is_some()) {
+            self.reuse_slots.push(proc.id);
+        }
         if proc.harakiri_at.is_some() {
             self.log(format_args!(
                 "worker {} (pid {pid}) killed by harakiri; respawning",
@@ -532,10 +545,18 @@ impl Master<'_> {
             return;
         }
         self.check_workers(now);
-        // Spawn what is missing.
+        // Spawn what is missing. A worker killed by harakiri still holds its slot
+        // until it is gone (its stack dump takes a moment); its replacement then takes
+        // that slot (`reuse_slots`).
         let can_spawn = self.app.is_some() || self.config.lazy_apps;
+        let dying = |m: &Self| {
+            m.procs
+                .iter()
+                .filter(|p| p.generation == m.generation && p.harakiri_at.is_some())
+                .count()
+        };
         while can_spawn
-            && self.active().count() < self.workers
+            && self.active().count() + dying(self) < self.workers
             && self.next_spawn.is_none_or(|t| now >= t)
         {
             if !self.spawn() {
@@ -662,13 +683,16 @@ impl Master<'_> {
     /// Fork one worker of the current generation. False if no slot is free or the
     /// fork failed.
     fn spawn(&mut self) -> bool {
-        let Some(id) = self
-            .shm
-            .ids()
-            .find(|id| !self.procs.iter().any(|p| p.id == *id))
-        else {
+        let free = |id: &WorkerId| !self.procs.iter().any(|p| p.id == *id);
+        let reused = self.reuse_slots.iter().position(free);
+        let id = match reused {
+            Some(i) => Some(self.reuse_slots.swap_remove(i)),
+            None => self.shm.ids().find(free),
+        };
+        let Some(id) = id else {
             return false;
         };
+        self.reuse_slots.retain(|r| *r != id);
         let Some(slot) = self.shm.slot(id) else {
             return false;
         };
