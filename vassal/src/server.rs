@@ -15,8 +15,9 @@
 //!
 //! Shutdown: on [`Stop::Graceful`] the accept loops end (the listening sockets stay
 //! open in the process, so the kernel keeps queueing connections for the next
-//! generation), hyper connections finish their current request and close, and the
-//! worker waits for every connection task up to a deadline.
+//! generation), hyper connections finish their current request and close (one
+//! accepted but not read yet still gets its first request answered), and the worker
+//! waits for every connection task up to a deadline.
 
 use std::convert::Infallible;
 use std::io;
@@ -49,6 +50,9 @@ use crate::uwsgi;
 const UWSGI_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an HTTP client may take to send a request head.
 const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping worker waits for the first request on a connection it
+/// accepted (see `drive_http`).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
 /// Chunk size for file bodies that cannot use sendfile.
 const FILE_CHUNK: usize = 64 * 1024;
 
@@ -109,16 +113,12 @@ pub async fn serve(
 ) -> io::Result<()> {
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let graceful = Arc::new(std::sync::Mutex::new(Some(
-        hyper_util::server::graceful::GracefulShutdown::new(),
-    )));
     for socket in sockets {
         let accept = AcceptLoop {
             protocol: socket.protocol,
             worker: Arc::clone(&worker),
             token: token.clone(),
             tracker: tracker.clone(),
-            graceful: Arc::clone(&graceful),
         };
         match &socket.listener {
             Listener::Tcp(l) => {
@@ -143,14 +143,12 @@ pub async fn serve(
     if how == Stop::Fast {
         return Ok(());
     }
-    let shutdown = graceful.lock().ok().and_then(|mut g| g.take());
-    let drain = async {
-        if let Some(g) = shutdown {
-            g.shutdown().await;
-        }
-        tracker.wait().await;
-    };
-    if tokio::time::timeout(worker.mercy, drain).await.is_err() {
+    // HTTP connections see the cancelled token and close once their request is done
+    // (see `drive_http`).
+    if tokio::time::timeout(worker.mercy, tracker.wait())
+        .await
+        .is_err()
+    {
         crate::log::line(format_args!(
             "rsgi: worker {}: requests still running after {} s of mercy, leaving them",
             worker.pid,
@@ -163,9 +161,10 @@ pub async fn serve(
 struct AcceptLoop {
     protocol: Protocol,
     worker: Arc<Worker>,
+    /// Cancelled when the worker stops: accept loops end, HTTP connections close
+    /// after their request in progress.
     token: CancellationToken,
     tracker: TaskTracker,
-    graceful: Arc<std::sync::Mutex<Option<hyper_util::server::graceful::GracefulShutdown>>>,
 }
 
 impl AcceptLoop {
@@ -173,6 +172,9 @@ impl AcceptLoop {
         let local = listener.local_addr().ok();
         loop {
             let accepted = tokio::select! {
+                // Biased: once the worker stops, it accepts no more connections; they
+                // stay queued for the workers that go on.
+                biased;
                 _ = self.token.cancelled() => return,
                 r = listener.accept() => r,
             };
@@ -190,6 +192,9 @@ impl AcceptLoop {
     async fn run_unix(self, listener: UnixListener) {
         loop {
             let accepted = tokio::select! {
+                // Biased: once the worker stops, it accepts no more connections; they
+                // stay queued for the workers that go on.
+                biased;
                 _ = self.token.cancelled() => return,
                 r = listener.accept() => r,
             };
@@ -207,13 +212,8 @@ impl AcceptLoop {
                 self.tracker.spawn(handle_uwsgi(conn, info, worker));
             }
             Protocol::Http => {
-                let watcher = self
-                    .graceful
-                    .lock()
-                    .ok()
-                    .and_then(|g| g.as_ref().map(|g| g.watcher()));
-                let Some(watcher) = watcher else { return };
-                self.tracker.spawn(handle_http(conn, info, worker, watcher));
+                let stop = self.token.clone();
+                self.tracker.spawn(handle_http(conn, info, worker, stop));
             }
         }
     }
@@ -375,18 +375,18 @@ impl AccessInfo {
 // HTTP/1.1
 // ---------------------------------------------------------------------------------
 
-async fn handle_http(
-    conn: Conn,
-    info: ConnInfo,
-    worker: Arc<Worker>,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
+async fn handle_http(conn: Conn, info: ConnInfo, worker: Arc<Worker>, stop: CancellationToken) {
     let info = Arc::new(info);
-    let service = hyper::service::service_fn(move |req| {
-        let worker = Arc::clone(&worker);
-        let info = Arc::clone(&info);
-        async move { Ok::<_, Infallible>(http_request(req, &worker, &info).await) }
-    });
+    let first = FirstRequest::default();
+    let service = {
+        let first = first.clone();
+        hyper::service::service_fn(move |req| {
+            first.arrived();
+            let worker = Arc::clone(&worker);
+            let info = Arc::clone(&info);
+            async move { Ok::<_, Infallible>(http_request(req, &worker, &info).await) }
+        })
+    };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
@@ -394,19 +394,72 @@ async fn handle_http(
         .header_read_timeout(HTTP_HEADER_TIMEOUT);
     let result = match conn {
         Conn::Tcp(s) => {
-            watcher
-                .watch(builder.serve_connection(TokioIo::new(s), service))
-                .await
+            let conn = builder.serve_connection(TokioIo::new(s), service);
+            drive_http(conn, &stop, &first).await
         }
         Conn::Unix(s) => {
-            watcher
-                .watch(builder.serve_connection(TokioIo::new(s), service))
-                .await
+            let conn = builder.serve_connection(TokioIo::new(s), service);
+            drive_http(conn, &stop, &first).await
         }
     };
     // Connection errors (client went away, malformed request already answered with
     // 400 by hyper, body aborted) end this connection only.
     drop(result);
+}
+
+/// Whether a connection's first request head has arrived (set by the service).
+#[derive(Clone, Default)]
+struct FirstRequest(Arc<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>);
+
+impl FirstRequest {
+    fn arrived(&self) {
+        if !self.0 .0.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.0 .1.notify_one();
+        }
+    }
+
+    fn seen(&self) -> bool {
+        self.0 .0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn wait(&self) {
+        if !self.seen() {
+            // notify_one stores a permit if it ran before this wait.
+            self.0 .1.notified().await;
+        }
+    }
+}
+
+/// Serve one HTTP connection; once `stop` is cancelled, let it finish the request in
+/// progress and close (keep-alive off).
+///
+/// hyper's `graceful_shutdown` closes at once a connection that has read nothing yet.
+/// A connection this worker accepted must still be answered: its client has sent (or
+/// is sending) a request and cannot know it was not read, so a stop that comes before
+/// the first request head waits for it, up to [`FIRST_REQUEST_GRACE`] (a client that
+/// only opened a connection, e.g. a browser's preconnect, is then closed).
+async fn drive_http<C>(
+    conn: C,
+    stop: &CancellationToken,
+    first: &FirstRequest,
+) -> Result<(), C::Error>
+where
+    C: hyper_util::server::graceful::GracefulConnection,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        () = stop.cancelled() => {}
+    }
+    if !first.seen() {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            () = first.wait() => {}
+            () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
+        }
+    }
+    conn.as_mut().graceful_shutdown();
+    conn.await
 }
 
 async fn http_request(
