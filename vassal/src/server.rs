@@ -182,7 +182,7 @@ impl AcceptLoop {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let info = tcp_info(local, peer);
-                    self.dispatch(Conn::Tcp(stream), info);
+                    self.dispatch(Conn::Tcp(stream), info).await;
                 }
                 Err(e) => accept_error(&e).await,
             }
@@ -199,13 +199,28 @@ impl AcceptLoop {
                 r = listener.accept() => r,
             };
             match accepted {
-                Ok((stream, _)) => self.dispatch(Conn::Unix(stream), unix_info()),
+                Ok((stream, _)) => self.dispatch(Conn::Unix(stream), unix_info()).await,
                 Err(e) => accept_error(&e).await,
             }
         }
     }
 
-    fn dispatch(&self, conn: Conn, info: ConnInfo) {
+    /// Start the connection's task, then let it run before accepting again.
+    ///
+    /// Without the yield, a worker back from a long app call would accept every
+    /// connection waiting in the backlog in one burst and then serve them one after the
+    /// other (`threads = 1` runs the app on this thread), while the other workers,
+    /// idle, find the backlog empty: latency piles up behind one worker, and a worker
+    /// that dies takes all of them with it. After the yield (tokio runs deferred tasks
+    /// after the ready ones and the I/O driver), a connection whose request has arrived
+    /// reaches the app first, as with uWSGI's one-accept-per-free-thread; one whose
+    /// client is slow does not hold up accepting.
+    async fn dispatch(&self, conn: Conn, info: ConnInfo) {
+        self.spawn_conn(conn, info);
+        tokio::task::yield_now().await;
+    }
+
+    fn spawn_conn(&self, conn: Conn, info: ConnInfo) {
         let worker = Arc::clone(&self.worker);
         match self.protocol {
             Protocol::Uwsgi => {
