@@ -1,0 +1,573 @@
+//! The vassal directory: which files are vassals, what they look like now, and what
+//! changed since the last look.
+//!
+//! [`scan`] is the only I/O here: it lists the directory once and fingerprints every
+//! vassal file. [`diff`] compares two scans and is pure, so the emperor can call it
+//! after every inotify batch and on the periodic rescan alike (inotify can overflow,
+//! files arrive by rename, symlink or editor swap; a full rescan is always right).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A vassal's name: the file stem of its config file (`mysite.ini` -> `mysite`).
+///
+/// Valid names are non-empty, do not start with `.`, and consist of printable ASCII
+/// other than `/` (letters, digits and punctuation such as `-`, `_`, `.`): the name
+/// goes into socket paths (`/run/rsgi/<name>.sock`), log fields and metric labels.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VassalName(String);
+
+/// Why a string is not a valid [`VassalName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid vassal name {name:?}: {reason}")]
+pub struct InvalidName {
+    /// The rejected name.
+    pub name: String,
+    /// Why.
+    pub reason: &'static str,
+}
+
+impl VassalName {
+    /// Validate a name.
+    pub fn new(name: &str) -> Result<VassalName, InvalidName> {
+        match name_problem(name) {
+            None => Ok(VassalName(name.to_owned())),
+            Some(reason) => Err(InvalidName {
+                name: name.to_owned(),
+                reason,
+            }),
+        }
+    }
+
+    /// The name as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VassalName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for VassalName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for VassalName {
+    type Err = InvalidName;
+
+    fn from_str(s: &str) -> Result<VassalName, InvalidName> {
+        VassalName::new(s)
+    }
+}
+
+fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("the name is empty")
+    } else if name.starts_with('.') {
+        Some("the name starts with '.'")
+    } else if name.contains('/') {
+        Some("the name contains '/'")
+    } else if !name.bytes().all(|b| b.is_ascii_graphic()) {
+        Some("the name has a space, a control or a non-ASCII character")
+    } else {
+        None
+    }
+}
+
+/// The config format of a vassal file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// `*.ini`: the uWSGI ini dialect.
+    Ini,
+    /// `*.xml`: uWSGI's XML form.
+    Xml,
+}
+
+/// What a vassal file looks like now. Any difference means "changed": editing the
+/// content reloads, and so does a bare `touch` (as in uWSGI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint {
+    /// Modification time in nanoseconds since the epoch (of the target of a symlink).
+    pub mtime_ns: i128,
+    /// Size in bytes.
+    pub len: u64,
+    /// FNV-1a (64 bit) of the content: stable across runs and Rust versions.
+    pub hash: u64,
+}
+
+impl Fingerprint {
+    /// Fingerprint `content` with the given mtime.
+    pub fn of(content: &[u8], mtime_ns: i128) -> Fingerprint {
+        Fingerprint {
+            mtime_ns,
+            len: content.len() as u64,
+            hash: fnv1a(content),
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// One vassal file found by [`scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VassalFile {
+    /// The vassal's name (file stem).
+    pub name: VassalName,
+    /// The path as found in the directory (symlinks not resolved).
+    pub path: PathBuf,
+    /// Ini or XML.
+    pub kind: FileKind,
+    /// What it looks like now.
+    pub fingerprint: Fingerprint,
+}
+
+/// The result of one [`scan`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scan {
+    /// The vassals, by name.
+    pub files: BTreeMap<VassalName, VassalFile>,
+    /// Files that lost to another file of the same name (`app.xml` when `app.ini`
+    /// exists): worth a warning, never a vassal.
+    pub conflicts: Vec<PathBuf>,
+    /// Entries named like a vassal (`*.ini`/`*.xml`, not hidden) that are still not
+    /// one, with the reason: a bad name, a dangling symlink, a directory. Dotfiles,
+    /// editor leftovers and other files are not listed.
+    pub ignored: Vec<(PathBuf, &'static str)>,
+}
+
+/// Why a directory entry is not a vassal, or `None` when it is one.
+///
+/// Vassals are `*.ini` and `*.xml` (case-sensitive, as in uWSGI: `app.INI` is not one,
+/// so `app.ini` and `app.INI` never compete for the name `app`). Ignored: dotfiles
+/// (which covers `.app.ini.swp` and Emacs' `.#app.ini` locks), backups `*~`, Vim swap
+/// files `*.swp`/`*.swx`, Emacs autosaves `#app.ini#`, `*.tmp`, any other extension,
+/// and stems that are not a valid [`VassalName`] (`a b.ini`).
+pub fn why_ignored(file_name: &str) -> Option<&'static str> {
+    classify(file_name).err()
+}
+
+/// The vassal name and kind of a directory entry, or `None` if it is not a vassal
+/// (see [`why_ignored`]).
+pub fn vassal_name(file_name: &str) -> Option<(VassalName, FileKind)> {
+    classify(file_name).ok()
+}
+
+fn classify(file_name: &str) -> Result<(VassalName, FileKind), &'static str> {
+    if file_name.starts_with('.') {
+        return Err("hidden file");
+    }
+    if file_name.ends_with('~') {
+        return Err("editor backup file");
+    }
+    if file_name.ends_with(".swp") || file_name.ends_with(".swx") {
+        return Err("editor swap file");
+    }
+    if file_name.len() > 1 && file_name.starts_with('#') && file_name.ends_with('#') {
+        return Err("editor autosave file");
+    }
+    if file_name.ends_with(".tmp") {
+        return Err("temporary file");
+    }
+    let (stem, kind) = if let Some(stem) = file_name.strip_suffix(".ini") {
+        (stem, FileKind::Ini)
+    } else if let Some(stem) = file_name.strip_suffix(".xml") {
+        (stem, FileKind::Xml)
+    } else {
+        return Err("not a .ini or .xml file");
+    };
+    match VassalName::new(stem) {
+        Ok(name) => Ok((name, kind)),
+        Err(e) => Err(e.reason),
+    }
+}
+
+/// Read the vassal directory (not recursive).
+///
+/// Symlinks are followed (a dangling one is skipped and listed in
+/// [`Scan::ignored`]); directories and other non-files are skipped; every vassal file
+/// is read to fingerprint it. When `app.ini` and `app.xml` both exist, `.ini` wins and
+/// the other is listed in [`Scan::conflicts`]. A file that vanishes between the
+/// listing and the read is skipped. Any other error (the directory cannot be listed, a
+/// vassal file cannot be read) fails the whole scan, with the path in the message: a
+/// half scan would look like removed files and retire running vassals.
+pub fn scan(dir: &Path) -> io::Result<Scan> {
+    let with_path =
+        |path: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let mut entries = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| with_path(dir, e))? {
+        let entry = entry.map_err(|e| with_path(dir, e))?;
+        entries.push(entry.file_name());
+    }
+    entries.sort();
+
+    let mut out = Scan::default();
+    for file_name in entries {
+        let path = dir.join(&file_name);
+        let Some((name, kind)) = file_name.to_str().and_then(vassal_name) else {
+            if let (Some(n), Some(reason)) =
+                (file_name.to_str(), file_name.to_str().and_then(why_ignored))
+            {
+                // Only report names that look like vassals; editor leftovers are noise.
+                if !n.starts_with('.') && (n.ends_with(".ini") || n.ends_with(".xml")) {
+                    out.ignored.push((path, reason));
+                }
+            }
+            continue;
+        };
+        // fs::metadata follows symlinks.
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if fs::symlink_metadata(&path).is_ok() {
+                    out.ignored.push((path, "dangling symlink"));
+                }
+                continue;
+            }
+            Err(e) => return Err(with_path(&path, e)),
+        };
+        if !meta.is_file() {
+            out.ignored.push((path, "not a regular file"));
+            continue;
+        }
+        let content = match fs::read(&path) {
+            Ok(content) => content,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(with_path(&path, e)),
+        };
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let file = VassalFile {
+            name: name.clone(),
+            path,
+            kind,
+            fingerprint: Fingerprint::of(&content, mtime_ns),
+        };
+        match out.files.get(&name) {
+            Some(existing) if existing.kind == FileKind::Ini => out.conflicts.push(file.path),
+            Some(_) => {
+                if let Some(lost) = out.files.insert(name, file) {
+                    out.conflicts.push(lost.path);
+                }
+            }
+            None => {
+                out.files.insert(name, file);
+            }
+        }
+    }
+    out.conflicts.sort();
+    Ok(out)
+}
+
+/// The fingerprints of a scan, the form [`diff`] wants as `before`.
+pub fn fingerprints(files: &BTreeMap<VassalName, VassalFile>) -> BTreeMap<VassalName, Fingerprint> {
+    files
+        .iter()
+        .map(|(name, file)| (name.clone(), file.fingerprint))
+        .collect()
+}
+
+/// One difference between two scans.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Change {
+    /// A new vassal file.
+    Added(VassalName),
+    /// A vassal file whose fingerprint changed.
+    Changed(VassalName),
+    /// A vassal file that is gone.
+    Removed(VassalName),
+}
+
+impl Change {
+    /// The vassal this change is about.
+    pub fn name(&self) -> &VassalName {
+        match self {
+            Change::Added(n) | Change::Changed(n) | Change::Removed(n) => n,
+        }
+    }
+}
+
+/// What changed between two scans, sorted by name. A changed fingerprint (content or
+/// mtime: a `touch` reloads, as in uWSGI) is `Changed`; a file renamed to another
+/// name is `Removed` + `Added`.
+pub fn diff(
+    before: &BTreeMap<VassalName, Fingerprint>,
+    now: &BTreeMap<VassalName, VassalFile>,
+) -> Vec<Change> {
+    let mut changes: Vec<Change> = before
+        .iter()
+        .filter_map(|(name, old)| match now.get(name) {
+            None => Some(Change::Removed(name.clone())),
+            Some(file) if file.fingerprint != *old => Some(Change::Changed(name.clone())),
+            Some(_) => None,
+        })
+        .chain(
+            now.keys()
+                .filter(|name| !before.contains_key(*name))
+                .map(|name| Change::Added(name.clone())),
+        )
+        .collect();
+    changes.sort_by(|a, b| a.name().cmp(b.name()));
+    changes
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn name(s: &str) -> VassalName {
+        VassalName::new(s).unwrap()
+    }
+
+    #[test]
+    fn vassal_name_table() {
+        use FileKind::*;
+        type Row = (&'static str, Result<(&'static str, FileKind), &'static str>);
+        let cases: &[Row] = &[
+            ("mysite.ini", Ok(("mysite", Ini))),
+            ("a.xml", Ok(("a", Xml))),
+            ("my-site_2.v1.ini", Ok(("my-site_2.v1", Ini))),
+            ("app.xml.ini", Ok(("app.xml", Ini))),
+            (".hidden.ini", Err("hidden file")),
+            ("app.ini~", Err("editor backup file")),
+            (".app.ini.swp", Err("hidden file")),
+            ("app.ini.swp", Err("editor swap file")),
+            ("app.ini.swx", Err("editor swap file")),
+            (".#app.ini", Err("hidden file")),
+            ("#app.ini#", Err("editor autosave file")),
+            ("app.ini.tmp", Err("temporary file")),
+            ("notes.txt", Err("not a .ini or .xml file")),
+            ("app.INI", Err("not a .ini or .xml file")),
+            ("ini", Err("not a .ini or .xml file")),
+            (".ini", Err("hidden file")),
+            (
+                "a b.ini",
+                Err("the name has a space, a control or a non-ASCII character"),
+            ),
+            (
+                "caf\u{e9}.ini",
+                Err("the name has a space, a control or a non-ASCII character"),
+            ),
+            (
+                "tab\t.xml",
+                Err("the name has a space, a control or a non-ASCII character"),
+            ),
+        ];
+        for (file, want) in cases {
+            let got = vassal_name(file);
+            match want {
+                Ok((n, kind)) => {
+                    assert_eq!(got, Some((name(n), *kind)), "{file}");
+                    assert_eq!(why_ignored(file), None, "{file}");
+                }
+                Err(reason) => {
+                    assert_eq!(got, None, "{file}");
+                    assert_eq!(why_ignored(file), Some(*reason), "{file}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vassal_name_validation() {
+        assert_eq!(name("app").as_str(), "app");
+        assert_eq!(name("app").to_string(), "app");
+        assert!(VassalName::new("").is_err());
+        assert!(VassalName::new(".x").is_err());
+        assert!(VassalName::new("a/b").is_err());
+        let err = VassalName::new("a b").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid vassal name \"a b\": the name has a space, a control or a non-ASCII character"
+        );
+        assert_eq!("x-1".parse::<VassalName>().unwrap(), name("x-1"));
+    }
+
+    fn fp(mtime_ns: i128, content: &str) -> Fingerprint {
+        Fingerprint::of(content.as_bytes(), mtime_ns)
+    }
+
+    fn files(entries: &[(&str, Fingerprint)]) -> BTreeMap<VassalName, VassalFile> {
+        entries
+            .iter()
+            .map(|(n, fingerprint)| {
+                (
+                    name(n),
+                    VassalFile {
+                        name: name(n),
+                        path: PathBuf::from(format!("/v/{n}.ini")),
+                        kind: FileKind::Ini,
+                        fingerprint: *fingerprint,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn diff_table() {
+        let a1 = fp(1, "a");
+        /// (label, before, now, changes)
+        type Row = (&'static str, Files, Files, Vec<Change>);
+        type Files = Vec<(&'static str, Fingerprint)>;
+        let cases: Vec<Row> = vec![
+            ("nothing", vec![], vec![], vec![]),
+            (
+                "added",
+                vec![],
+                vec![("a", a1)],
+                vec![Change::Added(name("a"))],
+            ),
+            (
+                "removed",
+                vec![("a", a1)],
+                vec![],
+                vec![Change::Removed(name("a"))],
+            ),
+            ("unchanged", vec![("a", a1)], vec![("a", a1)], vec![]),
+            (
+                "content changed, same mtime and length",
+                vec![("a", a1)],
+                vec![("a", fp(1, "b"))],
+                vec![Change::Changed(name("a"))],
+            ),
+            (
+                "touched only",
+                vec![("a", a1)],
+                vec![("a", fp(2, "a"))],
+                vec![Change::Changed(name("a"))],
+            ),
+            (
+                "renamed",
+                vec![("a", a1)],
+                vec![("b", a1)],
+                vec![Change::Removed(name("a")), Change::Added(name("b"))],
+            ),
+            (
+                "mixed, sorted by name",
+                vec![("b", a1), ("c", a1), ("d", a1)],
+                vec![("a", a1), ("c", fp(3, "c")), ("d", a1), ("e", a1)],
+                vec![
+                    Change::Added(name("a")),
+                    Change::Removed(name("b")),
+                    Change::Changed(name("c")),
+                    Change::Added(name("e")),
+                ],
+            ),
+        ];
+        for (label, before, now, want) in cases {
+            let before = fingerprints(&files(&before));
+            assert_eq!(diff(&before, &files(&now)), want, "{label}");
+        }
+    }
+
+    #[test]
+    fn fingerprint_is_fnv1a() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn scan_a_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("vassals");
+        fs::create_dir(&dir).unwrap();
+        let elsewhere = tmp.path().join("elsewhere.ini");
+        fs::write(&elsewhere, "[uwsgi]\nmodule = linked\n").unwrap();
+
+        fs::write(dir.join("app.ini"), "[uwsgi]\nmodule = app\n").unwrap();
+        fs::write(dir.join("app.xml"), "<uwsgi/>").unwrap();
+        fs::write(dir.join("other.xml"), "<uwsgi><module>o</module></uwsgi>").unwrap();
+        symlink(&elsewhere, dir.join("linked.ini")).unwrap();
+        symlink(tmp.path().join("missing.ini"), dir.join("dangling.ini")).unwrap();
+        fs::create_dir(dir.join("subdir.ini")).unwrap();
+        fs::write(dir.join("nested-not-scanned.txt"), "x").unwrap();
+        fs::create_dir(dir.join("deeper")).unwrap();
+        fs::write(dir.join("deeper").join("deep.ini"), "x").unwrap();
+        for leftover in [
+            "app.ini~",
+            ".app.ini.swp",
+            ".#app.ini",
+            "#app.ini#",
+            "app.ini.tmp",
+            ".hidden.ini",
+        ] {
+            fs::write(dir.join(leftover), "junk").unwrap();
+        }
+        fs::write(dir.join("a b.ini"), "x").unwrap();
+
+        let scan = scan(&dir).unwrap();
+        let names: Vec<&str> = scan.files.keys().map(VassalName::as_str).collect();
+        assert_eq!(names, ["app", "linked", "other"]);
+
+        let app = &scan.files[&name("app")];
+        assert_eq!(app.kind, FileKind::Ini);
+        assert_eq!(app.path, dir.join("app.ini"));
+        let content = b"[uwsgi]\nmodule = app\n";
+        assert_eq!(app.fingerprint.len, content.len() as u64);
+        assert_eq!(app.fingerprint.hash, fnv1a(content));
+        assert!(app.fingerprint.mtime_ns > 0);
+
+        let linked = &scan.files[&name("linked")];
+        assert_eq!(linked.path, dir.join("linked.ini"), "symlink not resolved");
+        assert_eq!(
+            linked.fingerprint.hash,
+            fnv1a(b"[uwsgi]\nmodule = linked\n")
+        );
+        assert_eq!(scan.files[&name("other")].kind, FileKind::Xml);
+
+        assert_eq!(scan.conflicts, [dir.join("app.xml")]);
+        assert_eq!(
+            scan.ignored,
+            [
+                (
+                    dir.join("a b.ini"),
+                    "the name has a space, a control or a non-ASCII character"
+                ),
+                (dir.join("dangling.ini"), "dangling symlink"),
+                (dir.join("subdir.ini"), "not a regular file"),
+            ]
+        );
+
+        // A rescan of an untouched directory finds no change; an edit does.
+        let before = fingerprints(&scan.files);
+        assert_eq!(diff(&before, &super::scan(&dir).unwrap().files), []);
+        fs::write(&elsewhere, "[uwsgi]\nmodule = linked2\n").unwrap();
+        fs::remove_file(dir.join("other.xml")).unwrap();
+        let after = super::scan(&dir).unwrap();
+        assert_eq!(
+            diff(&before, &after.files),
+            [
+                Change::Changed(name("linked")),
+                Change::Removed(name("other"))
+            ]
+        );
+    }
+
+    #[test]
+    fn scan_a_missing_directory_names_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope");
+        let err = scan(&missing).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}
