@@ -18,6 +18,7 @@
 //!   ([`load_file`]).
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
+//! - [`control`]: the control API types shared by `rsgid` and `rsgictl`.
 //! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, stale unix
 //!   sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them with the
 //!   same code the standalone vassal uses.
@@ -42,6 +43,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod expand;
 pub mod ini;

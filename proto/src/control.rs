@@ -1,0 +1,151 @@
+//! The control API between `rsgid` and `rsgictl`: HTTP/1.1 + JSON on a unix socket
+//! (`<run dir>/control.sock`), so `curl --unix-socket` works too.
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `GET /vassals` | – | [`VassalList`] |
+//! | `GET /vassals/{name}` | – | [`VassalStatus`] |
+//! | `GET /vassals/{name}/logs?n=N` | – | [`LogLines`] |
+//! | `GET /vassals/{name}/logs?follow=1` | – | newline-delimited lines until the client closes |
+//! | `POST /vassals/{name}/reload?wait=1` | – | [`ActionResult`] |
+//! | `POST /vassals/{name}/stop`, `/start`, `/restart` | – | [`ActionResult`] |
+//! | `POST /reload?wait=1` | – | [`ActionResult`] (every vassal) |
+//! | `POST /check` | [`CheckRequest`] | [`CheckResult`] |
+//! | `GET /metrics` | – | Prometheus text |
+//! | `GET /ping` | – | `{"ok":true}` |
+//!
+//! Errors are [`ErrorBody`] with a 4xx/5xx status: 400 malformed, 404 no such vassal,
+//! 405 wrong method. Field names follow the uWSGI stats JSON where they overlap
+//! (`pid`, `requests`, `status`).
+
+use serde::{Deserialize, Serialize};
+
+/// One row of `rsgictl list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VassalSummary {
+    /// The vassal's name (its file stem).
+    pub name: String,
+    /// `starting`, `ready`, `reloading`, `backoff`, `failed`, `stopping`, `stopped`, `idle`.
+    pub state: String,
+    /// The current generation's pid.
+    pub pid: Option<i32>,
+    /// The current generation number.
+    pub generation: u64,
+    /// Seconds since the current generation started.
+    pub uptime_secs: Option<u64>,
+    /// Restarts after crashes.
+    pub restarts: u32,
+    /// The listening addresses (`unix:/run/rsgi/app.sock`, `127.0.0.1:8000`).
+    pub sockets: Vec<String>,
+    /// Why it is not ready (empty when ready).
+    pub reason: String,
+}
+
+/// `GET /vassals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VassalList {
+    /// One entry per vassal, sorted by name.
+    pub vassals: Vec<VassalSummary>,
+}
+
+/// `GET /vassals/{name}`: everything `list` shows and more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VassalStatus {
+    /// The summary row.
+    #[serde(flatten)]
+    pub summary: VassalSummary,
+    /// The config file.
+    pub config: String,
+    /// How the last process ended (`exit code 1`, `signal 9`).
+    pub last_exit: Option<String>,
+    /// The last error (config rejected, reload failed, ...).
+    pub last_error: Option<String>,
+    /// Worker processes, when the vassal runs a master (from its stats).
+    pub workers: Vec<WorkerInfo>,
+    /// The last captured log lines.
+    pub log: Vec<String>,
+}
+
+/// One worker of a vassal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Worker id (1-based).
+    pub id: u32,
+    /// Its pid.
+    pub pid: i32,
+    /// `idle` or `busy`.
+    pub status: String,
+    /// Requests served.
+    pub requests: u64,
+}
+
+/// `GET /vassals/{name}/logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLines {
+    /// The lines, oldest first.
+    pub lines: Vec<String>,
+}
+
+/// The answer to a state-changing call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionResult {
+    /// Whether it did what was asked (for `?wait=1`: the new generation serves).
+    pub ok: bool,
+    /// What happened, one line per vassal.
+    pub message: String,
+}
+
+/// `POST /check`: validate an ini without applying it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRequest {
+    /// Path of the file to check (read by rsgid).
+    pub path: String,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// True when nothing is wrong.
+    pub ok: bool,
+    /// Problems, each `file:line: what` where a line is known.
+    pub problems: Vec<String>,
+}
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What is wrong.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn status_flattens_the_summary() {
+        let status = VassalStatus {
+            summary: VassalSummary {
+                name: "app".into(),
+                state: "ready".into(),
+                pid: Some(42),
+                generation: 3,
+                uptime_secs: Some(10),
+                restarts: 1,
+                sockets: vec!["unix:/run/rsgi/app.sock".into()],
+                reason: String::new(),
+            },
+            config: "/etc/rsgi/vassals/app.ini".into(),
+            last_exit: Some("exit code 1".into()),
+            last_error: None,
+            workers: vec![],
+            log: vec!["line".into()],
+        };
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["name"], "app");
+        assert_eq!(json["pid"], 42);
+        let back: VassalStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(back, status);
+    }
+}
