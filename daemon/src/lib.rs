@@ -1,7 +1,35 @@
 //! rsgid: the emperor. Watches a directory of vassal files and runs one `rsgi` per file.
 //!
-//! (Placeholder crate docs: the layout and theory of operation follow with the actor.)
+//! # Layout
+//!
+//! - [`settings`]: rsgid's own settings (TOML file and the same settings as flags).
+//! - [`scan`]: which files are vassals, fingerprints, and the pure directory diff.
+//! - [`lifecycle`]: one vassal's lifecycle as a pure `step(state, input, now, policy)`.
+//! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
+//! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
+//! - [`watch`]: the event sources: inotify (debounced) and signals.
+//! - [`sd`]: rsgid's own systemd notifications.
+//!
+//! # Theory of operation
+//!
+//! One actor task ([`emperor::Emperor`]) owns all vassal state; everything else sends it
+//! messages: the directory watcher and a periodic rescan (a rescan is a pure diff of
+//! fingerprints), the wait task of each child, the reader of each vassal's notify
+//! socket (`READY=1`), the readers of its stdout/stderr, and the signal handlers. For
+//! each message the actor feeds an input to the vassal's state machine and applies the
+//! effects it returns: bind sockets and spawn a generation, signal a pid, remember a
+//! wake-up time, retire.
+//!
+//! The emperor binds each vassal's listening sockets itself and hands them to every
+//! generation through `LISTEN_FDS`, so a reload is a new generation on the same
+//! sockets: the kernel keeps queueing connections while the new generation starts, the
+//! old one keeps serving until the new one says `READY=1`, then stops gracefully. A new
+//! generation that dies or stays silent is killed and the old one keeps serving.
 
+pub mod emperor;
 pub mod lifecycle;
 pub mod scan;
+pub mod sd;
 pub mod settings;
+pub mod spawn;
+pub mod watch;

@@ -1,5 +1,41 @@
-//! rsgid: the emperor (not built yet; see issue 4).
-fn main() {
-    eprintln!("rsgid: the emperor is not implemented yet");
-    std::process::exit(1);
+//! `rsgid`: the emperor. Parses its settings, starts logging, runs the actor
+//! ([`rsgid::emperor::Emperor`]) on a current-thread runtime.
+//!
+//! A current-thread runtime on purpose: every vassal is forked from this one thread, so
+//! `PR_SET_PDEATHSIG` (which fires when the *forking thread* dies) is tied to rsgid's
+//! life, and rsgid stays small (no worker threads to feed 50 vassals).
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let args = rsgid::settings::Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RSGID_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rsgid: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &rsgid::settings::Args) -> anyhow::Result<()> {
+    let settings = rsgid::settings::Settings::load(args)?;
+    let emperor = rsgid::emperor::Emperor::new(settings);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    runtime.block_on(emperor.run())?;
+    Ok(())
 }

@@ -196,11 +196,14 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     result
 }
 
-/// `uid`/`gid`: after the sockets and pidfile exist, become the configured user and
-/// group (as uWSGI does). Asking for another user without the right to switch is an
-/// error, not a silent no-op.
+/// `uid`/`gid`: when started as root, become the configured user and group once the
+/// sockets and pidfile exist (as uWSGI does). An unknown user or group is an error.
 fn drop_privileges(config: &VassalConfig) -> Result<(), Fatal> {
     use nix::unistd::{getgid, getuid, setgid, setgroups, setuid, Gid, Group, Uid, User};
+    // As uWSGI: only root switches users; for anyone else `uid`/`gid` mean nothing.
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
     let fail = |what: String| Fatal::new(notify::EXIT_CONFIG, what);
     let user = match &config.uid {
         None => None,

@@ -1,0 +1,817 @@
+//! The emperor actor: one task that owns every vassal's state.
+//!
+//! Sources never touch vassal state; they send a [`Msg`]:
+//!
+//! ```text
+//!  inotify (debounced) + periodic rescan ──┐
+//!  child exits (one wait task per child) ──┤
+//!  vassal notify sockets (READY=1, ...) ───┼──> Emperor::run ──> effects: bind sockets,
+//!  vassal stdout/stderr lines ─────────────┤    (owns all        spawn, signal, kill,
+//!  signals (TERM, INT, HUP) ───────────────┘     vassal state)    log, notify systemd
+//! ```
+//!
+//! Each vassal's lifecycle is the pure [`crate::lifecycle::step`]; this module applies
+//! its effects (spawning through [`crate::spawn`], signalling pids, keeping one set of
+//! wake-up times per vassal) and feeds the results back as inputs. Timers are not
+//! polled: the actor sleeps until the earliest wake-up of any vassal, or the next
+//! rescan.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
+use rsgi_proto::listen::BoundSocket;
+use rsgi_proto::notify::{self, Message};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::lifecycle::{self, ExitInfo, Gen, Input, Phase, Pid, Report, Sig, State};
+use crate::scan::{self, Change, Fingerprint, VassalFile, VassalName};
+use crate::settings::Settings;
+
+/// A message to the actor.
+#[derive(Debug)]
+pub enum Msg {
+    /// Something changed in the vassal directory (or the periodic rescan is due).
+    Rescan,
+    /// A vassal process exited.
+    Exited {
+        /// Which vassal.
+        name: VassalName,
+        /// Which generation.
+        gen: Gen,
+        /// Its pid.
+        pid: Pid,
+        /// How it ended.
+        exit: ExitInfo,
+    },
+    /// A vassal sent notify assignments.
+    Notified {
+        /// Which vassal.
+        name: VassalName,
+        /// Which generation.
+        gen: Gen,
+        /// What it said.
+        msgs: Vec<Message>,
+    },
+    /// A line of a vassal's stdout/stderr.
+    Output {
+        /// Which vassal.
+        name: VassalName,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// SIGTERM/SIGINT: stop every vassal gracefully, then exit.
+    Shutdown,
+    /// SIGHUP: rescan and reload every vassal.
+    ReloadAll,
+}
+
+/// What went wrong at start-up (fatal for rsgid).
+#[derive(Debug, thiserror::Error)]
+pub enum EmperorError {
+    /// The vassal directory cannot be read.
+    #[error("vassal directory {}: {source}", dir.display())]
+    VassalDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The run directory cannot be created.
+    #[error("run directory {}: {source}", dir.display())]
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Watching the directory failed.
+    #[error("cannot watch {}: {source}", dir.display())]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: ::notify::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// One vassal, as the emperor sees it.
+struct Vassal {
+    name: VassalName,
+    file: VassalFile,
+    /// The last configuration that parsed.
+    config: Option<Arc<VassalConfig>>,
+    /// The listening sockets currently handed to new generations.
+    sockets: Vec<Arc<BoundSocket>>,
+    state: State,
+    /// Every pending wake-up time from `WakeAt` effects.
+    wakes: BTreeSet<Instant>,
+    /// The last lines of output.
+    logs: VecDeque<String>,
+    /// When the current generation started.
+    started: Option<Instant>,
+}
+
+/// The actor.
+pub struct Emperor {
+    settings: Settings,
+    rsgi: PathBuf,
+    vassals: BTreeMap<VassalName, Vassal>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    shutdown_deadline: Option<Instant>,
+    announced_ready: bool,
+    reloading_all: bool,
+    systemd: crate::sd::SdNotify,
+}
+
+impl Emperor {
+    /// An emperor for `settings` (nothing starts until [`Emperor::run`]).
+    pub fn new(settings: Settings) -> Emperor {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let rsgi = crate::spawn::find_rsgi(settings.rsgi.as_deref());
+        Emperor {
+            settings,
+            rsgi,
+            vassals: BTreeMap::new(),
+            tx,
+            rx,
+            shutdown_deadline: None,
+            announced_ready: false,
+            reloading_all: false,
+            systemd: crate::sd::SdNotify::from_env(),
+        }
+    }
+
+    /// A sender for messages to the actor (for signal and watcher tasks).
+    pub fn sender(&self) -> mpsc::UnboundedSender<Msg> {
+        self.tx.clone()
+    }
+
+    /// Run until shut down.
+    pub async fn run(mut self) -> Result<(), EmperorError> {
+        let dir = self.settings.vassals.clone();
+        std::fs::create_dir_all(&self.settings.run_dir).map_err(|source| EmperorError::RunDir {
+            dir: self.settings.run_dir.clone(),
+            source,
+        })?;
+        if !dir.is_dir() {
+            return Err(EmperorError::VassalDir {
+                dir,
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let _watcher =
+            crate::watch::watch(&dir, self.tx.clone()).map_err(|source| EmperorError::Watch {
+                dir: dir.clone(),
+                source,
+            })?;
+        crate::watch::signals(self.tx.clone()).map_err(EmperorError::Signals)?;
+        tracing::info!(
+            vassals = %dir.display(),
+            rsgi = %self.rsgi.display(),
+            "rsgid started"
+        );
+        self.rescan();
+        let mut next_rescan = Instant::now() + self.settings.rescan_interval;
+        loop {
+            let now = Instant::now();
+            if self.tick(now) {
+                break;
+            }
+            let wake = self.next_wake().unwrap_or(next_rescan).min(next_rescan);
+            tokio::select! {
+                msg = self.rx.recv() => match msg {
+                    Some(msg) => self.handle(msg),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if Instant::now() >= next_rescan {
+                        self.rescan();
+                        next_rescan = Instant::now() + self.settings.rescan_interval;
+                    }
+                }
+            }
+        }
+        tracing::info!("rsgid stopped");
+        Ok(())
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let mut wake = self
+            .vassals
+            .values()
+            .filter_map(|v| v.wakes.first().copied())
+            .min();
+        if let Some(d) = self.shutdown_deadline {
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        wake
+    }
+
+    /// Deliver due wake-ups; returns true when the emperor should exit.
+    fn tick(&mut self, now: Instant) -> bool {
+        let due: Vec<VassalName> = self
+            .vassals
+            .values()
+            .filter(|v| v.wakes.first().is_some_and(|w| *w <= now))
+            .map(|v| v.name.clone())
+            .collect();
+        for name in due {
+            if let Some(v) = self.vassals.get_mut(&name) {
+                while v.wakes.first().is_some_and(|w| *w <= now) {
+                    v.wakes.pop_first();
+                }
+            }
+            self.input(&name, Input::Tick);
+        }
+        if let Some(deadline) = self.shutdown_deadline {
+            let running: Vec<Pid> = self.vassals.values().flat_map(|v| v.state.pids()).collect();
+            if running.is_empty() {
+                return true;
+            }
+            if now >= deadline {
+                tracing::warn!(count = running.len(), "shutdown deadline passed: killing");
+                for pid in running {
+                    signal(pid, Sig::Kill);
+                }
+                return true;
+            }
+        }
+        self.check_ready();
+        false
+    }
+
+    /// systemd: READY=1 once every initial vassal left Starting; READY=1 after HUP.
+    fn check_ready(&mut self) {
+        let starting = self.vassals.values().any(|v| {
+            matches!(
+                v.state.phase,
+                Phase::Starting { .. } | Phase::Reloading { .. }
+            )
+        });
+        if starting {
+            return;
+        }
+        if !self.announced_ready || self.reloading_all {
+            self.announced_ready = true;
+            self.reloading_all = false;
+            let ready = self
+                .vassals
+                .values()
+                .filter(|v| matches!(v.state.phase, Phase::Ready { .. }))
+                .count();
+            self.systemd.send(&[
+                Message::Ready,
+                Message::Status(format!(
+                    "governing {} vassal(s), {ready} ready",
+                    self.vassals.len()
+                )),
+            ]);
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Rescan => self.rescan(),
+            Msg::Exited {
+                name,
+                gen,
+                pid,
+                exit,
+            } => {
+                tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, %exit, "vassal exited");
+                self.input(&name, Input::Exited { gen, pid, exit });
+            }
+            Msg::Notified { name, gen, msgs } => {
+                for m in msgs {
+                    match m {
+                        Message::Ready => self.input(&name, Input::Ready { gen }),
+                        Message::Status(s) => {
+                            tracing::debug!(vassal = %name, gen = gen.0, status = %s, "status");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Msg::Output { name, line } => {
+                tracing::info!(vassal = %name, "{line}");
+                let cap = self.settings.log_lines;
+                if let Some(v) = self.vassals.get_mut(&name) {
+                    if v.logs.len() >= cap {
+                        v.logs.pop_front();
+                    }
+                    v.logs.push_back(line);
+                }
+            }
+            Msg::Shutdown => {
+                if self.shutdown_deadline.is_none() {
+                    tracing::info!("stopping every vassal");
+                    self.systemd.send(&[Message::Stopping]);
+                    self.shutdown_deadline = Some(
+                        Instant::now() + self.settings.policy.stop_timeout + Duration::from_secs(2),
+                    );
+                    let names: Vec<VassalName> = self.vassals.keys().cloned().collect();
+                    for name in names {
+                        self.input(&name, Input::Shutdown);
+                    }
+                }
+            }
+            Msg::ReloadAll => {
+                tracing::info!("SIGHUP: rescan and reload every vassal");
+                self.systemd.send(&[
+                    Message::Reloading,
+                    Message::Other(format!("MONOTONIC_USEC={}", monotonic_usec())),
+                ]);
+                self.reloading_all = true;
+                self.rescan();
+                let names: Vec<VassalName> = self.vassals.keys().cloned().collect();
+                for name in names {
+                    self.input(&name, Input::CtlReload);
+                }
+            }
+        }
+    }
+
+    /// Scan the directory and turn its changes into inputs.
+    fn rescan(&mut self) {
+        if self.shutdown_deadline.is_some() {
+            return;
+        }
+        let scanned = match scan::scan(&self.settings.vassals) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(dir = %self.settings.vassals.display(), "cannot scan: {e}");
+                return;
+            }
+        };
+        for c in &scanned.conflicts {
+            tracing::warn!(file = %c.display(), "ignored: an .ini of the same name wins");
+        }
+        let before: BTreeMap<VassalName, Fingerprint> = self
+            .vassals
+            .iter()
+            .filter(|(_, v)| !matches!(v.state.phase, Phase::Retired))
+            .map(|(n, v)| (n.clone(), v.file.fingerprint))
+            .collect();
+        for change in scan::diff(&before, &scanned.files) {
+            match change {
+                Change::Added(name) => {
+                    let Some(file) = scanned.files.get(&name).cloned() else {
+                        continue;
+                    };
+                    self.add(name, file);
+                }
+                Change::Changed(name) => {
+                    let Some(file) = scanned.files.get(&name).cloned() else {
+                        continue;
+                    };
+                    self.change(&name, file);
+                }
+                Change::Removed(name) => {
+                    tracing::info!(vassal = %name, "config removed: retiring");
+                    self.input(&name, Input::ConfigRemoved);
+                }
+            }
+        }
+    }
+
+    /// Read and check a vassal file: it must parse, and (as root) name a user to run as.
+    fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
+        let env = |key: &str| std::env::var(key).ok();
+        let path = file.path.to_string_lossy();
+        let mut config = rsgi_proto::load_file(&path, &env).map_err(|e| e.to_string())?;
+        self.user_for(&config, &file.path)?;
+        if config.sockets.is_empty() {
+            // No socket option: the emperor's default, speaking uwsgi.
+            config.sockets.push(SocketSpec {
+                protocol: Protocol::Uwsgi,
+                addr: ListenAddr::Unix(self.settings.run_dir.join(format!("{name}.sock"))),
+            });
+        }
+        Ok(config)
+    }
+
+    fn add(&mut self, name: VassalName, file: VassalFile) {
+        // A vassal that is retiring under the same name (deleted and re-added quickly)
+        // keeps its record until its process is gone; start over afterwards.
+        if self.vassals.contains_key(&name) {
+            self.change(&name, file);
+            return;
+        }
+        tracing::info!(vassal = %name, file = %file.path.display(), "new vassal");
+        let loaded = self.load(&name, &file);
+        self.vassals.insert(
+            name.clone(),
+            Vassal {
+                name: name.clone(),
+                file,
+                config: None,
+                sockets: Vec::new(),
+                state: State::new(),
+                wakes: BTreeSet::new(),
+                logs: VecDeque::new(),
+                started: None,
+            },
+        );
+        match loaded {
+            Ok(config) => {
+                if let Some(v) = self.vassals.get_mut(&name) {
+                    v.config = Some(Arc::new(config));
+                }
+                self.input(&name, Input::Start);
+            }
+            Err(message) => self.input(&name, Input::ConfigBroken { message }),
+        }
+    }
+
+    fn change(&mut self, name: &VassalName, file: VassalFile) {
+        let loaded = self.load(name, &file);
+        let Some(v) = self.vassals.get_mut(name) else {
+            return;
+        };
+        v.file = file;
+        match loaded {
+            Ok(config) => {
+                tracing::info!(vassal = %name, "config changed: reloading");
+                v.config = Some(Arc::new(config));
+                self.input(name, Input::ConfigChanged);
+            }
+            Err(message) => {
+                tracing::error!(vassal = %name, "config rejected, the running generation stays: {message}");
+                self.input(name, Input::ConfigBroken { message });
+            }
+        }
+    }
+
+    /// Feed one input to a vassal's state machine and apply the effects.
+    fn input(&mut self, name: &VassalName, input: Input) {
+        let now = Instant::now();
+        let Some(v) = self.vassals.get_mut(name) else {
+            return;
+        };
+        let (state, effects) = lifecycle::step(&v.state, input, now, &self.settings.policy);
+        v.state = state;
+        let mut follow_ups = Vec::new();
+        for effect in effects {
+            match effect {
+                lifecycle::Effect::Spawn { gen } => follow_ups.push(self.spawn(name, gen)),
+                lifecycle::Effect::Signal { pid, sig } => signal(pid, sig),
+                lifecycle::Effect::WakeAt(t) => {
+                    if let Some(v) = self.vassals.get_mut(name) {
+                        v.wakes.insert(t);
+                    }
+                }
+                lifecycle::Effect::Retired => {
+                    if let Some(v) = self.vassals.remove(name) {
+                        for s in &v.sockets {
+                            if let Some(path) = &s.created_path {
+                                let _ = std::fs::remove_file(path);
+                            }
+                        }
+                        tracing::info!(vassal = %name, "retired");
+                    }
+                }
+                lifecycle::Effect::Report(r) => report(name, &r),
+            }
+        }
+        for next in follow_ups {
+            self.input(name, next);
+        }
+    }
+
+    /// Start generation `gen`; returns the input that reports the outcome.
+    fn spawn(&mut self, name: &VassalName, gen: Gen) -> Input {
+        let rsgi = self.rsgi.clone();
+        let cwd = self.settings.vassals.clone();
+        let user = match self
+            .vassals
+            .get(name)
+            .and_then(|v| v.config.as_ref().map(|c| self.user_for(c, &v.file.path)))
+        {
+            Some(Ok(u)) => u,
+            Some(Err(message)) => return Input::SpawnFailed { gen, message },
+            None => {
+                return Input::SpawnFailed {
+                    gen,
+                    message: "no valid configuration".into(),
+                }
+            }
+        };
+        let sockets = match self.sockets_for(name) {
+            Ok(s) => s,
+            Err(message) => return Input::SpawnFailed { gen, message },
+        };
+        let Some(v) = self.vassals.get_mut(name) else {
+            return Input::SpawnFailed {
+                gen,
+                message: "unknown vassal".into(),
+            };
+        };
+        let spec = crate::spawn::SpawnSpec {
+            rsgi: &rsgi,
+            config: &v.file.path,
+            kind: v.file.kind,
+            cwd: &cwd,
+            sockets: &sockets,
+            user,
+        };
+        let spawned = match crate::spawn::spawn(&spec) {
+            Ok(s) => s,
+            Err(e) => {
+                return Input::SpawnFailed {
+                    gen,
+                    message: format!("cannot start {}: {e}", rsgi.display()),
+                }
+            }
+        };
+        v.sockets = sockets;
+        v.started = Some(Instant::now());
+        let crate::spawn::Spawned { mut child, notify } = spawned;
+        let pid = Pid(child.id().map_or(0, |p| p as i32));
+        tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, "spawned");
+        if let Some(out) = child.stdout.take() {
+            forward_lines(name.clone(), out, self.tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_lines(name.clone(), err, self.tx.clone());
+        }
+        watch_notify(name.clone(), gen, notify, self.tx.clone());
+        let tx = self.tx.clone();
+        let vname = name.clone();
+        tokio::spawn(async move {
+            let exit = match child.wait().await {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    ExitInfo {
+                        code: status.code(),
+                        signal: status.signal(),
+                    }
+                }
+                Err(_) => ExitInfo {
+                    code: None,
+                    signal: None,
+                },
+            };
+            let _ = tx.send(Msg::Exited {
+                name: vname,
+                gen,
+                pid,
+                exit,
+            });
+        });
+        Input::Spawned { gen, pid }
+    }
+
+    /// The sockets for a vassal's next generation: the ones it has when the addresses
+    /// did not change, otherwise freshly bound (reusing any unchanged ones).
+    fn sockets_for(&self, name: &VassalName) -> Result<Vec<Arc<BoundSocket>>, String> {
+        let v = self.vassals.get(name).ok_or("unknown vassal")?;
+        let config = v.config.as_ref().ok_or("no valid configuration")?;
+        let mut out = Vec::new();
+        let mut to_bind = Vec::new();
+        for spec in &config.sockets {
+            match v
+                .sockets
+                .iter()
+                .find(|s| s.protocol == spec.protocol && same_addr(&s.addr, &spec.addr))
+            {
+                Some(existing) => out.push(Arc::clone(existing)),
+                None => to_bind.push(spec.clone()),
+            }
+        }
+        if to_bind.is_empty() {
+            return Ok(out);
+        }
+        // A clearer message than EADDRINUSE when another vassal holds the address.
+        for spec in &to_bind {
+            for (other, ov) in &self.vassals {
+                if other == name {
+                    continue;
+                }
+                if ov.sockets.iter().any(|s| same_addr(&s.addr, &spec.addr)) {
+                    return Err(format!(
+                        "socket {} is already used by vassal '{other}'",
+                        spec.addr
+                    ));
+                }
+            }
+        }
+        let mut cfg = (**config).clone();
+        cfg.sockets = to_bind;
+        let bound = rsgi_proto::listen::bind_all(&cfg).map_err(|e| error_chain(&e))?;
+        out.extend(bound.into_iter().map(Arc::new));
+        // Keep the configured order.
+        let order = |s: &Arc<BoundSocket>| {
+            config
+                .sockets
+                .iter()
+                .position(|c| c.protocol == s.protocol && same_addr(&s.addr, &c.addr))
+                .unwrap_or(usize::MAX)
+        };
+        out.sort_by_key(order);
+        Ok(out)
+    }
+
+    /// The uid/gid a vassal runs as. Only matters when rsgid runs as root: then the
+    /// ini's `uid`/`gid`, else (tyrant mode) the owner of the ini file, else rsgid's
+    /// default user; never root unless the ini says `uid = root`.
+    fn user_for(
+        &self,
+        config: &VassalConfig,
+        file: &std::path::Path,
+    ) -> Result<Option<(u32, u32)>, String> {
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let (uid, gid) = if let Some(uid) = &config.uid {
+            let user = lookup_user(uid)?;
+            let gid = match &config.gid {
+                Some(g) => lookup_group(g)?,
+                None => user.1,
+            };
+            (user.0, gid)
+        } else if self.settings.tyrant {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(file).map_err(|e| e.to_string())?;
+            if meta.uid() == 0 {
+                return Err(format!(
+                    "tyrant mode: {} is owned by root; refusing to run it as root",
+                    file.display()
+                ));
+            }
+            (meta.uid(), meta.gid())
+        } else if let Some(uid) = &self.settings.uid {
+            let user = lookup_user(uid)?;
+            let gid = match &self.settings.gid {
+                Some(g) => lookup_group(g)?,
+                None => user.1,
+            };
+            (user.0, gid)
+        } else {
+            return Err(
+                "refusing to run an app as root: set uid/gid in the ini (uid = root to allow it), \
+                 or start rsgid with --uid/--tyrant"
+                    .into(),
+            );
+        };
+        Ok(Some((uid, gid)))
+    }
+}
+
+fn lookup_user(spec: &str) -> Result<(u32, u32), String> {
+    let user = match spec.parse::<u32>() {
+        Ok(n) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(n)),
+        Err(_) => nix::unistd::User::from_name(spec),
+    }
+    .map_err(|e| format!("user {spec}: {e}"))?
+    .ok_or_else(|| format!("no such user: {spec}"))?;
+    Ok((user.uid.as_raw(), user.gid.as_raw()))
+}
+
+fn lookup_group(spec: &str) -> Result<u32, String> {
+    if let Ok(n) = spec.parse::<u32>() {
+        return Ok(n);
+    }
+    let group = nix::unistd::Group::from_name(spec)
+        .map_err(|e| format!("group {spec}: {e}"))?
+        .ok_or_else(|| format!("no such group: {spec}"))?;
+    Ok(group.gid.as_raw())
+}
+
+fn same_addr(a: &ListenAddr, b: &ListenAddr) -> bool {
+    match (a, b) {
+        (ListenAddr::Unix(x), ListenAddr::Unix(y)) => x == y,
+        (ListenAddr::Tcp { host: h1, port: p1 }, ListenAddr::Tcp { host: h2, port: p2 }) => {
+            p1 == p2
+                && (h1 == h2
+                    || (h1.is_empty() && h2 == "0.0.0.0")
+                    || (h2.is_empty() && h1 == "0.0.0.0"))
+        }
+        _ => false,
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+fn signal(pid: Pid, sig: Sig) {
+    use nix::sys::signal::Signal;
+    let s = match sig {
+        Sig::Term => Signal::SIGTERM,
+        Sig::Int => Signal::SIGINT,
+        Sig::Kill => Signal::SIGKILL,
+    };
+    if pid.0 > 0 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.0), s);
+    }
+}
+
+fn report(name: &VassalName, r: &Report) {
+    match r {
+        Report::Ready { gen } => tracing::info!(vassal = %name, gen = gen.0, "ready"),
+        Report::Reloaded { gen } => tracing::info!(vassal = %name, gen = gen.0, "reloaded"),
+        Report::ReloadFailed { reason } => {
+            tracing::error!(vassal = %name, "reload failed, the previous generation keeps serving: {reason}")
+        }
+        Report::Crashed {
+            reason,
+            attempt,
+            retry_in,
+            ..
+        } => tracing::warn!(
+            vassal = %name,
+            attempt,
+            "{reason}; retrying in {:.1} s",
+            retry_in.as_secs_f64()
+        ),
+        Report::Failed { reason } => {
+            tracing::error!(vassal = %name, "failed: {reason} (fix the file or run rsgictl start)")
+        }
+        Report::ConfigRejected { message } => {
+            tracing::error!(vassal = %name, "config rejected: {message}")
+        }
+        other => tracing::info!(vassal = %name, "{other:?}"),
+    }
+}
+
+/// Forward each line of a vassal's output to the actor.
+fn forward_lines<R>(name: VassalName, reader: R, tx: mpsc::UnboundedSender<Msg>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if tx
+                .send(Msg::Output {
+                    name: name.clone(),
+                    line,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+/// Read notify datagrams from a generation's socket. (A SEQPACKET socket reads like a
+/// datagram socket; a zero-length read is the vassal closing its end.)
+fn watch_notify(name: VassalName, gen: Gen, fd: OwnedFd, tx: mpsc::UnboundedSender<Msg>) {
+    tokio::spawn(async move {
+        let std_socket = std::os::unix::net::UnixDatagram::from(fd);
+        if std_socket.set_nonblocking(true).is_err() {
+            return;
+        }
+        let Ok(socket) = tokio::net::UnixDatagram::from_std(std_socket) else {
+            return;
+        };
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = socket.recv(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let msgs = notify::parse(&text);
+            if tx
+                .send(Msg::Notified {
+                    name: name.clone(),
+                    gen,
+                    msgs,
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+}
+
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}
