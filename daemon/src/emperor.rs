@@ -23,10 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
+use rsgi_proto::control::{
+    ActionResult, CheckResult, LogLines, VassalList, VassalStatus, VassalSummary,
+};
 use rsgi_proto::listen::BoundSocket;
 use rsgi_proto::notify::{self, Message};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::lifecycle::{self, ExitInfo, Gen, Input, Phase, Pid, Report, Sig, State};
 use crate::scan::{self, Change, Fingerprint, VassalFile, VassalName};
@@ -68,6 +71,64 @@ pub enum Msg {
     Shutdown,
     /// SIGHUP: rescan and reload every vassal.
     ReloadAll,
+    /// A request from the control socket, with where to send the answer.
+    Control(Command, oneshot::Sender<Reply>),
+}
+
+/// A control-socket request, as the actor sees it (the HTTP layer in
+/// [`crate::control`] parses requests into these).
+#[derive(Debug)]
+pub enum Command {
+    /// Every vassal's summary.
+    List,
+    /// One vassal in detail.
+    Status(String),
+    /// The last `lines` captured lines.
+    Logs {
+        /// The vassal.
+        name: String,
+        /// How many lines.
+        lines: usize,
+    },
+    /// The captured lines so far plus a live feed.
+    Follow(String),
+    /// Stop a vassal; it stays stopped until `Start` or a change of its file.
+    Stop(String),
+    /// Start a stopped or failed vassal.
+    Start(String),
+    /// Stop, then start.
+    Restart(String),
+    /// Reload one vassal (`Some`) or all (`None`); with `wait`, the answer comes when
+    /// the new generation serves or the reload failed.
+    Reload {
+        /// The vassal, or every vassal.
+        name: Option<String>,
+        /// Answer only when done.
+        wait: bool,
+    },
+    /// Validate a vassal file without applying it.
+    Check(PathBuf),
+}
+
+/// The actor's answer to a [`Command`].
+#[derive(Debug)]
+pub enum Reply {
+    /// For [`Command::List`].
+    List(VassalList),
+    /// For [`Command::Status`].
+    Status(Box<VassalStatus>),
+    /// For [`Command::Logs`].
+    Logs(LogLines),
+    /// For [`Command::Follow`]: the backlog, then a live feed.
+    Follow(Vec<String>, broadcast::Receiver<String>),
+    /// A finished action.
+    Action(ActionResult),
+    /// Actions still running: each resolves when its vassal's reload is done.
+    Pending(Vec<(String, oneshot::Receiver<ActionResult>)>),
+    /// For [`Command::Check`].
+    Check(CheckResult),
+    /// No vassal of that name.
+    NotFound(String),
 }
 
 /// What went wrong at start-up (fatal for rsgid).
@@ -117,6 +178,10 @@ struct Vassal {
     logs: VecDeque<String>,
     /// When the current generation started.
     started: Option<Instant>,
+    /// `rsgictl reload --wait` callers, answered when the reload is done.
+    waiters: Vec<oneshot::Sender<ActionResult>>,
+    /// Live feed of output lines for `rsgictl logs -f`.
+    feed: broadcast::Sender<String>,
 }
 
 /// The actor.
@@ -308,6 +373,7 @@ impl Emperor {
                     if v.logs.len() >= cap {
                         v.logs.pop_front();
                     }
+                    let _ = v.feed.send(line.clone());
                     v.logs.push_back(line);
                 }
             }
@@ -323,6 +389,10 @@ impl Emperor {
                         self.input(&name, Input::Shutdown);
                     }
                 }
+            }
+            Msg::Control(cmd, reply) => {
+                let answer = self.control(cmd);
+                let _ = reply.send(answer);
             }
             Msg::ReloadAll => {
                 tracing::info!("SIGHUP: rescan and reload every vassal");
@@ -419,6 +489,8 @@ impl Emperor {
                 wakes: BTreeSet::new(),
                 logs: VecDeque::new(),
                 started: None,
+                waiters: Vec::new(),
+                feed: broadcast::channel(256).0,
             },
         );
         match loaded {
@@ -479,11 +551,212 @@ impl Emperor {
                         tracing::info!(vassal = %name, "retired");
                     }
                 }
-                lifecycle::Effect::Report(r) => report(name, &r),
+                lifecycle::Effect::Report(r) => {
+                    report(name, &r);
+                    self.answer_waiters(name, &r);
+                }
             }
         }
         for next in follow_ups {
             self.input(name, next);
+        }
+    }
+
+    /// Answer `reload --wait` callers once the outcome is known.
+    fn answer_waiters(&mut self, name: &VassalName, r: &Report) {
+        let result = match r {
+            Report::Reloaded { gen } | Report::Ready { gen } => ActionResult {
+                ok: true,
+                message: format!("{name}: generation {} serves", gen.0),
+            },
+            Report::ReloadFailed { reason } => ActionResult {
+                ok: false,
+                message: format!("{name}: reload failed: {reason}"),
+            },
+            Report::Failed { reason } => ActionResult {
+                ok: false,
+                message: format!("{name}: failed: {reason}"),
+            },
+            _ => return,
+        };
+        if let Some(v) = self.vassals.get_mut(name) {
+            for w in v.waiters.drain(..) {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    fn summary(&self, v: &Vassal) -> VassalSummary {
+        let state = &v.state;
+        let reason = match &state.phase {
+            Phase::Ready { .. } => String::new(),
+            Phase::Failed { reason, .. } => reason.clone(),
+            Phase::Backoff { until, attempt } => format!(
+                "attempt {attempt} failed, retrying in {:.1} s{}",
+                until
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64(),
+                state
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            ),
+            Phase::Stopped { .. } => "stopped by rsgictl".into(),
+            _ => state.last_error.clone().unwrap_or_default(),
+        };
+        VassalSummary {
+            name: v.name.to_string(),
+            state: state.name().to_owned(),
+            pid: state.current_pid().map(|p| p.0),
+            generation: state.current_gen().map_or(0, |g| g.0),
+            uptime_secs: state
+                .current_pid()
+                .and(v.started)
+                .map(|t| t.elapsed().as_secs()),
+            restarts: state.restarts,
+            sockets: v.sockets.iter().map(|s| s.addr.to_string()).collect(),
+            reason,
+        }
+    }
+
+    /// Answer a control command.
+    fn control(&mut self, cmd: Command) -> Reply {
+        let find = |this: &Self, name: &str| -> Option<VassalName> {
+            let name = VassalName::new(name).ok()?;
+            this.vassals.contains_key(&name).then_some(name)
+        };
+        match cmd {
+            Command::List => Reply::List(VassalList {
+                vassals: self.vassals.values().map(|v| self.summary(v)).collect(),
+            }),
+            Command::Status(name) => {
+                let Some(n) = find(self, &name) else {
+                    return Reply::NotFound(name);
+                };
+                let Some(v) = self.vassals.get(&n) else {
+                    return Reply::NotFound(name);
+                };
+                Reply::Status(Box::new(VassalStatus {
+                    summary: self.summary(v),
+                    config: v.file.path.display().to_string(),
+                    last_exit: v.state.last_exit.as_ref().map(|e| e.to_string()),
+                    last_error: v.state.last_error.clone(),
+                    workers: Vec::new(),
+                    log: v.logs.iter().rev().take(20).rev().cloned().collect(),
+                }))
+            }
+            Command::Logs { name, lines } => {
+                let Some(v) = find(self, &name).and_then(|n| self.vassals.get(&n)) else {
+                    return Reply::NotFound(name);
+                };
+                let skip = v.logs.len().saturating_sub(lines);
+                Reply::Logs(LogLines {
+                    lines: v.logs.iter().skip(skip).cloned().collect(),
+                })
+            }
+            Command::Follow(name) => {
+                let Some(v) = find(self, &name).and_then(|n| self.vassals.get(&n)) else {
+                    return Reply::NotFound(name);
+                };
+                Reply::Follow(v.logs.iter().cloned().collect(), v.feed.subscribe())
+            }
+            Command::Stop(name) | Command::Start(name) | Command::Restart(name)
+                if find(self, &name).is_none() =>
+            {
+                Reply::NotFound(name)
+            }
+            Command::Stop(name) => self.simple_action(&name, Input::CtlStop, "stopping"),
+            Command::Start(name) => self.simple_action(&name, Input::CtlStart, "starting"),
+            Command::Restart(name) => self.simple_action(&name, Input::CtlRestart, "restarting"),
+            Command::Reload { name, wait } => {
+                let names: Vec<VassalName> = match &name {
+                    Some(n) => match find(self, n) {
+                        Some(n) => vec![n],
+                        None => return Reply::NotFound(n.clone()),
+                    },
+                    None => self.vassals.keys().cloned().collect(),
+                };
+                let mut pending = Vec::new();
+                let mut lines = Vec::new();
+                for n in names {
+                    let running = self.vassals.get(&n).is_some_and(|v| {
+                        matches!(
+                            v.state.phase,
+                            Phase::Ready { .. } | Phase::Starting { .. } | Phase::Reloading { .. }
+                        )
+                    });
+                    if !running {
+                        lines.push(format!("{n}: not running, nothing to reload"));
+                        continue;
+                    }
+                    if wait {
+                        let (tx, rx) = oneshot::channel();
+                        if let Some(v) = self.vassals.get_mut(&n) {
+                            v.waiters.push(tx);
+                        }
+                        pending.push((n.to_string(), rx));
+                    }
+                    self.input(&n, Input::CtlReload);
+                    lines.push(format!("{n}: reloading"));
+                }
+                if wait && !pending.is_empty() {
+                    Reply::Pending(pending)
+                } else {
+                    Reply::Action(ActionResult {
+                        ok: name.is_none()
+                            || !lines.iter().any(|l| l.ends_with("nothing to reload")),
+                        message: lines.join("\n"),
+                    })
+                }
+            }
+            Command::Check(path) => Reply::Check(self.check(&path)),
+        }
+    }
+
+    fn simple_action(&mut self, name: &str, input: Input, what: &str) -> Reply {
+        let Ok(n) = VassalName::new(name) else {
+            return Reply::NotFound(name.to_owned());
+        };
+        self.input(&n, input);
+        Reply::Action(ActionResult {
+            ok: true,
+            message: format!("{name}: {what}"),
+        })
+    }
+
+    /// Validate a vassal file: it parses, names a user when needed, and claims no
+    /// address another vassal holds. (Whether the app imports is checked outside the
+    /// actor, by [`crate::check::app_importable`]: it runs Python.)
+    fn check(&self, path: &std::path::Path) -> CheckResult {
+        let mut problems = Vec::new();
+        let env = |key: &str| std::env::var(key).ok();
+        match rsgi_proto::load_file(&path.to_string_lossy(), &env) {
+            Err(e) => problems.push(e.to_string()),
+            Ok(config) => {
+                if let Err(e) = self.user_for(&config, path) {
+                    problems.push(format!("{}: {e}", path.display()));
+                }
+                let own = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                for spec in &config.sockets {
+                    for (other, v) in &self.vassals {
+                        if Some(other.as_str()) == own.as_deref() {
+                            continue;
+                        }
+                        if v.sockets.iter().any(|s| same_addr(&s.addr, &spec.addr)) {
+                            problems.push(format!(
+                                "{}: socket {} is already used by vassal '{other}'",
+                                path.display(),
+                                spec.addr
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        CheckResult {
+            ok: problems.is_empty(),
+            problems,
         }
     }
 

@@ -5,6 +5,7 @@
 //! - [`settings`]: rsgid's own settings (TOML file and the same settings as flags).
 //! - [`scan`]: which files are vassals, fingerprints, and the pure directory diff.
 //! - [`lifecycle`]: one vassal's lifecycle as a pure `step(state, input, now, policy)`.
+//! - [`check`]: `rsgictl check`'s import test (runs `rsgi --check-app`).
 //! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
@@ -26,6 +27,7 @@
 //! old one keeps serving until the new one says `READY=1`, then stops gracefully. A new
 //! generation that dies or stays silent is killed and the old one keeps serving.
 
+pub mod check;
 pub mod emperor;
 pub mod lifecycle;
 pub mod scan;

@@ -58,6 +58,8 @@ pub enum Invocation {
     Help(String),
     /// `--version`: print the version, exit 0.
     Version,
+    /// `--check-app`: with this configuration, import the app and exit.
+    CheckApp(Box<VassalConfig>),
 }
 
 /// Parse `rsgi`'s command line (`args` without `argv[0]`). Config files named on it are
@@ -93,9 +95,13 @@ pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, Con
     if let Some(err) = first_error {
         return Err(err);
     }
+    let check = action(&[Action::CheckApp]).is_some();
     let mut loader = Loader::new(env);
     for token in tokens {
         loader.apply_arg(&token)?;
+    }
+    if check {
+        return Ok(Invocation::CheckApp(Box::new(loader.config)));
     }
     Ok(Invocation::Serve(Box::new(loader.config)))
 }

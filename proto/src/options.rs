@@ -38,6 +38,9 @@ pub enum Action {
     Stop,
     /// `--reload PIDFILE`: reload the instance whose master pid is in the file.
     Reload,
+    /// `--check-app`: load the configuration and import the app, then exit (0 when it
+    /// imports). `rsgictl check` uses it.
+    CheckApp,
 }
 
 /// What an option's value is and what it does to the [`VassalConfig`]. The setters are
@@ -114,7 +117,7 @@ impl Kind {
             Kind::Ignored {
                 takes_value: false, ..
             } => Arity::Optional,
-            Kind::Action(Action::Help | Action::Version) => Arity::None,
+            Kind::Action(Action::Help | Action::Version | Action::CheckApp) => Arity::None,
             _ => Arity::Required,
         }
     }
@@ -434,6 +437,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         "gracefully stop the instance whose master pid is in PIDFILE"),
     OptionSpec::new("reload", G::Actions, Kind::Action(Action::Reload),
         "gracefully reload the instance whose master pid is in PIDFILE"),
+    OptionSpec::new("check-app", G::Actions, Kind::Action(Action::CheckApp),
+        "load the configuration and import the app, then exit: 0 if it imports"),
     // --- accepted from uWSGI, ignored ---
     OptionSpec::new("plugins", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi has Python built in; there are no plugins" }, "")
         .aliases(&["plugin"]).repeatable().meta("NAME"),
@@ -564,7 +569,7 @@ pub fn apply(
                 _ => Err(format!("expected NAME=VALUE, found '{}'", required()?)),
             }
         }
-        Kind::Action(action @ (Action::Help | Action::Version)) => {
+        Kind::Action(action @ (Action::Help | Action::Version | Action::CheckApp)) => {
             return Ok(Applied::Action(action, None))
         }
         Kind::Action(action) => return Ok(Applied::Action(action, Some(required()?.to_owned()))),

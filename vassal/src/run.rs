@@ -79,6 +79,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
         Invocation::Stop(pidfile) => signal_pidfile(&pidfile, nix::sys::signal::Signal::SIGTERM),
         Invocation::Reload(pidfile) => signal_pidfile(&pidfile, nix::sys::signal::Signal::SIGHUP),
         Invocation::Serve(config) => serve(*config),
+        Invocation::CheckApp(config) => check_app(&config),
     };
     match result {
         Ok(()) => notify::EXIT_OK,
@@ -93,6 +94,22 @@ fn signal_pidfile(path: &std::path::Path, sig: nix::sys::signal::Signal) -> Resu
     crate::process::signal_pidfile(path, sig)
         .map(|pid| eprintln!("rsgi: sent {sig} to {pid}"))
         .map_err(|e| Fatal::from_error(notify::EXIT_FAILURE, &e))
+}
+
+/// `--check-app`: import the app as a worker would, without binding anything.
+fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
+    for (key, value) in &config.env {
+        // Single-threaded: nothing reads the environment concurrently.
+        std::env::set_var(key, value);
+    }
+    if let Some(dir) = &config.chdir {
+        std::env::set_current_dir(dir).map_err(|e| {
+            Fatal::new(notify::EXIT_CONFIG, format!("chdir {}: {e}", dir.display()))
+        })?;
+    }
+    load(config)?;
+    println!("rsgi: the app imports");
+    Ok(())
 }
 
 /// The signals that stop or reload the server. They are blocked from the first moment
