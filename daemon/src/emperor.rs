@@ -161,6 +161,14 @@ pub enum EmperorError {
     /// Signal handlers could not be installed.
     #[error("signal handlers: {0}")]
     Signals(std::io::Error),
+    /// The control socket could not be bound.
+    #[error("control socket {}: {source}", path.display())]
+    Control {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// One vassal, as the emperor sees it.
@@ -239,6 +247,12 @@ impl Emperor {
                 source,
             })?;
         crate::watch::signals(self.tx.clone()).map_err(EmperorError::Signals)?;
+        crate::control::spawn(&self.settings, self.tx.clone(), self.rsgi.clone()).map_err(
+            |source| EmperorError::Control {
+                path: self.settings.control_socket.clone(),
+                source,
+            },
+        )?;
         tracing::info!(
             vassals = %dir.display(),
             rsgi = %self.rsgi.display(),

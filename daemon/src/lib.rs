@@ -6,6 +6,7 @@
 //! - [`scan`]: which files are vassals, fingerprints, and the pure directory diff.
 //! - [`lifecycle`]: one vassal's lifecycle as a pure `step(state, input, now, policy)`.
 //! - [`check`]: `rsgictl check`'s import test (runs `rsgi --check-app`).
+//! - [`control`]: the control socket (HTTP/1.1 + JSON) that `rsgictl` talks to.
 //! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
@@ -28,6 +29,7 @@
 //! generation that dies or stays silent is killed and the old one keeps serving.
 
 pub mod check;
+pub mod control;
 pub mod emperor;
 pub mod lifecycle;
 pub mod scan;
