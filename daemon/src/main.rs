@@ -5,6 +5,7 @@
 //! `PR_SET_PDEATHSIG` (which fires when the *forking thread* dies) is tied to rsgid's
 //! life, and rsgid stays small (no worker threads to feed 50 vassals).
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -18,6 +19,9 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: under systemd stderr is the journal, in tests a
+        // file, and escape codes there break every grep.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
     match run(&args) {
