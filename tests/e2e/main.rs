@@ -12,6 +12,7 @@ mod e2e {
     mod django;
     mod examples;
     mod flask;
+    mod master;
     mod process;
     mod protocols;
     mod static_map;
