@@ -530,10 +530,8 @@ impl Emperor {
                 v.config = Some(Arc::new(config));
                 self.input(name, Input::ConfigChanged);
             }
-            Err(message) => {
-                tracing::error!(vassal = %name, "config rejected, the running generation stays: {message}");
-                self.input(name, Input::ConfigBroken { message });
-            }
+            // Logged by `report`: ConfigRejected while a generation runs, Failed if not.
+            Err(message) => self.input(name, Input::ConfigBroken { message }),
         }
     }
 
@@ -1034,7 +1032,7 @@ fn report(name: &VassalName, r: &Report) {
             tracing::error!(vassal = %name, "failed: {reason} (fix the file or run rsgictl start)")
         }
         Report::ConfigRejected { message } => {
-            tracing::error!(vassal = %name, "config rejected: {message}")
+            tracing::error!(vassal = %name, "config rejected, the running generation stays: {message}")
         }
         other => tracing::info!(vassal = %name, "{other:?}"),
     }
