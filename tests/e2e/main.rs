@@ -10,6 +10,7 @@
 mod e2e {
     mod config;
     mod django;
+    mod emperor;
     mod examples;
     mod flask;
     mod master;

@@ -11,8 +11,12 @@
 //! - Waiting: [`wait_until`] polls with a deadline; nothing here sleeps a fixed time to
 //!   synchronise.
 //! - Processes: [`Rsgi`] (the server under test, its output captured in a log file; its
-//!   `Drop` stops it by pid), [`Nginx`] (nginx with `uwsgi_pass` in front of rsgi),
-//!   [`PidGuard`] (kills a daemonized pid on drop).
+//!   `Drop` stops it by pid), [`Emperor`] (a real `rsgid` on a temp vassal directory;
+//!   its `Drop` kills rsgid and every vassal), [`Nginx`] (nginx with `uwsgi_pass` in
+//!   front of rsgi), [`PidGuard`] (kills a daemonized pid on drop); [`pids_where`],
+//!   [`proc_cmdline`], [`process_alive`] look processes up in `/proc`.
+//! - Load: [`Load`] runs a request function in a few threads and counts failures
+//!   ([`LoadReport`]); [`uwsgi_get`] and [`http_get`] return errors instead of panicking.
 //! - Clients (std only, blocking, with timeouts): [`Addr`], [`HttpConn`],
 //!   [`HttpResponse`], [`http_request`], [`get`], [`post`], [`pipeline`],
 //!   [`uwsgi_packet`], [`uwsgi_request`], [`uwsgi_raw`].
@@ -1378,4 +1382,564 @@ pub fn serve_uwsgi(module: &str, extra: &[&str]) -> Served {
     let dir = tempdir();
     let addr = Addr::Unix(dir.path().join("app.sock"));
     serve(module, "--socket", addr, dir, extra)
+}
+
+// ---------------------------------------------------------------------------------------
+// Client load
+// ---------------------------------------------------------------------------------------
+
+/// `GET path` (a `?query` is split off) to a uwsgi socket on a new connection, with
+/// nginx's vars, parsed. Unlike [`uwsgi_request`] it returns errors instead of panicking, for loops
+/// that count failures.
+pub fn uwsgi_get(addr: &Addr, path: &str) -> io::Result<HttpResponse> {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let packet = uwsgi_packet(&nginx_vars("GET", path, query, &[]), b"");
+    let bytes = uwsgi_raw(addr, &packet, false)?;
+    parse_response(&bytes, false)
+}
+
+/// `GET path` over HTTP with `Connection: close`, returning errors instead of
+/// panicking (see [`get`]).
+pub fn http_get(addr: &Addr, path: &str) -> io::Result<HttpResponse> {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let mut conn = HttpConn::connect(addr)?;
+    conn.request(raw.as_bytes())
+}
+
+/// What a [`Load`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    /// Requests that succeeded.
+    pub ok: u64,
+    /// Requests that failed.
+    pub failed: u64,
+    /// The first few failures, as the request function described them.
+    pub errors: Vec<String>,
+    /// The slowest single request (during a reload: the longest a client waited).
+    pub slowest: Duration,
+}
+
+/// A modest client load: `threads` threads, each calling a request function in a loop
+/// (back to back, no pause) until [`Load::stop`]. The function returns `Err(why)` for a
+/// failed request. Keep `threads` small: the test machine has 2 cores.
+#[derive(Debug)]
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ok: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<LoadReport>>,
+}
+
+impl Load {
+    /// Start `threads` threads running `request` in a loop.
+    pub fn start<F>(threads: usize, request: F) -> Load
+    where
+        F: Fn() -> Result<(), String> + Send + Sync + 'static,
+    {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ok = Arc::new(AtomicU64::new(0));
+        let request = Arc::new(request);
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, ok, request) = (stop.clone(), ok.clone(), request.clone());
+                std::thread::spawn(move || {
+                    let mut report = LoadReport::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let t0 = Instant::now();
+                        let result = request();
+                        report.slowest = report.slowest.max(t0.elapsed());
+                        match result {
+                            Ok(()) => {
+                                report.ok += 1;
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                report.failed += 1;
+                                if report.errors.len() < 10 {
+                                    report.errors.push(e);
+                                }
+                            }
+                        }
+                    }
+                    report
+                })
+            })
+            .collect();
+        Load { stop, ok, threads }
+    }
+
+    /// A load of uwsgi `GET path` requests to `addr`; anything but a 200 is a failure.
+    pub fn uwsgi(threads: usize, addr: &Addr, path: &str) -> Load {
+        let (addr, path) = (addr.clone(), path.to_owned());
+        Load::start(threads, move || match uwsgi_get(&addr, &path) {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("status {} body {:?}", r.status, r.text())),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    /// A load of HTTP `GET path` requests (one connection each) to `addr`.
+    pub fn http(threads: usize, addr: &Addr, path: &str) -> Load {
+        let (addr, path) = (addr.clone(), path.to_owned());
+        Load::start(threads, move || match http_get(&addr, &path) {
+            Ok(r) if r.status == 200 => Ok(()),
+            Ok(r) => Err(format!("status {} body {:?}", r.status, r.text())),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
+    /// Successful requests so far (all threads).
+    pub fn ok_so_far(&self) -> u64 {
+        self.ok.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Wait until `n` more requests than now succeeded (proof that the load runs).
+    pub fn wait_more_ok(&self, n: u64, deadline: Duration) {
+        let target = self.ok_so_far() + n;
+        wait_until(deadline, &format!("{n} more successful requests"), || {
+            self.ok_so_far() >= target
+        });
+    }
+
+    /// Stop every thread and add up what they saw.
+    pub fn stop(self) -> LoadReport {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut total = LoadReport::default();
+        for t in self.threads {
+            let r = t.join().expect("a load thread panicked");
+            total.ok += r.ok;
+            total.failed += r.failed;
+            total.slowest = total.slowest.max(r.slowest);
+            total.errors.extend(r.errors);
+        }
+        total
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes by command line (/proc)
+// ---------------------------------------------------------------------------------------
+
+/// The command line of a live process (`None` for zombies and vanished pids).
+pub fn proc_cmdline(pid: Pid) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state is the first field after the parenthesised command name.
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    if state == 'Z' || state == 'X' {
+        return None;
+    }
+    let raw = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// Live processes (not zombies, not this test process) with an argument that
+/// `matches`, sorted.
+pub fn pids_where(mut matches: impl FnMut(&str) -> bool) -> Vec<Pid> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid as u32 == me {
+            continue;
+        }
+        let pid = Pid::from_raw(pid);
+        if proc_cmdline(pid).is_some_and(|args| args.iter().any(|a| matches(a))) {
+            out.push(pid);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// True while `pid` is a live process (zombies count as gone).
+pub fn process_alive(pid: Pid) -> bool {
+    proc_cmdline(pid).is_some()
+}
+
+// ---------------------------------------------------------------------------------------
+// The emperor
+// ---------------------------------------------------------------------------------------
+
+/// How long [`Emperor`]'s `Drop` waits after SIGTERM before it kills everything.
+pub const EMPEROR_STOP_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The real `rsgid` in a private temp dir `<tmp>`:
+///
+/// - `<tmp>/vassals/`: the vassal directory ([`Emperor::write_vassal`],
+///   [`Emperor::touch`], [`Emperor::remove`]);
+/// - `<tmp>/run/`: the run directory, where a vassal without a socket option gets
+///   `<name>.sock` speaking uwsgi ([`Emperor::socket`]);
+/// - `<tmp>/ctl.sock`: the control socket ([`Emperor::control_socket`]);
+/// - `<tmp>/rsgid.log`: rsgid's stdout and stderr, vassal output included
+///   ([`Emperor::log`], [`Emperor::wait_log`]).
+///
+/// rsgid runs with `--metrics off`, `--rsgi` pointing at the built `rsgi`, `RSGID_LOG=info`
+/// and without `NOTIFY_SOCKET` (unless [`Emperor::start_env`] sets it). When the
+/// tests run as root, [`Emperor::start`] also passes `--uid root` (rsgid refuses to run
+/// an app as root otherwise); [`Emperor::start_without_uid`] does not.
+///
+/// `Drop` sends SIGTERM to rsgid and waits up to [`EMPEROR_STOP_DEADLINE`], then
+/// SIGKILLs rsgid and every process whose command line mentions `<tmp>` (the vassals
+/// run in their own sessions, so no process group reaches them), and prints the log if
+/// the test panicked (or always, with `RSGI_E2E_SHOW_LOG=1`). The temp dir is removed
+/// last.
+#[derive(Debug)]
+pub struct Emperor {
+    child: Child,
+    status: Option<ExitStatus>,
+    log_path: PathBuf,
+    /// rsgid's command line, for [`Emperor::restart`].
+    args: Vec<String>,
+    /// Extra environment, for [`Emperor::restart`].
+    envs: Vec<(String, String)>,
+    /// Dropped after `Drop::drop` killed everything that lives in it.
+    dir: TempDir,
+}
+
+impl Emperor {
+    /// Start rsgid on a fresh temp dir with `extra_args` appended (e.g.
+    /// `["--backoff-base", "0.1"]`), plus `--uid root` when running as root.
+    pub fn start(extra_args: &[&str]) -> Emperor {
+        Emperor::start_env(extra_args, &[])
+    }
+
+    /// [`Emperor::start`] with extra environment variables for rsgid (e.g.
+    /// `NOTIFY_SOCKET`, which the fixture otherwise removes).
+    pub fn start_env(extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
+        let mut args: Vec<&str> = extra_args.to_vec();
+        if nix::unistd::geteuid().is_root() {
+            args.extend(["--uid", "root"]);
+        }
+        Emperor::launch(&args, envs)
+    }
+
+    /// Like [`Emperor::start`] but never adds `--uid root`: as root, a vassal without
+    /// `uid` in its ini is then refused.
+    pub fn start_without_uid(extra_args: &[&str]) -> Emperor {
+        Emperor::launch(extra_args, &[])
+    }
+
+    fn launch(extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
+        let dir = tempdir();
+        let root = dir.path();
+        for sub in ["vassals", "run"] {
+            fs::create_dir_all(root.join(sub)).expect("create the emperor's dirs");
+        }
+        let log_path = root.join("rsgid.log");
+        File::create(&log_path).expect("create rsgid.log");
+        let mut args: Vec<String> = vec![
+            "--vassals".into(),
+            path_str(&root.join("vassals")).into(),
+            "--run-dir".into(),
+            path_str(&root.join("run")).into(),
+            "--control".into(),
+            path_str(&root.join("ctl.sock")).into(),
+            "--metrics".into(),
+            "off".into(),
+            "--rsgi".into(),
+            path_str(&bin("rsgi")).into(),
+        ];
+        args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let child = Emperor::spawn(root, &args, &envs, &log_path);
+        let mut emperor = Emperor {
+            child,
+            status: None,
+            log_path,
+            args,
+            envs,
+            dir,
+        };
+        emperor.wait_log("rsgid started", START_DEADLINE);
+        emperor
+    }
+
+    /// Start rsgid with `args` in `dir`, appending its output to `log_path`.
+    fn spawn(dir: &Path, args: &[String], envs: &[(String, String)], log_path: &Path) -> Child {
+        let log = File::options()
+            .append(true)
+            .open(log_path)
+            .expect("open rsgid.log");
+        let log2 = log.try_clone().expect("clone the log file handle");
+        let program = bin("rsgid");
+        Command::new(&program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .env("RSGID_LOG", "info")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("VIRTUAL_ENV")
+            .env_remove("PYTHONHOME")
+            .env_remove("PYTHONPATH")
+            .envs(envs.iter().map(|(k, v)| (k, v)))
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
+    }
+
+    /// Start a new rsgid with the same arguments on the same directories, after the
+    /// previous one exited (as systemd's `Restart=` would); its output is appended to
+    /// the same log. Panics if the previous rsgid still runs.
+    pub fn restart(&mut self) {
+        assert!(
+            self.try_exit().is_some(),
+            "restart: the previous rsgid (pid {}) still runs",
+            self.pid()
+        );
+        let mark = self.log_mark();
+        self.child = Emperor::spawn(self.dir.path(), &self.args, &self.envs, &self.log_path);
+        self.status = None;
+        self.wait_log_since(mark, "rsgid started", START_DEADLINE);
+    }
+
+    /// The temp dir everything lives in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `<tmp>/vassals`.
+    pub fn vassals_dir(&self) -> PathBuf {
+        self.dir().join("vassals")
+    }
+
+    /// `<tmp>/run`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir().join("run")
+    }
+
+    /// `<tmp>/vassals/<name>.ini`.
+    pub fn ini_path(&self, name: &str) -> PathBuf {
+        self.vassals_dir().join(format!("{name}.ini"))
+    }
+
+    /// Write `<name>.ini` atomically: into a dotfile (which rsgid ignores), then
+    /// renamed into place, so rsgid never reads half a file. Returns its path.
+    pub fn write_vassal(&self, name: &str, ini: &str) -> PathBuf {
+        let path = self.ini_path(name);
+        let tmp = self.vassals_dir().join(format!(".{name}.ini.tmp"));
+        fs::write(&tmp, ini).expect("write the vassal's temp file");
+        fs::rename(&tmp, &path).expect("rename the vassal file into place");
+        path
+    }
+
+    /// Bump `<name>.ini`'s mtime (content unchanged): rsgid reloads the vassal. The new
+    /// mtime is now, or 1 ms past the old one if the clock has not moved since.
+    pub fn touch(&self, name: &str) {
+        let path = self.ini_path(name);
+        let file = File::options()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let old = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .expect("the vassal file's mtime");
+        let now = std::time::SystemTime::now();
+        let new = if now > old {
+            now
+        } else {
+            old + Duration::from_millis(1)
+        };
+        file.set_modified(new).expect("set the vassal file's mtime");
+    }
+
+    /// Delete `<name>.ini`: rsgid retires the vassal.
+    pub fn remove(&self, name: &str) {
+        let path = self.ini_path(name);
+        fs::remove_file(&path).unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
+    }
+
+    /// The default socket of a vassal without a socket option: `<tmp>/run/<name>.sock`
+    /// (uwsgi protocol).
+    pub fn socket(&self, name: &str) -> Addr {
+        Addr::Unix(self.run_dir().join(format!("{name}.sock")))
+    }
+
+    /// `<tmp>/ctl.sock`.
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir().join("ctl.sock")
+    }
+
+    /// `<tmp>/rsgid.log`.
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Everything rsgid (and its vassals, through it) logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.log_path).unwrap_or_default()).into_owned()
+    }
+
+    /// The log's length now, to look only at what comes after
+    /// ([`Emperor::log_since`], [`Emperor::wait_log_since`]).
+    pub fn log_mark(&self) -> usize {
+        fs::metadata(&self.log_path).map_or(0, |m| m.len() as usize)
+    }
+
+    /// The log from `mark` on.
+    pub fn log_since(&self, mark: usize) -> String {
+        let bytes = fs::read(&self.log_path).unwrap_or_default();
+        String::from_utf8_lossy(bytes.get(mark..).unwrap_or_default()).into_owned()
+    }
+
+    /// Wait until the log contains `needle`; panic (the log is printed) after
+    /// `deadline` or if rsgid exits first.
+    pub fn wait_log(&mut self, needle: &str, deadline: Duration) {
+        self.wait_log_since(0, needle, deadline);
+    }
+
+    /// Wait until the log after `mark` contains `needle` (see [`Emperor::wait_log`]).
+    pub fn wait_log_since(&mut self, mark: usize, needle: &str, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        while !self.log_since(mark).contains(needle) {
+            if let Some(status) = self.try_exit() {
+                // It may have written the line just before exiting.
+                if self.log_since(mark).contains(needle) {
+                    return;
+                }
+                panic!("rsgid exited ({status}) before logging {needle:?}");
+            }
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} in rsgid's log after {deadline:?} (it is printed below)"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Poll `GET path` on vassal `name`'s default socket until it answers 200; return
+    /// that response. Panics after `deadline` or if rsgid exits.
+    pub fn wait_serving(&mut self, name: &str, path: &str, deadline: Duration) -> HttpResponse {
+        let addr = self.socket(name);
+        let end = Instant::now() + deadline;
+        loop {
+            let last = match uwsgi_get(&addr, path) {
+                Ok(r) if r.status == 200 => return r,
+                Ok(r) => format!("status {}: {}", r.status, r.text()),
+                Err(e) => e.to_string(),
+            };
+            if let Some(status) = self.try_exit() {
+                panic!("rsgid exited ({status}) while waiting for {name} to serve");
+            }
+            assert!(
+                Instant::now() < end,
+                "vassal {name} does not answer GET {path} on {addr} after {deadline:?} \
+                 (last: {last}; rsgid's log is printed below)"
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// rsgid's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits in i32"))
+    }
+
+    /// Send a signal to rsgid.
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill(rsgid, {sig}) failed: {e}"));
+    }
+
+    /// Live processes running vassal `name`: every process with `<tmp>/vassals/<name>.ini`
+    /// as an argument (a master and its workers alike, across generations).
+    pub fn vassal_pids(&self, name: &str) -> Vec<Pid> {
+        let ini = self.ini_path(name);
+        let ini = path_str(&ini).to_owned();
+        pids_where(|arg| arg == ini)
+    }
+
+    /// Every live process whose command line mentions the temp dir: rsgid itself while
+    /// it runs, and every vassal process it started.
+    pub fn all_pids(&self) -> Vec<Pid> {
+        let dir = path_str(self.dir()).to_owned();
+        pids_where(|arg| arg.contains(&dir))
+    }
+
+    /// The exit status if rsgid has exited (reaps it).
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Wait for rsgid to exit; panics after `deadline`.
+    pub fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        match wait_child(&mut self.child, deadline) {
+            Some(status) => {
+                self.status = Some(status);
+                status
+            }
+            None => panic!("rsgid still runs {deadline:?} after it was asked to stop"),
+        }
+    }
+
+    /// SIGTERM, then wait for rsgid's exit (panics after `deadline`).
+    pub fn stop(&mut self, deadline: Duration) -> ExitStatus {
+        if self.try_exit().is_none() {
+            self.signal(Signal::SIGTERM);
+        }
+        self.wait_exit(deadline)
+    }
+
+    /// SIGKILL whatever is left of rsgid and its vassals, until nothing is.
+    fn kill_everything(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let end = Instant::now() + STOP_DEADLINE;
+        loop {
+            let left = self.all_pids();
+            if left.is_empty() || Instant::now() >= end {
+                return;
+            }
+            for pid in left {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for Emperor {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = kill(self.pid(), Signal::SIGTERM);
+            let _ = wait_child(&mut self.child, EMPEROR_STOP_DEADLINE);
+        }
+        self.kill_everything();
+        if std::thread::panicking() || std::env::var_os("RSGI_E2E_SHOW_LOG").is_some() {
+            eprintln!(
+                "--- rsgid log ({}) ---\n{}",
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
 }
