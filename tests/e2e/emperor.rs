@@ -361,8 +361,36 @@ fn kill_9_of_rsgid_leaves_no_orphans() {
     wait_until(DEADLINE, "multi's master and 2 workers", || {
         e.vassal_pids("multi").len() == 3
     });
-    let vassals: Vec<Pid> = [e.vassal_pids("single"), e.vassal_pids("multi")].concat();
+    let mut vassals: Vec<Pid> = [e.vassal_pids("single"), e.vassal_pids("multi")].concat();
     assert_eq!(vassals.len(), 4);
+    if nix::unistd::geteuid().is_root() {
+        // As root, also a vassal that dropped to another user: the parent-death signal
+        // must survive the uid change (the kernel clears it on credential changes, so
+        // rsgid must set it after setuid).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(e.dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        e.write_vassal(
+            "dropped",
+            &pid_ini("uid = nobody\ngid = nogroup\nmaster = true\nprocesses = 2\n"),
+        );
+        e.wait_serving("dropped", "/pid", DEADLINE);
+        wait_until(DEADLINE, "dropped's master and 2 workers", || {
+            e.vassal_pids("dropped").len() == 3
+        });
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+        for pid in e.vassal_pids("dropped") {
+            let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+            let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+            assert!(
+                uid_line
+                    .split_whitespace()
+                    .skip(1)
+                    .all(|u| u == nobody.to_string()),
+                "{pid} does not run as nobody: {uid_line}"
+            );
+        }
+        vassals.extend(e.vassal_pids("dropped"));
+    }
 
     let t0 = Instant::now();
     e.signal(Signal::SIGKILL);
@@ -393,6 +421,9 @@ fn kill_9_of_rsgid_leaves_no_orphans() {
     e.restart();
     e.wait_serving("single", "/", DEADLINE);
     e.wait_serving("multi", "/pid", DEADLINE);
+    if nix::unistd::geteuid().is_root() {
+        e.wait_serving("dropped", "/pid", DEADLINE);
+    }
 }
 
 #[test]
