@@ -279,6 +279,14 @@ impl Emperor {
                 }
             }
         }
+        // The socket files rsgid created go with it, as a retired vassal's do.
+        for v in self.vassals.values() {
+            for s in &v.sockets {
+                if let Some(path) = &s.created_path {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
         tracing::info!("rsgid stopped");
         Ok(())
     }
