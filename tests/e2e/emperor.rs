@@ -349,6 +349,8 @@ fn sigterm_stops_every_vassal_and_exits_0() {
     let log = e.log();
     assert!(log.contains("stopping every vassal"), "{log}");
     assert!(log.contains("rsgid stopped"), "{log}");
+    let sockets: Vec<_> = fs::read_dir(e.run_dir()).unwrap().flatten().collect();
+    assert!(sockets.is_empty(), "left in the run dir: {sockets:?}");
 }
 
 #[test]
