@@ -1,5 +1,10 @@
-//! rsgictl: the control client (not built yet; see issue 5).
-fn main() {
-    eprintln!("rsgictl: not implemented yet");
-    std::process::exit(1);
+//! `rsgictl`: control a running rsgid. The work is in the library ([`rsgictl::cli`]).
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    let cli = rsgictl::cli::Cli::parse();
+    ExitCode::from(rsgictl::cli::run(&cli))
 }

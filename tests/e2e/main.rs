@@ -9,6 +9,7 @@
 #[path = "."]
 mod e2e {
     mod config;
+    mod ctl;
     mod django;
     mod emperor;
     mod examples;

@@ -1,0 +1,295 @@
+//! What people read: the `list` table, the `status` page, uptimes. Pure functions of
+//! the API types.
+
+use rsgi_proto::control::{VassalList, VassalStatus, VassalSummary};
+
+/// States in which a vassal has a process: `starting`, `ready`, `reloading`,
+/// `stopping`. The others (`stopped`, `failed`, `backoff`, `idle`) are "not running"
+/// for the LSB exit code 3.
+pub fn is_running(state: &str) -> bool {
+    matches!(state, "starting" | "ready" | "reloading" | "stopping")
+}
+
+/// An uptime the way people say it: `12s`, `3m05s`, `1h02m`, `2d03h`.
+pub fn uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    if secs < 60 {
+        format!("{s}s")
+    } else if secs < 3600 {
+        format!("{m}m{s:02}s")
+    } else if secs < 86_400 {
+        format!("{}h{m:02}m", secs / 3600)
+    } else {
+        format!("{d}d{h:02}h")
+    }
+}
+
+/// Align `rows` (the first is the header) in columns two spaces apart; the last column
+/// is not padded, and no line has trailing spaces.
+pub fn align(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i] - cell.chars().count();
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The first line of a reason (tracebacks stay for `status`).
+fn first_line(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default().to_owned();
+    if lines.next().is_some() {
+        format!("{first} …")
+    } else {
+        first
+    }
+}
+
+fn row(v: &VassalSummary) -> Vec<String> {
+    vec![
+        v.name.clone(),
+        v.state.clone(),
+        or_dash(v.pid.map(|p| p.to_string())),
+        if v.generation == 0 {
+            "-".into()
+        } else {
+            v.generation.to_string()
+        },
+        or_dash(v.uptime_secs.map(uptime)),
+        v.restarts.to_string(),
+        or_dash(Some(v.sockets.join(","))),
+        first_line(&v.reason),
+    ]
+}
+
+/// `rsgictl list`: one row per vassal under a header.
+pub fn list(list: &VassalList) -> String {
+    if list.vassals.is_empty() {
+        return "no vassals\n".into();
+    }
+    let mut rows = vec![[
+        "NAME", "STATE", "PID", "GEN", "UPTIME", "RESTARTS", "SOCKET", "REASON",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect::<Vec<_>>()];
+    rows.extend(list.vassals.iter().map(row));
+    align(&rows)
+}
+
+/// `rsgictl status NAME`: every field, the workers, then the last log lines.
+pub fn status(s: &VassalStatus) -> String {
+    let v = &s.summary;
+    let mut fields = vec![
+        ("state", v.state.clone()),
+        ("pid", or_dash(v.pid.map(|p| p.to_string()))),
+        (
+            "generation",
+            or_dash((v.generation > 0).then(|| v.generation.to_string())),
+        ),
+        ("uptime", or_dash(v.uptime_secs.map(uptime))),
+        ("restarts", v.restarts.to_string()),
+        ("sockets", or_dash(Some(v.sockets.join(", ")))),
+    ];
+    if !v.reason.is_empty() {
+        fields.push(("reason", v.reason.clone()));
+    }
+    fields.extend([
+        ("config", s.config.clone()),
+        ("last exit", or_dash(s.last_exit.clone())),
+        ("last error", or_dash(s.last_error.clone())),
+    ]);
+    let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = format!("{}\n", v.name);
+    for (key, value) in fields {
+        // Multi-line values (tracebacks) continue under the value column.
+        let indent = format!("\n  {:width$}  ", "");
+        out.push_str(&format!(
+            "  {key:width$}  {}\n",
+            value.lines().collect::<Vec<_>>().join(&indent)
+        ));
+    }
+    if s.workers.is_empty() {
+        out.push_str(&format!("  {:width$}  -\n", "workers"));
+    } else {
+        out.push_str("  workers\n");
+        let mut rows = vec![vec![
+            "ID".to_owned(),
+            "PID".to_owned(),
+            "STATUS".to_owned(),
+            "REQUESTS".to_owned(),
+        ]];
+        rows.extend(s.workers.iter().map(|w| {
+            vec![
+                w.id.to_string(),
+                w.pid.to_string(),
+                w.status.clone(),
+                w.requests.to_string(),
+            ]
+        }));
+        for line in align(&rows).lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    if s.log.is_empty() {
+        out.push_str("  log: nothing captured yet\n");
+    } else {
+        let n = s.log.len();
+        let plural = if n == 1 { "line" } else { "lines" };
+        out.push_str(&format!("  log (last {n} {plural}):\n"));
+        for line in &s.log {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rsgi_proto::control::WorkerInfo;
+
+    fn summary(name: &str, state: &str) -> VassalSummary {
+        VassalSummary {
+            name: name.into(),
+            state: state.into(),
+            pid: Some(4242),
+            generation: 3,
+            uptime_secs: Some(3725),
+            restarts: 1,
+            sockets: vec!["unix:/run/rsgi/app.sock".into()],
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(uptime(0), "0s");
+        assert_eq!(uptime(12), "12s");
+        assert_eq!(uptime(59), "59s");
+        assert_eq!(uptime(60), "1m00s");
+        assert_eq!(uptime(185), "3m05s");
+        assert_eq!(uptime(3599), "59m59s");
+        assert_eq!(uptime(3600), "1h00m");
+        assert_eq!(uptime(3725), "1h02m");
+        assert_eq!(uptime(86_399), "23h59m");
+        assert_eq!(uptime(86_400 * 2 + 3 * 3600 + 7), "2d03h");
+    }
+
+    #[test]
+    fn columns_align_without_trailing_spaces() {
+        let rows = vec![
+            vec!["A".to_owned(), "BB".to_owned(), "C".to_owned()],
+            vec!["long".to_owned(), "x".to_owned(), String::new()],
+            vec!["é".to_owned(), "yyy".to_owned(), "last".to_owned()],
+        ];
+        assert_eq!(align(&rows), "A     BB   C\nlong  x\né     yyy  last\n");
+    }
+
+    #[test]
+    fn the_list_table() {
+        let mut failed = summary("zeta-longer-name", "failed");
+        failed.pid = None;
+        failed.uptime_secs = None;
+        failed.generation = 0;
+        failed.sockets.clear();
+        failed.reason = "exited with exit code 1\nTraceback ...".into();
+        let text = list(&VassalList {
+            vassals: vec![summary("app", "ready"), failed],
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "NAME              STATE   PID   GEN  UPTIME  RESTARTS  SOCKET                   REASON"
+        );
+        assert_eq!(
+            lines[1],
+            "app               ready   4242  3    1h02m   1         unix:/run/rsgi/app.sock"
+        );
+        assert_eq!(
+            lines[2],
+            "zeta-longer-name  failed  -     -    -       1         -                        exited with exit code 1 …"
+        );
+        // Every column starts at the same offset on every line.
+        let at = |line: &str, col: &str| line.find(col).unwrap();
+        assert_eq!(at(lines[0], "STATE"), at(lines[1], "ready"));
+        assert_eq!(at(lines[0], "STATE"), at(lines[2], "failed"));
+        assert_eq!(list(&VassalList { vassals: vec![] }), "no vassals\n");
+    }
+
+    #[test]
+    fn the_status_page() {
+        let mut s = VassalStatus {
+            summary: summary("app", "ready"),
+            config: "/etc/rsgi/vassals/app.ini".into(),
+            last_exit: Some("exit code 1".into()),
+            last_error: Some("reload failed: boom\nsecond line".into()),
+            workers: vec![],
+            log: vec!["hello".into()],
+        };
+        let text = status(&s);
+        assert!(text.starts_with("app\n  state       ready\n"), "{text}");
+        assert!(text.contains("  pid         4242\n"), "{text}");
+        assert!(text.contains("  uptime      1h02m\n"), "{text}");
+        assert!(
+            text.contains("  config      /etc/rsgi/vassals/app.ini\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  last error  reload failed: boom\n              second line\n"),
+            "{text}"
+        );
+        assert!(text.contains("  workers     -\n"), "{text}");
+        assert!(
+            text.ends_with("  log (last 1 line):\n    hello\n"),
+            "{text}"
+        );
+        s.workers.push(WorkerInfo {
+            id: 1,
+            pid: 10,
+            status: "idle".into(),
+            requests: 5,
+        });
+        let text = status(&s);
+        assert!(
+            text.contains("    ID  PID  STATUS  REQUESTS\n    1   10   idle    5\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn running_states() {
+        for s in ["starting", "ready", "reloading", "stopping"] {
+            assert!(is_running(s), "{s}");
+        }
+        for s in ["stopped", "failed", "backoff", "idle", "retired"] {
+            assert!(!is_running(s), "{s}");
+        }
+    }
+}
