@@ -230,17 +230,26 @@ impl Emperor {
 
     /// Run until shut down.
     pub async fn run(mut self) -> Result<(), EmperorError> {
-        let dir = self.settings.vassals.clone();
         std::fs::create_dir_all(&self.settings.run_dir).map_err(|source| EmperorError::RunDir {
             dir: self.settings.run_dir.clone(),
             source,
         })?;
+        // Absolute paths: vassals run in the vassal directory and get their file's path.
+        let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+        self.settings.run_dir = absolute(&self.settings.run_dir);
+        let dir = std::fs::canonicalize(&self.settings.vassals).map_err(|source| {
+            EmperorError::VassalDir {
+                dir: self.settings.vassals.clone(),
+                source,
+            }
+        })?;
         if !dir.is_dir() {
             return Err(EmperorError::VassalDir {
                 dir,
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
             });
         }
+        self.settings.vassals = dir.clone();
         let _watcher =
             crate::watch::watch(&dir, self.tx.clone()).map_err(|source| EmperorError::Watch {
                 dir: dir.clone(),

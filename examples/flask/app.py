@@ -1,4 +1,4 @@
-"""A small Flask app. Served by examples/vassals/flask.ini (callable = app)."""
+"""A small Flask app. Served by examples/vassals/flask.ini.example (callable = app)."""
 
 from flask import Flask, jsonify, request
 
