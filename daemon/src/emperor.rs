@@ -235,8 +235,9 @@ impl Emperor {
             source,
         })?;
         // Absolute paths: vassals run in the vassal directory and get their file's path.
-        let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
-        self.settings.run_dir = absolute(&self.settings.run_dir);
+        if let Ok(run_dir) = std::path::absolute(&self.settings.run_dir) {
+            self.settings.run_dir = run_dir;
+        }
         let dir = std::fs::canonicalize(&self.settings.vassals).map_err(|source| {
             EmperorError::VassalDir {
                 dir: self.settings.vassals.clone(),
