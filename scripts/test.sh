@@ -90,4 +90,12 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy fou
 say "cargo build --workspace --bins"
 cargo build --workspace --bins
 say "cargo test --workspace $*"
-cargo test --workspace "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# One closing line for the whole run (cargo ends with the last crate's doc-tests, which
+# are often "0 passed"): the sum over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "summary: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
