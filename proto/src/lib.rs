@@ -19,6 +19,9 @@
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
 //! - [`control`]: the control API types shared by `rsgid` and `rsgictl`.
+//! - [`shm`]: a vassal's per-worker counters in shared memory (written by its workers,
+//!   read by its master and, through the fd it passes over the notify socket, by rsgid).
+//! - [`stats`]: those counters as uWSGI's stats JSON (uwsgitop works unchanged).
 //! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, stale unix
 //!   sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them with the
 //!   same code the standalone vassal uses.
@@ -50,6 +53,8 @@ pub mod ini;
 pub mod listen;
 pub mod notify;
 pub mod options;
+pub mod shm;
+pub mod stats;
 pub mod xml;
 
 pub use cli::{load_file, parse_args, Invocation};

@@ -10,8 +10,8 @@
 //!   `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
 //! - [`master`]: the master process: forks, supervises and reloads workers.
-//! - [`shm`]: per-worker counters shared by workers and the master.
-//! - [`stats`]: the uWSGI-compatible stats JSON (uwsgitop works unchanged).
+//! - [`shm`], [`stats`] (re-exported from `rsgi_proto`): per-worker counters in shared
+//!   memory and their uWSGI-compatible stats JSON.
 //! - [`notify`]: READY/RELOADING/STOPPING to `$NOTIFY_SOCKET` or `$RSGI_NOTIFY_FD`.
 //! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
 //! - [`python`]: everything that touches CPython (the only module that uses pyo3).
@@ -46,9 +46,7 @@ pub mod python;
 pub mod response;
 pub mod run;
 pub mod server;
-pub mod shm;
 pub mod static_files;
-pub mod stats;
 pub mod uwsgi;
 
-pub use rsgi_proto::listen;
+pub use rsgi_proto::{listen, shm, stats};
