@@ -59,6 +59,8 @@ pub enum Msg {
         gen: Gen,
         /// What it said.
         msgs: Vec<Message>,
+        /// Fds passed along (`SCM_RIGHTS`): the counters memfd with `RSGI_SHM`.
+        fds: Vec<OwnedFd>,
     },
     /// A line of a vassal's stdout/stderr.
     Output {
@@ -190,6 +192,8 @@ struct Vassal {
     waiters: Vec<oneshot::Sender<ActionResult>>,
     /// Live feed of output lines for `rsgictl logs -f`.
     feed: broadcast::Sender<String>,
+    /// Each running generation's shared counters (passed over its notify socket).
+    counters: BTreeMap<Gen, Arc<rsgi_proto::shm::Shm>>,
 }
 
 /// The actor.
@@ -385,12 +389,35 @@ impl Emperor {
                 exit,
             } => {
                 tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, %exit, "vassal exited");
+                if let Some(v) = self.vassals.get_mut(&name) {
+                    v.counters.remove(&gen);
+                }
                 self.input(&name, Input::Exited { gen, pid, exit });
             }
-            Msg::Notified { name, gen, msgs } => {
+            Msg::Notified {
+                name,
+                gen,
+                msgs,
+                mut fds,
+            } => {
                 for m in msgs {
                     match m {
                         Message::Ready => self.input(&name, Input::Ready { gen }),
+                        Message::Shm(slots) => {
+                            let Some(fd) = fds.pop() else { continue };
+                            match rsgi_proto::shm::Shm::from_fd(fd, slots) {
+                                Ok(shm) => {
+                                    if let Some(v) = self.vassals.get_mut(&name) {
+                                        v.counters.insert(gen, Arc::new(shm));
+                                    }
+                                }
+                                Err(e) => tracing::warn!(
+                                    vassal = %name,
+                                    gen = gen.0,
+                                    "cannot map the vassal's counters: {e}"
+                                ),
+                            }
+                        }
                         Message::Status(s) => {
                             tracing::debug!(vassal = %name, gen = gen.0, status = %s, "status");
                         }
@@ -523,6 +550,7 @@ impl Emperor {
                 started: None,
                 waiters: Vec::new(),
                 feed: broadcast::channel(256).0,
+                counters: BTreeMap::new(),
             },
         );
         match loaded {
@@ -672,7 +700,15 @@ impl Emperor {
                     config: v.file.path.display().to_string(),
                     last_exit: v.state.last_exit.as_ref().map(|e| e.to_string()),
                     last_error: v.state.last_error.clone(),
-                    workers: Vec::new(),
+                    workers: live_workers(v)
+                        .into_iter()
+                        .map(|w| rsgi_proto::control::WorkerInfo {
+                            id: w.id,
+                            pid: w.pid,
+                            status: if w.in_flight > 0 { "busy" } else { "idle" }.to_owned(),
+                            requests: w.requests,
+                        })
+                        .collect(),
                     log: v.logs.iter().rev().take(20).rev().cloned().collect(),
                 }))
             }
@@ -969,6 +1005,20 @@ impl Emperor {
     }
 }
 
+/// The worker slots of a vassal's current generation that hold a live process.
+fn live_workers(v: &Vassal) -> Vec<rsgi_proto::shm::WorkerSnapshot> {
+    let Some(gen) = v.state.current_gen() else {
+        return Vec::new();
+    };
+    let Some(shm) = v.counters.get(&gen) else {
+        return Vec::new();
+    };
+    shm.snapshots()
+        .into_iter()
+        .filter(|w| w.pid > 0 && w.status != rsgi_proto::shm::WorkerStatus::Dead)
+        .collect()
+}
+
 fn lookup_user(spec: &str) -> Result<(u32, u32), String> {
     let user = match spec.parse::<u32>() {
         Ok(n) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(n)),
@@ -1077,8 +1127,9 @@ where
     });
 }
 
-/// Read notify datagrams from a generation's socket. (A SEQPACKET socket reads like a
-/// datagram socket; a zero-length read is the vassal closing its end.)
+/// Read notify packets from a generation's socket, with any fds passed along. (A
+/// SEQPACKET socket reads like a datagram socket; a zero-length read is the vassal
+/// closing its end.)
 fn watch_notify(name: VassalName, gen: Gen, fd: OwnedFd, tx: mpsc::UnboundedSender<Msg>) {
     tokio::spawn(async move {
         let std_socket = std::os::unix::net::UnixDatagram::from(fd);
@@ -1089,7 +1140,13 @@ fn watch_notify(name: VassalName, gen: Gen, fd: OwnedFd, tx: mpsc::UnboundedSend
             return;
         };
         let mut buf = vec![0u8; 4096];
-        while let Ok(n) = socket.recv(&mut buf).await {
+        loop {
+            let received = socket
+                .async_io(tokio::io::Interest::READABLE, || {
+                    recv_with_fds(&socket, &mut buf)
+                })
+                .await;
+            let Ok((n, fds)) = received else { return };
             if n == 0 {
                 return;
             }
@@ -1100,6 +1157,7 @@ fn watch_notify(name: VassalName, gen: Gen, fd: OwnedFd, tx: mpsc::UnboundedSend
                     name: name.clone(),
                     gen,
                     msgs,
+                    fds,
                 })
                 .is_err()
             {
@@ -1107,6 +1165,35 @@ fn watch_notify(name: VassalName, gen: Gen, fd: OwnedFd, tx: mpsc::UnboundedSend
             }
         }
     });
+}
+
+/// One `recvmsg(2)`: the packet and the fds that came with it (close-on-exec).
+fn recv_with_fds(
+    socket: &tokio::net::UnixDatagram,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Vec<OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+    )
+    .map_err(std::io::Error::from)?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(received) = cmsg {
+            for raw in received {
+                // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else
+                // owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
 fn monotonic_usec() -> u64 {

@@ -27,6 +27,10 @@ pub const EXIT_CONFIG: i32 = 78;
 /// Environment variable naming the inherited notify socket fd (rsgid sets it).
 pub const NOTIFY_FD_ENV: &str = "RSGI_NOTIFY_FD";
 
+/// The key of [`Message::Shm`]: `RSGI_SHM=<slots>`, sent with the vassal's counters
+/// memfd attached (`SCM_RIGHTS`) on the emperor's notify socket.
+pub const SHM_KEY: &str = "RSGI_SHM";
+
 /// One notify assignment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -42,6 +46,8 @@ pub enum Message {
     Watchdog,
     /// `MAINPID=N`.
     MainPid(u32),
+    /// `RSGI_SHM=N`: the attached fd is the vassal's shared counters with N worker slots.
+    Shm(usize),
     /// Any other assignment, kept verbatim (`KEY=VALUE`).
     Other(String),
 }
@@ -56,6 +62,7 @@ impl Message {
             Message::Status(s) => format!("STATUS={}", s.replace('\n', " ")),
             Message::Watchdog => "WATCHDOG=1".to_owned(),
             Message::MainPid(pid) => format!("MAINPID={pid}"),
+            Message::Shm(slots) => format!("{SHM_KEY}={slots}"),
             Message::Other(s) => s.clone(),
         }
     }
@@ -88,6 +95,10 @@ pub fn parse(datagram: &str) -> Vec<Message> {
                 Ok(p) => Message::MainPid(p),
                 Err(_) => Message::Other(line.to_owned()),
             },
+            Some((SHM_KEY, slots)) => match slots.parse() {
+                Ok(n) => Message::Shm(n),
+                Err(_) => Message::Other(line.to_owned()),
+            },
             _ => Message::Other(line.to_owned()),
         })
         .collect()
@@ -107,6 +118,7 @@ mod tests {
             ],
             vec![Message::Stopping, Message::MainPid(42)],
             vec![Message::Other("EXTEND_TIMEOUT_USEC=5".into())],
+            vec![Message::Shm(4)],
         ];
         for msgs in cases {
             assert_eq!(parse(&format(&msgs)), msgs);

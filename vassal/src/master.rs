@@ -145,6 +145,7 @@ pub fn run(
         _ => Shm::create(slots).map_err(|e| Fatal::new(notify::EXIT_OS, e))?,
     };
     shm.set_master_pid(nix::unistd::getpid());
+    notifier.send_shm(shm.fd().as_raw_fd(), slots);
     let shm = Arc::new(shm);
 
     let mut mask = crate::run::control_signals();

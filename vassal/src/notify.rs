@@ -144,6 +144,25 @@ impl Notifier {
         }
     }
 
+    /// Hand the emperor the vassal's shared counters: the memfd travels as
+    /// `SCM_RIGHTS` with one `RSGI_SHM=<slots>` line, so rsgid can map the counters and
+    /// serve them as Prometheus metrics without asking the vassal anything. Nothing
+    /// happens without an emperor (systemd gets no fds).
+    pub fn send_shm(&self, fd: RawFd, slots: usize) {
+        let Some(emperor) = &self.emperor else {
+            return;
+        };
+        let text = format(&[Message::Shm(slots)]);
+        let iov = [std::io::IoSlice::new(text.as_bytes())];
+        let fds = [fd];
+        let cmsg = [socket::ControlMessage::ScmRights(&fds)];
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+        let sent = retry(|| socket::sendmsg::<()>(emperor.as_raw_fd(), &iov, &cmsg, flags, None));
+        if let Err(e) = sent {
+            self.warn_once(format_args!("cannot pass the counters to the emperor: {e}"));
+        }
+    }
+
     /// The emperor socket's fd, for the master to watch: it only ever becomes readable at
     /// EOF, which means the emperor died and this vassal must exit.
     pub fn emperor_fd(&self) -> Option<RawFd> {

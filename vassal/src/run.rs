@@ -275,7 +275,23 @@ fn serve_single(
     notifier: &crate::notify::Notifier,
 ) -> Result<(), Fatal> {
     let app = Arc::new(load(config)?);
-    serve_worker(config, sockets, app, None, || {
+    // One slot of counters, as a worker of a master would have: the emperor's metrics
+    // and the stats read the same layout either way.
+    let shm = crate::shm::Shm::create(1).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
+    let pid = nix::unistd::getpid();
+    shm.set_master_pid(pid);
+    let id =
+        crate::shm::WorkerId::new(1).ok_or_else(|| Fatal::new(notify::EXIT_FAILURE, "slot 1"))?;
+    if let Some(slot) = shm.slot(id) {
+        slot.reset_for_spawn(crate::shm::epoch_secs());
+        slot.set_pid(pid);
+    }
+    notifier.send_shm(std::os::fd::AsRawFd::as_raw_fd(&shm.fd()), 1);
+    let counters = Counters {
+        shm: Arc::new(shm),
+        id,
+    };
+    serve_worker(config, sockets, app, Some(counters), || {
         notifier.send(&[
             Message::Ready,
             Message::Status(format!("serving on {} socket(s)", sockets.len())),
