@@ -395,6 +395,14 @@ impl<'e> Loader<'e> {
 
     fn apply_entry(&mut self, entry: &Entry) -> Result<(), ConfigError> {
         let here = |msg: String| ConfigError::line(&entry.file, entry.line, msg);
+        if entry.key.is_empty() {
+            self.config.notices.push(Notice {
+                origin: format!("{}:{}", entry.file.display(), entry.line),
+                option: entry.value.clone(),
+                why: "not 'option = value' (no '='): line skipped, as uWSGI does".to_owned(),
+            });
+            return Ok(());
+        }
         let Some(spec) = options::find(&entry.key) else {
             if self.ph.is_referenced(&entry.key) {
                 return Ok(()); // a user placeholder: `base = /srv` ... `%(base)`
@@ -740,7 +748,6 @@ mod tests {
             ("empty.ini", "[uwsgi]\nsocket =\n", ":2: socket: needs a value"),
             ("vhost.ini", "[uwsgi]\nvhost = true\n", ":2: vhost: not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"),
             ("nosection.ini", "socket = :1\n", ": no [uwsgi] or [rsgi] section"),
-            ("noeq.ini", "[uwsgi]\nmaster\n", ":2: expected 'option = value', found 'master' (no '=')"),
             ("bad.xml", "<uwsgi>\n<processes>x</processes>\n</uwsgi>", ":2: processes: 'x' is not a whole number"),
             ("unknown.xml", "<uwsgi>\n\n<sockets>:1</sockets>\n</uwsgi>", ":3: unknown option 'sockets' (did you mean 'socket'?)"),
         ];
@@ -759,6 +766,14 @@ mod tests {
             let err = load_file(&path, &no_env).unwrap_err();
             assert_eq!(err.to_string(), format!("{path}{want}"), "load_file {name}");
         }
+        // A line without '=' is skipped with a notice naming it (uWSGI skips it silently).
+        let path = dir.write("noeq.ini", "[uwsgi]\nmaster\nprocesses = 2\n");
+        let config = load_file(&path, &no_env).unwrap();
+        assert_eq!(config.processes, 2);
+        assert!(!config.master);
+        assert_eq!(config.notices.len(), 1);
+        assert_eq!(config.notices[0].origin, format!("{path}:2"));
+        assert_eq!(config.notices[0].option, "master");
         let (msg, code) = error("--ini /nonexistent/x.ini");
         assert!(
             msg.starts_with("/nonexistent/x.ini: cannot read: "),

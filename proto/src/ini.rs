@@ -15,8 +15,10 @@
 //! - Values go through [`Placeholders`]: `%(name)`, `%d`, `%n`,
 //!   `$(ENV)`, ... Every entry (also keys that are no option) defines `%(key)` for the lines
 //!   after it; `set-placeholder = name=value` (alias `set-ph`) defines `%(name)` only.
-//! - Inside the section, a non-blank line without `=` is an error, with `file:line` (uWSGI
-//!   skips it silently, which hides typos like a lost `=`).
+//! - Inside the section, a non-blank line without `=` becomes an [`Entry`] with an empty
+//!   key; the loader ignores it with a notice naming `file:line` (uWSGI skips it
+//!   silently, which hides typos like a lost `=`; refusing it would reject configs copied
+//!   from blog posts with a "..." line).
 //! - A UTF-8 byte-order mark at the start of the file is skipped.
 
 use std::path::{Path, PathBuf};
@@ -27,7 +29,8 @@ use crate::expand::Placeholders;
 /// One `key = value` line of a config file (ini or XML), after placeholder expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The option name as written (case kept).
+    /// The option name as written (case kept). Empty for a line without `=`, whose text
+    /// is then in `value`.
     pub key: String,
     /// The value, trimmed and expanded. Empty for `key =` or an empty XML element, which the
     /// option table reads as "given without a value" (`true` for booleans).
@@ -163,11 +166,17 @@ fn parse_lines<'e>(
             continue;
         }
         let Some((key, value)) = trimmed.split_once('=') else {
-            return Err(ConfigError::line(
-                shown,
+            // uWSGI skips such a line silently; rsgi keeps it as an entry with an empty
+            // key, which the loader turns into a notice naming the line (a blog's "..."
+            // must not stop a config from loading, and must not go unnoticed either).
+            let entry = Entry {
+                key: String::new(),
+                value: trimmed.to_owned(),
                 line,
-                format!("expected 'option = value', found '{trimmed}' (no '=')"),
-            ));
+                file: shown.to_path_buf(),
+            };
+            visit(entry, ph)?;
+            continue;
         };
         let key = key.trim_matches(BLANKS);
         if key.is_empty() {
@@ -303,8 +312,10 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
+        // A line without '=' is no error here: an entry with an empty key (the loader
+        // turns it into a notice).
         case!("[uwsgi]\nmaster = true\n\nprocesses 4\n" =>
-            err "/etc/app/site.ini:4: expected 'option = value', found 'processes 4' (no '=')");
+            [("master", "true", 2), ("", "processes 4", 4)]);
         case!("[uwsgi]\n = 4\n" => err "/etc/app/site.ini:2: option name missing before '='");
         case!("[uwsgi\nx = 1\n" => err "/etc/app/site.ini:1: section header without ']': [uwsgi");
         case!("[uwsgi]\nchdir = %(base)/app\n" =>

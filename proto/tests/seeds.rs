@@ -154,33 +154,16 @@ fn s002_conf_ini() {
 }
 
 #[test]
-fn s002_unix_socket_fragment_stops_at_the_ellipsis() {
-    // The blog's "..." line is copied verbatim: it is not `key = value`, so the file is
-    // refused with its line number instead of being half-read.
+fn s002_unix_socket_fragment_is_accepted_with_a_notice_for_the_ellipsis() {
+    // The blog's "..." line is copied verbatim: it is not `key = value`. As uWSGI does,
+    // the line is skipped; unlike uWSGI, a notice names it.
     let file = fixture("002_unix_socket.ini");
-    let err = load_file(&file, &no_env).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        format!("{file}:4: expected 'option = value', found '...' (no '=')")
-    );
-    assert_eq!(err.exit_code(), EXIT_CONFIG);
-    // Without that line it is a uwsgi-protocol unix socket with mode 666.
-    let text = std::fs::read_to_string(&file).unwrap();
-    let mut ph = rsgi_proto::expand::Placeholders::new(&no_env);
-    let entries = rsgi_proto::ini::parse_str(
-        text.trim_end().trim_end_matches("..."),
-        file.as_ref(),
-        None,
-        &mut ph,
-    )
-    .unwrap();
-    let mut c = VassalConfig::default();
-    for e in &entries {
-        let spec = rsgi_proto::options::find(&e.key).unwrap();
-        rsgi_proto::options::apply(spec, Some(&e.value), &mut c).unwrap();
-    }
+    let c = load_file(&file, &no_env).unwrap();
     assert_eq!(c.sockets, [unix(Protocol::Uwsgi, "/path/to/sock.sock")]);
     assert_eq!(c.chmod_socket, Some(0o666));
+    assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+    assert_eq!(c.notices[0].origin, format!("{file}:4"));
+    assert_eq!(c.notices[0].option, "...");
 }
 
 // --- 003: indented ini files from a Python code block --------------------------------
