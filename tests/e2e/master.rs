@@ -660,6 +660,67 @@ fn max_requests_recycles_without_failures() {
     );
 }
 
+/// The worker wakes the master when it reaches max-requests, so recycling follows the
+/// limit closely instead of the master's periodic check: with a limit of 20 and one
+/// worker, 200 sequential requests are answered by about 10 pids, each serving close to
+/// 20 (the replacement is spawned before the old worker stops, so a few more may land on
+/// the old one).
+#[test]
+fn max_requests_is_honoured_closely() {
+    let s = serve_master(&["--master", "--processes", "1", "--max-requests", "20"]);
+    wait_workers(&stats_of(&s), 1);
+    let outcomes = Load::start(&s.addr, "/pid", 1, Some(200)).complete();
+    assert!(failures(&outcomes).is_empty(), "{:?}", failures(&outcomes));
+    let mut per_pid: std::collections::BTreeMap<i32, usize> = Default::default();
+    for o in &outcomes {
+        *per_pid
+            .entry(body_pid(o.result.as_ref().unwrap()))
+            .or_default() += 1;
+    }
+    let most = per_pid.values().max().copied().unwrap_or(0);
+    assert!(
+        most <= 30,
+        "a worker served {most} requests with max-requests = 20: {per_pid:?}"
+    );
+    assert!(per_pid.len() >= 7, "too few recycles: {per_pid:?}");
+}
+
+/// `max-worker-lifetime`: a worker older than the limit is replaced (replacement first),
+/// and requests keep succeeding.
+#[test]
+fn max_worker_lifetime_recycles() {
+    let s = serve_master(&["--master", "--processes", "1", "--max-worker-lifetime", "1"]);
+    let first = wait_workers(&stats_of(&s), 1);
+    let mut seen = BTreeSet::new();
+    wait_until(DEADLINE, "a worker replaced for its lifetime", || {
+        let resp = get(&s.addr, "/pid");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        seen.insert(body_pid(&resp.text()));
+        seen.iter().any(|p| !first.contains(p))
+    });
+    let doc = stats(&stats_of(&s));
+    assert!(
+        doc["rsgi_respawns"]["lifetime"].as_u64() >= Some(1),
+        "{}",
+        doc["rsgi_respawns"]
+    );
+}
+
+/// `reload-on-rss`: a worker above the limit (every Python worker is above 1 MiB, so
+/// here every worker is replaced as soon as its replacement accepts) is replaced, the
+/// cause is counted, and requests keep being answered.
+#[test]
+fn reload_on_rss_recycles() {
+    let s = serve_master(&["--master", "--processes", "1", "--reload-on-rss", "1"]);
+    wait_until(DEADLINE, "a worker replaced for its memory", || {
+        let doc = stats(&stats_of(&s));
+        doc["rsgi_respawns"]["rss"].as_u64() >= Some(1)
+    });
+    let resp = get(&s.addr, "/pid");
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(s.rsgi.log_contains("recycling (rss)"), "{}", s.rsgi.log());
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Django, preloaded and lazy
 // ---------------------------------------------------------------------------------------

@@ -73,6 +73,9 @@ pub const REEXEC_ENV: &str = "RSGI_REEXEC";
 
 /// The record a worker writes on the ready pipe: `b'R'`, then its id (u32 LE).
 const READY: u8 = b'R';
+/// The record a worker writes when its `max-requests` is reached: `b'M'` + id. It only
+/// wakes the master, whose recycling check then sees the count in the shared counters.
+const DUE: u8 = b'M';
 /// How long a new worker may take to become ready during a reload.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a fast stop waits before SIGKILL.
@@ -491,6 +494,14 @@ impl Master<'_> {
             return;
         }
         self.shm.count_respawn(proc.id, RespawnCause::Crash);
+        if self.app.is_none() && !self.config.lazy_apps {
+            self.log(format_args!(
+                "worker {} (pid {pid}) died with {how}; it cannot be replaced until the app \
+                 loads again: fix it and send SIGHUP",
+                proc.id.get()
+            ));
+            return;
+        }
         self.log(format_args!(
             "worker {} (pid {pid}) died with {how}; respawning",
             proc.id.get()
@@ -504,6 +515,7 @@ impl Master<'_> {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     for rec in buf[..n].chunks_exact(5) {
+                        // DUE needs nothing more: the next maintain() recycles.
                         if rec[0] != READY {
                             continue;
                         }
@@ -932,9 +944,9 @@ impl Master<'_> {
 
     fn next_wakeup(&self, now: Instant) -> Duration {
         let mut wake = now + Duration::from_secs(60);
-        let tick = if self.config.max_requests.is_some() {
-            Some(Duration::from_millis(100))
-        } else if self.config.harakiri.is_some()
+        // max-requests needs no fast tick: the worker wakes the master when it is due.
+        let tick = if self.config.max_requests.is_some()
+            || self.config.harakiri.is_some()
             || self.config.reload_on_rss.is_some()
             || self.config.max_worker_lifetime.is_some()
         {
@@ -1076,7 +1088,17 @@ impl StatsListener {
 /// Tell the master this worker accepts (called by the worker once its accept loops
 /// run).
 pub fn send_ready(fd: RawFd, id: WorkerId) {
-    let mut rec = [READY, 0, 0, 0, 0];
+    send_record(fd, READY, id);
+}
+
+/// Tell the master this worker reached `max-requests` (called once, from the request
+/// path: one non-blocking write).
+pub fn send_due(fd: RawFd, id: WorkerId) {
+    send_record(fd, DUE, id);
+}
+
+fn send_record(fd: RawFd, kind: u8, id: WorkerId) {
+    let mut rec = [kind, 0, 0, 0, 0];
     rec[1..].copy_from_slice(&id.get().to_le_bytes());
     // SAFETY: fd is the inherited write end of the master's pipe, open for the life of
     // this process; we only borrow it for the write.

@@ -290,6 +290,9 @@ fn serve_single(
     let counters = Counters {
         shm: Arc::new(shm),
         id,
+        recycle_after: None,
+        master_pipe: None,
+        recycle_sent: std::sync::atomic::AtomicBool::new(false),
     };
     serve_worker(config, sockets, app, Some(counters), || {
         notifier.send(&[
@@ -308,6 +311,12 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
     let counters = Counters {
         shm: Arc::clone(&start.shm),
         id: start.id,
+        recycle_after: start
+            .config
+            .max_requests
+            .map(|m| m + start.config.max_requests_delta * u64::from(start.id.get())),
+        master_pipe: Some(start.ready_fd),
+        recycle_sent: std::sync::atomic::AtomicBool::new(false),
     };
     let (ready_fd, id) = (start.ready_fd, start.id);
     serve_worker(

@@ -89,6 +89,14 @@ pub struct Counters {
     pub shm: Arc<crate::shm::Shm>,
     /// This worker's slot.
     pub id: crate::shm::WorkerId,
+    /// `max-requests` (with this worker's delta): once reached, the worker wakes the
+    /// master through `master_pipe` so the replacement starts at once, not at the
+    /// master's next tick.
+    pub recycle_after: Option<u64>,
+    /// Write end of the master's pipe (see [`crate::master::send_due`]).
+    pub master_pipe: Option<std::os::fd::RawFd>,
+    /// Whether the master was already told.
+    pub recycle_sent: std::sync::atomic::AtomicBool,
 }
 
 impl Worker {
@@ -367,6 +375,15 @@ impl AccessInfo {
         if let (Some(token), Some(c)) = (token, worker.counters.as_ref()) {
             if let Some(slot) = c.shm.slot(c.id) {
                 slot.request_finished(token, status, bytes, started.elapsed(), exception);
+                if let (Some(limit), Some(fd)) = (c.recycle_after, c.master_pipe) {
+                    if slot.requests_since_spawn() >= limit
+                        && !c
+                            .recycle_sent
+                            .swap(true, std::sync::atomic::Ordering::Relaxed)
+                    {
+                        crate::master::send_due(fd, c.id);
+                    }
+                }
             }
         }
         self.log(worker, status, bytes, started);
