@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 
 use rsgi_proto::config::{ListenAddr, Notice, Protocol, SocketSpec, VassalConfig};
-use rsgi_proto::notify::{EXIT_CONFIG, EXIT_USAGE};
+use rsgi_proto::notify::EXIT_USAGE;
 use rsgi_proto::{load_file, parse_args, ConfigError, Invocation};
 
 fn fixture(name: &str) -> String {
