@@ -125,6 +125,58 @@ fn touch_under_load_reloads_without_a_failed_request() {
     });
 }
 
+/// An editor's save (vim: swap file, backup `~` file, write the new file beside it and
+/// rename it over the old one, chmod) is a burst of inotify events: it must cause one
+/// reload, and the leftovers must never become vassals.
+#[test]
+fn one_editor_save_is_one_reload() {
+    let mut e = Emperor::start(&[]);
+    e.write_vassal("app", &pid_ini(""));
+    e.wait_serving("app", "/pid", DEADLINE);
+    let dir = e.vassals_dir().to_path_buf();
+    let mark = e.log_mark();
+    let ini = dir.join("app.ini");
+    std::fs::write(dir.join(".app.ini.swp"), b"swap").unwrap();
+    std::fs::copy(&ini, dir.join("app.ini~")).unwrap();
+    let tmp = dir.join("4913");
+    std::fs::write(&tmp, pid_ini("; edited\n")).unwrap();
+    std::fs::rename(&tmp, &ini).unwrap();
+    std::fs::set_permissions(&ini, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::remove_file(dir.join(".app.ini.swp")).unwrap();
+    e.wait_log_since(mark, "reloaded vassal=app gen=2", DEADLINE);
+    // A later vassal comes up through a later scan (which diffs app.ini again): still
+    // exactly one reload, and no leftover became a vassal.
+    e.write_vassal("other", &hello_ini());
+    e.wait_serving("other", "/", DEADLINE);
+    let log = e.log_since(mark);
+    assert_eq!(
+        count(&log, "config changed: reloading vassal=app"),
+        1,
+        "{log}"
+    );
+    assert_eq!(count(&log, "new vassal"), 1, "{log}");
+}
+
+/// A vassal file may be a symlink (e.g. into the app's repository): it is followed, and
+/// a change of the target's content reloads the vassal.
+#[test]
+fn symlinked_vassal_file_is_followed() {
+    let mut e = Emperor::start(&["--rescan", "1"]);
+    let target_dir = tempdir();
+    let target = target_dir.path().join("real.ini");
+    std::fs::write(&target, pid_ini("")).unwrap();
+    let mark = e.log_mark();
+    std::os::unix::fs::symlink(&target, e.vassals_dir().join("linked.ini")).unwrap();
+    e.wait_serving("linked", "/pid", DEADLINE);
+    let old = served_pid(&e.socket("linked"));
+    // Only the target changes: the periodic rescan sees the new content.
+    std::fs::write(&target, pid_ini("; changed\n")).unwrap();
+    e.wait_log_since(mark, "reloaded vassal=linked gen=2", DEADLINE);
+    wait_until(DEADLINE, "the new generation to answer", || {
+        served_pid(&e.socket("linked")) != old
+    });
+}
+
 #[test]
 fn broken_edit_keeps_the_old_generation_serving() {
     let mut e = Emperor::start(&[]);
