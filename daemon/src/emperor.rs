@@ -945,7 +945,7 @@ impl Emperor {
         }
         let mut cfg = (**config).clone();
         cfg.sockets = to_bind;
-        let bound = rsgi_proto::listen::bind_all(&cfg).map_err(|e| error_chain(&e))?;
+        let bound = rsgi_proto::listen::bind_all(&cfg).map_err(|e| rsgi_proto::error::chain(&e))?;
         out.extend(bound.into_iter().map(Arc::new));
         // Keep the configured order.
         let order = |s: &Arc<BoundSocket>| {
@@ -1050,20 +1050,6 @@ fn same_addr(a: &ListenAddr, b: &ListenAddr) -> bool {
         }
         _ => false,
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 fn signal(pid: Pid, sig: Sig) {

@@ -109,6 +109,22 @@ impl ConfigError {
     }
 }
 
+/// An error and its causes on one line: `cannot bind 0.0.0.0:80: Permission denied`.
+/// A cause whose text is already part of the line is not repeated.
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

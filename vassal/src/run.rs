@@ -43,17 +43,10 @@ impl Fatal {
     /// A failure from an error, with its chain of causes (`cannot bind ...: Address
     /// already in use`).
     pub(crate) fn from_error(code: i32, err: &dyn std::error::Error) -> Fatal {
-        let mut message = err.to_string();
-        let mut source = err.source();
-        while let Some(s) = source {
-            let text = s.to_string();
-            if !message.contains(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = s.source();
+        Fatal {
+            code,
+            message: rsgi_proto::error::chain(err),
         }
-        Fatal { code, message }
     }
 }
 
@@ -96,10 +89,11 @@ fn signal_pidfile(path: &std::path::Path, sig: nix::sys::signal::Signal) -> Resu
         .map_err(|e| Fatal::from_error(notify::EXIT_FAILURE, &e))
 }
 
-/// `--check-app`: import the app as a worker would, without binding anything.
-fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
+/// `env` and `chdir`, before Python starts (it copies the environment at start-up).
+/// Called while the process is single-threaded, so nothing reads the environment
+/// concurrently.
+fn apply_env_and_chdir(config: &VassalConfig) -> Result<(), Fatal> {
     for (key, value) in &config.env {
-        // Single-threaded: nothing reads the environment concurrently.
         std::env::set_var(key, value);
     }
     if let Some(dir) = &config.chdir {
@@ -107,6 +101,12 @@ fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
             Fatal::new(notify::EXIT_CONFIG, format!("chdir {}: {e}", dir.display()))
         })?;
     }
+    Ok(())
+}
+
+/// `--check-app`: import the app as a worker would, without binding anything.
+fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
+    apply_env_and_chdir(config)?;
     load(config)?;
     println!("rsgi: the app imports");
     Ok(())
@@ -170,15 +170,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     }
     // Before `env` and Python: the notify variables must not leak into the app.
     let notifier = crate::notify::Notifier::from_env();
-    for (key, value) in &config.env {
-        // No other thread exists yet, so nothing reads the environment concurrently.
-        std::env::set_var(key, value);
-    }
-    if let Some(dir) = &config.chdir {
-        std::env::set_current_dir(dir).map_err(|e| {
-            Fatal::new(notify::EXIT_CONFIG, format!("chdir {}: {e}", dir.display()))
-        })?;
-    }
+    apply_env_and_chdir(&config)?;
     let pid = std::process::id();
     let pidfiles: Vec<(&std::path::Path, bool)> = [
         config.pidfile.as_deref().map(|p| (p, false)),
