@@ -272,8 +272,10 @@ enum Route {
     Reload { name: Option<String>, wait: bool },
     /// `POST /check`.
     Check,
-    // `GET /metrics` (the metrics issue) goes here: a `Metrics` route answered with
-    // Prometheus text, without a trip through the actor.
+    /// `GET /metrics`: Prometheus text, as on the metrics port.
+    Metrics,
+    /// `GET /top`: every vassal's totals, for `rsgictl top`.
+    Top,
 }
 
 impl Route {
@@ -373,12 +375,15 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Bad>
             &["wait"],
         ),
         ["check"] => ("POST", Route::Check, &[]),
+        ["metrics"] => ("GET", Route::Metrics, &[]),
+        ["top"] => ("GET", Route::Top, &[]),
         _ => {
             return Err(Bad::new(
                 StatusCode::NOT_FOUND,
                 format!(
                     "no such route: {path} (try GET /vassals, GET /vassals/NAME, \
-                     GET /vassals/NAME/logs, POST /vassals/NAME/reload, POST /check, GET /ping)"
+                     GET /vassals/NAME/logs, POST /vassals/NAME/reload, POST /check, GET /ping, \
+                     GET /metrics, GET /top)"
                 ),
             ))
         }
@@ -490,6 +495,25 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response
     let command = match route {
         Route::Ping => return json(StatusCode::OK, &serde_json::json!({ "ok": true })),
         Route::Check => return check(req, shared, peer).await,
+        Route::Metrics => {
+            return match crate::metrics::text(&shared.tx).await {
+                Ok(text) => {
+                    let mut resp = respond(StatusCode::OK, text.into_bytes());
+                    resp.headers_mut().insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_static(crate::metrics::TEXT_CONTENT_TYPE),
+                    );
+                    resp
+                }
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+            }
+        }
+        Route::Top => {
+            return match crate::metrics::scrape(&shared.tx).await {
+                Ok(snapshot) => json(StatusCode::OK, &crate::metrics::top(&snapshot)),
+                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_owned()),
+            }
+        }
         Route::List => Command::List,
         Route::Status(name) => Command::Status(name),
         Route::Logs { name, lines } => Command::Logs { name, lines },
@@ -540,6 +564,11 @@ async fn answer(reply: Reply, shared: &Shared) -> Response<ResBody> {
         Reply::Pending(pending) => json(StatusCode::OK, &wait_all(pending, shared.wait).await),
         Reply::NotFound(name) => error(StatusCode::NOT_FOUND, format!("no such vassal: {name}")),
         Reply::Follow(backlog, _) => json(StatusCode::OK, &LogLines { lines: backlog }),
+        Reply::Metrics(snapshot) => {
+            let mut snapshot = *snapshot;
+            snapshot.fill_proc();
+            json(StatusCode::OK, &crate::metrics::top(&snapshot))
+        }
     }
 }
 
@@ -776,6 +805,10 @@ mod tests {
     #[test]
     fn routes() {
         assert_eq!(get("/ping").unwrap(), Route::Ping);
+        assert_eq!(get("/metrics").unwrap(), Route::Metrics);
+        assert_eq!(get("/top").unwrap(), Route::Top);
+        assert_eq!(status(post("/metrics")), 405);
+        assert_eq!(status(get("/top?x=1")), 400);
         assert_eq!(get("/vassals").unwrap(), Route::List);
         assert_eq!(get("/vassals/").unwrap(), Route::List);
         assert_eq!(get("/vassals/app").unwrap(), Route::Status("app".into()));
@@ -853,7 +886,7 @@ mod tests {
         assert_eq!(status(get("/")), 404);
         assert_eq!(status(get("/nope")), 404);
         assert_eq!(status(get("/vassals/app/logs/more")), 404);
-        assert_eq!(status(get("/metrics")), 404);
+        assert_eq!(status(get("/metrics/x")), 404);
         let r = get("/vassals/app/reload").unwrap_err();
         assert_eq!(r.status.as_u16(), 405);
         assert_eq!(r.allow, Some("POST"));

@@ -110,6 +110,8 @@ pub enum Command {
     },
     /// Validate a vassal file without applying it.
     Check(PathBuf),
+    /// Every vassal's numbers, for `/metrics`, `/top` and the emperor stats.
+    Metrics,
 }
 
 /// The actor's answer to a [`Command`].
@@ -131,6 +133,8 @@ pub enum Reply {
     Check(CheckResult),
     /// No vassal of that name.
     NotFound(String),
+    /// For [`Command::Metrics`].
+    Metrics(Box<crate::metrics::Snapshot>),
 }
 
 /// What went wrong at start-up (fatal for rsgid).
@@ -194,6 +198,8 @@ struct Vassal {
     feed: broadcast::Sender<String>,
     /// Each running generation's shared counters (passed over its notify socket).
     counters: BTreeMap<Gen, Arc<rsgi_proto::shm::Shm>>,
+    /// Totals of ended generations and reload outcomes, for monotonic metrics.
+    ledger: crate::metrics::Ledger,
 }
 
 /// The actor.
@@ -267,6 +273,7 @@ impl Emperor {
                 source,
             },
         )?;
+        crate::metrics::spawn(&self.settings, &self.tx);
         tracing::info!(
             vassals = %dir.display(),
             rsgi = %self.rsgi.display(),
@@ -390,7 +397,9 @@ impl Emperor {
             } => {
                 tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, %exit, "vassal exited");
                 if let Some(v) = self.vassals.get_mut(&name) {
-                    v.counters.remove(&gen);
+                    if let Some(shm) = v.counters.remove(&gen) {
+                        v.ledger.retire(&shm);
+                    }
                 }
                 self.input(&name, Input::Exited { gen, pid, exit });
             }
@@ -408,7 +417,11 @@ impl Emperor {
                             match rsgi_proto::shm::Shm::from_fd(fd, slots) {
                                 Ok(shm) => {
                                     if let Some(v) = self.vassals.get_mut(&name) {
-                                        v.counters.insert(gen, Arc::new(shm));
+                                        let shm = Arc::new(shm);
+                                        if let Some(old) = v.counters.insert(gen, Arc::clone(&shm))
+                                        {
+                                            v.ledger.replace(&old, &shm);
+                                        }
                                     }
                                 }
                                 Err(e) => tracing::warn!(
@@ -551,6 +564,7 @@ impl Emperor {
                 waiters: Vec::new(),
                 feed: broadcast::channel(256).0,
                 counters: BTreeMap::new(),
+                ledger: crate::metrics::Ledger::new(),
             },
         );
         match loaded {
@@ -611,6 +625,9 @@ impl Emperor {
                 }
                 lifecycle::Effect::Report(r) => {
                     report(name, &r);
+                    if let Some(v) = self.vassals.get_mut(name) {
+                        v.ledger.report(&r);
+                    }
                     self.answer_waiters(name, &r);
                 }
             }
@@ -777,6 +794,17 @@ impl Emperor {
                 }
             }
             Command::Check(path) => Reply::Check(self.check(&path)),
+            Command::Metrics => Reply::Metrics(Box::new(crate::metrics::Snapshot::take(
+                &self.settings,
+                self.vassals.values().map(|v| crate::metrics::VassalView {
+                    name: &v.name,
+                    file: &v.file,
+                    state: &v.state,
+                    counters: &v.counters,
+                    sockets: &v.sockets,
+                    ledger: &v.ledger,
+                }),
+            ))),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`lifecycle`]: one vassal's lifecycle as a pure `step(state, input, now, policy)`.
 //! - [`check`]: `rsgictl check`'s import test (runs `rsgi --check-app`).
 //! - [`control`]: the control socket (HTTP/1.1 + JSON) that `rsgictl` talks to.
+//! - [`metrics`]: Prometheus `/metrics`, the `/top` totals and uWSGI's emperor stats.
 //! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
@@ -32,6 +33,7 @@ pub mod check;
 pub mod control;
 pub mod emperor;
 pub mod lifecycle;
+pub mod metrics;
 pub mod scan;
 pub mod sd;
 pub mod settings;

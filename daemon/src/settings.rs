@@ -6,6 +6,7 @@
 //! run_dir = "/run/rsgi"
 //! control_socket = "/run/rsgi/control.sock"
 //! metrics_listen = "127.0.0.1:9192"   # or "off"
+//! stats = "/run/rsgi/emperor-stats.sock"  # uWSGI emperor stats JSON; or "127.0.0.1:9191"
 //! rsgi = "/usr/bin/rsgi"
 //! uid = "www-data"                    # or a number
 //! gid = "www-data"
@@ -49,7 +50,9 @@ pub const DEFAULT_METRICS_PORT: u16 = 9192;
 ///
 /// Every flag can also be set in the config file; flags win.
 #[derive(Debug, Clone, Default, PartialEq, clap::Parser)]
-#[command(name = "rsgid", version)]
+// The last of a repeated flag wins (`--metrics off ... --metrics 127.0.0.1:9300`), as
+// with most Unix tools; clap would reject the repetition otherwise.
+#[command(name = "rsgid", version, args_override_self = true)]
 pub struct Args {
     /// Config file (TOML). Default: /etc/rsgi/rsgid.toml if it exists.
     #[arg(long, value_name = "FILE")]
@@ -66,6 +69,10 @@ pub struct Args {
     /// Prometheus metrics address (ADDR:PORT), or "off". Default: 127.0.0.1:9192.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<String>,
+    /// Serve uWSGI's emperor stats JSON (uwsgitop's vassal view) on this address:
+    /// HOST:PORT, :PORT or a unix socket path. Default: none.
+    #[arg(long, value_name = "ADDR")]
+    pub stats: Option<String>,
     /// The rsgi binary. Default: `rsgi` next to rsgid, then on PATH.
     #[arg(long, value_name = "PATH")]
     pub rsgi: Option<PathBuf>,
@@ -118,6 +125,8 @@ pub struct Settings {
     pub control_socket: PathBuf,
     /// Where to serve metrics; `None` disables them.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve uWSGI's emperor stats JSON; `None` (the default) serves none.
+    pub stats: Option<StatsAddr>,
     /// The rsgi binary; `None`: the actor looks next to rsgid's executable, then on PATH.
     pub rsgi: Option<PathBuf>,
     /// Default user for vassals (name or number) when running as root.
@@ -146,6 +155,7 @@ impl Default for Settings {
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 DEFAULT_METRICS_PORT,
             )),
+            stats: None,
             rsgi: None,
             uid: None,
             gid: None,
@@ -226,6 +236,7 @@ struct FileSettings {
     run_dir: Option<PathBuf>,
     control_socket: Option<PathBuf>,
     metrics_listen: Option<Spanned<String>>,
+    stats: Option<Spanned<String>>,
     rsgi: Option<PathBuf>,
     uid: Option<NameOrId>,
     gid: Option<NameOrId>,
@@ -394,6 +405,17 @@ impl Settings {
             }
         }
 
+        if let Some(v) = choose(args.stats.clone(), "--stats", file.stats, "stats", source) {
+            match StatsAddr::parse(&v.value) {
+                // A relative socket path in the file is relative to the file.
+                Ok(StatsAddr::Unix(p)) if v.key == "stats" => {
+                    s.stats = Some(StatsAddr::Unix(rel(p)))
+                }
+                Ok(addr) => s.stats = Some(addr),
+                Err(message) => problems.push(v.problem(message)),
+            }
+        }
+
         let backoff = file.backoff.unwrap_or_default();
         let base = choose(
             args.backoff_base,
@@ -513,6 +535,50 @@ fn to_duration(secs: f64, zero_ok: bool) -> Result<Duration, String> {
         return Err(format!("must be {want} seconds (got {secs})"));
     }
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{secs} seconds is too long"))
+}
+
+/// Where rsgid serves uWSGI's emperor stats JSON (`--stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsAddr {
+    /// A TCP address (`127.0.0.1:9191`; `:9191` means every IPv4 address, as in uWSGI).
+    Tcp(SocketAddr),
+    /// A unix socket path (`/run/rsgi/emperor-stats.sock`, or `unix:/path`).
+    Unix(PathBuf),
+}
+
+impl StatsAddr {
+    /// Parse `HOST:PORT`, `:PORT`, `unix:PATH` or a path (anything with a `/`).
+    pub fn parse(value: &str) -> Result<StatsAddr, String> {
+        if let Some(path) = value.strip_prefix("unix:") {
+            if !path.is_empty() {
+                return Ok(StatsAddr::Unix(PathBuf::from(path)));
+            }
+        } else if value.contains('/') {
+            return Ok(StatsAddr::Unix(PathBuf::from(value)));
+        } else if let Some(port) = value.strip_prefix(':') {
+            if let Ok(port) = port.parse::<u16>() {
+                return Ok(StatsAddr::Tcp(SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    port,
+                )));
+            }
+        } else if let Ok(addr) = value.parse() {
+            return Ok(StatsAddr::Tcp(addr));
+        }
+        Err(format!(
+            "expected HOST:PORT, :PORT or a socket path (like 127.0.0.1:9191 or \
+             /run/rsgi/emperor-stats.sock), got {value:?}"
+        ))
+    }
+}
+
+impl std::fmt::Display for StatsAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatsAddr::Tcp(a) => a.fmt(f),
+            StatsAddr::Unix(p) => p.display().fmt(f),
+        }
+    }
 }
 
 /// `"off"` or `ADDR:PORT`.
@@ -635,6 +701,7 @@ vassals = "/srv/vassals"
 run_dir = "/run/x"
 control_socket = "/run/x/ctl.sock"
 metrics_listen = "0.0.0.0:9300"
+stats = "run/stats.sock"
 rsgi = "/opt/rsgi/bin/rsgi"
 uid = "www-data"
 gid = 33
@@ -662,6 +729,7 @@ loyal_after = 0
                 run_dir: "/run/x".into(),
                 control_socket: "/run/x/ctl.sock".into(),
                 metrics_listen: Some("0.0.0.0:9300".parse().unwrap()),
+                stats: Some(StatsAddr::Unix("/etc/rsgi/run/stats.sock".into())),
                 rsgi: Some("/opt/rsgi/bin/rsgi".into()),
                 uid: Some("www-data".into()),
                 gid: Some("33".into()),
@@ -714,6 +782,48 @@ loyal_after = 0
         assert_eq!(s.gid.as_deref(), Some("33"), "from the file");
         assert_eq!(s.rescan_interval, Duration::from_millis(250));
         assert!(args(&["--tyrant"]).tyrant == Some(true));
+    }
+
+    #[test]
+    fn the_last_of_a_repeated_flag_wins() {
+        let s = load(&["--metrics", "off", "--metrics", "127.0.0.1:9300"]).unwrap();
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:9300".parse().unwrap()));
+        let s = load(&["--metrics", "127.0.0.1:9300", "--metrics", "off"]).unwrap();
+        assert_eq!(s.metrics_listen, None);
+    }
+
+    #[test]
+    fn stats_addresses() {
+        let ok = |v: &str| StatsAddr::parse(v).unwrap();
+        assert_eq!(
+            ok("127.0.0.1:9191"),
+            StatsAddr::Tcp("127.0.0.1:9191".parse().unwrap())
+        );
+        assert_eq!(ok(":9191"), StatsAddr::Tcp("0.0.0.0:9191".parse().unwrap()));
+        assert_eq!(
+            ok("[::1]:9191"),
+            StatsAddr::Tcp("[::1]:9191".parse().unwrap())
+        );
+        assert_eq!(
+            ok("/run/rsgi/s.sock"),
+            StatsAddr::Unix("/run/rsgi/s.sock".into())
+        );
+        assert_eq!(ok("unix:s.sock"), StatsAddr::Unix("s.sock".into()));
+        assert_eq!(ok("./s.sock"), StatsAddr::Unix("./s.sock".into()));
+        for bad in ["", "localhost", ":x", "unix:", "9191"] {
+            assert!(StatsAddr::parse(bad).is_err(), "{bad:?}");
+        }
+        // A flag's relative path stays relative to the working directory.
+        let s = load_file(FULL, &["--stats", "here.sock"]);
+        assert!(s.is_err(), "no slash, no colon: not an address");
+        let s = load_file(FULL, &["--stats", "./here.sock"]).unwrap();
+        assert_eq!(s.stats, Some(StatsAddr::Unix("./here.sock".into())));
+        let e = err(load_file("stats = \"nowhere\"\n", &[]));
+        assert!(
+            e.starts_with("rsgid.toml:1: stats: expected HOST:PORT"),
+            "{e}"
+        );
+        assert_eq!(load(&[]).unwrap().stats, None);
     }
 
     #[test]
@@ -837,6 +947,7 @@ loyal_after = 0
             "--run-dir",
             "--control",
             "--metrics",
+            "--stats",
             "--rsgi",
             "--uid",
             "--gid",

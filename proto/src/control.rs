@@ -11,7 +11,8 @@
 //! | `POST /vassals/{name}/stop`, `/start`, `/restart` | – | [`ActionResult`] |
 //! | `POST /reload?wait=1` | – | [`ActionResult`] (every vassal) |
 //! | `POST /check` | [`CheckRequest`] | [`CheckResult`] |
-//! | `GET /metrics` | – | Prometheus text |
+//! | `GET /metrics` | – | Prometheus text (`text/plain; version=0.0.4`) |
+//! | `GET /top` | – | [`TopList`] (what `rsgictl top` draws) |
 //! | `GET /ping` | – | `{"ok":true}` |
 //!
 //! Errors are [`ErrorBody`] with a 4xx/5xx status: 400 malformed, 404 no such vassal,
@@ -109,6 +110,54 @@ pub struct CheckResult {
     pub ok: bool,
     /// Problems, each `file:line: what` where a line is known.
     pub problems: Vec<String>,
+}
+
+/// `GET /top`: every vassal's cumulative counters, for `rsgictl top`, which computes
+/// rates from the difference between two answers. The totals are the ones rsgid
+/// exports as Prometheus counters: they never go down while the vassal exists, across
+/// reloads and crashes alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopList {
+    /// When rsgid took the sample, milliseconds since the Unix epoch.
+    pub time_ms: u64,
+    /// One entry per vassal, sorted by name.
+    pub vassals: Vec<TopVassal>,
+}
+
+/// One vassal in [`TopList`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopVassal {
+    /// The vassal's name.
+    pub name: String,
+    /// Its state, as in [`VassalSummary::state`].
+    pub state: String,
+    /// The current generation's pid.
+    pub pid: Option<i32>,
+    /// The current generation number.
+    pub generation: u64,
+    /// Requests finished (every generation so far).
+    pub requests: u64,
+    /// Sum of their durations, µs (divide a difference by the difference of
+    /// `requests` for the mean latency over an interval).
+    pub request_time_us: u64,
+    /// Requests that raised a Python exception.
+    pub exceptions: u64,
+    /// Finished requests by status class, `[1xx, 2xx, 3xx, 4xx, 5xx]`.
+    pub status_classes: [u64; 5],
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// Workers with a request in flight now.
+    pub busy: u32,
+    /// Running workers without one.
+    pub idle: u32,
+    /// Resident memory of all its processes (master and workers), bytes.
+    pub rss_bytes: u64,
+    /// Times rsgid started it again after a failure.
+    pub restarts: u64,
+    /// Workers its master replaced (every cause).
+    pub respawns: u64,
 }
 
 /// An error answer.

@@ -1,0 +1,1283 @@
+//! Observability: Prometheus metrics for every vassal, the `GET /top` totals for
+//! `rsgictl top`, and uWSGI's emperor stats JSON (uwsgitop's vassal view).
+//!
+//! # Layout
+//!
+//! - [`Ledger`]: what the actor keeps per vassal so that counters never go backwards
+//!   (the totals of counter regions that are gone, rsgid's own reload outcomes).
+//! - [`Snapshot`]: a plain copy of every vassal's numbers, taken **inside** the actor
+//!   ([`Snapshot::take`], answering [`Command::Metrics`]) and sent out; the readers of
+//!   `/proc` (memory, process start) run afterwards, outside it
+//!   ([`Snapshot::fill_proc`]).
+//! - [`encode`]: the Prometheus text for a snapshot: a custom [`Collector`] over the
+//!   snapshot plus the `prometheus` crate's process collector, in a registry built per
+//!   scrape. [`top`] and [`emperor_stats`] are the two other views of a snapshot.
+//! - [`spawn`]: the HTTP server on `metrics_listen` (`GET /metrics`) and the emperor
+//!   stats server on `stats`. The control socket serves `GET /metrics` and `GET /top`
+//!   too ([`crate::control`]), through [`scrape`].
+//!
+//! # Theory of operation
+//!
+//! A vassal generation hands rsgid its counters memfd over the notify socket; the actor
+//! maps it (`Vassal.counters`). Inside one region every counter only grows: the vassal's
+//! master keeps a worker slot's history across respawns and across its own HUP reloads
+//! (the region survives the re-exec). A region ends with its generation (a reload by
+//! rsgid, a crash, a stop), and a re-executed master that changed its worker count
+//! sends a new one. So the actor adds a region's last values to [`Ledger`]'s retired
+//! totals when it lets go of the region ([`Ledger::retire`], [`Ledger::replace`]), and
+//! every `_total` series is `retired + sum over the regions still mapped`: monotonic
+//! for the life of the vassal (a vassal that is retired and added again starts from 0,
+//! which Prometheus treats as a counter reset).
+//!
+//! No state is shared with the actor: each scrape asks it for a [`Snapshot`] through its
+//! mailbox, like every control request.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::{self, MetricFamily, MetricType};
+use rsgi_proto::control::{TopList, TopVassal};
+use rsgi_proto::listen::BoundSocket;
+use rsgi_proto::shm::{RespawnCause, Shm, WorkerStatus, DURATION_BUCKETS_US, HISTOGRAM_LEN};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::emperor::{Command, Msg, Reply};
+use crate::lifecycle::{Gen, Phase, Report, State};
+use crate::scan::{VassalFile, VassalName};
+use crate::settings::{Settings, StatsAddr};
+
+/// The `Content-Type` of `/metrics`: Prometheus text format 0.0.4 (the crate's
+/// `TEXT_FORMAT` plus the charset, as Prometheus' own clients send it).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every value of the `state` label of `rsgi_vassal_state` ([`State::name`]).
+pub const STATES: [&str; 9] = [
+    "idle",
+    "starting",
+    "ready",
+    "reloading",
+    "stopping",
+    "backoff",
+    "failed",
+    "stopped",
+    "retired",
+];
+
+/// The `class` label values of `rsgi_requests_total`, in counter-array order.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// How long a client of the metrics port may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long writing the emperor stats to one client may take.
+const STATS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------
+// Totals and the ledger
+// ---------------------------------------------------------------------------------------
+
+/// Cumulative counters of one vassal (or of one counter region).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Requests finished.
+    pub requests: u64,
+    /// Requests that raised a Python exception.
+    pub exceptions: u64,
+    /// Bytes sent to clients.
+    pub tx: u64,
+    /// Sum of request durations, µs.
+    pub duration_us: u64,
+    /// Workers killed by harakiri.
+    pub harakiri: u64,
+    /// Finished requests by status class (1xx..5xx).
+    pub status_classes: [u64; 5],
+    /// Finished requests per duration bucket (not cumulative; last = +Inf).
+    pub histogram: [u64; HISTOGRAM_LEN],
+    /// Worker respawns per [`RespawnCause`] (the vassal master's own count).
+    pub respawns: [u64; RespawnCause::COUNT],
+    /// The vassal master's own graceful reloads (SIGHUP, touch-reload) that worked.
+    pub reloads: u64,
+    /// ... and that failed.
+    pub reloads_failed: u64,
+}
+
+impl Totals {
+    /// The totals of one region: every worker slot plus the master area.
+    pub fn of(shm: &Shm) -> Totals {
+        let mut t = Totals::default();
+        for s in shm.snapshots() {
+            t.requests += s.requests;
+            t.exceptions += s.exceptions;
+            t.tx += s.tx;
+            t.duration_us += s.running_time_us;
+            t.harakiri += s.harakiri_count;
+            add_each(&mut t.status_classes, &s.status_classes);
+            add_each(&mut t.histogram, &s.histogram);
+        }
+        let m = shm.master().snapshot();
+        add_each(&mut t.respawns, &m.respawns);
+        t.reloads = m.reloads;
+        t.reloads_failed = m.reloads_failed;
+        t
+    }
+
+    /// Add `other` to these totals.
+    pub fn add(&mut self, other: &Totals) {
+        self.requests += other.requests;
+        self.exceptions += other.exceptions;
+        self.tx += other.tx;
+        self.duration_us += other.duration_us;
+        self.harakiri += other.harakiri;
+        add_each(&mut self.status_classes, &other.status_classes);
+        add_each(&mut self.histogram, &other.histogram);
+        add_each(&mut self.respawns, &other.respawns);
+        self.reloads += other.reloads;
+        self.reloads_failed += other.reloads_failed;
+    }
+}
+
+fn add_each<const N: usize>(to: &mut [u64; N], from: &[u64; N]) {
+    for (a, b) in to.iter_mut().zip(from) {
+        *a = a.saturating_add(*b);
+    }
+}
+
+/// What the actor keeps per vassal for the metrics (one in each `Vassal`).
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    /// Totals of the counter regions the actor let go of (ended generations).
+    retired: Totals,
+    /// rsgid's reloads of the vassal (a new generation) that ended with the new
+    /// generation serving.
+    reloads_ok: u64,
+    /// ... and those where the new generation failed (the old one serves on).
+    reloads_failed: u64,
+    /// When rsgid first saw the vassal (epoch seconds): uWSGI's `born`/`first_run`.
+    added: u64,
+}
+
+impl Default for Ledger {
+    fn default() -> Ledger {
+        Ledger::new()
+    }
+}
+
+impl Ledger {
+    /// A ledger for a vassal seen just now.
+    pub fn new() -> Ledger {
+        Ledger {
+            retired: Totals::default(),
+            reloads_ok: 0,
+            reloads_failed: 0,
+            added: rsgi_proto::shm::epoch_secs(),
+        }
+    }
+
+    /// A generation's region is let go of (its process exited): keep its last values.
+    pub fn retire(&mut self, shm: &Shm) {
+        self.retired.add(&Totals::of(shm));
+    }
+
+    /// A generation sent another region (`new`) in place of `old`. A master that
+    /// re-executes itself passes the same memfd again: then nothing ends. A different
+    /// region (the worker count changed) ends the old one's counting.
+    pub fn replace(&mut self, old: &Shm, new: &Shm) {
+        if !same_region(old, new) {
+            self.retire(old);
+        }
+    }
+
+    /// Count a lifecycle report (reload outcomes).
+    pub fn report(&mut self, report: &Report) {
+        match report {
+            Report::Reloaded { .. } => self.reloads_ok += 1,
+            Report::ReloadFailed { .. } => self.reloads_failed += 1,
+            _ => {}
+        }
+    }
+
+    /// The totals: the retired ones plus the live regions'.
+    pub fn totals<'a>(&self, live: impl IntoIterator<Item = &'a Shm>) -> Totals {
+        let mut t = self.retired.clone();
+        for shm in live {
+            t.add(&Totals::of(shm));
+        }
+        t
+    }
+}
+
+/// Whether two mappings are of the same memfd (same inode).
+fn same_region(a: &Shm, b: &Shm) -> bool {
+    match (nix::sys::stat::fstat(a.fd()), nix::sys::stat::fstat(b.fd())) {
+        (Ok(x), Ok(y)) => x.st_dev == y.st_dev && x.st_ino == y.st_ino,
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The snapshot
+// ---------------------------------------------------------------------------------------
+
+/// One vassal as the actor holds it, borrowed for [`Snapshot::take`].
+#[derive(Debug, Clone, Copy)]
+pub struct VassalView<'a> {
+    /// Its name.
+    pub name: &'a VassalName,
+    /// Its file.
+    pub file: &'a VassalFile,
+    /// Its lifecycle state.
+    pub state: &'a State,
+    /// The counter regions of its running generations.
+    pub counters: &'a BTreeMap<Gen, Arc<Shm>>,
+    /// The listening sockets rsgid holds for it.
+    pub sockets: &'a [Arc<BoundSocket>],
+    /// Its ledger.
+    pub ledger: &'a Ledger,
+}
+
+/// Every vassal's numbers at one moment.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub time: Option<SystemTime>,
+    /// The vassal directory (uWSGI's `emperor` list).
+    pub dir: String,
+    /// Tyrant mode.
+    pub tyrant: bool,
+    /// The vassals, by name.
+    pub vassals: Vec<VassalSample>,
+}
+
+/// One vassal in a [`Snapshot`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VassalSample {
+    /// Its name.
+    pub name: String,
+    /// Its file name (`app.ini`): uWSGI's vassal `id`.
+    pub file_name: String,
+    /// Its state ([`STATES`]).
+    pub state: &'static str,
+    /// Serving: `ready`, or `reloading` (the old generation serves meanwhile).
+    pub up: bool,
+    /// The current generation's pid.
+    pub pid: Option<i32>,
+    /// The current generation.
+    pub generation: u64,
+    /// The file's modification time, epoch seconds.
+    pub last_mod: u64,
+    /// When rsgid first saw the vassal, epoch seconds.
+    pub added: u64,
+    /// Since when the serving generation is ready, epoch seconds.
+    pub ready_since: Option<u64>,
+    /// Whether it has been ready long enough to be loyal (its failure count reset).
+    pub loyal_since: Option<u64>,
+    /// Every process of it: generation masters (draining ones too) and workers.
+    pub pids: Vec<i32>,
+    /// The cumulative counters.
+    pub totals: Totals,
+    /// Workers with a request in flight.
+    pub busy: u32,
+    /// Running workers without one.
+    pub idle: u32,
+    /// Requests in flight.
+    pub in_flight: u64,
+    /// Connections waiting in the accept queue.
+    pub listen_queue: u64,
+    /// rsgid's restarts of the vassal after failures.
+    pub restarts: u64,
+    /// Reloads that worked: rsgid's plus the vassal master's own.
+    pub reloads_ok: u64,
+    /// Reloads that failed: rsgid's plus the vassal master's own.
+    pub reloads_failed: u64,
+    /// Resident memory of all its processes, bytes ([`Snapshot::fill_proc`]).
+    pub rss: u64,
+    /// When the current generation's process started, epoch seconds
+    /// ([`Snapshot::fill_proc`]).
+    pub generation_start: Option<u64>,
+    /// The uid and gid the current generation runs as ([`Snapshot::fill_proc`]).
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Snapshot {
+    /// Copy every vassal's numbers (inside the actor: only atomic loads and one
+    /// `getsockopt` per TCP socket; `/proc` is read later, by [`Snapshot::fill_proc`]).
+    pub fn take<'a>(
+        settings: &Settings,
+        vassals: impl IntoIterator<Item = VassalView<'a>>,
+    ) -> Snapshot {
+        let (now, now_sys) = (Instant::now(), SystemTime::now());
+        let epoch = |t: Instant| {
+            let at = now_sys
+                .checked_sub(now.saturating_duration_since(t))
+                .unwrap_or(now_sys);
+            at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        };
+        let loyal_after = settings.policy.loyal_after;
+        let vassals = vassals
+            .into_iter()
+            .map(|v| {
+                let state = v.state;
+                let (ready_since, loyal_since) = match &state.phase {
+                    Phase::Ready { since, .. }
+                    | Phase::Reloading {
+                        ready_since: since, ..
+                    } => {
+                        let loyal = (now.saturating_duration_since(*since) >= loyal_after)
+                            .then(|| epoch(*since) + loyal_after.as_secs());
+                        (Some(epoch(*since)), loyal)
+                    }
+                    _ => (None, None),
+                };
+                let mut pids: BTreeSet<i32> = state.pids().iter().map(|p| p.0).collect();
+                let (mut busy, mut idle, mut in_flight) = (0u32, 0u32, 0u64);
+                for shm in v.counters.values() {
+                    for w in shm.snapshots() {
+                        if w.pid <= 0 || w.status == WorkerStatus::Dead {
+                            continue;
+                        }
+                        pids.insert(w.pid);
+                        in_flight += u64::from(w.in_flight);
+                        if w.in_flight > 0 || w.status == WorkerStatus::Busy {
+                            busy += 1;
+                        } else {
+                            idle += 1;
+                        }
+                    }
+                }
+                pids.retain(|&p| p > 0);
+                let totals = v.ledger.totals(v.counters.values().map(|s| &**s));
+                // The accept queue of the TCP sockets rsgid holds (the kernel counts it
+                // per socket, whoever accepts); for unix sockets, the vassal master's
+                // last sample.
+                let tcp: Vec<u64> = v
+                    .sockets
+                    .iter()
+                    .filter_map(|s| rsgi_proto::stats::listen_queue(s.listener.as_fd()))
+                    .map(|q| u64::from(q.queue))
+                    .collect();
+                let listen_queue = if tcp.is_empty() {
+                    state
+                        .current_gen()
+                        .and_then(|g| v.counters.get(&g))
+                        .map_or(0, |s| u64::from(s.master().snapshot().listen_queue))
+                } else {
+                    tcp.iter().sum()
+                };
+                let mtime = u64::try_from(v.file.fingerprint.mtime_ns / 1_000_000_000).unwrap_or(0);
+                VassalSample {
+                    name: v.name.to_string(),
+                    file_name: v
+                        .file
+                        .path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| v.name.to_string()),
+                    state: state.name(),
+                    up: matches!(state.phase, Phase::Ready { .. } | Phase::Reloading { .. }),
+                    pid: state.current_pid().map(|p| p.0),
+                    generation: state.current_gen().map_or(0, |g| g.0),
+                    last_mod: mtime,
+                    added: v.ledger.added,
+                    ready_since,
+                    loyal_since,
+                    pids: pids.into_iter().collect(),
+                    reloads_ok: v.ledger.reloads_ok + totals.reloads,
+                    reloads_failed: v.ledger.reloads_failed + totals.reloads_failed,
+                    totals,
+                    busy,
+                    idle,
+                    in_flight,
+                    listen_queue,
+                    restarts: u64::from(state.restarts),
+                    rss: 0,
+                    generation_start: None,
+                    owner: None,
+                }
+            })
+            .collect();
+        Snapshot {
+            time: Some(now_sys),
+            dir: settings.vassals.display().to_string(),
+            tyrant: settings.tyrant,
+            vassals,
+        }
+    }
+
+    /// Read what `/proc` knows: each vassal's resident memory (the sum over its
+    /// processes), its current generation's start time and user.
+    pub fn fill_proc(&mut self) {
+        let boot = boot_time();
+        for v in &mut self.vassals {
+            v.rss = v
+                .pids
+                .iter()
+                .filter_map(|&p| rsgi_proto::stats::proc_memory(nix::unistd::Pid::from_raw(p)))
+                .map(|m| m.rss)
+                .sum();
+            if let Some(pid) = v.pid.filter(|&p| p > 0) {
+                v.generation_start = boot.and_then(|b| process_start(pid, b));
+                v.owner = std::fs::metadata(format!("/proc/{pid}"))
+                    .ok()
+                    .map(|m| (m.uid(), m.gid()));
+            }
+        }
+    }
+}
+
+/// The system's boot time, epoch seconds (`btime` of `/proc/stat`).
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// When process `pid` started, epoch seconds: field 22 of `/proc/<pid>/stat` (clock
+/// ticks since boot) plus the boot time.
+fn process_start(pid: i32, boot: u64) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = start_ticks(&stat)?;
+    let hz = match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(n)) if n > 0 => n as u64,
+        _ => 100,
+    };
+    Some(boot + ticks / hz)
+}
+
+/// The `starttime` field of a `/proc/<pid>/stat` line. The command name (field 2) may
+/// hold spaces and parentheses, so count from its last `)`.
+fn start_ticks(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    // Fields 3.. follow; starttime is field 22.
+    rest.split_ascii_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus
+// ---------------------------------------------------------------------------------------
+
+/// One metric family being built.
+struct Family {
+    mf: MetricFamily,
+    labels: &'static [&'static str],
+}
+
+impl Family {
+    fn new(name: &str, help: &str, kind: MetricType, labels: &'static [&'static str]) -> Family {
+        let mut mf = MetricFamily::default();
+        mf.set_name(name.to_owned());
+        mf.set_help(help.to_owned());
+        mf.set_field_type(kind);
+        Family { mf, labels }
+    }
+
+    fn metric(&self, values: &[&str]) -> proto::Metric {
+        debug_assert_eq!(values.len(), self.labels.len(), "{}", self.mf.name());
+        let pairs = self
+            .labels
+            .iter()
+            .zip(values)
+            .map(|(name, value)| {
+                let mut pair = proto::LabelPair::default();
+                pair.set_name((*name).to_owned());
+                pair.set_value((*value).to_owned());
+                pair
+            })
+            .collect();
+        let mut m = proto::Metric::default();
+        m.set_label(pairs);
+        m
+    }
+
+    fn gauge(&mut self, values: &[&str], v: f64) {
+        let mut m = self.metric(values);
+        let mut g = proto::Gauge::default();
+        g.set_value(v);
+        m.set_gauge(g);
+        self.mf.mut_metric().push(m);
+    }
+
+    fn counter(&mut self, values: &[&str], v: u64) {
+        let mut m = self.metric(values);
+        let mut c = proto::Counter::default();
+        c.set_value(v as f64);
+        m.set_counter(c);
+        self.mf.mut_metric().push(m);
+    }
+
+    /// A histogram from per-bucket (not cumulative) counts, `counts.len() ==
+    /// bounds.len() + 1` (the last is `+Inf`).
+    fn histogram(&mut self, values: &[&str], bounds: &[f64], counts: &[u64], sum: f64) {
+        let mut m = self.metric(values);
+        let mut h = proto::Histogram::default();
+        let mut cumulative = 0u64;
+        let mut buckets = Vec::with_capacity(bounds.len());
+        for (bound, n) in bounds.iter().zip(counts) {
+            cumulative = cumulative.saturating_add(*n);
+            let mut b = proto::Bucket::default();
+            b.set_upper_bound(*bound);
+            b.set_cumulative_count(cumulative);
+            buckets.push(b);
+        }
+        // The +Inf bucket is the count; the encoder writes it.
+        let count = counts.iter().fold(0u64, |a, n| a.saturating_add(*n));
+        h.set_bucket(buckets);
+        h.set_sample_count(count);
+        h.set_sample_sum(sum);
+        m.set_histogram(h);
+        self.mf.mut_metric().push(m);
+    }
+}
+
+/// The per-vassal families of a snapshot, as a [`Collector`].
+struct SnapshotCollector {
+    descs: Vec<Desc>,
+    families: Vec<MetricFamily>,
+}
+
+impl SnapshotCollector {
+    fn new(snapshot: &Snapshot) -> prometheus::Result<SnapshotCollector> {
+        let families = families(snapshot);
+        let descs = families
+            .iter()
+            .map(|f| {
+                Desc::new(
+                    f.mf.name().to_owned(),
+                    f.mf.help().to_owned(),
+                    f.labels.iter().map(|l| (*l).to_owned()).collect(),
+                    HashMap::new(),
+                )
+            })
+            .collect::<prometheus::Result<Vec<Desc>>>()?;
+        Ok(SnapshotCollector {
+            descs,
+            families: families.into_iter().map(|f| f.mf).collect(),
+        })
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.families.clone()
+    }
+}
+
+const V: &[&str] = &["vassal"];
+
+/// Every rsgi family of a snapshot. Series exist for every known vassal and every
+/// label value known in advance (0 until something happens), as Prometheus'
+/// "avoid missing metrics" asks.
+fn families(s: &Snapshot) -> Vec<Family> {
+    use MetricType::{COUNTER, GAUGE, HISTOGRAM};
+    let mut build = Family::new(
+        "rsgi_build_info",
+        "rsgid's version; always 1.",
+        GAUGE,
+        &["version"],
+    );
+    build.gauge(&[env!("CARGO_PKG_VERSION")], 1.0);
+    let mut up = Family::new(
+        "rsgi_vassal_up",
+        "1 if the vassal serves (ready, or reloading while the old generation serves).",
+        GAUGE,
+        V,
+    );
+    let mut state = Family::new(
+        "rsgi_vassal_state",
+        "The vassal's lifecycle state: 1 for the current state, 0 for the others.",
+        GAUGE,
+        &["vassal", "state"],
+    );
+    let mut generation = Family::new(
+        "rsgi_vassal_generation",
+        "The vassal's current generation number (0 when none runs).",
+        GAUGE,
+        V,
+    );
+    let mut gen_start = Family::new(
+        "rsgi_vassal_generation_start_timestamp_seconds",
+        "When the vassal's current generation started (Unix time; 0 when none runs).",
+        GAUGE,
+        V,
+    );
+    let mut workers = Family::new(
+        "rsgi_vassal_workers",
+        "The vassal's running worker processes: busy (a request in flight) or idle.",
+        GAUGE,
+        &["vassal", "status"],
+    );
+    let mut requests = Family::new(
+        "rsgi_requests_total",
+        "Requests the vassal finished, by HTTP status class.",
+        COUNTER,
+        &["vassal", "class"],
+    );
+    let mut duration = Family::new(
+        "rsgi_request_duration_seconds",
+        "Time from the request's arrival at the app to its last byte sent.",
+        HISTOGRAM,
+        V,
+    );
+    let mut in_flight = Family::new(
+        "rsgi_requests_in_flight",
+        "Requests the vassal is serving now.",
+        GAUGE,
+        V,
+    );
+    let mut exceptions = Family::new(
+        "rsgi_request_exceptions_total",
+        "Requests whose app call raised a Python exception.",
+        COUNTER,
+        V,
+    );
+    let mut sent = Family::new(
+        "rsgi_sent_bytes_total",
+        "Bytes the vassal sent to clients (response heads and bodies).",
+        COUNTER,
+        V,
+    );
+    let mut respawns = Family::new(
+        "rsgi_vassal_worker_respawns_total",
+        "Workers the vassal's master replaced, by cause.",
+        COUNTER,
+        &["vassal", "cause"],
+    );
+    let mut restarts = Family::new(
+        "rsgi_vassal_restarts_total",
+        "Times rsgid started the vassal again after it failed.",
+        COUNTER,
+        V,
+    );
+    let mut reloads = Family::new(
+        "rsgi_vassal_reloads_total",
+        "Graceful reloads of the vassal (by rsgid or its own master), by result.",
+        COUNTER,
+        &["vassal", "result"],
+    );
+    let mut harakiri = Family::new(
+        "rsgi_vassal_harakiri_kills_total",
+        "Workers killed because a request ran longer than harakiri.",
+        COUNTER,
+        V,
+    );
+    let mut memory = Family::new(
+        "rsgi_vassal_resident_memory_bytes",
+        "Resident memory of all the vassal's processes (master and workers).",
+        GAUGE,
+        V,
+    );
+    let mut queue = Family::new(
+        "rsgi_vassal_listen_queue",
+        "Connections waiting in the vassal's accept queue.",
+        GAUGE,
+        V,
+    );
+    let bounds: Vec<f64> = DURATION_BUCKETS_US
+        .iter()
+        .map(|us| *us as f64 / 1e6)
+        .collect();
+    for v in &s.vassals {
+        let n = v.name.as_str();
+        let t = &v.totals;
+        up.gauge(&[n], f64::from(u8::from(v.up)));
+        for name in STATES {
+            state.gauge(&[n, name], f64::from(u8::from(v.state == name)));
+        }
+        generation.gauge(&[n], v.generation as f64);
+        gen_start.gauge(&[n], v.generation_start.unwrap_or(0) as f64);
+        workers.gauge(&[n, "busy"], f64::from(v.busy));
+        workers.gauge(&[n, "idle"], f64::from(v.idle));
+        for (class, count) in CLASSES.iter().zip(t.status_classes) {
+            requests.counter(&[n, class], count);
+        }
+        duration.histogram(&[n], &bounds, &t.histogram, t.duration_us as f64 / 1e6);
+        in_flight.gauge(&[n], v.in_flight as f64);
+        exceptions.counter(&[n], t.exceptions);
+        sent.counter(&[n], t.tx);
+        for cause in RespawnCause::ALL {
+            respawns.counter(&[n, cause.as_str()], t.respawns[cause as usize]);
+        }
+        restarts.counter(&[n], v.restarts);
+        reloads.counter(&[n, "ok"], v.reloads_ok);
+        reloads.counter(&[n, "failed"], v.reloads_failed);
+        harakiri.counter(&[n], t.harakiri);
+        memory.gauge(&[n], v.rss as f64);
+        queue.gauge(&[n], v.listen_queue as f64);
+    }
+    vec![
+        build, up, state, generation, gen_start, workers, requests, duration, in_flight,
+        exceptions, sent, respawns, restarts, reloads, harakiri, memory, queue,
+    ]
+}
+
+/// The Prometheus text for `snapshot` (after [`Snapshot::fill_proc`]): the rsgi
+/// families plus rsgid's own `process_*` metrics.
+pub fn encode(snapshot: &Snapshot) -> prometheus::Result<String> {
+    let registry = prometheus::Registry::new();
+    registry.register(Box::new(SnapshotCollector::new(snapshot)?))?;
+    #[cfg(target_os = "linux")]
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let mut out = String::new();
+    prometheus::TextEncoder::new().encode_utf8(&registry.gather(), &mut out)?;
+    Ok(out)
+}
+
+/// The `GET /top` answer for `snapshot` (after [`Snapshot::fill_proc`]).
+pub fn top(snapshot: &Snapshot) -> TopList {
+    TopList {
+        time_ms: snapshot
+            .time
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        vassals: snapshot
+            .vassals
+            .iter()
+            .map(|v| TopVassal {
+                name: v.name.clone(),
+                state: v.state.to_owned(),
+                pid: v.pid,
+                generation: v.generation,
+                requests: v.totals.requests,
+                request_time_us: v.totals.duration_us,
+                exceptions: v.totals.exceptions,
+                status_classes: v.totals.status_classes,
+                tx_bytes: v.totals.tx,
+                in_flight: v.in_flight,
+                busy: v.busy,
+                idle: v.idle,
+                rss_bytes: v.rss,
+                restarts: v.restarts,
+                respawns: v.totals.respawns.iter().sum(),
+            })
+            .collect(),
+    }
+}
+
+/// Ask the actor for a snapshot and read `/proc` for it. `Err` when rsgid is shutting
+/// down.
+pub async fn scrape(tx: &mpsc::UnboundedSender<Msg>) -> Result<Snapshot, &'static str> {
+    const GONE: &str = "rsgid is shutting down";
+    let (reply_tx, reply_rx) = oneshot::channel();
+    tx.send(Msg::Control(Command::Metrics, reply_tx))
+        .map_err(|_| GONE)?;
+    match reply_rx.await {
+        Ok(Reply::Metrics(snapshot)) => {
+            let mut snapshot = *snapshot;
+            snapshot.fill_proc();
+            Ok(snapshot)
+        }
+        Ok(_) => Err("unexpected answer from the actor"),
+        Err(_) => Err(GONE),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// uWSGI's emperor stats
+// ---------------------------------------------------------------------------------------
+
+/// uWSGI's emperor stats document (`core/emperor.c`), for uwsgitop's vassal view:
+/// the same keys, integers except where uWSGI writes strings.
+#[derive(Debug, Serialize)]
+struct EmperorStats {
+    version: String,
+    pid: u32,
+    uid: u32,
+    gid: u32,
+    cwd: String,
+    emperor: Vec<String>,
+    emperor_tyrant: u64,
+    throttle_level: u64,
+    vassals: Vec<EmperorVassal>,
+    blacklist: Vec<serde_json::Value>,
+}
+
+/// One vassal of [`EmperorStats`].
+#[derive(Debug, Serialize)]
+struct EmperorVassal {
+    id: String,
+    pid: u64,
+    born: u64,
+    last_mod: u64,
+    last_heartbeat: u64,
+    loyal: u64,
+    ready: u64,
+    accepting: u64,
+    last_loyal: u64,
+    last_ready: u64,
+    last_accepting: u64,
+    first_run: u64,
+    last_run: u64,
+    cursed: u64,
+    zerg: u64,
+    on_demand: String,
+    uid: u64,
+    gid: u64,
+    monitor: String,
+    attrs: serde_json::Map<String, serde_json::Value>,
+    respawns: u64,
+}
+
+/// The emperor stats JSON for `snapshot` (after [`Snapshot::fill_proc`]).
+pub fn emperor_stats(snapshot: &Snapshot) -> String {
+    let now = snapshot
+        .time
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let doc = EmperorStats {
+        version: rsgi_proto::stats::VERSION.to_owned(),
+        pid: std::process::id(),
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        cwd: std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        emperor: vec![snapshot.dir.clone()],
+        emperor_tyrant: u64::from(snapshot.tyrant),
+        throttle_level: 0,
+        vassals: snapshot
+            .vassals
+            .iter()
+            .map(|v| {
+                let ready = u64::from(v.up);
+                EmperorVassal {
+                    id: v.file_name.clone(),
+                    pid: v.pid.and_then(|p| u64::try_from(p).ok()).unwrap_or(0),
+                    born: v.added,
+                    last_mod: v.last_mod,
+                    last_heartbeat: if v.up { now } else { 0 },
+                    loyal: u64::from(v.loyal_since.is_some()),
+                    ready,
+                    accepting: ready,
+                    last_loyal: v.loyal_since.unwrap_or(0),
+                    last_ready: v.ready_since.unwrap_or(0),
+                    last_accepting: v.ready_since.unwrap_or(0),
+                    first_run: v.added,
+                    last_run: v.generation_start.unwrap_or(0),
+                    cursed: u64::from(v.state == "stopping"),
+                    zerg: 0,
+                    on_demand: String::new(),
+                    uid: v.owner.map_or(0, |o| u64::from(o.0)),
+                    gid: v.owner.map_or(0, |o| u64::from(o.1)),
+                    monitor: snapshot.dir.clone(),
+                    attrs: serde_json::Map::new(),
+                    respawns: v.restarts,
+                }
+            })
+            .collect(),
+        blacklist: Vec::new(),
+    };
+    serde_json::to_string(&doc).unwrap_or_else(|_| "{}".to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers
+// ---------------------------------------------------------------------------------------
+
+/// Start the metrics server on `settings.metrics_listen` and the emperor stats server
+/// on `settings.stats`, each on a background task. A server that cannot bind is
+/// logged and left out: rsgid goes on supervising its vassals.
+pub fn spawn(settings: &Settings, tx: &mpsc::UnboundedSender<Msg>) {
+    if let Some(addr) = settings.metrics_listen {
+        match bind_tcp(addr) {
+            Ok(listener) => {
+                tracing::info!(%addr, "metrics on http://{addr}/metrics");
+                tokio::spawn(serve_metrics(listener, tx.clone()));
+            }
+            Err(e) => tracing::error!(%addr, "cannot serve metrics: {e}"),
+        }
+    }
+    if let Some(addr) = &settings.stats {
+        match StatsListener::bind(addr) {
+            Ok(listener) => {
+                tracing::info!(%addr, "emperor stats (uWSGI JSON) on {addr}");
+                tokio::spawn(serve_stats(listener, tx.clone()));
+            }
+            Err(e) => tracing::error!(%addr, "cannot serve the emperor stats: {e}"),
+        }
+    }
+}
+
+fn bind_tcp(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(listener)
+}
+
+/// Serve `GET /metrics` over HTTP/1.1.
+async fn serve_metrics(listener: tokio::net::TcpListener, tx: mpsc::UnboundedSender<Msg>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!("metrics: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let tx = tx.clone();
+                async move { Ok::<_, std::convert::Infallible>(metrics_response(&req, &tx).await) }
+            });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT);
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!("metrics connection: {e}");
+            }
+        });
+    }
+}
+
+async fn metrics_response<B>(
+    req: &Request<B>,
+    tx: &mpsc::UnboundedSender<Msg>,
+) -> Response<Full<Bytes>> {
+    let plain = |status: StatusCode, text: String| {
+        let mut resp = Response::new(Full::new(Bytes::from(text)));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => match text(tx).await {
+            Ok(body) => {
+                let mut resp = Response::new(Full::new(Bytes::from(body)));
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
+                resp
+            }
+            Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
+        },
+        (&Method::GET | &Method::HEAD, "/") => plain(
+            StatusCode::OK,
+            "rsgid: Prometheus metrics are at /metrics\n".to_owned(),
+        ),
+        (_, "/metrics" | "/") => {
+            let mut resp = plain(StatusCode::METHOD_NOT_ALLOWED, "use GET\n".to_owned());
+            resp.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            resp
+        }
+        _ => plain(
+            StatusCode::NOT_FOUND,
+            "not found: try /metrics\n".to_owned(),
+        ),
+    }
+}
+
+/// A scrape, as Prometheus text.
+pub async fn text(tx: &mpsc::UnboundedSender<Msg>) -> Result<String, String> {
+    let snapshot = scrape(tx).await?;
+    encode(&snapshot).map_err(|e| format!("cannot encode the metrics: {e}"))
+}
+
+/// Where the emperor stats are served.
+enum StatsListener {
+    Tcp(tokio::net::TcpListener),
+    Unix {
+        listener: tokio::net::UnixListener,
+        /// Held for its `Drop`.
+        _path: SocketPath,
+    },
+}
+
+/// Removes the stats socket file when the server goes (with the runtime).
+struct SocketPath(std::path::PathBuf);
+
+impl Drop for SocketPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl StatsListener {
+    fn bind(addr: &StatsAddr) -> std::io::Result<StatsListener> {
+        match addr {
+            StatsAddr::Tcp(a) => Ok(StatsListener::Tcp(bind_tcp(*a)?)),
+            StatsAddr::Unix(path) => {
+                use std::os::unix::fs::FileTypeExt;
+                // A stale socket (left by a killed rsgid) is replaced; anything else
+                // at the path is not touched.
+                if let Ok(meta) = std::fs::symlink_metadata(path) {
+                    if meta.file_type().is_socket() {
+                        std::fs::remove_file(path)?;
+                    }
+                }
+                let listener = std::os::unix::net::UnixListener::bind(path)?;
+                listener.set_nonblocking(true)?;
+                Ok(StatsListener::Unix {
+                    listener: tokio::net::UnixListener::from_std(listener)?,
+                    _path: SocketPath(path.clone()),
+                })
+            }
+        }
+    }
+}
+
+/// Accept, write the document, close (as uWSGI does: nothing is read from the client;
+/// uwsgitop reads until EOF).
+async fn serve_stats(listener: StatsListener, tx: mpsc::UnboundedSender<Msg>) {
+    loop {
+        let accepted: std::io::Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> =
+            match &listener {
+                StatsListener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
+                StatsListener::Unix { listener: l, .. } => {
+                    l.accept().await.map(|(s, _)| Box::new(s) as _)
+                }
+            };
+        let mut stream = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("emperor stats: accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let Ok(snapshot) = scrape(&tx).await else {
+                return;
+            };
+            let json = emperor_stats(&snapshot);
+            let write = async {
+                stream.write_all(json.as_bytes()).await?;
+                stream.shutdown().await
+            };
+            let _ = tokio::time::timeout(STATS_WRITE_TIMEOUT, write).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use rsgi_proto::shm::{monotonic_ms, WorkerId};
+
+    fn request(shm: &Shm, worker: u32, status: u16, ms: u64) {
+        let slot = shm.slot(WorkerId::new(worker).unwrap()).unwrap();
+        let t = slot.request_started(monotonic_ms());
+        slot.request_finished(t, status, 10, Duration::from_millis(ms), status >= 500);
+    }
+
+    #[test]
+    fn totals_add_slots_and_the_master_area() {
+        let shm = Shm::create(2).unwrap();
+        request(&shm, 1, 200, 1);
+        request(&shm, 2, 404, 30);
+        request(&shm, 2, 503, 3_000);
+        shm.count_respawn(WorkerId::new(1).unwrap(), RespawnCause::Crash);
+        shm.master().count_reload();
+        let t = Totals::of(&shm);
+        assert_eq!(t.requests, 3);
+        assert_eq!(t.exceptions, 1);
+        assert_eq!(t.tx, 30);
+        assert_eq!(t.duration_us, 3_031_000);
+        assert_eq!(t.status_classes, [0, 1, 0, 1, 1]);
+        assert_eq!(t.histogram[0], 1);
+        assert_eq!(t.histogram[3], 1); // 30 ms: <= 50 ms
+        assert_eq!(t.histogram[9], 1); // 3 s: <= 5 s
+        assert_eq!(t.respawns[RespawnCause::Crash as usize], 1);
+        assert_eq!((t.reloads, t.reloads_failed), (1, 0));
+    }
+
+    #[test]
+    fn ledger_keeps_totals_monotonic_across_regions() {
+        let mut ledger = Ledger::new();
+        let gen1 = Shm::create(1).unwrap();
+        for _ in 0..5 {
+            request(&gen1, 1, 200, 1);
+        }
+        assert_eq!(ledger.totals([&gen1]).requests, 5);
+        // A reload: generation 2 runs beside 1.
+        let gen2 = Shm::create(1).unwrap();
+        request(&gen2, 1, 200, 1);
+        assert_eq!(ledger.totals([&gen1, &gen2]).requests, 6);
+        // Generation 1 exits: its counts stay.
+        ledger.retire(&gen1);
+        drop(gen1);
+        assert_eq!(ledger.totals([&gen2]).requests, 6);
+        // The master re-executes and sends the same memfd again: nothing ends.
+        let again = Shm::from_fd(nix::unistd::dup(gen2.fd()).unwrap(), 1).unwrap();
+        ledger.replace(&gen2, &again);
+        assert_eq!(ledger.totals([&again]).requests, 6);
+        // ... or a new region (another worker count): the old one's counts stay.
+        let gen2b = Shm::create(2).unwrap();
+        ledger.replace(&again, &gen2b);
+        request(&gen2b, 2, 500, 1);
+        let t = ledger.totals([&gen2b]);
+        assert_eq!(t.requests, 7);
+        assert_eq!(t.status_classes, [0, 6, 0, 0, 1]);
+        // Reload outcomes from the lifecycle.
+        ledger.report(&Report::Reloaded { gen: Gen(2) });
+        ledger.report(&Report::ReloadFailed { reason: "x".into() });
+        ledger.report(&Report::Stopped);
+        assert_eq!((ledger.reloads_ok, ledger.reloads_failed), (1, 1));
+    }
+
+    fn sample(name: &str) -> VassalSample {
+        let mut totals = Totals {
+            requests: 10,
+            status_classes: [0, 7, 0, 3, 0],
+            ..Totals::default()
+        };
+        totals.histogram[0] = 6;
+        totals.histogram[4] = 3;
+        totals.histogram[HISTOGRAM_LEN - 1] = 1;
+        totals.duration_us = 61_500_000;
+        totals.respawns[RespawnCause::Crash as usize] = 2;
+        VassalSample {
+            name: name.into(),
+            file_name: format!("{name}.ini"),
+            state: "ready",
+            up: true,
+            pid: Some(42),
+            generation: 3,
+            pids: vec![42, 43],
+            totals,
+            busy: 1,
+            idle: 1,
+            reloads_failed: 1,
+            ..VassalSample::default()
+        }
+    }
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            time: Some(SystemTime::now()),
+            dir: "/etc/rsgi/vassals".into(),
+            tyrant: false,
+            vassals: vec![sample("app"), sample("we\"ird\\name")],
+        }
+    }
+
+    #[test]
+    fn encode_has_every_family_with_every_series() {
+        let text = encode(&snapshot()).unwrap();
+        for line in [
+            "# TYPE rsgi_requests_total counter",
+            "rsgi_requests_total{vassal=\"app\",class=\"2xx\"} 7",
+            "rsgi_requests_total{vassal=\"app\",class=\"4xx\"} 3",
+            "rsgi_requests_total{vassal=\"app\",class=\"5xx\"} 0",
+            "# TYPE rsgi_request_duration_seconds histogram",
+            "rsgi_request_duration_seconds_bucket{vassal=\"app\",le=\"0.005\"} 6",
+            "rsgi_request_duration_seconds_bucket{vassal=\"app\",le=\"0.1\"} 9",
+            "rsgi_request_duration_seconds_bucket{vassal=\"app\",le=\"60\"} 9",
+            "rsgi_request_duration_seconds_bucket{vassal=\"app\",le=\"+Inf\"} 10",
+            "rsgi_request_duration_seconds_sum{vassal=\"app\"} 61.5",
+            "rsgi_request_duration_seconds_count{vassal=\"app\"} 10",
+            "rsgi_vassal_state{vassal=\"app\",state=\"ready\"} 1",
+            "rsgi_vassal_state{vassal=\"app\",state=\"failed\"} 0",
+            "rsgi_vassal_up{vassal=\"app\"} 1",
+            "rsgi_vassal_workers{vassal=\"app\",status=\"busy\"} 1",
+            "rsgi_vassal_worker_respawns_total{vassal=\"app\",cause=\"crash\"} 2",
+            "rsgi_vassal_worker_respawns_total{vassal=\"app\",cause=\"max_requests\"} 0",
+            "rsgi_vassal_reloads_total{vassal=\"app\",result=\"failed\"} 1",
+            "rsgi_vassal_reloads_total{vassal=\"app\",result=\"ok\"} 0",
+            "rsgi_vassal_restarts_total{vassal=\"app\"} 0",
+            "rsgi_vassal_generation{vassal=\"app\"} 3",
+            "rsgi_build_info{version=\"",
+            "rsgi_vassal_up{vassal=\"we\\\"ird\\\\name\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(line)),
+                "no {line:?} in:\n{text}"
+            );
+        }
+        #[cfg(target_os = "linux")]
+        assert!(text.contains("\nprocess_resident_memory_bytes "), "{text}");
+        // Every bucket bound once per vassal, plus +Inf.
+        let buckets = text
+            .lines()
+            .filter(|l| l.starts_with("rsgi_request_duration_seconds_bucket{vassal=\"app\""))
+            .count();
+        assert_eq!(buckets, DURATION_BUCKETS_US.len() + 1);
+    }
+
+    #[test]
+    fn encode_without_vassals_still_has_build_info() {
+        let text = encode(&Snapshot::default()).unwrap();
+        assert!(text.contains("rsgi_build_info{version="), "{text}");
+        assert!(!text.contains("rsgi_vassal_up"), "{text}");
+    }
+
+    #[test]
+    fn top_and_emperor_stats_views() {
+        let s = snapshot();
+        let t = top(&s);
+        assert_eq!(t.vassals.len(), 2);
+        assert_eq!(t.vassals[0].requests, 10);
+        assert_eq!(t.vassals[0].request_time_us, 61_500_000);
+        assert_eq!(t.vassals[0].respawns, 2);
+        assert!(t.time_ms > 0);
+        let doc: serde_json::Value = serde_json::from_str(&emperor_stats(&s)).unwrap();
+        assert_eq!(doc["emperor"][0], "/etc/rsgi/vassals");
+        assert_eq!(doc["emperor_tyrant"], 0);
+        assert_eq!(doc["vassals"][0]["id"], "app.ini");
+        assert_eq!(doc["vassals"][0]["pid"], 42);
+        assert_eq!(doc["vassals"][0]["ready"], 1);
+        assert_eq!(doc["blacklist"], serde_json::json!([]));
+        for key in [
+            "version",
+            "pid",
+            "uid",
+            "gid",
+            "cwd",
+            "emperor",
+            "emperor_tyrant",
+            "throttle_level",
+            "vassals",
+            "blacklist",
+        ] {
+            assert!(doc.get(key).is_some(), "{key}");
+        }
+        for (k, v) in doc["vassals"][0].as_object().unwrap() {
+            let string = ["id", "on_demand", "monitor"].contains(&k.as_str());
+            assert!(
+                if string {
+                    v.is_string()
+                } else {
+                    v.is_u64() || k == "attrs"
+                },
+                "{k} = {v}"
+            );
+        }
+    }
+
+    #[test]
+    fn proc_stat_start_time() {
+        let line = "1234 (a (weird) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(start_ticks(line), Some(987_654));
+        assert_eq!(start_ticks("garbage"), None);
+        let me = i32::try_from(std::process::id()).unwrap();
+        let start = process_start(me, boot_time().unwrap()).unwrap();
+        let now = rsgi_proto::shm::epoch_secs();
+        assert!(start <= now + 1 && start + 3_600 > now, "{start} vs {now}");
+    }
+}
