@@ -279,19 +279,203 @@ fn serve_single(
         slot.set_pid(pid);
     }
     notifier.send_shm(std::os::fd::AsRawFd::as_raw_fd(&shm.fd()), 1);
+    let shm = Arc::new(shm);
+    // The `stats` server: with no master, this process serves it itself, on a task of
+    // its runtime (started once the accept loops run).
+    let stats = match &config.stats {
+        Some(addr) => Some(
+            SingleStats::bind(addr, config, sockets, Arc::clone(&shm), id)
+                .map_err(|e| Fatal::new(notify::EXIT_OS, format!("stats {addr}: {e}")))?,
+        ),
+        None => None,
+    };
     let counters = Counters {
-        shm: Arc::new(shm),
+        shm,
         id,
         recycle_after: None,
         master_pipe: None,
         recycle_sent: std::sync::atomic::AtomicBool::new(false),
     };
     serve_worker(config, sockets, app, Some(counters), || {
+        if let Some(stats) = stats {
+            tokio::spawn(stats.serve());
+        }
         notifier.send(&[
             Message::Ready,
             Message::Status(format!("serving on {} socket(s)", sockets.len())),
         ]);
     })
+}
+
+/// The `stats` server of a single-process server (no master): uWSGI's JSON with this
+/// process as the master and its one worker, written to each client, then closed (as
+/// uWSGI does; uwsgitop reads until EOF). With `stats-http`, uWSGI's HTTP header first.
+struct SingleStats {
+    listener: StatsSocket,
+    http: bool,
+    shm: Arc<crate::shm::Shm>,
+    id: crate::shm::WorkerId,
+    threads: usize,
+    start: u64,
+    /// The listening sockets (name, protocol, a duplicate of the fd for `TCP_INFO`).
+    sockets: Vec<(String, String, Option<std::os::fd::OwnedFd>)>,
+}
+
+/// A bound (not yet accepting) stats listener.
+enum StatsSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl SingleStats {
+    /// Bind `addr` as uWSGI reads it: a path (anything with a `/`, or `unix:PATH`), an
+    /// abstract name (`@name`), `:PORT` (every IPv4 address) or `HOST:PORT`.
+    fn bind(
+        addr: &str,
+        config: &VassalConfig,
+        sockets: &[BoundSocket],
+        shm: Arc<crate::shm::Shm>,
+        id: crate::shm::WorkerId,
+    ) -> std::io::Result<SingleStats> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::FileTypeExt;
+        let path = addr.strip_prefix("unix:").unwrap_or(addr);
+        let listener = if let Some(name) = path.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            StatsSocket::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
+        } else if path.contains('/') || addr.starts_with("unix:") {
+            // A stale socket file (left by a killed server) is replaced.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
+            }
+            StatsSocket::Unix(std::os::unix::net::UnixListener::bind(path)?)
+        } else {
+            let tcp = match addr.strip_prefix(':') {
+                Some(port) => format!("0.0.0.0:{port}"),
+                None => addr.to_owned(),
+            };
+            StatsSocket::Tcp(std::net::TcpListener::bind(tcp)?)
+        };
+        match &listener {
+            StatsSocket::Tcp(l) => l.set_nonblocking(true)?,
+            StatsSocket::Unix(l) => l.set_nonblocking(true)?,
+        }
+        Ok(SingleStats {
+            listener,
+            http: config.stats_http,
+            shm,
+            id,
+            threads: config.threads as usize,
+            start: crate::shm::epoch_secs(),
+            sockets: sockets
+                .iter()
+                .map(|s| {
+                    (
+                        s.addr.to_string(),
+                        s.protocol.as_str().to_owned(),
+                        s.listener.as_fd().try_clone_to_owned().ok(),
+                    )
+                })
+                .collect(),
+        })
+    }
+
+    /// The document, with fresh memory and accept-queue samples.
+    fn render(&self) -> Vec<u8> {
+        use std::os::fd::AsFd;
+        let mut sockets = Vec::new();
+        for (name, proto, fd) in &self.sockets {
+            let q = fd
+                .as_ref()
+                .and_then(|fd| crate::stats::listen_queue(fd.as_fd()));
+            sockets.push(crate::stats::SocketInfo {
+                name: name.clone(),
+                proto: proto.clone(),
+                queue: q.map_or(0, |q| q.queue),
+                max_queue: q.map_or(0, |q| q.max_queue),
+            });
+        }
+        if let Some(q) = sockets.first() {
+            self.shm.master().set_listen_queue(q.queue, q.max_queue);
+        }
+        if let (Some(slot), Some(m)) = (
+            self.shm.slot(self.id),
+            crate::stats::proc_memory(nix::unistd::getpid()),
+        ) {
+            slot.set_memory(m.rss, m.vsz);
+        }
+        let info = crate::stats::MasterInfo::for_this_process(
+            self.start,
+            self.threads,
+            sockets,
+            self.shm.master().snapshot(),
+        );
+        let json = crate::stats::render(&info, &self.shm.snapshots());
+        if self.http {
+            crate::stats::http_wrap(&json)
+        } else {
+            json.into_bytes()
+        }
+    }
+
+    /// Answer every client until the runtime ends.
+    async fn serve(self) {
+        use tokio::io::AsyncWriteExt;
+        enum Listener {
+            Tcp(tokio::net::TcpListener),
+            Unix(tokio::net::UnixListener),
+        }
+        let listener = match &self.listener {
+            StatsSocket::Tcp(l) => l
+                .try_clone()
+                .and_then(tokio::net::TcpListener::from_std)
+                .map(Listener::Tcp),
+            StatsSocket::Unix(l) => l
+                .try_clone()
+                .and_then(tokio::net::UnixListener::from_std)
+                .map(Listener::Unix),
+        };
+        let listener = match listener {
+            Ok(l) => l,
+            Err(e) => {
+                crate::log::line(format_args!("rsgi: stats: {e}; no stats server"));
+                return;
+            }
+        };
+        loop {
+            let accepted: std::io::Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> =
+                match &listener {
+                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
+                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
+                };
+            let Ok(mut stream) = accepted else {
+                // EMFILE and friends: wait a little instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let body = self.render();
+            tokio::spawn(async move {
+                let write = async {
+                    stream.write_all(&body).await?;
+                    stream.shutdown().await
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+            });
+        }
+    }
+}
+
+/// Set to `1` in the environment of `rsgi` (or of `rsgid`, which passes it on), this
+/// turns the per-request shared counters off: requests are served without touching
+/// the worker's slot. It exists so that the benchmark can measure what counting costs
+/// (metrics on against off); it is not a setting for production, since harakiri,
+/// max-requests and every request count (stats, Prometheus) depend on the counters.
+pub const NO_COUNTERS_ENV: &str = "RSGI_NO_COUNTERS";
+
+/// Whether [`NO_COUNTERS_ENV`] is set to something other than empty or `0`.
+fn counting_disabled() -> bool {
+    std::env::var_os(NO_COUNTERS_ENV).is_some_and(|v| !v.is_empty() && v != "0")
 }
 
 /// The body of a forked worker: import the app if the master did not, then serve.
@@ -344,6 +528,8 @@ fn serve_worker(
             slot.set_accepting(true);
         }
     }
+    // Benchmarks only (see NO_COUNTERS_ENV): no per-request counting.
+    let counters = if counting_disabled() { None } else { counters };
     let worker = Arc::new(Worker {
         executor,
         static_map,
