@@ -113,6 +113,26 @@ pub enum Verb {
     },
     /// Whether rsgid answers (exit 0), or is not running (exit 3).
     Ping,
+    /// A live view of every vassal, redrawn every second: requests/s, mean latency,
+    /// busy and idle workers, memory, restarts, state. `q` quits.
+    Top {
+        /// Seconds between refreshes.
+        #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_interval)]
+        interval: f64,
+        /// Print one frame and exit (for scripts); with --json, the totals as JSON.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+/// `--interval`: a number of seconds, at least 0.1.
+fn parse_interval(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (0.1..=3600.0).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "expected seconds between 0.1 and 3600, got {value:?}"
+        )),
+    }
 }
 
 /// What a verb printed and how it ends.
@@ -136,6 +156,9 @@ pub fn run(cli: &Cli) -> u8 {
         } => logs(&client, name, *lines, *follow, cli.json, out),
         Verb::Check { file } => check(&client, file, cli.json, out),
         Verb::Ping => ping(&client, cli.json, out),
+        Verb::Top { interval, once } => {
+            crate::top::run(&client, Duration::from_secs_f64(*interval), *once, cli.json)
+        }
     };
     match result {
         Ok(code) => code,
@@ -372,6 +395,14 @@ mod tests {
             parse(&["status"]).unwrap().verb,
             Verb::Status { name: None }
         ));
+        assert!(matches!(
+            parse(&["top"]).unwrap().verb,
+            Verb::Top { interval, once: false } if interval == 1.0
+        ));
+        assert!(matches!(
+            parse(&["top", "--once", "--interval", "0.5"]).unwrap().verb,
+            Verb::Top { interval, once: true } if interval == 0.5
+        ));
     }
 
     #[test]
@@ -382,6 +413,8 @@ mod tests {
             &["stop"],
             &["logs", "app", "-n", "x"],
             &["frobnicate"],
+            &["top", "--interval", "0"],
+            &["top", "--interval", "x"],
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), i32::from(exit::USAGE), "{args:?}");

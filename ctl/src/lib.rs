@@ -11,6 +11,7 @@
 //! - [`http`]: the HTTP/1.1 it needs (request bytes, response head, `Content-Length`
 //!   and chunked bodies), pure over `Read`.
 //! - [`table`]: the `list` table and `status` page, uptimes (`1h02m`).
+//! - [`top`]: `rsgictl top`, the live view (frames from `GET /top`, raw terminal).
 //!
 //! # Exit codes
 //!
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod client;
 pub mod http;
 pub mod table;
+pub mod top;
 
 /// Exit codes.
 pub mod exit {
