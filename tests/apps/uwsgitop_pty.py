@@ -1,12 +1,14 @@
 """Drive the real uwsgitop (a curses program) in a pseudo-terminal, for the uwsgitop
 test in tests/e2e/master.rs. Not a WSGI app.
 
-Usage: <venv>/bin/python uwsgitop_pty.py STATS_ADDRESS WORD...
+Usage: <venv>/bin/python uwsgitop_pty.py [--frame HEADER] STATS_ADDRESS WORD...
 
 Starts `uwsgitop STATS_ADDRESS` (from this interpreter's bin/) in a 50x200 pty with
 TERM=xterm, and reads what it draws until every WORD shows up as a whole word of the
 screen text (escape sequences removed) and it has drawn a second frame (it redraws
-every second, so it survived one refresh with its rate computations). Then it is
+every second, so it survived one refresh with its rate computations): the column
+header HEADER (default WID, the worker view; VASSAL for an emperor's stats) shows up
+twice. Then it is
 killed: its own `q` key is unreliable here, as uwsgitop leaves the terminal in cooked
 mode. Prints the screen text; exits 0 on success, 3 if the words or the second frame
 did not appear within 20 s, 4 if uwsgitop exited by itself (e.g. a traceback, which is
@@ -49,7 +51,11 @@ def read_until(fd, out, done, deadline):
 
 
 def main():
-    address, words = sys.argv[1], sys.argv[2:]
+    args = sys.argv[1:]
+    header = "WID"
+    if args[:1] == ["--frame"]:
+        header, args = args[1], args[2:]
+    address, words = args[0], args[1:]
     uwsgitop = os.path.join(os.path.dirname(sys.executable), "uwsgitop")
     pid, fd = pty.fork()
     if pid == 0:
@@ -60,7 +66,7 @@ def main():
 
     def shown(text):
         tokens = text.split()
-        return set(words) <= set(tokens) and tokens.count("WID") >= 2
+        return set(words) <= set(tokens) and tokens.count(header) >= 2
 
     ok = read_until(fd, out, shown, time.monotonic() + 20)
     done, _status = os.waitpid(pid, os.WNOHANG)

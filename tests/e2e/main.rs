@@ -15,6 +15,7 @@ mod e2e {
     mod examples;
     mod flask;
     mod master;
+    mod metrics;
     mod process;
     mod protocols;
     mod static_map;

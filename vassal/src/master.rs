@@ -1056,26 +1056,35 @@ impl StatsListener {
 
     fn answer(&self, json: &[u8]) {
         use std::io::Write;
-        let (http, stream): (bool, Option<Box<dyn Write>>) = match self {
+        let timeout = Some(Duration::from_secs(1));
+        let (http, stream): (bool, Option<Box<dyn StatsConn>>) = match self {
             StatsListener::Tcp(l, http) => (
                 *http,
                 l.accept().ok().map(|(s, _)| {
                     let _ = s.set_nonblocking(false);
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                    Box::new(s) as Box<dyn Write>
+                    let _ = s.set_write_timeout(timeout);
+                    let _ = s.set_read_timeout(timeout);
+                    Box::new(s) as Box<dyn StatsConn>
                 }),
             ),
             StatsListener::Unix(l, http) => (
                 *http,
                 l.accept().ok().map(|(s, _)| {
                     let _ = s.set_nonblocking(false);
-                    let _ = s.set_write_timeout(Some(Duration::from_secs(1)));
-                    Box::new(s) as Box<dyn Write>
+                    let _ = s.set_write_timeout(timeout);
+                    let _ = s.set_read_timeout(timeout);
+                    Box::new(s) as Box<dyn StatsConn>
                 }),
             ),
         };
         if let Some(mut stream) = stream {
             let body = if http {
+                // uWSGI reads the client's request first (`uwsgi_send_http_stats`):
+                // closing a TCP socket with unread bytes resets the connection, and the
+                // client loses the answer.
+                if read_request_head(&mut stream).is_err() {
+                    return;
+                }
                 crate::stats::http_wrap(std::str::from_utf8(json).unwrap_or("{}"))
             } else {
                 json.to_vec()
@@ -1083,6 +1092,24 @@ impl StatsListener {
             let _ = stream.write_all(&body);
         }
     }
+}
+
+/// A stats client connection.
+trait StatsConn: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> StatsConn for T {}
+
+/// Read (and drop) an HTTP request head: until the blank line, the client's EOF, or
+/// 8 KiB (a stats request is one short GET).
+fn read_request_head(stream: &mut dyn StatsConn) -> std::io::Result<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf)? {
+            0 => break,
+            n => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    Ok(())
 }
 
 /// Tell the master this worker accepts (called by the worker once its accept loops

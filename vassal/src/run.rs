@@ -421,7 +421,9 @@ impl SingleStats {
 
     /// Answer every client until the runtime ends.
     async fn serve(self) {
-        use tokio::io::AsyncWriteExt;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        trait StatsStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+        impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> StatsStream for T {}
         enum Listener {
             Tcp(tokio::net::TcpListener),
             Unix(tokio::net::UnixListener),
@@ -444,19 +446,31 @@ impl SingleStats {
             }
         };
         loop {
-            let accepted: std::io::Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> =
-                match &listener {
-                    Listener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
-                    Listener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
-                };
+            let accepted: std::io::Result<Box<dyn StatsStream>> = match &listener {
+                Listener::Tcp(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
+                Listener::Unix(l) => l.accept().await.map(|(s, _)| Box::new(s) as _),
+            };
             let Ok(mut stream) = accepted else {
                 // EMFILE and friends: wait a little instead of spinning.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let body = self.render();
+            let http = self.http;
             tokio::spawn(async move {
                 let write = async {
+                    if http {
+                        // As uWSGI: read the request first. Closing a TCP socket with
+                        // unread bytes resets it, and the client loses the answer.
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buf).await? {
+                                0 => break,
+                                n => head.extend_from_slice(&buf[..n]),
+                            }
+                        }
+                    }
                     stream.write_all(&body).await?;
                     stream.shutdown().await
                 };
