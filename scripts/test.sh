@@ -9,6 +9,11 @@
 #   - libpython3.11-dev, which pyo3 links against (PYO3_PYTHON=/usr/bin/python3, see
 #     .cargo/config.toml);
 #   - python3-venv, so /usr/bin/python3 can make a virtualenv;
+#   - promtool (for `promtool check metrics` in e2e::metrics), from Debian's prometheus
+#     package: when it is not on PATH, only the promtool binary is unpacked from the
+#     package into target/tools/bin. Installing the whole package would also enable and
+#     start a Prometheus server (on :9090) wherever systemd runs, which a test run must
+#     not do;
 #   - a virtualenv at target/e2e-venv made with /usr/bin/python3 (the same CPython the
 #     rsgi binary embeds), holding tests/requirements.txt (Django, Flask, ...). It is
 #     rebuilt when tests/requirements.txt changes.
@@ -27,18 +32,24 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # --- system packages -------------------------------------------------------------------
 
 APT_UPDATED=
-apt_install() {
-    say "installing system packages: $*"
-    local sudo=()
+SUDO=()
+need_root() {
     if [ "$(id -u)" -ne 0 ]; then
         command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
-        sudo=(sudo)
+        SUDO=(sudo)
     fi
+}
+apt_update() {
     if [ -z "$APT_UPDATED" ]; then
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
         APT_UPDATED=1
     fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+}
+apt_install() {
+    say "installing system packages: $*"
+    need_root "$@"
+    apt_update
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
@@ -58,6 +69,35 @@ case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin" ;; esac
 export PATH
 command -v nginx >/dev/null 2>&1 || die "nginx is still missing after installing nginx-light"
 [ -f /etc/nginx/uwsgi_params ] || die "/etc/nginx/uwsgi_params is missing (reinstall nginx-common)"
+
+# promtool: the one on PATH, else target/tools/bin/promtool, unpacked from Debian's
+# prometheus package (apt-get download + dpkg-deb: no service, nothing installed).
+TOOLS="$ROOT/target/tools/bin"
+if command -v promtool >/dev/null 2>&1; then
+    RSGI_PROMTOOL="$(command -v promtool)"
+elif [ -x "$TOOLS/promtool" ]; then
+    RSGI_PROMTOOL="$TOOLS/promtool"
+else
+    say "unpacking promtool from Debian's prometheus package into $TOOLS"
+    if ! apt-cache show prometheus >/dev/null 2>&1; then
+        need_root prometheus
+        apt_update
+    fi
+    deb_dir="$(mktemp -d)"
+    # apt-get download writes into the working directory; _apt must be able to write it.
+    chmod 0777 "$deb_dir"
+    (cd "$deb_dir" && apt-get download -qq prometheus >/dev/null) \
+        || die "apt-get download prometheus failed (is the Debian archive reachable?)"
+    mkdir -p "$TOOLS"
+    dpkg-deb --fsys-tarfile "$deb_dir"/prometheus_*.deb \
+        | tar -xO ./usr/bin/promtool > "$TOOLS/promtool.tmp"
+    chmod 0755 "$TOOLS/promtool.tmp"
+    mv "$TOOLS/promtool.tmp" "$TOOLS/promtool"
+    rm -rf "$deb_dir"
+    RSGI_PROMTOOL="$TOOLS/promtool"
+fi
+"$RSGI_PROMTOOL" --version >/dev/null 2>&1 || die "$RSGI_PROMTOOL does not run"
+export RSGI_PROMTOOL
 
 # --- the test virtualenv ---------------------------------------------------------------
 
