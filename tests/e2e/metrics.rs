@@ -66,10 +66,9 @@ fn value(text: &str, series: &str) -> Option<f64> {
 /// Scrape until every `(series, value)` holds; returns that scrape. Panics with the last
 /// scrape after [`DEADLINE`].
 fn wait_values(addr: &Addr, want: &[(&str, f64)]) -> String {
-    let mut last = String::new();
     let end = std::time::Instant::now() + DEADLINE;
     loop {
-        last = scrape(addr);
+        let last = scrape(addr);
         if want.iter().all(|(s, v)| value(&last, s) == Some(*v)) {
             return last;
         }
@@ -207,7 +206,7 @@ fn assert_integers_only(v: &Value, path: &str) {
 /// on the control socket alike; the histogram counts the same 10 requests.
 #[test]
 fn counters_equal_the_requests_sent_by_class() {
-    let (mut e, metrics) = emperor(&[]);
+    let (e, metrics) = emperor(&[]);
     e.write_vassal("app", &status_ini(""));
     wait_values(&metrics, &[(&up("app"), 1.0)]);
     send(&e, "app", "/", 7, 200);
@@ -284,7 +283,7 @@ fn counters_equal_the_requests_sent_by_class() {
 /// again) counts one reload and two reload respawns, and nothing is counted twice.
 #[test]
 fn a_killed_worker_counts_a_crash_and_a_hup_a_reload() {
-    let (mut e, metrics) = emperor(&[]);
+    let (e, metrics) = emperor(&[]);
     e.write_vassal("app", &status_ini("master = true\nprocesses = 2\n"));
     wait_values(
         &metrics,
@@ -337,7 +336,7 @@ fn a_killed_worker_counts_a_crash_and_a_hup_a_reload() {
 /// generation changes (the old generation's counts stay when it exits).
 #[test]
 fn reloads_count_by_result_and_totals_survive_generations() {
-    let (mut e, metrics) = emperor(&[]);
+    let (e, metrics) = emperor(&[]);
     let app_py = e.dir().join("app.py");
     std::fs::copy(apps_dir().join("status_app.py"), &app_py).unwrap();
     e.write_vassal(
@@ -398,7 +397,7 @@ fn reloads_count_by_result_and_totals_survive_generations() {
 #[test]
 fn promtool_check_metrics_reports_nothing() {
     let promtool = promtool();
-    let (mut e, metrics) = emperor(&["--backoff-base", "0.1", "--max-attempts", "2"]);
+    let (e, metrics) = emperor(&["--backoff-base", "0.1", "--max-attempts", "2"]);
     e.write_vassal("single", &status_ini(""));
     e.write_vassal("multi", &status_ini("master = true\nprocesses = 2\n"));
     e.write_vassal(
@@ -551,7 +550,7 @@ fn uwsgitop_reads_a_master_over_stats_http() {
 fn uwsgitop_reads_the_emperor_view() {
     let dir = tempdir();
     let stats = dir.path().join("emperor-stats.sock");
-    let (mut e, metrics) = emperor(&["--stats", path_str(&stats)]);
+    let (e, metrics) = emperor(&["--stats", path_str(&stats)]);
     e.write_vassal("alpha", &status_ini(""));
     e.write_vassal("beta", &status_ini("master = true\nprocesses = 2\n"));
     wait_values(&metrics, &[(&up("alpha"), 1.0), (&up("beta"), 1.0)]);
@@ -602,7 +601,7 @@ fn uwsgitop_reads_the_emperor_view() {
 /// `--json` gives the totals.
 #[test]
 fn rsgictl_top_once_shows_request_counts() {
-    let (mut e, metrics) = emperor(&[]);
+    let (e, metrics) = emperor(&[]);
     e.write_vassal("app", &status_ini(""));
     e.write_vassal("other", &status_ini("master = true\nprocesses = 2\n"));
     wait_values(&metrics, &[(&up("app"), 1.0), (&up("other"), 1.0)]);
