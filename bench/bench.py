@@ -1,0 +1,1256 @@
+#!/usr/bin/env python3
+"""rsgi's side-by-side benchmark against uWSGI, gunicorn and granian (issue 7).
+
+Run through bench/run.sh, which installs the peers and builds rsgi first; this file
+only needs the Python standard library (it is run with the bench venv's python).
+
+Sections (all by default; pick some with --sections):
+  throughput  hello / json / django x workers 1, 2 x every server: 3 s warm-up, then
+              `wrk -t2 -c64 -d10s --latency` with keep-alive and with
+              `-H 'Connection: close'`; req/s, p50/p99, errors, server CPU, RSS/PSS of
+              every process of the server (and nginx for the nginx rows) after the load.
+  cold        launch -> first HTTP 200 (polled every 2 ms), median of 5.
+  emperor     new ini mv-ed into the vassal dir -> first uwsgi 200 on its socket, rsgid
+              and `uwsgi --emperor` (default 3 s scan).
+  reload      reload under load: wrk for 16 s with reload.lua, reload at 4 s.
+  vassals     rsgid's and uWSGI Emperor's RSS with 1, 10 and 50 hello vassals.
+
+Raw results go to target/bench-out/<stamp>/results.json (plus every server's log);
+the report to bench/RESULTS.md (or --results). `--report-only results.json` rewrites
+the report from a saved run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+APPS = BENCH / "apps"
+HOST = "127.0.0.1"
+
+SERVERS = [
+    "rsgi-http",
+    "rsgi-nginx",
+    "uwsgi-http",
+    "uwsgi-nginx",
+    "gunicorn-sync",
+    "gunicorn-gthread",
+    "granian",
+]
+PEERS = [s for s in SERVERS if not s.startswith("rsgi")]
+NGINX_SERVERS = {"rsgi-nginx", "uwsgi-nginx"}
+GUNICORN = {"gunicorn-sync", "gunicorn-gthread"}
+
+
+# ---------------------------------------------------------------------------------
+# small helpers
+# ---------------------------------------------------------------------------------
+
+
+def log(msg: str) -> None:
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[{stamp}] {msg}", file=sys.stderr, flush=True)
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def children_map() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{d}/stat").read_text()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: split after the last ')'
+        fields = stat[stat.rindex(")") + 2 :].split()
+        kids.setdefault(int(fields[1]), []).append(int(d))
+    return kids
+
+
+def tree(root: int) -> list[int]:
+    """root and all its descendants."""
+    kids = children_map()
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if not Path(f"/proc/{pid}").exists():
+            continue
+        out.append(pid)
+        todo.extend(kids.get(pid, []))
+    return out
+
+
+def memory(pids) -> tuple[float, float, int]:
+    """(RSS MiB, PSS MiB, processes) summed over pids, from smaps_rollup."""
+    rss = pss = 0
+    n = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        n += 1
+        for line in text.splitlines():
+            if line.startswith("Rss:"):
+                rss += int(line.split()[1])
+            elif line.startswith("Pss:"):
+                pss += int(line.split()[1])
+    return rss / 1024, pss / 1024, n
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+class Proc:
+    """A process started in its own session; stop() kills its whole tree by pid."""
+
+    def __init__(self, argv, logfile: Path, env=None, cwd=None):
+        self.argv = [str(a) for a in argv]
+        self.logfile = logfile
+        self.fh = open(logfile, "ab")
+        self.fh.write(("$ " + " ".join(self.argv) + "\n").encode())
+        self.fh.flush()
+        self.p = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self.fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.pid = self.p.pid
+
+    def pids(self) -> list[int]:
+        return tree(self.pid)
+
+    def alive(self) -> bool:
+        return self.p.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        pids = self.pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        deadline = time.monotonic() + timeout
+        for pid in pids:
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                try:
+                    # a zombie child of ours that is not self.p: reap it
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                st = Path(f"/proc/{pid}/stat")
+                try:
+                    if ") Z " in st.read_text():
+                        break
+                except OSError:
+                    break
+                time.sleep(0.005)
+        self.fh.close()
+
+    def signal(self, sig) -> None:
+        os.kill(self.pid, sig)
+
+
+def http_status(port: int, timeout: float = 1.0, host: str = HOST) -> int | None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    return int(m.group(1)) if m else None
+
+
+def uwsgi_packet() -> bytes:
+    pairs = {
+        b"REQUEST_METHOD": b"GET",
+        b"REQUEST_URI": b"/",
+        b"PATH_INFO": b"/",
+        b"QUERY_STRING": b"",
+        b"SERVER_PROTOCOL": b"HTTP/1.1",
+        b"SERVER_NAME": b"localhost",
+        b"SERVER_PORT": b"80",
+        b"REMOTE_ADDR": b"127.0.0.1",
+        b"HTTP_HOST": b"localhost",
+    }
+    body = b"".join(
+        len(k).to_bytes(2, "little") + k + len(v).to_bytes(2, "little") + v
+        for k, v in pairs.items()
+    )
+    return b"\x00" + len(body).to_bytes(2, "little") + b"\x00" + body
+
+
+UWSGI_PACKET = uwsgi_packet()
+
+
+def uwsgi_status(path: Path, timeout: float = 5.0) -> int | None:
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(path))
+            s.sendall(UWSGI_PACKET)
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
+    return int(m.group(1)) if m else None
+
+
+def wait_until(check, deadline_s: float, every: float = 0.002) -> float | None:
+    """Poll check() every `every` s; the seconds it took to be true, or None."""
+    t0 = time.monotonic()
+    while True:
+        if check():
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > deadline_s:
+            return None
+        time.sleep(every)
+
+
+# ---------------------------------------------------------------------------------
+# wrk
+# ---------------------------------------------------------------------------------
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def to_ms(num: str, unit: str) -> float:
+    return float(num) * UNIT[unit]
+
+
+def wrk(url, duration, close=False, script=None, env=None, conns=64, threads=2) -> dict:
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency"]
+    if close:
+        argv += ["-H", "Connection: close"]
+    if script:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    out = subprocess.run(
+        argv, capture_output=True, text=True, env=env, timeout=duration + 60
+    ).stdout
+    r = {"raw": out}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    r["rps"] = float(m.group(1)) if m else 0.0
+    m = re.search(r"(\d+) requests in", out)
+    r["requests"] = int(m.group(1)) if m else 0
+    for pct in ("50", "99"):
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        r[f"p{pct}"] = to_ms(*m.groups()) if m else None
+    m = re.search(
+        r"Latency\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s|m)", out
+    )
+    r["max_ms"] = to_ms(*m.groups()) if m else None
+    m = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    r["sock_err"] = [int(x) for x in m.groups()] if m else [0, 0, 0, 0]
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    r["errors"] = sum(r["sock_err"]) + r["non2xx"]
+    return r
+
+
+# ---------------------------------------------------------------------------------
+# the servers
+# ---------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.venv = Path(args.venv).resolve()
+        self.bin = Path(args.rsgi_bin).resolve()
+        self.limit = Path(args.limit_bin).resolve()
+        self.tmp = Path(tempfile.mkdtemp(prefix="rsgi-bench-"))
+        self.out = Path(args.out).resolve()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.logs = self.out / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.env = dict(os.environ)
+        self.env["PATH"] = f"{self.venv}/bin:" + self.env.get("PATH", "")
+        self.env.pop("PYTHONPATH", None)
+        self.is_root = os.geteuid() == 0
+        self.logging = args.logging == "on"
+        self.seq = 0
+        self.django_dir = None
+
+    # -- apps ---------------------------------------------------------------------
+
+    def make_django(self) -> Path:
+        if self.django_dir:
+            return self.django_dir
+        d = self.tmp / "django"
+        d.mkdir()
+        subprocess.run(
+            [self.venv / "bin" / "django-admin", "startproject", "benchsite", d],
+            check=True,
+            env=self.env,
+        )
+        settings = d / "benchsite" / "settings.py"
+        text = settings.read_text()
+        text = re.sub(r"^DEBUG = True$", "DEBUG = False", text, flags=re.M)
+        text = re.sub(r"^ALLOWED_HOSTS = \[\]$", "ALLOWED_HOSTS = ['*']", text, flags=re.M)
+        assert "DEBUG = False" in text and "ALLOWED_HOSTS = ['*']" in text
+        settings.write_text(text)
+        shutil.copy(APPS / "django" / "views.py", d / "benchsite" / "views.py")
+        shutil.copy(APPS / "django" / "urls.py", d / "benchsite" / "urls.py")
+        self.django_dir = d
+        return d
+
+    def app_spec(self, app: str) -> dict:
+        """file: for --wsgi-file; dir + module: for module-style servers."""
+        if app == "hello":
+            return {"file": APPS / "hello.py", "dir": APPS, "module": "hello"}
+        if app == "json":
+            return {"file": APPS / "jsonapp.py", "dir": APPS, "module": "jsonapp"}
+        if app == "django":
+            d = self.make_django()
+            return {"file": None, "dir": d, "module": "benchsite.wsgi"}
+        raise ValueError(app)
+
+    def rsgi_app_args(self, spec) -> list:
+        args = ["--home", self.venv]
+        if spec["file"]:
+            args += ["--wsgi-file", spec["file"]]
+        else:
+            args += ["--chdir", spec["dir"], "--pythonpath", spec["dir"], "--module", spec["module"]]
+        if not self.logging:
+            args.append("--disable-logging")
+        return args
+
+    def uwsgi_app_args(self, spec) -> list:
+        args = ["--home", self.venv]
+        if spec["file"]:
+            args += ["--wsgi-file", spec["file"]]
+        else:
+            args += ["--chdir", spec["dir"], "--pythonpath", spec["dir"], "--module", spec["module"]]
+        if not self.logging:
+            args.append("--disable-logging")
+        return args
+
+    def server_argv(self, server: str, app: str, w: int, port: int, sock: Path) -> list:
+        spec = self.app_spec(app)
+        v = self.venv / "bin"
+        if server == "limit":
+            return [self.limit, f"{HOST}:{port}"]
+        if server == "rsgi-http":
+            return [self.bin / "rsgi", "--http-socket", f"{HOST}:{port}", "--master",
+                    "--processes", w] + self.rsgi_app_args(spec)
+        if server == "rsgi-nginx":
+            return [self.bin / "rsgi", "--socket", f"unix:{sock}", "--master",
+                    "--processes", w] + self.rsgi_app_args(spec)
+        if server == "uwsgi-http":
+            return [v / "uwsgi", "--master", "--processes", w, "--http-socket", f"{HOST}:{port}",
+                    "--add-header", "Connection: close"] + self.uwsgi_app_args(spec)
+        if server == "uwsgi-nginx":
+            return [v / "uwsgi", "--master", "--processes", w, "--socket", sock] + self.uwsgi_app_args(spec)
+        if server in GUNICORN:
+            argv = [v / "gunicorn", "--workers", w, "--bind", f"{HOST}:{port}", "--chdir", spec["dir"]]
+            if server == "gunicorn-sync":
+                argv += ["--worker-class", "sync"]
+            else:
+                argv += ["--worker-class", "gthread", "--threads", "4"]
+            return argv + [spec["module"] + ":application"]
+        if server == "granian":
+            return [v / "granian", "--interface", "wsgi", "--workers", w, "--host", HOST,
+                    "--port", port, "--working-dir", spec["dir"], spec["module"] + ":application"]
+        raise ValueError(server)
+
+    def nginx_conf(self, port: int, sock: Path, d: Path) -> Path:
+        user = "user root;\n" if self.is_root else ""
+        conf = d / "nginx.conf"
+        conf.write_text(
+            f"""{user}worker_processes 1;
+daemon off;
+master_process on;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen {HOST}:{port};
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass unix:{sock};
+        }}
+    }}
+}}
+"""
+        )
+        return conf
+
+    def start(self, server: str, app: str, w: int, with_nginx: bool = True):
+        """Start a server (and nginx in front when the row says so). Returns
+        (server Proc, nginx Proc or None, port wrk talks to, socket path)."""
+        self.seq += 1
+        d = self.tmp / f"run{self.seq}"
+        d.mkdir()
+        sock = d / "app.sock"
+        port = free_port()
+        nginx = None
+        app_port = port
+        if server in NGINX_SERVERS and with_nginx:
+            conf = self.nginx_conf(port, sock, d)
+            nginx = Proc(["nginx", "-c", conf, "-p", d], self.logs / f"{self.seq}-nginx.log", env=self.env)
+            app_port = None
+        argv = self.server_argv(server, app, w, port, sock)
+        proc = Proc(argv, self.logs / f"{self.seq}-{server}-{app}-w{w}.log", env=self.env, cwd=d)
+        return proc, nginx, port, sock
+
+    def stop(self, proc, nginx):
+        proc.stop()
+        if nginx:
+            nginx.stop()
+
+    # -- throughput ---------------------------------------------------------------
+
+    def throughput_one(self, server, app, w) -> dict:
+        proc, nginx, port, _ = self.start(server, app, w)
+        url = f"http://{HOST}:{port}/"
+        try:
+            ok = wait_until(lambda: http_status(port) == 200, 60, every=0.01)
+            if ok is None:
+                raise RuntimeError(f"{server} {app} w{w} never answered 200 (see {proc.logfile})")
+            a = self.args
+            wrk(url, a.warmup)
+            pids = proc.pids() + (nginx.pids() if nginx else [])
+            c0, t0 = cpu_seconds(pids), time.monotonic()
+            ka = wrk(url, a.duration)
+            pids = proc.pids() + (nginx.pids() if nginx else [])
+            cores = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+            cl = wrk(url, a.duration, close=True)
+            pids = proc.pids() + (nginx.pids() if nginx else [])
+            rss, pss, n = memory(pids)
+        finally:
+            self.stop(proc, nginx)
+        res = {"ka": ka, "close": cl, "cores": cores, "rss": rss, "pss": pss, "procs": n}
+        for k in ("ka", "close"):
+            if res[k]["errors"] == 0:
+                del res[k]["raw"]  # keep wrk's output only when something went wrong
+        return res
+
+    def section_throughput(self, results):
+        a = self.args
+        sec = results.setdefault("throughput", {"runs": [], "load": {}})
+        sec["load"]["start"] = loadavg()
+        configs = []
+        for app in a.apps:
+            for w in a.workers:
+                for s in a.servers:
+                    configs.append((s, app, w))
+            if app == "hello" and "limit" in a.servers_extra:
+                configs.append(("limit", "hello", 1))
+        total = a.reps
+        for rep in range(total):
+            # rotate the order every repetition so no server always runs first/last
+            order = configs[rep % len(configs):] + configs[: rep % len(configs)]
+            for s, app, w in order:
+                if s in GUNICORN and rep >= a.gunicorn_reps:
+                    continue
+                log(f"throughput rep {rep + 1}/{total}: {s} {app} w{w} (load {loadavg()})")
+                r = self.throughput_one(s, app, w)
+                r.update(server=s, app=app, w=w, rep=rep)
+                sec["runs"].append(r)
+                log(
+                    f"  KA {r['ka']['rps']:,.0f} req/s p99 {r['ka']['p99']} ms err {r['ka']['errors']}"
+                    f" | close {r['close']['rps']:,.0f} err {r['close']['errors']}"
+                    f" | RSS {r['rss']:.1f} MiB | cores {r['cores']:.2f}"
+                )
+                self.save(results)
+        sec["load"]["end"] = loadavg()
+
+    # -- cold start ---------------------------------------------------------------
+
+    def section_cold(self, results):
+        a = self.args
+        sec = results.setdefault("cold", {"runs": [], "load": {}})
+        sec["load"]["start"] = loadavg()
+        for app in [x for x in ("hello", "django") if x in a.apps]:
+            for w in a.workers:
+                for s in a.servers:
+                    times = []
+                    for _ in range(a.cold_reps):
+                        times.append(self.cold_one(s, app, w))
+                    log(f"cold {s} {app} w{w}: {times}")
+                    sec["runs"].append({"server": s, "app": app, "w": w, "times": times})
+                    self.save(results)
+        sec["load"]["end"] = loadavg()
+
+    def cold_one(self, server, app, w):
+        self.seq += 1
+        d = self.tmp / f"cold{self.seq}"
+        d.mkdir()
+        sock = d / "app.sock"
+        port = free_port()
+        nginx = None
+        if server in NGINX_SERVERS:
+            nginx = Proc(["nginx", "-c", self.nginx_conf(port, sock, d), "-p", d],
+                         self.logs / f"{self.seq}-nginx.log", env=self.env)
+            wait_until(lambda: http_status(port) is not None, 10)
+        argv = self.server_argv(server, app, w, port, sock)
+        t0 = time.monotonic()
+        proc = Proc(argv, self.logs / f"{self.seq}-cold-{server}-{app}-w{w}.log", env=self.env, cwd=d)
+        took = None
+        while time.monotonic() - t0 < 60:
+            if http_status(port, timeout=5) == 200:
+                took = time.monotonic() - t0
+                break
+            time.sleep(0.002)
+        self.stop(proc, nginx)
+        return took
+
+    # -- emperor: new ini -> first answer ------------------------------------------
+
+    def vassal_ini(self, kind: str, name: str, sock=None, http_port=None, w=1, master=True) -> str:
+        hello = APPS / "hello.py"
+        lines = ["[uwsgi]", f"wsgi-file = {hello}", f"master = {'true' if master else 'false'}",
+                 f"processes = {w}"]
+        if not self.logging:
+            lines.append("disable-logging = true")
+        if http_port:
+            lines.append(f"http-socket = {HOST}:{http_port}")
+            if kind == "uwsgi":
+                lines.append("add-header = Connection: close")
+        elif kind == "uwsgi":
+            lines.append(f"socket = {sock}")
+        # rsgid: no socket option -> unix:<run dir>/<name>.sock (uwsgi protocol)
+        return "\n".join(lines) + "\n"
+
+    def start_emperor(self, kind: str, vdir: Path, rdir: Path, tag: str) -> Proc:
+        self.seq += 1
+        logf = self.logs / f"{self.seq}-{kind}-emperor-{tag}.log"
+        if kind == "rsgid":
+            argv = [self.bin / "rsgid", "--vassals", vdir, "--run-dir", rdir, "--metrics", "off",
+                    "--rsgi", self.bin / "rsgi"]
+            if self.is_root:
+                argv += ["--uid", "root"]
+        else:
+            argv = [self.venv / "bin" / "uwsgi", "--emperor", vdir]
+        return Proc(argv, logf, env=self.env)
+
+    def vassal_sock(self, kind, rdir: Path, name: str) -> Path:
+        return rdir / f"{name}.sock"
+
+    def section_emperor(self, results):
+        a = self.args
+        sec = results.setdefault("emperor", {"runs": [], "load": {}})
+        sec["load"]["start"] = loadavg()
+        for kind in ("rsgid", "uwsgi"):
+            self.seq += 1
+            base = self.tmp / f"emp{self.seq}"
+            vdir, rdir, stage = base / "vassals", base / "run", base / "stage"
+            for p in (vdir, rdir, stage):
+                p.mkdir(parents=True)
+            (vdir / "base.ini").write_text(
+                self.vassal_ini(kind, "base", sock=self.vassal_sock(kind, rdir, "base")))
+            emp = self.start_emperor(kind, vdir, rdir, "newini")
+            try:
+                up = wait_until(lambda: uwsgi_status(self.vassal_sock(kind, rdir, "base")) == 200, 30)
+                if up is None:
+                    raise RuntimeError(f"{kind} emperor: base vassal never answered ({emp.logfile})")
+                time.sleep(0.5)
+                times = []
+                for i in range(a.emperor_reps):
+                    name = f"new{i}"
+                    sock = self.vassal_sock(kind, rdir, name)
+                    staged = stage / f"{name}.ini"
+                    staged.write_text(self.vassal_ini(kind, name, sock=sock))
+                    t0 = time.monotonic()
+                    os.rename(staged, vdir / f"{name}.ini")
+                    took = None
+                    while time.monotonic() - t0 < 30:
+                        if uwsgi_status(sock, timeout=10) == 200:
+                            took = time.monotonic() - t0
+                            break
+                        time.sleep(0.002)
+                    times.append(took)
+                    log(f"emperor {kind}: new ini -> first answer {took}")
+                    time.sleep(0.5)
+            finally:
+                emp.stop()
+            sec["runs"].append({"emperor": kind, "times": times})
+            self.save(results)
+        sec["load"]["end"] = loadavg()
+
+    # -- reload under load --------------------------------------------------------
+
+    def section_reload(self, results):
+        a = self.args
+        sec = results.setdefault("reload", {"runs": [], "load": {}})
+        sec["load"]["start"] = loadavg()
+        for rep in range(a.reload_reps):
+            for w in a.workers:
+                for mode in ("close", "keepalive"):
+                    for server in a.reload_servers:
+                        log(f"reload rep {rep + 1}: {server} w{w} {mode} (load {loadavg()})")
+                        r = self.reload_one(server, w, mode)
+                        r.update(server=server, w=w, mode=mode, rep=rep)
+                        log(f"  failed {r['failed']} max gap {r['max_gap']:.4f} s dip {r['dip']:.1f} s"
+                            f" reloaded {r['reloaded']} req/s before {r['rps_before']:,.0f}")
+                        sec["runs"].append(r)
+                        self.save(results)
+        sec["load"]["end"] = loadavg()
+
+    def reload_one(self, server, w, mode) -> dict:
+        a = self.args
+        self.seq += 1
+        base = self.tmp / f"reload{self.seq}"
+        vdir, rdir, wlog = base / "vassals", base / "run", base / "wrk"
+        for p in (vdir, rdir, wlog):
+            p.mkdir(parents=True)
+        port = free_port()
+        ini = vdir / "hello.ini"
+        if server in ("rsgid", "uwsgi-emperor"):
+            kind = "rsgid" if server == "rsgid" else "uwsgi"
+            ini.write_text(self.vassal_ini(kind, "hello", http_port=port, w=w))
+            proc = self.start_emperor(kind, vdir, rdir, f"reload-w{w}-{mode}")
+            trigger = lambda: os.utime(ini)  # noqa: E731
+        else:
+            srv = {"gunicorn": "gunicorn-sync"}.get(server, server)
+            argv = self.server_argv(srv, "hello", w, port, base / "unused.sock")
+            proc = Proc(argv, self.logs / f"{self.seq}-reload-{server}-w{w}-{mode}.log",
+                        env=self.env, cwd=base)
+            trigger = lambda: proc.signal(signal.SIGHUP)  # noqa: E731
+        try:
+            if wait_until(lambda: http_status(port) == 200, 60, every=0.01) is None:
+                raise RuntimeError(f"reload {server}: never answered ({proc.logfile})")
+            url = f"http://{HOST}:{port}/"
+            wrk(url, 2, close=(mode == "close"))
+            before = set(proc.pids())
+            env = dict(self.env, RELOAD_LOG_DIR=str(wlog))
+            wp = subprocess.Popen(
+                ["wrk", "-t2", "-c64", f"-d{a.reload_duration}s", "--latency", "-s",
+                 BENCH / "reload.lua"] + (["-H", "Connection: close"] if mode == "close" else [])
+                + [url],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            )
+            start = time.monotonic()
+            time.sleep(a.reload_at)
+            t_trigger = time.monotonic()
+            trigger()
+            out, _ = wp.communicate(timeout=a.reload_duration + 60)
+            end = time.monotonic()
+            # the new generation is up once every wrk run is done: compare pids
+            time.sleep(0.2)
+            after = set(proc.pids())
+        finally:
+            proc.stop()
+        r = self.parse_wrk_text(out)
+        buckets: dict[int, int] = {}
+        for f in wlog.glob("thread-*.log"):
+            for line in f.read_text().splitlines():
+                ms, n = line.split()
+                buckets[int(ms)] = buckets.get(int(ms), 0) + int(n)
+        r.update(self.gaps(buckets, start, t_trigger, end))
+        r["reloaded"] = bool(after - before)
+        r["failed"] = r["errors"]
+        return r
+
+    @staticmethod
+    def parse_wrk_text(out: str) -> dict:
+        r = {}
+        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        r["rps"] = float(m.group(1)) if m else 0.0
+        m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        r["p99"] = to_ms(*m.groups()) if m else None
+        m = re.search(r"Latency\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s|m)", out)
+        r["max_ms"] = to_ms(*m.groups()) if m else None
+        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+        r["sock_err"] = [int(x) for x in m.groups()] if m else [0, 0, 0, 0]
+        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+        r["non2xx"] = int(m.group(1)) if m else 0
+        r["errors"] = sum(r["sock_err"]) + r["non2xx"]
+        if not m and "Requests/sec" not in out:
+            r["raw"] = out
+        return r
+
+    @staticmethod
+    def gaps(buckets: dict[int, int], start: float, trig: float, end: float) -> dict:
+        if not buckets:
+            return {"max_gap": float("nan"), "gap_at": None, "base_gap": None, "dip": float("nan"),
+                    "rps_before": 0.0}
+        trig_ms, start_ms, end_ms = int(trig * 1000), int(start * 1000), int(end * 1000)
+        times = sorted(buckets)
+        # the run's own edges are not gaps: from 0.5 s in to the last response
+        lo = start_ms + 500
+        times = [t for t in times if t >= lo]
+        max_gap, gap_at, base_gap = 0, None, 0
+        for a_, b in zip(times, times[1:]):
+            g = b - a_
+            if b > trig_ms:
+                if g > max_gap:
+                    max_gap, gap_at = g, a_ - trig_ms
+            else:
+                base_gap = max(base_gap, g)
+        # 100 ms buckets
+        hund: dict[int, int] = {}
+        for t, n in buckets.items():
+            hund[t // 100] = hund.get(t // 100, 0) + n
+        pre = [hund.get(b, 0) for b in range((trig_ms - 2000) // 100, trig_ms // 100)]
+        base = statistics.mean(pre) if pre else 0
+        last = max(buckets) // 100
+        dip = sum(1 for b in range(trig_ms // 100, last) if hund.get(b, 0) < 0.5 * base) * 0.1
+        return {"max_gap": max_gap / 1000, "gap_at": (gap_at or 0) / 1000, "base_gap": base_gap / 1000,
+                "dip": dip, "rps_before": base * 10}
+
+    # -- emperor RSS with N vassals -------------------------------------------------
+
+    def section_vassals(self, results):
+        a = self.args
+        sec = results.setdefault("vassals", {"runs": [], "load": {}})
+        sec["load"]["start"] = loadavg()
+        for kind in ("rsgid", "uwsgi"):
+            for master in (True, False):
+                for n in a.vassal_counts:
+                    r = self.vassals_one(kind, n, master)
+                    log(f"vassals {kind} N={n} master={master}: emperor {r['emperor_rss']:.1f} MiB,"
+                        f" total {r['rss']:.1f} MiB, {r['procs']} procs, up in {r['all_up']}")
+                    sec["runs"].append(r)
+                    self.save(results)
+        sec["load"]["end"] = loadavg()
+
+    def vassals_one(self, kind, n, master) -> dict:
+        self.seq += 1
+        base = self.tmp / f"vassals{self.seq}"
+        vdir, rdir = base / "vassals", base / "run"
+        vdir.mkdir(parents=True)
+        rdir.mkdir()
+        socks = []
+        for i in range(n):
+            name = f"hello{i:02d}"
+            sock = self.vassal_sock(kind, rdir, name)
+            socks.append(sock)
+            (vdir / f"{name}.ini").write_text(self.vassal_ini(kind, name, sock=sock, master=master))
+        t0 = time.monotonic()
+        emp = self.start_emperor(kind, vdir, rdir, f"N{n}-master{master}")
+        try:
+            pending = list(socks)
+            while pending and time.monotonic() - t0 < 120:
+                pending = [s for s in pending if uwsgi_status(s, timeout=10) != 200]
+                if pending:
+                    time.sleep(0.01)
+            all_up = None if pending else time.monotonic() - t0
+            time.sleep(self.args.settle)
+            pids = emp.pids()
+            e_rss, e_pss, _ = memory([emp.pid])
+            rss, pss, procs = memory(pids)
+        finally:
+            emp.stop()
+        return {"emperor": kind, "n": n, "master": master, "emperor_rss": e_rss, "emperor_pss": e_pss,
+                "rss": rss, "pss": pss, "procs": procs, "all_up": all_up,
+                "per_vassal_rss": (rss - e_rss) / n, "per_vassal_pss": (pss - e_pss) / n}
+
+    # -- bookkeeping --------------------------------------------------------------
+
+    def save(self, results):
+        (self.out / "results.json").write_text(json.dumps(results, indent=1))
+
+
+# ---------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------
+
+
+def fmt(x, spec=",.0f", none="-"):
+    return none if x is None else format(x, spec)
+
+
+def machine_info() -> dict:
+    cpu = ""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    free = subprocess.run(["free", "-h"], capture_output=True, text=True).stdout
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "free": free,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def versions(venv: Path, rsgi_bin: Path) -> dict:
+    def run(argv):
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except Exception as e:  # noqa: BLE001
+            return f"? ({e})"
+
+    py = venv / "bin" / "python"
+    pkgs = run([py, "-c", "import importlib.metadata as m; print(' '.join(f'{p} {m.version(p)}' for p in "
+                "('uWSGI','gunicorn','granian','Django')))"])
+    return {
+        "python": run([py, "--version"]),
+        "packages": pkgs,
+        "nginx": run(["nginx", "-v"]),
+        "wrk": run(["wrk", "-v"]),
+        "rsgi": run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"]),
+    }
+
+
+def ratio_median(runs, num_key, den_key, app, w, mode):
+    """Median over repetitions of rsgi/peer req/s measured in the same repetition."""
+    by_rep: dict[int, dict[str, float]] = {}
+    for r in runs:
+        if r["app"] == app and (r["w"] == w or r["server"] == "limit"):
+            by_rep.setdefault(r["rep"], {})[r["server"]] = r[mode]["rps"]
+    ratios = [d[num_key] / d[den_key] for d in by_rep.values()
+              if d.get(num_key) and d.get(den_key)]
+    return median(ratios), len(ratios)
+
+
+def report(results: dict, path: Path) -> None:
+    m = results["machine"]
+    a = results["args"]
+    L = []
+    L.append("# rsgi benchmark results\n")
+    L.append(
+        "Generated by `bench/run.sh` (driver: `bench/bench.py`); do not edit the tables by hand, "
+        "rerun instead (`bench/run.sh --report-only target/bench-out/results.json` rewrites this "
+        "file from a saved run). Absolute numbers move from run to run: quote the ratios, which "
+        "come from the same repetition of the same run.\n"
+    )
+    L.append("## Machine and run\n")
+    L.append(f"- date: {m['date']}; run took {results.get('elapsed_min', 0):.1f} min")
+    L.append(f"- `nproc`: {m['nproc']}; CPU: {m['cpu']}; kernel {m['kernel']}")
+    L.append("- `free -h`:\n\n```\n" + m["free"].rstrip() + "\n```")
+    v = results["versions"]
+    L.append(f"- {v['python']} (the bench venv, made with /usr/bin/python3; rsgi embeds the same "
+             f"libpython); {v['packages']}; {v['nginx']}; {v['wrk']}")
+    L.append(f"- rsgi at commit {v['rsgi']}")
+    L.append(f"- command: `{results['command']}`")
+    L.append(f"- access logging: **{a['logging']}** for both rsgi and uWSGI "
+             f"({'`--disable-logging`' if a['logging'] == 'off' else 'default request logging'}); "
+             "gunicorn and granian write no access log by default; nginx `access_log off`")
+    L.append(f"- repetitions: throughput {a['reps']} (gunicorn rows: {a['gunicorn_reps']}), "
+             f"cold start {a['cold_reps']}, new ini {a['emperor_reps']}, reload {a['reload_reps']}")
+    L.append("- load average (1/5/15 min) at the start and end of each section: " + "; ".join(
+        f"{k} {results[k]['load'].get('start')} -> {results[k]['load'].get('end')}"
+        for k in ("throughput", "cold", "emperor", "reload", "vassals") if k in results))
+    L.append("")
+    L.append("### Exact commands\n")
+    L.append("```")
+    L.append("# servers (W = 1, 2; P = a free port; S = a unix socket; VENV = target/bench-venv)")
+    L.append("rsgi --http-socket 127.0.0.1:P --master --processes W --home VENV --wsgi-file APP.py --disable-logging")
+    L.append("rsgi --socket unix:S --master --processes W --home VENV --wsgi-file APP.py --disable-logging   # behind nginx")
+    L.append("uwsgi --master --processes W --http-socket 127.0.0.1:P --add-header 'Connection: close' --home VENV --wsgi-file APP.py --disable-logging")
+    L.append("uwsgi --master --processes W --socket S --home VENV --wsgi-file APP.py --disable-logging   # behind nginx")
+    L.append("#   (django: --chdir DIR --pythonpath DIR --module benchsite.wsgi instead of --wsgi-file)")
+    L.append("gunicorn --workers W --bind 127.0.0.1:P --chdir DIR --worker-class sync MODULE:application")
+    L.append("gunicorn --workers W --bind 127.0.0.1:P --chdir DIR --worker-class gthread --threads 4 MODULE:application")
+    L.append("granian --interface wsgi --workers W --host 127.0.0.1 --port P --working-dir DIR MODULE:application")
+    L.append("rsgi-bench-limit 127.0.0.1:P        # bench/limit: bare hyper, one current-thread runtime")
+    L.append("nginx: worker_processes 1; access_log off; location / { include uwsgi_params; uwsgi_pass unix:S; }")
+    L.append("# load (after 3 s of the same wrk as warm-up)")
+    L.append(f"wrk -t2 -c64 -d{a['duration']}s --latency http://127.0.0.1:P/")
+    L.append(f"wrk -t2 -c64 -d{a['duration']}s --latency -H 'Connection: close' http://127.0.0.1:P/")
+    L.append("# emperors")
+    L.append("rsgid --vassals DIR --run-dir RUN --metrics off --uid root    # vassal: [uwsgi] wsgi-file, master, processes, disable-logging")
+    L.append("uwsgi --emperor DIR                                          # vassal: the same plus socket = RUN/NAME.sock")
+    L.append("```\n")
+
+    if "throughput" in results:
+        runs = results["throughput"]["runs"]
+        L.append("## Throughput (medians over repetitions; wrk -t2 -c64 -d10s)\n")
+        L.append("KA = keep-alive; close = `Connection: close` on every request. srv cores = CPU seconds "
+                 "of the server's processes (nginx included for the nginx rows) per wall second during "
+                 "the KA run. err = socket errors (connect+read+write+timeout) + non-2xx, median per run. "
+                 "RSS/PSS = sum over every process of the server after the load (nginx rows include "
+                 "nginx). vs limit = req/s as a fraction of the bare-hyper limit row (hello only, same "
+                 "repetition).\n")
+        L.append("| server | app | w | reps | KA req/s | KA p50/p99 ms | close req/s | close p50/p99 ms | "
+                 "KA vs limit | close vs limit | srv cores | req/s/core | err KA\\|close | RSS MiB | PSS MiB |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        order = ["limit"] + SERVERS
+        apps = [x for x in ("hello", "json", "django") if any(r["app"] == x for r in runs)]
+        ws = sorted({r["w"] for r in runs})
+        for app in apps:
+            for w in ws:
+                for s in order:
+                    rs = [r for r in runs if r["server"] == s and r["app"] == app and r["w"] == w]
+                    if not rs:
+                        continue
+                    ka = median([r["ka"]["rps"] for r in rs])
+                    cores = median([r["cores"] for r in rs])
+                    lim_ka = lim_cl = "-"
+                    if app == "hello" and s != "limit":
+                        lk, _ = ratio_median(runs, s, "limit", "hello", w, "ka")
+                        lc, _ = ratio_median(runs, s, "limit", "hello", w, "close")
+                        lim_ka, lim_cl = fmt(lk, ".2f"), fmt(lc, ".2f")
+                    L.append(
+                        f"| {s} | {app} | {w} | {len(rs)} | {fmt(ka)} | "
+                        f"{fmt(median([r['ka']['p50'] for r in rs]), '.2f')}/{fmt(median([r['ka']['p99'] for r in rs]), '.1f')} | "
+                        f"{fmt(median([r['close']['rps'] for r in rs]))} | "
+                        f"{fmt(median([r['close']['p50'] for r in rs]), '.2f')}/{fmt(median([r['close']['p99'] for r in rs]), '.1f')} | "
+                        f"{lim_ka} | {lim_cl} | {fmt(cores, '.2f')} | {fmt(ka / cores if cores else None)} | "
+                        f"{fmt(median([r['ka']['errors'] for r in rs]))}\\|{fmt(median([r['close']['errors'] for r in rs]))} | "
+                        f"{fmt(median([r['rss'] for r in rs]), '.1f')} | {fmt(median([r['pss'] for r in rs]), '.1f')} |"
+                    )
+        L.append("")
+        # ratios
+        cols = [(app, w, mode) for app in apps for w in ws for mode in ("ka", "close")]
+        head = " | ".join(f"{app} w{w} {'keepalive' if mode == 'ka' else 'close'}" for app, w, mode in cols)
+        L.append("## rsgi req/s / peer req/s, median of per-repetition ratios (same rep, app, workers)\n")
+        L.append("`rsgi-http` is rsgi's own HTTP/1.1 socket; `rsgi-nginx` is rsgi's uwsgi socket behind "
+                 "the same nginx as uwsgi-nginx. A value above 1 means rsgi is faster. gunicorn ratios come "
+                 "from the repetitions in which gunicorn ran.\n")
+        L.append(f"| rsgi | vs | {head} |")
+        L.append("|---|---|" + "---:|" * len(cols))
+        pairs = [("rsgi-http", p) for p in PEERS] + [("rsgi-nginx", "uwsgi-nginx"), ("rsgi-nginx", "uwsgi-http")]
+        for num, den in pairs:
+            if not any(r["server"] == den for r in runs) or not any(r["server"] == num for r in runs):
+                continue
+            cells = [fmt(ratio_median(runs, num, den, app, w, mode)[0], ".2f") for app, w, mode in cols]
+            L.append(f"| {num} | {den} | " + " | ".join(cells) + " |")
+        for num in ("rsgi-http", "rsgi-nginx"):
+            if any(r["server"] == "limit" for r in runs) and any(r["server"] == num for r in runs):
+                cells = [fmt(ratio_median(runs, num, "limit", app, w, mode)[0], ".2f") if app == "hello" else "-"
+                         for app, w, mode in cols]
+                L.append(f"| {num} | limit (bare hyper) | " + " | ".join(cells) + " |")
+        L.append("")
+
+    if "cold" in results:
+        runs = results["cold"]["runs"]
+        L.append("## Cold start: launch -> first HTTP 200, median (min-max) seconds\n")
+        keys = sorted({(r["app"], r["w"]) for r in runs}, key=lambda k: (k[0] != "hello", k[1]))
+        L.append("| server | " + " | ".join(f"{app} w{w}" for app, w in keys) + " |")
+        L.append("|---|" + "---:|" * len(keys))
+        for s in SERVERS:
+            cells = []
+            for app, w in keys:
+                rs = [r for r in runs if r["server"] == s and r["app"] == app and r["w"] == w]
+                if not rs:
+                    cells.append("-")
+                    continue
+                t = [x for x in rs[0]["times"] if x is not None]
+                cells.append(f"{median(t):.3f} ({min(t):.3f}-{max(t):.3f})" if t else "failed")
+            if any(c != "-" for c in cells):
+                L.append(f"| {s} | " + " | ".join(cells) + " |")
+        L.append("")
+
+    if "emperor" in results:
+        L.append("## Emperor: new ini mv-ed into the vassal directory -> its socket answers a uwsgi request with 200\n")
+        L.append("Polled every 2 ms; one hello vassal (master + 1 worker, unix socket) already running. "
+                 "uWSGI's Emperor with its default 3 s directory scan.\n")
+        L.append("| emperor | reps | median s | min s | max s |")
+        L.append("|---|---:|---:|---:|---:|")
+        for r in results["emperor"]["runs"]:
+            t = [x for x in r["times"] if x is not None]
+            name = "rsgid" if r["emperor"] == "rsgid" else "uwsgi --emperor"
+            if t:
+                L.append(f"| {name} | {len(t)}/{len(r['times'])} | {median(t):.3f} | {min(t):.3f} | {max(t):.3f} |")
+            else:
+                L.append(f"| {name} | 0/{len(r['times'])} | failed | | |")
+        L.append("")
+
+    if "reload" in results:
+        runs = results["reload"]["runs"]
+        L.append("## Reload under load (hello, wrk -t2 -c64 for 16 s, reload triggered 4 s in)\n")
+        L.append("rsgid and uWSGI's Emperor: `touch` the vassal ini; gunicorn (sync) and granian: "
+                 "`kill -HUP` the master. failed = wrk socket errors + non-2xx (sum over reps); max gap = "
+                 "longest interval after the trigger in which no 2xx response completed (1 ms resolution, "
+                 "max over reps); gap at = its start relative to the trigger; baseline gap = the longest "
+                 "before the trigger; dip = seconds in 100 ms buckets below 50% of the pre-reload "
+                 "throughput; reloaded = reps in which new processes appeared.\n")
+        L.append("| server | w | mode | reps | reloaded | failed | errors c/r/w/t | non-2xx | max gap s | gap at +s | "
+                 "baseline gap s | dip s | req/s before | p99 ms | max lat ms |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        keys = []
+        for r in runs:
+            k = (r["server"], r["w"], r["mode"])
+            if k not in keys:
+                keys.append(k)
+        keys.sort(key=lambda k: (k[2], k[1]))
+        for k in keys:
+            rs = [r for r in runs if (r["server"], r["w"], r["mode"]) == k]
+            worst = max(rs, key=lambda r: r["max_gap"])
+            errs = [sum(r["sock_err"][i] for r in rs) for i in range(4)]
+            L.append(
+                f"| {k[0]} | {k[1]} | {k[2]} | {len(rs)} | {sum(r['reloaded'] for r in rs)}/{len(rs)} | "
+                f"{sum(r['failed'] for r in rs)} | {'/'.join(map(str, errs))} | {sum(r['non2xx'] for r in rs)} | "
+                f"{worst['max_gap']:.3f} | {fmt(worst['gap_at'], '.2f')} | "
+                f"{fmt(max(r['base_gap'] or 0 for r in rs), '.3f')} | {median([r['dip'] for r in rs]):.1f} | "
+                f"{fmt(median([r['rps_before'] for r in rs]))} | {fmt(median([r['p99'] for r in rs]), '.1f')} | "
+                f"{fmt(max(r['max_ms'] or 0 for r in rs))} |"
+            )
+        L.append("")
+
+    if "vassals" in results:
+        runs = results["vassals"]["runs"]
+        L.append("## Emperors with N hello vassals (1 worker each, unix sockets)\n")
+        L.append("total = emperor + every vassal process; per vassal = (total - emperor) / N; all up = "
+                 "emperor launch until every socket answered a uwsgi request. Measured 1 s after all "
+                 "were up. MiB.\n")
+        L.append("| emperor | N | vassal master | emperor RSS | emperor PSS | total RSS | total PSS | procs | "
+                 "RSS/vassal | PSS/vassal | all up s |")
+        L.append("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in runs:
+            L.append(
+                f"| {'rsgid' if r['emperor'] == 'rsgid' else 'uwsgi --emperor'} | {r['n']} | "
+                f"{str(r['master']).lower()} | {r['emperor_rss']:.1f} | {r['emperor_pss']:.1f} | "
+                f"{r['rss']:.1f} | {r['pss']:.1f} | {r['procs']} | {r['per_vassal_rss']:.2f} | "
+                f"{r['per_vassal_pss']:.2f} | {fmt(r['all_up'], '.2f')} |"
+            )
+        L.append("")
+
+    L.extend(targets(results))
+    notes = BENCH / "PROFILE.md"
+    if notes.exists():
+        L.append("")
+        L.append(notes.read_text().rstrip())
+    path.write_text("\n".join(L) + "\n")
+
+
+def targets(results) -> list[str]:
+    L = ["## Targets (issue 7), from this run\n",
+         "| target | measured | status |", "|---|---|---|"]
+
+    def row(name, measured, ok):
+        L.append(f"| {name} | {measured} | {'MET' if ok else '**NOT MET**'} |")
+
+    if "throughput" in results:
+        runs = results["throughput"]["runs"]
+        ws = sorted({r["w"] for r in runs})
+        have = lambda s: any(r["server"] == s for r in runs)  # noqa: E731
+
+        if have("granian"):
+            rr, _ = ratio_median(runs, "rsgi-http", "granian", "hello", 1, "ka")
+            if rr is not None:
+                row("hello, keep-alive, 1 worker: >= 1.2x granian", f"{rr:.2f}x", rr >= 1.2)
+        if have("uwsgi-http"):
+            vals = [(w, ratio_median(runs, "rsgi-http", "uwsgi-http", "hello", w, "close")[0]) for w in ws]
+            vals = [(w, v) for w, v in vals if v is not None]
+            if vals:
+                row("hello, Connection: close: >= 1.0x uWSGI http-socket",
+                    ", ".join(f"w{w} {v:.2f}x" for w, v in vals), all(v >= 1.0 for _, v in vals))
+        if have("uwsgi-nginx"):
+            vals = [(w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", "hello", w, mode)[0])
+                    for w in ws for mode in ("ka", "close")]
+            vals = [x for x in vals if x[2] is not None]
+            if vals:
+                row("through nginx (hello): >= 1.2x uWSGI behind the same nginx",
+                    ", ".join(f"w{w} {'KA' if m == 'ka' else 'close'} {v:.2f}x" for w, m, v in vals),
+                    all(v >= 1.2 for *_, v in vals))
+            others = [(app, w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", app, w, mode)[0])
+                      for app in ("json", "django") for w in ws for mode in ("ka", "close")]
+            others = [x for x in others if x[3] is not None]
+            if others:
+                row("through nginx (json, django): >= 1.2x uWSGI behind the same nginx",
+                    ", ".join(f"{a} w{w} {'KA' if m == 'ka' else 'close'} {v:.2f}x" for a, w, m, v in others),
+                    all(v >= 1.2 for *_, v in others))
+        if have("uwsgi-http") and any(r["app"] == "django" for r in runs):
+            parts, ok = [], True
+            for w in ws:
+                for mode in ("ka", "close"):
+                    rr, _ = ratio_median(runs, "rsgi-http", "uwsgi-http", "django", w, mode)
+                    p_r = median([r[mode]["p99"] for r in runs if r["server"] == "rsgi-http"
+                                  and r["app"] == "django" and r["w"] == w])
+                    p_u = median([r[mode]["p99"] for r in runs if r["server"] == "uwsgi-http"
+                                  and r["app"] == "django" and r["w"] == w])
+                    if rr is None or p_r is None or p_u is None:
+                        continue
+                    parts.append(f"w{w} {'KA' if mode == 'ka' else 'close'} {rr:.2f}x, p99 {p_r:.1f} vs {p_u:.1f} ms")
+                    ok = ok and rr >= 1.05 and p_r <= p_u
+            if parts:
+                row("Django view: >= 1.05x uWSGI, p99 no worse", "; ".join(parts), ok)
+        parts, ok = [], True
+        for num, den in (("rsgi-http", "uwsgi-http"), ("rsgi-nginx", "uwsgi-nginx")):
+            for app in ("hello", "json", "django"):
+                for w in ws:
+                    a_ = median([r["rss"] for r in runs if r["server"] == num and r["app"] == app and r["w"] == w])
+                    b_ = median([r["rss"] for r in runs if r["server"] == den and r["app"] == app and r["w"] == w])
+                    if a_ is None or b_ is None:
+                        continue
+                    parts.append(f"{num} {app} w{w} {a_:.1f} vs {b_:.1f}")
+                    ok = ok and a_ <= b_
+        if parts:
+            row("total RSS <= uWSGI's, same app and workers (MiB)", "; ".join(parts), ok)
+    if "emperor" in results:
+        for r in results["emperor"]["runs"]:
+            if r["emperor"] == "rsgid":
+                t = [x for x in r["times"] if x is not None]
+                if t and len(t) == len(r["times"]):
+                    row("new ini -> first response < 0.1 s (rsgid)",
+                        f"median {median(t):.3f} s, max {max(t):.3f} s", max(t) < 0.1)
+                else:
+                    row("new ini -> first response < 0.1 s (rsgid)", "some never answered", False)
+    if "reload" in results:
+        rs = [r for r in results["reload"]["runs"] if r["server"] == "rsgid"]
+        if rs:
+            failed = sum(r["failed"] for r in rs)
+            gap = max(r["max_gap"] for r in rs)
+            reloaded = sum(r["reloaded"] for r in rs)
+            row("reload under load (rsgid): zero failed requests, longest gap < 10 ms",
+                f"{failed} failed, longest gap {gap * 1000:.0f} ms, reloaded {reloaded}/{len(rs)}",
+                failed == 0 and gap < 0.010 and reloaded == len(rs))
+    if "vassals" in results:
+        runs = results["vassals"]["runs"]
+        r50 = [r for r in runs if r["emperor"] == "rsgid" and r["n"] == 50]
+        if r50:
+            worst = max(r["emperor_rss"] for r in r50)
+            row("rsgid < 8 MB RSS with 50 vassals", f"{worst:.1f} MiB ({worst * 1.048576:.1f} MB)", worst * 1.048576 < 8)
+        parts, ok = [], True
+        for r in runs:
+            if r["emperor"] != "rsgid":
+                continue
+            u = [x for x in runs if x["emperor"] == "uwsgi" and x["n"] == r["n"] and x["master"] == r["master"]]
+            if not u:
+                continue
+            parts.append(f"N={r['n']} master={str(r['master']).lower()}: {r['per_vassal_rss']:.1f} vs "
+                         f"{u[0]['per_vassal_rss']:.1f}")
+            ok = ok and r["per_vassal_rss"] <= u[0]["per_vassal_rss"]
+        if parts:
+            row("per-vassal RSS <= uWSGI Emperor's (MiB)", "; ".join(parts), ok)
+    return L
+
+
+# ---------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--venv", default=str(ROOT / "target" / "bench-venv"))
+    p.add_argument("--rsgi-bin", default=str(ROOT / "target" / "release"))
+    p.add_argument("--limit-bin", default=str(ROOT / "target" / "bench-limit" / "release" / "rsgi-bench-limit"))
+    p.add_argument("--out", default=str(ROOT / "target" / "bench-out"))
+    p.add_argument("--results", default=str(BENCH / "RESULTS.md"))
+    p.add_argument("--sections", default="throughput,cold,emperor,reload,vassals")
+    p.add_argument("--apps", default="hello,json,django")
+    p.add_argument("--workers", default="1,2")
+    p.add_argument("--servers", default=",".join(["limit"] + SERVERS))
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--gunicorn-reps", type=int, default=1,
+                   help="repetitions for the gunicorn rows (far behind; saves 10 min a rep)")
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--cold-reps", type=int, default=5)
+    p.add_argument("--emperor-reps", type=int, default=5)
+    p.add_argument("--reload-reps", type=int, default=1)
+    p.add_argument("--reload-duration", type=int, default=16)
+    p.add_argument("--reload-at", type=float, default=4.0)
+    p.add_argument("--reload-servers", default="rsgid,uwsgi-emperor,gunicorn,granian")
+    p.add_argument("--vassal-counts", default="1,10,50")
+    p.add_argument("--settle", type=float, default=1.0)
+    p.add_argument("--logging", choices=("on", "off"), default="off",
+                   help="request logging for rsgi and uWSGI (both the same)")
+    p.add_argument("--report-only", metavar="RESULTS_JSON")
+    a = p.parse_args()
+
+    if a.report_only:
+        results = json.loads(Path(a.report_only).read_text())
+        report(results, Path(a.results))
+        log(f"wrote {a.results}")
+        return 0
+
+    a.apps = a.apps.split(",")
+    a.workers = [int(x) for x in a.workers.split(",")]
+    servers = a.servers.split(",")
+    a.servers_extra = [s for s in servers if s == "limit"]
+    a.servers = [s for s in SERVERS if s in servers]
+    a.reload_servers = a.reload_servers.split(",")
+    a.vassal_counts = [int(x) for x in a.vassal_counts.split(",")]
+    sections = a.sections.split(",")
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    a.out = str(Path(a.out) / stamp)
+    b = Bench(a)
+    results = {
+        "machine": machine_info(),
+        "versions": versions(b.venv, b.bin),
+        "command": " ".join(["bench/run.sh"] + sys.argv[1:]),
+        "args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, list))},
+    }
+    log(f"bench: output in {b.out}, scratch in {b.tmp}, load {loadavg()}")
+    t0 = time.monotonic()
+    try:
+        for sec in ("throughput", "cold", "emperor", "reload", "vassals"):
+            if sec in sections:
+                log(f"== {sec} (load {loadavg()})")
+                getattr(b, f"section_{sec}")(results)
+                results["elapsed_min"] = (time.monotonic() - t0) / 60
+                b.save(results)
+    finally:
+        results["elapsed_min"] = (time.monotonic() - t0) / 60
+        b.save(results)
+        latest = Path(a.out).parent / "results.json"
+        shutil.copy(b.out / "results.json", latest)
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    report(results, Path(a.results))
+    log(f"done in {results['elapsed_min']:.1f} min; wrote {a.results} and {b.out}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
