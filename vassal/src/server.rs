@@ -15,9 +15,10 @@
 //!
 //! Shutdown: on [`Stop::Graceful`] the accept loops end (the listening sockets stay
 //! open in the process, so the kernel keeps queueing connections for the next
-//! generation), hyper connections finish their current request and close (one
-//! accepted but not read yet still gets its first request answered), and the worker
-//! waits for every connection task up to a deadline.
+//! generation); every HTTP response from then on carries `Connection: close`, so a
+//! keep-alive connection ends cleanly after the request in progress or the next one
+//! (an idle one is closed after [`STOP_IDLE_GRACE`]); the worker waits for every
+//! connection task up to a deadline.
 
 use std::convert::Infallible;
 use std::io;
@@ -50,9 +51,9 @@ use crate::uwsgi;
 const UWSGI_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an HTTP client may take to send a request head.
 const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a stopping worker waits for the first request on a connection it
-/// accepted (see `drive_http`).
-const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(2);
+/// How long a stopping worker waits for the next request on an idle HTTP connection
+/// before closing it (see `drive_http`).
+const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
 /// Chunk size for file bodies that cannot use sendfile.
 const FILE_CHUNK: usize = 64 * 1024;
 
@@ -434,14 +435,26 @@ impl AccessInfo {
 
 async fn handle_http(conn: Conn, info: ConnInfo, worker: Arc<Worker>, stop: CancellationToken) {
     let info = Arc::new(info);
-    let first = FirstRequest::default();
     let service = {
-        let first = first.clone();
+        // An Arc: cloning a CancellationToken takes a lock, an Arc clone does not.
+        let stop = Arc::new(stop.clone());
         hyper::service::service_fn(move |req| {
-            first.arrived();
             let worker = Arc::clone(&worker);
             let info = Arc::clone(&info);
-            async move { Ok::<_, Infallible>(http_request(req, &worker, &info).await) }
+            let stop = Arc::clone(&stop);
+            async move {
+                let mut resp = http_request(req, &worker, &info).await;
+                if stop.is_cancelled() {
+                    // The worker is stopping: this is the connection's last response,
+                    // and the client learns it from the response (hyper closes after
+                    // it) rather than from a connection closed under its next request.
+                    resp.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                }
+                Ok::<_, Infallible>(resp)
+            }
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -452,11 +465,11 @@ async fn handle_http(conn: Conn, info: ConnInfo, worker: Arc<Worker>, stop: Canc
     let result = match conn {
         Conn::Tcp(s) => {
             let conn = builder.serve_connection(TokioIo::new(CloseOnDrop(s)), service);
-            drive_http(conn, &stop, &first).await
+            drive_http(conn, &stop).await
         }
         Conn::Unix(s) => {
             let conn = builder.serve_connection(TokioIo::new(CloseOnDrop(s)), service);
-            drive_http(conn, &stop, &first).await
+            drive_http(conn, &stop).await
         }
     };
     // Connection errors (client went away, malformed request already answered with
@@ -512,42 +525,17 @@ impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CloseOnDrop<S> 
     }
 }
 
-/// Whether a connection's first request head has arrived (set by the service).
-#[derive(Clone, Default)]
-struct FirstRequest(Arc<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>);
-
-impl FirstRequest {
-    fn arrived(&self) {
-        if !self.0 .0.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.0 .1.notify_one();
-        }
-    }
-
-    fn seen(&self) -> bool {
-        self.0 .0.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    async fn wait(&self) {
-        if !self.seen() {
-            // notify_one stores a permit if it ran before this wait.
-            self.0 .1.notified().await;
-        }
-    }
-}
-
-/// Serve one HTTP connection; once `stop` is cancelled, let it finish the request in
-/// progress and close (keep-alive off).
+/// Serve one HTTP connection; once `stop` is cancelled, let it end by itself after
+/// one more response, up to [`STOP_IDLE_GRACE`], then close it.
 ///
-/// hyper's `graceful_shutdown` closes at once a connection that has read nothing yet.
-/// A connection this worker accepted must still be answered: its client has sent (or
-/// is sending) a request and cannot know it was not read, so a stop that comes before
-/// the first request head waits for it, up to [`FIRST_REQUEST_GRACE`] (a client that
-/// only opened a connection, e.g. a browser's preconnect, is then closed).
-async fn drive_http<C>(
-    conn: C,
-    stop: &CancellationToken,
-    first: &FirstRequest,
-) -> Result<(), C::Error>
+/// Closing an idle keep-alive connection at once (hyper's `graceful_shutdown`) fails
+/// the request its client may be sending at that moment: a connection accepted but not
+/// read yet, or one whose client is about to reuse it (a load generator always is;
+/// HTTP/1.1 lets clients retry only idempotent requests, and many never do). So the
+/// connection gets until the grace to send its next request; the service answers it
+/// with `Connection: close`, and hyper closes after that response. A client that stays
+/// idle (a browser's spare connection) is closed at the end of the grace.
+async fn drive_http<C>(conn: C, stop: &CancellationToken) -> Result<(), C::Error>
 where
     C: hyper_util::server::graceful::GracefulConnection,
 {
@@ -556,12 +544,9 @@ where
         r = conn.as_mut() => return r,
         () = stop.cancelled() => {}
     }
-    if !first.seen() {
-        tokio::select! {
-            r = conn.as_mut() => return r,
-            () = first.wait() => {}
-            () = tokio::time::sleep(FIRST_REQUEST_GRACE) => {}
-        }
+    tokio::select! {
+        r = conn.as_mut() => return r,
+        () = tokio::time::sleep(STOP_IDLE_GRACE) => {}
     }
     conn.as_mut().graceful_shutdown();
     conn.await
