@@ -28,6 +28,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -141,6 +142,19 @@ def cpu_seconds(pids) -> float:
         fields = stat[stat.rindex(")") + 2 :].split()
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / CLK_TCK
+
+
+def system_busy() -> float:
+    """CPU seconds all CPUs spent busy since boot (/proc/stat: not idle, not iowait)."""
+    f = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in f[:8])
+    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+
+
+def children_cpu() -> float:
+    """CPU seconds of this process' waited-for children (wrk)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 class Proc:
@@ -482,15 +496,22 @@ http {{
             wrk(url, a.warmup)
             pids = proc.pids() + (nginx.pids() if nginx else [])
             c0, t0 = cpu_seconds(pids), time.monotonic()
+            busy0, wrk0 = system_busy(), children_cpu()
             ka = wrk(url, a.duration)
             pids = proc.pids() + (nginx.pids() if nginx else [])
-            cores = (cpu_seconds(pids) - c0) / (time.monotonic() - t0)
+            wall = time.monotonic() - t0
+            server_cpu = cpu_seconds(pids) - c0
+            cores = server_cpu / wall
+            # CPU the rest of the machine used meanwhile (other users' builds and
+            # tests; also softirq work the kernel charged to no process of ours)
+            other = (system_busy() - busy0 - server_cpu - (children_cpu() - wrk0)) / wall
             cl = wrk(url, a.duration, close=True)
             pids = proc.pids() + (nginx.pids() if nginx else [])
             rss, pss, n = memory(pids)
         finally:
             self.stop(proc, nginx)
-        res = {"ka": ka, "close": cl, "cores": cores, "rss": rss, "pss": pss, "procs": n}
+        res = {"ka": ka, "close": cl, "cores": cores, "other_cores": max(other, 0.0), "rss": rss,
+               "pss": pss, "procs": n}
         for k in ("ka", "close"):
             if res[k]["errors"] == 0:
                 del res[k]["raw"]  # keep wrk's output only when something went wrong
@@ -515,13 +536,14 @@ http {{
                 if s in GUNICORN and rep >= a.gunicorn_reps:
                     continue
                 log(f"throughput rep {rep + 1}/{total}: {s} {app} w{w} (load {loadavg()})")
+                load = loadavg()
                 r = self.throughput_one(s, app, w)
-                r.update(server=s, app=app, w=w, rep=rep)
+                r.update(server=s, app=app, w=w, rep=rep, load=[load, loadavg()])
                 sec["runs"].append(r)
                 log(
                     f"  KA {r['ka']['rps']:,.0f} req/s p99 {r['ka']['p99']} ms err {r['ka']['errors']}"
                     f" | close {r['close']['rps']:,.0f} err {r['close']['errors']}"
-                    f" | RSS {r['rss']:.1f} MiB | cores {r['cores']:.2f}"
+                    f" | RSS {r['rss']:.1f} MiB | cores {r['cores']:.2f} (others {r['other_cores']:.2f})"
                 )
                 self.save(results)
         sec["load"]["end"] = loadavg()
@@ -896,7 +918,15 @@ def report(results: dict, path: Path) -> None:
              f"cold start {a['cold_reps']}, new ini {a['emperor_reps']}, reload {a['reload_reps']}")
     L.append("- load average (1/5/15 min) at the start and end of each section: " + "; ".join(
         f"{k} {results[k]['load'].get('start')} -> {results[k]['load'].get('end')}"
-        for k in ("throughput", "cold", "emperor", "reload", "vassals") if k in results))
+        for k in ("throughput", "cold", "emperor", "reload", "vassals") if k in results)
+        + ". The load average counts the benchmark's own processes too (wrk and the server keep it "
+        "at 3 or more on 2 cores; granian's thread pool pushes it higher), so it only hints at other "
+        "work; the throughput table's `other cores` column measures it.")
+    if "throughput" in results:
+        others = [r["other_cores"] for r in results["throughput"]["runs"] if "other_cores" in r]
+        if others:
+            L.append(f"- CPU used by the rest of the machine during the keep-alive runs: median "
+                     f"{median(others):.2f} cores, max {max(others):.2f} (of 2)")
     L.append("")
     L.append("### Exact commands\n")
     L.append("```")
@@ -924,13 +954,15 @@ def report(results: dict, path: Path) -> None:
         L.append("## Throughput (medians over repetitions; wrk -t2 -c64 -d10s)\n")
         L.append("KA = keep-alive; close = `Connection: close` on every request. srv cores = CPU seconds "
                  "of the server's processes (nginx included for the nginx rows) per wall second during "
-                 "the KA run. err = socket errors (connect+read+write+timeout) + non-2xx, median per run. "
+                 "the KA run; other cores = CPU the rest of the machine used meanwhile (other work on it, "
+                 "plus softirq time charged to no process of the benchmark; '-' if not recorded). "
+                 "err = socket errors (connect+read+write+timeout) + non-2xx, median per run. "
                  "RSS/PSS = sum over every process of the server after the load (nginx rows include "
                  "nginx). vs limit = req/s as a fraction of the bare-hyper limit row (hello only, same "
                  "repetition).\n")
         L.append("| server | app | w | reps | KA req/s | KA p50/p99 ms | close req/s | close p50/p99 ms | "
-                 "KA vs limit | close vs limit | srv cores | req/s/core | err KA\\|close | RSS MiB | PSS MiB |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "KA vs limit | close vs limit | srv cores | req/s/core | other cores | err KA\\|close | RSS MiB | PSS MiB |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         order = ["limit"] + SERVERS
         apps = [x for x in ("hello", "json", "django") if any(r["app"] == x for r in runs)]
         ws = sorted({r["w"] for r in runs})
@@ -953,6 +985,7 @@ def report(results: dict, path: Path) -> None:
                         f"{fmt(median([r['close']['rps'] for r in rs]))} | "
                         f"{fmt(median([r['close']['p50'] for r in rs]), '.2f')}/{fmt(median([r['close']['p99'] for r in rs]), '.1f')} | "
                         f"{lim_ka} | {lim_cl} | {fmt(cores, '.2f')} | {fmt(ka / cores if cores else None)} | "
+                        f"{fmt(median([r.get('other_cores') for r in rs]), '.2f')} | "
                         f"{fmt(median([r['ka']['errors'] for r in rs]))}\\|{fmt(median([r['close']['errors'] for r in rs]))} | "
                         f"{fmt(median([r['rss'] for r in rs]), '.1f')} | {fmt(median([r['pss'] for r in rs]), '.1f')} |"
                     )
