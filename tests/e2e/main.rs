@@ -8,6 +8,7 @@
 
 #[path = "."]
 mod e2e {
+    mod close_path;
     mod config;
     mod ctl;
     mod django;

@@ -1,0 +1,220 @@
+//! The close path (vassal/src/server/close_path.rs): with `threads = 1`, a request that
+//! closes its connection is answered from the accept loop without hyper. These tests
+//! hold it to the general path's answers byte for byte (a second server with
+//! `RSGI_NO_CLOSE_PATH=1` is the reference), and check what only it does: a response
+//! bigger than the socket buffer finishes on a task while other clients are served,
+//! and everything it does not take (bodies, keep-alive, malformed heads) still reaches
+//! hyper with the bytes it already read.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use rsgi_e2e::*;
+
+/// Replace the value of `date:` (the only part of a response that depends on when).
+fn without_date(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw).into_owned();
+    match text.find("\r\ndate: ") {
+        Some(i) => {
+            let start = i + "\r\ndate: ".len();
+            let end = text[start..].find("\r\n").map_or(text.len(), |e| start + e);
+            format!("{}D{}", &text[..start], &text[end..])
+        }
+        None => text,
+    }
+}
+
+fn serve_shapes(envs: &[(&str, &str)], extra: &[&str]) -> Served {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let mut args = vec!["--http-socket".to_owned(), addr.arg()];
+    args.extend(app_args("shapes_app"));
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let rsgi = Rsgi::spawn(dir.path(), &args, envs).ready(&addr);
+    Served { rsgi, addr, dir }
+}
+
+#[test]
+fn close_requests_are_answered_byte_for_byte_as_by_hyper() {
+    let fast = serve_shapes(&[], &[]);
+    let reference = serve_shapes(&[("RSGI_NO_CLOSE_PATH", "1")], &[]);
+    let paths = [
+        "/",
+        "/nocl",
+        "/gen",
+        "/204",
+        "/304",
+        "/reason",
+        "/long",
+        "/raise",
+        "/file",
+        "/environ?x=1&y=%20",
+        "/a%2Fb",
+    ];
+    let heads = [
+        "HTTP/1.1\r\nHost: example.org\r\nConnection: close",
+        "HTTP/1.1\r\nHost: example.org:8080\r\nConnection: keep-alive, Close\r\nX-A: 1\r\nx-a: 2",
+        "HTTP/1.0",
+        "HTTP/1.0\r\nHost: h\r\nContent-Length: 0",
+    ];
+    let mut compared = 0;
+    for path in paths {
+        for head in heads {
+            for method in ["GET", "HEAD", "POST"] {
+                let raw = format!("{method} {path} {head}\r\n\r\n");
+                let got = http_request(&fast.addr, raw.as_bytes()).unwrap();
+                let want = http_request(&reference.addr, raw.as_bytes()).unwrap();
+                assert!(!want.is_empty(), "{raw:?}: the reference answered nothing");
+                assert_eq!(without_date(&got), without_date(&want), "{raw:?}");
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, paths.len() * heads.len() * 3);
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_is_visibly_cut() {
+    // hyper sends nothing at all for it; the close path sends what the app gave and
+    // closes, so the client sees a truncated body (and the log says why).
+    let mut s = serve_shapes(&[], &[]);
+    let raw = http_request(
+        &s.addr,
+        b"GET /short HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text:?}");
+    assert!(text.contains("\r\ncontent-length: 10\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n\r\nabc"), "{text:?}");
+    s.rsgi.wait_log(
+        "7 bytes shorter than its Content-Length",
+        Duration::from_secs(10),
+    );
+    assert_eq!(get(&s.addr, "/").text(), "hello");
+}
+
+#[test]
+fn a_big_response_finishes_on_a_task_while_others_are_served() {
+    for extra in [&[][..], &["--master", "--processes", "1"][..]] {
+        let s = serve_shapes(&[], extra);
+        let mut slow = s.addr.connect().unwrap();
+        slow.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // Not reading: 16 MiB cannot fit the socket buffers, so the worker must leave
+        // the rest to a task and go on accepting.
+        let mut got = Vec::new();
+        let mut first = [0u8; 1];
+        slow.read_exact(&mut first).unwrap();
+        got.push(first[0]);
+        for _ in 0..5 {
+            let ok = get(&s.addr, "/");
+            assert_eq!((ok.status, ok.text().as_str()), (200, "hello"), "{extra:?}");
+        }
+        slow.set_timeouts(Duration::from_secs(30)).unwrap();
+        slow.read_to_end(&mut got).unwrap();
+        let resp = parse_response(&got, false).unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("content-length"), Some("16777216"));
+        assert_eq!(resp.body.len(), 16 << 20, "{extra:?}");
+        assert!(resp.body.chunks(16).all(|c| c == b"0123456789abcdef"));
+    }
+}
+
+#[test]
+fn a_stream_that_raises_ends_without_the_last_chunk() {
+    let mut s = serve_shapes(&[], &[]);
+    let raw = http_request(
+        &s.addr,
+        b"GET /gen-raises HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(
+        text.contains("\r\ntransfer-encoding: chunked\r\n"),
+        "{text:?}"
+    );
+    assert!(text.ends_with("\r\n\r\n7\r\npartial\r\n"), "{text:?}");
+    // HTTP/1.0: close-delimited, so the client gets the part, then the close.
+    let raw = http_request(&s.addr, b"GET /gen-raises HTTP/1.0\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text:?}");
+    assert!(text.ends_with("\r\n\r\npartial"), "{text:?}");
+    s.rsgi.wait_log(
+        "raised mid-body on purpose by shapes_app",
+        Duration::from_secs(10),
+    );
+    assert_eq!(get(&s.addr, "/").text(), "hello");
+}
+
+#[test]
+fn requests_it_does_not_take_reach_hyper_with_the_bytes_read() {
+    let s = serve_shapes(&[], &[]);
+    // A body with Connection: close.
+    let resp = request(
+        &s.addr,
+        b"POST /environ HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 3\r\n\r\nabc",
+    );
+    assert_eq!(resp.status, 200);
+    assert!(resp.text().contains("CONTENT_LENGTH=3"), "{}", resp.text());
+    // Keep-alive requests written at once, the last one closing: every one answered.
+    let resps = pipeline(
+        &s.addr,
+        &[
+            b"GET /environ?n=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /environ?n=2 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+            b"GET /environ?n=3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ],
+    )
+    .unwrap();
+    let queries: Vec<bool> = resps
+        .iter()
+        .enumerate()
+        .map(|(i, r)| r.text().contains(&format!("QUERY_STRING=n={}", i + 1)))
+        .collect();
+    assert_eq!(queries, [true, true, true]);
+    // Malformed or ambiguous heads that say close: answered as hyper answers them (400,
+    // or 200 then close for Content-Length with chunked), and the worker goes on.
+    let reference = serve_shapes(&[("RSGI_NO_CLOSE_PATH", "1")], &[]);
+    for raw in [
+        &b"GET / HTTP/1.1\r\nBad Header: x\r\nConnection: close\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nConnection: close\r\nContent-Length: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET / HTTP/9.9\r\nConnection: close\r\n\r\n",
+        b"GET /\x7f HTTP/1.0\r\n\r\n",
+        b"\x00\x01\x02\r\n\r\n",
+    ] {
+        let what = String::from_utf8_lossy(raw).into_owned();
+        let got = http_request(&s.addr, raw).unwrap_or_default();
+        let want = http_request(&reference.addr, raw).unwrap_or_default();
+        assert_eq!(without_date(&got), without_date(&want), "{what:?}");
+        assert_eq!(get(&s.addr, "/").text(), "hello", "after {what:?}");
+    }
+}
+
+#[test]
+fn a_head_sent_in_pieces_is_still_served() {
+    // The request's first bytes make the connection acceptable (TCP_DEFER_ACCEPT); the
+    // rest may come later. Whichever the worker sees first, the answer is the same.
+    let s = serve_shapes(&[], &[]);
+    for split in [1, 10, 30] {
+        let raw = b"GET /environ?q=split HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let mut c = s.addr.connect().unwrap();
+        c.set_timeouts(Duration::from_secs(10)).unwrap();
+        c.write_all(&raw[..split]).unwrap();
+        c.flush().unwrap();
+        std::thread::yield_now();
+        c.write_all(&raw[split..]).unwrap();
+        let mut got = Vec::new();
+        c.read_to_end(&mut got).unwrap();
+        let resp = parse_response(&got, false).unwrap();
+        assert_eq!(resp.status, 200, "split at {split}");
+        assert!(
+            resp.text().contains("QUERY_STRING=q=split"),
+            "{}",
+            resp.text()
+        );
+    }
+}
