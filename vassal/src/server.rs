@@ -138,22 +138,29 @@ pub async fn serve(
             tracker: tracker.clone(),
             nodelay_inherited: false,
         };
+        if let Listener::Tcp(l) = &socket.listener {
+            accept.nodelay_inherited = listener_nodelay(l);
+        }
+        if close_path {
+            let l = match &socket.listener {
+                Listener::Tcp(l) => {
+                    // Best effort: without it the path still works, it just finds the
+                    // request not there yet more often (and hands it on).
+                    close_path::defer_accept(l);
+                    close_path::StdListener::Tcp(l.try_clone()?)
+                }
+                Listener::Unix(l) => close_path::StdListener::Unix(l.try_clone()?),
+            };
+            // SAFETY: the listener owns its fd, which stays open and the same for as
+            // long as the AsyncFd (its owner) lives.
+            let l = unsafe { AsyncFd::register(l) }.map_err(|e| io::Error::other(e.to_string()))?;
+            tokio::spawn(accept.run_close_path(l));
+            continue;
+        }
         match &socket.listener {
             Listener::Tcp(l) => {
-                accept.nodelay_inherited = listener_nodelay(l);
-                if close_path && socket.protocol == Protocol::Http {
-                    // Best effort: without it the path still works, it just finds the
-                    // request not there yet more often (and hands over to hyper).
-                    close_path::defer_accept(l);
-                    // SAFETY: the TcpListener owns its fd, which stays open and the same
-                    // for as long as the AsyncFd (its owner) lives.
-                    let l = unsafe { AsyncFd::register(l.try_clone()?) }
-                        .map_err(|e| io::Error::other(e.to_string()))?;
-                    tokio::spawn(accept.run_tcp_close_path(l));
-                } else {
-                    let l = TcpListener::from_std(l.try_clone()?)?;
-                    tokio::spawn(accept.run_tcp(l));
-                }
+                let l = TcpListener::from_std(l.try_clone()?)?;
+                tokio::spawn(accept.run_tcp(l));
             }
             Listener::Unix(l) => {
                 let l = UnixListener::from_std(l.try_clone()?)?;
@@ -242,10 +249,12 @@ impl AcceptLoop {
         }
     }
 
-    /// The accept loop of an HTTP listener when the app runs inline: see
-    /// [`close_path`].
-    async fn run_tcp_close_path(self, listener: AsyncFd<std::net::TcpListener>) {
-        let local = listener.get_ref().local_addr().ok();
+    /// The accept loop when the app runs inline: see [`close_path`].
+    async fn run_close_path(self, listener: AsyncFd<close_path::StdListener>) {
+        let local = match listener.get_ref() {
+            close_path::StdListener::Tcp(l) => l.local_addr().ok(),
+            close_path::StdListener::Unix(_) => None,
+        };
         let mut buf = vec![0u8; close_path::READ_BUF];
         loop {
             let accepted = tokio::select! {
@@ -256,12 +265,20 @@ impl AcceptLoop {
                 r = close_path::accept(&listener) => r,
             };
             match accepted {
-                Ok((stream, peer)) => {
-                    if !self.nodelay_inherited {
-                        let _ = stream.set_nodelay(true);
+                Ok((conn, peer)) => {
+                    let info = match (&conn, peer) {
+                        (close_path::StdConn::Tcp(s), Some(peer)) => {
+                            if !self.nodelay_inherited {
+                                let _ = s.set_nodelay(true);
+                            }
+                            tcp_info(local, peer)
+                        }
+                        _ => unix_info(),
+                    };
+                    match self.protocol {
+                        Protocol::Http => close_path::serve_http(&self, conn, info, &mut buf).await,
+                        Protocol::Uwsgi => close_path::serve_uwsgi(&self, conn, info).await,
                     }
-                    let info = tcp_info(local, peer);
-                    close_path::serve(&self, stream, info, &mut buf).await;
                     // As in `dispatch`: let the other connections have their turn.
                     tokio::task::yield_now().await;
                 }
@@ -270,18 +287,27 @@ impl AcceptLoop {
         }
     }
 
-    /// Serve an accepted TCP connection on the general HTTP path; `prefix` is what was
+    /// Serve an accepted connection on the general HTTP path; `prefix` is what was
     /// already read from it.
-    fn general_http(&self, stream: std::net::TcpStream, info: ConnInfo, prefix: Bytes) {
-        let stream = stream
-            .set_nonblocking(true)
-            .and_then(|()| TcpStream::from_std(stream));
-        match stream {
-            Ok(s) => {
+    fn general_http(&self, conn: close_path::StdConn, info: ConnInfo, prefix: Bytes) {
+        match conn.into_conn() {
+            Ok(conn) => {
                 let worker = Arc::clone(&self.worker);
                 let stop = self.token.clone();
                 self.tracker
-                    .spawn(handle_http(Conn::Tcp(s), prefix, info, worker, stop));
+                    .spawn(handle_http(conn, prefix, info, worker, stop));
+            }
+            Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
+        }
+    }
+
+    /// Serve an accepted connection on the general uwsgi path, from where the close
+    /// path left it.
+    fn general_uwsgi(&self, conn: close_path::StdConn, info: ConnInfo, start: UwsgiStart) {
+        match conn.into_conn() {
+            Ok(conn) => {
+                let worker = Arc::clone(&self.worker);
+                self.tracker.spawn(handle_uwsgi(conn, info, worker, start));
             }
             Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
         }
@@ -322,7 +348,8 @@ impl AcceptLoop {
         let worker = Arc::clone(&self.worker);
         match self.protocol {
             Protocol::Uwsgi => {
-                self.tracker.spawn(handle_uwsgi(conn, info, worker));
+                let start = UwsgiStart::Read(BytesMut::new());
+                self.tracker.spawn(handle_uwsgi(conn, info, worker, start));
             }
             Protocol::Http => {
                 let stop = self.token.clone();
@@ -933,10 +960,32 @@ impl hyper::body::Body for RespBody {
 // uwsgi
 // ---------------------------------------------------------------------------------
 
-async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>) {
+/// Where the general uwsgi path starts on a connection.
+enum UwsgiStart {
+    /// Read the request; these bytes of it were read already.
+    Read(BytesMut),
+    /// The head is parsed: read the rest of the body (`buf` holds its start).
+    Body {
+        cgi: CgiVars,
+        buf: BytesMut,
+        length: usize,
+    },
+    /// Answer this status and close.
+    Refuse(u16, Option<CgiVars>),
+}
+
+async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>, start: UwsgiStart) {
     let started = Instant::now();
-    let request = tokio::time::timeout(UWSGI_READ_TIMEOUT, read_uwsgi(&mut conn, &worker, &info));
-    let (cgi, body) = match request.await {
+    let request = async {
+        match start {
+            UwsgiStart::Read(buf) => read_uwsgi(&mut conn, &worker, &info, buf).await,
+            UwsgiStart::Body { cgi, buf, length } => {
+                read_uwsgi_body(&mut conn, cgi, buf, length).await
+            }
+            UwsgiStart::Refuse(status, cgi) => Err(UwsgiRead::Status(status, cgi)),
+        }
+    };
+    let (cgi, body) = match tokio::time::timeout(UWSGI_READ_TIMEOUT, request).await {
         Ok(Ok(r)) => r,
         Ok(Err(UwsgiRead::Closed)) | Err(_) => return,
         Ok(Err(UwsgiRead::Status(status, cgi))) => {
@@ -974,35 +1023,34 @@ enum UwsgiRead {
     Status(u16, Option<CgiVars>),
 }
 
-async fn read_uwsgi(
-    conn: &mut Conn,
+/// What [`parse_uwsgi_head`] found in the bytes read so far.
+enum UwsgiHead {
+    /// More bytes are needed for the vars.
+    Incomplete,
+    /// The vars are parsed (and split off the buffer, which now starts with the body);
+    /// the body is `length` bytes.
+    Parsed { cgi: CgiVars, length: usize },
+}
+
+/// Parse a uwsgi request head from `buf` once it is complete.
+fn parse_uwsgi_head(
+    buf: &mut BytesMut,
     worker: &Worker,
     info: &ConnInfo,
-) -> Result<(CgiVars, Bytes), UwsgiRead> {
-    let mut buf = BytesMut::with_capacity(4096);
-    let (header, head_len) = loop {
-        match uwsgi::check(&buf, worker.buffer_size) {
-            Ok(found) => break found,
-            Err(uwsgi::Error::Incomplete) => {
-                let n = conn
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|_| UwsgiRead::Closed)?;
-                if n == 0 {
-                    return Err(UwsgiRead::Closed);
-                }
-            }
-            Err(uwsgi::Error::TooLarge { size, limit }) => {
-                crate::log::line(format_args!(
-                    "rsgi: uwsgi request vars of {size} bytes exceed buffer-size {limit}; \
-                     raise buffer-size (max 65535)"
-                ));
-                return Err(UwsgiRead::Closed);
-            }
-            Err(uwsgi::Error::Malformed(why)) => {
-                crate::log::line(format_args!("rsgi: malformed uwsgi packet: {why}"));
-                return Err(UwsgiRead::Closed);
-            }
+) -> Result<UwsgiHead, UwsgiRead> {
+    let (header, head_len) = match uwsgi::check(buf, worker.buffer_size) {
+        Ok(found) => found,
+        Err(uwsgi::Error::Incomplete) => return Ok(UwsgiHead::Incomplete),
+        Err(uwsgi::Error::TooLarge { size, limit }) => {
+            crate::log::line(format_args!(
+                "rsgi: uwsgi request vars of {size} bytes exceed buffer-size {limit}; \
+                 raise buffer-size (max 65535)"
+            ));
+            return Err(UwsgiRead::Closed);
+        }
+        Err(uwsgi::Error::Malformed(why)) => {
+            crate::log::line(format_args!("rsgi: malformed uwsgi packet: {why}"));
+            return Err(UwsgiRead::Closed);
         }
     };
     if header.modifier1 != 0 && header.modifier1 != 30 {
@@ -1029,6 +1077,41 @@ async fn read_uwsgi(
         return Err(UwsgiRead::Status(413, Some(cgi)));
     }
     let length = usize::try_from(length).map_err(|_| UwsgiRead::Status(413, None))?;
+    Ok(UwsgiHead::Parsed { cgi, length })
+}
+
+async fn read_uwsgi(
+    conn: &mut Conn,
+    worker: &Worker,
+    info: &ConnInfo,
+    mut buf: BytesMut,
+) -> Result<(CgiVars, Bytes), UwsgiRead> {
+    buf.reserve(4096);
+    loop {
+        match parse_uwsgi_head(&mut buf, worker, info)? {
+            UwsgiHead::Parsed { cgi, length } => {
+                return read_uwsgi_body(conn, cgi, buf, length).await
+            }
+            UwsgiHead::Incomplete => {
+                let n = conn
+                    .read_buf(&mut buf)
+                    .await
+                    .map_err(|_| UwsgiRead::Closed)?;
+                if n == 0 {
+                    return Err(UwsgiRead::Closed);
+                }
+            }
+        }
+    }
+}
+
+/// Read the rest of a `length`-byte body whose start is in `buf`.
+async fn read_uwsgi_body(
+    conn: &mut Conn,
+    cgi: CgiVars,
+    mut buf: BytesMut,
+    length: usize,
+) -> Result<(CgiVars, Bytes), UwsgiRead> {
     while buf.len() < length {
         buf.reserve(length - buf.len());
         let n = conn
@@ -1043,9 +1126,9 @@ async fn read_uwsgi(
     Ok((cgi, buf.freeze()))
 }
 
-/// Write an HTTP-style response on a uwsgi connection and close it. Returns the body
-/// bytes sent.
-async fn write_uwsgi_response(conn: &mut Conn, resp: Response, head: bool) -> io::Result<u64> {
+/// The head of a response on a uwsgi connection: HTTP/1.1, the app's status line and
+/// headers as it gave them.
+fn uwsgi_response_head(resp: &Response) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(&resp.status_line);
@@ -1057,6 +1140,13 @@ async fn write_uwsgi_response(conn: &mut Conn, resp: Response, head: bool) -> io
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Write an HTTP-style response on a uwsgi connection and close it. Returns the body
+/// bytes sent.
+async fn write_uwsgi_response(conn: &mut Conn, resp: Response, head: bool) -> io::Result<u64> {
+    let mut out = uwsgi_response_head(&resp);
     let declared = resp.content_length;
     // The connection is closed when the caller drops it (close(2) sends the FIN; a
     // shutdown(2) first would only cost a syscall per request).

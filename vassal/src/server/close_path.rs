@@ -24,15 +24,17 @@
 use std::cell::RefCell;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use tokio::io::unix::AsyncFd;
 
-use super::{static_response, AcceptLoop, AccessInfo, Conn, Framing};
+use super::{
+    static_response, AcceptLoop, AccessInfo, Conn, Framing, UwsgiHead, UwsgiRead, UwsgiStart,
+};
 use crate::cgi::{self, ConnInfo};
 use crate::python::Request;
 use crate::response::{Body, Response};
@@ -69,15 +71,87 @@ pub(super) fn defer_accept(listener: &std::net::TcpListener) -> bool {
     r == 0
 }
 
-/// Accept one connection: a plain (blocking-mode) std stream, since the close path
-/// only uses flagged non-blocking calls on it and most connections never meet tokio.
+/// A listening socket of either family, as the close path accepts from it.
+pub(super) enum StdListener {
+    /// TCP.
+    Tcp(std::net::TcpListener),
+    /// Unix domain.
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl AsRawFd for StdListener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            StdListener::Tcp(l) => l.as_raw_fd(),
+            StdListener::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+/// An accepted connection of either family, not (yet) known to tokio: a plain
+/// blocking-mode std stream, since the close path only makes flagged non-blocking calls
+/// on it, and most connections never need the reactor.
+pub(super) enum StdConn {
+    /// TCP.
+    Tcp(std::net::TcpStream),
+    /// Unix domain.
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl StdConn {
+    fn fd(&self) -> RawFd {
+        match self {
+            StdConn::Tcp(s) => s.as_raw_fd(),
+            StdConn::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Hand the connection to tokio (non-blocking, registered with the reactor).
+    pub(super) fn into_conn(self) -> io::Result<Conn> {
+        match self {
+            StdConn::Tcp(s) => {
+                s.set_nonblocking(true)?;
+                Ok(Conn::Tcp(tokio::net::TcpStream::from_std(s)?))
+            }
+            StdConn::Unix(s) => {
+                s.set_nonblocking(true)?;
+                Ok(Conn::Unix(tokio::net::UnixStream::from_std(s)?))
+            }
+        }
+    }
+}
+
+/// Accept one connection (with the peer's address for TCP).
 pub(super) async fn accept(
-    listener: &AsyncFd<std::net::TcpListener>,
-) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    listener: &AsyncFd<StdListener>,
+) -> io::Result<(StdConn, Option<SocketAddr>)> {
     loop {
         let mut guard = listener.readable().await?;
-        if let Ok(result) = guard.try_io(|l| l.get_ref().accept()) {
+        let accepted = guard.try_io(|l| match l.get_ref() {
+            StdListener::Tcp(l) => l.accept().map(|(s, a)| (StdConn::Tcp(s), Some(a))),
+            StdListener::Unix(l) => l.accept().map(|(s, _)| (StdConn::Unix(s), None)),
+        });
+        if let Ok(result) = accepted {
             return result;
+        }
+    }
+}
+
+/// Read what the connection has sent so far into `buf`, without waiting. `Ok(None)`:
+/// nothing yet; `Ok(Some(0))`: the client closed.
+fn recv_now(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    // SAFETY: `fd` is an open socket (the caller owns it); `buf` is valid for
+    // `buf.len()` bytes of writes for the duration of the call.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    match usize::try_from(n) {
+        Ok(n) => Ok(Some(n)),
+        Err(_) => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::WouldBlock {
+                Ok(None)
+            } else {
+                Err(e)
+            }
         }
     }
 }
@@ -246,26 +320,14 @@ fn http_date_now() -> Bytes {
     })
 }
 
-/// Serve `stream` if its request is for the close path; otherwise hand it to the
-/// general path. `buf` is the accept loop's read buffer ([`READ_BUF`] bytes).
-pub(super) async fn serve(
-    lp: &AcceptLoop,
-    stream: std::net::TcpStream,
-    info: ConnInfo,
-    buf: &mut [u8],
-) {
-    let fd = stream.as_raw_fd();
-    // SAFETY: `fd` is open (we own `stream`); `buf` is valid for `buf.len()` bytes of
-    // writes for the duration of the call.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
-    let n = match usize::try_from(n) {
-        Ok(0) => return, // the client closed without a request
-        Ok(n) => n,
-        Err(_) => {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::WouldBlock {
-                lp.general_http(stream, info, Bytes::new());
-            }
+/// Serve an HTTP connection if its request is for the close path; otherwise hand it to
+/// the general path. `buf` is the accept loop's read buffer ([`READ_BUF`] bytes).
+pub(super) async fn serve_http(lp: &AcceptLoop, stream: StdConn, info: ConnInfo, buf: &mut [u8]) {
+    let n = match recv_now(stream.fd(), buf) {
+        Ok(Some(0)) | Err(_) => return, // the client closed without a request
+        Ok(Some(n)) => n,
+        Ok(None) => {
+            lp.general_http(stream, info, Bytes::new());
             return;
         }
     };
@@ -338,6 +400,110 @@ pub(super) async fn serve(
     let Some((pieces, short)) = pieces else {
         return;
     };
+    send_or_finish(lp, stream, out, pieces, short, move |worker, sent| {
+        access.finish(worker, token, (status, sent, exception), started);
+    });
+}
+
+/// Serve a uwsgi connection (nginx's `uwsgi_pass`: one request, then close) right away
+/// if its whole request has arrived; otherwise hand it to the general path where the
+/// close path left it.
+pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo) {
+    let worker = &lp.worker;
+    let mut buf = BytesMut::with_capacity(READ_BUF);
+    let got = {
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: the spare capacity is `spare.len()` bytes of allocated memory; recv
+        // only writes into it, and only the bytes it reports are used (set_len below).
+        let slice =
+            unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<u8>(), spare.len()) };
+        recv_now(stream.fd(), slice)
+    };
+    match got {
+        Ok(Some(0)) | Err(_) => return,
+        // SAFETY: recv initialised the first `n` bytes of the spare capacity.
+        Ok(Some(n)) => unsafe { buf.set_len(n) },
+        Ok(None) => {
+            lp.general_uwsgi(stream, info, UwsgiStart::Read(buf));
+            return;
+        }
+    }
+    let started = Instant::now();
+    let (cgi, length) = match super::parse_uwsgi_head(&mut buf, worker, &info) {
+        Ok(UwsgiHead::Parsed { cgi, length }) => (cgi, length),
+        Ok(UwsgiHead::Incomplete) => {
+            lp.general_uwsgi(stream, info, UwsgiStart::Read(buf));
+            return;
+        }
+        Err(UwsgiRead::Closed) => return,
+        Err(UwsgiRead::Status(status, cgi)) => {
+            lp.general_uwsgi(stream, info, UwsgiStart::Refuse(status, cgi));
+            return;
+        }
+    };
+    if buf.len() < length {
+        lp.general_uwsgi(stream, info, UwsgiStart::Body { cgi, buf, length });
+        return;
+    }
+    buf.truncate(length);
+    let body = buf.freeze();
+    let head = cgi
+        .get(b"REQUEST_METHOD")
+        .is_some_and(|m| &m[..] == b"HEAD");
+    let access = AccessInfo::of(&cgi);
+    let (resp, token) = match static_response(worker, &cgi) {
+        Some(r) => (r, None),
+        None => {
+            let token = worker.app_started();
+            let resp = worker.executor.call(Request { cgi, body, head }).await;
+            (resp, token)
+        }
+    };
+    let (status, exception) = (resp.status, resp.exception);
+    let out = super::uwsgi_response_head(&resp);
+    let done = move |worker: &super::Worker, sent| {
+        access.finish(worker, token, (status, sent, exception), started);
+    };
+    let declared = resp.content_length;
+    let in_memory = match resp.body {
+        _ if head => {
+            drop(resp.body);
+            Vec::new()
+        }
+        Body::Full(b) => vec![b],
+        Body::Chunks(c) => c,
+        Body::Empty => Vec::new(),
+        body => {
+            let framing = declared.map_or(Framing::Close, Framing::Length);
+            lp.finish_later(stream, out, Some((body, framing)), done);
+            return;
+        }
+    };
+    let (pieces, short) = match declared {
+        Some(limit) if !head => cut(in_memory, limit),
+        _ => cut(in_memory, u64::MAX),
+    };
+    let short = if declared.is_some() && !head {
+        short
+    } else {
+        0
+    };
+    send_or_finish(lp, stream, out, pieces, short, done);
+}
+
+/// Send `out` and `pieces` now if the socket takes them, else finish on a task; then
+/// run `done` with the body bytes sent. `short`: how many bytes the body lacks against
+/// its declared length (logged).
+fn send_or_finish(
+    lp: &AcceptLoop,
+    stream: StdConn,
+    out: Vec<u8>,
+    pieces: Vec<Bytes>,
+    short: u64,
+    done: impl FnOnce(&super::Worker, u64) + Send + 'static,
+) {
+    let fd = stream.fd();
+    let worker = &lp.worker;
     let body_len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
     match send_now(fd, &out, &pieces) {
         Sent::All => {
@@ -345,7 +511,7 @@ pub(super) async fn serve(
                 super::log_short_body(short);
             }
             drop(stream);
-            access.finish(worker, token, (status, body_len, exception), started);
+            done(worker, body_len);
         }
         Sent::Part(written) => {
             // The socket buffer is full: a task sends the rest.
@@ -360,12 +526,12 @@ pub(super) async fn serve(
                 if short > 0 {
                     super::log_short_body(short);
                 }
-                access.finish(worker, token, (status, body_len, exception), started);
+                done(worker, body_len);
             });
         }
         Sent::Failed => {
             // The client went away; the request was still served.
-            access.finish(worker, token, (status, 0, exception), started);
+            done(worker, 0);
         }
     }
 }
@@ -440,17 +606,15 @@ impl AcceptLoop {
     /// run `done` with the body bytes the task sent.
     fn finish_later(
         &self,
-        stream: std::net::TcpStream,
+        stream: StdConn,
         rest: Vec<u8>,
         body: Option<(Body, Framing)>,
         done: impl FnOnce(&super::Worker, u64) + Send + 'static,
     ) {
         let worker = std::sync::Arc::clone(&self.worker);
-        let conn = stream
-            .set_nonblocking(true)
-            .and_then(|()| tokio::net::TcpStream::from_std(stream));
-        let Ok(conn) = conn else { return };
-        let mut conn = Conn::Tcp(conn);
+        let Ok(mut conn) = stream.into_conn() else {
+            return;
+        };
         self.tracker.spawn(async move {
             let mut sent = 0;
             if conn.write_all(&rest).await.is_ok() {
