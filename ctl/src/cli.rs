@@ -28,7 +28,8 @@ Exit codes (as supervisorctl and LSB init scripts):
   3  not running: rsgid is not running (no socket, or nothing answers on it);
      `status NAME`: the vassal is not running; `list`: some vassal is not running
      (stopped, failed, backoff or idle; starting, ready, reloading and stopping count
-     as running)
+     as running); `reload NAME`: the vassal is not running (anything but starting,
+     ready or reloading), so there is nothing to reload
   4  no such vassal
 
 The socket is mode 0660: its owner and group may use it. rsgid's answers are
@@ -66,6 +67,8 @@ pub enum Verb {
         name: Option<String>,
     },
     /// Gracefully reload a vassal (a new generation, then the old one stops), or all.
+    /// Exit 3 if the vassal is not running (with --all: one line per vassal, those
+    /// not running included, and exit 0 unless a reload failed).
     #[command(group(clap::ArgGroup::new("target").required(true).args(["name", "all"])))]
     Reload {
         /// The vassal.
@@ -256,6 +259,10 @@ fn reload(
     let waiting = client.with_timeout(if wait { None } else { Some(TIMEOUT) });
     let result: ActionResult = waiting.post(&target, None::<&()>)?;
     let code = report(&result, json, out);
+    if name.is_some() && !result.not_running.is_empty() {
+        // Nothing was reloaded: no new generation, no output of one to show.
+        return Ok(exit::NOT_RUNNING);
+    }
     if !result.ok && wait && !json {
         // The reason is usually in the new generation's output (a traceback).
         if let Some(name) = name {

@@ -32,8 +32,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// A usage error (clap's code).
     pub const USAGE: u8 = 2;
-    /// Not running: rsgid (no socket, nothing answers), the vassal of `status NAME`,
-    /// or some vassal for `list`.
+    /// Not running: rsgid (no socket, nothing answers), the vassal of `status NAME` or
+    /// `reload NAME`, or some vassal for `list`.
     pub const NOT_RUNNING: u8 = 3;
     /// No such vassal.
     pub const NO_SUCH_VASSAL: u8 = 4;

@@ -51,7 +51,7 @@ use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
 
-use crate::emperor::{Command, Msg, Reply};
+use crate::emperor::{Command, Msg, Pending, Reply};
 use crate::settings::Settings;
 
 /// The socket's permissions: owner and group read/write, nobody else.
@@ -572,20 +572,30 @@ async fn answer(reply: Reply, shared: &Shared) -> Response<ResBody> {
     }
 }
 
-/// Wait (until one deadline, `wait` from now) for every pending reload's outcome.
-async fn wait_all(
-    pending: Vec<(String, oneshot::Receiver<ActionResult>)>,
-    wait: Duration,
-) -> ActionResult {
+/// Wait (until one deadline, `wait` from now) for every pending reload's outcome; the
+/// answer has one line per entry, in their order (not-running vassals included).
+/// Not-running vassals do not make it fail: only [`Command::Reload`] of every vassal
+/// answers with them here.
+async fn wait_all(pending: Vec<Pending>, wait: Duration) -> ActionResult {
     let deadline = tokio::time::Instant::now() + wait;
     let mut ok = true;
     let mut lines = Vec::new();
-    for (name, rx) in pending {
+    let mut not_running = Vec::new();
+    for entry in pending {
+        let (name, rx) = match entry {
+            Pending::NotRunning { name, message } => {
+                lines.push(message);
+                not_running.push(name);
+                continue;
+            }
+            Pending::Waiting { name, rx } => (name, rx),
+        };
         let result = match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => ActionResult {
                 ok: false,
                 message: format!("{name}: the reload was abandoned (the vassal went away)"),
+                ..ActionResult::default()
             },
             Err(_) => ActionResult {
                 ok: false,
@@ -593,6 +603,7 @@ async fn wait_all(
                     "{name}: no outcome within {} s (rsgictl status {name} shows how it goes)",
                     wait.as_secs()
                 ),
+                ..ActionResult::default()
             },
         };
         ok &= result.ok;
@@ -601,6 +612,7 @@ async fn wait_all(
     ActionResult {
         ok,
         message: lines.join("\n"),
+        not_running,
     }
 }
 
@@ -919,6 +931,56 @@ mod tests {
         assert_eq!(change(post("/check")), None);
     }
 
+    #[tokio::test]
+    async fn wait_all_keeps_every_vassal_in_order() {
+        let waiting = |name: &str, ok: bool, message: &str| {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(ActionResult {
+                ok,
+                message: message.into(),
+                ..ActionResult::default()
+            });
+            Pending::Waiting {
+                name: name.into(),
+                rx,
+            }
+        };
+        let not_running = |name: &str| Pending::NotRunning {
+            name: name.into(),
+            message: format!("{name}: not running (stopped), nothing to reload"),
+        };
+        let all = vec![
+            waiting("a", true, "a: generation 2 serves"),
+            not_running("b"),
+            waiting("c", true, "c: generation 2 serves"),
+            not_running("d"),
+        ];
+        let r = wait_all(all, Duration::from_secs(5)).await;
+        assert!(
+            r.ok,
+            "not-running vassals do not fail a reload of all: {r:?}"
+        );
+        assert_eq!(
+            r.message,
+            "a: generation 2 serves\nb: not running (stopped), nothing to reload\n\
+             c: generation 2 serves\nd: not running (stopped), nothing to reload"
+        );
+        assert_eq!(r.not_running, ["b", "d"]);
+        let r = wait_all(
+            vec![
+                not_running("a"),
+                waiting("b", false, "b: reload failed: boom"),
+            ],
+            Duration::from_secs(5),
+        )
+        .await;
+        assert!(!r.ok, "{r:?}");
+        assert_eq!(
+            r.message,
+            "a: not running (stopped), nothing to reload\nb: reload failed: boom"
+        );
+    }
+
     /// A fake actor answering every command, and a raw client, over a real socket.
     mod socket {
         #![allow(clippy::unwrap_used)]
@@ -967,9 +1029,13 @@ mod tests {
                                 let _ = tx.send(ActionResult {
                                     ok: false,
                                     message: "app: reload failed: boom".into(),
+                                    ..ActionResult::default()
                                 });
                             });
-                            Reply::Pending(vec![("app".into(), rx)])
+                            Reply::Pending(vec![Pending::Waiting {
+                                name: "app".into(),
+                                rx,
+                            }])
                         }
                         Command::Status(n)
                         | Command::Follow(n)
@@ -979,6 +1045,7 @@ mod tests {
                         other => Reply::Action(ActionResult {
                             ok: true,
                             message: format!("{other:?}"),
+                            ..ActionResult::default()
                         }),
                     };
                     let _ = reply.send(answer);

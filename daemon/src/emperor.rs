@@ -127,14 +127,35 @@ pub enum Reply {
     Follow(Vec<String>, broadcast::Receiver<String>),
     /// A finished action.
     Action(ActionResult),
-    /// Actions still running: each resolves when its vassal's reload is done.
-    Pending(Vec<(String, oneshot::Receiver<ActionResult>)>),
+    /// A reload with `wait` that started at least one reload: one entry per vassal
+    /// asked for, in the order of their names; the waiting ones resolve when their
+    /// vassal's reload is done.
+    Pending(Vec<Pending>),
     /// For [`Command::Check`].
     Check(CheckResult),
     /// No vassal of that name.
     NotFound(String),
     /// For [`Command::Metrics`].
     Metrics(Box<crate::metrics::Snapshot>),
+}
+
+/// One vassal's part of a [`Reply::Pending`].
+#[derive(Debug)]
+pub enum Pending {
+    /// It was not running: nothing to reload.
+    NotRunning {
+        /// The vassal.
+        name: String,
+        /// Its line of the answer.
+        message: String,
+    },
+    /// Its reload started; the outcome comes through `rx`.
+    Waiting {
+        /// The vassal.
+        name: String,
+        /// Resolves when the new generation serves or the reload failed.
+        rx: oneshot::Receiver<ActionResult>,
+    },
 }
 
 /// What went wrong at start-up (fatal for rsgid).
@@ -643,14 +664,17 @@ impl Emperor {
             Report::Reloaded { gen } | Report::Ready { gen } => ActionResult {
                 ok: true,
                 message: format!("{name}: generation {} serves", gen.0),
+                ..ActionResult::default()
             },
             Report::ReloadFailed { reason } => ActionResult {
                 ok: false,
                 message: format!("{name}: reload failed: {reason}"),
+                ..ActionResult::default()
             },
             Report::Failed { reason } => ActionResult {
                 ok: false,
                 message: format!("{name}: failed: {reason}"),
+                ..ActionResult::default()
             },
             _ => return,
         };
@@ -760,36 +784,53 @@ impl Emperor {
                     },
                     None => self.vassals.keys().cloned().collect(),
                 };
-                let mut pending = Vec::new();
+                // One line per vassal, in the order of their names (`names` comes from
+                // the BTreeMap). With `wait`, `entries` holds the same in the same
+                // order, so the not-running ones keep their line when others are
+                // waited for.
                 let mut lines = Vec::new();
+                let mut not_running = Vec::new();
+                let mut entries = Vec::new();
+                let mut waiting = false;
                 for n in names {
-                    let running = self.vassals.get(&n).is_some_and(|v| {
-                        matches!(
-                            v.state.phase,
-                            Phase::Ready { .. } | Phase::Starting { .. } | Phase::Reloading { .. }
-                        )
-                    });
+                    let Some(v) = self.vassals.get_mut(&n) else {
+                        continue;
+                    };
+                    let running = matches!(
+                        v.state.phase,
+                        Phase::Ready { .. } | Phase::Starting { .. } | Phase::Reloading { .. }
+                    );
                     if !running {
-                        lines.push(format!("{n}: not running, nothing to reload"));
+                        let message =
+                            format!("{n}: not running ({}), nothing to reload", v.state.name());
+                        lines.push(message.clone());
+                        not_running.push(n.to_string());
+                        entries.push(Pending::NotRunning {
+                            name: n.to_string(),
+                            message,
+                        });
                         continue;
                     }
                     if wait {
                         let (tx, rx) = oneshot::channel();
-                        if let Some(v) = self.vassals.get_mut(&n) {
-                            v.waiters.push(tx);
-                        }
-                        pending.push((n.to_string(), rx));
+                        v.waiters.push(tx);
+                        entries.push(Pending::Waiting {
+                            name: n.to_string(),
+                            rx,
+                        });
+                        waiting = true;
                     }
                     self.input(&n, Input::CtlReload);
                     lines.push(format!("{n}: reloading"));
                 }
-                if wait && !pending.is_empty() {
-                    Reply::Pending(pending)
+                if waiting {
+                    Reply::Pending(entries)
                 } else {
                     Reply::Action(ActionResult {
-                        ok: name.is_none()
-                            || !lines.iter().any(|l| l.ends_with("nothing to reload")),
+                        // One vassal: not ok if it is not running; every vassal: ok.
+                        ok: name.is_none() || not_running.is_empty(),
                         message: lines.join("\n"),
+                        not_running,
                     })
                 }
             }
@@ -816,6 +857,7 @@ impl Emperor {
         Reply::Action(ActionResult {
             ok: true,
             message: format!("{name}: {what}"),
+            ..ActionResult::default()
         })
     }
 

@@ -88,12 +88,18 @@ pub struct LogLines {
 }
 
 /// The answer to a state-changing call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionResult {
-    /// Whether it did what was asked (for `?wait=1`: the new generation serves).
+    /// Whether it did what was asked (for `?wait=1`: the new generation serves). A
+    /// reload of one vassal that is not running is not ok; `POST /reload` (every
+    /// vassal) is ok unless a reload it started failed.
     pub ok: bool,
-    /// What happened, one line per vassal.
+    /// What happened, one line per vassal, in the order of their names.
     pub message: String,
+    /// For a reload: the vassals that were not running, so not reloaded (in the order
+    /// of their names). Empty for the other calls.
+    #[serde(default)]
+    pub not_running: Vec<String>,
 }
 
 /// `POST /check`: validate an ini without applying it.
@@ -196,5 +202,13 @@ mod tests {
         assert_eq!(json["pid"], 42);
         let back: VassalStatus = serde_json::from_value(json).unwrap();
         assert_eq!(back, status);
+    }
+
+    #[test]
+    fn action_results_from_an_older_rsgid_have_no_not_running() {
+        let r: ActionResult =
+            serde_json::from_str(r#"{"ok":true,"message":"a: stopping"}"#).unwrap();
+        assert!(r.ok);
+        assert!(r.not_running.is_empty());
     }
 }

@@ -370,6 +370,103 @@ fn reload_wait_reports_success_and_failure() {
     assert!(e.log().contains("control: reload app (wait)"), "logged");
 }
 
+#[test]
+fn reload_of_a_stopped_vassal_exits_3() {
+    let mut e = emperor_with(&["a"], &[]);
+    ctl_ok(&e, &["stop", "a"], 0);
+    wait_state(&mut e, "a", "stopped");
+
+    for args in [&["reload", "a"][..], &["reload", "a", "--wait"]] {
+        let out = ctl_ok(&e, args, 3);
+        assert_eq!(
+            out.stderr.trim(),
+            "a: not running (stopped), nothing to reload",
+            "rsgictl {args:?}: {out:#?}"
+        );
+        assert!(out.stdout.is_empty(), "rsgictl {args:?}: {out:#?}");
+    }
+    for args in [
+        &["--json", "reload", "a"][..],
+        &["--json", "reload", "a", "--wait"],
+    ] {
+        let result = ctl_ok(&e, args, 3).json();
+        assert_eq!(result["ok"], false, "{result:#}");
+        assert_eq!(
+            result["message"], "a: not running (stopped), nothing to reload",
+            "{result:#}"
+        );
+        assert_eq!(
+            result["not_running"],
+            serde_json::json!(["a"]),
+            "{result:#}"
+        );
+    }
+    // Nothing was started by it.
+    let s = state(&e, "a").unwrap();
+    assert_eq!(s["state"], "stopped", "{s:#}");
+    assert!(e.vassal_pids("a").is_empty(), "a has a process again");
+}
+
+#[test]
+fn reload_all_gives_every_vassal_its_line_in_name_order() {
+    let mut e = Emperor::start(&[]);
+    // `a` can be broken for its next generation; `b` gets stopped; `c` reloads fine.
+    let a_py = e.dir().join("a.py");
+    std::fs::copy(apps_dir().join("hello.py"), &a_py).unwrap();
+    e.write_vassal("a", &ini(path_str(&a_py)));
+    e.write_vassal("b", &ini(&app("hello")));
+    e.write_vassal("c", &ini(&app("hello")));
+    for name in ["a", "b", "c"] {
+        wait_state(&mut e, name, "ready");
+        e.wait_serving(name, "/", DEADLINE);
+    }
+    ctl_ok(&e, &["stop", "b"], 0);
+    wait_state(&mut e, "b", "stopped");
+    let b_line = "b: not running (stopped), nothing to reload";
+
+    // Others pending: the stopped one keeps its line, in its place.
+    let out = ctl_ok(&e, &["reload", "--all", "--wait"], 0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["a: generation 2 serves", b_line, "c: generation 2 serves"],
+        "{out:#?}"
+    );
+    let result = ctl_ok(&e, &["--json", "reload", "--all", "--wait"], 0).json();
+    assert_eq!(result["ok"], true, "{result:#}");
+    assert_eq!(
+        result["message"],
+        format!("a: generation 3 serves\n{b_line}\nc: generation 3 serves"),
+        "{result:#}"
+    );
+    assert_eq!(
+        result["not_running"],
+        serde_json::json!(["b"]),
+        "{result:#}"
+    );
+
+    // Without --wait, the same lines at once.
+    let out = ctl_ok(&e, &["reload", "--all"], 0);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines, ["a: reloading", b_line, "c: reloading"], "{out:#?}");
+    wait_state_gen(&mut e, "a", 4);
+    wait_state_gen(&mut e, "c", 4);
+
+    // A failed reload: every line still there, in order, on stderr, exit 1.
+    std::fs::write(&a_py, "raise ImportError('broken on purpose')\n").unwrap();
+    let out = ctl_ok(&e, &["reload", "--all", "--wait"], 1);
+    let firsts: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| ["a: ", "b: ", "c: "].iter().any(|p| l.starts_with(p)))
+        .collect();
+    assert_eq!(firsts.len(), 3, "{out:#?}");
+    assert!(firsts[0].starts_with("a: reload failed"), "{out:#?}");
+    assert_eq!(firsts[1], b_line, "{out:#?}");
+    assert_eq!(firsts[2], "c: generation 5 serves", "{out:#?}");
+    assert_eq!(state(&e, "b").unwrap()["state"], "stopped");
+}
+
 /// Poll until vassal `name` is ready at generation `gen`.
 fn wait_state_gen(e: &mut Emperor, name: &str, gen: u64) -> serde_json::Value {
     let end = Instant::now() + DEADLINE;
