@@ -16,6 +16,7 @@ Routes (query parameters in brackets):
   /short            Content-Length: 10 but a body of 5 bytes
   /long             Content-Length: 5 but a body of 10 bytes
   /close [marker]   an iterable whose close() appends "closed" to the marker file
+  /close_list [marker]  the same, over a list (as Django's HttpResponse): sent whole
   /close_slow [marker, n]  the same, yielding a chunk every 50 ms (n chunks)
   /errors           writes a line to wsgi.errors
   /slow [s, marker] sleeps s seconds (writes "started" to the marker first)
@@ -202,6 +203,18 @@ def close(environ, start_response):
     return ClosingIterable(_marker(environ), [b"part1-", b"part2"])
 
 
+class ListBacked(ClosingIterable):
+    """Like Django's HttpResponse: iterating it iterates a list."""
+
+    def __iter__(self):
+        return iter(self.chunks)
+
+
+def close_list(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ListBacked(_marker(environ), [b"list-", b"backed"])
+
+
 def close_slow(environ, start_response):
     n = int(_query(environ).get("n", "400"))
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -263,6 +276,7 @@ ROUTES = {
     "/short": short,
     "/long": long_,
     "/close": close,
+    "/close_list": close_list,
     "/close_slow": close_slow,
     "/errors": errors,
     "/slow": slow,

@@ -335,6 +335,41 @@ fn close_is_called_on_the_iterable() {
 }
 
 #[test]
+fn an_iterable_over_a_list_is_sent_whole_and_closed_once() {
+    // Django's HttpResponse iterates a list: rsgi collects it (a Content-Length instead
+    // of chunks), and close() still runs once, after the body is out.
+    for extra in [&[][..], &["--threads", "2"][..]] {
+        let s = serve_http("environ_app", extra);
+        for (i, keep_alive) in [false, true].into_iter().enumerate() {
+            let marker = s.dir.path().join(format!("closed-{i}.txt"));
+            let raw = format!(
+                "GET /close_list?marker={} HTTP/1.1\r\nHost: localhost\r\n{}\r\n",
+                path_str(&marker),
+                if keep_alive {
+                    ""
+                } else {
+                    "Connection: close\r\n"
+                }
+            );
+            let mut conn = HttpConn::connect(&s.addr).unwrap();
+            let resp = conn.request(raw.as_bytes()).unwrap();
+            assert_eq!(
+                resp.text(),
+                "list-backed",
+                "{extra:?} keep-alive {keep_alive}"
+            );
+            assert_eq!(resp.header("content-length"), Some("11"));
+            assert!(!resp.chunked);
+            wait_until(
+                Duration::from_secs(10),
+                "close() to write the marker",
+                || fs::read_to_string(&marker).is_ok_and(|m| m == "closed\n"),
+            );
+        }
+    }
+}
+
+#[test]
 fn close_is_called_when_the_client_goes_away() {
     let s = serve_http("environ_app", &[]);
     let marker = s.dir.path().join("closed.txt");

@@ -91,6 +91,10 @@ pub struct App {
     /// The environ entries that never change (wsgi.version, wsgi.errors, ...); each
     /// request starts from a copy.
     template: Py<PyDict>,
+    /// The types of `iter([])` and `iter(())`: an app iterable whose iterator is one of
+    /// these holds its whole body in memory (Django's `HttpResponse`), so it is
+    /// collected at once instead of streamed.
+    in_memory_iters: [Py<pyo3::types::PyType>; 2],
 }
 
 impl App {
@@ -172,9 +176,17 @@ pub fn load_app(
         };
         let template =
             wsgi::environ_template(py, multithread, multiprocess).map_err(|e| fail(py, e))?;
+        let iter_type = |o: Bound<'_, PyAny>| -> PyResult<Py<pyo3::types::PyType>> {
+            Ok(o.try_iter()?.get_type().unbind())
+        };
+        let in_memory_iters = [
+            iter_type(PyList::empty(py).into_any()).map_err(|e| fail(py, e))?,
+            iter_type(pyo3::types::PyTuple::empty(py).into_any()).map_err(|e| fail(py, e))?,
+        ];
         Ok(App {
             callable: callable.unbind(),
             template: template.unbind(),
+            in_memory_iters,
         })
     })
 }

@@ -102,7 +102,7 @@ pub(super) fn call(py: Python<'_>, app: &App, mut req: Request) -> Response {
         Ok(r) => r,
         Err(e) => return internal_error(py, &e, "the app raised"),
     };
-    match respond(py, &start, &result, req.head) {
+    match respond(py, app, &start, &result, req.head) {
         Ok(resp) => resp,
         Err(e) => {
             close_iterable(py, &result);
@@ -114,6 +114,7 @@ pub(super) fn call(py: Python<'_>, app: &App, mut req: Request) -> Response {
 /// Turn the returned iterable into a response. On error the caller calls `close()`.
 fn respond(
     py: Python<'_>,
+    app: &App,
     start: &Bound<'_, StartResponse>,
     result: &Bound<'_, PyAny>,
     head: bool,
@@ -138,8 +139,32 @@ fn respond(
         };
         return head_response(start, body);
     }
-    // Anything else is streamed; the head is known once the first chunk exists.
     let iter = result.try_iter()?;
+    // An iterable over a list or tuple (Django's HttpResponse): pulling it runs no app
+    // code and never blocks, so collect it now too. Its close() still runs after the
+    // body is sent: the body's bytes own the iterable and close it when dropped.
+    let iter_type = iter.get_type();
+    if !head && app.in_memory_iters.iter().any(|t| iter_type.is(t.bind(py))) {
+        let mut chunks: Vec<Bytes> = Vec::new();
+        for item in iter {
+            chunks.push(chunk_bytes(&item?)?);
+        }
+        let data = match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => Bytes::from(chunks.concat()),
+        };
+        let body = if data.is_empty() {
+            close_iterable(py, result);
+            Body::Empty
+        } else {
+            Body::Full(Bytes::from_owner(ClosesWhenSent {
+                data,
+                result: Some(result.clone().unbind()),
+            }))
+        };
+        return head_response(start, body);
+    }
+    // Anything else is streamed; the head is known once the first chunk exists.
     let mut first = None;
     if !head {
         for item in iter.clone() {
@@ -323,6 +348,30 @@ impl Drop for Closer {
     fn drop(&mut self) {
         if let Some(result) = self.0.take() {
             Python::attach(|py| close_iterable(py, result.bind(py)));
+        }
+    }
+}
+
+/// A collected body that calls the app iterable's `close()` once its bytes are dropped,
+/// i.e. once the response is sent (or the client went away).
+struct ClosesWhenSent {
+    data: Bytes,
+    result: Option<Py<PyAny>>,
+}
+
+impl AsRef<[u8]> for ClosesWhenSent {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for ClosesWhenSent {
+    fn drop(&mut self) {
+        if let Some(result) = self.result.take() {
+            Python::attach(|py| {
+                close_iterable(py, result.bind(py));
+                drop(result);
+            });
         }
     }
 }
