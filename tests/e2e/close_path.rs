@@ -301,3 +301,31 @@ fn a_big_uwsgi_response_finishes_on_a_task_while_others_are_served() {
     assert_eq!(resp.body.len(), 16 << 20);
     assert!(resp.body.chunks(16).all(|c| c == b"0123456789abcdef"));
 }
+
+#[test]
+fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+    // `printf 'GET / ...' | nc -N host port`: the write side closes right after the
+    // request, on either path (keep-alive goes through hyper, close through the close
+    // path).
+    let s = serve_shapes(&[], &[]);
+    for head in [
+        "HTTP/1.1\r\nHost: x",
+        "HTTP/1.1\r\nHost: x\r\nConnection: close",
+    ] {
+        for _ in 0..20 {
+            let mut c = s.addr.connect().unwrap();
+            c.set_timeouts(Duration::from_secs(10)).unwrap();
+            c.write_all(format!("GET / {head}\r\n\r\n").as_bytes())
+                .unwrap();
+            c.shutdown(std::net::Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            let resp = parse_response(&got, false).unwrap();
+            assert_eq!(
+                (resp.status, resp.text().as_str()),
+                (200, "hello"),
+                "{head:?}"
+            );
+        }
+    }
+}
