@@ -329,3 +329,51 @@ fn a_client_that_half_closes_after_its_request_gets_the_answer() {
         }
     }
 }
+
+#[test]
+fn a_long_stream_leaves_the_worker_to_others_and_is_closed_when_the_client_goes() {
+    // 400 chunks, one every 50 ms (20 s): after a few chunks a task takes the stream
+    // over, so other clients are served meanwhile; when the client leaves, the app's
+    // close() runs.
+    for (i, head) in ["Connection: close\r\n", ""].into_iter().enumerate() {
+        long_stream_interleaves(i, head);
+    }
+}
+
+/// One case of the test above: `head` is an extra header line (Connection: close, for
+/// the close path, or nothing, for hyper's keep-alive path).
+fn long_stream_interleaves(case: usize, head: &str) {
+    let s = serve_http("environ_app", &[]);
+    let marker = s.dir.path().join(format!("closed-{case}.txt"));
+    let mut slow = s.addr.connect().unwrap();
+    slow.set_timeouts(Duration::from_secs(10)).unwrap();
+    slow.write_all(
+        format!(
+            "GET /close_slow?marker={}&n=400 HTTP/1.1\r\nHost: x\r\n{head}\r\n",
+            path_str(&marker)
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let mut first = [0u8; 64];
+    let n = slow.read(&mut first).unwrap();
+    assert!(
+        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200 OK"),
+        "{:?}",
+        String::from_utf8_lossy(&first[..n])
+    );
+    for _ in 0..3 {
+        let ok = get(&s.addr, "/head");
+        assert_eq!(ok.text(), "head body");
+    }
+    assert!(
+        !marker.exists(),
+        "case {case}: the stream must still be running while the others are served"
+    );
+    drop(slow);
+    wait_until(
+        Duration::from_secs(10),
+        "close() after the client went away",
+        || std::fs::read_to_string(&marker).is_ok_and(|m| m.contains("closed")),
+    );
+}

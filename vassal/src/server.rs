@@ -64,6 +64,9 @@ const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
 /// How many connections in a row the close path's accept loop may pass on to the
 /// general path before it yields.
 const ACCEPT_BURST: u32 = 16;
+/// How long a streamed body may keep the worker's thread before it lets the other
+/// connections in (see `RespBody::poll_frame`).
+const STREAM_TURN: Duration = Duration::from_millis(2);
 /// Chunk size for file bodies that cannot use sendfile.
 const FILE_CHUNK: usize = 64 * 1024;
 
@@ -841,6 +844,11 @@ pub struct RespBody {
     /// Chunks of `Body::Chunks`, in order (reversed for cheap pops).
     rev_chunks: Vec<Bytes>,
     done: bool,
+    /// After a streamed chunk: a turn for the other tasks and the I/O driver before the
+    /// next one (see `poll_frame`).
+    pause: Option<Pin<Box<dyn std::future::Future<Output = ()> + Send>>>,
+    /// When the stream last let the others in (set at its first chunk).
+    last_pause: Option<Instant>,
 }
 
 impl RespBody {
@@ -857,6 +865,8 @@ impl RespBody {
             remaining: declared,
             rev_chunks,
             done: false,
+            pause: None,
+            last_pause: None,
         }
     }
 
@@ -898,7 +908,16 @@ impl RespBody {
                     Err(e) => Poll::Ready(Some(Err(StreamError(e.to_string())))),
                 }
             }
-            Body::Stream(source) => Poll::Ready(source.next_chunk().transpose()),
+            Body::Stream(source) => {
+                let next = source.next_chunk().transpose();
+                let now = Instant::now();
+                let last = *self.last_pause.get_or_insert(now);
+                if now.duration_since(last) >= STREAM_TURN {
+                    self.pause = Some(Box::pin(tokio::task::yield_now()));
+                    self.last_pause = Some(now);
+                }
+                Poll::Ready(next)
+            }
             Body::Channel(rx) => rx.poll_recv(cx),
         }
     }
@@ -915,6 +934,18 @@ impl hyper::body::Body for RespBody {
         let this = &mut *self;
         if this.done {
             return Poll::Ready(None);
+        }
+        if let Some(pause) = &mut this.pause {
+            // With `threads = 1` a generator runs on this thread: pulling chunk after
+            // chunk without a pause would hold every other connection of the worker
+            // until the stream ends (a slow generator, for its whole length). A
+            // `yield_now` once the stream had the thread for STREAM_TURN lets the I/O
+            // driver and the other tasks in (waking ourselves would not: the driver is
+            // only polled when no task is ready, or every 61 polls).
+            if pause.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.pause = None;
         }
         loop {
             let next = match this.next_raw(cx) {

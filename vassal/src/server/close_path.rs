@@ -37,13 +37,18 @@ use super::{
 };
 use crate::cgi::{self, ConnInfo};
 use crate::python::Request;
-use crate::response::{Body, Response};
+use crate::response::{Body, ChunkSource, Response};
 
 /// How much of a request the close path reads at once; a longer head takes the general
 /// path (which allows more).
 pub(super) const READ_BUF: usize = 8192;
 /// The most request headers the close path parses (more: the general path).
 const MAX_HEADERS: usize = 64;
+/// How many chunks of a streamed body the accept loop sends itself before a task takes
+/// over (see [`pump`]).
+const PUMP_CHUNKS: u32 = 8;
+/// How long the accept loop may spend on a streamed body before a task takes over.
+const PUMP_TIME: std::time::Duration = std::time::Duration::from_millis(2);
 /// At most this many body pieces go into one sendmsg(2); more are joined first.
 const MAX_IOVECS: usize = 32;
 
@@ -389,8 +394,14 @@ pub(super) async fn serve_http(lp: &AcceptLoop, stream: StdConn, info: ConnInfo,
         (Framing::Length(limit), Body::Full(b)) => Some(cut(vec![b], limit)),
         (Framing::Length(limit), Body::Chunks(c)) => Some(cut(c, limit)),
         (Framing::Length(limit), Body::Empty) => Some(cut(Vec::new(), limit)),
+        (framing, Body::Stream(source)) => {
+            pump(lp, stream, out, source, framing, move |worker, sent| {
+                access.finish(worker, token, (status, sent, exception), started);
+            });
+            return;
+        }
         (framing, body) => {
-            // A file or a stream: a task sends the head, then the body.
+            // A file: a task sends the head, then the body (sendfile).
             lp.finish_later(stream, out, Some((body, framing)), move |worker, sent| {
                 access.finish(worker, token, (status, sent, exception), started);
             });
@@ -473,6 +484,11 @@ pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo
         Body::Full(b) => vec![b],
         Body::Chunks(c) => c,
         Body::Empty => Vec::new(),
+        Body::Stream(source) => {
+            let framing = declared.map_or(Framing::Close, Framing::Length);
+            pump(lp, stream, out, source, framing, done);
+            return;
+        }
         body => {
             let framing = declared.map_or(Framing::Close, Framing::Length);
             lp.finish_later(stream, out, Some((body, framing)), done);
@@ -489,6 +505,125 @@ pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo
         0
     };
     send_or_finish(lp, stream, out, pieces, short, done);
+}
+
+/// Send a streamed body (a generator, Flask's response iterable) as the app produces
+/// it, each chunk with one sendmsg(2) (the head goes with the first), framed as
+/// `framing` says; the app's `close()` runs when `source` is dropped at the end. The
+/// app runs on this thread either way (`threads = 1`), so pulling chunks here costs
+/// nothing the general path would not. A task finishes the stream once the socket
+/// buffer is full, or once the stream proves long ([`PUMP_CHUNKS`] chunks or
+/// [`PUMP_TIME`]): there, other connections get their turns between chunks.
+fn pump(
+    lp: &AcceptLoop,
+    stream: StdConn,
+    head: Vec<u8>,
+    mut source: Box<dyn ChunkSource>,
+    framing: Framing,
+    done: impl FnOnce(&super::Worker, u64) + Send + 'static,
+) {
+    let fd = stream.fd();
+    let limit = match framing {
+        Framing::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut pending = head;
+    let mut sent: u64 = 0;
+    let mut pulled = 0;
+    let started = Instant::now();
+    let complete = loop {
+        if pulled == PUMP_CHUNKS || started.elapsed() > PUMP_TIME {
+            // A long stream: a task goes on with it (nothing is pending here).
+            let framing = match framing {
+                Framing::Length(n) => Framing::Length(n - sent),
+                other => other,
+            };
+            lp.finish_later(
+                stream,
+                pending,
+                Some((Body::Stream(source), framing)),
+                move |worker, more| done(worker, sent + more),
+            );
+            return;
+        }
+        pulled += 1;
+        let mut chunk = match source.next_chunk() {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break true,
+            Err(_) => break false, // the Python layer logged it
+        };
+        let room = limit - sent;
+        if room == 0 {
+            break true;
+        }
+        if chunk.len() as u64 > room {
+            chunk.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let len = chunk.len() as u64;
+        let mut pieces = Vec::with_capacity(2);
+        if framing == Framing::Chunked {
+            pending.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            pieces.push(chunk);
+            pieces.push(Bytes::from_static(b"\r\n"));
+        } else {
+            pieces.push(chunk);
+        }
+        match send_now(fd, &pending, &pieces) {
+            Sent::All => {
+                pending.clear();
+                sent += len;
+            }
+            Sent::Part(written) => {
+                let rest = unsent(&pending, &pieces, written);
+                sent += len;
+                let framing = match framing {
+                    Framing::Length(n) => Framing::Length(n - sent),
+                    other => other,
+                };
+                lp.finish_later(
+                    stream,
+                    rest,
+                    Some((Body::Stream(source), framing)),
+                    move |worker, more| done(worker, sent + more),
+                );
+                return;
+            }
+            Sent::Failed => {
+                drop(source);
+                done(&lp.worker, sent);
+                return;
+            }
+        }
+    };
+    if framing == Framing::Chunked && complete {
+        // The last chunk only after a complete body: a cut one stays visibly cut.
+        pending.extend_from_slice(b"0\r\n\r\n");
+    }
+    if let Framing::Length(n) = framing {
+        if sent < n {
+            super::log_short_body(n - sent);
+        }
+    }
+    send_or_finish(lp, stream, pending, Vec::new(), 0, move |worker, _| {
+        done(worker, sent);
+    });
+    drop(source);
+}
+
+/// What of `head` and `pieces` is left after the first `written` bytes.
+fn unsent(head: &[u8], pieces: &[Bytes], written: usize) -> Vec<u8> {
+    let total = head.len() + pieces.iter().map(Bytes::len).sum::<usize>();
+    let mut rest = Vec::with_capacity(total.saturating_sub(written));
+    let mut skip = written;
+    for piece in std::iter::once(head).chain(pieces.iter().map(|p| &p[..])) {
+        let take = skip.min(piece.len());
+        rest.extend_from_slice(&piece[take..]);
+        skip -= take;
+    }
+    rest
 }
 
 /// Send `out` and `pieces` now if the socket takes them, else finish on a task; then
@@ -515,13 +650,7 @@ fn send_or_finish(
         }
         Sent::Part(written) => {
             // The socket buffer is full: a task sends the rest.
-            let mut rest = Vec::with_capacity(out.len() + body_len as usize - written);
-            let mut skip = written;
-            for piece in std::iter::once(&out[..]).chain(pieces.iter().map(|p| &p[..])) {
-                let take = skip.min(piece.len());
-                rest.extend_from_slice(&piece[take..]);
-                skip -= take;
-            }
+            let rest = unsent(&out, &pieces, written);
             lp.finish_later(stream, rest, None, move |worker, _| {
                 if short > 0 {
                     super::log_short_body(short);
@@ -859,6 +988,26 @@ mod tests {
         }
         let many: Vec<Bytes> = (0..100).map(|_| b("x")).collect();
         assert_eq!(cut(many, 100).0, vec![Bytes::from(vec![b'x'; 100])]);
+    }
+
+    #[test]
+    fn unsent_is_what_follows_the_written_bytes() {
+        let pieces = [Bytes::from_static(b"body"), Bytes::from_static(b"\r\n")];
+        let cases: &[(usize, &[u8])] = &[
+            (0, b"head body\r\n"),
+            (3, b"d body\r\n"),
+            (5, b"body\r\n"),
+            (7, b"dy\r\n"),
+            (10, b"\n"),
+            (11, b""),
+        ];
+        for (written, want) in cases {
+            assert_eq!(
+                unsent(b"head ", &pieces, *written),
+                want.to_vec(),
+                "{written}"
+            );
+        }
     }
 
     #[test]
