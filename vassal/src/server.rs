@@ -161,7 +161,8 @@ pub async fn serve(
             };
             // SAFETY: the listener owns its fd, which stays open and the same for as
             // long as the AsyncFd (its owner) lives.
-            let l = unsafe { AsyncFd::register(l) }.map_err(|e| io::Error::other(e.to_string()))?;
+            let l = unsafe { AsyncFd::register_with_interest(l, tokio::io::Interest::READABLE) }
+                .map_err(|e| io::Error::other(e.to_string()))?;
             tokio::spawn(accept.run_close_path(l));
             continue;
         }
