@@ -1152,16 +1152,16 @@ async fn read_uwsgi(
             UwsgiHead::Parsed { cgi, length } => {
                 return read_uwsgi_body(conn, cgi, buf, length).await
             }
-            UwsgiHead::Incomplete => {
-                let n = conn
-                    .read_buf(&mut buf)
-                    .await
-                    .map_err(|_| UwsgiRead::Closed)?;
-                if n == 0 {
-                    return Err(UwsgiRead::Closed);
-                }
-            }
+            UwsgiHead::Incomplete => read_more(conn, &mut buf).await?,
         }
+    }
+}
+
+/// Read what the client sent next into `buf`; its end or an error closes.
+async fn read_more(conn: &mut Conn, buf: &mut BytesMut) -> Result<(), UwsgiRead> {
+    match conn.read_buf(buf).await {
+        Ok(0) | Err(_) => Err(UwsgiRead::Closed),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -1174,13 +1174,7 @@ async fn read_uwsgi_body(
 ) -> Result<(CgiVars, Bytes), UwsgiRead> {
     while buf.len() < length {
         buf.reserve(length - buf.len());
-        let n = conn
-            .read_buf(&mut buf)
-            .await
-            .map_err(|_| UwsgiRead::Closed)?;
-        if n == 0 {
-            return Err(UwsgiRead::Closed);
-        }
+        read_more(conn, &mut buf).await?;
     }
     buf.truncate(length);
     Ok((cgi, buf.freeze()))

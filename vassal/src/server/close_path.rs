@@ -534,16 +534,7 @@ fn pump(
     let complete = loop {
         if pulled == PUMP_CHUNKS || started.elapsed() > PUMP_TIME {
             // A long stream: a task goes on with it (nothing is pending here).
-            let framing = match framing {
-                Framing::Length(n) => Framing::Length(n - sent),
-                other => other,
-            };
-            lp.finish_later(
-                stream,
-                pending,
-                Some((Body::Stream(source), framing)),
-                move |worker, more| done(worker, sent + more),
-            );
+            hand_over(lp, stream, pending, source, framing, sent, done);
             return;
         }
         pulled += 1;
@@ -578,17 +569,7 @@ fn pump(
             }
             Sent::Part(written) => {
                 let rest = unsent(&pending, &pieces, written);
-                sent += len;
-                let framing = match framing {
-                    Framing::Length(n) => Framing::Length(n - sent),
-                    other => other,
-                };
-                lp.finish_later(
-                    stream,
-                    rest,
-                    Some((Body::Stream(source), framing)),
-                    move |worker, more| done(worker, sent + more),
-                );
+                hand_over(lp, stream, rest, source, framing, sent + len, done);
                 return;
             }
             Sent::Failed => {
@@ -611,6 +592,29 @@ fn pump(
         done(worker, sent);
     });
     drop(source);
+}
+
+/// Let a task finish a stream: send `rest`, then what `source` still produces. `sent`:
+/// the body bytes already sent (or in `rest`).
+fn hand_over(
+    lp: &AcceptLoop,
+    stream: StdConn,
+    rest: Vec<u8>,
+    source: Box<dyn ChunkSource>,
+    framing: Framing,
+    sent: u64,
+    done: impl FnOnce(&super::Worker, u64) + Send + 'static,
+) {
+    let framing = match framing {
+        Framing::Length(n) => Framing::Length(n - sent),
+        other => other,
+    };
+    lp.finish_later(
+        stream,
+        rest,
+        Some((Body::Stream(source), framing)),
+        move |worker, more| done(worker, sent + more),
+    );
 }
 
 /// What of `head` and `pieces` is left after the first `written` bytes.
