@@ -46,7 +46,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::cgi::{self, CgiVars, ConnInfo};
 use crate::listen::{BoundSocket, Listener};
-use crate::python::{Executor, Request};
+use crate::python::{Executor, Request, Reservation};
 use crate::response::{Body, Response, StreamError};
 use crate::static_files::{self, Lookup, StaticMap};
 use crate::uwsgi;
@@ -246,7 +246,11 @@ impl AcceptLoop {
                 // stay queued for the workers that go on.
                 biased;
                 _ = self.token.cancelled() => return,
-                r = listener.accept() => r,
+                r = async {
+                    // With an app-thread pool: accept only while a thread is free.
+                    self.worker.executor.wait_free().await;
+                    listener.accept().await
+                } => r,
             };
             match accepted {
                 Ok((stream, peer)) => {
@@ -323,7 +327,7 @@ impl AcceptLoop {
                 let worker = Arc::clone(&self.worker);
                 let stop = self.token.clone();
                 self.tracker
-                    .spawn(handle_http(conn, prefix, info, worker, stop));
+                    .spawn(handle_http(conn, prefix, info, (worker, None), stop));
             }
             Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
         }
@@ -336,7 +340,8 @@ impl AcceptLoop {
         match conn.into_conn() {
             Ok(conn) => {
                 let worker = Arc::clone(&self.worker);
-                self.tracker.spawn(handle_uwsgi(conn, info, worker, start));
+                self.tracker
+                    .spawn(handle_uwsgi(conn, info, worker, start, None));
             }
             Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
         }
@@ -349,7 +354,11 @@ impl AcceptLoop {
                 // stay queued for the workers that go on.
                 biased;
                 _ = self.token.cancelled() => return,
-                r = listener.accept() => r,
+                r = async {
+                    // With an app-thread pool: accept only while a thread is free.
+                    self.worker.executor.wait_free().await;
+                    listener.accept().await
+                } => r,
             };
             match accepted {
                 Ok((stream, _)) => self.dispatch(Conn::Unix(stream), unix_info()).await,
@@ -375,15 +384,24 @@ impl AcceptLoop {
 
     fn spawn_conn(&self, conn: Conn, info: ConnInfo) {
         let worker = Arc::clone(&self.worker);
+        // With an app-thread pool, the connection holds a thread from now until its
+        // first request reaches the pool (see `Reservation`).
+        let reserved = worker.executor.reserve();
         match self.protocol {
             Protocol::Uwsgi => {
                 let start = UwsgiStart::Read(BytesMut::new());
-                self.tracker.spawn(handle_uwsgi(conn, info, worker, start));
+                self.tracker
+                    .spawn(handle_uwsgi(conn, info, worker, start, reserved));
             }
             Protocol::Http => {
                 let stop = self.token.clone();
-                self.tracker
-                    .spawn(handle_http(conn, Bytes::new(), info, worker, stop));
+                self.tracker.spawn(handle_http(
+                    conn,
+                    Bytes::new(),
+                    info,
+                    (worker, reserved),
+                    stop,
+                ));
             }
         }
     }
@@ -554,15 +572,17 @@ impl AccessInfo {
 // HTTP/1.1
 // ---------------------------------------------------------------------------------
 
-/// Serve one HTTP connection with hyper; `prefix`: bytes already read from it.
+/// Serve one HTTP connection with hyper; `prefix`: bytes already read from it;
+/// `reserved`: the app thread held for its first request.
 async fn handle_http(
     conn: Conn,
     prefix: Bytes,
     info: ConnInfo,
-    worker: Arc<Worker>,
+    (worker, reserved): (Arc<Worker>, Option<Reservation>),
     stop: CancellationToken,
 ) {
     let info = Arc::new(info);
+    let reserved = Arc::new(std::sync::Mutex::new(reserved));
     let service = {
         // An Arc: cloning a CancellationToken takes a lock, an Arc clone does not.
         let stop = Arc::new(stop.clone());
@@ -570,8 +590,9 @@ async fn handle_http(
             let worker = Arc::clone(&worker);
             let info = Arc::clone(&info);
             let stop = Arc::clone(&stop);
+            let reserved = reserved.lock().ok().and_then(|mut r| r.take());
             async move {
-                let mut resp = http_request(req, &worker, &info).await;
+                let mut resp = http_request(req, &worker, &info, reserved).await;
                 if stop.is_cancelled() {
                     // The worker is stopping: this is the connection's last response,
                     // and the client learns it from the response (hyper closes after
@@ -694,6 +715,7 @@ async fn http_request(
     req: hyper::Request<hyper::body::Incoming>,
     worker: &Worker,
     info: &ConnInfo,
+    reserved: Option<Reservation>,
 ) -> hyper::Response<RespBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -751,7 +773,10 @@ async fn http_request(
                 ));
             }
             let token = worker.app_started();
-            let resp = worker.executor.call(Request { cgi, body, head }).await;
+            let resp = worker
+                .executor
+                .call_reserved(Request { cgi, body, head }, reserved)
+                .await;
             let exception = resp.exception;
             let status = resp.status;
             let (out, bytes) = to_http(resp, head);
@@ -1034,7 +1059,13 @@ enum UwsgiStart {
     Refuse(u16, Option<CgiVars>),
 }
 
-async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>, start: UwsgiStart) {
+async fn handle_uwsgi(
+    mut conn: Conn,
+    info: ConnInfo,
+    worker: Arc<Worker>,
+    start: UwsgiStart,
+    reserved: Option<Reservation>,
+) {
     let started = Instant::now();
     let request = async {
         match start {
@@ -1064,7 +1095,10 @@ async fn handle_uwsgi(mut conn: Conn, info: ConnInfo, worker: Arc<Worker>, start
         Some(r) => (r, None),
         None => {
             let token = worker.app_started();
-            let resp = worker.executor.call(Request { cgi, body, head }).await;
+            let resp = worker
+                .executor
+                .call_reserved(Request { cgi, body, head }, reserved)
+                .await;
             (resp, token)
         }
     };

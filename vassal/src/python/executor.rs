@@ -6,8 +6,13 @@
 //! - [`Executor::Pool`] (`threads = N > 1`): N app threads, each attached to the
 //!   interpreter once; they release the GIL while they wait for work and while they
 //!   wait for the client to take a streamed chunk. The I/O thread awaits the answer on
-//!   a oneshot channel and never holds the GIL across an `.await`.
+//!   a oneshot channel and never holds the GIL across an `.await`. The pool counts
+//!   its busy threads (a job counts from the moment it is queued until its thread is
+//!   done with it, streamed body included): the accept loops wait for a free thread
+//!   before they accept ([`Executor::wait_free`]), as uWSGI's threads accept only when
+//!   one is free, so a busy worker leaves new connections to the other workers.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
@@ -35,6 +40,55 @@ pub enum Executor {
 /// A pool of app threads.
 pub struct Pool {
     jobs: mpsc::Sender<Job>,
+    busy: Arc<Busy>,
+}
+
+/// An app thread counted as busy for a connection just accepted, until its first
+/// request reaches the pool (which then keeps counting it) or the connection ends
+/// without one. Without it a worker could accept several connections in the moment
+/// before their requests arrive, all "while a thread is free". A client that connects
+/// and sends nothing holds its thread until hyper's header timeout, as a slow client
+/// holds a uWSGI thread.
+pub struct Reservation(Option<Arc<Busy>>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(busy) = self.0.take() {
+            busy.done();
+        }
+    }
+}
+
+/// How many of the pool's threads have a job, and a wake-up when one is done.
+struct Busy {
+    threads: usize,
+    count: AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+impl Busy {
+    fn done(&self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.freed.notify_one();
+    }
+
+    fn has_free(&self) -> bool {
+        self.count.load(Ordering::Acquire) < self.threads
+    }
+
+    /// Wait until fewer jobs than threads are out.
+    async fn wait_free(&self) {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a thread freed in between still wakes us.
+            freed.as_mut().enable();
+            if self.has_free() {
+                return;
+            }
+            freed.await;
+        }
+    }
 }
 
 impl Executor {
@@ -46,23 +100,59 @@ impl Executor {
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
+        let busy = Arc::new(Busy {
+            threads: threads as usize,
+            count: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        });
         for i in 0..threads {
             let app = Arc::clone(&app);
             let rx = Arc::clone(&rx);
+            let busy = Arc::clone(&busy);
             std::thread::Builder::new()
                 .name(format!("rsgi-app-{i}"))
-                .spawn(move || app_thread(&app, &rx))?;
+                .spawn(move || app_thread(&app, &rx, &busy))?;
         }
-        Ok(Executor::Pool(Pool { jobs: tx }))
+        Ok(Executor::Pool(Pool { jobs: tx, busy }))
+    }
+
+    /// Wait until an app thread is free (at once for [`Executor::Inline`]: the accept
+    /// loop itself is the app thread).
+    pub async fn wait_free(&self) {
+        if let Executor::Pool(pool) = self {
+            pool.busy.wait_free().await;
+        }
+    }
+
+    /// Count a thread as busy for a connection just accepted (none for
+    /// [`Executor::Inline`]); see [`Reservation`].
+    pub fn reserve(&self) -> Option<Reservation> {
+        let Executor::Pool(pool) = self else {
+            return None;
+        };
+        pool.busy.count.fetch_add(1, Ordering::AcqRel);
+        Some(Reservation(Some(Arc::clone(&pool.busy))))
     }
 
     /// Run the app for `req`.
     pub async fn call(&self, req: Request) -> Response {
+        self.call_reserved(req, None).await
+    }
+
+    /// Run the app for `req`, on the thread `reservation` holds if there is one.
+    pub async fn call_reserved(&self, req: Request, reservation: Option<Reservation>) -> Response {
         match self {
             Executor::Inline(app) => Python::attach(|py| app.call(py, req)),
             Executor::Pool(pool) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
+                // The job takes a reserved count over (its thread releases it);
+                // otherwise it counts itself.
+                let reserved = reservation.and_then(|mut r| r.0.take());
+                if reserved.is_none() {
+                    pool.busy.count.fetch_add(1, Ordering::AcqRel);
+                }
                 if pool.jobs.send(Job { req, reply }).is_err() {
+                    pool.busy.done();
                     return Response::error(503);
                 }
                 answer.await.unwrap_or_else(|_| Response::error(500))
@@ -71,7 +161,7 @@ impl Executor {
     }
 }
 
-fn app_thread(app: &App, jobs: &Mutex<mpsc::Receiver<Job>>) {
+fn app_thread(app: &App, jobs: &Mutex<mpsc::Receiver<Job>>, busy: &Busy) {
     Python::attach(|py| loop {
         let job = py.detach(|| match jobs.lock() {
             Ok(rx) => rx.recv().ok(),
@@ -92,6 +182,7 @@ fn app_thread(app: &App, jobs: &Mutex<mpsc::Receiver<Job>>) {
                 let _ = job.reply.send(resp);
             }
         }
+        busy.done();
     });
 }
 
@@ -116,4 +207,44 @@ fn pump(
         }
     }
     drop(source);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepting_waits_for_a_free_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let busy = Arc::new(Busy {
+                threads: 2,
+                count: AtomicUsize::new(0),
+                freed: tokio::sync::Notify::new(),
+            });
+            let ready = |b: &Arc<Busy>| {
+                let b = Arc::clone(b);
+                tokio::spawn(async move { b.wait_free().await })
+            };
+            // Free threads: no wait.
+            ready(&busy).await.expect("task");
+            busy.count.fetch_add(2, Ordering::AcqRel);
+            let waiter = ready(&busy);
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!waiter.is_finished(), "both threads are busy");
+            // A thread finishing on another OS thread wakes the waiter.
+            let b = Arc::clone(&busy);
+            std::thread::spawn(move || b.done()).join().expect("thread");
+            tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+                .await
+                .expect("woken")
+                .expect("task");
+            assert_eq!(busy.count.load(Ordering::Acquire), 1);
+        });
+    }
 }
