@@ -17,7 +17,9 @@
 //! - [`python`]: everything that touches CPython (the only module that uses pyo3).
 //! - [`response`]: the response model shared by the protocol writers.
 //! - [`run`]: the program flow from command line to exit code.
-//! - [`server`]: the worker's accept loops and per-connection handlers.
+//! - [`server`]: the worker's accept loops and per-connection handlers, with its close
+//!   path (`server/close_path.rs`: requests that end their connection, answered from the
+//!   accept loop).
 //!
 //! # Theory of operation
 //!
@@ -30,9 +32,12 @@
 //! WSGI environ, calls the app and hands back a [`response::Response`].
 //!
 //! With `threads = 1` the app is called inline on the I/O thread (no thread hop: the
-//! worker has nothing else it could do while the app runs, as in uWSGI's sync mode);
-//! with `threads = N > 1` a pool of N Python threads takes the calls. The GIL is taken
-//! once per request and never held across an `.await`.
+//! worker has nothing else it could do while the app runs, as in uWSGI's sync mode), and
+//! a request that closes its connection (every uwsgi request, HTTP `Connection: close`)
+//! is served right in the accept loop without hyper: one recv, one sendmsg, the same
+//! bytes. With `threads = N > 1` a pool of N Python threads takes the calls, and the
+//! worker accepts only while one of them is free. The GIL is taken once per request and
+//! never held across an `.await`.
 //!
 //! Everything up to the app import runs before any thread exists, so the master of the
 //! process model can fork workers from that point.
