@@ -53,10 +53,21 @@ pub fn align(rows: &[Vec<String>]) -> String {
     out
 }
 
-fn or_dash(value: Option<String>) -> String {
+/// A header row for [`align`].
+pub(crate) fn header(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|&c| c.to_owned()).collect()
+}
+
+/// The value, or `-` for none (or empty).
+pub(crate) fn or_dash(value: Option<String>) -> String {
     value
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| "-".into())
+}
+
+/// A generation number; `-` for 0 (none yet).
+pub(crate) fn generation(generation: u64) -> String {
+    or_dash((generation > 0).then(|| generation.to_string()))
 }
 
 /// The first line of a reason (tracebacks stay for `status`).
@@ -75,11 +86,7 @@ fn row(v: &VassalSummary) -> Vec<String> {
         v.name.clone(),
         v.state.clone(),
         or_dash(v.pid.map(|p| p.to_string())),
-        if v.generation == 0 {
-            "-".into()
-        } else {
-            v.generation.to_string()
-        },
+        generation(v.generation),
         or_dash(v.uptime_secs.map(uptime)),
         v.restarts.to_string(),
         or_dash(Some(v.sockets.join(","))),
@@ -92,12 +99,9 @@ pub fn list(list: &VassalList) -> String {
     if list.vassals.is_empty() {
         return "no vassals\n".into();
     }
-    let mut rows = vec![[
+    let mut rows = vec![header(&[
         "NAME", "STATE", "PID", "GEN", "UPTIME", "RESTARTS", "SOCKET", "REASON",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect::<Vec<_>>()];
+    ])];
     rows.extend(list.vassals.iter().map(row));
     align(&rows)
 }
@@ -108,10 +112,7 @@ pub fn status(s: &VassalStatus) -> String {
     let mut fields = vec![
         ("state", v.state.clone()),
         ("pid", or_dash(v.pid.map(|p| p.to_string()))),
-        (
-            "generation",
-            or_dash((v.generation > 0).then(|| v.generation.to_string())),
-        ),
+        ("generation", generation(v.generation)),
         ("uptime", or_dash(v.uptime_secs.map(uptime))),
         ("restarts", v.restarts.to_string()),
         ("sockets", or_dash(Some(v.sockets.join(", ")))),
@@ -138,12 +139,7 @@ pub fn status(s: &VassalStatus) -> String {
         out.push_str(&format!("  {:width$}  -\n", "workers"));
     } else {
         out.push_str("  workers\n");
-        let mut rows = vec![vec![
-            "ID".to_owned(),
-            "PID".to_owned(),
-            "STATUS".to_owned(),
-            "REQUESTS".to_owned(),
-        ]];
+        let mut rows = vec![header(&["ID", "PID", "STATUS", "REQUESTS"])];
         rows.extend(s.workers.iter().map(|w| {
             vec![
                 w.id.to_string(),

@@ -31,9 +31,6 @@ const CLEAR: &str = "\x1b[H\x1b[2J";
 const HIDE_CURSOR: &str = "\x1b[?25l";
 const SHOW_CURSOR: &str = "\x1b[?25h";
 
-/// A previous answer, to compute rates against.
-pub type Previous<'a> = Option<&'a TopList>;
-
 /// `1.5K`, `36.9M`, `2.0G`: bytes as uwsgitop shows them.
 pub fn human_size(n: u64) -> String {
     const K: f64 = 1024.0;
@@ -69,17 +66,16 @@ fn rates(v: &TopVassal, prev: Option<&TopVassal>, secs: f64) -> (String, String)
     }
 }
 
-/// One frame: a title line and a table, one row per vassal. `interval` is only shown.
-pub fn frame(prev: Previous<'_>, cur: &TopList, interval: Duration) -> String {
+/// One frame: a title line and a table, one row per vassal; rates against `prev`, the
+/// previous answer. `interval` is only shown.
+pub fn frame(prev: Option<&TopList>, cur: &TopList, interval: Duration) -> String {
     let secs = prev.map_or(0.0, |p| {
         cur.time_ms.saturating_sub(p.time_ms) as f64 / 1000.0
     });
-    let mut rows = vec![[
+    let mut rows = vec![table::header(&[
         "VASSAL", "STATE", "PID", "GEN", "REQS", "REQ/S", "AVG-MS", "BUSY", "IDLE", "INFLT", "EXC",
         "5XX", "RSS", "RESTARTS", "RESPAWNS",
-    ]
-    .map(str::to_owned)
-    .to_vec()];
+    ])];
     let mut total_rate = 0.0;
     for v in &cur.vassals {
         let before = prev.and_then(|p| p.vassals.iter().find(|o| o.name == v.name));
@@ -90,12 +86,8 @@ pub fn frame(prev: Previous<'_>, cur: &TopList, interval: Duration) -> String {
         rows.push(vec![
             v.name.clone(),
             v.state.clone(),
-            v.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
-            if v.generation == 0 {
-                "-".to_owned()
-            } else {
-                v.generation.to_string()
-            },
+            table::or_dash(v.pid.map(|p| p.to_string())),
+            table::generation(v.generation),
             v.requests.to_string(),
             rate,
             avg,
@@ -241,8 +233,15 @@ pub fn run(client: &Client, interval: Duration, once: bool, json: bool) -> Resul
         mask.add(sig);
     }
     let _ = mask.thread_block();
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| Error::Protocol(format!("signalfd: {e}")))?;
+    let signals = match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    {
+        Ok(signals) => signals,
+        Err(e) => {
+            // Not rsgid's doing: no client error fits.
+            eprintln!("rsgictl: top: signalfd: {e}");
+            return Ok(exit::FAILURE);
+        }
+    };
     let terminal = Terminal::enter();
     let keys = terminal.saved.is_some();
     let mut prev: Option<TopList> = None;

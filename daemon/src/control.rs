@@ -508,12 +508,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response
                 Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
             }
         }
-        Route::Top => {
-            return match crate::metrics::scrape(&shared.tx).await {
-                Ok(snapshot) => json(StatusCode::OK, &crate::metrics::top(&snapshot)),
-                Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_owned()),
-            }
-        }
+        Route::Top => Command::Metrics,
         Route::List => Command::List,
         Route::Status(name) => Command::Status(name),
         Route::Logs { name, lines } => Command::Logs { name, lines },

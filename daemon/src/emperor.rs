@@ -791,7 +791,6 @@ impl Emperor {
                 let mut lines = Vec::new();
                 let mut not_running = Vec::new();
                 let mut entries = Vec::new();
-                let mut waiting = false;
                 for n in names {
                     let Some(v) = self.vassals.get_mut(&n) else {
                         continue;
@@ -818,12 +817,11 @@ impl Emperor {
                             name: n.to_string(),
                             rx,
                         });
-                        waiting = true;
                     }
                     self.input(&n, Input::CtlReload);
                     lines.push(format!("{n}: reloading"));
                 }
-                if waiting {
+                if entries.iter().any(|e| matches!(e, Pending::Waiting { .. })) {
                     Reply::Pending(entries)
                 } else {
                     Reply::Action(ActionResult {

@@ -172,4 +172,20 @@ mod tests {
             assert_eq!(err.exit_code(), code, "{text}");
         }
     }
+
+    #[test]
+    fn chain_appends_causes_not_already_in_the_line() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("{0}")]
+        struct Outer(&'static str, #[source] std::io::Error);
+        let io = || std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            chain(&Outer("cannot bind 0.0.0.0:80", io())),
+            "cannot bind 0.0.0.0:80: permission denied"
+        );
+        assert_eq!(
+            chain(&Outer("cannot bind 0.0.0.0:80: permission denied", io())),
+            "cannot bind 0.0.0.0:80: permission denied"
+        );
+    }
 }

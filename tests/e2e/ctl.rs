@@ -307,9 +307,7 @@ fn no_rsgid_exits_3_with_the_socket_path() {
 #[test]
 fn reload_wait_reports_success_and_failure() {
     let mut e = Emperor::start(&[]);
-    let app_py = e.dir().join("app.py");
-    std::fs::copy(apps_dir().join("hello.py"), &app_py).unwrap();
-    e.write_vassal("app", &ini(path_str(&app_py)));
+    let app_py = own_hello(&e, "app");
     wait_state(&mut e, "app", "ready");
     e.wait_serving("app", "/", DEADLINE);
 
@@ -411,9 +409,7 @@ fn reload_of_a_stopped_vassal_exits_3() {
 fn reload_all_gives_every_vassal_its_line_in_name_order() {
     let mut e = Emperor::start(&[]);
     // `a` can be broken for its next generation; `b` gets stopped; `c` reloads fine.
-    let a_py = e.dir().join("a.py");
-    std::fs::copy(apps_dir().join("hello.py"), &a_py).unwrap();
-    e.write_vassal("a", &ini(path_str(&a_py)));
+    let a_py = own_hello(&e, "a");
     e.write_vassal("b", &ini(&app("hello")));
     e.write_vassal("c", &ini(&app("hello")));
     for name in ["a", "b", "c"] {
@@ -465,6 +461,15 @@ fn reload_all_gives_every_vassal_its_line_in_name_order() {
     assert_eq!(firsts[1], b_line, "{out:#?}");
     assert_eq!(firsts[2], "c: generation 5 serves", "{out:#?}");
     assert_eq!(state(&e, "b").unwrap()["state"], "stopped");
+}
+
+/// A vassal `name` serving its own copy of `hello.py` (`NAME.py` in the emperor's
+/// directory, to break and mend); returns the copy's path.
+fn own_hello(e: &Emperor, name: &str) -> std::path::PathBuf {
+    let py = e.dir().join(format!("{name}.py"));
+    std::fs::copy(apps_dir().join("hello.py"), &py).unwrap();
+    e.write_vassal(name, &ini(path_str(&py)));
+    py
 }
 
 /// Poll until vassal `name` is ready at generation `gen`.
@@ -732,24 +737,18 @@ fn check_catches_typos_import_errors_and_clashes() {
 }
 
 /// Send `bytes` on a fresh control connection, then read what comes back until the
-/// server closes (or a response arrived and the read times out).
-fn raw(sock: &Path, bytes: &[u8]) -> String {
+/// server closes (or a response arrived and the read times out). With `half_close`,
+/// the write side is shut after the bytes (the server may answer and close before it
+/// read them all); without, the request must ask the server to close.
+fn raw(sock: &Path, bytes: &[u8], half_close: bool) -> String {
     let mut s = UnixStream::connect(sock).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    // The server may answer and close before it read everything.
-    let _ = s.write_all(bytes);
-    let _ = s.shutdown(std::net::Shutdown::Write);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// As [`raw`], for a complete request that asks the server to close after answering:
-/// no half-close.
-fn raw_whole(sock: &Path, bytes: &[u8]) -> String {
-    let mut s = UnixStream::connect(sock).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
-    s.write_all(bytes).unwrap();
+    if half_close {
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+    } else {
+        s.write_all(bytes).unwrap();
+    }
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -798,7 +797,7 @@ fn garbage_on_the_socket_gets_4xx_and_rsgid_runs_on() {
         ),
     ];
     for (what, bytes) in cases.drain(..) {
-        let answer = raw(&sock, &bytes);
+        let answer = raw(&sock, &bytes, true);
         match status_of(&answer) {
             None => assert!(answer.is_empty(), "{what}: {answer:?}"),
             Some(code) => assert!((400..500).contains(&code), "{what}: {answer:?}"),
@@ -851,7 +850,7 @@ fn garbage_on_the_socket_gets_4xx_and_rsgid_runs_on() {
         let bytes = String::from_utf8_lossy(bytes)
             .replacen("Host: x\r\n", "Host: x\r\nConnection: close\r\n", 1)
             .into_bytes();
-        let answer = raw_whole(&sock, &bytes);
+        let answer = raw(&sock, &bytes, false);
         assert_eq!(status_of(&answer), Some(want), "{what}: {answer:?}");
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(body)

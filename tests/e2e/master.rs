@@ -225,6 +225,23 @@ fn body_pid(body: &str) -> i32 {
         .unwrap_or_else(|| panic!("no pid in {body:?}"))
 }
 
+/// How many of `outcomes` (successful `/pid` answers) each pid answered.
+fn answers_per_pid(outcomes: &[Outcome]) -> std::collections::BTreeMap<i32, usize> {
+    let mut per_pid = std::collections::BTreeMap::new();
+    for o in outcomes {
+        *per_pid
+            .entry(body_pid(o.result.as_ref().unwrap()))
+            .or_default() += 1;
+    }
+    per_pid
+}
+
+/// Assert that the stats document counts at least `n` respawns for `cause`.
+fn assert_respawns(doc: &Value, cause: &str, n: u64) {
+    let counts = &doc["rsgi_respawns"];
+    assert!(counts[cause].as_u64() >= Some(n), "{cause}: {counts}");
+}
+
 /// The version in a `reload_app` body (`"v1 4242"` -> `"v1"`).
 fn body_version(body: &str) -> &str {
     body.split_whitespace().next().unwrap_or_default()
@@ -619,11 +636,7 @@ fn harakiri_dumps_the_stack_and_replaces_the_worker() {
     let slot = workers(&doc).into_iter().find(|w| w.id == 1).unwrap();
     assert_eq!(slot.pid, new_pid);
     assert!(slot.harakiri_count >= 1, "{slot:?}");
-    assert!(
-        doc["rsgi_respawns"]["harakiri"].as_u64() >= Some(1),
-        "{}",
-        doc["rsgi_respawns"]
-    );
+    assert_respawns(&doc, "harakiri", 1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -644,20 +657,13 @@ fn max_requests_recycles_without_failures() {
         failed.len(),
         outcomes.len()
     );
-    let answered: BTreeSet<i32> = outcomes
-        .iter()
-        .map(|o| body_pid(o.result.as_ref().unwrap()))
-        .collect();
+    let answered: BTreeSet<i32> = answers_per_pid(&outcomes).into_keys().collect();
     assert!(
         answered.len() >= 4,
         "at least 2 workers must have been recycled; pids that answered: {answered:?}"
     );
     let doc = stats(&stats_of(&s));
-    assert!(
-        doc["rsgi_respawns"]["max_requests"].as_u64() >= Some(2),
-        "{}",
-        doc["rsgi_respawns"]
-    );
+    assert_respawns(&doc, "max_requests", 2);
 }
 
 /// The worker wakes the master when it reaches max-requests, so recycling follows the
@@ -671,12 +677,7 @@ fn max_requests_is_honoured_closely() {
     wait_workers(&stats_of(&s), 1);
     let outcomes = Load::start(&s.addr, "/pid", 1, Some(200)).complete();
     assert!(failures(&outcomes).is_empty(), "{:?}", failures(&outcomes));
-    let mut per_pid: std::collections::BTreeMap<i32, usize> = Default::default();
-    for o in &outcomes {
-        *per_pid
-            .entry(body_pid(o.result.as_ref().unwrap()))
-            .or_default() += 1;
-    }
+    let per_pid = answers_per_pid(&outcomes);
     let most = per_pid.values().max().copied().unwrap_or(0);
     assert!(
         most <= 30,
@@ -699,11 +700,7 @@ fn max_worker_lifetime_recycles() {
         seen.iter().any(|p| !first.contains(p))
     });
     let doc = stats(&stats_of(&s));
-    assert!(
-        doc["rsgi_respawns"]["lifetime"].as_u64() >= Some(1),
-        "{}",
-        doc["rsgi_respawns"]
-    );
+    assert_respawns(&doc, "lifetime", 1);
 }
 
 /// `reload-on-rss`: a worker above the limit (every Python worker is above 1 MiB, so

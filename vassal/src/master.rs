@@ -162,7 +162,7 @@ pub fn run(
             .map_err(|e| Fatal::new(notify::EXIT_OS, format!("pipe: {e}")))?;
     let reexec = std::env::var_os(REEXEC_ENV).is_some();
     let stats = match &config.stats {
-        Some(addr) => match StatsListener::bind(addr, config.stats_http) {
+        Some(addr) => match StatsListener::bind(addr) {
             Ok(l) => Some(l),
             // After a re-exec the old workers still serve: do not give up on them.
             Err(e) if reexec => {
@@ -494,7 +494,7 @@ impl Master<'_> {
             return;
         }
         self.shm.count_respawn(proc.id, RespawnCause::Crash);
-        if self.app.is_none() && !self.config.lazy_apps {
+        if !self.can_spawn() {
             self.log(format_args!(
                 "worker {} (pid {pid}) died with {how}; it cannot be replaced until the app \
                  loads again: fix it and send SIGHUP",
@@ -531,6 +531,11 @@ impl Master<'_> {
         }
     }
 
+    /// Whether workers can be forked: the app is loaded, or each worker loads it.
+    fn can_spawn(&self) -> bool {
+        self.app.is_some() || self.config.lazy_apps
+    }
+
     /// The workers of the current generation that count towards `processes`.
     fn active(&self) -> impl Iterator<Item = &Proc> {
         self.procs.iter().filter(move |p| {
@@ -561,14 +566,13 @@ impl Master<'_> {
         // Spawn what is missing. A worker killed by harakiri still holds its slot
         // until it is gone (its stack dump takes a moment); its replacement then takes
         // that slot (`reuse_slots`).
-        let can_spawn = self.app.is_some() || self.config.lazy_apps;
         let dying = |m: &Self| {
             m.procs
                 .iter()
                 .filter(|p| p.generation == m.generation && p.harakiri_at.is_some())
                 .count()
         };
-        while can_spawn
+        while self.can_spawn()
             && self.active().count() + dying(self) < self.workers
             && self.next_spawn.is_none_or(|t| now >= t)
         {
@@ -628,7 +632,6 @@ impl Master<'_> {
     fn check_workers(&mut self, now: Instant) {
         let now_ms = shm::monotonic_ms();
         let harakiri_ms = self.config.harakiri.map(|h| u64::from(h) * 1000);
-        let max_requests = self.config.max_requests;
         let rss_limit = self.config.reload_on_rss.map(|mb| mb * 1024 * 1024);
         let lifetime = self.config.max_worker_lifetime.map(Duration::from_secs);
         let mut notes = Vec::new();
@@ -663,9 +666,8 @@ impl Master<'_> {
             if p.replace.is_some() || p.stopping_since.is_some() || !p.ready {
                 continue;
             }
-            let per_worker_delta = self.config.max_requests_delta * u64::from(p.id.get());
-            let cause = if max_requests
-                .is_some_and(|m| slot.requests_since_spawn() >= m + per_worker_delta)
+            let cause = if recycle_after(self.config, p.id)
+                .is_some_and(|m| slot.requests_since_spawn() >= m)
             {
                 Some(RespawnCause::MaxRequests)
             } else if lifetime.is_some_and(|l| now.duration_since(p.spawned) >= l) {
@@ -978,19 +980,16 @@ impl Master<'_> {
 
     fn serve_stats(&mut self) {
         let Some(stats) = &self.stats else { return };
-        let mut sockets = Vec::new();
-        for s in self.sockets {
-            let q = crate::stats::listen_queue(s.listener.as_fd());
-            sockets.push(crate::stats::SocketInfo {
-                name: s.addr.to_string(),
-                proto: s.protocol.as_str().to_owned(),
-                queue: q.map_or(0, |q| q.queue),
-                max_queue: q.map_or(0, |q| q.max_queue),
-            });
-        }
-        if let Some(q) = sockets.first() {
-            self.shm.master().set_listen_queue(q.queue, q.max_queue);
-        }
+        let sockets = socket_infos(
+            &self.shm,
+            self.sockets.iter().map(|s| {
+                (
+                    s.addr.to_string(),
+                    s.protocol.as_str().to_owned(),
+                    Some(s.listener.as_fd()),
+                )
+            }),
+        );
         let mut workers = Vec::new();
         for p in &self.procs {
             if let Some(slot) = self.shm.slot(p.id) {
@@ -1009,8 +1008,16 @@ impl Master<'_> {
             self.shm.master().snapshot(),
         );
         let json = crate::stats::render(&info, &workers);
-        stats.answer(json.as_bytes());
+        stats.answer(json.as_bytes(), self.config.stats_http);
     }
+}
+
+/// The request count at which worker `id` is recycled: `max-requests`, staggered by
+/// `max-requests-delta` per worker id.
+pub(crate) fn recycle_after(config: &VassalConfig, id: WorkerId) -> Option<u64> {
+    config
+        .max_requests
+        .map(|m| m + config.max_requests_delta * u64::from(id.get()))
 }
 
 /// Exponential backoff for workers that fail to start: 0.1 s, 0.2 s, ... up to 10 s.
@@ -1019,78 +1026,87 @@ fn backoff(failures: u32) -> Duration {
     (Duration::from_millis(100) * factor).min(MAX_BACKOFF)
 }
 
-/// The `stats` server: accept, write the JSON, close (as uWSGI does).
-enum StatsListener {
-    Tcp(std::net::TcpListener, bool),
-    Unix(std::os::unix::net::UnixListener, bool),
+/// A `stats` listener, bound and non-blocking: the master answers each client with the
+/// JSON and closes (as uWSGI does); without a master, `run` serves it on a task.
+pub(crate) enum StatsListener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
 }
 
 impl StatsListener {
-    fn bind(addr: &str, http: bool) -> std::io::Result<StatsListener> {
-        let listener = if addr.contains('/') || addr.starts_with('@') {
-            let path = addr.trim_start_matches("unix:");
-            if std::path::Path::new(path).exists() {
-                let _ = std::fs::remove_file(path);
+    /// Bind `addr` as uWSGI reads it: a path (anything with a `/`, or `unix:PATH`), an
+    /// abstract name (`@name`), `:PORT` (every IPv4 address) or `HOST:PORT`.
+    pub(crate) fn bind(addr: &str) -> std::io::Result<StatsListener> {
+        use std::os::unix::fs::FileTypeExt;
+        let path = addr.strip_prefix("unix:").unwrap_or(addr);
+        let listener = if let Some(name) = path.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+            StatsListener::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
+        } else if path.contains('/') || addr.starts_with("unix:") {
+            // A stale socket file (left by a killed server) is replaced.
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
+                std::fs::remove_file(path)?;
             }
-            let l = std::os::unix::net::UnixListener::bind(path)?;
-            l.set_nonblocking(true)?;
-            StatsListener::Unix(l, http)
+            StatsListener::Unix(std::os::unix::net::UnixListener::bind(path)?)
         } else {
-            let addr = match addr.strip_prefix(':') {
+            let tcp = match addr.strip_prefix(':') {
                 Some(port) => format!("0.0.0.0:{port}"),
                 None => addr.to_owned(),
             };
-            let l = std::net::TcpListener::bind(addr)?;
-            l.set_nonblocking(true)?;
-            StatsListener::Tcp(l, http)
+            StatsListener::Tcp(std::net::TcpListener::bind(tcp)?)
         };
+        match &listener {
+            StatsListener::Tcp(l) => l.set_nonblocking(true)?,
+            StatsListener::Unix(l) => l.set_nonblocking(true)?,
+        }
         Ok(listener)
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
         match self {
-            StatsListener::Tcp(l, _) => l.as_fd(),
-            StatsListener::Unix(l, _) => l.as_fd(),
+            StatsListener::Tcp(l) => l.as_fd(),
+            StatsListener::Unix(l) => l.as_fd(),
         }
     }
 
-    fn answer(&self, json: &[u8]) {
-        use std::io::Write;
+    /// Accept one client and answer it (blocking, at most a second per read or write).
+    fn answer(&self, json: &[u8], http: bool) {
+        use std::io::{Read, Write};
         let timeout = Some(Duration::from_secs(1));
-        let (http, stream): (bool, Option<Box<dyn StatsConn>>) = match self {
-            StatsListener::Tcp(l, http) => (
-                *http,
-                l.accept().ok().map(|(s, _)| {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_write_timeout(timeout);
-                    let _ = s.set_read_timeout(timeout);
-                    Box::new(s) as Box<dyn StatsConn>
-                }),
-            ),
-            StatsListener::Unix(l, http) => (
-                *http,
-                l.accept().ok().map(|(s, _)| {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_write_timeout(timeout);
-                    let _ = s.set_read_timeout(timeout);
-                    Box::new(s) as Box<dyn StatsConn>
-                }),
-            ),
+        let stream: Option<Box<dyn StatsConn>> = match self {
+            StatsListener::Tcp(l) => l.accept().ok().map(|(s, _)| {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_write_timeout(timeout);
+                let _ = s.set_read_timeout(timeout);
+                Box::new(s) as Box<dyn StatsConn>
+            }),
+            StatsListener::Unix(l) => l.accept().ok().map(|(s, _)| {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_write_timeout(timeout);
+                let _ = s.set_read_timeout(timeout);
+                Box::new(s) as Box<dyn StatsConn>
+            }),
         };
-        if let Some(mut stream) = stream {
-            let body = if http {
-                // uWSGI reads the client's request first (`uwsgi_send_http_stats`):
-                // closing a TCP socket with unread bytes resets the connection, and the
-                // client loses the answer.
-                if read_request_head(&mut stream).is_err() {
-                    return;
+        let Some(mut stream) = stream else { return };
+        let body = if http {
+            // uWSGI reads the client's request first (`uwsgi_send_http_stats`): closing
+            // a TCP socket with unread bytes resets the connection, and the client loses
+            // the answer.
+            let mut head = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !request_head_read(&head) {
+                match stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                    Err(_) => return,
                 }
-                crate::stats::http_wrap(std::str::from_utf8(json).unwrap_or("{}"))
-            } else {
-                json.to_vec()
-            };
-            let _ = stream.write_all(&body);
-        }
+            }
+            crate::stats::http_wrap(std::str::from_utf8(json).unwrap_or("{}"))
+        } else {
+            json.to_vec()
+        };
+        let _ = stream.write_all(&body);
     }
 }
 
@@ -1098,18 +1114,34 @@ impl StatsListener {
 trait StatsConn: std::io::Read + std::io::Write {}
 impl<T: std::io::Read + std::io::Write> StatsConn for T {}
 
-/// Read (and drop) an HTTP request head: until the blank line, the client's EOF, or
-/// 8 KiB (a stats request is one short GET).
-fn read_request_head(stream: &mut dyn StatsConn) -> std::io::Result<()> {
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        match stream.read(&mut buf)? {
-            0 => break,
-            n => head.extend_from_slice(&buf[..n]),
-        }
+/// Whether a stats client's HTTP request head (read to be dropped) is all read: up to
+/// the blank line, or 8 KiB (a stats request is one short GET).
+pub(crate) fn request_head_read(head: &[u8]) -> bool {
+    head.len() >= 8192 || head.windows(4).any(|w| w == b"\r\n\r\n")
+}
+
+/// The listening sockets as the stats show them (`name`, `proto`, the fd whose accept
+/// queue is sampled now); the first one's queue is also recorded as the master's.
+pub(crate) fn socket_infos<'a>(
+    shm: &Shm,
+    sockets: impl IntoIterator<Item = (String, String, Option<BorrowedFd<'a>>)>,
+) -> Vec<crate::stats::SocketInfo> {
+    let infos: Vec<_> = sockets
+        .into_iter()
+        .map(|(name, proto, fd)| {
+            let q = fd.and_then(crate::stats::listen_queue);
+            crate::stats::SocketInfo {
+                name,
+                proto,
+                queue: q.map_or(0, |q| q.queue),
+                max_queue: q.map_or(0, |q| q.max_queue),
+            }
+        })
+        .collect();
+    if let Some(q) = infos.first() {
+        shm.master().set_listen_queue(q.queue, q.max_queue);
     }
-    Ok(())
+    infos
 }
 
 /// Tell the master this worker accepts (called by the worker once its accept loops

@@ -18,7 +18,7 @@ use rsgi_proto::notify::{self, Message};
 use rsgi_proto::Invocation;
 
 use crate::listen::BoundSocket;
-use crate::master::WorkerStart;
+use crate::master::{StatsListener, WorkerStart};
 use crate::python::App;
 use crate::server::{self, Counters, Stop, Worker};
 
@@ -311,7 +311,7 @@ fn serve_single(
 /// process as the master and its one worker, written to each client, then closed (as
 /// uWSGI does; uwsgitop reads until EOF). With `stats-http`, uWSGI's HTTP header first.
 struct SingleStats {
-    listener: StatsSocket,
+    listener: StatsListener,
     http: bool,
     shm: Arc<crate::shm::Shm>,
     id: crate::shm::WorkerId,
@@ -321,15 +321,8 @@ struct SingleStats {
     sockets: Vec<(String, String, Option<std::os::fd::OwnedFd>)>,
 }
 
-/// A bound (not yet accepting) stats listener.
-enum StatsSocket {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
 impl SingleStats {
-    /// Bind `addr` as uWSGI reads it: a path (anything with a `/`, or `unix:PATH`), an
-    /// abstract name (`@name`), `:PORT` (every IPv4 address) or `HOST:PORT`.
+    /// Bind `addr` (see [`StatsListener::bind`]).
     fn bind(
         addr: &str,
         config: &VassalConfig,
@@ -338,31 +331,8 @@ impl SingleStats {
         id: crate::shm::WorkerId,
     ) -> std::io::Result<SingleStats> {
         use std::os::fd::AsFd;
-        use std::os::unix::fs::FileTypeExt;
-        let path = addr.strip_prefix("unix:").unwrap_or(addr);
-        let listener = if let Some(name) = path.strip_prefix('@') {
-            use std::os::linux::net::SocketAddrExt;
-            let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            StatsSocket::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
-        } else if path.contains('/') || addr.starts_with("unix:") {
-            // A stale socket file (left by a killed server) is replaced.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path)?;
-            }
-            StatsSocket::Unix(std::os::unix::net::UnixListener::bind(path)?)
-        } else {
-            let tcp = match addr.strip_prefix(':') {
-                Some(port) => format!("0.0.0.0:{port}"),
-                None => addr.to_owned(),
-            };
-            StatsSocket::Tcp(std::net::TcpListener::bind(tcp)?)
-        };
-        match &listener {
-            StatsSocket::Tcp(l) => l.set_nonblocking(true)?,
-            StatsSocket::Unix(l) => l.set_nonblocking(true)?,
-        }
         Ok(SingleStats {
-            listener,
+            listener: StatsListener::bind(addr)?,
             http: config.stats_http,
             shm,
             id,
@@ -384,21 +354,16 @@ impl SingleStats {
     /// The document, with fresh memory and accept-queue samples.
     fn render(&self) -> Vec<u8> {
         use std::os::fd::AsFd;
-        let mut sockets = Vec::new();
-        for (name, proto, fd) in &self.sockets {
-            let q = fd
-                .as_ref()
-                .and_then(|fd| crate::stats::listen_queue(fd.as_fd()));
-            sockets.push(crate::stats::SocketInfo {
-                name: name.clone(),
-                proto: proto.clone(),
-                queue: q.map_or(0, |q| q.queue),
-                max_queue: q.map_or(0, |q| q.max_queue),
-            });
-        }
-        if let Some(q) = sockets.first() {
-            self.shm.master().set_listen_queue(q.queue, q.max_queue);
-        }
+        let sockets = crate::master::socket_infos(
+            &self.shm,
+            self.sockets.iter().map(|(name, proto, fd)| {
+                (
+                    name.clone(),
+                    proto.clone(),
+                    fd.as_ref().map(|fd| fd.as_fd()),
+                )
+            }),
+        );
         if let (Some(slot), Some(m)) = (
             self.shm.slot(self.id),
             crate::stats::proc_memory(nix::unistd::getpid()),
@@ -429,11 +394,11 @@ impl SingleStats {
             Unix(tokio::net::UnixListener),
         }
         let listener = match &self.listener {
-            StatsSocket::Tcp(l) => l
+            StatsListener::Tcp(l) => l
                 .try_clone()
                 .and_then(tokio::net::TcpListener::from_std)
                 .map(Listener::Tcp),
-            StatsSocket::Unix(l) => l
+            StatsListener::Unix(l) => l
                 .try_clone()
                 .and_then(tokio::net::UnixListener::from_std)
                 .map(Listener::Unix),
@@ -464,7 +429,7 @@ impl SingleStats {
                         // unread bytes resets it, and the client loses the answer.
                         let mut head = Vec::new();
                         let mut buf = [0u8; 4096];
-                        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        while !crate::master::request_head_read(&head) {
                             match stream.read(&mut buf).await? {
                                 0 => break,
                                 n => head.extend_from_slice(&buf[..n]),
@@ -501,10 +466,7 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
     let counters = Counters {
         shm: Arc::clone(&start.shm),
         id: start.id,
-        recycle_after: start
-            .config
-            .max_requests
-            .map(|m| m + start.config.max_requests_delta * u64::from(start.id.get())),
+        recycle_after: crate::master::recycle_after(start.config, start.id),
         master_pipe: Some(start.ready_fd),
         recycle_sent: std::sync::atomic::AtomicBool::new(false),
     };
