@@ -28,7 +28,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -144,7 +143,6 @@ pub async fn serve(
             token: token.clone(),
             tracker: tracker.clone(),
             nodelay_inherited: false,
-            passed_on: std::sync::atomic::AtomicBool::new(false),
         };
         if let Listener::Tcp(l) = &socket.listener {
             accept.nodelay_inherited = listener_nodelay(l);
@@ -213,24 +211,34 @@ struct AcceptLoop {
     tracker: TaskTracker,
     /// TCP_NODELAY is set on the listening socket, and accepted sockets inherit it.
     nodelay_inherited: bool,
-    /// Set when the close path passed a connection on to the general path (see
-    /// `run_close_path`).
-    passed_on: std::sync::atomic::AtomicBool,
+}
+
+/// Where the close path left a connection (see `AcceptLoop::run_close_path`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Answered (or closed) right there, or left to a task to finish writing.
+    Here,
+    /// Passed on to the general path.
+    PassedOn,
 }
 
 /// Set TCP_NODELAY on a TCP listening socket. Linux copies it to every socket accepted
 /// from it, which saves a setsockopt(2) per connection (with `Connection: close`, one of
 /// the 9 syscalls a request took). False if it could not be set.
 fn listener_nodelay(listener: &std::net::TcpListener) -> bool {
-    let one: libc::c_int = 1;
+    set_tcp_option(listener, libc::TCP_NODELAY, 1)
+}
+
+/// Set the `IPPROTO_TCP` option `name` of `listener` to `value`; false if it failed.
+fn set_tcp_option(listener: &std::net::TcpListener, name: libc::c_int, value: libc::c_int) -> bool {
     // SAFETY: the fd is open (we hold the listener); the option value points to a
     // c_int that lives across the call, and its size is passed with it.
     let r = unsafe {
         libc::setsockopt(
             listener.as_raw_fd(),
             libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
@@ -239,7 +247,7 @@ fn listener_nodelay(listener: &std::net::TcpListener) -> bool {
 
 impl AcceptLoop {
     async fn run_tcp(self, listener: TcpListener) {
-        let local = listener.local_addr().ok();
+        let local = local_names(listener.local_addr().ok());
         loop {
             let accepted = tokio::select! {
                 // Biased: once the worker stops, it accepts no more connections; they
@@ -257,7 +265,7 @@ impl AcceptLoop {
                     if !self.nodelay_inherited {
                         let _ = stream.set_nodelay(true);
                     }
-                    let info = tcp_info(local, peer);
+                    let info = tcp_info(&local, peer);
                     self.dispatch(Conn::Tcp(stream), info).await;
                 }
                 Err(e) => accept_error(&e).await,
@@ -275,10 +283,10 @@ impl AcceptLoop {
     /// keep-alive connections opened together waiting for 64 rounds of app calls (a
     /// p99 of ~250 ms with Django, against uWSGI's 25 ms).
     async fn run_close_path(self, listener: AsyncFd<close_path::StdListener>) {
-        let local = match listener.get_ref() {
+        let local = local_names(match listener.get_ref() {
             close_path::StdListener::Tcp(l) => l.local_addr().ok(),
             close_path::StdListener::Unix(_) => None,
-        };
+        });
         let mut buf = vec![0u8; close_path::READ_BUF];
         let mut burst = 0;
         loop {
@@ -296,16 +304,15 @@ impl AcceptLoop {
                             if !self.nodelay_inherited {
                                 let _ = s.set_nodelay(true);
                             }
-                            tcp_info(local, peer)
+                            tcp_info(&local, peer)
                         }
                         _ => unix_info(),
                     };
-                    self.passed_on.store(false, Relaxed);
-                    match self.protocol {
+                    let handled = match self.protocol {
                         Protocol::Http => close_path::serve_http(&self, conn, info, &mut buf).await,
                         Protocol::Uwsgi => close_path::serve_uwsgi(&self, conn, info).await,
-                    }
-                    if self.passed_on.load(Relaxed) && burst < ACCEPT_BURST {
+                    };
+                    if handled == Handled::PassedOn && burst < ACCEPT_BURST {
                         burst += 1;
                         continue;
                     }
@@ -320,23 +327,27 @@ impl AcceptLoop {
 
     /// Serve an accepted connection on the general HTTP path; `prefix` is what was
     /// already read from it.
-    fn general_http(&self, conn: close_path::StdConn, info: ConnInfo, prefix: Bytes) {
-        self.passed_on.store(true, Relaxed);
+    fn general_http(&self, conn: close_path::StdConn, info: ConnInfo, prefix: Bytes) -> Handled {
         match conn.into_conn() {
             Ok(conn) => {
                 let worker = Arc::clone(&self.worker);
                 let stop = self.token.clone();
                 self.tracker
-                    .spawn(handle_http(conn, prefix, info, (worker, None), stop));
+                    .spawn(handle_http(conn, prefix, info, worker, None, stop));
             }
             Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
         }
+        Handled::PassedOn
     }
 
     /// Serve an accepted connection on the general uwsgi path, from where the close
     /// path left it.
-    fn general_uwsgi(&self, conn: close_path::StdConn, info: ConnInfo, start: UwsgiStart) {
-        self.passed_on.store(true, Relaxed);
+    fn general_uwsgi(
+        &self,
+        conn: close_path::StdConn,
+        info: ConnInfo,
+        start: UwsgiStart,
+    ) -> Handled {
         match conn.into_conn() {
             Ok(conn) => {
                 let worker = Arc::clone(&self.worker);
@@ -345,6 +356,7 @@ impl AcceptLoop {
             }
             Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
         }
+        Handled::PassedOn
     }
 
     async fn run_unix(self, listener: UnixListener) {
@@ -399,7 +411,8 @@ impl AcceptLoop {
                     conn,
                     Bytes::new(),
                     info,
-                    (worker, reserved),
+                    worker,
+                    reserved,
                     stop,
                 ));
             }
@@ -413,14 +426,22 @@ async fn accept_error(e: &io::Error) {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-fn tcp_info(local: Option<SocketAddr>, peer: SocketAddr) -> ConnInfo {
-    let (server_name, server_port) = match local {
-        Some(l) => (l.ip().to_string(), l.port().to_string()),
-        None => (String::from("localhost"), String::new()),
-    };
+/// A TCP listener's own address as `(SERVER_NAME, SERVER_PORT)` fallbacks, formatted
+/// once per accept loop rather than per connection.
+fn local_names(local: Option<SocketAddr>) -> (Bytes, Bytes) {
+    match local {
+        Some(l) => (
+            Bytes::from(l.ip().to_string()),
+            Bytes::from(l.port().to_string()),
+        ),
+        None => (Bytes::from_static(b"localhost"), Bytes::new()),
+    }
+}
+
+fn tcp_info((server_name, server_port): &(Bytes, Bytes), peer: SocketAddr) -> ConnInfo {
     ConnInfo {
-        server_name: Bytes::from(server_name),
-        server_port: Bytes::from(server_port),
+        server_name: server_name.clone(),
+        server_port: server_port.clone(),
         remote_addr: Bytes::from(peer.ip().to_string()),
         remote_port: Bytes::from(peer.port().to_string()),
     }
@@ -505,6 +526,40 @@ fn static_response(worker: &Worker, cgi: &CgiVars) -> Option<Response> {
     }
 }
 
+/// Answer `cgi` from `static-map` if a mapping has it, else call the app (on the thread
+/// `reserved` holds, if any); the token marks the app call in the shared counters.
+async fn answer(
+    worker: &Worker,
+    cgi: CgiVars,
+    body: Bytes,
+    head: bool,
+    reserved: Option<Reservation>,
+) -> (Response, Option<crate::shm::RequestToken>) {
+    if let Some(r) = static_response(worker, &cgi) {
+        return (r, None);
+    }
+    let token = worker.app_started();
+    let resp = worker
+        .executor
+        .call_reserved(Request { cgi, body, head }, reserved)
+        .await;
+    (resp, token)
+}
+
+/// Whether a uwsgi request (by its CGI vars) is a HEAD request.
+fn is_head(cgi: &CgiVars) -> bool {
+    cgi.get(b"REQUEST_METHOD")
+        .is_some_and(|m| &m[..] == b"HEAD")
+}
+
+/// The app's headers cannot go on the wire: say so and answer 500 instead.
+fn invalid_header_response() -> Response {
+    crate::log::line(format_args!(
+        "rsgi: the app sent an invalid header name or value; answering 500"
+    ));
+    Response::error(500)
+}
+
 /// What the access line needs from a request (cheap `Bytes` clones, taken before the
 /// request moves into the app call).
 struct AccessInfo {
@@ -578,11 +633,14 @@ async fn handle_http(
     conn: Conn,
     prefix: Bytes,
     info: ConnInfo,
-    (worker, reserved): (Arc<Worker>, Option<Reservation>),
+    worker: Arc<Worker>,
+    reserved: Option<Reservation>,
     stop: CancellationToken,
 ) {
     let info = Arc::new(info);
-    let reserved = Arc::new(std::sync::Mutex::new(reserved));
+    // Taken by the first request (hyper's service is `Fn`, hence the lock; none at all
+    // without an app-thread pool).
+    let reserved = reserved.map(|r| std::sync::Mutex::new(Some(r)));
     let service = {
         // An Arc: cloning a CancellationToken takes a lock, an Arc clone does not.
         let stop = Arc::new(stop.clone());
@@ -590,7 +648,9 @@ async fn handle_http(
             let worker = Arc::clone(&worker);
             let info = Arc::clone(&info);
             let stop = Arc::clone(&stop);
-            let reserved = reserved.lock().ok().and_then(|mut r| r.take());
+            let reserved = reserved
+                .as_ref()
+                .and_then(|r| r.lock().ok().and_then(|mut r| r.take()));
             async move {
                 let mut resp = http_request(req, &worker, &info, reserved).await;
                 if stop.is_cancelled() {
@@ -839,10 +899,7 @@ fn to_http(resp: Response, head: bool) -> (hyper::Response<RespBody>, Option<u64
         }
     }
     if !valid {
-        crate::log::line(format_args!(
-            "rsgi: the app sent an invalid header name or value; answering 500"
-        ));
-        return to_http(Response::error(500), head);
+        return to_http(invalid_header_response(), head);
     }
     let declared = resp.content_length;
     let known = resp.body.exact_len();
@@ -998,10 +1055,7 @@ impl hyper::body::Body for RespBody {
                 }
                 (None, Some(rem)) if rem > 0 => {
                     this.done = true;
-                    crate::log::line(format_args!(
-                        "rsgi: the app's body is {rem} bytes shorter than its Content-Length; \
-                         closing the connection"
-                    ));
+                    log_short_body(rem);
                     return Poll::Ready(Some(Err(StreamError(
                         "body shorter than Content-Length".into(),
                     ))));
@@ -1087,21 +1141,9 @@ async fn handle_uwsgi(
             return;
         }
     };
-    let head = cgi
-        .get(b"REQUEST_METHOD")
-        .is_some_and(|m| &m[..] == b"HEAD");
+    let head = is_head(&cgi);
     let access = AccessInfo::of(&cgi);
-    let (resp, token) = match static_response(&worker, &cgi) {
-        Some(r) => (r, None),
-        None => {
-            let token = worker.app_started();
-            let resp = worker
-                .executor
-                .call_reserved(Request { cgi, body, head }, reserved)
-                .await;
-            (resp, token)
-        }
-    };
+    let (resp, token) = answer(&worker, cgi, body, head, reserved).await;
     let status = resp.status;
     let exception = resp.exception;
     let sent = write_uwsgi_response(&mut conn, resp, head)
@@ -1272,46 +1314,41 @@ enum Framing {
     Close,
 }
 
+impl Framing {
+    /// The most body bytes this framing lets through.
+    fn limit(self) -> u64 {
+        match self {
+            Framing::None => 0,
+            Framing::Length(n) => n,
+            Framing::Chunked | Framing::Close => u64::MAX,
+        }
+    }
+}
+
 /// Write `body` after its head; returns the body bytes sent (without chunk framing).
 async fn write_body(conn: &mut Conn, body: Body, framing: Framing) -> io::Result<u64> {
-    let limit = match framing {
-        Framing::None => return Ok(0),
-        Framing::Length(n) => n,
-        Framing::Chunked | Framing::Close => u64::MAX,
-    };
-    let mut sent: u64 = 0;
-    if let Body::File {
-        file,
-        offset,
-        len,
-        on_done,
-    } = body
-    {
-        if framing != Framing::Chunked {
+    if framing == Framing::None {
+        return Ok(0);
+    }
+    let limit = framing.limit();
+    match body {
+        // sendfile(2), unless the file must be chunked (no length, HTTP/1.1).
+        Body::File {
+            file,
+            offset,
+            len,
+            on_done,
+        } if framing != Framing::Chunked => {
             let want = len.unwrap_or(u64::MAX).min(limit);
-            sent = conn.sendfile(&file, offset, want).await?;
+            let sent = conn.sendfile(&file, offset, want).await?;
             drop(on_done);
             if limit != u64::MAX && sent < limit {
                 log_short_body(limit - sent);
             }
-            return Ok(sent);
+            Ok(sent)
         }
-        // A file of unknown length on a chunked response: read it in chunks below.
-        return write_frames(
-            conn,
-            Body::File {
-                file,
-                offset,
-                len,
-                on_done,
-            },
-            framing,
-            limit,
-        )
-        .await;
+        body => write_frames(conn, body, framing, limit).await,
     }
-    sent += write_frames(conn, body, framing, limit).await?;
-    Ok(sent)
 }
 
 /// Write a body frame by frame (streams, channels, chunk lists, files without sendfile).

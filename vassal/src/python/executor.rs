@@ -51,6 +51,14 @@ pub struct Pool {
 /// holds a uWSGI thread.
 pub struct Reservation(Option<Arc<Busy>>);
 
+impl Reservation {
+    /// The job of the connection's first request takes the count over (its thread
+    /// releases it when done).
+    fn pass_to_job(mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(busy) = self.0.take() {
@@ -67,6 +75,20 @@ struct Busy {
 }
 
 impl Busy {
+    fn new(threads: usize) -> Busy {
+        Busy {
+            threads,
+            count: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// One more thread has (or will have) a job.
+    fn claim(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A thread is done with its job.
     fn done(&self) {
         self.count.fetch_sub(1, Ordering::AcqRel);
         self.freed.notify_one();
@@ -100,11 +122,7 @@ impl Executor {
         }
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
-        let busy = Arc::new(Busy {
-            threads: threads as usize,
-            count: AtomicUsize::new(0),
-            freed: tokio::sync::Notify::new(),
-        });
+        let busy = Arc::new(Busy::new(threads as usize));
         for i in 0..threads {
             let app = Arc::clone(&app);
             let rx = Arc::clone(&rx);
@@ -130,7 +148,7 @@ impl Executor {
         let Executor::Pool(pool) = self else {
             return None;
         };
-        pool.busy.count.fetch_add(1, Ordering::AcqRel);
+        pool.busy.claim();
         Some(Reservation(Some(Arc::clone(&pool.busy))))
     }
 
@@ -145,11 +163,9 @@ impl Executor {
             Executor::Inline(app) => Python::attach(|py| app.call(py, req)),
             Executor::Pool(pool) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                // The job takes a reserved count over (its thread releases it);
-                // otherwise it counts itself.
-                let reserved = reservation.and_then(|mut r| r.0.take());
-                if reserved.is_none() {
-                    pool.busy.count.fetch_add(1, Ordering::AcqRel);
+                match reservation {
+                    Some(r) => r.pass_to_job(),
+                    None => pool.busy.claim(),
                 }
                 if pool.jobs.send(Job { req, reply }).is_err() {
                     pool.busy.done();
@@ -220,18 +236,15 @@ mod tests {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let busy = Arc::new(Busy {
-                threads: 2,
-                count: AtomicUsize::new(0),
-                freed: tokio::sync::Notify::new(),
-            });
+            let busy = Arc::new(Busy::new(2));
             let ready = |b: &Arc<Busy>| {
                 let b = Arc::clone(b);
                 tokio::spawn(async move { b.wait_free().await })
             };
             // Free threads: no wait.
             ready(&busy).await.expect("task");
-            busy.count.fetch_add(2, Ordering::AcqRel);
+            busy.claim();
+            busy.claim();
             let waiter = ready(&busy);
             for _ in 0..10 {
                 tokio::task::yield_now().await;

@@ -127,11 +127,7 @@ fn respond(
     }
     // A list or tuple: collect it now, no second trip into Python.
     if result.is_exact_instance_of::<PyList>() || result.is_exact_instance_of::<PyTuple>() {
-        let mut chunks: Vec<Bytes> = Vec::new();
-        for item in result.try_iter()? {
-            let item = item?;
-            chunks.push(chunk_bytes(&item)?);
-        }
+        let mut chunks = collect_chunks(&result.try_iter()?)?;
         let body = match chunks.len() {
             0 => Body::Empty,
             1 => Body::Full(chunks.pop().unwrap_or_default()),
@@ -145,10 +141,7 @@ fn respond(
     // body is sent: the body's bytes own the iterable and close it when dropped.
     let iter_type = iter.get_type();
     if !head && app.in_memory_iters.iter().any(|t| iter_type.is(t.bind(py))) {
-        let mut chunks: Vec<Bytes> = Vec::new();
-        for item in iter {
-            chunks.push(chunk_bytes(&item?)?);
-        }
+        let mut chunks = collect_chunks(&iter)?;
         let data = match chunks.len() {
             1 => chunks.pop().unwrap_or_default(),
             _ => Bytes::from(chunks.concat()),
@@ -159,7 +152,7 @@ fn respond(
         } else {
             Body::Full(Bytes::from_owner(ClosesWhenSent {
                 data,
-                result: Some(result.clone().unbind()),
+                _closer: Closer(Some(result.clone().unbind())),
             }))
         };
         return head_response(start, body);
@@ -246,6 +239,11 @@ fn prepend(mut written: Vec<Bytes>, body: Body) -> Body {
 
 fn tracing_free_note(msg: &str) {
     crate::log::line(format_args!("rsgi: {msg}"));
+}
+
+/// Every chunk of an iterator that holds its body in memory (a list's or a tuple's).
+fn collect_chunks(iter: &Bound<'_, PyIterator>) -> PyResult<Vec<Bytes>> {
+    iter.clone().map(|item| chunk_bytes(&item?)).collect()
 }
 
 /// A chunk from the app: must be `bytes` (PEP 3333), `bytearray` is tolerated.
@@ -335,7 +333,7 @@ fn file_body(
     }))
 }
 
-/// Calls the iterable's `close()` when dropped (for file bodies).
+/// Calls the iterable's `close()` when dropped (for file bodies and collected ones).
 struct Closer(Option<Py<PyAny>>);
 
 impl ChunkSource for Closer {
@@ -356,23 +354,12 @@ impl Drop for Closer {
 /// i.e. once the response is sent (or the client went away).
 struct ClosesWhenSent {
     data: Bytes,
-    result: Option<Py<PyAny>>,
+    _closer: Closer,
 }
 
 impl AsRef<[u8]> for ClosesWhenSent {
     fn as_ref(&self) -> &[u8] {
         &self.data
-    }
-}
-
-impl Drop for ClosesWhenSent {
-    fn drop(&mut self) {
-        if let Some(result) = self.result.take() {
-            Python::attach(|py| {
-                close_iterable(py, result.bind(py));
-                drop(result);
-            });
-        }
     }
 }
 

@@ -33,10 +33,10 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use tokio::io::unix::AsyncFd;
 
 use super::{
-    static_response, AcceptLoop, AccessInfo, Conn, Framing, UwsgiHead, UwsgiRead, UwsgiStart,
+    answer, invalid_header_response, is_head, AcceptLoop, AccessInfo, Conn, Framing, Handled,
+    UwsgiHead, UwsgiRead, UwsgiStart,
 };
 use crate::cgi::{self, ConnInfo};
-use crate::python::Request;
 use crate::response::{Body, ChunkSource, Response};
 
 /// How much of a request the close path reads at once; a longer head takes the general
@@ -61,19 +61,9 @@ pub(super) fn enabled() -> bool {
 /// Ask the kernel to hand out connections of `listener` only once they have data
 /// (`TCP_DEFER_ACCEPT`, as nginx's `deferred`). False if it could not be set.
 pub(super) fn defer_accept(listener: &std::net::TcpListener) -> bool {
-    let seconds: libc::c_int = 1;
-    // SAFETY: the fd is open (we hold the listener); the option value points to a
-    // c_int that lives across the call, and its size is passed with it.
-    let r = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&seconds as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    r == 0
+    // The value is in seconds: after it, a connection that sent nothing is handed out
+    // anyway.
+    super::set_tcp_option(listener, libc::TCP_DEFER_ACCEPT, 1)
 }
 
 /// A listening socket of either family, as the close path accepts from it.
@@ -327,99 +317,55 @@ fn http_date_now() -> Bytes {
 
 /// Serve an HTTP connection if its request is for the close path; otherwise hand it to
 /// the general path. `buf` is the accept loop's read buffer ([`READ_BUF`] bytes).
-pub(super) async fn serve_http(lp: &AcceptLoop, stream: StdConn, info: ConnInfo, buf: &mut [u8]) {
+pub(super) async fn serve_http(
+    lp: &AcceptLoop,
+    stream: StdConn,
+    info: ConnInfo,
+    buf: &mut [u8],
+) -> Handled {
     let n = match recv_now(stream.fd(), buf) {
-        Ok(Some(0)) | Err(_) => return, // the client closed without a request
+        Ok(Some(0)) | Err(_) => return Handled::Here, // closed without a request
         Ok(Some(n)) => n,
-        Ok(None) => {
-            lp.general_http(stream, info, Bytes::new());
-            return;
-        }
+        Ok(None) => return lp.general_http(stream, info, Bytes::new()),
     };
     let data = &buf[..n];
     let Some(req) = parse_close(data) else {
-        lp.general_http(stream, info, Bytes::copy_from_slice(data));
-        return;
+        return lp.general_http(stream, info, Bytes::copy_from_slice(data));
     };
     let started = Instant::now();
     let Ok(cgi) = cgi::from_http(&req.method, &req.uri, req.version, &req.headers, &info) else {
         // The general path answers the 400, as for any request.
-        lp.general_http(stream, info, Bytes::copy_from_slice(data));
-        return;
+        return lp.general_http(stream, info, Bytes::copy_from_slice(data));
     };
     let head = req.method == Method::HEAD;
-    let worker = &lp.worker;
     let access = AccessInfo::of(&cgi);
-    let (resp, token) = match static_response(worker, &cgi) {
-        Some(r) => (r, None),
-        None => {
-            let token = worker.app_started();
-            let resp = worker
-                .executor
-                .call(Request {
-                    cgi,
-                    body: Bytes::new(),
-                    head,
-                })
-                .await;
-            (resp, token)
-        }
-    };
+    let (resp, token) = answer(&lp.worker, cgi, Bytes::new(), head, None).await;
     let exception = resp.exception;
     let date = http_date_now();
     let mut out = Vec::with_capacity(256);
     let (resp, framing) = match write_head(&mut out, &resp, req.version, head, &date) {
         Ok(framing) => (resp, framing),
         Err(InvalidHeader) => {
-            crate::log::line(format_args!(
-                "rsgi: the app sent an invalid header name or value; answering 500"
-            ));
             drop(resp);
-            let resp = Response::error(500);
+            let resp = invalid_header_response();
             out.clear();
             match write_head(&mut out, &resp, req.version, head, &date) {
                 Ok(framing) => (resp, framing),
-                Err(InvalidHeader) => return,
+                Err(InvalidHeader) => return Handled::Here,
             }
         }
     };
     let status = resp.status;
-
-    // Bodies already in memory leave with the head in one sendmsg(2).
-    let pieces = match (framing, resp.body) {
-        (Framing::None, body) => {
-            drop(body);
-            Some((Vec::new(), 0))
-        }
-        (Framing::Length(limit), Body::Full(b)) => Some(cut(vec![b], limit)),
-        (Framing::Length(limit), Body::Chunks(c)) => Some(cut(c, limit)),
-        (Framing::Length(limit), Body::Empty) => Some(cut(Vec::new(), limit)),
-        (framing, Body::Stream(source)) => {
-            pump(lp, stream, out, source, framing, move |worker, sent| {
-                access.finish(worker, token, (status, sent, exception), started);
-            });
-            return;
-        }
-        (framing, body) => {
-            // A file: a task sends the head, then the body (sendfile).
-            lp.finish_later(stream, out, Some((body, framing)), move |worker, sent| {
-                access.finish(worker, token, (status, sent, exception), started);
-            });
-            return;
-        }
-    };
-    let Some((pieces, short)) = pieces else {
-        return;
-    };
-    send_or_finish(lp, stream, out, pieces, short, move |worker, sent| {
+    send_response(lp, stream, out, resp.body, framing, move |worker, sent| {
         access.finish(worker, token, (status, sent, exception), started);
     });
+    Handled::Here
 }
 
 /// Serve a uwsgi connection (nginx's `uwsgi_pass`: one request, then close) right away
 /// if its whole request has arrived; otherwise hand it to the general path where the
 /// close path left it.
-pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo) {
+pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo) -> Handled {
     let worker = &lp.worker;
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let got = {
@@ -431,76 +377,66 @@ pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo
         recv_now(stream.fd(), slice)
     };
     match got {
-        Ok(Some(0)) | Err(_) => return,
+        Ok(Some(0)) | Err(_) => return Handled::Here,
         // SAFETY: recv initialised the first `n` bytes of the spare capacity.
         Ok(Some(n)) => unsafe { buf.set_len(n) },
-        Ok(None) => {
-            lp.general_uwsgi(stream, info, UwsgiStart::Read(buf));
-            return;
-        }
+        Ok(None) => return lp.general_uwsgi(stream, info, UwsgiStart::Read(buf)),
     }
     let started = Instant::now();
     let (cgi, length) = match super::parse_uwsgi_head(&mut buf, worker, &info) {
         Ok(UwsgiHead::Parsed { cgi, length }) => (cgi, length),
-        Ok(UwsgiHead::Incomplete) => {
-            lp.general_uwsgi(stream, info, UwsgiStart::Read(buf));
-            return;
-        }
-        Err(UwsgiRead::Closed) => return,
+        Ok(UwsgiHead::Incomplete) => return lp.general_uwsgi(stream, info, UwsgiStart::Read(buf)),
+        Err(UwsgiRead::Closed) => return Handled::Here,
         Err(UwsgiRead::Status(status, cgi)) => {
-            lp.general_uwsgi(stream, info, UwsgiStart::Refuse(status, cgi));
-            return;
+            return lp.general_uwsgi(stream, info, UwsgiStart::Refuse(status, cgi))
         }
     };
     if buf.len() < length {
-        lp.general_uwsgi(stream, info, UwsgiStart::Body { cgi, buf, length });
-        return;
+        return lp.general_uwsgi(stream, info, UwsgiStart::Body { cgi, buf, length });
     }
     buf.truncate(length);
-    let body = buf.freeze();
-    let head = cgi
-        .get(b"REQUEST_METHOD")
-        .is_some_and(|m| &m[..] == b"HEAD");
+    let head = is_head(&cgi);
     let access = AccessInfo::of(&cgi);
-    let (resp, token) = match static_response(worker, &cgi) {
-        Some(r) => (r, None),
-        None => {
-            let token = worker.app_started();
-            let resp = worker.executor.call(Request { cgi, body, head }).await;
-            (resp, token)
-        }
-    };
+    let (resp, token) = answer(worker, cgi, buf.freeze(), head, None).await;
     let (status, exception) = (resp.status, resp.exception);
     let out = super::uwsgi_response_head(&resp);
-    let done = move |worker: &super::Worker, sent| {
-        access.finish(worker, token, (status, sent, exception), started);
+    let framing = if head {
+        Framing::None
+    } else {
+        resp.content_length.map_or(Framing::Close, Framing::Length)
     };
-    let declared = resp.content_length;
-    let in_memory = match resp.body {
-        _ if head => {
-            drop(resp.body);
+    send_response(lp, stream, out, resp.body, framing, move |worker, sent| {
+        access.finish(worker, token, (status, sent, exception), started);
+    });
+    Handled::Here
+}
+
+/// Send a response whose head is `out`: a body already in memory goes with the head
+/// in one sendmsg(2) ([`send_or_finish`]), a stream as the app produces it ([`pump`]),
+/// a file from a task (sendfile). Then `done` runs with the body bytes sent.
+fn send_response(
+    lp: &AcceptLoop,
+    stream: StdConn,
+    out: Vec<u8>,
+    body: Body,
+    framing: Framing,
+    done: impl FnOnce(&super::Worker, u64) + Send + 'static,
+) {
+    let in_memory = match (framing, body) {
+        (Framing::None, body) => {
+            drop(body);
             Vec::new()
         }
-        Body::Full(b) => vec![b],
-        Body::Chunks(c) => c,
-        Body::Empty => Vec::new(),
-        Body::Stream(source) => {
-            let framing = declared.map_or(Framing::Close, Framing::Length);
-            pump(lp, stream, out, source, framing, done);
-            return;
-        }
-        body => {
-            let framing = declared.map_or(Framing::Close, Framing::Length);
-            lp.finish_later(stream, out, Some((body, framing)), done);
-            return;
-        }
+        (Framing::Length(_) | Framing::Close, Body::Full(b)) => vec![b],
+        (Framing::Length(_) | Framing::Close, Body::Chunks(c)) => c,
+        (Framing::Length(_) | Framing::Close, Body::Empty) => Vec::new(),
+        (framing, Body::Stream(source)) => return pump(lp, stream, out, source, framing, done),
+        (framing, body) => return lp.finish_later(stream, out, Some((body, framing)), done),
     };
-    let (pieces, short) = match declared {
-        Some(limit) if !head => cut(in_memory, limit),
-        _ => cut(in_memory, u64::MAX),
-    };
-    let short = if declared.is_some() && !head {
-        short
+    let (pieces, room) = cut(in_memory, framing.limit());
+    // Short of a declared length: logged once the rest is out.
+    let short = if let Framing::Length(_) = framing {
+        room
     } else {
         0
     };
@@ -523,10 +459,7 @@ fn pump(
     done: impl FnOnce(&super::Worker, u64) + Send + 'static,
 ) {
     let fd = stream.fd();
-    let limit = match framing {
-        Framing::Length(n) => n,
-        _ => u64::MAX,
-    };
+    let limit = framing.limit();
     let mut pending = head;
     let mut sent: u64 = 0;
     let mut pulled = 0;
