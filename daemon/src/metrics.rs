@@ -47,7 +47,10 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
 use rsgi_proto::control::{TopList, TopVassal};
 use rsgi_proto::listen::BoundSocket;
-use rsgi_proto::shm::{RespawnCause, Shm, WorkerStatus, DURATION_BUCKETS_US, HISTOGRAM_LEN};
+use rsgi_proto::shm::{
+    MasterSnapshot, RespawnCause, Shm, WorkerSnapshot, WorkerStatus, DURATION_BUCKETS_US,
+    HISTOGRAM_LEN, STATUS_CLASSES,
+};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
@@ -73,9 +76,6 @@ pub const STATES: [&str; 9] = [
     "stopped",
     "retired",
 ];
-
-/// The `class` label values of `rsgi_requests_total`, in counter-array order.
-pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
 /// How long a client of the metrics port may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,8 +114,13 @@ pub struct Totals {
 impl Totals {
     /// The totals of one region: every worker slot plus the master area.
     pub fn of(shm: &Shm) -> Totals {
+        Totals::of_workers(&shm.snapshots(), &shm.master().snapshot())
+    }
+
+    /// The totals of one region read already: its worker slots and its master area.
+    fn of_workers(workers: &[WorkerSnapshot], m: &MasterSnapshot) -> Totals {
         let mut t = Totals::default();
-        for s in shm.snapshots() {
+        for s in workers {
             t.requests += s.requests;
             t.exceptions += s.exceptions;
             t.tx += s.tx;
@@ -124,7 +129,6 @@ impl Totals {
             add_each(&mut t.status_classes, &s.status_classes);
             add_each(&mut t.histogram, &s.histogram);
         }
-        let m = shm.master().snapshot();
         add_each(&mut t.respawns, &m.respawns);
         t.reloads = m.reloads;
         t.reloads_failed = m.reloads_failed;
@@ -206,11 +210,11 @@ impl Ledger {
         }
     }
 
-    /// The totals: the retired ones plus the live regions'.
-    pub fn totals<'a>(&self, live: impl IntoIterator<Item = &'a Shm>) -> Totals {
+    /// The totals: the retired ones plus those of the live regions.
+    pub fn totals(&self, live: impl IntoIterator<Item = Totals>) -> Totals {
         let mut t = self.retired.clone();
-        for shm in live {
-            t.add(&Totals::of(shm));
+        for region in live {
+            t.add(&region);
         }
         t
     }
@@ -315,102 +319,27 @@ impl Snapshot {
         settings: &Settings,
         vassals: impl IntoIterator<Item = VassalView<'a>>,
     ) -> Snapshot {
-        let (now, now_sys) = (Instant::now(), SystemTime::now());
-        let epoch = |t: Instant| {
-            let at = now_sys
-                .checked_sub(now.saturating_duration_since(t))
-                .unwrap_or(now_sys);
-            at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+        let clock = Clock {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
         };
         let loyal_after = settings.policy.loyal_after;
-        let vassals = vassals
-            .into_iter()
-            .map(|v| {
-                let state = v.state;
-                let (ready_since, loyal_since) = match &state.phase {
-                    Phase::Ready { since, .. }
-                    | Phase::Reloading {
-                        ready_since: since, ..
-                    } => {
-                        let loyal = (now.saturating_duration_since(*since) >= loyal_after)
-                            .then(|| epoch(*since) + loyal_after.as_secs());
-                        (Some(epoch(*since)), loyal)
-                    }
-                    _ => (None, None),
-                };
-                let mut pids: BTreeSet<i32> = state.pids().iter().map(|p| p.0).collect();
-                let (mut busy, mut idle, mut in_flight) = (0u32, 0u32, 0u64);
-                for shm in v.counters.values() {
-                    for w in shm.snapshots() {
-                        if w.pid <= 0 || w.status == WorkerStatus::Dead {
-                            continue;
-                        }
-                        pids.insert(w.pid);
-                        in_flight += u64::from(w.in_flight);
-                        if w.in_flight > 0 || w.status == WorkerStatus::Busy {
-                            busy += 1;
-                        } else {
-                            idle += 1;
-                        }
-                    }
-                }
-                pids.retain(|&p| p > 0);
-                let totals = v.ledger.totals(v.counters.values().map(|s| &**s));
-                // The accept queue of the TCP sockets rsgid holds (the kernel counts it
-                // per socket, whoever accepts); for unix sockets, the vassal master's
-                // last sample.
-                let tcp: Vec<u64> = v
-                    .sockets
-                    .iter()
-                    .filter_map(|s| rsgi_proto::stats::listen_queue(s.listener.as_fd()))
-                    .map(|q| u64::from(q.queue))
-                    .collect();
-                let listen_queue = if tcp.is_empty() {
-                    state
-                        .current_gen()
-                        .and_then(|g| v.counters.get(&g))
-                        .map_or(0, |s| u64::from(s.master().snapshot().listen_queue))
-                } else {
-                    tcp.iter().sum()
-                };
-                let mtime = u64::try_from(v.file.fingerprint.mtime_ns / 1_000_000_000).unwrap_or(0);
-                VassalSample {
-                    name: v.name.to_string(),
-                    file_name: v
-                        .file
-                        .path
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| v.name.to_string()),
-                    state: state.name(),
-                    up: matches!(state.phase, Phase::Ready { .. } | Phase::Reloading { .. }),
-                    pid: state.current_pid().map(|p| p.0),
-                    generation: state.current_gen().map_or(0, |g| g.0),
-                    last_mod: mtime,
-                    added: v.ledger.added,
-                    ready_since,
-                    loyal_since,
-                    pids: pids.into_iter().collect(),
-                    reloads_ok: v.ledger.reloads_ok + totals.reloads,
-                    reloads_failed: v.ledger.reloads_failed + totals.reloads_failed,
-                    totals,
-                    busy,
-                    idle,
-                    in_flight,
-                    listen_queue,
-                    restarts: u64::from(state.restarts),
-                    rss: 0,
-                    generation_start: None,
-                    owner: None,
-                }
-            })
-            .collect();
         Snapshot {
-            time: Some(now_sys),
+            time: Some(clock.wall),
             dir: settings.vassals.display().to_string(),
             tyrant: settings.tyrant,
-            vassals,
+            vassals: vassals
+                .into_iter()
+                .map(|v| VassalSample::take(v, clock, loyal_after))
+                .collect(),
         }
+    }
+
+    /// How long after the Unix epoch the snapshot was taken (zero without a time).
+    fn since_epoch(&self) -> Duration {
+        self.time
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .unwrap_or_default()
     }
 
     /// Read what `/proc` knows: each vassal's resident memory (the sum over its
@@ -430,6 +359,107 @@ impl Snapshot {
                     .ok()
                     .map(|m| (m.uid(), m.gid()));
             }
+        }
+    }
+}
+
+/// The moment a [`Snapshot`] is taken, on both clocks.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl Clock {
+    /// Epoch seconds of the monotonic instant `t` (in the past).
+    fn epoch(self, t: Instant) -> u64 {
+        let at = self
+            .wall
+            .checked_sub(self.mono.saturating_duration_since(t))
+            .unwrap_or(self.wall);
+        at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+}
+
+impl VassalSample {
+    /// One vassal's numbers; every counter region is read once.
+    fn take(v: VassalView<'_>, clock: Clock, loyal_after: Duration) -> VassalSample {
+        let state = v.state;
+        let (ready_since, loyal_since) = match &state.phase {
+            Phase::Ready { since, .. }
+            | Phase::Reloading {
+                ready_since: since, ..
+            } => {
+                let loyal = (clock.mono.saturating_duration_since(*since) >= loyal_after)
+                    .then(|| clock.epoch(*since) + loyal_after.as_secs());
+                (Some(clock.epoch(*since)), loyal)
+            }
+            _ => (None, None),
+        };
+        let current = state.current_gen();
+        let mut pids: BTreeSet<i32> = state.pids().iter().map(|p| p.0).collect();
+        let (mut busy, mut idle, mut in_flight) = (0u32, 0u32, 0u64);
+        let mut master_queue = 0;
+        let mut live = Vec::with_capacity(v.counters.len());
+        for (gen, shm) in v.counters {
+            let workers = shm.snapshots();
+            let master = shm.master().snapshot();
+            for w in &workers {
+                if w.pid <= 0 || w.status == WorkerStatus::Dead {
+                    continue;
+                }
+                pids.insert(w.pid);
+                in_flight += u64::from(w.in_flight);
+                if w.in_flight > 0 || w.status == WorkerStatus::Busy {
+                    busy += 1;
+                } else {
+                    idle += 1;
+                }
+            }
+            if Some(*gen) == current {
+                master_queue = u64::from(master.listen_queue);
+            }
+            live.push(Totals::of_workers(&workers, &master));
+        }
+        pids.retain(|&p| p > 0);
+        let totals = v.ledger.totals(live);
+        // The accept queue of the TCP sockets rsgid holds (the kernel counts it per
+        // socket, whoever accepts); for unix sockets, the vassal master's last sample.
+        let listen_queue = v
+            .sockets
+            .iter()
+            .filter_map(|s| rsgi_proto::stats::listen_queue(s.listener.as_fd()))
+            .map(|q| u64::from(q.queue))
+            .reduce(|a, b| a + b)
+            .unwrap_or(master_queue);
+        VassalSample {
+            name: v.name.to_string(),
+            file_name: v
+                .file
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| v.name.to_string()),
+            state: state.name(),
+            up: ready_since.is_some(),
+            pid: state.current_pid().map(|p| p.0),
+            generation: current.map_or(0, |g| g.0),
+            last_mod: u64::try_from(v.file.fingerprint.mtime_ns / 1_000_000_000).unwrap_or(0),
+            added: v.ledger.added,
+            ready_since,
+            loyal_since,
+            pids: pids.into_iter().collect(),
+            reloads_ok: v.ledger.reloads_ok + totals.reloads,
+            reloads_failed: v.ledger.reloads_failed + totals.reloads_failed,
+            totals,
+            busy,
+            idle,
+            in_flight,
+            listen_queue,
+            restarts: u64::from(state.restarts),
+            rss: 0,
+            generation_start: None,
+            owner: None,
         }
     }
 }
@@ -701,7 +731,7 @@ fn families(s: &Snapshot) -> Vec<Family> {
         gen_start.gauge(&[n], v.generation_start.unwrap_or(0) as f64);
         workers.gauge(&[n, "busy"], f64::from(v.busy));
         workers.gauge(&[n, "idle"], f64::from(v.idle));
-        for (class, count) in CLASSES.iter().zip(t.status_classes) {
+        for (class, count) in STATUS_CLASSES.iter().zip(t.status_classes) {
             requests.counter(&[n, class], count);
         }
         duration.histogram(&[n], &bounds, &t.histogram, t.duration_us as f64 / 1e6);
@@ -741,10 +771,7 @@ pub fn encode(snapshot: &Snapshot) -> prometheus::Result<String> {
 /// The `GET /top` answer for `snapshot` (after [`Snapshot::fill_proc`]).
 pub fn top(snapshot: &Snapshot) -> TopList {
     TopList {
-        time_ms: snapshot
-            .time
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        time_ms: u64::try_from(snapshot.since_epoch().as_millis()).unwrap_or(u64::MAX),
         vassals: snapshot
             .vassals
             .iter()
@@ -835,10 +862,7 @@ struct EmperorVassal {
 
 /// The emperor stats JSON for `snapshot` (after [`Snapshot::fill_proc`]).
 pub fn emperor_stats(snapshot: &Snapshot) -> String {
-    let now = snapshot
-        .time
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
+    let now = snapshot.since_epoch().as_secs();
     let doc = EmperorStats {
         version: rsgi_proto::stats::VERSION.to_owned(),
         pid: std::process::id(),
@@ -954,23 +978,17 @@ async fn metrics_response<B>(
     req: &Request<B>,
     tx: &mpsc::UnboundedSender<Msg>,
 ) -> Response<Full<Bytes>> {
-    let plain = |status: StatusCode, text: String| {
-        let mut resp = Response::new(Full::new(Bytes::from(text)));
+    let reply = |status: StatusCode, content_type: &'static str, body: String| {
+        let mut resp = Response::new(Full::new(Bytes::from(body)));
         *resp.status_mut() = status;
-        resp.headers_mut().insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         resp
     };
+    let plain = |status, text| reply(status, "text/plain; charset=utf-8", text);
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => match text(tx).await {
-            Ok(body) => {
-                let mut resp = Response::new(Full::new(Bytes::from(body)));
-                resp.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
-                resp
-            }
+            Ok(body) => reply(StatusCode::OK, TEXT_CONTENT_TYPE, body),
             Err(e) => plain(StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")),
         },
         (&Method::GET | &Method::HEAD, "/") => plain(
@@ -1028,10 +1046,8 @@ impl StatsListener {
                         std::fs::remove_file(path)?;
                     }
                 }
-                let listener = std::os::unix::net::UnixListener::bind(path)?;
-                listener.set_nonblocking(true)?;
                 Ok(StatsListener::Unix {
-                    listener: tokio::net::UnixListener::from_std(listener)?,
+                    listener: tokio::net::UnixListener::bind(path)?,
                     _path: SocketPath(path.clone()),
                 })
             }
@@ -1114,24 +1130,29 @@ mod tests {
         for _ in 0..5 {
             request(&gen1, 1, 200, 1);
         }
-        assert_eq!(ledger.totals([&gen1]).requests, 5);
+        assert_eq!(ledger.totals([Totals::of(&gen1)]).requests, 5);
         // A reload: generation 2 runs beside 1.
         let gen2 = Shm::create(1).unwrap();
         request(&gen2, 1, 200, 1);
-        assert_eq!(ledger.totals([&gen1, &gen2]).requests, 6);
+        assert_eq!(
+            ledger
+                .totals([Totals::of(&gen1), Totals::of(&gen2)])
+                .requests,
+            6
+        );
         // Generation 1 exits: its counts stay.
         ledger.retire(&gen1);
         drop(gen1);
-        assert_eq!(ledger.totals([&gen2]).requests, 6);
+        assert_eq!(ledger.totals([Totals::of(&gen2)]).requests, 6);
         // The master re-executes and sends the same memfd again: nothing ends.
         let again = Shm::from_fd(nix::unistd::dup(gen2.fd()).unwrap(), 1).unwrap();
         ledger.replace(&gen2, &again);
-        assert_eq!(ledger.totals([&again]).requests, 6);
+        assert_eq!(ledger.totals([Totals::of(&again)]).requests, 6);
         // ... or a new region (another worker count): the old one's counts stay.
         let gen2b = Shm::create(2).unwrap();
         ledger.replace(&again, &gen2b);
         request(&gen2b, 2, 500, 1);
-        let t = ledger.totals([&gen2b]);
+        let t = ledger.totals([Totals::of(&gen2b)]);
         assert_eq!(t.requests, 7);
         assert_eq!(t.status_classes, [0, 6, 0, 0, 1]);
         // Reload outcomes from the lifecycle.

@@ -120,6 +120,10 @@ pub const DURATION_BUCKETS_US: [u64; 13] = [
 /// get Prometheus' cumulative `_bucket` series.
 pub const HISTOGRAM_LEN: usize = DURATION_BUCKETS_US.len() + 1;
 
+/// The names of the status classes, in the order of the `status_classes` counters
+/// (index 0 = 1xx ... 4 = 5xx): the stats JSON keys and the Prometheus `class` label.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
 /// The bucket bounds in nanoseconds, so that the hot path compares integers only.
 const DURATION_BUCKETS_NS: [u64; 13] = {
     let mut ns = [0u64; 13];

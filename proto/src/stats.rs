@@ -29,6 +29,7 @@ use nix::unistd::{getgid, getpid, getuid, Pid, SysconfVar};
 
 use crate::shm::{
     MasterSnapshot, RespawnCause, WorkerSnapshot, WorkerStatus, DURATION_BUCKETS_US, MAX_CORES,
+    STATUS_CLASSES,
 };
 
 /// The `version` string: `"rsgi <crate version>"`.
@@ -336,10 +337,7 @@ fn render_worker(w: &mut Writer, s: &WorkerSnapshot, cores: usize) {
     w.kint("rsgi_last_rt", s.last_rt_us);
     w.key("rsgi_status_classes");
     w.open('{');
-    for (name, n) in ["1xx", "2xx", "3xx", "4xx", "5xx"]
-        .iter()
-        .zip(s.status_classes)
-    {
+    for (name, n) in STATUS_CLASSES.iter().zip(s.status_classes) {
         w.kint(name, n);
     }
     w.close('}');
