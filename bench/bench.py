@@ -42,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 APPS = BENCH / "apps"
+HELLO = ROOT / "tests" / "apps" / "hello.py"  # the tests' hello app serves the bench too
 HOST = "127.0.0.1"
 
 SERVERS = [
@@ -54,6 +55,7 @@ SERVERS = [
     "granian",
 ]
 PEERS = [s for s in SERVERS if not s.startswith("rsgi")]
+SECTIONS = ["throughput", "cold", "emperor", "reload", "vassals"]
 NGINX_SERVERS = {"rsgi-nginx", "uwsgi-nginx"}
 GUNICORN = {"gunicorn-sync", "gunicorn-gthread"}
 
@@ -98,10 +100,10 @@ def children_map() -> dict[int, list[int]]:
     return kids
 
 
-def tree(root: int) -> list[int]:
-    """root and all its descendants."""
+def tree(*roots: int) -> list[int]:
+    """roots and all their descendants (one pass over /proc)."""
     kids = children_map()
-    out, todo = [], [root]
+    out, todo = [], list(roots)
     while todo:
         pid = todo.pop()
         if not Path(f"/proc/{pid}").exists():
@@ -161,6 +163,7 @@ class Proc:
     """A process started in its own session; stop() kills its whole tree by pid."""
 
     def __init__(self, argv, logfile: Path, env=None, cwd=None):
+        self.started = time.monotonic()  # the launch, for the cold-start times
         self.argv = [str(a) for a in argv]
         self.logfile = logfile
         self.fh = open(logfile, "ab")
@@ -179,9 +182,6 @@ class Proc:
 
     def pids(self) -> list[int]:
         return tree(self.pid)
-
-    def alive(self) -> bool:
-        return self.p.poll() is None
 
     def stop(self, timeout: float = 5.0) -> None:
         pids = self.pids()
@@ -215,20 +215,26 @@ class Proc:
         os.kill(self.pid, sig)
 
 
-def http_status(port: int, timeout: float = 1.0, host: str = HOST) -> int | None:
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-    except OSError:
-        return None
+def response_status(s: socket.socket, request: bytes) -> int | None:
+    """Send request on the connected s; the status code of the answer's first line."""
+    s.sendall(request)
+    data = b""
+    while b"\r\n" not in data:
+        chunk = s.recv(256)
+        if not chunk:
+            break
+        data += chunk
     m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
     return int(m.group(1)) if m else None
+
+
+def http_status(port: int, timeout: float = 1.0) -> int | None:
+    """GET / on HOST:port; the status, or None if it could not be had."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as s:
+            return response_status(s, b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    except OSError:
+        return None
 
 
 def uwsgi_packet() -> bytes:
@@ -254,26 +260,20 @@ UWSGI_PACKET = uwsgi_packet()
 
 
 def uwsgi_status(path: Path, timeout: float = 5.0) -> int | None:
+    """A uwsgi-protocol GET / on the unix socket path; the status, or None."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(timeout)
             s.connect(str(path))
-            s.sendall(UWSGI_PACKET)
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(256)
-                if not chunk:
-                    break
-                data += chunk
+            return response_status(s, UWSGI_PACKET)
     except OSError:
         return None
-    m = re.match(rb"HTTP/1\.[01] (\d{3})", data)
-    return int(m.group(1)) if m else None
 
 
-def wait_until(check, deadline_s: float, every: float = 0.002) -> float | None:
-    """Poll check() every `every` s; the seconds it took to be true, or None."""
-    t0 = time.monotonic()
+def wait_until(check, deadline_s: float, every: float = 0.002, since: float | None = None) -> float | None:
+    """Poll check() every `every` s; the seconds it took to be true (counted from
+    `since`, a time.monotonic(), if given), or None after deadline_s."""
+    t0 = time.monotonic() if since is None else since
     while True:
         if check():
             return time.monotonic() - t0
@@ -293,17 +293,19 @@ def to_ms(num: str, unit: str) -> float:
     return float(num) * UNIT[unit]
 
 
-def wrk(url, duration, close=False, script=None, env=None, conns=64, threads=2) -> dict:
-    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency"]
+def wrk_argv(url, duration, close=False, script=None) -> list:
+    """wrk's command line: 2 threads, 64 connections, latency percentiles."""
+    argv = ["wrk", "-t2", "-c64", f"-d{duration}s", "--latency"]
     if close:
         argv += ["-H", "Connection: close"]
     if script:
         argv += ["-s", str(script)]
-    argv.append(url)
-    out = subprocess.run(
-        argv, capture_output=True, text=True, env=env, timeout=duration + 60
-    ).stdout
-    r = {"raw": out}
+    return argv + [url]
+
+
+def parse_wrk(out: str) -> dict:
+    """The figures of wrk's output: req/s, latencies in ms, socket errors and non-2xx."""
+    r = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     r["rps"] = float(m.group(1)) if m else 0.0
     m = re.search(r"(\d+) requests in", out)
@@ -311,18 +313,22 @@ def wrk(url, duration, close=False, script=None, env=None, conns=64, threads=2) 
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
         r[f"p{pct}"] = to_ms(*m.groups()) if m else None
-    m = re.search(
-        r"Latency\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s|m)", out
-    )
+    m = re.search(r"Latency\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s|m)", out)
     r["max_ms"] = to_ms(*m.groups()) if m else None
-    m = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
-    )
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     r["sock_err"] = [int(x) for x in m.groups()] if m else [0, 0, 0, 0]
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     r["non2xx"] = int(m.group(1)) if m else 0
     r["errors"] = sum(r["sock_err"]) + r["non2xx"]
     return r
+
+
+def wrk(url, duration, close=False) -> dict:
+    """Run wrk; its figures, and its whole output under "raw"."""
+    out = subprocess.run(
+        wrk_argv(url, duration, close), capture_output=True, text=True, timeout=duration + 60
+    ).stdout
+    return {"raw": out, **parse_wrk(out)}
 
 
 # ---------------------------------------------------------------------------------
@@ -348,6 +354,7 @@ class Bench:
         self.logging = args.logging == "on"
         self.seq = 0
         self.django_dir = None
+        self.results: dict = {}  # what results.json holds, saved after every run
 
     # -- apps ---------------------------------------------------------------------
 
@@ -375,7 +382,7 @@ class Bench:
     def app_spec(self, app: str) -> dict:
         """file: for --wsgi-file; dir + module: for module-style servers."""
         if app == "hello":
-            return {"file": APPS / "hello.py", "dir": APPS, "module": "hello"}
+            return {"file": HELLO, "dir": HELLO.parent, "module": "hello"}
         if app == "json":
             return {"file": APPS / "jsonapp.py", "dir": APPS, "module": "jsonapp"}
         if app == "django":
@@ -383,17 +390,8 @@ class Bench:
             return {"file": None, "dir": d, "module": "benchsite.wsgi"}
         raise ValueError(app)
 
-    def rsgi_app_args(self, spec) -> list:
-        args = ["--home", self.venv]
-        if spec["file"]:
-            args += ["--wsgi-file", spec["file"]]
-        else:
-            args += ["--chdir", spec["dir"], "--pythonpath", spec["dir"], "--module", spec["module"]]
-        if not self.logging:
-            args.append("--disable-logging")
-        return args
-
-    def uwsgi_app_args(self, spec) -> list:
+    def app_args(self, spec) -> list:
+        """The app options, the same for rsgi and uWSGI."""
         args = ["--home", self.venv]
         if spec["file"]:
             args += ["--wsgi-file", spec["file"]]
@@ -410,15 +408,15 @@ class Bench:
             return [self.limit, f"{HOST}:{port}"]
         if server == "rsgi-http":
             return [self.bin / "rsgi", "--http-socket", f"{HOST}:{port}", "--master",
-                    "--processes", w] + self.rsgi_app_args(spec)
+                    "--processes", w] + self.app_args(spec)
         if server == "rsgi-nginx":
             return [self.bin / "rsgi", "--socket", f"unix:{sock}", "--master",
-                    "--processes", w] + self.rsgi_app_args(spec)
+                    "--processes", w] + self.app_args(spec)
         if server == "uwsgi-http":
             return [v / "uwsgi", "--master", "--processes", w, "--http-socket", f"{HOST}:{port}",
-                    "--add-header", "Connection: close"] + self.uwsgi_app_args(spec)
+                    "--add-header", "Connection: close"] + self.app_args(spec)
         if server == "uwsgi-nginx":
-            return [v / "uwsgi", "--master", "--processes", w, "--socket", sock] + self.uwsgi_app_args(spec)
+            return [v / "uwsgi", "--master", "--processes", w, "--socket", sock] + self.app_args(spec)
         if server in GUNICORN:
             argv = [v / "gunicorn", "--workers", w, "--bind", f"{HOST}:{port}", "--chdir", spec["dir"]]
             if server == "gunicorn-sync":
@@ -460,23 +458,28 @@ http {{
         )
         return conf
 
-    def start(self, server: str, app: str, w: int, with_nginx: bool = True):
-        """Start a server (and nginx in front when the row says so). Returns
-        (server Proc, nginx Proc or None, port wrk talks to, socket path)."""
+    def scratch(self, prefix: str) -> Path:
+        """A new directory under the scratch dir; self.seq also numbers the logs."""
         self.seq += 1
-        d = self.tmp / f"run{self.seq}"
+        d = self.tmp / f"{prefix}{self.seq}"
         d.mkdir()
+        return d
+
+    def start(self, server: str, app: str, w: int, tag: str = ""):
+        """Start a server (and, for the nginx rows, nginx in front, answering first).
+        Returns (server Proc, nginx Proc or None, the port wrk talks to)."""
+        d = self.scratch("run")
         sock = d / "app.sock"
         port = free_port()
         nginx = None
-        app_port = port
-        if server in NGINX_SERVERS and with_nginx:
+        if server in NGINX_SERVERS:
             conf = self.nginx_conf(port, sock, d)
             nginx = Proc(["nginx", "-c", conf, "-p", d], self.logs / f"{self.seq}-nginx.log", env=self.env)
-            app_port = None
+            # so that a cold start times the server, not nginx's own start
+            wait_until(lambda: http_status(port) is not None, 10)
         argv = self.server_argv(server, app, w, port, sock)
-        proc = Proc(argv, self.logs / f"{self.seq}-{server}-{app}-w{w}.log", env=self.env, cwd=d)
-        return proc, nginx, port, sock
+        proc = Proc(argv, self.logs / f"{self.seq}-{tag}{server}-{app}-w{w}.log", env=self.env, cwd=d)
+        return proc, nginx, port
 
     def stop(self, proc, nginx):
         proc.stop()
@@ -486,19 +489,18 @@ http {{
     # -- throughput ---------------------------------------------------------------
 
     def throughput_one(self, server, app, w) -> dict:
-        proc, nginx, port, _ = self.start(server, app, w)
+        proc, nginx, port = self.start(server, app, w)
         url = f"http://{HOST}:{port}/"
+        roots = [proc.pid] + ([nginx.pid] if nginx else [])
         try:
-            ok = wait_until(lambda: http_status(port) == 200, 60, every=0.01)
-            if ok is None:
+            if wait_until(lambda: http_status(port) == 200, 60, every=0.01) is None:
                 raise RuntimeError(f"{server} {app} w{w} never answered 200 (see {proc.logfile})")
             a = self.args
             wrk(url, a.warmup)
-            pids = proc.pids() + (nginx.pids() if nginx else [])
-            c0, t0 = cpu_seconds(pids), time.monotonic()
+            c0, t0 = cpu_seconds(tree(*roots)), time.monotonic()
             busy0, wrk0 = system_busy(), children_cpu()
             ka = wrk(url, a.duration)
-            pids = proc.pids() + (nginx.pids() if nginx else [])
+            pids = tree(*roots)
             wall = time.monotonic() - t0
             server_cpu = cpu_seconds(pids) - c0
             cores = server_cpu / wall
@@ -506,8 +508,7 @@ http {{
             # tests; also softirq work the kernel charged to no process of ours)
             other = (system_busy() - busy0 - server_cpu - (children_cpu() - wrk0)) / wall
             cl = wrk(url, a.duration, close=True)
-            pids = proc.pids() + (nginx.pids() if nginx else [])
-            rss, pss, n = memory(pids)
+            rss, pss, n = memory(tree(*roots))
         finally:
             self.stop(proc, nginx)
         res = {"ka": ka, "close": cl, "cores": cores, "other_cores": max(other, 0.0), "rss": rss,
@@ -517,10 +518,8 @@ http {{
                 del res[k]["raw"]  # keep wrk's output only when something went wrong
         return res
 
-    def section_throughput(self, results):
+    def section_throughput(self, runs: list):
         a = self.args
-        sec = results.setdefault("throughput", {"runs": [], "load": {}})
-        sec["load"]["start"] = loadavg()
         configs = []
         for app in a.apps:
             for w in a.workers:
@@ -528,71 +527,50 @@ http {{
                     configs.append((s, app, w))
             if app == "hello" and "limit" in a.servers_extra:
                 configs.append(("limit", "hello", 1))
-        total = a.reps
-        for rep in range(total):
+        for rep in range(a.reps):
             # rotate the order every repetition so no server always runs first/last
             order = configs[rep % len(configs):] + configs[: rep % len(configs)]
             for s, app, w in order:
                 if s in GUNICORN and rep >= a.gunicorn_reps:
                     continue
-                log(f"throughput rep {rep + 1}/{total}: {s} {app} w{w} (load {loadavg()})")
+                log(f"throughput rep {rep + 1}/{a.reps}: {s} {app} w{w} (load {loadavg()})")
                 load = loadavg()
                 r = self.throughput_one(s, app, w)
                 r.update(server=s, app=app, w=w, rep=rep, load=[load, loadavg()])
-                sec["runs"].append(r)
+                runs.append(r)
                 log(
                     f"  KA {r['ka']['rps']:,.0f} req/s p99 {r['ka']['p99']} ms err {r['ka']['errors']}"
                     f" | close {r['close']['rps']:,.0f} err {r['close']['errors']}"
                     f" | RSS {r['rss']:.1f} MiB | cores {r['cores']:.2f} (others {r['other_cores']:.2f})"
                 )
-                self.save(results)
-        sec["load"]["end"] = loadavg()
+                self.save()
 
     # -- cold start ---------------------------------------------------------------
 
-    def section_cold(self, results):
+    def section_cold(self, runs: list):
         a = self.args
-        sec = results.setdefault("cold", {"runs": [], "load": {}})
-        sec["load"]["start"] = loadavg()
         for app in [x for x in ("hello", "django") if x in a.apps]:
             for w in a.workers:
                 for s in a.servers:
-                    times = []
-                    for _ in range(a.cold_reps):
-                        times.append(self.cold_one(s, app, w))
+                    times = [self.cold_one(s, app, w) for _ in range(a.cold_reps)]
                     log(f"cold {s} {app} w{w}: {times}")
-                    sec["runs"].append({"server": s, "app": app, "w": w, "times": times})
-                    self.save(results)
-        sec["load"]["end"] = loadavg()
+                    runs.append({"server": s, "app": app, "w": w, "times": times})
+                    self.save()
 
-    def cold_one(self, server, app, w):
-        self.seq += 1
-        d = self.tmp / f"cold{self.seq}"
-        d.mkdir()
-        sock = d / "app.sock"
-        port = free_port()
-        nginx = None
-        if server in NGINX_SERVERS:
-            nginx = Proc(["nginx", "-c", self.nginx_conf(port, sock, d), "-p", d],
-                         self.logs / f"{self.seq}-nginx.log", env=self.env)
-            wait_until(lambda: http_status(port) is not None, 10)
-        argv = self.server_argv(server, app, w, port, sock)
-        t0 = time.monotonic()
-        proc = Proc(argv, self.logs / f"{self.seq}-cold-{server}-{app}-w{w}.log", env=self.env, cwd=d)
-        took = None
-        while time.monotonic() - t0 < 60:
-            if http_status(port, timeout=5) == 200:
-                took = time.monotonic() - t0
-                break
-            time.sleep(0.002)
-        self.stop(proc, nginx)
-        return took
+    def cold_one(self, server, app, w) -> float | None:
+        """Seconds from the server's launch to its first 200, or None (60 s)."""
+        proc, nginx, port = self.start(server, app, w, tag="cold-")
+        try:
+            return wait_until(lambda: http_status(port, timeout=5) == 200, 60, since=proc.started)
+        finally:
+            self.stop(proc, nginx)
 
     # -- emperor: new ini -> first answer ------------------------------------------
 
-    def vassal_ini(self, kind: str, name: str, sock=None, http_port=None, w=1, master=True) -> str:
-        hello = APPS / "hello.py"
-        lines = ["[uwsgi]", f"wsgi-file = {hello}", f"master = {'true' if master else 'false'}",
+    def vassal_ini(self, kind: str, sock=None, http_port=None, w=1, master=True) -> str:
+        """A hello vassal: on HOST:http_port (HTTP) if given, else on a unix socket (uwsgi
+        protocol): rsgid's default one, RUN/<ini name>.sock, or uWSGI's `socket = sock`."""
+        lines = ["[uwsgi]", f"wsgi-file = {HELLO}", f"master = {'true' if master else 'false'}",
                  f"processes = {w}"]
         if not self.logging:
             lines.append("disable-logging = true")
@@ -602,7 +580,6 @@ http {{
                 lines.append("add-header = Connection: close")
         elif kind == "uwsgi":
             lines.append(f"socket = {sock}")
-        # rsgid: no socket option -> unix:<run dir>/<name>.sock (uwsgi protocol)
         return "\n".join(lines) + "\n"
 
     def start_emperor(self, kind: str, vdir: Path, rdir: Path, tag: str) -> Proc:
@@ -617,56 +594,41 @@ http {{
             argv = [self.venv / "bin" / "uwsgi", "--emperor", vdir]
         return Proc(argv, logf, env=self.env)
 
-    def vassal_sock(self, kind, rdir: Path, name: str) -> Path:
-        return rdir / f"{name}.sock"
-
-    def section_emperor(self, results):
+    def section_emperor(self, runs: list):
         a = self.args
-        sec = results.setdefault("emperor", {"runs": [], "load": {}})
-        sec["load"]["start"] = loadavg()
         for kind in ("rsgid", "uwsgi"):
-            self.seq += 1
-            base = self.tmp / f"emp{self.seq}"
+            base = self.scratch("emp")
             vdir, rdir, stage = base / "vassals", base / "run", base / "stage"
             for p in (vdir, rdir, stage):
-                p.mkdir(parents=True)
-            (vdir / "base.ini").write_text(
-                self.vassal_ini(kind, "base", sock=self.vassal_sock(kind, rdir, "base")))
+                p.mkdir()
+            base_sock = rdir / "base.sock"
+            (vdir / "base.ini").write_text(self.vassal_ini(kind, sock=base_sock))
             emp = self.start_emperor(kind, vdir, rdir, "newini")
             try:
-                up = wait_until(lambda: uwsgi_status(self.vassal_sock(kind, rdir, "base")) == 200, 30)
-                if up is None:
+                if wait_until(lambda: uwsgi_status(base_sock) == 200, 30) is None:
                     raise RuntimeError(f"{kind} emperor: base vassal never answered ({emp.logfile})")
                 time.sleep(0.5)
                 times = []
                 for i in range(a.emperor_reps):
                     name = f"new{i}"
-                    sock = self.vassal_sock(kind, rdir, name)
+                    sock = rdir / f"{name}.sock"
                     staged = stage / f"{name}.ini"
-                    staged.write_text(self.vassal_ini(kind, name, sock=sock))
+                    staged.write_text(self.vassal_ini(kind, sock=sock))
                     t0 = time.monotonic()
                     os.rename(staged, vdir / f"{name}.ini")
-                    took = None
-                    while time.monotonic() - t0 < 30:
-                        if uwsgi_status(sock, timeout=10) == 200:
-                            took = time.monotonic() - t0
-                            break
-                        time.sleep(0.002)
+                    took = wait_until(lambda: uwsgi_status(sock, timeout=10) == 200, 30, since=t0)
                     times.append(took)
                     log(f"emperor {kind}: new ini -> first answer {took}")
                     time.sleep(0.5)
             finally:
                 emp.stop()
-            sec["runs"].append({"emperor": kind, "times": times})
-            self.save(results)
-        sec["load"]["end"] = loadavg()
+            runs.append({"emperor": kind, "times": times})
+            self.save()
 
     # -- reload under load --------------------------------------------------------
 
-    def section_reload(self, results):
+    def section_reload(self, runs: list):
         a = self.args
-        sec = results.setdefault("reload", {"runs": [], "load": {}})
-        sec["load"]["start"] = loadavg()
         for rep in range(a.reload_reps):
             for w in a.workers:
                 for mode in ("close", "keepalive"):
@@ -676,22 +638,22 @@ http {{
                         r.update(server=server, w=w, mode=mode, rep=rep)
                         log(f"  failed {r['failed']} max gap {r['max_gap']:.4f} s dip {r['dip']:.1f} s"
                             f" reloaded {r['reloaded']} req/s before {r['rps_before']:,.0f}")
-                        sec["runs"].append(r)
-                        self.save(results)
-        sec["load"]["end"] = loadavg()
+                        runs.append(r)
+                        self.save()
 
     def reload_one(self, server, w, mode) -> dict:
         a = self.args
-        self.seq += 1
-        base = self.tmp / f"reload{self.seq}"
-        vdir, rdir, wlog = base / "vassals", base / "run", base / "wrk"
-        for p in (vdir, rdir, wlog):
-            p.mkdir(parents=True)
+        base = self.scratch("reload")
+        wlog = base / "wrk"
+        wlog.mkdir()
         port = free_port()
-        ini = vdir / "hello.ini"
         if server in ("rsgid", "uwsgi-emperor"):
             kind = "rsgid" if server == "rsgid" else "uwsgi"
-            ini.write_text(self.vassal_ini(kind, "hello", http_port=port, w=w))
+            vdir, rdir = base / "vassals", base / "run"
+            vdir.mkdir()
+            rdir.mkdir()
+            ini = vdir / "hello.ini"
+            ini.write_text(self.vassal_ini(kind, http_port=port, w=w))
             proc = self.start_emperor(kind, vdir, rdir, f"reload-w{w}-{mode}")
             trigger = lambda: os.utime(ini)  # noqa: E731
         else:
@@ -708,9 +670,7 @@ http {{
             before = set(proc.pids())
             env = dict(self.env, RELOAD_LOG_DIR=str(wlog))
             wp = subprocess.Popen(
-                ["wrk", "-t2", "-c64", f"-d{a.reload_duration}s", "--latency", "-s",
-                 BENCH / "reload.lua"] + (["-H", "Connection: close"] if mode == "close" else [])
-                + [url],
+                wrk_argv(url, a.reload_duration, close=(mode == "close"), script=BENCH / "reload.lua"),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
             )
             start = time.monotonic()
@@ -718,51 +678,34 @@ http {{
             t_trigger = time.monotonic()
             trigger()
             out, _ = wp.communicate(timeout=a.reload_duration + 60)
-            end = time.monotonic()
             # the new generation is up once every wrk run is done: compare pids
             time.sleep(0.2)
             after = set(proc.pids())
         finally:
             proc.stop()
-        r = self.parse_wrk_text(out)
+        r = parse_wrk(out)
+        if "Requests/sec" not in out:
+            r["raw"] = out  # keep wrk's output only when it has no summary
         buckets: dict[int, int] = {}
         for f in wlog.glob("thread-*.log"):
             for line in f.read_text().splitlines():
                 ms, n = line.split()
                 buckets[int(ms)] = buckets.get(int(ms), 0) + int(n)
-        r.update(self.gaps(buckets, start, t_trigger, end))
+        r.update(self.gaps(buckets, start, t_trigger))
         r["reloaded"] = bool(after - before)
         r["failed"] = r["errors"]
         return r
 
     @staticmethod
-    def parse_wrk_text(out: str) -> dict:
-        r = {}
-        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        r["rps"] = float(m.group(1)) if m else 0.0
-        m = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-        r["p99"] = to_ms(*m.groups()) if m else None
-        m = re.search(r"Latency\s+[\d.]+\w+\s+[\d.]+\w+\s+([\d.]+)(us|ms|s|m)", out)
-        r["max_ms"] = to_ms(*m.groups()) if m else None
-        m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        r["sock_err"] = [int(x) for x in m.groups()] if m else [0, 0, 0, 0]
-        m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        r["non2xx"] = int(m.group(1)) if m else 0
-        r["errors"] = sum(r["sock_err"]) + r["non2xx"]
-        if not m and "Requests/sec" not in out:
-            r["raw"] = out
-        return r
-
-    @staticmethod
-    def gaps(buckets: dict[int, int], start: float, trig: float, end: float) -> dict:
+    def gaps(buckets: dict[int, int], start: float, trig: float) -> dict:
+        """From the 2xx completions per ms (time.monotonic() ms): the longest gaps after and
+        before trig, and the dip below half the throughput of the 2 s before trig."""
         if not buckets:
             return {"max_gap": float("nan"), "gap_at": None, "base_gap": None, "dip": float("nan"),
                     "rps_before": 0.0}
-        trig_ms, start_ms, end_ms = int(trig * 1000), int(start * 1000), int(end * 1000)
-        times = sorted(buckets)
+        trig_ms, start_ms = int(trig * 1000), int(start * 1000)
         # the run's own edges are not gaps: from 0.5 s in to the last response
-        lo = start_ms + 500
-        times = [t for t in times if t >= lo]
+        times = [t for t in sorted(buckets) if t >= start_ms + 500]
         max_gap, gap_at, base_gap = 0, None, 0
         for a_, b in zip(times, times[1:]):
             g = b - a_
@@ -784,32 +727,28 @@ http {{
 
     # -- emperor RSS with N vassals -------------------------------------------------
 
-    def section_vassals(self, results):
+    def section_vassals(self, runs: list):
         a = self.args
-        sec = results.setdefault("vassals", {"runs": [], "load": {}})
-        sec["load"]["start"] = loadavg()
         for kind in ("rsgid", "uwsgi"):
             for master in (True, False):
                 for n in a.vassal_counts:
                     r = self.vassals_one(kind, n, master)
                     log(f"vassals {kind} N={n} master={master}: emperor {r['emperor_rss']:.1f} MiB,"
                         f" total {r['rss']:.1f} MiB, {r['procs']} procs, up in {r['all_up']}")
-                    sec["runs"].append(r)
-                    self.save(results)
-        sec["load"]["end"] = loadavg()
+                    runs.append(r)
+                    self.save()
 
     def vassals_one(self, kind, n, master) -> dict:
-        self.seq += 1
-        base = self.tmp / f"vassals{self.seq}"
+        base = self.scratch("vassals")
         vdir, rdir = base / "vassals", base / "run"
-        vdir.mkdir(parents=True)
+        vdir.mkdir()
         rdir.mkdir()
         socks = []
         for i in range(n):
             name = f"hello{i:02d}"
-            sock = self.vassal_sock(kind, rdir, name)
+            sock = rdir / f"{name}.sock"
             socks.append(sock)
-            (vdir / f"{name}.ini").write_text(self.vassal_ini(kind, name, sock=sock, master=master))
+            (vdir / f"{name}.ini").write_text(self.vassal_ini(kind, sock=sock, master=master))
         t0 = time.monotonic()
         emp = self.start_emperor(kind, vdir, rdir, f"N{n}-master{master}")
         try:
@@ -831,8 +770,8 @@ http {{
 
     # -- bookkeeping --------------------------------------------------------------
 
-    def save(self, results):
-        (self.out / "results.json").write_text(json.dumps(results, indent=1))
+    def save(self):
+        (self.out / "results.json").write_text(json.dumps(self.results, indent=1))
 
 
 # ---------------------------------------------------------------------------------
@@ -880,15 +819,19 @@ def versions(venv: Path, rsgi_bin: Path) -> dict:
     }
 
 
+def pick(runs, server, app, w) -> list:
+    """The runs (throughput or cold) of one server, app and worker count."""
+    return [r for r in runs if r["server"] == server and r["app"] == app and r["w"] == w]
+
+
 def ratio_median(runs, num_key, den_key, app, w, mode):
     """Median over repetitions of rsgi/peer req/s measured in the same repetition."""
     by_rep: dict[int, dict[str, float]] = {}
     for r in runs:
         if r["app"] == app and (r["w"] == w or r["server"] == "limit"):
             by_rep.setdefault(r["rep"], {})[r["server"]] = r[mode]["rps"]
-    ratios = [d[num_key] / d[den_key] for d in by_rep.values()
-              if d.get(num_key) and d.get(den_key)]
-    return median(ratios), len(ratios)
+    return median([d[num_key] / d[den_key] for d in by_rep.values()
+                   if d.get(num_key) and d.get(den_key)])
 
 
 def report(results: dict, path: Path) -> None:
@@ -918,7 +861,7 @@ def report(results: dict, path: Path) -> None:
              f"cold start {a['cold_reps']}, new ini {a['emperor_reps']}, reload {a['reload_reps']}")
     L.append("- load average (1/5/15 min) at the start and end of each section: " + "; ".join(
         f"{k} {results[k]['load'].get('start')} -> {results[k]['load'].get('end')}"
-        for k in ("throughput", "cold", "emperor", "reload", "vassals") if k in results)
+        for k in SECTIONS if k in results)
         + ". The load average counts the benchmark's own processes too (wrk and the server keep it "
         "at 3 or more on 2 cores; granian's thread pool pushes it higher), so it only hints at other "
         "work; the throughput table's `other cores` column measures it.")
@@ -969,15 +912,15 @@ def report(results: dict, path: Path) -> None:
         for app in apps:
             for w in ws:
                 for s in order:
-                    rs = [r for r in runs if r["server"] == s and r["app"] == app and r["w"] == w]
+                    rs = pick(runs, s, app, w)
                     if not rs:
                         continue
                     ka = median([r["ka"]["rps"] for r in rs])
                     cores = median([r["cores"] for r in rs])
                     lim_ka = lim_cl = "-"
                     if app == "hello" and s != "limit":
-                        lk, _ = ratio_median(runs, s, "limit", "hello", w, "ka")
-                        lc, _ = ratio_median(runs, s, "limit", "hello", w, "close")
+                        lk = ratio_median(runs, s, "limit", "hello", w, "ka")
+                        lc = ratio_median(runs, s, "limit", "hello", w, "close")
                         lim_ka, lim_cl = fmt(lk, ".2f"), fmt(lc, ".2f")
                     L.append(
                         f"| {s} | {app} | {w} | {len(rs)} | {fmt(ka)} | "
@@ -1003,11 +946,11 @@ def report(results: dict, path: Path) -> None:
         for num, den in pairs:
             if not any(r["server"] == den for r in runs) or not any(r["server"] == num for r in runs):
                 continue
-            cells = [fmt(ratio_median(runs, num, den, app, w, mode)[0], ".2f") for app, w, mode in cols]
+            cells = [fmt(ratio_median(runs, num, den, app, w, mode), ".2f") for app, w, mode in cols]
             L.append(f"| {num} | {den} | " + " | ".join(cells) + " |")
         for num in ("rsgi-http", "rsgi-nginx"):
             if any(r["server"] == "limit" for r in runs) and any(r["server"] == num for r in runs):
-                cells = [fmt(ratio_median(runs, num, "limit", app, w, mode)[0], ".2f") if app == "hello" else "-"
+                cells = [fmt(ratio_median(runs, num, "limit", app, w, mode), ".2f") if app == "hello" else "-"
                          for app, w, mode in cols]
                 L.append(f"| {num} | limit (bare hyper) | " + " | ".join(cells) + " |")
         L.append("")
@@ -1021,7 +964,7 @@ def report(results: dict, path: Path) -> None:
         for s in SERVERS:
             cells = []
             for app, w in keys:
-                rs = [r for r in runs if r["server"] == s and r["app"] == app and r["w"] == w]
+                rs = pick(runs, s, app, w)
                 if not rs:
                     cells.append("-")
                     continue
@@ -1117,24 +1060,24 @@ def targets(results) -> list[str]:
         have = lambda s: any(r["server"] == s for r in runs)  # noqa: E731
 
         if have("granian"):
-            rr, _ = ratio_median(runs, "rsgi-http", "granian", "hello", 1, "ka")
+            rr = ratio_median(runs, "rsgi-http", "granian", "hello", 1, "ka")
             if rr is not None:
                 row("hello, keep-alive, 1 worker: >= 1.2x granian", f"{rr:.2f}x", rr >= 1.2)
         if have("uwsgi-http"):
-            vals = [(w, ratio_median(runs, "rsgi-http", "uwsgi-http", "hello", w, "close")[0]) for w in ws]
+            vals = [(w, ratio_median(runs, "rsgi-http", "uwsgi-http", "hello", w, "close")) for w in ws]
             vals = [(w, v) for w, v in vals if v is not None]
             if vals:
                 row("hello, Connection: close: >= 1.0x uWSGI http-socket",
                     ", ".join(f"w{w} {v:.2f}x" for w, v in vals), all(v >= 1.0 for _, v in vals))
         if have("uwsgi-nginx"):
-            vals = [(w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", "hello", w, mode)[0])
+            vals = [(w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", "hello", w, mode))
                     for w in ws for mode in ("ka", "close")]
             vals = [x for x in vals if x[2] is not None]
             if vals:
                 row("through nginx (hello): >= 1.2x uWSGI behind the same nginx",
                     ", ".join(f"w{w} {'KA' if m == 'ka' else 'close'} {v:.2f}x" for w, m, v in vals),
                     all(v >= 1.2 for *_, v in vals))
-            others = [(app, w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", app, w, mode)[0])
+            others = [(app, w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", app, w, mode))
                       for app in ("json", "django") for w in ws for mode in ("ka", "close")]
             others = [x for x in others if x[3] is not None]
             if others:
@@ -1145,11 +1088,9 @@ def targets(results) -> list[str]:
             parts, ok = [], True
             for w in ws:
                 for mode in ("ka", "close"):
-                    rr, _ = ratio_median(runs, "rsgi-http", "uwsgi-http", "django", w, mode)
-                    p_r = median([r[mode]["p99"] for r in runs if r["server"] == "rsgi-http"
-                                  and r["app"] == "django" and r["w"] == w])
-                    p_u = median([r[mode]["p99"] for r in runs if r["server"] == "uwsgi-http"
-                                  and r["app"] == "django" and r["w"] == w])
+                    rr = ratio_median(runs, "rsgi-http", "uwsgi-http", "django", w, mode)
+                    p_r = median([r[mode]["p99"] for r in pick(runs, "rsgi-http", "django", w)])
+                    p_u = median([r[mode]["p99"] for r in pick(runs, "uwsgi-http", "django", w)])
                     if rr is None or p_r is None or p_u is None:
                         continue
                     parts.append(f"w{w} {'KA' if mode == 'ka' else 'close'} {rr:.2f}x, p99 {p_r:.1f} vs {p_u:.1f} ms")
@@ -1160,8 +1101,8 @@ def targets(results) -> list[str]:
         for num, den in (("rsgi-http", "uwsgi-http"), ("rsgi-nginx", "uwsgi-nginx")):
             for app in ("hello", "json", "django"):
                 for w in ws:
-                    a_ = median([r["rss"] for r in runs if r["server"] == num and r["app"] == app and r["w"] == w])
-                    b_ = median([r["rss"] for r in runs if r["server"] == den and r["app"] == app and r["w"] == w])
+                    a_ = median([r["rss"] for r in pick(runs, num, app, w)])
+                    b_ = median([r["rss"] for r in pick(runs, den, app, w)])
                     if a_ is None or b_ is None:
                         continue
                     parts.append(f"{num} {app} w{w} {a_:.1f} vs {b_:.1f}")
@@ -1212,6 +1153,27 @@ def targets(results) -> list[str]:
 # ---------------------------------------------------------------------------------
 
 
+def count(x: str) -> int:
+    n = int(x)
+    if n < 1:
+        raise ValueError(x)
+    return n
+
+
+def comma_list(p, opt: str, value: str, known=None, conv=str) -> list:
+    """`--opt a,b,c` as a list; an unknown or malformed item is a usage error naming it."""
+    items = []
+    for x in value.split(","):
+        try:
+            v = conv(x)
+        except ValueError:
+            p.error(f"{opt}: {x!r} is not a whole number >= 1")
+        if known is not None and v not in known:
+            p.error(f"{opt}: unknown {x!r} (known: {', '.join(known)})")
+        items.append(v)
+    return items
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--venv", default=str(ROOT / "target" / "bench-venv"))
@@ -1219,7 +1181,7 @@ def main() -> int:
     p.add_argument("--limit-bin", default=str(ROOT / "target" / "bench-limit" / "release" / "rsgi-bench-limit"))
     p.add_argument("--out", default=str(ROOT / "target" / "bench-out"))
     p.add_argument("--results", default=str(BENCH / "RESULTS.md"))
-    p.add_argument("--sections", default="throughput,cold,emperor,reload,vassals")
+    p.add_argument("--sections", default=",".join(SECTIONS))
     p.add_argument("--apps", default="hello,json,django")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--servers", default=",".join(["limit"] + SERVERS))
@@ -1242,41 +1204,50 @@ def main() -> int:
     a = p.parse_args()
 
     if a.report_only:
-        results = json.loads(Path(a.report_only).read_text())
+        try:
+            results = json.loads(Path(a.report_only).read_text())
+        except (OSError, ValueError) as e:
+            p.error(f"--report-only {a.report_only}: {e}")
         report(results, Path(a.results))
         log(f"wrote {a.results}")
         return 0
 
-    a.apps = a.apps.split(",")
-    a.workers = [int(x) for x in a.workers.split(",")]
-    servers = a.servers.split(",")
+    sections = comma_list(p, "--sections", a.sections, SECTIONS)
+    a.apps = comma_list(p, "--apps", a.apps, ["hello", "json", "django"])
+    a.workers = comma_list(p, "--workers", a.workers, conv=count)
+    servers = comma_list(p, "--servers", a.servers, ["limit"] + SERVERS)
     a.servers_extra = [s for s in servers if s == "limit"]
     a.servers = [s for s in SERVERS if s in servers]
-    a.reload_servers = a.reload_servers.split(",")
-    a.vassal_counts = [int(x) for x in a.vassal_counts.split(",")]
-    sections = a.sections.split(",")
+    a.reload_servers = comma_list(p, "--reload-servers", a.reload_servers,
+                                  ["rsgid", "uwsgi-emperor", "gunicorn"]
+                                  + [s for s in SERVERS if s not in NGINX_SERVERS])
+    a.vassal_counts = comma_list(p, "--vassal-counts", a.vassal_counts, conv=count)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     a.out = str(Path(a.out) / stamp)
     b = Bench(a)
-    results = {
+    results = b.results
+    results.update({
         "machine": machine_info(),
         "versions": versions(b.venv, b.bin),
         "command": " ".join(["bench/run.sh"] + sys.argv[1:]),
         "args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, list))},
-    }
+    })
     log(f"bench: output in {b.out}, scratch in {b.tmp}, load {loadavg()}")
     t0 = time.monotonic()
     try:
-        for sec in ("throughput", "cold", "emperor", "reload", "vassals"):
+        for sec in SECTIONS:
             if sec in sections:
                 log(f"== {sec} (load {loadavg()})")
-                getattr(b, f"section_{sec}")(results)
+                part = results.setdefault(sec, {"runs": [], "load": {}})
+                part["load"]["start"] = loadavg()
+                getattr(b, f"section_{sec}")(part["runs"])
+                part["load"]["end"] = loadavg()
                 results["elapsed_min"] = (time.monotonic() - t0) / 60
-                b.save(results)
+                b.save()
     finally:
         results["elapsed_min"] = (time.monotonic() - t0) / 60
-        b.save(results)
+        b.save()
         latest = Path(a.out).parent / "results.json"
         shutil.copy(b.out / "results.json", latest)
         shutil.rmtree(b.tmp, ignore_errors=True)

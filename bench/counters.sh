@@ -8,20 +8,26 @@ cd "$(dirname "$0")/.."
 PAIRS="${1:-5}"
 DURATION="${2:-10s}"
 command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk, or bench/run.sh)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "curl is missing (apt-get install curl)" >&2; exit 1; }
 cargo build --release -q -p rsgi
 RSGI="$PWD/target/release/rsgi"
-APP="$PWD/bench/apps/hello.py"
+APP="$PWD/tests/apps/hello.py"   # the hello app of bench/bench.py
 PORT=18931
 run() {  # $1 = "on" | "off"; prints req/s
     local env=()
     [ "$1" = off ] && env=(RSGI_NO_COUNTERS=1)
     env "${env[@]}" "$RSGI" --http-socket "127.0.0.1:$PORT" --master --processes 1 \
         --wsgi-file "$APP" --disable-logging >/dev/null 2>&1 &
-    local pid=$!
+    local pid=$! up=
     for _ in $(seq 1 500); do
-        curl -s -o /dev/null "http://127.0.0.1:$PORT/" && break
+        if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then up=1; break; fi
         sleep 0.01
     done
+    if [ -z "$up" ]; then
+        kill -TERM "$pid" 2>/dev/null || true
+        echo "error: rsgi (counters $1) never answered on 127.0.0.1:$PORT (port taken? its output goes to /dev/null: run it by hand to see it)" >&2
+        exit 1
+    fi
     wrk -t2 -c64 -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
     wrk -t2 -c64 -d"$DURATION" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ { print $2 }'
     kill -TERM "$pid"; wait "$pid" 2>/dev/null || true

@@ -19,33 +19,21 @@ ROOT="$(pwd)"
 SYSTEM_PYTHON=/usr/bin/python3
 VENV="$ROOT/target/bench-venv"
 REQUIREMENTS="$ROOT/bench/requirements.txt"
+# say, die, apt_install, ensure_venv
+. "$ROOT/scripts/lib.sh"
 
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
+# --help and --report-only need nothing installed or built (bench.py is stdlib only).
 for arg in "$@"; do
-    if [ "$arg" = "--report-only" ]; then
-        exec "$VENV/bin/python" "$ROOT/bench/bench.py" "$@"
-    fi
+    case "$arg" in
+    -h | --help | --report-only | --report-only=*)
+        python="$VENV/bin/python"
+        [ -x "$python" ] || python="$SYSTEM_PYTHON"
+        exec "$python" "$ROOT/bench/bench.py" "$@"
+        ;;
+    esac
 done
 
 # --- system packages -------------------------------------------------------------------
-
-APT_UPDATED=
-apt_install() {
-    say "installing system packages: $*"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
-        sudo=(sudo)
-    fi
-    if [ -z "$APT_UPDATED" ]; then
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        APT_UPDATED=1
-    fi
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH="$PATH:/usr/sbin" ;; esac
 export PATH
@@ -64,23 +52,7 @@ command -v nginx >/dev/null 2>&1 || die "nginx is still missing after installing
 
 # --- the bench virtualenv --------------------------------------------------------------
 
-want_hash="$( (cat "$REQUIREMENTS"; "$SYSTEM_PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
-stamp="$VENV/.requirements.sha256"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want_hash" ]; then
-    say "creating the bench virtualenv at $VENV (with $SYSTEM_PYTHON)"
-    rm -rf "$VENV"
-    mkdir -p "$(dirname "$VENV")"
-    if ! "$SYSTEM_PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
-        rm -rf "$VENV"
-        apt_install python3-venv
-        "$SYSTEM_PYTHON" -m venv "$VENV"
-    fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-    echo "$want_hash" > "$stamp"
-else
-    say "bench virtualenv is up to date ($VENV)"
-fi
+ensure_venv "$SYSTEM_PYTHON" "$VENV" "$REQUIREMENTS" bench
 
 # --- builds ----------------------------------------------------------------------------
 

@@ -25,33 +25,10 @@ ROOT="$(pwd)"
 SYSTEM_PYTHON=/usr/bin/python3
 VENV="$ROOT/target/e2e-venv"
 REQUIREMENTS="$ROOT/tests/requirements.txt"
-
-say() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# say, die, need_root, apt_update, apt_install, ensure_venv
+. "$ROOT/scripts/lib.sh"
 
 # --- system packages -------------------------------------------------------------------
-
-APT_UPDATED=
-SUDO=()
-need_root() {
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: $*"
-        SUDO=(sudo)
-    fi
-}
-apt_update() {
-    if [ -z "$APT_UPDATED" ]; then
-        "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-        APT_UPDATED=1
-    fi
-}
-apt_install() {
-    say "installing system packages: $*"
-    need_root "$@"
-    apt_update
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
 
 missing=()
 if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
@@ -101,24 +78,7 @@ export RSGI_PROMTOOL
 
 # --- the test virtualenv ---------------------------------------------------------------
 
-want_hash="$( (cat "$REQUIREMENTS"; "$SYSTEM_PYTHON" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)"
-stamp="$VENV/.requirements.sha256"
-if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null || true)" != "$want_hash" ]; then
-    say "creating the test virtualenv at $VENV (with $SYSTEM_PYTHON)"
-    rm -rf "$VENV"
-    mkdir -p "$(dirname "$VENV")"
-    if ! "$SYSTEM_PYTHON" -m venv "$VENV" >/dev/null 2>&1; then
-        # Debian splits venv/ensurepip into python3-venv.
-        rm -rf "$VENV"
-        apt_install python3-venv
-        "$SYSTEM_PYTHON" -m venv "$VENV"
-    fi
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-    echo "$want_hash" > "$stamp"
-else
-    say "test virtualenv is up to date ($VENV)"
-fi
+ensure_venv "$SYSTEM_PYTHON" "$VENV" "$REQUIREMENTS" test
 export RSGI_TEST_VENV="$VENV"
 
 # --- checks, build, tests --------------------------------------------------------------
