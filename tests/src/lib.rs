@@ -182,12 +182,34 @@ pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf
     path
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago: bind port 0, read the port, let
-/// go. Another process could take it before the server binds it; that race is tiny and
-/// acceptable for tests (most tests use unix sockets anyway).
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound and let go), never handed
+/// out twice by this test process. Another process could still take it before the
+/// server binds it.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr").port()
+    // Not a port from bind(":0"): that one comes from the kernel's ephemeral range, the
+    // same range the tests' own client connections take their local ports from, so
+    // one of them could hold it by the time the server binds ("Address already in
+    // use", then a test talking to whatever else listens there). Ports below the
+    // ephemeral range (32768 on Linux), handed out once per test process, never clash
+    // with a client socket or with another test of this process.
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const FIRST: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Different test processes start at different places in the range.
+    let _ = NEXT.compare_exchange(
+        0,
+        (std::process::id() % u32::from(SPAN)) as u16 + 1,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{FIRST}..{}", FIRST + SPAN);
 }
 
 /// A free `127.0.0.1:port` address (see [`free_port`]).
