@@ -849,28 +849,7 @@ fn uwsgitop_shows_the_workers() {
     let master = s.rsgi.pid().to_string();
     let mut words = vec!["WID".to_owned(), "PID".to_owned(), "idle".to_owned()];
     words.extend(worker_pids.iter().map(i32::to_string));
-    // Panics with a hint when the venv predates uwsgitop in tests/requirements.txt.
-    venv_bin("uwsgitop");
-    let out = std::process::Command::new(venv_python())
-        .arg(apps_dir().join("uwsgitop_pty.py"))
-        .arg(&stats_path)
-        .args(&words)
-        .output()
-        .expect("run uwsgitop_pty.py");
-    let screen = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "uwsgitop failed ({}):\n{screen}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tokens: BTreeSet<&str> = screen.split_whitespace().collect();
-    for w in &words {
-        assert!(
-            tokens.contains(w.as_str()),
-            "no {w} on the screen:\n{screen}"
-        );
-    }
+    let screen = uwsgitop(path_str(&stats_path), "WID", &words);
     assert!(
         screen.contains(&format!("masterpid: {master}")),
         "the master pid is on the screen:\n{screen}"

@@ -9,7 +9,6 @@
 //! with a request, so that the counts hold only what a test sent.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -152,34 +151,6 @@ fn read_stats(path: &Path) -> Value {
         doc.is_some()
     });
     doc.unwrap()
-}
-
-/// Run the real uwsgitop on `address` in a pty until `words` and two frames (two
-/// `header` lines) show up; returns the screen text.
-fn uwsgitop(address: &str, header: &str, words: &[String]) -> String {
-    // Panics with a hint when the venv predates uwsgitop in tests/requirements.txt.
-    venv_bin("uwsgitop");
-    let out = Command::new(venv_python())
-        .arg(apps_dir().join("uwsgitop_pty.py"))
-        .args(["--frame", header, address])
-        .args(words)
-        .output()
-        .expect("run uwsgitop_pty.py");
-    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "uwsgitop failed ({}):\n{screen}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tokens: BTreeSet<&str> = screen.split_whitespace().collect();
-    for w in words {
-        assert!(
-            tokens.contains(w.as_str()),
-            "no {w} on the screen:\n{screen}"
-        );
-    }
-    screen
 }
 
 /// Every number in a JSON document is a non-negative integer (uWSGI's rule).

@@ -1965,3 +1965,36 @@ impl Drop for Emperor {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// uwsgitop
+// ---------------------------------------------------------------------------------------
+
+/// Run the real uwsgitop on `address` in a pty until `words` and two frames (two
+/// `header` lines) show up; returns the screen text. uwsgitop is a curses program:
+/// `tests/apps/uwsgitop_pty.py` runs it in a pseudo-terminal, then kills it.
+pub fn uwsgitop(address: &str, header: &str, words: &[String]) -> String {
+    // Panics with a hint when the venv predates uwsgitop in tests/requirements.txt.
+    venv_bin("uwsgitop");
+    let out = Command::new(venv_python())
+        .arg(apps_dir().join("uwsgitop_pty.py"))
+        .args(["--frame", header, address])
+        .args(words)
+        .output()
+        .expect("run uwsgitop_pty.py");
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "uwsgitop failed ({}):\n{screen}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tokens: std::collections::BTreeSet<&str> = screen.split_whitespace().collect();
+    for w in words {
+        assert!(
+            tokens.contains(w.as_str()),
+            "no {w} on the screen:\n{screen}"
+        );
+    }
+    screen
+}
