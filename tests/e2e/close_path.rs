@@ -459,3 +459,106 @@ fn connections_opened_together_join_the_round_at_once() {
          their first (one round is 4)"
     );
 }
+
+/// Segments this client socket has received so far (`tcpi_segs_in` of TCP_INFO).
+fn segments_in(s: &std::net::TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: tcp_info is plain data; all zeros is a valid value.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: the fd is an open TCP socket; `info` and `len` are valid for writes of
+    // `len` bytes and live across the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            std::ptr::addr_of_mut!(info).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_INFO: {}", std::io::Error::last_os_error());
+    info.tcpi_segs_in
+}
+
+/// Send `raw` on a new TCP connection, read to the server's close; the answer and how
+/// many segments the client received (handshake included).
+fn answer_and_segments(addr: &Addr, raw: &[u8]) -> (Vec<u8>, u32) {
+    let Addr::Tcp(sa) = addr else {
+        panic!("a TCP address")
+    };
+    let mut c = std::net::TcpStream::connect(sa).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(raw).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    (got, segments_in(&c))
+}
+
+#[test]
+fn the_answer_and_the_fin_leave_in_one_segment() {
+    // The close path's last send holds its segment back (MSG_MORE) and closing adds the
+    // FIN to it: the client gets SYN-ACK, the ACK of its request and answer+FIN, 3
+    // segments, not 4 (the answer, then a FIN on its own): one fewer for the client and
+    // the server to process, and one ACK fewer back. Over 5 connections the fewest
+    // counts (a retransmission in a slow moment would add one).
+    let http = serve_shapes(&[], &[]);
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let (got, segs) = answer_and_segments(
+            &http.addr,
+            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        );
+        assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nhello"));
+        counts.push(segs);
+    }
+    let fewest = counts.iter().min().copied();
+    assert!(
+        fewest <= Some(3),
+        "HTTP: segments in per connection: {counts:?}"
+    );
+
+    // uwsgi over TCP (`socket = 127.0.0.1:P`, as behind nginx on another host).
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let mut args = vec!["--socket".to_owned(), addr.arg()];
+    args.extend(app_args("shapes_app"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _uwsgi = Rsgi::spawn(dir.path(), &args, &[]).ready(&addr);
+    let packet = uwsgi_packet(&nginx_vars("GET", "/", "", &[]), b"");
+    let mut counts = Vec::new();
+    for _ in 0..5 {
+        let (got, segs) = answer_and_segments(&addr, &packet);
+        assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nhello"));
+        counts.push(segs);
+    }
+    let fewest = counts.iter().min().copied();
+    assert!(
+        fewest <= Some(3),
+        "uwsgi: segments in per connection: {counts:?}"
+    );
+
+    // Bytes after the packet stay unread: closing resets such a connection, so the
+    // answer must not wait for the FIN (a reset would throw it away); it still arrives.
+    let mut extra = packet.clone();
+    extra.extend_from_slice(b"trailing bytes");
+    let Addr::Tcp(sa) = &addr else { unreachable!() };
+    let mut c = std::net::TcpStream::connect(sa).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.write_all(&extra).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if is_closed_error(&e) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).ends_with("\r\n\r\nhello"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}

@@ -12,7 +12,10 @@
 //! parses it with `httparse` ([`parse_close`]); a complete request without a body that
 //! closes the connection goes through the same [`cgi::from_http`] as hyper's requests,
 //! the app is called inline, head and body leave in one sendmsg(2), and the socket is
-//! closed. The response has hyper's shape ([`write_head`]): lower-case header names,
+//! closed. That sendmsg says `MSG_MORE`, so the kernel holds the last segment until the
+//! close adds the FIN to it: answer and FIN reach the client as one segment (8 segments
+//! per connection instead of 10, both sides counted; [`StdConn::fin_with_data`] says
+//! when not). The response has hyper's shape ([`write_head`]): lower-case header names,
 //! `connection: close` for HTTP/1.1, a `content-length` when the length is known,
 //! chunked for a streamed HTTP/1.1 body, `date` last.
 //!
@@ -99,6 +102,15 @@ impl StdConn {
             StdConn::Tcp(s) => s.as_raw_fd(),
             StdConn::Unix(s) => s.as_raw_fd(),
         }
+    }
+
+    /// Whether the last segment of a response may wait for the FIN that closing adds
+    /// (`MSG_MORE`), so that the two leave as one packet: data and FIN together save
+    /// the client and the server a segment and an ACK each per connection. Only for
+    /// TCP, and only when everything the client sent has been read: closing a socket
+    /// with unread data resets it, and a reset throws away a response still held back.
+    fn fin_with_data(&self, all_read: bool) -> bool {
+        all_read && matches!(self, StdConn::Tcp(_))
     }
 
     /// Hand the connection to tokio (non-blocking, registered with the reactor).
@@ -356,9 +368,20 @@ pub(super) async fn serve_http(
         }
     };
     let status = resp.status;
-    send_response(lp, stream, out, resp.body, framing, move |worker, sent| {
-        access.finish(worker, token, (status, sent, exception), started);
-    });
+    // parse_close took every byte read, and the read did not fill the buffer: nothing
+    // was left unread.
+    let fin = stream.fin_with_data(n < buf.len());
+    send_response(
+        lp,
+        stream,
+        out,
+        resp.body,
+        framing,
+        fin,
+        move |worker, sent| {
+            access.finish(worker, token, (status, sent, exception), started);
+        },
+    );
     Handled::Here
 }
 
@@ -394,6 +417,7 @@ pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo
     if buf.len() < length {
         return lp.general_uwsgi(stream, info, UwsgiStart::Body { cgi, buf, length });
     }
+    let fin = stream.fin_with_data(buf.len() == length && length < READ_BUF);
     buf.truncate(length);
     let head = is_head(&cgi);
     let access = AccessInfo::of(&cgi);
@@ -405,21 +429,31 @@ pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo
     } else {
         resp.content_length.map_or(Framing::Close, Framing::Length)
     };
-    send_response(lp, stream, out, resp.body, framing, move |worker, sent| {
-        access.finish(worker, token, (status, sent, exception), started);
-    });
+    send_response(
+        lp,
+        stream,
+        out,
+        resp.body,
+        framing,
+        fin,
+        move |worker, sent| {
+            access.finish(worker, token, (status, sent, exception), started);
+        },
+    );
     Handled::Here
 }
 
 /// Send a response whose head is `out`: a body already in memory goes with the head
 /// in one sendmsg(2) ([`send_or_finish`]), a stream as the app produces it ([`pump`]),
-/// a file from a task (sendfile). Then `done` runs with the body bytes sent.
+/// a file from a task (sendfile). Then `done` runs with the body bytes sent. `fin`:
+/// the last send may hold its segment back for the FIN ([`StdConn::fin_with_data`]).
 fn send_response(
     lp: &AcceptLoop,
     stream: StdConn,
     out: Vec<u8>,
     body: Body,
     framing: Framing,
+    fin: bool,
     done: impl FnOnce(&super::Worker, u64) + Send + 'static,
 ) {
     let in_memory = match (framing, body) {
@@ -430,7 +464,9 @@ fn send_response(
         (Framing::Length(_) | Framing::Close, Body::Full(b)) => vec![b],
         (Framing::Length(_) | Framing::Close, Body::Chunks(c)) => c,
         (Framing::Length(_) | Framing::Close, Body::Empty) => Vec::new(),
-        (framing, Body::Stream(source)) => return pump(lp, stream, out, source, framing, done),
+        (framing, Body::Stream(source)) => {
+            return pump(lp, stream, out, source, framing, fin, done)
+        }
         (framing, body) => return lp.finish_later(stream, out, Some((body, framing)), done),
     };
     let (pieces, room) = cut(in_memory, framing.limit());
@@ -440,7 +476,7 @@ fn send_response(
     } else {
         0
     };
-    send_or_finish(lp, stream, out, pieces, short, done);
+    send_or_finish(lp, stream, out, pieces, short, fin, done);
 }
 
 /// Send a streamed body (a generator, Flask's response iterable) as the app produces
@@ -456,6 +492,7 @@ fn pump(
     head: Vec<u8>,
     mut source: Box<dyn ChunkSource>,
     framing: Framing,
+    fin: bool,
     done: impl FnOnce(&super::Worker, u64) + Send + 'static,
 ) {
     let fd = stream.fd();
@@ -495,7 +532,7 @@ fn pump(
         } else {
             pieces.push(chunk);
         }
-        match send_now(fd, &pending, &pieces) {
+        match send_now(fd, &pending, &pieces, false) {
             Sent::All => {
                 pending.clear();
                 sent += len;
@@ -521,7 +558,7 @@ fn pump(
             super::log_short_body(n - sent);
         }
     }
-    send_or_finish(lp, stream, pending, Vec::new(), 0, move |worker, _| {
+    send_or_finish(lp, stream, pending, Vec::new(), 0, fin, move |worker, _| {
         done(worker, sent);
     });
     drop(source);
@@ -565,19 +602,21 @@ fn unsent(head: &[u8], pieces: &[Bytes], written: usize) -> Vec<u8> {
 
 /// Send `out` and `pieces` now if the socket takes them, else finish on a task; then
 /// run `done` with the body bytes sent. `short`: how many bytes the body lacks against
-/// its declared length (logged).
+/// its declared length (logged). `fin`: as for [`send_response`]; the socket is closed
+/// right after a complete send, which sends the held segment with the FIN.
 fn send_or_finish(
     lp: &AcceptLoop,
     stream: StdConn,
     out: Vec<u8>,
     pieces: Vec<Bytes>,
     short: u64,
+    fin: bool,
     done: impl FnOnce(&super::Worker, u64) + Send + 'static,
 ) {
     let fd = stream.fd();
     let worker = &lp.worker;
     let body_len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
-    match send_now(fd, &out, &pieces) {
+    match send_now(fd, &out, &pieces, fin) {
         Sent::All => {
             if short > 0 {
                 super::log_short_body(short);
@@ -633,7 +672,11 @@ enum Sent {
 }
 
 /// Send `head` and `pieces` without blocking, as far as the socket buffer allows.
-fn send_now(fd: std::os::fd::RawFd, head: &[u8], pieces: &[Bytes]) -> Sent {
+/// `more`: `MSG_MORE`, the kernel may hold the last partial segment until the next send
+/// or the FIN (the caller closes the socket right after a complete send). A partial
+/// send is finished by a task whose plain writes push everything out.
+fn send_now(fd: std::os::fd::RawFd, head: &[u8], pieces: &[Bytes], more: bool) -> Sent {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | if more { libc::MSG_MORE } else { 0 };
     let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(pieces.len() + 1);
     slices.push(IoSlice::new(head));
     slices.extend(pieces.iter().map(|p| IoSlice::new(p)));
@@ -648,7 +691,7 @@ fn send_now(fd: std::os::fd::RawFd, head: &[u8], pieces: &[Bytes]) -> Sent {
         msg.msg_iov = bufs.as_mut_ptr().cast();
         msg.msg_iovlen = bufs.len() as _;
         // SAFETY: `fd` is an open socket we own; `msg` points to valid iovecs.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+        let n = unsafe { libc::sendmsg(fd, &msg, flags) };
         match usize::try_from(n) {
             Ok(n) => {
                 written += n;
@@ -956,13 +999,39 @@ mod tests {
     }
 
     #[test]
+    fn a_held_back_answer_leaves_with_the_close() {
+        use std::io::Read;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (server, _) = l.accept().unwrap();
+        let body = Bytes::from(vec![b'x'; 3000]);
+        assert_eq!(
+            send_now(server.as_raw_fd(), b"head ", &[body], true),
+            Sent::All
+        );
+        drop(server); // the FIN goes out with the held segment
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), 5 + 3000);
+        assert!(got.starts_with(b"head xxx"));
+    }
+
+    #[test]
     fn send_now_reports_a_full_buffer_and_a_gone_peer() {
         use std::io::Read;
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut client = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (server, _) = l.accept().unwrap();
         assert_eq!(
-            send_now(server.as_raw_fd(), b"head ", &[Bytes::from_static(b"body")]),
+            send_now(
+                server.as_raw_fd(),
+                b"head ",
+                &[Bytes::from_static(b"body")],
+                false
+            ),
             Sent::All
         );
         let mut got = [0u8; 9];
@@ -970,14 +1039,14 @@ mod tests {
         assert_eq!(&got, b"head body");
         // 64 MiB never fits the loopback buffers of an unread socket.
         let big = Bytes::from(vec![0u8; 64 << 20]);
-        match send_now(server.as_raw_fd(), b"", &[big]) {
+        match send_now(server.as_raw_fd(), b"", &[big], false) {
             Sent::Part(n) => assert!(n > 0 && n < 64 << 20, "{n}"),
             other => panic!("{other:?}"),
         }
         drop(client);
         let mut failed = false;
         for _ in 0..100 {
-            if send_now(server.as_raw_fd(), b"x", &[]) == Sent::Failed {
+            if send_now(server.as_raw_fd(), b"x", &[], false) == Sent::Failed {
                 failed = true;
                 break;
             }
