@@ -25,6 +25,8 @@ Routes (query parameters in brackets):
   /env [name]       os.environ[name] (or "<unset>")
   /import [name]    imports module `name` and returns its VALUE attribute (or __file__)
   /environ/<any>    the same as /environ (to see how PATH_INFO is decoded)
+  /interned         for some keys and values: whether the server's str is this module's
+                    own literal (the same object), as JSON
 The marker file comes from the `marker` query parameter or $RSGI_TEST_MARKER.
 """
 
@@ -257,6 +259,21 @@ def import_module(environ, start_response):
     return _text(start_response, str(getattr(mod, "VALUE", getattr(mod, "__file__", None))))
 
 
+GET = "GET"
+INTERNED_KEYS = ("REQUEST_METHOD", "PATH_INFO", "SERVER_PROTOCOL", "HTTP_HOST", "HTTP_USER_AGENT")
+
+
+def interned(environ, start_response):
+    # The module's literals are interned; a server that interns the same names hands
+    # the very same objects in (dict lookups then match on identity).
+    keys = {k: k for k in environ}
+    same = {lit: keys.get(lit) is lit for lit in INTERNED_KEYS}
+    same["X_UNKNOWN_KEY"] = keys.get("HTTP_X_SOMETHING_RARE") == "HTTP_X_SOMETHING_RARE"
+    same["value GET"] = environ["REQUEST_METHOD"] is GET
+    same["value HTTP/1.1"] = environ["SERVER_PROTOCOL"] is sys.intern("HTTP/1.1")
+    return _json(start_response, same)
+
+
 def raise_(environ, start_response):
     raise RuntimeError("boom from environ_app")
 
@@ -284,6 +301,7 @@ ROUTES = {
     "/pid": pid,
     "/env": env,
     "/import": import_module,
+    "/interned": interned,
 }
 
 

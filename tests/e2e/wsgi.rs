@@ -459,3 +459,29 @@ fn connection_close_is_honoured() {
     let rest = conn.read_until_close(Duration::from_secs(5)).unwrap();
     assert!(rest.is_empty(), "bytes after the response: {rest:?}");
 }
+
+#[test]
+fn common_environ_keys_are_the_apps_own_interned_strings() {
+    // The names every request has and the headers apps look up most are interned: the
+    // app's `environ["PATH_INFO"]` then finds its key by identity, and no key str is
+    // made per request. Rarer names are plain strs, equal all the same.
+    let s = serve_http("environ_app", &[]);
+    for raw in [
+        "GET /interned HTTP/1.1\r\nHost: h\r\nUser-Agent: e2e\r\nX-Something-Rare: 1\r\n\r\n",
+        "GET /interned HTTP/1.1\r\nHost: h\r\nUser-Agent: e2e\r\nX-Something-Rare: 1\r\n\
+         Connection: close\r\n\r\n",
+    ] {
+        let got = request(&s.addr, raw.as_bytes()).json();
+        let want = serde_json::json!({
+            "REQUEST_METHOD": true,
+            "PATH_INFO": true,
+            "SERVER_PROTOCOL": true,
+            "HTTP_HOST": true,
+            "HTTP_USER_AGENT": true,
+            "X_UNKNOWN_KEY": true,
+            "value GET": true,
+            "value HTTP/1.1": true,
+        });
+        assert_eq!(got, want, "{raw:?}");
+    }
+}

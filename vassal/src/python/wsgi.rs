@@ -57,6 +57,82 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &s)
 }
 
+/// Writes `match` arms that give the interned `str` of each listed literal.
+macro_rules! interned {
+    ($py:ident, $s:expr, [$($lit:literal),* $(,)?]) => {
+        match $s {
+            $($lit => Some(intern!($py, $lit).clone()),)*
+            _ => None,
+        }
+    };
+}
+
+/// An environ key: the interned `str` for the CGI names of every request and the headers
+/// apps look up most, else a new `str`. An interned key is the very object of the app's
+/// own literal (`environ["PATH_INFO"]`), so the dict lookup matches on identity, and no
+/// key is made, hashed and freed per request.
+fn environ_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    let common = std::str::from_utf8(name).ok().and_then(|name| {
+        interned!(
+            py,
+            name,
+            [
+                "REQUEST_METHOD",
+                "SCRIPT_NAME",
+                "PATH_INFO",
+                "QUERY_STRING",
+                "REQUEST_URI",
+                "SERVER_PROTOCOL",
+                "SERVER_NAME",
+                "SERVER_PORT",
+                "REMOTE_ADDR",
+                "REMOTE_PORT",
+                "CONTENT_TYPE",
+                "CONTENT_LENGTH",
+                "DOCUMENT_ROOT",
+                "REQUEST_SCHEME",
+                "HTTPS",
+                "UWSGI_SCHEME",
+                "HTTP_HOST",
+                "HTTP_CONNECTION",
+                "HTTP_USER_AGENT",
+                "HTTP_ACCEPT",
+                "HTTP_ACCEPT_ENCODING",
+                "HTTP_ACCEPT_LANGUAGE",
+                "HTTP_COOKIE",
+                "HTTP_REFERER",
+                "HTTP_ORIGIN",
+                "HTTP_X_FORWARDED_FOR",
+                "HTTP_X_FORWARDED_PROTO",
+                "HTTP_X_FORWARDED_HOST",
+                "HTTP_X_REAL_IP",
+                "HTTP_X_REQUESTED_WITH",
+                "HTTP_CACHE_CONTROL",
+                "HTTP_IF_NONE_MATCH",
+                "HTTP_IF_MODIFIED_SINCE",
+                "HTTP_AUTHORIZATION",
+            ]
+        )
+    });
+    common.unwrap_or_else(|| latin1(py, name))
+}
+
+/// An environ value: interned for the few values most requests share (methods,
+/// protocols, nginx's `REQUEST_SCHEME`), else a new `str`.
+fn environ_value<'py>(py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
+    let common = match value.len() {
+        3..=5 | 8 => std::str::from_utf8(value).ok().and_then(|value| {
+            interned!(
+                py,
+                value,
+                ["GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0", "http", "https"]
+            )
+        }),
+        _ => None,
+    };
+    common.unwrap_or_else(|| latin1(py, value))
+}
+
 /// A `str` encoded as latin-1, or `None` if it holds a code point above U+00FF.
 fn to_latin1(s: &str) -> Option<Bytes> {
     if s.is_ascii() {
@@ -75,7 +151,7 @@ fn build_environ<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = app.template.bind(py).copy()?;
     for (name, value) in &req.cgi.vars {
-        env.set_item(latin1(py, name), latin1(py, value))?;
+        env.set_item(environ_key(py, name), environ_value(py, value))?;
     }
     let scheme = match req.cgi.scheme {
         Scheme::Http => intern!(py, "http"),
