@@ -495,6 +495,17 @@ fn answer_and_segments(addr: &Addr, raw: &[u8]) -> (Vec<u8>, u32) {
     (got, segments_in(&c))
 }
 
+/// Send `raw` on 5 new connections, each answered `hello`; the segments each received.
+fn hello_segments(addr: &Addr, raw: &[u8]) -> Vec<u32> {
+    (0..5)
+        .map(|_| {
+            let (got, segs) = answer_and_segments(addr, raw);
+            assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nhello"));
+            segs
+        })
+        .collect()
+}
+
 #[test]
 fn the_answer_and_the_fin_leave_in_one_segment() {
     // The close path's last send holds its segment back (MSG_MORE) and closing adds the
@@ -503,18 +514,10 @@ fn the_answer_and_the_fin_leave_in_one_segment() {
     // the server to process, and one ACK fewer back. Over 5 connections the fewest
     // counts (a retransmission in a slow moment would add one).
     let http = serve_shapes(&[], &[]);
-    let mut counts = Vec::new();
-    for _ in 0..5 {
-        let (got, segs) = answer_and_segments(
-            &http.addr,
-            b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
-        );
-        assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nhello"));
-        counts.push(segs);
-    }
-    let fewest = counts.iter().min().copied();
+    let raw = b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let counts = hello_segments(&http.addr, raw);
     assert!(
-        fewest <= Some(3),
+        counts.iter().min() <= Some(&3),
         "HTTP: segments in per connection: {counts:?}"
     );
 
@@ -526,15 +529,9 @@ fn the_answer_and_the_fin_leave_in_one_segment() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let _uwsgi = Rsgi::spawn(dir.path(), &args, &[]).ready(&addr);
     let packet = uwsgi_packet(&nginx_vars("GET", "/", "", &[]), b"");
-    let mut counts = Vec::new();
-    for _ in 0..5 {
-        let (got, segs) = answer_and_segments(&addr, &packet);
-        assert!(String::from_utf8_lossy(&got).ends_with("\r\n\r\nhello"));
-        counts.push(segs);
-    }
-    let fewest = counts.iter().min().copied();
+    let counts = hello_segments(&addr, &packet);
     assert!(
-        fewest <= Some(3),
+        counts.iter().min() <= Some(&3),
         "uwsgi: segments in per connection: {counts:?}"
     );
 
