@@ -478,7 +478,12 @@ http {{
             # so that a cold start times the server, not nginx's own start
             wait_until(lambda: http_status(port) is not None, 10)
         argv = self.server_argv(server, app, w, port, sock)
-        proc = Proc(argv, self.logs / f"{self.seq}-{tag}{server}-{app}-w{w}.log", env=self.env, cwd=d)
+        try:
+            proc = Proc(argv, self.logs / f"{self.seq}-{tag}{server}-{app}-w{w}.log", env=self.env, cwd=d)
+        except BaseException:
+            if nginx:
+                nginx.stop()  # it outlived the run when the server could not start
+            raise
         return proc, nginx, port
 
     def stop(self, proc, nginx):
@@ -1177,7 +1182,8 @@ def comma_list(p, opt: str, value: str, known=None, conv=str) -> list:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--venv", default=str(ROOT / "target" / "bench-venv"))
-    p.add_argument("--rsgi-bin", default=str(ROOT / "target" / "release"))
+    p.add_argument("--rsgi-bin", default=str(ROOT / "target" / "release"),
+                   help="the directory holding rsgi, rsgid and rsgictl (default: target/release)")
     p.add_argument("--limit-bin", default=str(ROOT / "target" / "bench-limit" / "release" / "rsgi-bench-limit"))
     p.add_argument("--out", default=str(ROOT / "target" / "bench-out"))
     p.add_argument("--results", default=str(BENCH / "RESULTS.md"))
@@ -1212,6 +1218,8 @@ def main() -> int:
         log(f"wrote {a.results}")
         return 0
 
+    if not (Path(a.rsgi_bin) / "rsgi").is_file():
+        p.error(f"--rsgi-bin {a.rsgi_bin}: no rsgi binary in it (give the directory, not the file)")
     sections = comma_list(p, "--sections", a.sections, SECTIONS)
     a.apps = comma_list(p, "--apps", a.apps, ["hello", "json", "django"])
     a.workers = comma_list(p, "--workers", a.workers, conv=count)
