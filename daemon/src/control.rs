@@ -119,12 +119,7 @@ impl Peer {
 pub fn spawn(settings: &Settings, tx: mpsc::UnboundedSender<Msg>, rsgi: PathBuf) -> io::Result<()> {
     let path = settings.control_socket.clone();
     let listener = bind(&path)?;
-    let meta = std::fs::symlink_metadata(&path)?;
-    let file = SocketFile {
-        path,
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
+    let file = SocketFile::of(path)?;
     let shared = Arc::new(Shared {
         tx,
         rsgi,
@@ -178,11 +173,25 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     UnixListener::from_std(listener)
 }
 
-/// Removes the socket file when dropped, unless something else replaced it meanwhile.
-struct SocketFile {
+/// Removes the socket file when dropped, unless something else replaced it meanwhile
+/// (another rsgid's socket bound at the same path is left alone). Shared by the control
+/// socket and the emperor stats socket ([`crate::metrics`]).
+pub(crate) struct SocketFile {
     path: PathBuf,
     dev: u64,
     ino: u64,
+}
+
+impl SocketFile {
+    /// The socket file just bound at `path`, identified by its device and inode.
+    pub(crate) fn of(path: PathBuf) -> io::Result<SocketFile> {
+        let meta = std::fs::symlink_metadata(&path)?;
+        Ok(SocketFile {
+            path,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
 }
 
 impl Drop for SocketFile {
@@ -788,6 +797,24 @@ fn respond(status: StatusCode, body: Vec<u8>) -> Response<ResBody> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_socket_file_removes_only_its_own_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // Its own: removed when dropped.
+        let first = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(SocketFile::of(path.clone()).unwrap());
+        assert!(!path.exists());
+        drop(first);
+        // Replaced meanwhile (another rsgid took the path over): left alone.
+        let _old = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let file = SocketFile::of(path.clone()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let _new = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        drop(file);
+        assert!(path.exists(), "the newer socket was removed");
+    }
 
     fn get(path: &str) -> Result<Route, Bad> {
         let (p, q) = match path.split_once('?') {

@@ -1020,17 +1020,8 @@ enum StatsListener {
     Unix {
         listener: tokio::net::UnixListener,
         /// Held for its `Drop`.
-        _path: SocketPath,
+        _path: crate::control::SocketFile,
     },
-}
-
-/// Removes the stats socket file when the server goes (with the runtime).
-struct SocketPath(std::path::PathBuf);
-
-impl Drop for SocketPath {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }
 
 impl StatsListener {
@@ -1046,9 +1037,11 @@ impl StatsListener {
                         std::fs::remove_file(path)?;
                     }
                 }
+                let listener = tokio::net::UnixListener::bind(path)?;
                 Ok(StatsListener::Unix {
-                    listener: tokio::net::UnixListener::bind(path)?,
-                    _path: SocketPath(path.clone()),
+                    listener,
+                    // Removed with the runtime, unless something else replaced it.
+                    _path: crate::control::SocketFile::of(path.clone())?,
                 })
             }
         }
