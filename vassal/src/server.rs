@@ -246,6 +246,13 @@ fn set_tcp_option(listener: &std::net::TcpListener, name: libc::c_int, value: li
 }
 
 impl AcceptLoop {
+    /// `accept`, once an app thread is free (at once without an app-thread pool): a
+    /// busy worker leaves new connections to the others, as uWSGI's threads do.
+    async fn when_free<T>(&self, accept: impl std::future::Future<Output = T>) -> T {
+        self.worker.executor.wait_free().await;
+        accept.await
+    }
+
     async fn run_tcp(self, listener: TcpListener) {
         let local = local_names(listener.local_addr().ok());
         loop {
@@ -254,11 +261,7 @@ impl AcceptLoop {
                 // stay queued for the workers that go on.
                 biased;
                 _ = self.token.cancelled() => return,
-                r = async {
-                    // With an app-thread pool: accept only while a thread is free.
-                    self.worker.executor.wait_free().await;
-                    listener.accept().await
-                } => r,
+                r = self.when_free(listener.accept()) => r,
             };
             match accepted {
                 Ok((stream, peer)) => {
@@ -366,11 +369,7 @@ impl AcceptLoop {
                 // stay queued for the workers that go on.
                 biased;
                 _ = self.token.cancelled() => return,
-                r = async {
-                    // With an app-thread pool: accept only while a thread is free.
-                    self.worker.executor.wait_free().await;
-                    listener.accept().await
-                } => r,
+                r = self.when_free(listener.accept()) => r,
             };
             match accepted {
                 Ok((stream, _)) => self.dispatch(Conn::Unix(stream), unix_info()).await,

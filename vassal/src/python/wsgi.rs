@@ -57,11 +57,11 @@ fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     PyString::new(py, &s)
 }
 
-/// Writes `match` arms that give the interned `str` of each listed literal.
+/// The interned `str` of the listed literal equal to the bytes `$s`, if one is.
 macro_rules! interned {
     ($py:ident, $s:expr, [$($lit:literal),* $(,)?]) => {
         match $s {
-            $($lit => Some(intern!($py, $lit).clone()),)*
+            $(s if s == $lit.as_bytes() => Some(intern!($py, $lit).clone()),)*
             _ => None,
         }
     };
@@ -72,64 +72,57 @@ macro_rules! interned {
 /// own literal (`environ["PATH_INFO"]`), so the dict lookup matches on identity, and no
 /// key is made, hashed and freed per request.
 fn environ_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
-    let common = std::str::from_utf8(name).ok().and_then(|name| {
-        interned!(
-            py,
-            name,
-            [
-                "REQUEST_METHOD",
-                "SCRIPT_NAME",
-                "PATH_INFO",
-                "QUERY_STRING",
-                "REQUEST_URI",
-                "SERVER_PROTOCOL",
-                "SERVER_NAME",
-                "SERVER_PORT",
-                "REMOTE_ADDR",
-                "REMOTE_PORT",
-                "CONTENT_TYPE",
-                "CONTENT_LENGTH",
-                "DOCUMENT_ROOT",
-                "REQUEST_SCHEME",
-                "HTTPS",
-                "UWSGI_SCHEME",
-                "HTTP_HOST",
-                "HTTP_CONNECTION",
-                "HTTP_USER_AGENT",
-                "HTTP_ACCEPT",
-                "HTTP_ACCEPT_ENCODING",
-                "HTTP_ACCEPT_LANGUAGE",
-                "HTTP_COOKIE",
-                "HTTP_REFERER",
-                "HTTP_ORIGIN",
-                "HTTP_X_FORWARDED_FOR",
-                "HTTP_X_FORWARDED_PROTO",
-                "HTTP_X_FORWARDED_HOST",
-                "HTTP_X_REAL_IP",
-                "HTTP_X_REQUESTED_WITH",
-                "HTTP_CACHE_CONTROL",
-                "HTTP_IF_NONE_MATCH",
-                "HTTP_IF_MODIFIED_SINCE",
-                "HTTP_AUTHORIZATION",
-            ]
-        )
-    });
+    let common = interned!(
+        py,
+        name,
+        [
+            "REQUEST_METHOD",
+            "SCRIPT_NAME",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "REQUEST_URI",
+            "SERVER_PROTOCOL",
+            "SERVER_NAME",
+            "SERVER_PORT",
+            "REMOTE_ADDR",
+            "REMOTE_PORT",
+            "CONTENT_TYPE",
+            "CONTENT_LENGTH",
+            "DOCUMENT_ROOT",
+            "REQUEST_SCHEME",
+            "HTTPS",
+            "UWSGI_SCHEME",
+            "HTTP_HOST",
+            "HTTP_CONNECTION",
+            "HTTP_USER_AGENT",
+            "HTTP_ACCEPT",
+            "HTTP_ACCEPT_ENCODING",
+            "HTTP_ACCEPT_LANGUAGE",
+            "HTTP_COOKIE",
+            "HTTP_REFERER",
+            "HTTP_ORIGIN",
+            "HTTP_X_FORWARDED_FOR",
+            "HTTP_X_FORWARDED_PROTO",
+            "HTTP_X_FORWARDED_HOST",
+            "HTTP_X_REAL_IP",
+            "HTTP_X_REQUESTED_WITH",
+            "HTTP_CACHE_CONTROL",
+            "HTTP_IF_NONE_MATCH",
+            "HTTP_IF_MODIFIED_SINCE",
+            "HTTP_AUTHORIZATION",
+        ]
+    );
     common.unwrap_or_else(|| latin1(py, name))
 }
 
 /// An environ value: interned for the few values most requests share (methods,
 /// protocols, nginx's `REQUEST_SCHEME`), else a new `str`.
 fn environ_value<'py>(py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
-    let common = match value.len() {
-        3..=5 | 8 => std::str::from_utf8(value).ok().and_then(|value| {
-            interned!(
-                py,
-                value,
-                ["GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0", "http", "https"]
-            )
-        }),
-        _ => None,
-    };
+    let common = interned!(
+        py,
+        value,
+        ["GET", "POST", "HEAD", "HTTP/1.1", "HTTP/1.0", "http", "https"]
+    );
     common.unwrap_or_else(|| latin1(py, value))
 }
 

@@ -371,17 +371,8 @@ pub(super) async fn serve_http(
     // parse_close took every byte read, and the read did not fill the buffer: nothing
     // was left unread.
     let fin = stream.fin_with_data(n < buf.len());
-    send_response(
-        lp,
-        stream,
-        out,
-        resp.body,
-        framing,
-        fin,
-        move |worker, sent| {
-            access.finish(worker, token, (status, sent, exception), started);
-        },
-    );
+    let done = on_sent(access, token, (status, exception), started);
+    send_response(lp, stream, out, resp.body, framing, fin, done);
     Handled::Here
 }
 
@@ -429,18 +420,20 @@ pub(super) async fn serve_uwsgi(lp: &AcceptLoop, stream: StdConn, info: ConnInfo
     } else {
         resp.content_length.map_or(Framing::Close, Framing::Length)
     };
-    send_response(
-        lp,
-        stream,
-        out,
-        resp.body,
-        framing,
-        fin,
-        move |worker, sent| {
-            access.finish(worker, token, (status, sent, exception), started);
-        },
-    );
+    let done = on_sent(access, token, (status, exception), started);
+    send_response(lp, stream, out, resp.body, framing, fin, done);
     Handled::Here
+}
+
+/// What runs once a close-path response is out (or the client went away): count the
+/// request in the shared counters and write its access line, with the body bytes sent.
+fn on_sent(
+    access: AccessInfo,
+    token: Option<crate::shm::RequestToken>,
+    (status, exception): (u16, bool),
+    started: Instant,
+) -> impl FnOnce(&super::Worker, u64) + Send + 'static {
+    move |worker, sent| access.finish(worker, token, (status, sent, exception), started)
 }
 
 /// Send a response whose head is `out`: a body already in memory goes with the head
