@@ -476,7 +476,10 @@ http {{
             conf = self.nginx_conf(port, sock, d)
             nginx = Proc(["nginx", "-c", conf, "-p", d], self.logs / f"{self.seq}-nginx.log", env=self.env)
             # so that a cold start times the server, not nginx's own start
-            wait_until(lambda: http_status(port) is not None, 10)
+            if wait_until(lambda: http_status(port) is not None, 10) is None:
+                nginx.stop()
+                raise RuntimeError(f"nginx for {server} never answered on {HOST}:{port} "
+                                   f"(see {nginx.logfile})")
         argv = self.server_argv(server, app, w, port, sock)
         try:
             proc = Proc(argv, self.logs / f"{self.seq}-{tag}{server}-{app}-w{w}.log", env=self.env, cwd=d)

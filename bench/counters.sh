@@ -5,10 +5,11 @@
 #   bench/counters.sh [PAIRS] [DURATION]       (defaults: 5 pairs of 10 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh   # die
 PAIRS="${1:-5}"
 DURATION="${2:-10s}"
-command -v wrk >/dev/null || { echo "wrk is missing (apt-get install wrk, or bench/run.sh)" >&2; exit 1; }
-command -v curl >/dev/null || { echo "curl is missing (apt-get install curl)" >&2; exit 1; }
+command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk, or bench/run.sh)"
+command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
 cargo build --release -q -p rsgi
 RSGI="$PWD/target/release/rsgi"
 APP="$PWD/tests/apps/hello.py"   # the hello app of bench/bench.py
@@ -25,8 +26,7 @@ run() {  # $1 = "on" | "off"; prints req/s
     done
     if [ -z "$up" ]; then
         kill -TERM "$pid" 2>/dev/null || true
-        echo "error: rsgi (counters $1) never answered on 127.0.0.1:$PORT (port taken? its output goes to /dev/null: run it by hand to see it)" >&2
-        exit 1
+        die "rsgi (counters $1) never answered on 127.0.0.1:$PORT (port taken? its output goes to /dev/null: run it by hand to see it)"
     fi
     wrk -t2 -c64 -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
     wrk -t2 -c64 -d"$DURATION" "http://127.0.0.1:$PORT/" | awk '/Requests\/sec/ { print $2 }'

@@ -1,4 +1,4 @@
-# Helpers shared by scripts/test.sh and bench/run.sh; sourced, not run. Debian 12:
+# Helpers shared by scripts/test.sh, bench/run.sh and bench/counters.sh; sourced, not run. Debian 12:
 # system packages with apt-get (as root, or with sudo), a virtualenv kept in step with a
 # requirements file.
 
