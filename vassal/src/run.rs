@@ -541,13 +541,21 @@ struct StopSignals {
 impl StopSignals {
     fn install() -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{signal, SignalKind};
-        Ok(StopSignals {
+        let signals = StopSignals {
             term: signal(SignalKind::terminate())?,
             int: signal(SignalKind::interrupt())?,
             quit: signal(SignalKind::quit())?,
             usr1: signal(SignalKind::user_defined1())?,
             hup: signal(SignalKind::hangup())?,
-        })
+        };
+        server::note_signals(&[
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGUSR1,
+            libc::SIGHUP,
+        ])?;
+        Ok(signals)
     }
 
     async fn wait(mut self) -> Stop {

@@ -28,6 +28,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -63,6 +64,9 @@ const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
 /// How many connections in a row the close path's accept loop may pass on to the
 /// general path before it yields.
 const ACCEPT_BURST: u32 = 16;
+/// How many connections in a row the close path may answer before it yields when the
+/// worker has nothing else to run (see `AcceptLoop::run_close_path`).
+const CLOSE_TURN: u32 = 16;
 /// How long a streamed body may keep the worker's thread before it lets the other
 /// connections in (see `RespBody::poll_frame`).
 const STREAM_TURN: Duration = Duration::from_millis(2);
@@ -124,6 +128,34 @@ impl Worker {
     }
 }
 
+/// A signal the worker acts on arrived (set from the signal handler, see
+/// [`note_signals`]). The close path's accept loop, which yields to the scheduler only
+/// every [`CLOSE_TURN`] answers when it is alone, yields at the next answer instead, so
+/// that the runtime's signal driver sees the signal (a stop or a recycle waits for one
+/// request at most, as it did when the loop yielded after every answer).
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+/// Raise [`SIGNALLED`] whenever one of `signals` arrives, besides what tokio's own
+/// handlers do (signal-hook-registry chains the actions). Once per process.
+pub fn note_signals(signals: &[libc::c_int]) -> io::Result<()> {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    ONCE.call_once(|| {
+        for &s in signals {
+            // SAFETY: the action only stores to an atomic, which is async-signal-safe,
+            // and `s` is none of the signals the registry refuses (checked by it).
+            let r = unsafe {
+                signal_hook_registry::register(s, || SIGNALLED.store(true, Ordering::Relaxed))
+            };
+            if let Err(e) = r {
+                result = Err(e);
+                return;
+            }
+        }
+    });
+    result
+}
+
 /// Serve `sockets` until `stop` resolves; `on_ready` runs once every accept loop runs.
 /// Returns once every connection is done (or the mercy deadline passed).
 pub async fn serve(
@@ -143,6 +175,7 @@ pub async fn serve(
             token: token.clone(),
             tracker: tracker.clone(),
             nodelay_inherited: false,
+            alone: sockets.len() == 1,
         };
         if let Listener::Tcp(l) = &socket.listener {
             accept.nodelay_inherited = listener_nodelay(l);
@@ -211,6 +244,8 @@ struct AcceptLoop {
     tracker: TaskTracker,
     /// TCP_NODELAY is set on the listening socket, and accepted sockets inherit it.
     nodelay_inherited: bool,
+    /// This is the worker's only accept loop (one socket).
+    alone: bool,
 }
 
 /// Where the close path left a connection (see `AcceptLoop::run_close_path`).
@@ -279,7 +314,8 @@ impl AcceptLoop {
     /// The accept loop when the app runs inline: see [`close_path`].
     ///
     /// After a connection answered here, the loop yields, so that the app's time is
-    /// shared fairly with keep-alive connections (see `dispatch`). A connection passed on
+    /// shared fairly with keep-alive connections (see `dispatch`); when there are none
+    /// and this is the worker's only accept loop, every [`CLOSE_TURN`] answers. A connection passed on
     /// to the general path only became a task: the loop goes on accepting (up to
     /// [`ACCEPT_BURST`] in a row) while more are waiting, so that connections arriving
     /// together join the round at once. Accepting one per round left the last of 64
@@ -292,6 +328,7 @@ impl AcceptLoop {
         });
         let mut buf = vec![0u8; close_path::READ_BUF];
         let mut burst = 0;
+        let mut answered = 0;
         loop {
             let accepted = tokio::select! {
                 // Biased: once the worker stops, it accepts no more connections; they
@@ -320,8 +357,20 @@ impl AcceptLoop {
                         continue;
                     }
                     burst = 0;
-                    // As in `dispatch`: let the other connections have their turn.
-                    tokio::task::yield_now().await;
+                    // As in `dispatch`: let the other connections have their turn. With
+                    // nobody else (no other accept loop, no connection task), a turn of
+                    // the scheduler only polls the I/O driver, an epoll_wait(2) per
+                    // request: then the loop yields every CLOSE_TURN answers, after a
+                    // signal (see SIGNALLED), and whenever no connection is waiting.
+                    answered += 1;
+                    if !self.alone
+                        || !self.tracker.is_empty()
+                        || answered >= CLOSE_TURN
+                        || SIGNALLED.swap(false, Ordering::Relaxed)
+                    {
+                        answered = 0;
+                        tokio::task::yield_now().await;
+                    }
                 }
                 Err(e) => accept_error(&e).await,
             }
