@@ -137,33 +137,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        "a live process (another rsgid?) answers on it: stop that one, \
-                         or choose another path with --control",
-                    ))
-                }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    tracing::info!(path = %path.display(), "replacing a stale control socket");
-                    std::fs::remove_file(path)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(_) => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "the path exists and is not a socket; refusing to replace it",
-            ))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
+    clear_stale(path, "--control")?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
     let bound = std::os::unix::net::UnixListener::bind(path);
     nix::sys::stat::umask(old);
@@ -171,6 +145,39 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
     listener.set_nonblocking(true)?;
     UnixListener::from_std(listener)
+}
+
+/// Make way for a socket to be bound at `path`: a socket file nobody answers on (left
+/// by an rsgid that was killed) is removed; one a live process answers on is an error
+/// (`AddrInUse`, naming `option` to choose another path), and so is a path that exists
+/// but is no socket (`AlreadyExists`). Shared by the control socket and the emperor
+/// stats socket ([`crate::metrics`]).
+pub(crate) fn clear_stale(path: &Path, option: &str) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!(
+                        "a live process (another rsgid?) answers on it: stop that one, \
+                         or choose another path with {option}"
+                    ),
+                )),
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::info!(path = %path.display(), "replacing a stale socket");
+                    std::fs::remove_file(path)
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a socket; refusing to replace it",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes the socket file when dropped, unless something else replaced it meanwhile
@@ -814,6 +821,29 @@ mod tests {
         let _new = std::os::unix::net::UnixListener::bind(&path).unwrap();
         drop(file);
         assert!(path.exists(), "the newer socket was removed");
+    }
+
+    #[test]
+    fn only_a_stale_socket_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        // Nothing there: nothing to do.
+        clear_stale(&path, "--x").unwrap();
+        // A live socket: refused, and left in place.
+        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let e = clear_stale(&path, "--stats").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(e.to_string().contains("--stats"), "{e}");
+        assert!(path.exists());
+        // Its listener gone (a killed rsgid): removed.
+        drop(live);
+        clear_stale(&path, "--x").unwrap();
+        assert!(!path.exists());
+        // Not a socket: refused and left in place.
+        std::fs::write(&path, "data").unwrap();
+        let e = clear_stale(&path, "--x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
     }
 
     fn get(path: &str) -> Result<Route, Bad> {

@@ -1029,14 +1029,9 @@ impl StatsListener {
         match addr {
             StatsAddr::Tcp(a) => Ok(StatsListener::Tcp(bind_tcp(*a)?)),
             StatsAddr::Unix(path) => {
-                use std::os::unix::fs::FileTypeExt;
-                // A stale socket (left by a killed rsgid) is replaced; anything else
-                // at the path is not touched.
-                if let Ok(meta) = std::fs::symlink_metadata(path) {
-                    if meta.file_type().is_socket() {
-                        std::fs::remove_file(path)?;
-                    }
-                }
+                // A stale socket (left by a killed rsgid) is replaced; a live one (another
+                // rsgid's) and anything that is no socket are not touched.
+                crate::control::clear_stale(path, "--stats")?;
                 let listener = tokio::net::UnixListener::bind(path)?;
                 Ok(StatsListener::Unix {
                     listener,

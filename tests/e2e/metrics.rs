@@ -564,6 +564,27 @@ fn uwsgitop_reads_the_emperor_view() {
     assert!(screen.contains("emperor:"), "{screen}");
 }
 
+/// A second rsgid given the stats socket of a running one does not take it over: it
+/// logs why it serves no stats and goes on; the socket still answers with the first
+/// one's document, also after the second has exited.
+#[test]
+fn a_second_rsgid_leaves_a_live_stats_socket_alone() {
+    let dir = tempdir();
+    let stats = dir.path().join("emperor-stats.sock");
+    let (first, _m1) = emperor(&["--stats", path_str(&stats)]);
+    let first_pid = i64::from(first.pid().as_raw());
+    assert_eq!(read_stats(&stats)["pid"], first_pid);
+    let (mut second, metrics) = emperor(&["--stats", path_str(&stats)]);
+    second.wait_log("cannot serve the emperor stats", DEADLINE);
+    assert!(second.log().contains("answers on it"), "{}", second.log());
+    // The second goes on supervising.
+    second.write_vassal("app", &status_ini(""));
+    wait_values(&metrics, &[(&up("app"), 1.0)]);
+    assert_eq!(read_stats(&stats)["pid"], first_pid);
+    drop(second);
+    assert_eq!(read_stats(&stats)["pid"], first_pid);
+}
+
 // ---------------------------------------------------------------------------------------
 // rsgictl top
 // ---------------------------------------------------------------------------------------
