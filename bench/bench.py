@@ -9,6 +9,10 @@ Sections (all by default; pick some with --sections):
               `wrk -t2 -c64 -d10s --latency` with keep-alive and with
               `-H 'Connection: close'`; req/s, p50/p99, errors, server CPU, RSS/PSS of
               every process of the server (and nginx for the nginx rows) after the load.
+  pairs       rows near their target, finer: both servers of a pair run at once, and
+              wrk alternates between them in short slices (A B B A ...), so that the
+              machine's drift, which moves single runs by 5-10% here, falls on both
+              alike. Default: rsgi vs uWSGI on the Django rows.
   cold        launch -> first HTTP 200 (polled every 2 ms), median of 5.
   emperor     new ini mv-ed into the vassal dir -> first uwsgi 200 on its socket, rsgid
               and `uwsgi --emperor` (default 3 s scan).
@@ -55,7 +59,9 @@ SERVERS = [
     "granian",
 ]
 PEERS = [s for s in SERVERS if not s.startswith("rsgi")]
-SECTIONS = ["throughput", "cold", "emperor", "reload", "vassals"]
+SECTIONS = ["throughput", "pairs", "cold", "emperor", "reload", "vassals"]
+APP_NAMES = ["hello", "json", "django"]
+MODES = ["ka", "close"]
 NGINX_SERVERS = {"rsgi-nginx", "uwsgi-nginx"}
 GUNICORN = {"gunicorn-sync", "gunicorn-gthread"}
 
@@ -308,8 +314,9 @@ def parse_wrk(out: str) -> dict:
     r = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     r["rps"] = float(m.group(1)) if m else 0.0
-    m = re.search(r"(\d+) requests in", out)
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
     r["requests"] = int(m.group(1)) if m else 0
+    r["secs"] = to_ms(*m.groups()[1:]) / 1e3 if m else 0.0
     for pct in ("50", "99"):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
         r[f"p{pct}"] = to_ms(*m.groups()) if m else None
@@ -329,6 +336,13 @@ def wrk(url, duration, close=False) -> dict:
         wrk_argv(url, duration, close), capture_output=True, text=True, timeout=duration + 60
     ).stdout
     return {"raw": out, **parse_wrk(out)}
+
+
+def lean(r: dict) -> dict:
+    """A wrk result without its raw output unless something went wrong."""
+    if r["errors"] == 0:
+        r.pop("raw", None)
+    return r
 
 
 # ---------------------------------------------------------------------------------
@@ -496,13 +510,19 @@ http {{
 
     # -- throughput ---------------------------------------------------------------
 
-    def throughput_one(self, server, app, w) -> dict:
+    def start_answering(self, server, app, w):
+        """`start`, then wait for the first 200 (stopping it all if none comes)."""
         proc, nginx, port = self.start(server, app, w)
+        if wait_until(lambda: http_status(port) == 200, 60, every=0.01) is None:
+            self.stop(proc, nginx)
+            raise RuntimeError(f"{server} {app} w{w} never answered 200 (see {proc.logfile})")
+        return proc, nginx, port
+
+    def throughput_one(self, server, app, w) -> dict:
+        proc, nginx, port = self.start_answering(server, app, w)
         url = f"http://{HOST}:{port}/"
         roots = [proc.pid] + ([nginx.pid] if nginx else [])
         try:
-            if wait_until(lambda: http_status(port) == 200, 60, every=0.01) is None:
-                raise RuntimeError(f"{server} {app} w{w} never answered 200 (see {proc.logfile})")
             a = self.args
             wrk(url, a.warmup)
             c0, t0 = cpu_seconds(tree(*roots)), time.monotonic()
@@ -519,12 +539,8 @@ http {{
             rss, pss, n = memory(tree(*roots))
         finally:
             self.stop(proc, nginx)
-        res = {"ka": ka, "close": cl, "cores": cores, "other_cores": max(other, 0.0), "rss": rss,
-               "pss": pss, "procs": n}
-        for k in ("ka", "close"):
-            if res[k]["errors"] == 0:
-                del res[k]["raw"]  # keep wrk's output only when something went wrong
-        return res
+        return {"ka": lean(ka), "close": lean(cl), "cores": cores, "other_cores": max(other, 0.0),
+                "rss": rss, "pss": pss, "procs": n}
 
     def section_throughput(self, runs: list):
         a = self.args
@@ -551,6 +567,48 @@ http {{
                     f" | close {r['close']['rps']:,.0f} err {r['close']['errors']}"
                     f" | RSS {r['rss']:.1f} MiB | cores {r['cores']:.2f} (others {r['other_cores']:.2f})"
                 )
+                self.save()
+
+    # -- pairs --------------------------------------------------------------------
+
+    def section_pairs(self, runs: list):
+        """Each round starts both servers of a pair afresh and warms both up; then wrk
+        runs `--pair-slices` slices of `--pair-slice` seconds against each, in the order
+        A B B A A B ... (B A A B ... every other round), so that a drift of the machine
+        during the round falls on both alike. A round's req/s for a server is all its
+        slices' requests over their time; the ratio is taken within the round."""
+        a = self.args
+        for num, den, app, w, mode in a.pairs:
+            for rnd in range(a.pair_rounds):
+                first, second = (num, den) if rnd % 2 == 0 else (den, num)
+                log(f"pairs round {rnd + 1}/{a.pair_rounds}: {num} / {den} {app} w{w} {mode} "
+                    f"(load {loadavg()})")
+                started = []
+                try:
+                    for s in (first, second):
+                        started.append((s, *self.start_answering(s, app, w)))
+                    urls = {s: f"http://{HOST}:{port}/" for s, _, _, port in started}
+                    for s in (first, second):
+                        wrk(urls[s], a.warmup, close=mode == "close")
+                    slices = {num: [], den: []}
+                    for i in range(a.pair_slices):
+                        s = first if i % 4 in (0, 3) else second
+                        slices[s].append(lean(wrk(urls[s], a.pair_slice, close=mode == "close")))
+                finally:
+                    for _, proc, nginx, _ in started:
+                        self.stop(proc, nginx)
+                r = {"num": num, "den": den, "app": app, "w": w, "mode": mode, "round": rnd,
+                     "first": first}
+                for key, s in (("num_res", num), ("den_res", den)):
+                    sl = slices[s]
+                    secs = sum(x["secs"] for x in sl)
+                    r[key] = {"rps": sum(x["requests"] for x in sl) / secs if secs else 0.0,
+                              "p99": median([x["p99"] for x in sl if x["p99"] is not None]),
+                              "errors": sum(x["errors"] for x in sl), "slices": sl}
+                r["ratio"] = r["num_res"]["rps"] / r["den_res"]["rps"] if r["den_res"]["rps"] else None
+                runs.append(r)
+                log(f"  {num} {r['num_res']['rps']:,.0f} req/s, {den} {r['den_res']['rps']:,.0f}: "
+                    f"{fmt(r['ratio'], '.3f')}")
                 self.save()
 
     # -- cold start ---------------------------------------------------------------
@@ -842,6 +900,14 @@ def ratio_median(runs, num_key, den_key, app, w, mode):
                    if d.get(num_key) and d.get(den_key)])
 
 
+def pair_groups(runs) -> dict:
+    """The pair rounds by (rsgi, peer, app, workers, mode), in the order they ran."""
+    groups: dict[tuple, list] = {}
+    for r in runs:
+        groups.setdefault((r["num"], r["den"], r["app"], r["w"], r["mode"]), []).append(r)
+    return groups
+
+
 def report(results: dict, path: Path) -> None:
     m = results["machine"]
     a = results["args"]
@@ -866,7 +932,8 @@ def report(results: dict, path: Path) -> None:
              f"({'`--disable-logging`' if a['logging'] == 'off' else 'default request logging'}); "
              "gunicorn and granian write no access log by default; nginx `access_log off`")
     L.append(f"- repetitions: throughput {a['reps']} (gunicorn rows: {a['gunicorn_reps']}), "
-             f"cold start {a['cold_reps']}, new ini {a['emperor_reps']}, reload {a['reload_reps']}")
+             f"cold start {a['cold_reps']}, new ini {a['emperor_reps']}, reload {a['reload_reps']}"
+             + (f", alternating pairs {a['pair_rounds']} rounds" if "pairs" in results else ""))
     L.append("- load average (1/5/15 min) at the start and end of each section: " + "; ".join(
         f"{k} {results[k]['load'].get('start')} -> {results[k]['load'].get('end')}"
         for k in SECTIONS if k in results)
@@ -961,6 +1028,29 @@ def report(results: dict, path: Path) -> None:
                 cells = [fmt(ratio_median(runs, num, "limit", app, w, mode), ".2f") if app == "hello" else "-"
                          for app, w, mode in cols]
                 L.append(f"| {num} | limit (bare hyper) | " + " | ".join(cells) + " |")
+        L.append("")
+
+    if "pairs" in results and results["pairs"]["runs"]:
+        runs = results["pairs"]["runs"]
+        L.append("## Alternating pairs: both servers at once, wrk alternating between them\n")
+        L.append(f"Each round starts both servers afresh and warms both up ({a['warmup']} s each), then runs "
+                 f"{a.get('pair_slices', '-')} wrk slices of {a.get('pair_slice', '-')} s, alternating A B B A ... "
+                 "(which server is A alternates between rounds), so that a drift of the machine within a "
+                 "round falls on both. ratio = rsgi req/s / peer req/s within a round (all of a server's "
+                 "slices' requests over their time); p99 = median over a server's slices, then over rounds. "
+                 "Finer than the table above for differences of a few percent.\n")
+        L.append("| rsgi | vs | app | w | mode | rounds | median ratio | min-max | ratio per round | p99 ms rsgi/peer | err rsgi\\|peer |")
+        L.append("|---|---|---|---:|---|---:|---:|---|---|---:|---:|")
+        for key, rs in pair_groups(runs).items():
+            num, den, app, w, mode = key
+            ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
+            p99 = [median([r[k]["p99"] for r in rs]) for k in ("num_res", "den_res")]
+            L.append(
+                f"| {num} | {den} | {app} | {w} | {'KA' if mode == 'ka' else 'close'} | {len(rs)} | "
+                f"{fmt(median(ratios), '.3f')} | {fmt(min(ratios, default=None), '.2f')}-{fmt(max(ratios, default=None), '.2f')} | "
+                f"{', '.join(f'{x:.2f}' for x in ratios)} | {fmt(p99[0], '.1f')}/{fmt(p99[1], '.1f')} | "
+                f"{sum(r['num_res']['errors'] for r in rs)}\\|{sum(r['den_res']['errors'] for r in rs)} |"
+            )
         L.append("")
 
     if "cold" in results:
@@ -1117,6 +1207,22 @@ def targets(results) -> list[str]:
                     ok = ok and a_ <= b_
         if parts:
             row("total RSS <= uWSGI's, same app and workers (MiB)", "; ".join(parts), ok)
+    if "pairs" in results:
+        parts, ok = [], True
+        for (num, den, app, w, mode), rs in pair_groups(results["pairs"]["runs"]).items():
+            if (num, den, app) != ("rsgi-http", "uwsgi-http", "django"):
+                continue
+            rr = median([r["ratio"] for r in rs])
+            p_r = median([r["num_res"]["p99"] for r in rs])
+            p_u = median([r["den_res"]["p99"] for r in rs])
+            if rr is None or p_r is None or p_u is None:
+                continue
+            parts.append(f"w{w} {'KA' if mode == 'ka' else 'close'} {rr:.2f}x, p99 {p_r:.1f} vs {p_u:.1f} ms")
+            ok = ok and rr >= 1.05 and p_r <= p_u
+        if parts:
+            n = max(len(rs) for rs in pair_groups(results["pairs"]["runs"]).values())
+            row(f"Django view: >= 1.05x uWSGI, p99 no worse (alternating pairs, {n} rounds)",
+                "; ".join(parts), ok)
     if "emperor" in results:
         for r in results["emperor"]["runs"]:
             if r["emperor"] == "rsgid":
@@ -1168,14 +1274,26 @@ def count(x: str) -> int:
     return n
 
 
-def comma_list(p, opt: str, value: str, known=None, conv=str) -> list:
+def pair_spec(x: str) -> tuple:
+    """`RSGI/PEER:APP:WORKERS:MODE`, e.g. `rsgi-http/uwsgi-http:django:2:close`."""
+    parts = x.split(":")
+    if len(parts) != 4 or parts[0].count("/") != 1:
+        raise ValueError(x)
+    num, den = parts[0].split("/")
+    app, w, mode = parts[1], count(parts[2]), parts[3]
+    if num not in SERVERS or den not in SERVERS or app not in APP_NAMES or mode not in MODES:
+        raise ValueError(x)
+    return (num, den, app, w, mode)
+
+
+def comma_list(p, opt: str, value: str, known=None, conv=str, what="a whole number >= 1") -> list:
     """`--opt a,b,c` as a list; an unknown or malformed item is a usage error naming it."""
     items = []
     for x in value.split(","):
         try:
             v = conv(x)
         except ValueError:
-            p.error(f"{opt}: {x!r} is not a whole number >= 1")
+            p.error(f"{opt}: {x!r} is not {what}")
         if known is not None and v not in known:
             p.error(f"{opt}: unknown {x!r} (known: {', '.join(known)})")
         items.append(v)
@@ -1194,11 +1312,17 @@ def main() -> int:
     p.add_argument("--apps", default="hello,json,django")
     p.add_argument("--workers", default="1,2")
     p.add_argument("--servers", default=",".join(["limit"] + SERVERS))
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=count, default=3)
     p.add_argument("--gunicorn-reps", type=int, default=1,
                    help="repetitions for the gunicorn rows (far behind; saves 10 min a rep)")
-    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--duration", type=count, default=10)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--pairs", default=",".join(f"rsgi-http/uwsgi-http:django:{w}:{m}" for w in (1, 2) for m in MODES),
+                   help="the rows of the pairs section, each RSGI/PEER:APP:WORKERS:MODE (MODE: ka or close)")
+    p.add_argument("--pair-rounds", type=count, default=6)
+    p.add_argument("--pair-slices", type=count, default=8,
+                   help="wrk slices per round, half for each server of the pair")
+    p.add_argument("--pair-slice", type=count, default=2, help="seconds a slice")
     p.add_argument("--cold-reps", type=int, default=5)
     p.add_argument("--emperor-reps", type=int, default=5)
     p.add_argument("--reload-reps", type=int, default=1)
@@ -1224,7 +1348,7 @@ def main() -> int:
     if not (Path(a.rsgi_bin) / "rsgi").is_file():
         p.error(f"--rsgi-bin {a.rsgi_bin}: no rsgi binary in it (give the directory, not the file)")
     sections = comma_list(p, "--sections", a.sections, SECTIONS)
-    a.apps = comma_list(p, "--apps", a.apps, ["hello", "json", "django"])
+    a.apps = comma_list(p, "--apps", a.apps, APP_NAMES)
     a.workers = comma_list(p, "--workers", a.workers, conv=count)
     servers = comma_list(p, "--servers", a.servers, ["limit"] + SERVERS)
     a.servers_extra = [s for s in servers if s == "limit"]
@@ -1233,6 +1357,7 @@ def main() -> int:
                                   ["rsgid", "uwsgi-emperor", "gunicorn"]
                                   + [s for s in SERVERS if s not in NGINX_SERVERS])
     a.vassal_counts = comma_list(p, "--vassal-counts", a.vassal_counts, conv=count)
+    a.pairs = comma_list(p, "--pairs", a.pairs, conv=pair_spec, what="RSGI/PEER:APP:WORKERS:MODE")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     a.out = str(Path(a.out) / stamp)
