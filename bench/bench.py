@@ -1152,6 +1152,27 @@ def targets(results) -> list[str]:
     def row(name, measured, ok):
         L.append(f"| {name} | {measured} | {'MET' if ok else '**NOT MET**'} |")
 
+    def pairs_row():
+        """The Django target again, from the alternating pairs (finer than 3 reps)."""
+        if "pairs" not in results:
+            return
+        parts, ok = [], True
+        groups = pair_groups(results["pairs"]["runs"])
+        for (num, den, app, w, mode), rs in groups.items():
+            if (num, den, app) != ("rsgi-http", "uwsgi-http", "django"):
+                continue
+            rr = median([r["ratio"] for r in rs])
+            p_r = median([r["num_res"]["p99"] for r in rs])
+            p_u = median([r["den_res"]["p99"] for r in rs])
+            if rr is None or p_r is None or p_u is None:
+                continue
+            parts.append(f"w{w} {'KA' if mode == 'ka' else 'close'} {rr:.2f}x, p99 {p_r:.1f} vs {p_u:.1f} ms")
+            ok = ok and rr >= 1.05 and p_r <= p_u
+        if parts:
+            n = max(len(rs) for rs in groups.values())
+            row(f"Django view: >= 1.05x uWSGI, p99 no worse (alternating pairs, {n} rounds)",
+                "; ".join(parts), ok)
+
     if "throughput" in results:
         runs = results["throughput"]["runs"]
         ws = sorted({r["w"] for r in runs})
@@ -1195,6 +1216,7 @@ def targets(results) -> list[str]:
                     ok = ok and rr >= 1.05 and p_r <= p_u
             if parts:
                 row("Django view: >= 1.05x uWSGI, p99 no worse", "; ".join(parts), ok)
+        pairs_row()
         parts, ok = [], True
         for num, den in (("rsgi-http", "uwsgi-http"), ("rsgi-nginx", "uwsgi-nginx")):
             for app in ("hello", "json", "django"):
@@ -1207,22 +1229,8 @@ def targets(results) -> list[str]:
                     ok = ok and a_ <= b_
         if parts:
             row("total RSS <= uWSGI's, same app and workers (MiB)", "; ".join(parts), ok)
-    if "pairs" in results:
-        parts, ok = [], True
-        for (num, den, app, w, mode), rs in pair_groups(results["pairs"]["runs"]).items():
-            if (num, den, app) != ("rsgi-http", "uwsgi-http", "django"):
-                continue
-            rr = median([r["ratio"] for r in rs])
-            p_r = median([r["num_res"]["p99"] for r in rs])
-            p_u = median([r["den_res"]["p99"] for r in rs])
-            if rr is None or p_r is None or p_u is None:
-                continue
-            parts.append(f"w{w} {'KA' if mode == 'ka' else 'close'} {rr:.2f}x, p99 {p_r:.1f} vs {p_u:.1f} ms")
-            ok = ok and rr >= 1.05 and p_r <= p_u
-        if parts:
-            n = max(len(rs) for rs in pair_groups(results["pairs"]["runs"]).values())
-            row(f"Django view: >= 1.05x uWSGI, p99 no worse (alternating pairs, {n} rounds)",
-                "; ".join(parts), ok)
+    else:
+        pairs_row()
     if "emperor" in results:
         for r in results["emperor"]["runs"]:
             if r["emperor"] == "rsgid":
