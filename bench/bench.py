@@ -819,11 +819,12 @@ http {{
         emp = self.start_emperor(kind, vdir, rdir, f"N{n}-master{master}")
         try:
             pending = list(socks)
-            while pending and time.monotonic() - t0 < 120:
-                pending = [s for s in pending if uwsgi_status(s, timeout=10) != 200]
-                if pending:
-                    time.sleep(0.01)
-            all_up = None if pending else time.monotonic() - t0
+
+            def all_answer() -> bool:
+                pending[:] = [s for s in pending if uwsgi_status(s, timeout=10) != 200]
+                return not pending
+
+            all_up = wait_until(all_answer, 120, every=0.01, since=t0)
             time.sleep(self.args.settle)
             pids = emp.pids()
             e_rss, e_pss, _ = memory([emp.pid])

@@ -67,6 +67,10 @@ const ACCEPT_BURST: u32 = 16;
 /// How many connections in a row the close path may answer before it yields when the
 /// worker has nothing else to run (see `AcceptLoop::run_close_path`).
 const CLOSE_TURN: u32 = 16;
+/// How long the close path may answer connections in a row before it yields, whatever
+/// their count: what else the runtime holds (a single-process server's `stats` socket,
+/// timers) waits no longer than this plus one request. As [`STREAM_TURN`].
+const CLOSE_TURN_TIME: Duration = Duration::from_millis(2);
 /// How long a streamed body may keep the worker's thread before it lets the other
 /// connections in (see `RespBody::poll_frame`).
 const STREAM_TURN: Duration = Duration::from_millis(2);
@@ -315,7 +319,8 @@ impl AcceptLoop {
     ///
     /// After a connection answered here, the loop yields, so that the app's time is
     /// shared fairly with keep-alive connections (see `dispatch`); when there are none
-    /// and this is the worker's only accept loop, every [`CLOSE_TURN`] answers. A connection passed on
+    /// and this is the worker's only accept loop, every [`CLOSE_TURN`] answers or
+    /// [`CLOSE_TURN_TIME`], whichever comes first. A connection passed on
     /// to the general path only became a task: the loop goes on accepting (up to
     /// [`ACCEPT_BURST`] in a row) while more are waiting, so that connections arriving
     /// together join the round at once. Accepting one per round left the last of 64
@@ -329,6 +334,7 @@ impl AcceptLoop {
         let mut buf = vec![0u8; close_path::READ_BUF];
         let mut burst = 0;
         let mut answered = 0;
+        let mut turn_started = Instant::now();
         loop {
             let accepted = tokio::select! {
                 // Biased: once the worker stops, it accepts no more connections; they
@@ -360,16 +366,19 @@ impl AcceptLoop {
                     // As in `dispatch`: let the other connections have their turn. With
                     // nobody else (no other accept loop, no connection task), a turn of
                     // the scheduler only polls the I/O driver, an epoll_wait(2) per
-                    // request: then the loop yields every CLOSE_TURN answers, after a
-                    // signal (see SIGNALLED), and whenever no connection is waiting.
+                    // request: then the loop yields every CLOSE_TURN answers or
+                    // CLOSE_TURN_TIME, after a signal (see SIGNALLED), and whenever no
+                    // connection is waiting.
                     answered += 1;
                     if !self.alone
                         || !self.tracker.is_empty()
                         || answered >= CLOSE_TURN
+                        || turn_started.elapsed() >= CLOSE_TURN_TIME
                         || SIGNALLED.swap(false, Ordering::Relaxed)
                     {
                         answered = 0;
                         tokio::task::yield_now().await;
+                        turn_started = Instant::now();
                     }
                 }
                 Err(e) => accept_error(&e).await,
