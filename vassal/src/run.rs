@@ -541,21 +541,18 @@ struct StopSignals {
 impl StopSignals {
     fn install() -> std::io::Result<StopSignals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let signals = StopSignals {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
-            quit: signal(SignalKind::quit())?,
-            usr1: signal(SignalKind::user_defined1())?,
-            hup: signal(SignalKind::hangup())?,
+        // Each also raises the close path's flag (see `server::note_signal`).
+        let watch = |kind: SignalKind| {
+            server::note_signal(kind.as_raw_value())?;
+            signal(kind)
         };
-        server::note_signals(&[
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGQUIT,
-            libc::SIGUSR1,
-            libc::SIGHUP,
-        ])?;
-        Ok(signals)
+        Ok(StopSignals {
+            term: watch(SignalKind::terminate())?,
+            int: watch(SignalKind::interrupt())?,
+            quit: watch(SignalKind::quit())?,
+            usr1: watch(SignalKind::user_defined1())?,
+            hup: watch(SignalKind::hangup())?,
+        })
     }
 
     async fn wait(mut self) -> Stop {

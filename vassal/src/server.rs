@@ -133,31 +133,22 @@ impl Worker {
 }
 
 /// A signal the worker acts on arrived (set from the signal handler, see
-/// [`note_signals`]). The close path's accept loop, which yields to the scheduler only
-/// every [`CLOSE_TURN`] answers when it is alone, yields at the next answer instead, so
-/// that the runtime's signal driver sees the signal (a stop or a recycle waits for one
-/// request at most, as it did when the loop yielded after every answer).
+/// [`note_signal`]). The close path's accept loop, which yields to the scheduler only
+/// every [`CLOSE_TURN`] answers or [`CLOSE_TURN_TIME`] when it is alone, yields at the
+/// next answer instead, so that the runtime's signal driver sees the signal (a stop or
+/// a recycle waits for one request at most, as it did when the loop yielded after every
+/// answer).
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
-/// Raise [`SIGNALLED`] whenever one of `signals` arrives, besides what tokio's own
-/// handlers do (signal-hook-registry chains the actions). Once per process.
-pub fn note_signals(signals: &[libc::c_int]) -> io::Result<()> {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        for &s in signals {
-            // SAFETY: the action only stores to an atomic, which is async-signal-safe,
-            // and `s` is none of the signals the registry refuses (checked by it).
-            let r = unsafe {
-                signal_hook_registry::register(s, || SIGNALLED.store(true, Ordering::Relaxed))
-            };
-            if let Err(e) = r {
-                result = Err(e);
-                return;
-            }
-        }
-    });
-    result
+/// Raise [`SIGNALLED`] whenever `signal` arrives, besides what tokio's own handler does
+/// (signal-hook-registry chains the actions). Once per signal and process: each call
+/// adds an action.
+pub fn note_signal(signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: the action only stores to an atomic, which is async-signal-safe. (The
+    // registry panics on a signal no handler may take, SIGKILL or SIGSEGV: the callers
+    // pass the worker's stop and control signals only.)
+    unsafe { signal_hook_registry::register(signal, || SIGNALLED.store(true, Ordering::Relaxed)) }
+        .map(|_| ())
 }
 
 /// Serve `sockets` until `stop` resolves; `on_ready` runs once every accept loop runs.
@@ -1539,6 +1530,16 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use hyper::body::Body as _;
+
+    #[test]
+    fn a_noted_signal_raises_the_flag() {
+        // SIGURG: ignored by default, and nothing else in the tests uses it.
+        note_signal(libc::SIGURG).unwrap();
+        SIGNALLED.store(false, Ordering::Relaxed);
+        // SAFETY: raise(3) on this thread; the signal has the registry's handler.
+        assert_eq!(unsafe { libc::raise(libc::SIGURG) }, 0);
+        assert!(SIGNALLED.swap(false, Ordering::Relaxed));
+    }
 
     fn collect(mut body: RespBody) -> (Vec<u8>, bool) {
         let waker = std::task::Waker::noop();
