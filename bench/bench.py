@@ -931,7 +931,9 @@ def report(results: dict, path: Path) -> None:
     L.append("- `free -h`:\n\n```\n" + m["free"].rstrip() + "\n```")
     v = results["versions"]
     L.append(f"- {v['python']} (the bench venv, made with /usr/bin/python3; rsgi embeds the same "
-             f"libpython); {v['packages']}; {v['nginx']}; {v['wrk']}")
+             "CPython build, linked statically from Debian's libpython3.11.a, while uWSGI built "
+             "from PyPI loads Debian's libpython3.11.so: worth 11-14% on the Django rows, see "
+             f"the profile); {v['packages']}; {v['nginx']}; {v['wrk']}")
     L.append(f"- rsgi at commit {v['rsgi']}")
     L.append(f"- command: `{results['command']}`")
     L.append(f"- access logging: **{a['logging']}** for both rsgi and uWSGI "

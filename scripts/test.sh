@@ -6,8 +6,8 @@
 #
 # What it needs and installs when missing (Debian 12, as root, or with sudo):
 #   - nginx (nginx-light) for the tests that put nginx's uwsgi_pass in front of rsgi;
-#   - libpython3.11-dev, which pyo3 links against (PYO3_PYTHON=/usr/bin/python3, see
-#     .cargo/config.toml);
+#   - libpython3.11-dev, whose static libpython3.11.a vassal/build.rs links into rsgi
+#     (PYO3_PYTHON=/usr/bin/python3, see .cargo/config.toml);
 #   - python3-venv, so /usr/bin/python3 can make a virtualenv;
 #   - promtool (for `promtool check metrics` in e2e::metrics), from Debian's prometheus
 #     package: when it is not on PATH, only the promtool binary is unpacked from the

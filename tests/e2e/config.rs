@@ -135,6 +135,43 @@ fn home_venv_makes_its_packages_importable() {
     );
 }
 
+/// rsgi carries CPython's core statically (vassal/build.rs): C extension modules, from
+/// the standard library and from a PyPI wheel, must find the C API in the executable, in
+/// both the master (which imports the app) and a forked worker, and no libpython is
+/// mapped. Fails if the build drops `--export-dynamic` (the modules do not load) or
+/// `+whole-archive` (symbols rsgi itself never calls are missing), or goes back to
+/// linking the shared libpython.
+#[test]
+fn c_extension_modules_find_the_c_api_in_the_binary() {
+    let venv = venv();
+    for extra in [&[][..], &["--master", "--processes", "2"][..]] {
+        let mut args = vec!["--home", path_str(&venv)];
+        args.extend_from_slice(extra);
+        let s = serve_http("c_ext_app", &args);
+        let resp = get(&s.addr, "/");
+        assert_eq!(resp.status, 200, "{}\nlog:\n{}", resp.text(), s.rsgi.log());
+        let results = resp.json();
+        let checks = results.as_object().unwrap();
+        let names = [
+            "_json",
+            "_decimal",
+            "_hashlib",
+            "_ssl",
+            "_sqlite3",
+            "ctypes.pythonapi",
+            "markupsafe._speedups",
+        ];
+        for name in names {
+            assert_eq!(checks[name], "ok", "{name} with {extra:?}: {results}");
+        }
+        assert_eq!(
+            results["libpython_mappings"],
+            serde_json::json!([]),
+            "with {extra:?}: a shared libpython is mapped: {results}"
+        );
+    }
+}
+
 #[test]
 fn env_option_sets_os_environ() {
     let dir = tempdir();

@@ -15,6 +15,8 @@
 //! - [`notify`]: READY/RELOADING/STOPPING to `$NOTIFY_SOCKET` or `$RSGI_NOTIFY_FD`.
 //! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
 //! - [`python`]: everything that touches CPython (the only module that uses pyo3).
+//!   CPython's core is linked into the binary statically by `build.rs` (why and how:
+//!   there).
 //! - [`response`]: the response model shared by the protocol writers.
 //! - [`run`]: the program flow from command line to exit code.
 //! - [`server`]: the worker's accept loops and per-connection handlers, with its close
