@@ -12,7 +12,8 @@ Sections (all by default; pick some with --sections):
   pairs       rows near their target, finer: both servers of a pair run at once, and
               wrk alternates between them in short slices (A B B A ...), so that the
               machine's drift, which moves single runs by 5-10% here, falls on both
-              alike. Default: rsgi vs uWSGI on the Django rows.
+              alike. Default: rsgi vs uWSGI on the Django rows and on hello with
+              `Connection: close` (the rows whose targets are 1.05x and 1.0x).
   cold        launch -> first HTTP 200 (polled every 2 ms), median of 5.
   emperor     new ini mv-ed into the vassal dir -> first uwsgi 200 on its socket, rsgid
               and `uwsgi --emperor` (default 3 s scan).
@@ -1207,9 +1208,16 @@ def targets(results) -> list[str]:
                  median([r[mode]["p99"] for r in pick(runs, "uwsgi-http", "django", w)]))
                 for w in ws for mode in MODES])
     if "pairs" in results:
-        # The Django target again, from the alternating pairs (finer than 3 reps).
+        # The hello-close and Django targets again, from the alternating pairs (finer
+        # than 3 reps).
         groups = pair_groups(results["pairs"]["runs"])
         n = max((len(rs) for rs in groups.values()), default=0)
+        vals = sorted((w, median([r["ratio"] for r in rs]))
+                      for (num, den, app, w, mode), rs in groups.items()
+                      if (num, den, app, mode) == ("rsgi-http", "uwsgi-http", "hello", "close"))
+        if vals:
+            row(f"hello, Connection: close: >= 1.0x uWSGI http-socket (alternating pairs, {n} rounds)",
+                ", ".join(f"w{w} {v:.2f}x" for w, v in vals), all(v >= 1.0 for _, v in vals))
         django_row(f"Django view: >= 1.05x uWSGI, p99 no worse (alternating pairs, {n} rounds)", [
             (w, mode, median([r["ratio"] for r in rs]), median([r["num_res"]["p99"] for r in rs]),
              median([r["den_res"]["p99"] for r in rs]))
@@ -1324,7 +1332,8 @@ def main() -> int:
                    help="repetitions for the gunicorn rows (far behind; saves 10 min a rep)")
     p.add_argument("--duration", type=count, default=10)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--pairs", default=",".join(f"rsgi-http/uwsgi-http:django:{w}:{m}" for w in (1, 2) for m in MODES),
+    p.add_argument("--pairs", default=",".join([f"rsgi-http/uwsgi-http:django:{w}:{m}" for w in (1, 2) for m in MODES]
+                                               + [f"rsgi-http/uwsgi-http:hello:{w}:close" for w in (1, 2)]),
                    help="the rows of the pairs section, each RSGI/PEER:APP:WORKERS:MODE (MODE: ka or close)")
     p.add_argument("--pair-rounds", type=count, default=6)
     p.add_argument("--pair-slices", type=count, default=8,
