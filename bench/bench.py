@@ -915,6 +915,16 @@ def pair_groups(runs) -> dict:
     return groups
 
 
+def pair_summary(rs) -> dict:
+    """One pair row's rounds in figures: the ratio per round (rounds without one left
+    out), their median, and each server's p99 (median over its slices, then over the
+    rounds)."""
+    ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
+    return {"ratios": ratios, "ratio": median(ratios),
+            "p99_num": median([r["num_res"]["p99"] for r in rs]),
+            "p99_den": median([r["den_res"]["p99"] for r in rs])}
+
+
 def report(results: dict, path: Path) -> None:
     m = results["machine"]
     a = results["args"]
@@ -1052,12 +1062,12 @@ def report(results: dict, path: Path) -> None:
         L.append("|---|---|---|---:|---|---:|---:|---|---|---:|---:|")
         for key, rs in pair_groups(runs).items():
             num, den, app, w, mode = key
-            ratios = [r["ratio"] for r in rs if r["ratio"] is not None]
-            p99 = [median([r[k]["p99"] for r in rs]) for k in ("num_res", "den_res")]
+            sm = pair_summary(rs)
+            ratios = sm["ratios"]
             L.append(
                 f"| {num} | {den} | {app} | {w} | {label(mode)} | {len(rs)} | "
-                f"{fmt(median(ratios), '.3f')} | {fmt(min(ratios, default=None), '.2f')}-{fmt(max(ratios, default=None), '.2f')} | "
-                f"{', '.join(f'{x:.2f}' for x in ratios)} | {fmt(p99[0], '.1f')}/{fmt(p99[1], '.1f')} | "
+                f"{fmt(sm['ratio'], '.3f')} | {fmt(min(ratios, default=None), '.2f')}-{fmt(max(ratios, default=None), '.2f')} | "
+                f"{', '.join(f'{x:.2f}' for x in ratios)} | {fmt(sm['p99_num'], '.1f')}/{fmt(sm['p99_den'], '.1f')} | "
                 f"{sum(r['num_res']['errors'] for r in rs)}\\|{sum(r['den_res']['errors'] for r in rs)} |"
             )
         L.append("")
@@ -1161,6 +1171,12 @@ def targets(results) -> list[str]:
     def row(name, measured, ok):
         L.append(f"| {name} | {measured} | {'MET' if ok else '**NOT MET**'} |")
 
+    def hello_close_row(name, vals):
+        """vals: (workers, rsgi/uWSGI); the target holds when every ratio is >= 1.0."""
+        vals = [(w, v) for w, v in vals if v is not None]
+        if vals:
+            row(name, ", ".join(f"w{w} {v:.2f}x" for w, v in vals), all(v >= 1.0 for _, v in vals))
+
     def django_row(name, vals):
         """vals: (workers, mode, rsgi/uWSGI, rsgi's p99, uWSGI's p99); the target holds
         when it holds on every one that has all three figures."""
@@ -1171,9 +1187,9 @@ def targets(results) -> list[str]:
                           for w, m, rr, p_r, p_u in vals),
                 all(rr >= 1.05 and p_r <= p_u for _, _, rr, p_r, p_u in vals))
 
-    if "throughput" in results:
-        runs = results["throughput"]["runs"]
-        ws = sorted({r["w"] for r in runs})
+    runs = results["throughput"]["runs"] if "throughput" in results else []
+    ws = sorted({r["w"] for r in runs})
+    if runs:
         have = lambda s: any(r["server"] == s for r in runs)  # noqa: E731
 
         if have("granian"):
@@ -1181,11 +1197,9 @@ def targets(results) -> list[str]:
             if rr is not None:
                 row("hello, keep-alive, 1 worker: >= 1.2x granian", f"{rr:.2f}x", rr >= 1.2)
         if have("uwsgi-http"):
-            vals = [(w, ratio_median(runs, "rsgi-http", "uwsgi-http", "hello", w, "close")) for w in ws]
-            vals = [(w, v) for w, v in vals if v is not None]
-            if vals:
-                row("hello, Connection: close: >= 1.0x uWSGI http-socket",
-                    ", ".join(f"w{w} {v:.2f}x" for w, v in vals), all(v >= 1.0 for _, v in vals))
+            hello_close_row("hello, Connection: close: >= 1.0x uWSGI http-socket",
+                            [(w, ratio_median(runs, "rsgi-http", "uwsgi-http", "hello", w, "close"))
+                             for w in ws])
         if have("uwsgi-nginx"):
             vals = [(w, mode, ratio_median(runs, "rsgi-nginx", "uwsgi-nginx", "hello", w, mode))
                     for w in ws for mode in MODES]
@@ -1212,20 +1226,15 @@ def targets(results) -> list[str]:
         # than 3 reps).
         groups = pair_groups(results["pairs"]["runs"])
         n = max((len(rs) for rs in groups.values()), default=0)
-        vals = sorted((w, median([r["ratio"] for r in rs]))
-                      for (num, den, app, w, mode), rs in groups.items()
-                      if (num, den, app, mode) == ("rsgi-http", "uwsgi-http", "hello", "close"))
-        if vals:
-            row(f"hello, Connection: close: >= 1.0x uWSGI http-socket (alternating pairs, {n} rounds)",
-                ", ".join(f"w{w} {v:.2f}x" for w, v in vals), all(v >= 1.0 for _, v in vals))
+        sums = {key: pair_summary(rs) for key, rs in groups.items()
+                if key[:2] == ("rsgi-http", "uwsgi-http")}
+        hello_close_row(f"hello, Connection: close: >= 1.0x uWSGI http-socket (alternating pairs, {n} rounds)",
+                        sorted((w, sm["ratio"]) for (_, _, app, w, mode), sm in sums.items()
+                               if (app, mode) == ("hello", "close")))
         django_row(f"Django view: >= 1.05x uWSGI, p99 no worse (alternating pairs, {n} rounds)", [
-            (w, mode, median([r["ratio"] for r in rs]), median([r["num_res"]["p99"] for r in rs]),
-             median([r["den_res"]["p99"] for r in rs]))
-            for (num, den, app, w, mode), rs in groups.items()
-            if (num, den, app) == ("rsgi-http", "uwsgi-http", "django")])
-    if "throughput" in results:
-        runs = results["throughput"]["runs"]
-        ws = sorted({r["w"] for r in runs})
+            (w, mode, sm["ratio"], sm["p99_num"], sm["p99_den"])
+            for (_, _, app, w, mode), sm in sums.items() if app == "django"])
+    if runs:
         parts, ok = [], True
         for num, den in (("rsgi-http", "uwsgi-http"), ("rsgi-nginx", "uwsgi-nginx")):
             for app in APP_NAMES:

@@ -91,43 +91,37 @@ fn ask(python: &str) -> Result<BuildPython, String> {
     })
 }
 
-/// The `version=` line of pyo3's config file, if one is in use.
-fn pyo3_config_version() -> Result<Option<String>, String> {
-    let Some(path) = std::env::var_os("PYO3_CONFIG_FILE") else {
-        return Ok(None);
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("PYO3_CONFIG_FILE={}: {e}", Path::new(&path).display()))?;
-    Ok(text
-        .lines()
+/// The `version=` line of pyo3's config file (`PYO3_CONFIG_FILE`, which must be set:
+/// without it pyo3-ffi would write link lines of its own).
+fn pyo3_config_version() -> Result<String, String> {
+    let path = std::env::var_os("PYO3_CONFIG_FILE").ok_or(
+        "PYO3_CONFIG_FILE is not set: rsgi links libpython itself and needs pyo3's link \
+         lines off (see .cargo/config.toml)",
+    )?;
+    let path = Path::new(&path);
+    println!("cargo:rerun-if-changed={}", path.display());
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("PYO3_CONFIG_FILE={}: {e}", path.display()))?;
+    text.lines()
         .find_map(|l| l.strip_prefix("version="))
-        .map(|v| v.trim().to_owned()))
+        .map(|v| v.trim().to_owned())
+        .ok_or_else(|| format!("PYO3_CONFIG_FILE={}: no version= line", path.display()))
 }
 
 fn main() -> Result<(), String> {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=pyo3-config.txt");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
     println!("cargo:rerun-if-env-changed=PYO3_CONFIG_FILE");
 
     let python = std::env::var("PYO3_PYTHON").unwrap_or_else(|_| "python3".into());
     let py = ask(&python)?;
-    match pyo3_config_version()? {
-        Some(v) if v != py.version => {
-            return Err(format!(
-                "PYO3_PYTHON={python} is Python {}, but pyo3 is configured for Python {v} \
-                 (PYO3_CONFIG_FILE): point both at the same Python",
-                py.version
-            ))
-        }
-        Some(_) => {}
-        None => {
-            return Err(
-                "PYO3_CONFIG_FILE is not set: rsgi links libpython itself and needs pyo3's \
-                 link lines off (see .cargo/config.toml)"
-                    .into(),
-            )
-        }
+    let configured = pyo3_config_version()?;
+    if configured != py.version {
+        return Err(format!(
+            "PYO3_PYTHON={python} is Python {}, but pyo3 is configured for Python \
+             {configured} (PYO3_CONFIG_FILE): point both at the same Python",
+            py.version
+        ));
     }
     let archive = Path::new(&py.libpl).join(&py.library);
     let Some(name) = py

@@ -9,14 +9,14 @@ the paths of the process's mappings that hold "libpython" (none when static).
 """
 
 import json
+import sys
 
 
 def check_json():
     import _json  # noqa: F401
-    import json as j
 
-    assert j.loads('{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
-    assert j.scanner.c_make_scanner is not None
+    assert json.loads('{"a": [1, 2.5, "x"]}') == {"a": [1, 2.5, "x"]}
+    assert json.scanner.c_make_scanner is not None
 
 
 def check_decimal():
@@ -52,8 +52,6 @@ def check_ctypes():
 
     get_version = ctypes.pythonapi.Py_GetVersion
     get_version.restype = ctypes.c_char_p
-    import sys
-
     assert get_version().decode() == sys.version, (get_version(), sys.version)
     # Part of the C API that nothing in rsgi calls: there only if the whole static
     # library went into the binary, as it is all in libpython3.11.so.

@@ -136,9 +136,9 @@ fn home_venv_makes_its_packages_importable() {
 }
 
 /// rsgi carries CPython's core statically (vassal/build.rs): C extension modules, from
-/// the standard library and from a PyPI wheel, must find the C API in the executable, in
-/// both the master (which imports the app) and a forked worker, and no libpython is
-/// mapped. Fails if the build drops `--export-dynamic` (the modules do not load) or
+/// the standard library and from a PyPI wheel, must find the C API in the executable,
+/// in a single process and in a worker forked from the master that imported the app,
+/// and no libpython is mapped. Fails if the build drops `--export-dynamic` (the modules do not load) or
 /// `+whole-archive` (symbols rsgi itself never calls are missing), or goes back to
 /// linking the shared libpython.
 #[test]
