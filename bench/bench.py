@@ -13,7 +13,8 @@ Sections (all by default; pick some with --sections):
               wrk alternates between them in short slices (A B B A ...), so that the
               machine's drift, which moves single runs by 5-10% here, falls on both
               alike. Default: rsgi vs uWSGI on the Django rows and on hello with
-              `Connection: close` (the rows whose targets are 1.05x and 1.0x).
+              `Connection: close` (the rows whose targets are 1.05x and 1.0x), and
+              every row behind nginx (target 1.2x).
   cold        launch -> first HTTP 200 (polled every 2 ms), median of 5.
   emperor     new ini mv-ed into the vassal dir -> first uwsgi 200 on its socket, rsgid
               and `uwsgi --emperor` (default 3 s scan).
@@ -452,7 +453,7 @@ class Bench:
 daemon off;
 master_process on;
 pid {d}/nginx.pid;
-error_log {d}/nginx-error.log warn;
+error_log stderr warn;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -1158,7 +1159,7 @@ def report(results: dict, path: Path) -> None:
 
     L.extend(targets(results))
     notes = BENCH / "PROFILE.md"
-    if notes.exists():
+    if notes.exists() and path.resolve() == (BENCH / "RESULTS.md").resolve():
         L.append("")
         L.append(notes.read_text().rstrip())
     path.write_text("\n".join(L) + "\n")
@@ -1226,14 +1227,20 @@ def targets(results) -> list[str]:
         # than 3 reps).
         groups = pair_groups(results["pairs"]["runs"])
         n = max((len(rs) for rs in groups.values()), default=0)
-        sums = {key: pair_summary(rs) for key, rs in groups.items()
-                if key[:2] == ("rsgi-http", "uwsgi-http")}
+        sums = {key: pair_summary(rs) for key, rs in groups.items()}
+        http = {key[2:]: sm for key, sm in sums.items() if key[:2] == ("rsgi-http", "uwsgi-http")}
         hello_close_row(f"hello, Connection: close: >= 1.0x uWSGI http-socket (alternating pairs, {n} rounds)",
-                        sorted((w, sm["ratio"]) for (_, _, app, w, mode), sm in sums.items()
+                        sorted((w, sm["ratio"]) for (app, w, mode), sm in http.items()
                                if (app, mode) == ("hello", "close")))
         django_row(f"Django view: >= 1.05x uWSGI, p99 no worse (alternating pairs, {n} rounds)", [
             (w, mode, sm["ratio"], sm["p99_num"], sm["p99_den"])
-            for (_, _, app, w, mode), sm in sums.items() if app == "django"])
+            for (app, w, mode), sm in http.items() if app == "django"])
+        nginx = [(app, w, mode, sm["ratio"]) for (num, den, app, w, mode), sm in sums.items()
+                 if (num, den) == ("rsgi-nginx", "uwsgi-nginx") and sm["ratio"] is not None]
+        if nginx:
+            row(f"through nginx: >= 1.2x uWSGI behind the same nginx (alternating pairs, {n} rounds)",
+                ", ".join(f"{a} w{w} {label(m)} {v:.2f}x" for a, w, m, v in nginx),
+                all(v >= 1.2 for *_, v in nginx))
     if runs:
         parts, ok = [], True
         for num, den in (("rsgi-http", "uwsgi-http"), ("rsgi-nginx", "uwsgi-nginx")):
@@ -1342,7 +1349,9 @@ def main() -> int:
     p.add_argument("--duration", type=count, default=10)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--pairs", default=",".join([f"rsgi-http/uwsgi-http:django:{w}:{m}" for w in (1, 2) for m in MODES]
-                                               + [f"rsgi-http/uwsgi-http:hello:{w}:close" for w in (1, 2)]),
+                                               + [f"rsgi-http/uwsgi-http:hello:{w}:close" for w in (1, 2)]
+                                               + [f"rsgi-nginx/uwsgi-nginx:{app}:{w}:{m}"
+                                                  for app in APP_NAMES for w in (1, 2) for m in MODES]),
                    help="the rows of the pairs section, each RSGI/PEER:APP:WORKERS:MODE (MODE: ka or close)")
     p.add_argument("--pair-rounds", type=count, default=6)
     p.add_argument("--pair-slices", type=count, default=8,

@@ -2,7 +2,7 @@
 # The benchmark, in one command: installs what it needs, builds rsgi, runs everything,
 # writes bench/RESULTS.md. Not run by CI. See bench/README.md.
 #
-#   bench/run.sh                        # the full run (about 60 min on 2 cores)
+#   bench/run.sh                        # the full run (about 90 min on 2 cores)
 #   bench/run.sh --sections throughput --apps hello --reps 1    # a part of it
 #   bench/run.sh --report-only target/bench-out/results.json    # rewrite RESULTS.md
 #

@@ -171,6 +171,21 @@ pub struct Draining {
     pub killed: bool,
 }
 
+/// Every value of [`State::name`], one per [`Phase`] variant in their order: the words of
+/// `rsgictl list` and the `state` label of the `rsgi_vassal_state` metric, which has a
+/// series for each.
+pub const STATE_NAMES: [&str; 9] = [
+    "idle",
+    "starting",
+    "ready",
+    "reloading",
+    "stopping",
+    "backoff",
+    "failed",
+    "stopped",
+    "retired",
+];
+
 /// The phase of a vassal's current generation.
 ///
 /// ```text
@@ -511,19 +526,21 @@ impl State {
         pids
     }
 
-    /// The phase as a lower-case word, for status and the `state` metric label.
+    /// The phase as a lower-case word (one of [`STATE_NAMES`]), for status and the
+    /// `state` metric label.
     pub fn name(&self) -> &'static str {
-        match &self.phase {
-            Phase::Idle => "idle",
-            Phase::Starting { .. } => "starting",
-            Phase::Ready { .. } => "ready",
-            Phase::Reloading { .. } => "reloading",
-            Phase::Stopping { .. } => "stopping",
-            Phase::Backoff { .. } => "backoff",
-            Phase::Failed { .. } => "failed",
-            Phase::Stopped { .. } => "stopped",
-            Phase::Retired => "retired",
-        }
+        // The variant's place in `Phase`, which is its place in STATE_NAMES.
+        STATE_NAMES[match &self.phase {
+            Phase::Idle => 0,
+            Phase::Starting { .. } => 1,
+            Phase::Ready { .. } => 2,
+            Phase::Reloading { .. } => 3,
+            Phase::Stopping { .. } => 4,
+            Phase::Backoff { .. } => 5,
+            Phase::Failed { .. } => 6,
+            Phase::Stopped { .. } => 7,
+            Phase::Retired => 8,
+        }]
     }
 
     /// The earliest pending deadline (start timeout, loyalty, backoff end, stop or

@@ -56,26 +56,13 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::emperor::{Command, Msg, Reply};
-use crate::lifecycle::{Gen, Phase, Report, State};
+use crate::lifecycle::{Gen, Phase, Report, State, STATE_NAMES};
 use crate::scan::{VassalFile, VassalName};
 use crate::settings::{Settings, StatsAddr};
 
 /// The `Content-Type` of `/metrics`: Prometheus text format 0.0.4 (the crate's
 /// `TEXT_FORMAT` plus the charset, as Prometheus' own clients send it).
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// Every value of the `state` label of `rsgi_vassal_state` ([`State::name`]).
-pub const STATES: [&str; 9] = [
-    "idle",
-    "starting",
-    "ready",
-    "reloading",
-    "stopping",
-    "backoff",
-    "failed",
-    "stopped",
-    "retired",
-];
 
 /// How long a client of the metrics port may take to send its request head.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -269,7 +256,7 @@ pub struct VassalSample {
     pub name: String,
     /// Its file name (`app.ini`): uWSGI's vassal `id`.
     pub file_name: String,
-    /// Its state ([`STATES`]).
+    /// Its state (one of [`STATE_NAMES`]).
     pub state: &'static str,
     /// Serving: `ready`, or `reloading` (the old generation serves meanwhile).
     pub up: bool,
@@ -724,7 +711,7 @@ fn families(s: &Snapshot) -> Vec<Family> {
         let n = v.name.as_str();
         let t = &v.totals;
         up.gauge(&[n], f64::from(u8::from(v.up)));
-        for name in STATES {
+        for name in STATE_NAMES {
             state.gauge(&[n, name], f64::from(u8::from(v.state == name)));
         }
         generation.gauge(&[n], v.generation as f64);

@@ -88,7 +88,9 @@ pub struct VassalConfig {
     pub chown_socket: Option<String>,
     /// `vacuum`: remove unix socket files and pidfiles on exit.
     pub vacuum: bool,
-    /// `listen`: the listen backlog (default 100, as uWSGI).
+    /// `listen`: the listen backlog (default 1024; uWSGI's 100 is the usual cause of
+    /// its "listen queue of socket ... full" and nginx's 502s after a burst). The kernel
+    /// caps it at `net.core.somaxconn`.
     pub listen: u32,
     /// `buffer-size`: the largest request head (uwsgi vars or HTTP head) accepted, in bytes
     /// (default 8192, at most 65535).
@@ -178,7 +180,7 @@ impl Default for VassalConfig {
             chmod_socket: None,
             chown_socket: None,
             vacuum: false,
-            listen: 100,
+            listen: 1024,
             buffer_size: 8192,
             limit_post: 0,
             module: None,

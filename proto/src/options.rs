@@ -330,8 +330,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         "remove unix socket files and pid files on exit")
         ,
     OptionSpec::new("listen", G::Sockets, Kind::Int { min: 1, max: i32::MAX as u64, set: set::listen },
-        "listen backlog (the kernel caps it at net.core.somaxconn)")
-        .short('l').default("100"),
+        "listen backlog (uWSGI: 100; the kernel caps it at net.core.somaxconn)")
+        .short('l').default("1024"),
     OptionSpec::new("buffer-size", G::Sockets, Kind::Int { min: 1, max: 65535, set: set::buffer_size },
         "largest request head (uwsgi vars or HTTP headers) in bytes, at most 65535")
         .short('b').default("8192").meta("BYTES"),

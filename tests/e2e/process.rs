@@ -235,6 +235,59 @@ fn chmod_socket_sets_the_mode() {
     assert_eq!(format!("{mode:o}"), "660", "socket mode (octal)");
 }
 
+/// Non-blocking connects to `path` until one fails or `max` are open: the number queued.
+/// A full accept queue fails with EAGAIN, which nginx answers with a 502.
+fn connects_until_refused(
+    path: &std::path::Path,
+    max: usize,
+) -> (usize, Vec<std::os::fd::OwnedFd>) {
+    use nix::errno::Errno;
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    use std::os::fd::AsRawFd;
+    let addr = UnixAddr::new(path).unwrap();
+    let mut open = Vec::new();
+    while open.len() < max {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        match connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => open.push(fd),
+            Err(Errno::EAGAIN) => break,
+            Err(e) => panic!(
+                "connect({}) after {} connections: {e}",
+                path.display(),
+                open.len()
+            ),
+        }
+    }
+    (open.len(), open)
+}
+
+/// The listen backlog is 1024 unless `listen` says otherwise (uWSGI's default of 100 is
+/// full after a burst: its "listen queue of socket ... full" and nginx's 502s). Counted
+/// while the server is stopped (SIGSTOP), so nothing is accepted: connects succeed until
+/// the kernel's queue holds the backlog, then fail with EAGAIN. Then it serves again.
+#[test]
+fn listen_backlog_is_1024_by_default_and_listen_sets_it() {
+    for (extra, max, want) in [(&[][..], 400, 400), (&["--listen", "50"][..], 400, 50)] {
+        let s = serve_uwsgi("hello", extra);
+        let Addr::Unix(sock) = &s.addr else {
+            unreachable!()
+        };
+        s.rsgi.signal(Signal::SIGSTOP);
+        let (queued, open) = connects_until_refused(sock, max);
+        s.rsgi.signal(Signal::SIGCONT);
+        assert_eq!(queued, want, "connections queued with {extra:?}");
+        drop(open);
+        let resp = uwsgi_request(&s.addr, &nginx_vars("GET", "/", "", &[]), b"");
+        assert_eq!(resp.status, 200, "{extra:?}: {}", s.rsgi.log());
+    }
+}
+
 #[test]
 fn workers_answer_with_several_pids() {
     let s = serve_http("environ_app", &["--master", "--processes", "3"]);
