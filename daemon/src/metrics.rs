@@ -410,8 +410,8 @@ impl VassalSample {
         }
         pids.retain(|&p| p > 0);
         let totals = v.ledger.totals(live);
-        // The accept queue of the TCP sockets rsgid holds (the kernel counts it per
-        // socket, whoever accepts); for unix sockets, the vassal master's last sample.
+        // The accept queue of the sockets rsgid holds (the kernel counts it per socket,
+        // whoever accepts); the vassal master's last sample when rsgid holds none.
         let listen_queue = v
             .sockets
             .iter()

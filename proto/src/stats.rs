@@ -20,7 +20,7 @@
 //! without reading anything from the client.
 //!
 //! The master also samples here what only it can see: worker memory from `/proc`
-//! ([`proc_memory`]) and the accept queue of TCP listeners ([`listen_queue`]).
+//! ([`proc_memory`]) and the accept queue of TCP and unix listeners ([`listen_queue`]).
 
 use std::fmt::Write as _;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -476,11 +476,16 @@ pub struct ListenQueue {
 /// `TCP_LISTEN` from the kernel's `enum tcp_state` (not exported by libc).
 const TCP_LISTEN: u8 = 10;
 
-/// The accept queue of a listening TCP socket, from `getsockopt(TCP_INFO)`: for a
-/// socket in LISTEN state the kernel reports the queue length in `tcpi_unacked` and
-/// the backlog in `tcpi_sacked` (what uWSGI reads too). `None` for anything else
-/// (unix sockets, connected sockets, errors): the caller shows 0.
+/// The accept queue of a listening socket: TCP from `getsockopt(TCP_INFO)`, unix from
+/// the kernel's socket diagnostics ([`unix_listen_queue`]). `None` for anything else
+/// (connected sockets, errors): the caller shows 0.
 pub fn listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
+    tcp_listen_queue(fd).or_else(|| unix_listen_queue(fd))
+}
+
+/// A listening TCP socket's queue: in LISTEN state the kernel reports the queue length
+/// in `tcpi_unacked` and the backlog in `tcpi_sacked` (what uWSGI reads too).
+fn tcp_listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
     let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
     let mut len = size_of::<libc::tcp_info>() as libc::socklen_t;
     // SAFETY: `info` points to `len` writable bytes and `len` to a valid socklen_t;
@@ -506,6 +511,101 @@ pub fn listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
         queue: info.tcpi_unacked,
         max_queue: info.tcpi_sacked,
     })
+}
+
+/// `SOCK_DIAG_BY_FAMILY`, the netlink message type of socket diagnostics.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// `UDIAG_SHOW_RQLEN`: ask for the queue lengths.
+const UDIAG_SHOW_RQLEN: u32 = 0x10;
+/// `UNIX_DIAG_RQLEN`, the attribute holding `{ rqueue: u32, wqueue: u32 }`.
+const UNIX_DIAG_RQLEN: u16 = 4;
+/// Sizes of `struct nlmsghdr`, `struct unix_diag_req` and `struct unix_diag_msg`.
+const NLMSG_HDR_LEN: usize = 16;
+const UNIX_DIAG_REQ_LEN: usize = 24;
+const UNIX_DIAG_MSG_LEN: usize = 16;
+
+/// A listening unix socket's queue, as `ss -xl` shows it: one `SOCK_DIAG_BY_FAMILY`
+/// request over `NETLINK_SOCK_DIAG` for the socket's inode, answered with
+/// `UNIX_DIAG_RQLEN` (for a listener: connections not yet accepted, and the backlog).
+/// uWSGI cannot see this queue; nginx's `uwsgi_pass unix:` fills it.
+pub fn unix_listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
+    use nix::sys::socket::{
+        recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+        SockType,
+    };
+    let ino = u32::try_from(nix::sys::stat::fstat(fd).ok()?.st_ino).ok()?;
+    let nl = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
+    )
+    .ok()?;
+    let request = unix_diag_request(ino, 1);
+    sendto(
+        nl.as_raw_fd(),
+        &request,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    // The kernel answers within sendto; never wait for more.
+    let mut reply = [0u8; 512];
+    let n = recv(nl.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT).ok()?;
+    parse_unix_diag_reply(reply.get(..n)?, ino, 1)
+}
+
+/// The `SOCK_DIAG_BY_FAMILY` request for the unix socket with inode `ino`: a
+/// `nlmsghdr` and a `unix_diag_req` (listeners only, queue lengths, any cookie).
+fn unix_diag_request(ino: u32, seq: u32) -> Vec<u8> {
+    let len = NLMSG_HDR_LEN + UNIX_DIAG_REQ_LEN;
+    let mut m = Vec::with_capacity(len);
+    m.extend_from_slice(&(len as u32).to_ne_bytes()); // nlmsg_len
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()); // nlmsg_type
+    m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes()); // nlmsg_flags
+    m.extend_from_slice(&seq.to_ne_bytes()); // nlmsg_seq
+    m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it in
+    m.push(libc::AF_UNIX as u8); // sdiag_family
+    m.push(0); // sdiag_protocol
+    m.extend_from_slice(&0u16.to_ne_bytes()); // pad
+    m.extend_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes()); // udiag_states
+    m.extend_from_slice(&ino.to_ne_bytes()); // udiag_ino
+    m.extend_from_slice(&UDIAG_SHOW_RQLEN.to_ne_bytes()); // udiag_show
+    m.extend_from_slice(&[0xff; 8]); // udiag_cookie: INET_DIAG_NOCOOKIE
+    m
+}
+
+/// The queue from the kernel's answer to [`unix_diag_request`]: `None` for an error
+/// message (not a unix listener, or no such inode), another sequence number or inode,
+/// a socket not in LISTEN state, or a reply without `UNIX_DIAG_RQLEN`.
+fn parse_unix_diag_reply(reply: &[u8], ino: u32, seq: u32) -> Option<ListenQueue> {
+    let u16_at = |at: usize| Some(u16::from_ne_bytes(reply.get(at..at + 2)?.try_into().ok()?));
+    let u32_at = |at: usize| Some(u32::from_ne_bytes(reply.get(at..at + 4)?.try_into().ok()?));
+    let len = (u32_at(0)? as usize).min(reply.len());
+    if u16_at(4)? != SOCK_DIAG_BY_FAMILY || u32_at(8)? != seq {
+        return None;
+    }
+    let msg = NLMSG_HDR_LEN;
+    // unix_diag_msg: family, type, state, pad, ino, cookie.
+    if *reply.get(msg + 2)? != TCP_LISTEN || u32_at(msg + 4)? != ino {
+        return None;
+    }
+    // Then rtattrs: { len: u16, type: u16 } and the payload, each padded to 4 bytes.
+    let mut at = msg + UNIX_DIAG_MSG_LEN;
+    while at + 4 <= len {
+        let rta_len = usize::from(u16_at(at)?);
+        if rta_len < 4 {
+            return None;
+        }
+        if u16_at(at + 2)? == UNIX_DIAG_RQLEN && rta_len >= 12 {
+            return Some(ListenQueue {
+                queue: u32_at(at + 4)?,
+                max_queue: u32_at(at + 8)?,
+            });
+        }
+        at += (rta_len + 3) & !3;
+    }
+    None
 }
 
 /// A process's memory, in bytes.
@@ -854,15 +954,118 @@ mod tests {
     }
 
     #[test]
-    fn listen_queue_is_none_for_unix_sockets() {
+    fn listen_queue_counts_unaccepted_unix_connections() {
         let dir = std::env::temp_dir().join(format!("rsgi-stats-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let _ = std::fs::remove_file(&path);
         let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        assert_eq!(listen_queue(l.as_fd()), None);
+        assert_eq!(listen_queue(l.as_fd()).map(|q| q.queue), Some(0));
+        // A unix connect is queued at once: no handshake to wait for.
+        let a = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let _b = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let q = listen_queue(l.as_fd()).unwrap();
+        assert_eq!(q.queue, 2);
+        assert!(q.max_queue > 0, "{q:?}");
+        let _accepted = l.accept().unwrap();
+        assert_eq!(listen_queue(l.as_fd()).map(|q| q.queue), Some(1));
+        // A connected socket is not a listener.
+        assert_eq!(listen_queue(a.as_fd()), None);
         drop(l);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A reply as the kernel writes it: nlmsghdr, unix_diag_msg, then the attributes.
+    fn diag_reply(seq: u32, state: u8, ino: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = vec![libc::AF_UNIX as u8, 1, state, 0];
+        body.extend_from_slice(&ino.to_ne_bytes());
+        body.extend_from_slice(&[0; 8]);
+        for (ty, payload) in attrs {
+            body.extend_from_slice(&((4 + payload.len()) as u16).to_ne_bytes());
+            body.extend_from_slice(&ty.to_ne_bytes());
+            body.extend_from_slice(payload);
+            body.resize(body.len().next_multiple_of(4), 0);
+        }
+        let mut m = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&seq.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(&body);
+        m
+    }
+
+    #[test]
+    fn unix_diag_reply_rules() {
+        let rq = |q: u32, max: u32| [q.to_ne_bytes(), max.to_ne_bytes()].concat();
+        let name: &[u8] = b"/run/app.sock\0";
+        let want = Some(ListenQueue {
+            queue: 3,
+            max_queue: 1024,
+        });
+        let error = {
+            // NLMSG_ERROR: nlmsghdr, then the errno and the request's header.
+            let mut m = 36u32.to_ne_bytes().to_vec();
+            m.extend_from_slice(&(libc::NLMSG_ERROR as u16).to_ne_bytes());
+            m.extend_from_slice(&[0; 10]);
+            m.extend_from_slice(&(-libc::ENOENT).to_ne_bytes());
+            m.extend_from_slice(&[0; 16]);
+            m
+        };
+        let table: Vec<(&str, Vec<u8>, Option<ListenQueue>)> = vec![
+            (
+                "rqlen only",
+                diag_reply(1, TCP_LISTEN, 7, &[(UNIX_DIAG_RQLEN, &rq(3, 1024))]),
+                want,
+            ),
+            (
+                "rqlen after another attribute (padded)",
+                diag_reply(
+                    1,
+                    TCP_LISTEN,
+                    7,
+                    &[(0, name), (UNIX_DIAG_RQLEN, &rq(3, 1024))],
+                ),
+                want,
+            ),
+            ("no rqlen", diag_reply(1, TCP_LISTEN, 7, &[(0, name)]), None),
+            (
+                "not listening",
+                diag_reply(1, 1, 7, &[(UNIX_DIAG_RQLEN, &rq(0, 0))]),
+                None,
+            ),
+            (
+                "other inode",
+                diag_reply(1, TCP_LISTEN, 8, &[(UNIX_DIAG_RQLEN, &rq(3, 1024))]),
+                None,
+            ),
+            (
+                "other sequence",
+                diag_reply(2, TCP_LISTEN, 7, &[(UNIX_DIAG_RQLEN, &rq(3, 1024))]),
+                None,
+            ),
+            ("error message", error, None),
+            (
+                "truncated",
+                diag_reply(1, TCP_LISTEN, 7, &[(UNIX_DIAG_RQLEN, &rq(3, 1024))])[..40].to_vec(),
+                None,
+            ),
+            ("empty", Vec::new(), None),
+        ];
+        for (what, reply, want) in table {
+            assert_eq!(parse_unix_diag_reply(&reply, 7, 1), want, "{what}");
+        }
+        let req = unix_diag_request(7, 1);
+        assert_eq!(req.len(), NLMSG_HDR_LEN + UNIX_DIAG_REQ_LEN);
+        assert_eq!(
+            u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize,
+            req.len()
+        );
+        assert_eq!(
+            u32::from_ne_bytes(req[24..28].try_into().unwrap()),
+            7,
+            "udiag_ino"
+        );
     }
 
     #[test]

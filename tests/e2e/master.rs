@@ -988,3 +988,54 @@ fn a_worker_with_every_thread_busy_leaves_new_connections_to_the_others() {
         );
     }
 }
+
+/// A full accept queue is seen on a unix socket too (uWSGI sees only TCP queues): while
+/// the one worker is stopped, connections fill `listen = 4`; the master logs uWSGI's
+/// "listen queue of socket ... full", the stats show the queue and count the event
+/// (`listen_queue_errors`); then the worker serves again.
+#[test]
+fn full_listen_queue_of_a_unix_socket_is_logged_and_counted() {
+    let dir = tempdir();
+    let sock = dir.path().join("app.sock");
+    let stats_sock = dir.path().join("stats.sock");
+    let addr = Addr::Unix(sock.clone());
+    let mut args = vec![
+        "--socket".to_owned(),
+        addr.arg(),
+        "--stats".to_owned(),
+        path_str(&stats_sock).to_owned(),
+        "--master".to_owned(),
+        "--listen".to_owned(),
+        "4".to_owned(),
+    ];
+    args.extend(app_args("hello"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut rsgi = Rsgi::start_in(dir.path(), &args).ready(&addr);
+    // The worker accepts and has taken the readiness probe's connection.
+    let mut doc = stats(&stats_sock);
+    wait_until(DEADLINE, "the worker to accept, the queue empty", || {
+        doc = stats(&stats_sock);
+        workers(&doc)[0].accepting && doc["sockets"][0]["queue"] == 0
+    });
+    assert_eq!(doc["listen_queue_errors"], 0, "{doc}");
+    let worker = Pid::from_raw(workers(&doc)[0].pid);
+    kill(worker, Signal::SIGSTOP).unwrap();
+    let waiting: Vec<UnixStream> = (0..4)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    rsgi.wait_log("listen queue of socket", DEADLINE);
+    assert!(
+        rsgi.log_contains(&format!("{} (4/4) full", sock.display())),
+        "{}",
+        rsgi.log()
+    );
+    let doc = stats(&stats_sock);
+    kill(worker, Signal::SIGCONT).unwrap();
+    assert_eq!(doc["listen_queue"], 4, "{doc}");
+    assert!(doc["listen_queue_errors"].as_u64() >= Some(1), "{doc}");
+    assert_eq!(doc["sockets"][0]["queue"], 4, "{doc}");
+    assert_eq!(doc["sockets"][0]["max_queue"], 4, "{doc}");
+    drop(waiting);
+    let resp = uwsgi_request(&addr, &nginx_vars("GET", "/", "", &[]), b"");
+    assert_eq!(resp.status, 200);
+}

@@ -12,8 +12,10 @@
 //! - the emperor's notify socket (EOF means the emperor died: stop, leave no orphan);
 //! - the `stats` listener (uWSGI's JSON, written and closed).
 //!
-//! and wakes on its own for deadlines: a respawn backoff, a stop's mercy, and a tick
-//! (1 s, 100 ms with `max-requests`) for harakiri, recycling and memory checks.
+//! and wakes on its own for deadlines: a respawn backoff, a stop's mercy, and a 1 s tick
+//! for harakiri, recycling and memory checks and the accept queues: a full queue (new
+//! connections refused; nginx answers 502) is counted (`listen_queue_errors`) and
+//! logged, as uWSGI's "listen queue of socket ... full", for unix sockets too.
 //!
 //! Workers belong to a *generation*. The master keeps `processes` ready workers of the
 //! current generation alive:
@@ -80,6 +82,11 @@ const DUE: u8 = b'M';
 const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a fast stop waits before SIGKILL.
 const FAST_STOP_GRACE: Duration = Duration::from_secs(3);
+/// How often the master wakes without an event: harakiri, recycling and memory
+/// checks, and the accept queues.
+const TICK: Duration = Duration::from_secs(1);
+/// How often a full accept queue is logged while it stays full (each sample counts).
+const QUEUE_FULL_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Between SIGUSR2 (stack dump) and SIGKILL for harakiri.
 const HARAKIRI_DUMP_GRACE: Duration = Duration::from_millis(300);
 /// The most a failing worker start is delayed.
@@ -196,6 +203,8 @@ pub fn run(
         workers,
         reexec_pending: false,
         reuse_slots: Vec::new(),
+        queues_checked: None,
+        queue_full_logged: None,
     };
     master.adopt_old_workers();
     if !config.lazy_apps {
@@ -233,6 +242,9 @@ struct Master<'a> {
     /// "worker N" in the stats, so its history (`harakiri_count`, `respawn_count`)
     /// stays with one id, as in uWSGI.
     reuse_slots: Vec<WorkerId>,
+    /// When the accept queues were last sampled, and when a full one was last logged.
+    queues_checked: Option<Instant>,
+    queue_full_logged: Option<Instant>,
 }
 
 impl Master<'_> {
@@ -563,6 +575,7 @@ impl Master<'_> {
             return;
         }
         self.check_workers(now);
+        self.check_listen_queues(now);
         // Spawn what is missing. A worker killed by harakiri still holds its slot
         // until it is gone (its stack dump takes a moment); its replacement then takes
         // that slot (`reuse_slots`).
@@ -692,6 +705,42 @@ impl Master<'_> {
         }
         for n in notes {
             self.log(format_args!("{n}"));
+        }
+    }
+
+    /// Sample the accept queues (at most once a [`TICK`]): the first socket's goes to
+    /// the stats (`listen_queue`); a full one is counted (`listen_queue_errors`, every
+    /// sample) and logged (at most every [`QUEUE_FULL_LOG_EVERY`]).
+    fn check_listen_queues(&mut self, now: Instant) {
+        if self.queues_checked.is_some_and(|t| now < t + TICK) {
+            return;
+        }
+        self.queues_checked = Some(now);
+        let mut full = Vec::new();
+        for (i, s) in self.sockets.iter().enumerate() {
+            let Some(q) = crate::stats::listen_queue(s.listener.as_fd()) else {
+                continue;
+            };
+            if i == 0 {
+                self.shm.master().set_listen_queue(q.queue, q.max_queue);
+            }
+            if q.max_queue > 0 && q.queue >= q.max_queue {
+                self.shm.master().count_listen_queue_error();
+                full.push(format!("{} ({}/{})", s.addr, q.queue, q.max_queue));
+            }
+        }
+        if !full.is_empty()
+            && self
+                .queue_full_logged
+                .is_none_or(|t| now >= t + QUEUE_FULL_LOG_EVERY)
+        {
+            self.queue_full_logged = Some(now);
+            self.log(format_args!(
+                "listen queue of socket {} full: new connections are refused (nginx answers \
+                 502); the workers are too few or too slow, or `listen` is too small (the \
+                 kernel caps it at net.core.somaxconn)",
+                full.join(", ")
+            ));
         }
     }
 
@@ -946,19 +995,7 @@ impl Master<'_> {
 
     fn next_wakeup(&self, now: Instant) -> Duration {
         let mut wake = now + Duration::from_secs(60);
-        // max-requests needs no fast tick: the worker wakes the master when it is due.
-        let tick = if self.config.max_requests.is_some()
-            || self.config.harakiri.is_some()
-            || self.config.reload_on_rss.is_some()
-            || self.config.max_worker_lifetime.is_some()
-        {
-            Some(Duration::from_secs(1))
-        } else {
-            None
-        };
-        if let Some(t) = tick {
-            wake = wake.min(now + t);
-        }
+        wake = wake.min(now + TICK);
         if let Some(t) = self.next_spawn {
             wake = wake.min(t);
         }
