@@ -302,6 +302,41 @@ fn a_killed_worker_counts_a_crash_and_a_hup_a_reload() {
     wait_values(&metrics, &[(&requests("app", "2xx"), 7.0)]);
 }
 
+/// `rsgi_vassal_listen_queue` counts the connections waiting on a vassal's unix socket
+/// (nginx's `uwsgi_pass unix:`), which rsgid holds: none while the worker accepts, three
+/// while it is stopped and three clients connect, none again once it runs.
+#[test]
+fn listen_queue_of_a_unix_socket_shows_waiting_connections() {
+    let (e, metrics) = emperor(&[]);
+    e.write_vassal("app", &status_ini("master = true\nprocesses = 1\n"));
+    let queue = "rsgi_vassal_listen_queue{vassal=\"app\"}";
+    wait_values(
+        &metrics,
+        &[
+            (&up("app"), 1.0),
+            ("rsgi_vassal_workers{vassal=\"app\",status=\"idle\"}", 1.0),
+            (queue, 0.0),
+        ],
+    );
+    let status = control(&e, "GET", "/vassals/app");
+    let worker = Pid::from_raw(status["workers"][0]["pid"].as_i64().unwrap() as i32);
+    kill(worker, Signal::SIGSTOP).unwrap();
+    let Addr::Unix(sock) = e.socket("app") else {
+        unreachable!()
+    };
+    let waiting: Vec<_> = (0..3)
+        .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+        .collect();
+    let seen = std::panic::catch_unwind(|| wait_values(&metrics, &[(queue, 3.0)]));
+    kill(worker, Signal::SIGCONT).unwrap();
+    if let Err(panic) = seen {
+        std::panic::resume_unwind(panic);
+    }
+    drop(waiting);
+    wait_values(&metrics, &[(queue, 0.0)]);
+    send(&e, "app", "/", 1, 200);
+}
+
 /// rsgid's reloads: one that works counts `result="ok"`, one whose new generation
 /// cannot import the app counts `result="failed"`; the request totals survive both
 /// generation changes (the old generation's counts stay when it exits).
