@@ -994,8 +994,7 @@ impl Master<'_> {
     }
 
     fn next_wakeup(&self, now: Instant) -> Duration {
-        let mut wake = now + Duration::from_secs(60);
-        wake = wake.min(now + TICK);
+        let mut wake = now + TICK;
         if let Some(t) = self.next_spawn {
             wake = wake.min(t);
         }
