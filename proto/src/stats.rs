@@ -151,7 +151,7 @@ pub struct SocketInfo {
     pub name: String,
     /// The protocol, uWSGI's names: `"uwsgi"` or `"http"`.
     pub proto: String,
-    /// Connections waiting in the accept queue (0 if unknown, e.g. unix sockets).
+    /// Connections waiting in the accept queue (0 if unknown).
     pub queue: u32,
     /// The accept queue's capacity (backlog; 0 if unknown).
     pub max_queue: u32,
@@ -477,7 +477,7 @@ pub struct ListenQueue {
 const TCP_LISTEN: u8 = 10;
 
 /// The accept queue of a listening socket: TCP from `getsockopt(TCP_INFO)`, unix from
-/// the kernel's socket diagnostics ([`unix_listen_queue`]). `None` for anything else
+/// the kernel's socket diagnostics (`NETLINK_SOCK_DIAG`). `None` for anything else
 /// (connected sockets, errors): the caller shows 0.
 pub fn listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
     tcp_listen_queue(fd).or_else(|| unix_listen_queue(fd))
@@ -523,12 +523,14 @@ const UNIX_DIAG_RQLEN: u16 = 4;
 const NLMSG_HDR_LEN: usize = 16;
 const UNIX_DIAG_REQ_LEN: usize = 24;
 const UNIX_DIAG_MSG_LEN: usize = 16;
+/// The sequence number of the request (one request per netlink socket).
+const DIAG_SEQ: u32 = 1;
 
 /// A listening unix socket's queue, as `ss -xl` shows it: one `SOCK_DIAG_BY_FAMILY`
 /// request over `NETLINK_SOCK_DIAG` for the socket's inode, answered with
 /// `UNIX_DIAG_RQLEN` (for a listener: connections not yet accepted, and the backlog).
 /// uWSGI cannot see this queue; nginx's `uwsgi_pass unix:` fills it.
-pub fn unix_listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
+fn unix_listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
     use nix::sys::socket::{
         recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
         SockType,
@@ -541,7 +543,7 @@ pub fn unix_listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
         SockProtocol::NetlinkSockDiag,
     )
     .ok()?;
-    let request = unix_diag_request(ino, 1);
+    let request = unix_diag_request(ino);
     sendto(
         nl.as_raw_fd(),
         &request,
@@ -552,18 +554,18 @@ pub fn unix_listen_queue(fd: BorrowedFd<'_>) -> Option<ListenQueue> {
     // The kernel answers within sendto; never wait for more.
     let mut reply = [0u8; 512];
     let n = recv(nl.as_raw_fd(), &mut reply, MsgFlags::MSG_DONTWAIT).ok()?;
-    parse_unix_diag_reply(reply.get(..n)?, ino, 1)
+    parse_unix_diag_reply(reply.get(..n)?, ino)
 }
 
 /// The `SOCK_DIAG_BY_FAMILY` request for the unix socket with inode `ino`: a
 /// `nlmsghdr` and a `unix_diag_req` (listeners only, queue lengths, any cookie).
-fn unix_diag_request(ino: u32, seq: u32) -> Vec<u8> {
+fn unix_diag_request(ino: u32) -> Vec<u8> {
     let len = NLMSG_HDR_LEN + UNIX_DIAG_REQ_LEN;
     let mut m = Vec::with_capacity(len);
     m.extend_from_slice(&(len as u32).to_ne_bytes()); // nlmsg_len
     m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes()); // nlmsg_type
     m.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes()); // nlmsg_flags
-    m.extend_from_slice(&seq.to_ne_bytes()); // nlmsg_seq
+    m.extend_from_slice(&DIAG_SEQ.to_ne_bytes()); // nlmsg_seq
     m.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_pid: the kernel fills it in
     m.push(libc::AF_UNIX as u8); // sdiag_family
     m.push(0); // sdiag_protocol
@@ -578,11 +580,11 @@ fn unix_diag_request(ino: u32, seq: u32) -> Vec<u8> {
 /// The queue from the kernel's answer to [`unix_diag_request`]: `None` for an error
 /// message (not a unix listener, or no such inode), another sequence number or inode,
 /// a socket not in LISTEN state, or a reply without `UNIX_DIAG_RQLEN`.
-fn parse_unix_diag_reply(reply: &[u8], ino: u32, seq: u32) -> Option<ListenQueue> {
+fn parse_unix_diag_reply(reply: &[u8], ino: u32) -> Option<ListenQueue> {
     let u16_at = |at: usize| Some(u16::from_ne_bytes(reply.get(at..at + 2)?.try_into().ok()?));
     let u32_at = |at: usize| Some(u32::from_ne_bytes(reply.get(at..at + 4)?.try_into().ok()?));
     let len = (u32_at(0)? as usize).min(reply.len());
-    if u16_at(4)? != SOCK_DIAG_BY_FAMILY || u32_at(8)? != seq {
+    if u16_at(4)? != SOCK_DIAG_BY_FAMILY || u32_at(8)? != DIAG_SEQ {
         return None;
     }
     let msg = NLMSG_HDR_LEN;
@@ -1053,9 +1055,9 @@ mod tests {
             ("empty", Vec::new(), None),
         ];
         for (what, reply, want) in table {
-            assert_eq!(parse_unix_diag_reply(&reply, 7, 1), want, "{what}");
+            assert_eq!(parse_unix_diag_reply(&reply, 7), want, "{what}");
         }
-        let req = unix_diag_request(7, 1);
+        let req = unix_diag_request(7);
         assert_eq!(req.len(), NLMSG_HDR_LEN + UNIX_DIAG_REQ_LEN);
         assert_eq!(
             u32::from_ne_bytes(req[0..4].try_into().unwrap()) as usize,

@@ -235,12 +235,9 @@ fn chmod_socket_sets_the_mode() {
     assert_eq!(format!("{mode:o}"), "660", "socket mode (octal)");
 }
 
-/// Non-blocking connects to `path` until one fails or `max` are open: the number queued.
+/// Non-blocking connects to `path` until one fails or `max` are open: the queued ones.
 /// A full accept queue fails with EAGAIN, which nginx answers with a 502.
-fn connects_until_refused(
-    path: &std::path::Path,
-    max: usize,
-) -> (usize, Vec<std::os::fd::OwnedFd>) {
+fn connects_until_refused(path: &std::path::Path, max: usize) -> Vec<std::os::fd::OwnedFd> {
     use nix::errno::Errno;
     use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
     use std::os::fd::AsRawFd;
@@ -264,7 +261,7 @@ fn connects_until_refused(
             ),
         }
     }
-    (open.len(), open)
+    open
 }
 
 /// The listen backlog is 1024 unless `listen` says otherwise (uWSGI's default of 100 is
@@ -279,9 +276,9 @@ fn listen_backlog_is_1024_by_default_and_listen_sets_it() {
             unreachable!()
         };
         s.rsgi.signal(Signal::SIGSTOP);
-        let (queued, open) = connects_until_refused(sock, max);
+        let open = connects_until_refused(sock, max);
         s.rsgi.signal(Signal::SIGCONT);
-        assert_eq!(queued, want, "connections queued with {extra:?}");
+        assert_eq!(open.len(), want, "connections queued with {extra:?}");
         drop(open);
         let resp = uwsgi_request(&s.addr, &nginx_vars("GET", "/", "", &[]), b"");
         assert_eq!(resp.status, 200, "{extra:?}: {}", s.rsgi.log());

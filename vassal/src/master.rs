@@ -708,26 +708,22 @@ impl Master<'_> {
         }
     }
 
-    /// Sample the accept queues (at most once a [`TICK`]): the first socket's goes to
-    /// the stats (`listen_queue`); a full one is counted (`listen_queue_errors`, every
-    /// sample) and logged (at most every [`QUEUE_FULL_LOG_EVERY`]).
+    /// Sample the accept queues (at most once a [`TICK`]) through [`Self::sample_sockets`];
+    /// a full one is counted (`listen_queue_errors`, every sample) and logged (at most
+    /// every [`QUEUE_FULL_LOG_EVERY`]).
     fn check_listen_queues(&mut self, now: Instant) {
         if self.queues_checked.is_some_and(|t| now < t + TICK) {
             return;
         }
         self.queues_checked = Some(now);
-        let mut full = Vec::new();
-        for (i, s) in self.sockets.iter().enumerate() {
-            let Some(q) = crate::stats::listen_queue(s.listener.as_fd()) else {
-                continue;
-            };
-            if i == 0 {
-                self.shm.master().set_listen_queue(q.queue, q.max_queue);
-            }
-            if q.max_queue > 0 && q.queue >= q.max_queue {
-                self.shm.master().count_listen_queue_error();
-                full.push(format!("{} ({}/{})", s.addr, q.queue, q.max_queue));
-            }
+        let full: Vec<String> = self
+            .sample_sockets()
+            .into_iter()
+            .filter(|s| s.max_queue > 0 && s.queue >= s.max_queue)
+            .map(|s| format!("{} ({}/{})", s.name, s.queue, s.max_queue))
+            .collect();
+        for _ in &full {
+            self.shm.master().count_listen_queue_error();
         }
         if !full.is_empty()
             && self
@@ -742,6 +738,21 @@ impl Master<'_> {
                 full.join(", ")
             ));
         }
+    }
+
+    /// The listening sockets with a fresh accept-queue sample each ([`socket_infos`]:
+    /// the first one's also becomes the stats' `listen_queue`).
+    fn sample_sockets(&self) -> Vec<crate::stats::SocketInfo> {
+        socket_infos(
+            &self.shm,
+            self.sockets.iter().map(|s| {
+                (
+                    s.addr.to_string(),
+                    s.protocol.as_str().to_owned(),
+                    Some(s.listener.as_fd()),
+                )
+            }),
+        )
     }
 
     /// Fork one worker of the current generation. False if no slot is free or the
@@ -1016,16 +1027,7 @@ impl Master<'_> {
 
     fn serve_stats(&mut self) {
         let Some(stats) = &self.stats else { return };
-        let sockets = socket_infos(
-            &self.shm,
-            self.sockets.iter().map(|s| {
-                (
-                    s.addr.to_string(),
-                    s.protocol.as_str().to_owned(),
-                    Some(s.listener.as_fd()),
-                )
-            }),
-        );
+        let sockets = self.sample_sockets();
         let mut workers = Vec::new();
         for p in &self.procs {
             if let Some(slot) = self.shm.slot(p.id) {
