@@ -8,6 +8,8 @@
 #   - nginx (nginx-light) for the tests that put nginx's uwsgi_pass in front of rsgi;
 #   - libpython3.11-dev, whose static libpython3.11.a vassal/build.rs links into rsgi
 #     (PYO3_PYTHON=/usr/bin/python3, see .cargo/config.toml);
+#   - as root, the user rsgi-tyrant (member of group rsgi-tyrant-extra), who owns the
+#     vassal files of tyrant mode's tests;
 #   - python3-venv, so /usr/bin/python3 can make a virtualenv;
 #   - promtool (for `promtool check metrics` in e2e::metrics), from Debian's prometheus
 #     package: when it is not on PATH, only the promtool binary is unpacked from the
@@ -75,6 +77,18 @@ else
 fi
 "$RSGI_PROMTOOL" --version >/dev/null 2>&1 || die "$RSGI_PROMTOOL does not run"
 export RSGI_PROMTOOL
+
+# --- a second user for tyrant mode's tests (e2e::tyrant) ---------------------------------
+# A real unprivileged user who owns vassal files, and a second group it belongs to.
+if [ "$(id -u)" = 0 ]; then
+    getent group rsgi-tyrant-extra >/dev/null || groupadd --system rsgi-tyrant-extra
+    if ! getent passwd rsgi-tyrant >/dev/null; then
+        useradd --system --user-group --no-create-home --shell /usr/sbin/nologin \
+            --groups rsgi-tyrant-extra rsgi-tyrant
+    fi
+    id -nG rsgi-tyrant | tr ' ' '\n' | grep -qx rsgi-tyrant-extra \
+        || usermod -a -G rsgi-tyrant-extra rsgi-tyrant
+fi
 
 # --- the test virtualenv ---------------------------------------------------------------
 

@@ -548,9 +548,7 @@ impl Emperor {
 
     /// Read and check a vassal file: it must parse, and (as root) name a user to run as.
     fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
-        let env = |key: &str| std::env::var(key).ok();
-        let path = file.path.to_string_lossy();
-        let mut config = rsgi_proto::load_file(&path, &env).map_err(|e| e.to_string())?;
+        let mut config = self.read_config(&file.path)?;
         self.user_for(&config, &file.path)?;
         if config.sockets.is_empty() {
             // No socket option: the emperor's default, speaking uwsgi.
@@ -864,9 +862,8 @@ impl Emperor {
     /// actor, by [`crate::check::app_importable`]: it runs Python.)
     fn check(&self, path: &std::path::Path) -> CheckResult {
         let mut problems = Vec::new();
-        let env = |key: &str| std::env::var(key).ok();
-        match rsgi_proto::load_file(&path.to_string_lossy(), &env) {
-            Err(e) => problems.push(e.to_string()),
+        match self.read_config(path) {
+            Err(e) => problems.push(e),
             Ok(config) => {
                 if let Err(e) = self.user_for(&config, path) {
                     problems.push(format!("{}: {e}", path.display()));
@@ -1011,10 +1008,49 @@ impl Emperor {
                 }
             }
         }
-        let mut cfg = (**config).clone();
-        cfg.sockets = to_bind;
-        let bound = rsgi_proto::listen::bind_all(&cfg).map_err(|e| rsgi_proto::error::chain(&e))?;
-        out.extend(bound.into_iter().map(Arc::new));
+        let user = if self.settings.tyrant {
+            self.user_for(config, &v.file.path)?
+        } else {
+            None
+        };
+        let bind = |sockets: Vec<SocketSpec>| {
+            let mut cfg = (**config).clone();
+            cfg.sockets = sockets;
+            let bound =
+                rsgi_proto::listen::bind_all(&cfg).map_err(|e| rsgi_proto::error::chain(&e))?;
+            Ok::<_, String>((cfg, bound))
+        };
+        match user {
+            None => out.extend(bind(to_bind)?.1.into_iter().map(Arc::new)),
+            Some((uid, gid)) => {
+                // Tyrant mode: the vassal's own sockets are bound with its owner's
+                // rights (tyrant::bind_as); only rsgid's default socket, a path rsgid
+                // chose in its own run directory, is bound here, and given to the owner.
+                let default = ListenAddr::Unix(self.settings.run_dir.join(format!("{name}.sock")));
+                let (own, theirs): (Vec<_>, Vec<_>) =
+                    to_bind.into_iter().partition(|s| s.addr == default);
+                let mut bound = Vec::new();
+                if !own.is_empty() {
+                    let mut cfg = (**config).clone();
+                    cfg.sockets = own;
+                    cfg.chown_socket = Some(format!("{uid}:{gid}"));
+                    bound = rsgi_proto::listen::bind_all(&cfg)
+                        .map_err(|e| rsgi_proto::error::chain(&e))?;
+                }
+                if !theirs.is_empty() {
+                    let mut cfg = (**config).clone();
+                    cfg.sockets = theirs;
+                    match crate::tyrant::bind_as(crate::tyrant::Owner { uid, gid }, &cfg) {
+                        Ok(b) => bound.extend(b),
+                        Err(e) => {
+                            rsgi_proto::listen::vacuum(&bound);
+                            return Err(e);
+                        }
+                    }
+                }
+                out.extend(bound.into_iter().map(Arc::new));
+            }
+        }
         // Keep the configured order.
         let order = |s: &Arc<BoundSocket>| {
             config
@@ -1027,9 +1063,27 @@ impl Emperor {
         Ok(out)
     }
 
-    /// The uid/gid a vassal runs as. Only matters when rsgid runs as root: then the
-    /// ini's `uid`/`gid`, else (tyrant mode) the owner of the ini file, else rsgid's
-    /// default user; never root unless the ini says `uid = root`.
+    /// Read and parse a vassal file: in tyrant mode (as root) with the rights of the
+    /// file's owner (see [`crate::tyrant`]), otherwise here.
+    fn read_config(&self, path: &std::path::Path) -> Result<VassalConfig, String> {
+        if self.settings.tyrant && nix::unistd::geteuid().is_root() {
+            let owner = file_owner(path)?;
+            let as_owner = crate::tyrant::Owner {
+                uid: owner.uid,
+                gid: owner.gid,
+            };
+            return crate::tyrant::load_as(as_owner, path)
+                .map_err(|e| format!("{e} (read as {}, the file's owner)", owner.name));
+        }
+        let env = |key: &str| std::env::var(key).ok();
+        rsgi_proto::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())
+    }
+
+    /// The uid/gid a vassal runs as. Only matters when rsgid runs as root. In tyrant
+    /// mode always the ini file's owner, with the owner's primary group unless the ini's
+    /// `gid` names another group the owner belongs to; a `uid`/`gid` naming anyone else
+    /// is refused. Otherwise the ini's `uid`/`gid`, else rsgid's default user; never
+    /// root unless the ini says `uid = root`.
     fn user_for(
         &self,
         config: &VassalConfig,
@@ -1038,6 +1092,9 @@ impl Emperor {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
         }
+        if self.settings.tyrant {
+            return tyrant_user(config, file).map(Some);
+        }
         let (uid, gid) = if let Some(uid) = &config.uid {
             let user = lookup_user(uid)?;
             let gid = match &config.gid {
@@ -1045,16 +1102,6 @@ impl Emperor {
                 None => user.1,
             };
             (user.0, gid)
-        } else if self.settings.tyrant {
-            use std::os::unix::fs::MetadataExt;
-            let meta = std::fs::metadata(file).map_err(|e| e.to_string())?;
-            if meta.uid() == 0 {
-                return Err(format!(
-                    "tyrant mode: {} is owned by root; refusing to run it as root",
-                    file.display()
-                ));
-            }
-            (meta.uid(), meta.gid())
         } else if let Some(uid) = &self.settings.uid {
             let user = lookup_user(uid)?;
             let gid = match &self.settings.gid {
@@ -1085,6 +1132,91 @@ fn live_workers(v: &Vassal) -> Vec<rsgi_proto::shm::WorkerSnapshot> {
         .into_iter()
         .filter(|w| w.pid > 0 && w.status != rsgi_proto::shm::WorkerStatus::Dead)
         .collect()
+}
+
+/// A tyrant-mode vassal file's owner.
+struct FileOwner {
+    uid: u32,
+    /// The owner's primary group (from the user database, not the file's group).
+    gid: u32,
+    name: String,
+}
+
+/// Who owns a vassal file, for tyrant mode. Refused: root's files, an owner with no
+/// user entry, and a symlink whose owner is not the owner of the file it points at (one
+/// user must not be able to run another user's file).
+fn file_owner(file: &std::path::Path) -> Result<FileOwner, String> {
+    use std::os::unix::fs::MetadataExt;
+    let shown = file.display();
+    let link = std::fs::symlink_metadata(file).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = std::fs::metadata(file).map_err(|e| format!("{shown}: {e}"))?;
+    if link.file_type().is_symlink() && link.uid() != meta.uid() {
+        return Err(format!(
+            "tyrant mode: {shown} is a symlink owned by uid {} to a file owned by uid {}; \
+             refusing to run another user's file",
+            link.uid(),
+            meta.uid()
+        ));
+    }
+    if meta.uid() == 0 {
+        return Err(format!(
+            "tyrant mode: {shown} is owned by root; refusing to run it as root"
+        ));
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(meta.uid()))
+        .map_err(|e| format!("tyrant mode: {shown}: owner uid {}: {e}", meta.uid()))?
+        .ok_or_else(|| {
+            format!(
+                "tyrant mode: {shown} is owned by uid {}, which has no user entry",
+                meta.uid()
+            )
+        })?;
+    Ok(FileOwner {
+        uid: meta.uid(),
+        gid: user.gid.as_raw(),
+        name: user.name,
+    })
+}
+
+/// Tyrant mode's rule: the file's owner, never anyone the ini names instead.
+fn tyrant_user(config: &VassalConfig, file: &std::path::Path) -> Result<(u32, u32), String> {
+    let owner = file_owner(file)?;
+    let shown = file.display();
+    if let Some(spec) = &config.uid {
+        let (uid, _) = lookup_user(spec)?;
+        if uid != owner.uid {
+            return Err(format!(
+                "tyrant mode: uid = {spec} names another user than {shown}'s owner {} \
+                 (uid {}); a vassal runs as its file's owner",
+                owner.name, owner.uid
+            ));
+        }
+    }
+    let gid = match &config.gid {
+        None => owner.gid,
+        Some(spec) => {
+            let gid = lookup_group(spec)?;
+            if gid != owner.gid && !member_of(&owner, gid) {
+                return Err(format!(
+                    "tyrant mode: gid = {spec} names a group that {shown}'s owner {} \
+                     does not belong to",
+                    owner.name
+                ));
+            }
+            gid
+        }
+    };
+    Ok((owner.uid, gid))
+}
+
+/// Whether `owner` belongs to group `gid` (primary or supplementary).
+fn member_of(owner: &FileOwner, gid: u32) -> bool {
+    let Ok(name) = std::ffi::CString::new(owner.name.as_str()) else {
+        return false;
+    };
+    nix::unistd::getgrouplist(&name, nix::unistd::Gid::from_raw(owner.gid))
+        .map(|groups| groups.iter().any(|g| g.as_raw() == gid))
+        .unwrap_or(false)
 }
 
 fn lookup_user(spec: &str) -> Result<(u32, u32), String> {

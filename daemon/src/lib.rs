@@ -10,6 +10,8 @@
 //! - [`metrics`]: Prometheus `/metrics`, the `/top` totals and uWSGI's emperor stats.
 //! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
+//! - [`tyrant`]: tyrant mode's helper: reading vassal files and binding sockets as the
+//!   file's owner.
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
 //! - [`sd`]: rsgid's own systemd notifications.
 //!
@@ -38,4 +40,5 @@ pub mod scan;
 pub mod sd;
 pub mod settings;
 pub mod spawn;
+pub mod tyrant;
 pub mod watch;

@@ -12,6 +12,11 @@ use anyhow::Context as _;
 use clap::Parser as _;
 
 fn main() -> ExitCode {
+    // Tyrant mode's helper (see `rsgid::tyrant`): one job as a vassal file's owner.
+    let mut argv = std::env::args();
+    if argv.nth(1).as_deref() == Some(rsgid::tyrant::HELPER_ARG) {
+        return rsgid::tyrant::helper_main(&argv.next().unwrap_or_default());
+    }
     let args = rsgid::settings::Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

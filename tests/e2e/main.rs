@@ -20,5 +20,6 @@ mod e2e {
     mod process;
     mod protocols;
     mod static_map;
+    mod tyrant;
     mod wsgi;
 }
