@@ -32,7 +32,7 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,9 +49,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rsgi_proto::control::{ActionResult, CheckRequest, CheckResult, ErrorBody, LogLines};
 use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 
-use crate::emperor::{Command, Msg, Pending, Reply};
+use crate::msg::{Command, Msg, Pending, Reply};
 use crate::settings::Settings;
 
 /// The socket's permissions: owner and group read/write, nobody else.
@@ -119,14 +119,14 @@ impl Peer {
 pub fn spawn(settings: &Settings, tx: mpsc::UnboundedSender<Msg>, rsgi: PathBuf) -> io::Result<()> {
     let path = settings.control_socket.clone();
     let listener = bind(&path)?;
-    let file = SocketFile::of(path)?;
+    let file = crate::sockfile::SocketFile::of(path)?;
     let shared = Arc::new(Shared {
         tx,
         rsgi,
         wait: settings.policy.start_timeout + WAIT_SLACK,
         euid: nix::unistd::geteuid().as_raw(),
     });
-    tracing::info!(path = %file.path.display(), "control socket listening");
+    tracing::info!(path = %file.path().display(), "control socket listening");
     tokio::spawn(serve(listener, file, shared));
     Ok(())
 }
@@ -137,7 +137,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
-    clear_stale(path, "--control")?;
+    crate::sockfile::clear_stale(path, "--control")?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o117));
     let bound = std::os::unix::net::UnixListener::bind(path);
     nix::sys::stat::umask(old);
@@ -147,73 +147,9 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     UnixListener::from_std(listener)
 }
 
-/// Make way for a socket to be bound at `path`: a socket file nobody answers on (left
-/// by an rsgid that was killed) is removed; one a live process answers on is an error
-/// (`AddrInUse`, naming `option` to choose another path), and so is a path that exists
-/// but is no socket (`AlreadyExists`). Shared by the control socket and the emperor
-/// stats socket ([`crate::metrics`]).
-pub(crate) fn clear_stale(path: &Path, option: &str) -> io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(_) => Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    format!(
-                        "a live process (another rsgid?) answers on it: stop that one, \
-                         or choose another path with {option}"
-                    ),
-                )),
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    tracing::info!(path = %path.display(), "replacing a stale socket");
-                    std::fs::remove_file(path)
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(e),
-            }
-        }
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the path exists and is not a socket; refusing to replace it",
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Removes the socket file when dropped, unless something else replaced it meanwhile
-/// (another rsgid's socket bound at the same path is left alone). Shared by the control
-/// socket and the emperor stats socket ([`crate::metrics`]).
-pub(crate) struct SocketFile {
-    path: PathBuf,
-    dev: u64,
-    ino: u64,
-}
-
-impl SocketFile {
-    /// The socket file just bound at `path`, identified by its device and inode.
-    pub(crate) fn of(path: PathBuf) -> io::Result<SocketFile> {
-        let meta = std::fs::symlink_metadata(&path)?;
-        Ok(SocketFile {
-            path,
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
-    }
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
-            if meta.dev() == self.dev && meta.ino() == self.ino {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
 /// Accept connections forever (until the runtime shuts down, which drops `file` and so
 /// removes the socket).
-async fn serve(listener: UnixListener, file: SocketFile, shared: Arc<Shared>) {
+async fn serve(listener: UnixListener, file: crate::sockfile::SocketFile, shared: Arc<Shared>) {
     let _file = file;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -556,12 +492,9 @@ async fn ask(shared: &Shared, command: Command) -> Result<Reply, Response<ResBod
             "rsgid is shutting down".to_owned(),
         )
     };
-    let (tx, rx) = oneshot::channel();
-    shared
-        .tx
-        .send(Msg::Control(command, tx))
-        .map_err(|_| gone())?;
-    rx.await.map_err(|_| gone())
+    crate::msg::ask(&shared.tx, command)
+        .await
+        .map_err(|_| gone())
 }
 
 /// Turn an actor reply into a response.
@@ -804,47 +737,7 @@ fn respond(status: StatusCode, body: Vec<u8>) -> Response<ResBody> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn a_socket_file_removes_only_its_own_socket() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        // Its own: removed when dropped.
-        let first = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        drop(SocketFile::of(path.clone()).unwrap());
-        assert!(!path.exists());
-        drop(first);
-        // Replaced meanwhile (another rsgid took the path over): left alone.
-        let _old = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let file = SocketFile::of(path.clone()).unwrap();
-        std::fs::remove_file(&path).unwrap();
-        let _new = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        drop(file);
-        assert!(path.exists(), "the newer socket was removed");
-    }
-
-    #[test]
-    fn only_a_stale_socket_is_cleared() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("s.sock");
-        // Nothing there: nothing to do.
-        clear_stale(&path, "--x").unwrap();
-        // A live socket: refused, and left in place.
-        let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
-        let e = clear_stale(&path, "--stats").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
-        assert!(e.to_string().contains("--stats"), "{e}");
-        assert!(path.exists());
-        // Its listener gone (a killed rsgid): removed.
-        drop(live);
-        clear_stale(&path, "--x").unwrap();
-        assert!(!path.exists());
-        // Not a socket: refused and left in place.
-        std::fs::write(&path, "data").unwrap();
-        let e = clear_stale(&path, "--x").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
-    }
+    use tokio::sync::oneshot;
 
     fn get(path: &str) -> Result<Route, Bad> {
         let (p, q) = match path.split_once('?') {
@@ -1039,6 +932,7 @@ mod tests {
         use super::super::*;
         use rsgi_proto::control::{VassalList, VassalStatus, VassalSummary};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::sync::oneshot;
 
         fn summary(name: &str) -> VassalSummary {
             VassalSummary {

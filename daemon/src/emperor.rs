@@ -1,6 +1,7 @@
 //! The emperor actor: one task that owns every vassal's state.
 //!
-//! Sources never touch vassal state; they send a [`Msg`]:
+//! Sources never touch vassal state; they send a [`Msg`] ([`crate::msg`]; the sources
+//! are started beside the actor by [`crate::start`]):
 //!
 //! ```text
 //!  inotify (debounced) + periodic rescan ──┐
@@ -11,14 +12,13 @@
 //! ```
 //!
 //! Each vassal's lifecycle is the pure [`crate::lifecycle::step`]; this module applies
-//! its effects (spawning through [`crate::spawn`], signalling pids, keeping one set of
+//! its effects (spawning and signalling through [`crate::effects::Effects`], a seam the
+//! unit tests below fake, keeping one set of
 //! wake-up times per vassal) and feeds the results back as inputs. Timers are not
 //! polled: the actor sleeps until the earliest wake-up of any vassal, or the next
 //! rescan.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,176 +27,14 @@ use rsgi_proto::control::{
     ActionResult, CheckResult, LogLines, VassalList, VassalStatus, VassalSummary,
 };
 use rsgi_proto::listen::BoundSocket;
-use rsgi_proto::notify::{self, Message};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use rsgi_proto::notify::Message;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::lifecycle::{self, ExitInfo, Gen, Input, Phase, Pid, Report, Sig, State};
+use crate::effects::{Effects, SpawnRequest};
+use crate::lifecycle::{self, Gen, Input, Phase, Pid, Report, Sig, State};
+use crate::msg::{Command, Msg, Pending, Reply};
 use crate::scan::{self, Change, Fingerprint, VassalFile, VassalName};
 use crate::settings::Settings;
-
-/// A message to the actor.
-#[derive(Debug)]
-pub enum Msg {
-    /// Something changed in the vassal directory (or the periodic rescan is due).
-    Rescan,
-    /// A vassal process exited.
-    Exited {
-        /// Which vassal.
-        name: VassalName,
-        /// Which generation.
-        gen: Gen,
-        /// Its pid.
-        pid: Pid,
-        /// How it ended.
-        exit: ExitInfo,
-    },
-    /// A vassal sent notify assignments.
-    Notified {
-        /// Which vassal.
-        name: VassalName,
-        /// Which generation.
-        gen: Gen,
-        /// What it said.
-        msgs: Vec<Message>,
-        /// Fds passed along (`SCM_RIGHTS`): the counters memfd with `RSGI_SHM`.
-        fds: Vec<OwnedFd>,
-    },
-    /// A line of a vassal's stdout/stderr.
-    Output {
-        /// Which vassal.
-        name: VassalName,
-        /// The line, without its newline.
-        line: String,
-    },
-    /// SIGTERM/SIGINT: stop every vassal gracefully, then exit.
-    Shutdown,
-    /// SIGHUP: rescan and reload every vassal.
-    ReloadAll,
-    /// A request from the control socket, with where to send the answer.
-    Control(Command, oneshot::Sender<Reply>),
-}
-
-/// A control-socket request, as the actor sees it (the HTTP layer in
-/// [`crate::control`] parses requests into these).
-#[derive(Debug)]
-pub enum Command {
-    /// Every vassal's summary.
-    List,
-    /// One vassal in detail.
-    Status(String),
-    /// The last `lines` captured lines.
-    Logs {
-        /// The vassal.
-        name: String,
-        /// How many lines.
-        lines: usize,
-    },
-    /// The captured lines so far plus a live feed.
-    Follow(String),
-    /// Stop a vassal; it stays stopped until `Start` or a change of its file.
-    Stop(String),
-    /// Start a stopped or failed vassal.
-    Start(String),
-    /// Stop, then start.
-    Restart(String),
-    /// Reload one vassal (`Some`) or all (`None`); with `wait`, the answer comes when
-    /// the new generation serves or the reload failed.
-    Reload {
-        /// The vassal, or every vassal.
-        name: Option<String>,
-        /// Answer only when done.
-        wait: bool,
-    },
-    /// Validate a vassal file without applying it.
-    Check(PathBuf),
-    /// Every vassal's numbers, for `/metrics`, `/top` and the emperor stats.
-    Metrics,
-}
-
-/// The actor's answer to a [`Command`].
-#[derive(Debug)]
-pub enum Reply {
-    /// For [`Command::List`].
-    List(VassalList),
-    /// For [`Command::Status`].
-    Status(Box<VassalStatus>),
-    /// For [`Command::Logs`].
-    Logs(LogLines),
-    /// For [`Command::Follow`]: the backlog, then a live feed.
-    Follow(Vec<String>, broadcast::Receiver<String>),
-    /// A finished action.
-    Action(ActionResult),
-    /// A reload with `wait` that started at least one reload: one entry per vassal
-    /// asked for, in the order of their names; the waiting ones resolve when their
-    /// vassal's reload is done.
-    Pending(Vec<Pending>),
-    /// For [`Command::Check`].
-    Check(CheckResult),
-    /// No vassal of that name.
-    NotFound(String),
-    /// For [`Command::Metrics`].
-    Metrics(Box<crate::metrics::Snapshot>),
-}
-
-/// One vassal's part of a [`Reply::Pending`].
-#[derive(Debug)]
-pub enum Pending {
-    /// It was not running: nothing to reload.
-    NotRunning {
-        /// The vassal.
-        name: String,
-        /// Its line of the answer.
-        message: String,
-    },
-    /// Its reload started; the outcome comes through `rx`.
-    Waiting {
-        /// The vassal.
-        name: String,
-        /// Resolves when the new generation serves or the reload failed.
-        rx: oneshot::Receiver<ActionResult>,
-    },
-}
-
-/// What went wrong at start-up (fatal for rsgid).
-#[derive(Debug, thiserror::Error)]
-pub enum EmperorError {
-    /// The vassal directory cannot be read.
-    #[error("vassal directory {}: {source}", dir.display())]
-    VassalDir {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The run directory cannot be created.
-    #[error("run directory {}: {source}", dir.display())]
-    RunDir {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Watching the directory failed.
-    #[error("cannot watch {}: {source}", dir.display())]
-    Watch {
-        /// The directory.
-        dir: PathBuf,
-        /// Why.
-        source: ::notify::Error,
-    },
-    /// Signal handlers could not be installed.
-    #[error("signal handlers: {0}")]
-    Signals(std::io::Error),
-    /// The control socket could not be bound.
-    #[error("control socket {}: {source}", path.display())]
-    Control {
-        /// The socket path.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-}
 
 /// One vassal, as the emperor sees it.
 struct Vassal {
@@ -220,16 +58,15 @@ struct Vassal {
     /// Each running generation's shared counters (passed over its notify socket).
     counters: BTreeMap<Gen, Arc<rsgi_proto::shm::Shm>>,
     /// Totals of ended generations and reload outcomes, for monotonic metrics.
-    ledger: crate::metrics::Ledger,
+    ledger: crate::snapshot::Ledger,
 }
 
 /// The actor.
 pub struct Emperor {
     settings: Settings,
-    rsgi: PathBuf,
     vassals: BTreeMap<VassalName, Vassal>,
-    tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
+    effects: Box<dyn Effects + Send>,
     shutdown_deadline: Option<Instant>,
     announced_ready: bool,
     reloading_all: bool,
@@ -237,16 +74,19 @@ pub struct Emperor {
 }
 
 impl Emperor {
-    /// An emperor for `settings` (nothing starts until [`Emperor::run`]).
-    pub fn new(settings: Settings) -> Emperor {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let rsgi = crate::spawn::find_rsgi(settings.rsgi.as_deref());
+    /// An emperor for `settings` (already resolved by [`crate::start`]: absolute run
+    /// directory, canonical vassal directory) that reads its mailbox `rx` and acts on
+    /// processes through `effects`. Nothing happens until [`Emperor::run`].
+    pub fn new(
+        settings: Settings,
+        rx: mpsc::UnboundedReceiver<Msg>,
+        effects: Box<dyn Effects + Send>,
+    ) -> Emperor {
         Emperor {
             settings,
-            rsgi,
             vassals: BTreeMap::new(),
-            tx,
             rx,
+            effects,
             shutdown_deadline: None,
             announced_ready: false,
             reloading_all: false,
@@ -254,57 +94,13 @@ impl Emperor {
         }
     }
 
-    /// A sender for messages to the actor (for signal and watcher tasks).
-    pub fn sender(&self) -> mpsc::UnboundedSender<Msg> {
-        self.tx.clone()
-    }
-
-    /// Run until shut down.
-    pub async fn run(mut self) -> Result<(), EmperorError> {
-        std::fs::create_dir_all(&self.settings.run_dir).map_err(|source| EmperorError::RunDir {
-            dir: self.settings.run_dir.clone(),
-            source,
-        })?;
-        // Absolute paths: vassals run in the vassal directory and get their file's path.
-        if let Ok(run_dir) = std::path::absolute(&self.settings.run_dir) {
-            self.settings.run_dir = run_dir;
-        }
-        let dir = std::fs::canonicalize(&self.settings.vassals).map_err(|source| {
-            EmperorError::VassalDir {
-                dir: self.settings.vassals.clone(),
-                source,
-            }
-        })?;
-        if !dir.is_dir() {
-            return Err(EmperorError::VassalDir {
-                dir,
-                source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
-            });
-        }
-        self.settings.vassals = dir.clone();
-        let _watcher =
-            crate::watch::watch(&dir, self.tx.clone()).map_err(|source| EmperorError::Watch {
-                dir: dir.clone(),
-                source,
-            })?;
-        crate::watch::signals(self.tx.clone()).map_err(EmperorError::Signals)?;
-        crate::control::spawn(&self.settings, self.tx.clone(), self.rsgi.clone()).map_err(
-            |source| EmperorError::Control {
-                path: self.settings.control_socket.clone(),
-                source,
-            },
-        )?;
-        crate::metrics::spawn(&self.settings, &self.tx);
-        tracing::info!(
-            vassals = %dir.display(),
-            rsgi = %self.rsgi.display(),
-            "rsgid started"
-        );
+    /// Run until shut down (every vassal stopped after [`Msg::Shutdown`], or every
+    /// sender gone).
+    pub async fn run(mut self) {
         self.rescan();
-        let mut next_rescan = Instant::now() + self.settings.rescan_interval;
+        let mut next_rescan = now() + self.settings.rescan_interval;
         loop {
-            let now = Instant::now();
-            if self.tick(now) {
+            if self.tick(now()) {
                 break;
             }
             let wake = self.next_wake().unwrap_or(next_rescan).min(next_rescan);
@@ -314,9 +110,9 @@ impl Emperor {
                     None => break,
                 },
                 _ = tokio::time::sleep_until(wake.into()) => {
-                    if Instant::now() >= next_rescan {
+                    if now() >= next_rescan {
                         self.rescan();
-                        next_rescan = Instant::now() + self.settings.rescan_interval;
+                        next_rescan = now() + self.settings.rescan_interval;
                     }
                 }
             }
@@ -330,7 +126,6 @@ impl Emperor {
             }
         }
         tracing::info!("rsgid stopped");
-        Ok(())
     }
 
     fn next_wake(&self) -> Option<Instant> {
@@ -369,7 +164,7 @@ impl Emperor {
             if now >= deadline {
                 tracing::warn!(count = running.len(), "shutdown deadline passed: killing");
                 for pid in running {
-                    signal(pid, Sig::Kill);
+                    self.effects.signal(pid, Sig::Kill);
                 }
                 return true;
             }
@@ -474,9 +269,8 @@ impl Emperor {
                 if self.shutdown_deadline.is_none() {
                     tracing::info!("stopping every vassal");
                     self.systemd.send(&[Message::Stopping]);
-                    self.shutdown_deadline = Some(
-                        Instant::now() + self.settings.policy.stop_timeout + Duration::from_secs(2),
-                    );
+                    self.shutdown_deadline =
+                        Some(now() + self.settings.policy.stop_timeout + Duration::from_secs(2));
                     let names: Vec<VassalName> = self.vassals.keys().cloned().collect();
                     for name in names {
                         self.input(&name, Input::Shutdown);
@@ -583,7 +377,7 @@ impl Emperor {
                 waiters: Vec::new(),
                 feed: broadcast::channel(256).0,
                 counters: BTreeMap::new(),
-                ledger: crate::metrics::Ledger::new(),
+                ledger: crate::snapshot::Ledger::new(),
             },
         );
         match loaded {
@@ -616,7 +410,7 @@ impl Emperor {
 
     /// Feed one input to a vassal's state machine and apply the effects.
     fn input(&mut self, name: &VassalName, input: Input) {
-        let now = Instant::now();
+        let now = now();
         let Some(v) = self.vassals.get_mut(name) else {
             return;
         };
@@ -626,7 +420,7 @@ impl Emperor {
         for effect in effects {
             match effect {
                 lifecycle::Effect::Spawn { gen } => follow_ups.push(self.spawn(name, gen)),
-                lifecycle::Effect::Signal { pid, sig } => signal(pid, sig),
+                lifecycle::Effect::Signal { pid, sig } => self.effects.signal(pid, sig),
                 lifecycle::Effect::WakeAt(t) => {
                     if let Some(v) = self.vassals.get_mut(name) {
                         v.wakes.insert(t);
@@ -690,9 +484,7 @@ impl Emperor {
             Phase::Failed { reason, .. } => reason.clone(),
             Phase::Backoff { until, attempt } => format!(
                 "attempt {attempt} failed, retrying in {:.1} s{}",
-                until
-                    .saturating_duration_since(Instant::now())
-                    .as_secs_f64(),
+                until.saturating_duration_since(now()).as_secs_f64(),
                 state
                     .last_error
                     .as_ref()
@@ -710,7 +502,7 @@ impl Emperor {
             uptime_secs: state
                 .current_pid()
                 .and(v.started)
-                .map(|t| t.elapsed().as_secs()),
+                .map(|t| now().saturating_duration_since(t).as_secs()),
             restarts: state.restarts,
             sockets: v.sockets.iter().map(|s| s.addr.to_string()).collect(),
             reason,
@@ -831,9 +623,9 @@ impl Emperor {
                 }
             }
             Command::Check(path) => Reply::Check(self.check(&path)),
-            Command::Metrics => Reply::Metrics(Box::new(crate::metrics::Snapshot::take(
+            Command::Metrics => Reply::Metrics(Box::new(crate::snapshot::Snapshot::take(
                 &self.settings,
-                self.vassals.values().map(|v| crate::metrics::VassalView {
+                self.vassals.values().map(|v| crate::snapshot::VassalView {
                     name: &v.name,
                     file: &v.file,
                     state: &v.state,
@@ -893,8 +685,6 @@ impl Emperor {
 
     /// Start generation `gen`; returns the input that reports the outcome.
     fn spawn(&mut self, name: &VassalName, gen: Gen) -> Input {
-        let rsgi = self.rsgi.clone();
-        let cwd = self.settings.vassals.clone();
         let user = match self
             .vassals
             .get(name)
@@ -919,58 +709,21 @@ impl Emperor {
                 message: "unknown vassal".into(),
             };
         };
-        let spec = crate::spawn::SpawnSpec {
-            rsgi: &rsgi,
-            config: &v.file.path,
-            kind: v.file.kind,
-            cwd: &cwd,
+        let req = SpawnRequest {
+            name,
+            gen,
+            file: &v.file,
+            cwd: &self.settings.vassals,
             sockets: &sockets,
             user,
         };
-        let spawned = match crate::spawn::spawn(&spec) {
-            Ok(s) => s,
-            Err(e) => {
-                return Input::SpawnFailed {
-                    gen,
-                    message: format!("cannot start {}: {e}", rsgi.display()),
-                }
-            }
+        let pid = match self.effects.spawn(&req) {
+            Ok(pid) => pid,
+            Err(message) => return Input::SpawnFailed { gen, message },
         };
         v.sockets = sockets;
-        v.started = Some(Instant::now());
-        let crate::spawn::Spawned { mut child, notify } = spawned;
-        let pid = Pid(child.id().map_or(0, |p| p as i32));
+        v.started = Some(now());
         tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, "spawned");
-        if let Some(out) = child.stdout.take() {
-            forward_lines(name.clone(), out, self.tx.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            forward_lines(name.clone(), err, self.tx.clone());
-        }
-        watch_notify(name.clone(), gen, notify, self.tx.clone());
-        let tx = self.tx.clone();
-        let vname = name.clone();
-        tokio::spawn(async move {
-            let exit = match child.wait().await {
-                Ok(status) => {
-                    use std::os::unix::process::ExitStatusExt;
-                    ExitInfo {
-                        code: status.code(),
-                        signal: status.signal(),
-                    }
-                }
-                Err(_) => ExitInfo {
-                    code: None,
-                    signal: None,
-                },
-            };
-            let _ = tx.send(Msg::Exited {
-                name: vname,
-                gen,
-                pid,
-                exit,
-            });
-        });
         Input::Spawned { gen, pid }
     }
 
@@ -1252,18 +1005,6 @@ fn same_addr(a: &ListenAddr, b: &ListenAddr) -> bool {
     }
 }
 
-fn signal(pid: Pid, sig: Sig) {
-    use nix::sys::signal::Signal;
-    let s = match sig {
-        Sig::Term => Signal::SIGTERM,
-        Sig::Int => Signal::SIGINT,
-        Sig::Kill => Signal::SIGKILL,
-    };
-    if pid.0 > 0 {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.0), s);
-    }
-}
-
 fn report(name: &VassalName, r: &Report) {
     match r {
         Report::Ready { gen } => tracing::info!(vassal = %name, gen = gen.0, "ready"),
@@ -1292,94 +1033,9 @@ fn report(name: &VassalName, r: &Report) {
     }
 }
 
-/// Forward each line of a vassal's output to the actor.
-fn forward_lines<R>(name: VassalName, reader: R, tx: mpsc::UnboundedSender<Msg>)
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if tx
-                .send(Msg::Output {
-                    name: name.clone(),
-                    line,
-                })
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-}
-
-/// Read notify packets from a generation's socket, with any fds passed along. (A
-/// SEQPACKET socket reads like a datagram socket; a zero-length read is the vassal
-/// closing its end.)
-fn watch_notify(name: VassalName, gen: Gen, fd: OwnedFd, tx: mpsc::UnboundedSender<Msg>) {
-    tokio::spawn(async move {
-        let std_socket = std::os::unix::net::UnixDatagram::from(fd);
-        if std_socket.set_nonblocking(true).is_err() {
-            return;
-        }
-        let Ok(socket) = tokio::net::UnixDatagram::from_std(std_socket) else {
-            return;
-        };
-        let mut buf = vec![0u8; 4096];
-        loop {
-            let received = socket
-                .async_io(tokio::io::Interest::READABLE, || {
-                    recv_with_fds(&socket, &mut buf)
-                })
-                .await;
-            let Ok((n, fds)) = received else { return };
-            if n == 0 {
-                return;
-            }
-            let text = String::from_utf8_lossy(&buf[..n]);
-            let msgs = notify::parse(&text);
-            if tx
-                .send(Msg::Notified {
-                    name: name.clone(),
-                    gen,
-                    msgs,
-                    fds,
-                })
-                .is_err()
-            {
-                return;
-            }
-        }
-    });
-}
-
-/// One `recvmsg(2)`: the packet and the fds that came with it (close-on-exec).
-fn recv_with_fds(
-    socket: &tokio::net::UnixDatagram,
-    buf: &mut [u8],
-) -> std::io::Result<(usize, Vec<OwnedFd>)> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    use std::os::fd::{AsRawFd, FromRawFd};
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
-    )
-    .map_err(std::io::Error::from)?;
-    let mut fds = Vec::new();
-    for cmsg in msg.cmsgs().map_err(std::io::Error::from)? {
-        if let ControlMessageOwned::ScmRights(received) = cmsg {
-            for raw in received {
-                // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else
-                // owns it.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
-            }
-        }
-    }
-    Ok((msg.bytes, fds))
+/// The actor's clock: tokio's, so that tests can run the actor under paused time.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 fn monotonic_usec() -> u64 {
@@ -1390,4 +1046,305 @@ fn monotonic_usec() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    //! The actor driven through its mailbox with a fake [`Effects`], under paused tokio
+    //! time: real vassal files in a temp dir, real sockets bound, no process started.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::lifecycle::ExitInfo;
+    use std::path::Path;
+    use tokio::time::timeout;
+
+    /// A deadline for each wait, in virtual time.
+    const DEADLINE: Duration = Duration::from_secs(600);
+
+    #[derive(Debug, Clone, PartialEq)]
+    enum Call {
+        Spawn { name: String, gen: u64, pid: i32 },
+        Signal { pid: i32, sig: Sig },
+    }
+
+    struct Fake {
+        calls: mpsc::UnboundedSender<Call>,
+        next_pid: i32,
+    }
+
+    impl Effects for Fake {
+        fn spawn(&mut self, req: &SpawnRequest<'_>) -> Result<Pid, String> {
+            self.next_pid += 1;
+            let _ = self.calls.send(Call::Spawn {
+                name: req.name.to_string(),
+                gen: req.gen.0,
+                pid: self.next_pid,
+            });
+            Ok(Pid(self.next_pid))
+        }
+        fn signal(&mut self, pid: Pid, sig: Sig) {
+            let _ = self.calls.send(Call::Signal { pid: pid.0, sig });
+        }
+    }
+
+    struct Harness {
+        dir: tempfile::TempDir,
+        tx: mpsc::UnboundedSender<Msg>,
+        calls: mpsc::UnboundedReceiver<Call>,
+        policy: lifecycle::Policy,
+    }
+
+    impl Harness {
+        /// An actor over a vassal directory holding `files` (name, ini text).
+        fn start(files: &[(&str, &str)]) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let vassals = dir.path().join("vassals");
+            std::fs::create_dir(&vassals).unwrap();
+            for (name, text) in files {
+                std::fs::write(vassals.join(name), text).unwrap();
+            }
+            let settings = Settings {
+                vassals: std::fs::canonicalize(&vassals).unwrap(),
+                run_dir: dir.path().join("run"),
+                control_socket: dir.path().join("run/control.sock"),
+                metrics_listen: None,
+                ..Settings::default()
+            };
+            std::fs::create_dir(&settings.run_dir).unwrap();
+            let policy = settings.policy.clone();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (calls_tx, calls) = mpsc::unbounded_channel();
+            let fake = Fake {
+                calls: calls_tx,
+                next_pid: 100,
+            };
+            tokio::spawn(Emperor::new(settings, rx, Box::new(fake)).run());
+            Harness {
+                dir,
+                tx,
+                calls,
+                policy,
+            }
+        }
+
+        fn vassal_dir(&self) -> std::path::PathBuf {
+            self.dir.path().join("vassals")
+        }
+
+        async fn call(&mut self) -> Call {
+            timeout(DEADLINE, self.calls.recv())
+                .await
+                .expect("no effect before the deadline")
+                .expect("the actor is gone")
+        }
+
+        /// No effect for `quiet` (virtual time; the actor's own timers run meanwhile).
+        async fn no_call_for(&mut self, quiet: Duration) {
+            if let Ok(call) = timeout(quiet, self.calls.recv()).await {
+                panic!("unexpected effect: {call:?}");
+            }
+        }
+
+        async fn spawned(&mut self, name: &str, gen: u64) -> i32 {
+            match self.call().await {
+                Call::Spawn {
+                    name: n,
+                    gen: g,
+                    pid,
+                } if n == name && g == gen => pid,
+                other => panic!("expected spawn of {name} gen {gen}, got {other:?}"),
+            }
+        }
+
+        fn send(&self, msg: Msg) {
+            self.tx.send(msg).unwrap();
+        }
+
+        fn ready(&self, name: &str, gen: u64) {
+            self.send(Msg::Notified {
+                name: VassalName::new(name).unwrap(),
+                gen: Gen(gen),
+                msgs: vec![Message::Ready],
+                fds: Vec::new(),
+            });
+        }
+
+        fn exited(&self, name: &str, gen: u64, pid: i32, code: i32) {
+            self.send(Msg::Exited {
+                name: VassalName::new(name).unwrap(),
+                gen: Gen(gen),
+                pid: Pid(pid),
+                exit: ExitInfo {
+                    code: Some(code),
+                    signal: None,
+                },
+            });
+        }
+
+        async fn ask(&self, command: Command) -> Reply {
+            timeout(DEADLINE, crate::msg::ask(&self.tx, command))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+
+        async fn list(&self) -> Vec<VassalSummary> {
+            match self.ask(Command::List).await {
+                Reply::List(l) => l.vassals,
+                other => panic!("{other:?}"),
+            }
+        }
+
+        async fn one(&self, name: &str) -> VassalSummary {
+            let list = self.list().await;
+            list.into_iter()
+                .find(|v| v.name == name)
+                .unwrap_or_else(|| panic!("no vassal {name}"))
+        }
+    }
+
+    /// A vassal file that parses and (as root) names a user.
+    fn ini() -> String {
+        format!(
+            "[uwsgi]\nwsgi-file = app.py\nuid = {}\n",
+            nix::unistd::getuid()
+        )
+    }
+
+    fn exists(path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_that_succeeds_replaces_the_generation() {
+        let mut h = Harness::start(&[("a.ini", &ini())]);
+        let old = h.spawned("a", 1).await;
+        assert_eq!(h.one("a").await.state, "starting");
+        h.ready("a", 1);
+        let a = h.one("a").await;
+        assert_eq!(
+            (a.state.as_str(), a.pid, a.generation),
+            ("ready", Some(old), 1)
+        );
+        let socket = h.dir.path().join("run/a.sock");
+        assert!(exists(&socket), "the default socket is bound");
+
+        match h
+            .ask(Command::Reload {
+                name: Some("a".into()),
+                wait: false,
+            })
+            .await
+        {
+            Reply::Action(r) => assert!(r.ok, "{r:?}"),
+            other => panic!("{other:?}"),
+        }
+        let new = h.spawned("a", 2).await;
+        // The old generation serves until the new one is ready.
+        h.no_call_for(Duration::from_secs(5)).await;
+        h.ready("a", 2);
+        assert_eq!(
+            h.call().await,
+            Call::Signal {
+                pid: old,
+                sig: Sig::Term
+            }
+        );
+        h.exited("a", 1, old, 0);
+        let a = h.one("a").await;
+        assert_eq!(
+            (a.state.as_str(), a.pid, a.generation),
+            ("ready", Some(new), 2)
+        );
+        assert!(exists(&socket), "the socket passes to the new generation");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_reload_keeps_the_old_generation() {
+        let mut h = Harness::start(&[("a.ini", &ini())]);
+        let old = h.spawned("a", 1).await;
+        h.ready("a", 1);
+        h.one("a").await;
+        // An edit of the file is a reload too.
+        std::fs::write(h.vassal_dir().join("a.ini"), ini() + "processes = 2\n").unwrap();
+        h.send(Msg::Rescan);
+        let new = h.spawned("a", 2).await;
+        h.exited("a", 2, new, 1);
+        // Nothing happens to the old generation: no signal, no respawn.
+        h.no_call_for(Duration::from_secs(60)).await;
+        let a = h.one("a").await;
+        assert_eq!(
+            (a.state.as_str(), a.pid, a.generation),
+            ("ready", Some(old), 1)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_crash_loop_ends_failed_after_max_attempts() {
+        let mut h = Harness::start(&[("a.ini", &ini())]);
+        let attempts = h.policy.max_attempts;
+        for gen in 1..=u64::from(attempts) {
+            let pid = h.spawned("a", gen).await;
+            h.exited("a", gen, pid, 1);
+        }
+        // Backoff timers run out in virtual time; no attempt after the last.
+        h.no_call_for(h.policy.backoff_max * 4).await;
+        let a = h.one("a").await;
+        assert_eq!(a.state, "failed", "{a:?}");
+        assert_eq!(a.pid, None);
+        // `rsgictl start` tries again.
+        h.ask(Command::Start("a".into())).await;
+        let gen = u64::from(attempts) + 1;
+        h.spawned("a", gen).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_deleted_while_starting_retires_the_vassal() {
+        let mut h = Harness::start(&[("a.ini", &ini()), ("b.ini", &ini())]);
+        let mut pids = BTreeMap::new();
+        for _ in 0..2 {
+            match h.call().await {
+                Call::Spawn { name, pid, .. } => pids.insert(name, pid),
+                other => panic!("{other:?}"),
+            };
+        }
+        let a = pids["a"];
+        std::fs::remove_file(h.vassal_dir().join("a.ini")).unwrap();
+        h.send(Msg::Rescan);
+        assert_eq!(
+            h.call().await,
+            Call::Signal {
+                pid: a,
+                sig: Sig::Term
+            }
+        );
+        h.exited("a", 1, a, 0);
+        let names: Vec<String> = h.list().await.into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["b"]);
+        assert!(
+            !exists(&h.dir.path().join("run/a.sock")),
+            "a's socket is removed"
+        );
+        assert!(exists(&h.dir.path().join("run/b.sock")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_every_vassal_then_the_actor_ends() {
+        let mut h = Harness::start(&[("a.ini", &ini())]);
+        let pid = h.spawned("a", 1).await;
+        h.ready("a", 1);
+        h.send(Msg::Shutdown);
+        assert_eq!(
+            h.call().await,
+            Call::Signal {
+                pid,
+                sig: Sig::Term
+            }
+        );
+        h.exited("a", 1, pid, 0);
+        // The actor ends: its mailbox closes.
+        timeout(DEADLINE, h.tx.closed()).await.unwrap();
+        assert!(!exists(&h.dir.path().join("run/a.sock")));
+    }
 }

@@ -7,9 +7,15 @@
 //! - [`lifecycle`]: one vassal's lifecycle as a pure `step(state, input, now, policy)`.
 //! - [`check`]: `rsgictl check`'s import test (runs `rsgi --check-app`).
 //! - [`control`]: the control socket (HTTP/1.1 + JSON) that `rsgictl` talks to.
+//! - [`msg`]: the actor's mailbox: messages, control commands and replies, `ask`.
+//! - [`snapshot`]: every vassal's numbers as plain data, and the ledger that keeps
+//!   counters monotonic.
 //! - [`metrics`]: Prometheus `/metrics`, the `/top` totals and uWSGI's emperor stats.
 //! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
+//! - [`effects`]: the seam through which the actor spawns and signals (real or fake).
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
+//! - [`sockfile`]: rsgid's own socket files (stale ones replaced, ours removed at exit).
+//! - [`start`]: rsgid's start-up: the sources started beside the actor, then the actor.
 //! - [`tyrant`]: tyrant mode's helper: reading vassal files and binding sockets as the
 //!   file's owner.
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
@@ -33,12 +39,17 @@
 
 pub mod check;
 pub mod control;
+pub mod effects;
 pub mod emperor;
 pub mod lifecycle;
 pub mod metrics;
+pub mod msg;
 pub mod scan;
 pub mod sd;
 pub mod settings;
+pub mod snapshot;
+pub mod sockfile;
 pub mod spawn;
+pub mod start;
 pub mod tyrant;
 pub mod watch;

@@ -391,8 +391,6 @@ pub enum Input {
 pub enum Sig {
     /// SIGTERM: graceful stop.
     Term,
-    /// SIGINT: fast stop.
-    Int,
     /// SIGKILL.
     Kill,
 }

@@ -1,5 +1,5 @@
-//! `rsgid`: the emperor. Parses its settings, starts logging, runs the actor
-//! ([`rsgid::emperor::Emperor`]) on a current-thread runtime.
+//! `rsgid`: the emperor. Parses its settings, starts logging, runs rsgid
+//! ([`rsgid::start::run`]: the actor and its sources) on a current-thread runtime.
 //!
 //! A current-thread runtime on purpose: every vassal is forked from this one thread, so
 //! `PR_SET_PDEATHSIG` (which fires when the *forking thread* dies) is tied to rsgid's
@@ -40,11 +40,10 @@ fn main() -> ExitCode {
 
 fn run(args: &rsgid::settings::Args) -> anyhow::Result<()> {
     let settings = rsgid::settings::Settings::load(args)?;
-    let emperor = rsgid::emperor::Emperor::new(settings);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    runtime.block_on(emperor.run())?;
+    runtime.block_on(rsgid::start::run(settings))?;
     Ok(())
 }

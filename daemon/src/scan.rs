@@ -272,14 +272,6 @@ pub fn scan(dir: &Path) -> io::Result<Scan> {
     Ok(out)
 }
 
-/// The fingerprints of a scan, the form [`diff`] wants as `before`.
-pub fn fingerprints(files: &BTreeMap<VassalName, VassalFile>) -> BTreeMap<VassalName, Fingerprint> {
-    files
-        .iter()
-        .map(|(name, file)| (name.clone(), file.fingerprint))
-        .collect()
-}
-
 /// One difference between two scans.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Change {
@@ -329,6 +321,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    /// The fingerprints of a scan, the form [`diff`] wants as `before` (the actor builds
+    /// the same from its vassals).
+    fn fingerprints(files: &BTreeMap<VassalName, VassalFile>) -> BTreeMap<VassalName, Fingerprint> {
+        files
+            .iter()
+            .map(|(name, file)| (name.clone(), file.fingerprint))
+            .collect()
+    }
     use std::os::unix::fs::symlink;
 
     fn name(s: &str) -> VassalName {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-use crate::emperor::Msg;
+use crate::msg::Msg;
 
 /// Quiet time after a directory event before the rescan.
 pub const DEBOUNCE: Duration = Duration::from_millis(20);

@@ -1,0 +1,103 @@
+//! Starting rsgid: resolve the directories, open the actor's mailbox, start the sources
+//! that feed it (the directory watcher, the signals, the control socket, the metrics
+//! and emperor stats servers) beside the actor, then run the actor until it is done.
+//!
+//! ```text
+//!  watch::watch, watch::signals ─┐
+//!  control::spawn ───────────────┼── msg::Msg ──> emperor::Emperor::run ── effects::OsEffects
+//!  metrics::spawn ───────────────┘   (mailbox)     (owns all vassal state)   (spawn, signal)
+//! ```
+
+use std::path::PathBuf;
+
+use tokio::sync::mpsc;
+
+use crate::effects::OsEffects;
+use crate::emperor::Emperor;
+use crate::settings::Settings;
+
+/// What went wrong at start-up (fatal for rsgid).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The vassal directory cannot be read.
+    #[error("vassal directory {}: {source}", dir.display())]
+    VassalDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The run directory cannot be created.
+    #[error("run directory {}: {source}", dir.display())]
+    RunDir {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Watching the directory failed.
+    #[error("cannot watch {}: {source}", dir.display())]
+    Watch {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: ::notify::Error,
+    },
+    /// Signal handlers could not be installed.
+    #[error("signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The control socket could not be bound.
+    #[error("control socket {}: {source}", path.display())]
+    Control {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Run rsgid with `settings` until it is shut down. Must run inside a tokio runtime
+/// (a current-thread one: see `main.rs`).
+pub async fn run(mut settings: Settings) -> Result<(), StartError> {
+    std::fs::create_dir_all(&settings.run_dir).map_err(|source| StartError::RunDir {
+        dir: settings.run_dir.clone(),
+        source,
+    })?;
+    // Absolute paths: vassals run in the vassal directory and get their file's path.
+    if let Ok(run_dir) = std::path::absolute(&settings.run_dir) {
+        settings.run_dir = run_dir;
+    }
+    let dir = std::fs::canonicalize(&settings.vassals).map_err(|source| StartError::VassalDir {
+        dir: settings.vassals.clone(),
+        source,
+    })?;
+    if !dir.is_dir() {
+        return Err(StartError::VassalDir {
+            dir,
+            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+        });
+    }
+    settings.vassals = dir.clone();
+    let rsgi = crate::spawn::find_rsgi(settings.rsgi.as_deref());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let _watcher = crate::watch::watch(&dir, tx.clone()).map_err(|source| StartError::Watch {
+        dir: dir.clone(),
+        source,
+    })?;
+    crate::watch::signals(tx.clone()).map_err(StartError::Signals)?;
+    crate::control::spawn(&settings, tx.clone(), rsgi.clone()).map_err(|source| {
+        StartError::Control {
+            path: settings.control_socket.clone(),
+            source,
+        }
+    })?;
+    crate::metrics::spawn(&settings, &tx);
+    tracing::info!(
+        vassals = %dir.display(),
+        rsgi = %rsgi.display(),
+        "rsgid started"
+    );
+    let effects = OsEffects::new(rsgi, tx);
+    Emperor::new(settings, rx, Box::new(effects)).run().await;
+    Ok(())
+}
