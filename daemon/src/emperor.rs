@@ -71,6 +71,11 @@ pub struct Emperor {
     announced_ready: bool,
     reloading_all: bool,
     systemd: crate::sd::SdNotify,
+    /// Scans of the vassal directory so far (a metric: an idle rsgid scans only every
+    /// `rescan_interval`).
+    scans: u64,
+    /// The last scan's error, logged once until it changes or heals.
+    scan_error: Option<String>,
 }
 
 impl Emperor {
@@ -91,6 +96,8 @@ impl Emperor {
             announced_ready: false,
             reloading_all: false,
             systemd: crate::sd::SdNotify::from_env(),
+            scans: 0,
+            scan_error: None,
         }
     }
 
@@ -302,10 +309,21 @@ impl Emperor {
         if self.shutdown_deadline.is_some() {
             return;
         }
+        self.scans += 1;
         let scanned = match scan::scan(&self.settings.vassals) {
-            Ok(s) => s,
+            Ok(s) => {
+                if self.scan_error.take().is_some() {
+                    tracing::info!(dir = %self.settings.vassals.display(), "the vassal directory can be read again");
+                }
+                s
+            }
             Err(e) => {
-                tracing::error!(dir = %self.settings.vassals.display(), "cannot scan: {e}");
+                // Once per distinct error, not once per scan.
+                let e = e.to_string();
+                if self.scan_error.as_deref() != Some(e.as_str()) {
+                    tracing::error!(dir = %self.settings.vassals.display(), "cannot scan (every vassal keeps running as it is): {e}");
+                    self.scan_error = Some(e);
+                }
                 return;
             }
         };
@@ -342,6 +360,9 @@ impl Emperor {
 
     /// Read and check a vassal file: it must parse, and (as root) name a user to run as.
     fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
+        if let Some(problem) = &file.problem {
+            return Err(problem.clone());
+        }
         let mut config = self.read_config(&file.path)?;
         self.user_for(&config, &file.path)?;
         if config.sockets.is_empty() {
@@ -625,6 +646,7 @@ impl Emperor {
             Command::Check(path) => Reply::Check(self.check(&path)),
             Command::Metrics => Reply::Metrics(Box::new(crate::snapshot::Snapshot::take(
                 &self.settings,
+                self.scans,
                 self.vassals.values().map(|v| crate::snapshot::VassalView {
                     name: &v.name,
                     file: &v.file,

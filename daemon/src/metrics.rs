@@ -190,6 +190,13 @@ fn families(s: &Snapshot) -> Vec<Family> {
         &["version"],
     );
     build.gauge(&[env!("CARGO_PKG_VERSION")], 1.0);
+    let mut scans = Family::new(
+        "rsgi_emperor_scans_total",
+        "Scans of the vassal directory: one every rescan_interval, one after each change.",
+        COUNTER,
+        &[],
+    );
+    scans.counter(&[], s.scans);
     let mut up = Family::new(
         "rsgi_vassal_up",
         "1 if the vassal serves (ready, or reloading while the old generation serves).",
@@ -319,7 +326,7 @@ fn families(s: &Snapshot) -> Vec<Family> {
         queue.gauge(&[n], v.listen_queue as f64);
     }
     vec![
-        build, up, state, generation, gen_start, workers, requests, duration, in_flight,
+        build, scans, up, state, generation, gen_start, workers, requests, duration, in_flight,
         exceptions, sent, respawns, restarts, reloads, harakiri, memory, queue,
     ]
 }
@@ -684,6 +691,7 @@ mod tests {
             time: Some(SystemTime::now()),
             dir: "/etc/rsgi/vassals".into(),
             tyrant: false,
+            scans: 41,
             vassals: vec![sample("app"), sample("we\"ird\\name")],
         }
     }
@@ -714,6 +722,8 @@ mod tests {
             "rsgi_vassal_restarts_total{vassal=\"app\"} 0",
             "rsgi_vassal_generation{vassal=\"app\"} 3",
             "rsgi_build_info{version=\"",
+            "# TYPE rsgi_emperor_scans_total counter",
+            "rsgi_emperor_scans_total 41",
             "rsgi_vassal_up{vassal=\"we\\\"ird\\\\name\"} 1",
         ] {
             assert!(

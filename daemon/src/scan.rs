@@ -134,6 +134,10 @@ pub struct VassalFile {
     pub kind: FileKind,
     /// What it looks like now.
     pub fingerprint: Fingerprint,
+    /// Why it cannot be read, when it cannot (a symlink loop, no permission, not a
+    /// regular file, too large): the vassal shows as failed with this reason, and
+    /// every other entry goes on. Its fingerprint then comes from the reason.
+    pub problem: Option<String>,
 }
 
 /// The result of one [`scan`].
@@ -196,15 +200,21 @@ fn classify(file_name: &str) -> Result<(VassalName, FileKind), &'static str> {
     }
 }
 
+/// The largest vassal file rsgid reads: a vassal file is a few hundred bytes; a huge
+/// one is a mistake (or an attack), and fingerprinting it on every scan would burn CPU.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
 /// Read the vassal directory (not recursive).
 ///
 /// Symlinks are followed (a dangling one is skipped and listed in
-/// [`Scan::ignored`]); directories and other non-files are skipped; every vassal file
-/// is read to fingerprint it. When `app.ini` and `app.xml` both exist, `.ini` wins and
-/// the other is listed in [`Scan::conflicts`]. A file that vanishes between the
-/// listing and the read is skipped. Any other error (the directory cannot be listed, a
-/// vassal file cannot be read) fails the whole scan, with the path in the message: a
-/// half scan would look like removed files and retire running vassals.
+/// [`Scan::ignored`]); directories are skipped; every vassal file is read to
+/// fingerprint it. When `app.ini` and `app.xml` both exist, `.ini` wins and the other
+/// is listed in [`Scan::conflicts`]. A file that vanishes between the listing and the
+/// read is skipped. An entry that cannot be read (a symlink loop, no permission, a FIFO
+/// or device, a file over [`MAX_FILE`]) is a vassal with a [`VassalFile::problem`]:
+/// reported, and never in the way of the others. Only a directory that cannot be
+/// listed fails the whole scan: a half scan would look like removed files and retire
+/// running vassals.
 pub fn scan(dir: &Path) -> io::Result<Scan> {
     let with_path =
         |path: &Path, e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
@@ -229,32 +239,25 @@ pub fn scan(dir: &Path) -> io::Result<Scan> {
             }
             continue;
         };
-        // fs::metadata follows symlinks.
-        let meta = match fs::metadata(&path) {
-            Ok(meta) => meta,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if fs::symlink_metadata(&path).is_ok() {
-                    out.ignored.push((path, "dangling symlink"));
-                }
+        let (fingerprint, problem) = match read_entry(&path) {
+            Entry::Gone => continue,
+            Entry::Dangling => {
+                out.ignored.push((path, "dangling symlink"));
                 continue;
             }
-            Err(e) => return Err(with_path(&path, e)),
+            Entry::Directory => {
+                out.ignored.push((path, "not a regular file"));
+                continue;
+            }
+            Entry::File(fingerprint) => (fingerprint, None),
+            Entry::Problem(reason) => (Fingerprint::of(reason.as_bytes(), 0), Some(reason)),
         };
-        if !meta.is_file() {
-            out.ignored.push((path, "not a regular file"));
-            continue;
-        }
-        let content = match fs::read(&path) {
-            Ok(content) => content,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(with_path(&path, e)),
-        };
-        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         let file = VassalFile {
             name: name.clone(),
             path,
             kind,
-            fingerprint: Fingerprint::of(&content, mtime_ns),
+            fingerprint,
+            problem,
         };
         match out.files.get(&name) {
             Some(existing) if existing.kind == FileKind::Ini => out.conflicts.push(file.path),
@@ -270,6 +273,90 @@ pub fn scan(dir: &Path) -> io::Result<Scan> {
     }
     out.conflicts.sort();
     Ok(out)
+}
+
+/// What a non-regular file is, for messages.
+fn kind_name(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else {
+        "not a file"
+    }
+}
+
+/// One directory entry named like a vassal, read.
+enum Entry {
+    /// Vanished between the listing and the read.
+    Gone,
+    /// A symlink to nothing.
+    Dangling,
+    /// A directory named like a vassal.
+    Directory,
+    /// A regular file, read.
+    File(Fingerprint),
+    /// Cannot be a vassal: why (the path is in the message).
+    Problem(String),
+}
+
+/// Read one entry without ever blocking or reading without bound: the open does not
+/// wait (`O_NONBLOCK`: a FIFO cannot hang rsgid), the opened file must be regular, and
+/// at most [`MAX_FILE`] bytes are read.
+fn read_entry(path: &Path) -> Entry {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let shown = path.display();
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return if fs::symlink_metadata(path).is_ok() {
+                Entry::Dangling
+            } else {
+                Entry::Gone
+            };
+        }
+        // A directory named like a vassal opens; EISDIR only on some systems.
+        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Entry::Directory,
+        Err(e) => return Entry::Problem(format!("{shown}: {e}")),
+    };
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return Entry::Problem(format!("{shown}: {e}")),
+    };
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        return Entry::Directory;
+    }
+    if !ft.is_file() {
+        return Entry::Problem(format!("{shown}: not a regular file ({})", kind_name(&ft)));
+    }
+    if meta.len() > MAX_FILE {
+        return Entry::Problem(format!(
+            "{shown}: {} bytes; a vassal file may hold at most {MAX_FILE}",
+            meta.len()
+        ));
+    }
+    let mut content = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    if let Err(e) = file.take(MAX_FILE + 1).read_to_end(&mut content) {
+        return Entry::Problem(format!("{shown}: {e}"));
+    }
+    if content.len() as u64 > MAX_FILE {
+        return Entry::Problem(format!(
+        "{shown}: grew over {MAX_FILE} bytes while read; a vassal file may hold at most {MAX_FILE}"
+    ));
+    }
+    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    Entry::File(Fingerprint::of(&content, mtime_ns))
 }
 
 /// One difference between two scans.
@@ -415,6 +502,7 @@ mod tests {
                         path: PathBuf::from(format!("/v/{n}.ini")),
                         kind: FileKind::Ini,
                         fingerprint: *fingerprint,
+                        problem: None,
                     },
                 )
             })
@@ -561,6 +649,50 @@ mod tests {
                 Change::Removed(name("other"))
             ]
         );
+    }
+
+    #[test]
+    fn entries_that_cannot_be_read_are_vassals_with_a_problem() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(dir.join("good.ini"), "[uwsgi]\nmodule = app\n").unwrap();
+        symlink("loop.ini", dir.join("loop.ini")).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo.ini"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        symlink("/dev/zero", dir.join("zero.ini")).unwrap();
+        let big = fs::File::create(dir.join("big.ini")).unwrap();
+        big.set_len(MAX_FILE + 1).unwrap();
+        fs::write(dir.join("edge.ini"), vec![b'#'; MAX_FILE as usize]).unwrap();
+
+        // Nothing blocks (the FIFO has no writer), nothing fails the scan.
+        let scan = scan(dir).unwrap();
+        let problem = |n: &str| scan.files[&name(n)].problem.clone();
+        for (n, expected) in [
+            ("loop", "symbolic links"),
+            ("fifo", "not a regular file (a FIFO)"),
+            ("zero", "not a regular file (a character device)"),
+            (
+                "big",
+                "1048577 bytes; a vassal file may hold at most 1048576",
+            ),
+        ] {
+            let p = problem(n).unwrap_or_else(|| panic!("{n}: no problem"));
+            assert!(
+                p.contains(expected) && p.contains(&format!("{n}.ini")),
+                "{n}: {p}"
+            );
+        }
+        assert_eq!(problem("good"), None);
+        assert_eq!(problem("edge"), None, "exactly the cap is fine");
+        assert_eq!(scan.files[&name("edge")].fingerprint.len, MAX_FILE);
+
+        // A problem is stable (no change on the next scan) until it is fixed.
+        let before = fingerprints(&scan.files);
+        assert_eq!(diff(&before, &super::scan(dir).unwrap().files), []);
+        fs::remove_file(dir.join("loop.ini")).unwrap();
+        fs::write(dir.join("loop.ini"), "[uwsgi]\nmodule = fixed\n").unwrap();
+        let after = super::scan(dir).unwrap();
+        assert_eq!(diff(&before, &after.files), [Change::Changed(name("loop"))]);
+        assert_eq!(after.files[&name("loop")].problem, None);
     }
 
     #[test]

@@ -205,6 +205,8 @@ pub struct Snapshot {
     pub dir: String,
     /// Tyrant mode.
     pub tyrant: bool,
+    /// Scans of the vassal directory since rsgid started.
+    pub scans: u64,
     /// The vassals, by name.
     pub vassals: Vec<VassalSample>,
 }
@@ -264,6 +266,7 @@ impl Snapshot {
     /// `getsockopt` per TCP socket; `/proc` is read later, by [`Snapshot::fill_proc`]).
     pub fn take<'a>(
         settings: &Settings,
+        scans: u64,
         vassals: impl IntoIterator<Item = VassalView<'a>>,
     ) -> Snapshot {
         let clock = Clock {
@@ -275,6 +278,7 @@ impl Snapshot {
             time: Some(clock.wall),
             dir: settings.vassals.display().to_string(),
             tyrant: settings.tyrant,
+            scans,
             vassals: vassals
                 .into_iter()
                 .map(|v| VassalSample::take(v, clock, loyal_after))

@@ -80,7 +80,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     settings.vassals = dir.clone();
     let rsgi = crate::spawn::find_rsgi(settings.rsgi.as_deref());
     let (tx, rx) = mpsc::unbounded_channel();
-    let _watcher = crate::watch::watch(&dir, tx.clone()).map_err(|source| StartError::Watch {
+    crate::watch::watch(&dir, tx.clone()).map_err(|source| StartError::Watch {
         dir: dir.clone(),
         source,
     })?;

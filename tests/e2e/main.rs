@@ -15,6 +15,7 @@ mod e2e {
     mod emperor;
     mod examples;
     mod flask;
+    mod hardening;
     mod master;
     mod metrics;
     mod process;

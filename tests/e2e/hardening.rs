@@ -1,0 +1,166 @@
+//! rsgid under a bad day (issue 15): an idle rsgid does no work of its own making, a bad
+//! directory entry never freezes the others, and the watch survives the vassal directory
+//! being removed and made again. The real rsgid and rsgi, with a rescan interval of a
+//! minute, so that anything that happens within a test's deadline was event-driven.
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rsgi_e2e::*;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+/// Long enough that no periodic rescan happens during a test.
+const NO_RESCAN: [&str; 2] = ["--rescan", "60"];
+
+fn hello_ini() -> String {
+    format!(
+        "[uwsgi]\nwsgi-file = {}\n",
+        path_str(&apps_dir().join("hello.py"))
+    )
+}
+
+/// `GET /metrics` on rsgid's control socket.
+fn metrics(e: &Emperor) -> String {
+    let mut s = UnixStream::connect(e.control_socket()).expect("connect to the control socket");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: rsgid\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read /metrics");
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    out
+}
+
+/// `rsgi_emperor_scans_total`.
+fn scans(e: &Emperor) -> u64 {
+    let text = metrics(e);
+    text.lines()
+        .find_map(|l| l.strip_prefix("rsgi_emperor_scans_total "))
+        .unwrap_or_else(|| panic!("no rsgi_emperor_scans_total in:\n{text}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// `rsgictl --json list` as JSON.
+fn list(e: &Emperor) -> serde_json::Value {
+    let out = Command::new(bin("rsgictl"))
+        .env_remove("RSGI_CONTROL")
+        .stdin(Stdio::null())
+        .arg("--socket")
+        .arg(e.control_socket())
+        .args(["--json", "list"])
+        .output()
+        .expect("run rsgictl");
+    // 3: some vassal is not ready (the failed entries below).
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "rsgictl list: {out:?}"
+    );
+    serde_json::from_slice(&out.stdout).expect("rsgictl printed JSON")
+}
+
+/// The `list` entry of vassal `name`, once it satisfies `cond`.
+fn wait_entry(
+    e: &Emperor,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    wait_until(DEADLINE, &format!("{name}: {what}"), || {
+        last = list(e)["vassals"]
+            .as_array()
+            .and_then(|v| v.iter().find(|x| x["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null);
+        cond(&last)
+    });
+    last
+}
+
+#[test]
+fn an_idle_rsgid_does_not_rescan_itself() {
+    let mut e = Emperor::start(&NO_RESCAN);
+    for name in ["a", "b", "c"] {
+        e.write_vassal(name, &hello_ini());
+    }
+    for name in ["a", "b", "c"] {
+        e.wait_serving(name, "/", DEADLINE);
+    }
+    // Let the start-up settle (the last events of the writes above).
+    std::thread::sleep(Duration::from_millis(500));
+    let before = scans(&e);
+    std::thread::sleep(Duration::from_secs(3));
+    let after = scans(&e);
+    // Reading the files for a scan raised inotify events that asked for the next scan:
+    // about 43 scans a second. Now nothing happens until a change or the interval.
+    assert!(
+        after - before <= 1,
+        "{} scans in 3 s of idling (from {before} to {after})",
+        after - before
+    );
+    // A real change is still seen at once (not at the next periodic rescan).
+    e.write_vassal("d", &hello_ini());
+    e.wait_serving("d", "/", DEADLINE);
+    assert!(scans(&e) > after);
+}
+
+#[test]
+fn a_bad_entry_is_reported_and_the_rest_goes_on() {
+    let mut e = Emperor::start(&NO_RESCAN);
+    e.write_vassal("good", &hello_ini());
+    e.wait_serving("good", "/", DEADLINE);
+    let dir = e.vassals_dir();
+    std::os::unix::fs::symlink("loop.ini", dir.join("loop.ini")).expect("symlink loop");
+    nix::unistd::mkfifo(&dir.join("fifo.ini"), nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    // New, changed and deleted files still work, at once.
+    e.write_vassal("new", &hello_ini());
+    e.wait_serving("new", "/", DEADLINE);
+    e.remove("good");
+    wait_until(DEADLINE, "good retired", || {
+        list(&e)["vassals"]
+            .as_array()
+            .is_some_and(|v| !v.iter().any(|x| x["name"] == "good"))
+    });
+    // The bad entries are listed as failed, with the reason.
+    let looped = wait_entry(&e, "loop", "failed", |v| v["state"] == "failed");
+    let reason = looped["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("loop.ini") && reason.contains("symbolic links"),
+        "{looped}"
+    );
+    let fifo = wait_entry(&e, "fifo", "failed", |v| v["state"] == "failed");
+    let reason = fifo["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("not a regular file (a FIFO)"), "{fifo}");
+    // Reported once, not on every scan.
+    std::thread::sleep(Duration::from_secs(1));
+    let log = e.log();
+    let lines = log.lines().filter(|l| l.contains("symbolic links")).count();
+    assert!(lines <= 2, "the loop was logged {lines} times:\n{log}");
+    // Fixing the entry brings the vassal up.
+    std::fs::remove_file(dir.join("loop.ini")).expect("rm loop.ini");
+    e.write_vassal("loop", &hello_ini());
+    e.wait_serving("loop", "/", DEADLINE);
+}
+
+#[test]
+fn the_watch_comes_back_with_the_directory() {
+    let mut e = Emperor::start(&NO_RESCAN);
+    e.write_vassal("a", &hello_ini());
+    e.wait_serving("a", "/", DEADLINE);
+    let dir = e.vassals_dir();
+    let away = e.dir().join("vassals.away");
+    std::fs::rename(&dir, &away).expect("move the vassal directory away");
+    e.wait_log("the vassal directory went away", DEADLINE);
+    // Nothing is retired while the directory is gone.
+    std::thread::sleep(Duration::from_millis(300));
+    e.wait_serving("a", "/", DEADLINE);
+    std::fs::create_dir(&dir).expect("make the vassal directory again");
+    std::fs::copy(away.join("a.ini"), dir.join("a.ini")).expect("copy a.ini back");
+    e.wait_log("watching it again", DEADLINE);
+    // A change in the new directory is seen by its watch, well before the interval.
+    e.write_vassal("b", &hello_ini());
+    e.wait_serving("b", "/", DEADLINE);
+}
