@@ -336,7 +336,10 @@ impl Emperor {
             .filter(|(_, v)| !matches!(v.state.phase, Phase::Retired))
             .map(|(n, v)| (n.clone(), v.file.fingerprint))
             .collect();
-        for change in scan::diff(&before, &scanned.files) {
+        let mut changes = scan::diff(&before, &scanned.files);
+        // Removals first: a renamed file's socket is free to pass to its new name.
+        changes.sort_by_key(|c| !matches!(c, Change::Removed(_)));
+        for change in changes {
             match change {
                 Change::Added(name) => {
                     let Some(file) = scanned.files.get(&name).cloned() else {
@@ -438,6 +441,7 @@ impl Emperor {
         let (state, effects) = lifecycle::step(&v.state, input, now, &self.settings.policy);
         v.state = state;
         let mut follow_ups = Vec::new();
+        let mut follow_ups_for = Vec::new();
         for effect in effects {
             match effect {
                 lifecycle::Effect::Spawn { gen } => follow_ups.push(self.spawn(name, gen)),
@@ -450,11 +454,25 @@ impl Emperor {
                 lifecycle::Effect::Retired => {
                     if let Some(v) = self.vassals.remove(name) {
                         for s in &v.sockets {
-                            if let Some(path) = &s.created_path {
+                            // A socket handed over to another vassal stays.
+                            let kept = self
+                                .vassals
+                                .values()
+                                .any(|o| o.sockets.iter().any(|t| Arc::ptr_eq(s, t)));
+                            if let (Some(path), false) = (&s.created_path, kept) {
                                 let _ = std::fs::remove_file(path);
                             }
                         }
                         tracing::info!(vassal = %name, "retired");
+                        // Vassals that failed because this one held their address
+                        // (`cp a.ini b.ini; rm a.ini`) get their chance now.
+                        let held = format!("already used by vassal '{name}'");
+                        for (other, o) in &self.vassals {
+                            if matches!(&o.state.phase, Phase::Failed { reason, .. } if reason.contains(&held))
+                            {
+                                follow_ups_for.push(other.clone());
+                            }
+                        }
                     }
                 }
                 lifecycle::Effect::Report(r) => {
@@ -468,6 +486,10 @@ impl Emperor {
         }
         for next in follow_ups {
             self.input(name, next);
+        }
+        for other in follow_ups_for {
+            tracing::info!(vassal = %other, "the socket it waited for is free: starting");
+            self.input(&other, Input::CtlStart);
         }
     }
 
@@ -707,29 +729,28 @@ impl Emperor {
 
     /// Start generation `gen`; returns the input that reports the outcome.
     fn spawn(&mut self, name: &VassalName, gen: Gen) -> Input {
+        let failed = |e: SpawnError| Input::SpawnFailed {
+            gen,
+            message: e.message,
+            permanent: e.permanent,
+        };
         let user = match self
             .vassals
             .get(name)
             .and_then(|v| v.config.as_ref().map(|c| self.user_for(c, &v.file.path)))
         {
             Some(Ok(u)) => u,
-            Some(Err(message)) => return Input::SpawnFailed { gen, message },
-            None => {
-                return Input::SpawnFailed {
-                    gen,
-                    message: "no valid configuration".into(),
-                }
-            }
+            // A user that does not exist, or that tyrant mode refuses: the file must
+            // change first.
+            Some(Err(message)) => return failed(SpawnError::permanent(message)),
+            None => return failed(SpawnError::permanent("no valid configuration")),
         };
         let sockets = match self.sockets_for(name) {
             Ok(s) => s,
-            Err(message) => return Input::SpawnFailed { gen, message },
+            Err(e) => return failed(e),
         };
         let Some(v) = self.vassals.get_mut(name) else {
-            return Input::SpawnFailed {
-                gen,
-                message: "unknown vassal".into(),
-            };
+            return failed(SpawnError::permanent("unknown vassal"));
         };
         let req = SpawnRequest {
             name,
@@ -741,7 +762,7 @@ impl Emperor {
         };
         let pid = match self.effects.spawn(&req) {
             Ok(pid) => pid,
-            Err(message) => return Input::SpawnFailed { gen, message },
+            Err(message) => return failed(SpawnError::transient(message)),
         };
         v.sockets = sockets;
         v.started = Some(now());
@@ -750,53 +771,70 @@ impl Emperor {
     }
 
     /// The sockets for a vassal's next generation: the ones it has when the addresses
-    /// did not change, otherwise freshly bound (reusing any unchanged ones).
-    fn sockets_for(&self, name: &VassalName) -> Result<Vec<Arc<BoundSocket>>, String> {
-        let v = self.vassals.get(name).ok_or("unknown vassal")?;
-        let config = v.config.as_ref().ok_or("no valid configuration")?;
+    /// did not change; a retiring vassal's socket at the same address (a renamed file:
+    /// `mv a.ini b.ini`), handed over so that the listening socket never closes;
+    /// otherwise freshly bound.
+    fn sockets_for(&self, name: &VassalName) -> Result<Vec<Arc<BoundSocket>>, SpawnError> {
+        let v = self
+            .vassals
+            .get(name)
+            .ok_or(SpawnError::permanent("unknown vassal"))?;
+        let config = v
+            .config
+            .as_ref()
+            .ok_or(SpawnError::permanent("no valid configuration"))?;
         let mut out = Vec::new();
         let mut to_bind = Vec::new();
-        for spec in &config.sockets {
-            match v
-                .sockets
-                .iter()
-                .find(|s| s.protocol == spec.protocol && same_addr(&s.addr, &spec.addr))
-            {
-                Some(existing) => out.push(Arc::clone(existing)),
-                None => to_bind.push(spec.clone()),
+        'specs: for spec in &config.sockets {
+            let same = |s: &&Arc<BoundSocket>| {
+                s.protocol == spec.protocol && same_addr(&s.addr, &spec.addr)
+            };
+            if let Some(existing) = v.sockets.iter().find(same) {
+                out.push(Arc::clone(existing));
+                continue;
             }
-        }
-        if to_bind.is_empty() {
-            return Ok(out);
-        }
-        // A clearer message than EADDRINUSE when another vassal holds the address.
-        for spec in &to_bind {
             for (other, ov) in &self.vassals {
                 if other == name {
                     continue;
                 }
-                if ov.sockets.iter().any(|s| same_addr(&s.addr, &spec.addr)) {
-                    return Err(format!(
-                        "socket {} is already used by vassal '{other}'",
-                        spec.addr
-                    ));
+                if !ov.sockets.iter().any(|s| same_addr(&s.addr, &spec.addr)) {
+                    continue;
                 }
+                if retiring(ov) {
+                    if let Some(theirs) = ov.sockets.iter().find(same) {
+                        tracing::info!(vassal = %name, from = %other, socket = %spec.addr, "socket handed over");
+                        out.push(Arc::clone(theirs));
+                        continue 'specs;
+                    }
+                }
+                // A clearer message than EADDRINUSE, and no point in waiting: the
+                // other vassal keeps it until its file changes.
+                return Err(SpawnError::permanent(format!(
+                    "socket {} is already used by vassal '{other}'",
+                    spec.addr
+                )));
             }
+            to_bind.push(spec.clone());
+        }
+        if to_bind.is_empty() {
+            return Ok(out);
         }
         let user = if self.settings.tyrant {
-            self.user_for(config, &v.file.path)?
+            self.user_for(config, &v.file.path)
+                .map_err(SpawnError::permanent)?
         } else {
             None
         };
-        let bind = |sockets: Vec<SocketSpec>| {
+        let bind = |sockets: Vec<SocketSpec>, chown: Option<String>| {
             let mut cfg = (**config).clone();
             cfg.sockets = sockets;
-            let bound =
-                rsgi_proto::listen::bind_all(&cfg).map_err(|e| rsgi_proto::error::chain(&e))?;
-            Ok::<_, String>((cfg, bound))
+            if chown.is_some() {
+                cfg.chown_socket = chown;
+            }
+            rsgi_proto::listen::bind_all(&cfg).map_err(|e| SpawnError::of_listen(&e))
         };
         match user {
-            None => out.extend(bind(to_bind)?.1.into_iter().map(Arc::new)),
+            None => out.extend(bind(to_bind, None)?.into_iter().map(Arc::new)),
             Some((uid, gid)) => {
                 // Tyrant mode: the vassal's own sockets are bound with its owner's
                 // rights (tyrant::bind_as); only rsgid's default socket, a path rsgid
@@ -806,11 +844,7 @@ impl Emperor {
                     to_bind.into_iter().partition(|s| s.addr == default);
                 let mut bound = Vec::new();
                 if !own.is_empty() {
-                    let mut cfg = (**config).clone();
-                    cfg.sockets = own;
-                    cfg.chown_socket = Some(format!("{uid}:{gid}"));
-                    bound = rsgi_proto::listen::bind_all(&cfg)
-                        .map_err(|e| rsgi_proto::error::chain(&e))?;
+                    bound = bind(own, Some(format!("{uid}:{gid}")))?;
                 }
                 if !theirs.is_empty() {
                     let mut cfg = (**config).clone();
@@ -819,7 +853,7 @@ impl Emperor {
                         Ok(b) => bound.extend(b),
                         Err(e) => {
                             rsgi_proto::listen::vacuum(&bound);
-                            return Err(e);
+                            return Err(SpawnError::transient(e));
                         }
                     }
                 }
@@ -893,6 +927,66 @@ impl Emperor {
         };
         Ok(Some((uid, gid)))
     }
+}
+
+/// Why a generation could not be started, and whether waiting could heal it.
+#[derive(Debug)]
+struct SpawnError {
+    message: String,
+    permanent: bool,
+}
+
+impl SpawnError {
+    fn permanent(message: impl Into<String>) -> SpawnError {
+        SpawnError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+
+    fn transient(message: impl Into<String>) -> SpawnError {
+        SpawnError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A bind error: permanent when only an edit of the file can heal it (a missing
+    /// directory, a path too long, something that is no socket, a name that does not
+    /// resolve, no permission); transient when whoever holds the address may let go,
+    /// or the system is short of something.
+    fn of_listen(e: &rsgi_proto::listen::ListenError) -> SpawnError {
+        use rsgi_proto::listen::ListenError as L;
+        use std::io::ErrorKind as K;
+        let message = rsgi_proto::error::chain(e);
+        let permanent = match e {
+            L::NoParentDir { .. }
+            | L::PathTooLong { .. }
+            | L::NotASocket { .. }
+            | L::Resolve { .. }
+            | L::NoAddress { .. } => true,
+            L::Bind { source, .. } | L::Socket { source, .. } | L::Listen { source, .. } => {
+                matches!(
+                    source.kind(),
+                    K::NotFound | K::PermissionDenied | K::AddrNotAvailable | K::InvalidInput
+                )
+            }
+            _ => false,
+        };
+        SpawnError { message, permanent }
+    }
+}
+
+/// Whether a vassal's file is gone and it is on its way out (its sockets may pass to a
+/// vassal that takes over the same address: a renamed file).
+fn retiring(v: &Vassal) -> bool {
+    matches!(
+        v.state.phase,
+        Phase::Stopping {
+            then: lifecycle::Then::Retire,
+            ..
+        } | Phase::Retired
+    )
 }
 
 /// The worker slots of a vassal's current generation that hold a live process.

@@ -357,6 +357,10 @@ pub enum Input {
         gen: Gen,
         /// Why.
         message: String,
+        /// Waiting cannot heal it (the socket's directory is missing, another vassal
+        /// owns the address, no such user): a first start goes to `Failed` at once
+        /// instead of backing off; a reload fails as any failed reload does.
+        permanent: bool,
     },
     /// The generation sent `READY=1`.
     Ready {
@@ -632,7 +636,11 @@ impl Machine<'_> {
             Input::ConfigBroken { message } => self.config_broken(message),
             Input::ConfigRemoved => self.stop_current(Then::Retire),
             Input::Spawned { gen, pid } => self.spawned(gen, pid),
-            Input::SpawnFailed { gen, message } => self.spawn_failed(gen, message),
+            Input::SpawnFailed {
+                gen,
+                message,
+                permanent,
+            } => self.spawn_failed(gen, message, permanent),
             Input::Ready { gen } => self.ready(gen),
             Input::Exited { gen, pid, exit } => self.exited(gen, pid, exit),
             Input::Tick => self.tick(),
@@ -987,8 +995,11 @@ impl Machine<'_> {
         }
     }
 
-    fn spawn_failed(&mut self, gen: Gen, message: String) {
+    fn spawn_failed(&mut self, gen: Gen, message: String, permanent: bool) {
         match self.st.phase {
+            Phase::Starting {
+                gen: g, pid: None, ..
+            } if g == gen && permanent => self.give_up(format!("cannot spawn: {message}")),
             Phase::Starting {
                 gen: g,
                 pid: None,
@@ -1476,11 +1487,21 @@ mod tests {
         [crashed(Some(ExitInfo::signaled(9)), "exited with signal 9 before READY=1", 1, 0.5),
          wake(2.5)]);
     case!(starting_spawn_failed_backs_off: st(starting(G, None, 0.0, 1)),
-        Input::SpawnFailed { gen: G, message: "exec rsgi: No such file".into() }, 2.0
+        Input::SpawnFailed { gen: G, message: "exec rsgi: No such file".into(), permanent: false }, 2.0
         => backoff(3.0, 2),
         [crashed(None, "cannot spawn: exec rsgi: No such file", 2, 1.0), wake(3.0)]);
+    case!(starting_permanent_spawn_failure_fails_at_once: st(starting(G, None, 0.0, 1)),
+        Input::SpawnFailed { gen: G, message: "socket x is already used by vassal 'b'".into(),
+            permanent: true }, 2.0
+        => failed(2.0, "cannot spawn: socket x is already used by vassal 'b'"),
+        [rep(Report::Failed { reason: "cannot spawn: socket x is already used by vassal 'b'".into() })]);
+    case!(reloading_permanent_spawn_failure_keeps_old: st(reloading(None)),
+        Input::SpawnFailed { gen: G, message: "no such directory".into(), permanent: true }, 12.0
+        => ready(OLD, P, 0.0, 0),
+        [rep(Report::ReloadFailed {
+            reason: "cannot spawn the new generation: no such directory".into() })]);
     case!(starting_spawn_failed_of_another_gen_is_ignored: st(starting(G, None, 0.0, 1)),
-        Input::SpawnFailed { gen: OLD, message: "x".into() }, 2.0 => starting(G, None, 0.0, 1), []);
+        Input::SpawnFailed { gen: OLD, message: "x".into(), permanent: false }, 2.0 => starting(G, None, 0.0, 1), []);
     case!(starting_timeout_kills_and_counts_a_failure: st(starting(G, Some(P), 0.0, 0)),
     Input::Tick, 30.0
     => backoff(30.5, 1),
@@ -1589,7 +1610,7 @@ mod tests {
         assert!(s.draining.is_empty());
     });
     case!(reloading_spawn_failed_keeps_old: st(reloading(None)),
-        Input::SpawnFailed { gen: G, message: "fork: EAGAIN".into() }, 12.0
+        Input::SpawnFailed { gen: G, message: "fork: EAGAIN".into(), permanent: false }, 12.0
         => ready(OLD, P, 0.0, 0),
         [rep(Report::ReloadFailed {
             reason: "cannot spawn the new generation: fork: EAGAIN".into() })]);
@@ -1766,6 +1787,12 @@ mod tests {
             Input::SpawnFailed {
                 gen: G,
                 message: "x".into(),
+                permanent: false,
+            },
+            Input::SpawnFailed {
+                gen: G,
+                message: "x".into(),
+                permanent: true,
             },
             Input::Ready { gen: G },
             exited(G, P, 0),
@@ -1983,6 +2010,7 @@ mod tests {
                             replies.push(Input::SpawnFailed {
                                 gen,
                                 message: "boom".into(),
+                                permanent: self.rng.below(2) == 0,
                             });
                         } else {
                             self.next_pid += 1;
@@ -2139,6 +2167,7 @@ mod tests {
                 _ => Input::SpawnFailed {
                     gen: any_gen,
                     message: "late".into(),
+                    permanent: false,
                 },
             })
         }

@@ -164,3 +164,115 @@ fn the_watch_comes_back_with_the_directory() {
     e.write_vassal("b", &hello_ini());
     e.wait_serving("b", "/", DEADLINE);
 }
+
+#[test]
+fn a_renamed_file_hands_its_socket_over_without_refusing_a_connection() {
+    let e = Emperor::start(&NO_RESCAN);
+    let socket = e.dir().join("shared.sock");
+    let ini = format!(
+        "[uwsgi]\nwsgi-file = {}\nsocket = {}\n",
+        path_str(&apps_dir().join("environ_app.py")),
+        path_str(&socket)
+    );
+    e.write_vassal("a", &ini);
+    let addr = Addr::Unix(socket.clone());
+    wait_until(DEADLINE, "a serves", || {
+        uwsgi_get(&addr, "/pid").is_ok_and(|r| r.status == 200)
+    });
+    let old: i32 = uwsgi_get(&addr, "/pid")
+        .expect("GET /pid")
+        .text()
+        .trim()
+        .parse()
+        .expect("pid");
+
+    // Clients all along: every connection must be answered.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match uwsgi_get(&addr, "/pid") {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failed.push(format!("status {}", r.status)),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let dir = e.vassals_dir();
+    std::fs::rename(dir.join("a.ini"), dir.join("a2.ini")).expect("mv a.ini a2.ini");
+    // a2 serves on the same socket; a is gone.
+    let mut last = serde_json::Value::Null;
+    wait_until(DEADLINE, "a2 ready and a retired", || {
+        last = list(&e);
+        let v = last["vassals"].as_array().cloned().unwrap_or_default();
+        v.iter().any(|x| x["name"] == "a2" && x["state"] == "ready")
+            && !v.iter().any(|x| x["name"] == "a")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = client.join().expect("client thread");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rename: {:?}\n{last}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 50, "only {ok} requests");
+    // The socket stays (the retired vassal does not remove what a2 serves on), and a2's
+    // workers answer.
+    assert!(socket.exists(), "the handed-over socket file was removed");
+    let new: i32 = uwsgi_get(&addr, "/pid")
+        .expect("GET /pid")
+        .text()
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_ne!(new, old);
+    assert!(e.log().contains("socket handed over"), "{}", e.log());
+}
+
+#[test]
+fn a_socket_another_vassal_owns_fails_at_once() {
+    let e = Emperor::start(&NO_RESCAN);
+    let socket = e.dir().join("taken.sock");
+    let ini = format!("{}socket = {}\n", hello_ini(), path_str(&socket));
+    e.write_vassal("first", &ini);
+    wait_until(DEADLINE, "first serves", || {
+        uwsgi_get(&Addr::Unix(socket.clone()), "/").is_ok_and(|r| r.status == 200)
+    });
+    e.write_vassal("second", &ini);
+    let second = wait_entry(&e, "second", "failed", |v| v["state"] == "failed");
+    assert!(
+        second["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("already used by vassal 'first'")),
+        "{second}"
+    );
+    // At once: no backoff retries before failing.
+    assert!(!e.log().contains("retrying in"), "{}", e.log());
+    // When the owner goes, the vassal that wanted its socket starts (`cp a.ini b.ini;
+    // rm a.ini`).
+    e.remove("first");
+    wait_entry(&e, "second", "ready", |v| v["state"] == "ready");
+    // A missing socket directory fails at once too.
+    let nowhere = e.dir().join("no-such-dir/app.sock");
+    e.write_vassal(
+        "third",
+        &format!("{}socket = {}\n", hello_ini(), path_str(&nowhere)),
+    );
+    let third = wait_entry(&e, "third", "failed", |v| v["state"] == "failed");
+    assert!(
+        third["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no-such-dir")),
+        "{third}"
+    );
+    assert!(!e.log().contains("retrying in"), "{}", e.log());
+}
