@@ -49,15 +49,24 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rsgi_proto::control::{ActionResult, CheckRequest, CheckResult, ErrorBody, LogLines};
 use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::admission::{Class, Gate, Limits, Refusals};
 
 use crate::msg::{Command, Msg, Pending, Reply};
 use crate::settings::Settings;
 
 /// The socket's permissions: owner and group read/write, nobody else.
 pub const SOCKET_MODE: u32 = 0o660;
-/// Most client connections served at once; more are closed right after `accept`.
+/// Most connections of unprivileged peers served at once; more are closed right after
+/// `accept`.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Most connections of one unprivileged uid (a group member holding connections open
+/// cannot take the whole pool).
+pub const MAX_PER_USER: usize = 16;
+/// Connections only root and rsgid's own user may use: `rsgictl` as root always gets
+/// in.
+pub const RESERVED: usize = 16;
 /// Largest request body (only `POST /check` reads one).
 pub const MAX_BODY: usize = 64 * 1024;
 /// Largest request head hyper buffers; a bigger one gets a 431 and a close.
@@ -151,7 +160,12 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
 /// removes the socket).
 async fn serve(listener: UnixListener, file: crate::sockfile::SocketFile, shared: Arc<Shared>) {
     let _file = file;
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let gate = Gate::new(Limits {
+        shared: MAX_CONNECTIONS,
+        per_user: MAX_PER_USER,
+        reserved: RESERVED,
+    });
+    let mut refused = Refusals::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -162,11 +176,11 @@ async fn serve(listener: UnixListener, file: crate::sockfile::SocketFile, shared
                 continue;
             }
         };
-        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tracing::warn!("control socket: {MAX_CONNECTIONS} connections open; closing a new one");
+        let peer = Peer::of(&stream);
+        let Some(slot) = gate.admit(Class::of(peer.uid, shared.euid)) else {
+            refused.note("control socket", peer.uid);
             continue;
         };
-        let peer = Peer::of(&stream);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _slot = slot;

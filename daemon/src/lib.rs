@@ -6,6 +6,7 @@
 //! - [`scan`]: which files are vassals, fingerprints, and the pure directory diff.
 //! - [`lifecycle`]: one vassal's lifecycle as a pure `step(state, input, now, policy)`.
 //! - [`check`]: `rsgictl check`'s import test (runs `rsgi --check-app`).
+//! - [`admission`]: connection caps for rsgid's own listeners, with a reserve for root.
 //! - [`control`]: the control socket (HTTP/1.1 + JSON) that `rsgictl` talks to.
 //! - [`msg`]: the actor's mailbox: messages, control commands and replies, `ask`.
 //! - [`snapshot`]: every vassal's numbers as plain data, and the ledger that keeps
@@ -37,6 +38,7 @@
 //! old one keeps serving until the new one says `READY=1`, then stops gracefully. A new
 //! generation that dies or stays silent is killed and the old one keeps serving.
 
+pub mod admission;
 pub mod check;
 pub mod control;
 pub mod effects;

@@ -48,6 +48,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::admission::{Class, Gate, Limits, Refusals};
 use crate::lifecycle::STATE_NAMES;
 use crate::msg::{Command, Msg, Reply};
 use crate::settings::{Settings, StatsAddr};
@@ -61,6 +62,20 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long writing the emperor stats to one client may take.
 const STATS_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most connections served at once on the metrics port and on the emperor stats
+/// listener, each (a scraper needs one or two); more are closed right after `accept`,
+/// so that holding connections open cannot fill rsgid's fd table. TCP tells no user,
+/// so there is no reserve here: the control socket (which has one) serves
+/// `/metrics` too.
+pub const MAX_CONNECTIONS: usize = 64;
+
+fn gate() -> Gate {
+    Gate::new(Limits {
+        shared: MAX_CONNECTIONS,
+        per_user: MAX_CONNECTIONS,
+        reserved: 0,
+    })
+}
 
 // ---------------------------------------------------------------------------------------
 // Prometheus
@@ -518,6 +533,8 @@ fn bind_tcp(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
 
 /// Serve `GET /metrics` over HTTP/1.1.
 async fn serve_metrics(listener: tokio::net::TcpListener, tx: mpsc::UnboundedSender<Msg>) {
+    let gate = gate();
+    let mut refused = Refusals::default();
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -527,8 +544,13 @@ async fn serve_metrics(listener: tokio::net::TcpListener, tx: mpsc::UnboundedSen
                 continue;
             }
         };
+        let Some(ticket) = gate.admit(Class::Anonymous) else {
+            refused.note("metrics", None);
+            continue;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _ticket = ticket;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let tx = tx.clone();
                 async move { Ok::<_, std::convert::Infallible>(metrics_response(&req, &tx).await) }
@@ -619,6 +641,8 @@ impl StatsListener {
 /// Accept, write the document, close (as uWSGI does: nothing is read from the client;
 /// uwsgitop reads until EOF).
 async fn serve_stats(listener: StatsListener, tx: mpsc::UnboundedSender<Msg>) {
+    let gate = gate();
+    let mut refused = Refusals::default();
     loop {
         let accepted: std::io::Result<Box<dyn tokio::io::AsyncWrite + Unpin + Send>> =
             match &listener {
@@ -635,8 +659,13 @@ async fn serve_stats(listener: StatsListener, tx: mpsc::UnboundedSender<Msg>) {
                 continue;
             }
         };
+        let Some(ticket) = gate.admit(Class::Anonymous) else {
+            refused.note("emperor stats", None);
+            continue;
+        };
         let tx = tx.clone();
         tokio::spawn(async move {
+            let _ticket = ticket;
             let Ok(snapshot) = scrape(&tx).await else {
                 return;
             };

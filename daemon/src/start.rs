@@ -59,6 +59,7 @@ pub enum StartError {
 /// Run rsgid with `settings` until it is shut down. Must run inside a tokio runtime
 /// (a current-thread one: see `main.rs`).
 pub async fn run(mut settings: Settings) -> Result<(), StartError> {
+    raise_nofile();
     std::fs::create_dir_all(&settings.run_dir).map_err(|source| StartError::RunDir {
         dir: settings.run_dir.clone(),
         source,
@@ -100,4 +101,23 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     let effects = OsEffects::new(rsgi, tx);
     Emperor::new(settings, rx, Box::new(effects)).run().await;
     Ok(())
+}
+
+/// Raise rsgid's soft limit of open files to its hard limit (as systemd's own
+/// `LimitNOFILE=` advice for services that hold many sockets): rsgid holds every
+/// vassal's listening sockets, notify sockets and output pipes, and its listeners'
+/// connections. The soft default (1024) is low for a host of vassals. A failure is
+/// logged and rsgid goes on with what it has.
+fn raise_nofile() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
+            Err(e) => {
+                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}")
+            }
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot read the open files limit: {e}"),
+    }
 }
