@@ -266,10 +266,18 @@ fn reload(
     if !result.ok && wait && !json {
         // The reason is usually in the new generation's output (a traceback).
         if let Some(name) = name {
-            let target = vassal_path(name, &format!("/logs?n={FAILURE_LOG_LINES}"));
+            // The failed generation's own lines, not the running one's access log.
+            let gen = result
+                .generation
+                .map(|g| format!("&gen={g}"))
+                .unwrap_or_default();
+            let target = vassal_path(name, &format!("/logs?n={FAILURE_LOG_LINES}{gen}"));
             if let Ok(logs) = client.get::<LogLines>(&target) {
                 if !logs.lines.is_empty() {
-                    eprintln!("last lines of {name}'s output:");
+                    match result.generation {
+                        Some(g) => eprintln!("last lines of {name}'s generation {g}:"),
+                        None => eprintln!("last lines of {name}'s output:"),
+                    }
                     for line in &logs.lines {
                         eprintln!("  {line}");
                     }

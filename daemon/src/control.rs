@@ -32,7 +32,6 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -151,7 +150,14 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
     let bound = std::os::unix::net::UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = bound?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(SOCKET_MODE))?;
+    // Not through a symlink (the umask above already gave the mode; this only undoes a
+    // umask narrower than asked).
+    nix::sys::stat::fchmodat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        nix::sys::stat::Mode::from_bits_truncate(SOCKET_MODE),
+        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+    )?;
     listener.set_nonblocking(true)?;
     UnixListener::from_std(listener)
 }
@@ -229,7 +235,11 @@ enum Route {
     /// `GET /vassals/{name}`.
     Status(String),
     /// `GET /vassals/{name}/logs?n=N`.
-    Logs { name: String, lines: usize },
+    Logs {
+        name: String,
+        lines: usize,
+        gen: Option<usize>,
+    },
     /// `GET /vassals/{name}/logs?follow=1[&n=N]`.
     Follow { name: String, lines: usize },
     /// `POST /vassals/{name}/{stop,start,restart}`.
@@ -311,9 +321,10 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Bad>
             let route = if query.flag("follow")? {
                 Route::Follow { name, lines }
             } else {
-                Route::Logs { name, lines }
+                let gen = query.number("gen")?;
+                Route::Logs { name, lines, gen }
             };
-            ("GET", route, &["n", "follow"])
+            ("GET", route, &["n", "follow", "gen"])
         }
         ["vassals", name, "reload"] => (
             "POST",
@@ -428,7 +439,7 @@ impl Query {
             Some(v) => v.parse().map(Some).map_err(|_| {
                 Bad::new(
                     StatusCode::BAD_REQUEST,
-                    format!("{key}={v}: expected a number of lines"),
+                    format!("{key}={v}: expected a number"),
                 )
             }),
         }
@@ -477,7 +488,13 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response
         Route::Top => Command::Metrics,
         Route::List => Command::List,
         Route::Status(name) => Command::Status(name),
-        Route::Logs { name, lines } => Command::Logs { name, lines },
+        Route::Logs { name, lines, gen } => Command::Logs {
+            name,
+            lines,
+            gen: gen
+                .and_then(|g| u64::try_from(g).ok())
+                .map(crate::lifecycle::Gen),
+        },
         Route::Follow { name, lines } => {
             return match ask(shared, Command::Follow(name)).await {
                 Ok(Reply::Follow(backlog, feed)) => follow(backlog, lines, feed),
@@ -539,6 +556,8 @@ async fn wait_all(pending: Vec<Pending>, wait: Duration) -> ActionResult {
     let mut ok = true;
     let mut lines = Vec::new();
     let mut not_running = Vec::new();
+    let single = pending.len() == 1;
+    let mut generation = None;
     for entry in pending {
         let (name, rx) = match entry {
             Pending::NotRunning { name, message } => {
@@ -565,12 +584,16 @@ async fn wait_all(pending: Vec<Pending>, wait: Duration) -> ActionResult {
             },
         };
         ok &= result.ok;
+        if single {
+            generation = result.generation;
+        }
         lines.push(result.message);
     }
     ActionResult {
         ok,
         message: lines.join("\n"),
         not_running,
+        generation,
     }
 }
 
@@ -791,14 +814,24 @@ mod tests {
             get("/vassals/app/logs?n=5").unwrap(),
             Route::Logs {
                 name: "app".into(),
-                lines: 5
+                lines: 5,
+                gen: None
+            }
+        );
+        assert_eq!(
+            get("/vassals/app/logs?n=5&gen=3").unwrap(),
+            Route::Logs {
+                name: "app".into(),
+                lines: 5,
+                gen: Some(3)
             }
         );
         assert_eq!(
             get("/vassals/app/logs").unwrap(),
             Route::Logs {
                 name: "app".into(),
-                lines: usize::MAX
+                lines: usize::MAX,
+                gen: None
             }
         );
         assert_eq!(
@@ -1052,7 +1085,9 @@ mod tests {
         #[tokio::test]
         async fn serves_the_routes() {
             let (_dir, sock, _feed) = start().await;
-            let mode = std::fs::metadata(&sock).unwrap().permissions().mode();
+            let mode = std::os::unix::fs::PermissionsExt::mode(
+                &std::fs::metadata(&sock).unwrap().permissions(),
+            );
             assert_eq!(mode & 0o777, 0o660);
             let r = get(&sock, "/ping").await;
             assert!(r.starts_with("HTTP/1.1 200"), "{r}");

@@ -79,10 +79,10 @@ impl Effects for OsEffects {
         let pid = Pid(child.id().map_or(0, |p| p as i32));
         let (name, gen) = (req.name.clone(), req.gen);
         if let Some(out) = child.stdout.take() {
-            forward_lines(name.clone(), out, self.tx.clone());
+            forward_lines(name.clone(), gen, out, self.tx.clone());
         }
         if let Some(err) = child.stderr.take() {
-            forward_lines(name.clone(), err, self.tx.clone());
+            forward_lines(name.clone(), gen, err, self.tx.clone());
         }
         watch_notify(name.clone(), gen, notify, self.tx.clone());
         let tx = self.tx.clone();
@@ -123,7 +123,7 @@ impl Effects for OsEffects {
 }
 
 /// Forward each line of a vassal's output to the actor.
-fn forward_lines<R>(name: VassalName, reader: R, tx: mpsc::UnboundedSender<Msg>)
+fn forward_lines<R>(name: VassalName, gen: Gen, reader: R, tx: mpsc::UnboundedSender<Msg>)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
@@ -133,6 +133,7 @@ where
             if tx
                 .send(Msg::Output {
                     name: name.clone(),
+                    gen,
                     line,
                 })
                 .is_err()

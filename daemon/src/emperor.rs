@@ -47,8 +47,10 @@ struct Vassal {
     state: State,
     /// Every pending wake-up time from `WakeAt` effects.
     wakes: BTreeSet<Instant>,
-    /// The last lines of output.
-    logs: VecDeque<String>,
+    /// The last lines of output, with the generation that wrote each.
+    logs: VecDeque<(Gen, String)>,
+    /// The generation spawned last (a failed reload's: its output says why).
+    last_spawned: Option<Gen>,
     /// When the current generation started.
     started: Option<Instant>,
     /// `rsgictl reload --wait` callers, answered when the reload is done.
@@ -261,7 +263,7 @@ impl Emperor {
                     }
                 }
             }
-            Msg::Output { name, line } => {
+            Msg::Output { name, gen, line } => {
                 tracing::info!(vassal = %name, "{line}");
                 let cap = self.settings.log_lines;
                 if let Some(v) = self.vassals.get_mut(&name) {
@@ -269,7 +271,7 @@ impl Emperor {
                         v.logs.pop_front();
                     }
                     let _ = v.feed.send(line.clone());
-                    v.logs.push_back(line);
+                    v.logs.push_back((gen, line));
                 }
             }
             Msg::Shutdown => {
@@ -397,6 +399,7 @@ impl Emperor {
                 state: State::new(),
                 wakes: BTreeSet::new(),
                 logs: VecDeque::new(),
+                last_spawned: None,
                 started: None,
                 waiters: Vec::new(),
                 feed: broadcast::channel(256).0,
@@ -504,6 +507,11 @@ impl Emperor {
             Report::ReloadFailed { reason } => ActionResult {
                 ok: false,
                 message: format!("{name}: reload failed: {reason}"),
+                generation: self
+                    .vassals
+                    .get(name)
+                    .and_then(|v| v.last_spawned)
+                    .map(|g| g.0),
                 ..ActionResult::default()
             },
             Report::Failed { reason } => ActionResult {
@@ -583,23 +591,39 @@ impl Emperor {
                             requests: w.requests,
                         })
                         .collect(),
-                    log: v.logs.iter().rev().take(20).rev().cloned().collect(),
+                    log: v
+                        .logs
+                        .iter()
+                        .rev()
+                        .take(20)
+                        .rev()
+                        .map(|(_, l)| l.clone())
+                        .collect(),
                 }))
             }
-            Command::Logs { name, lines } => {
+            Command::Logs { name, lines, gen } => {
                 let Some(v) = find(self, &name).and_then(|n| self.vassals.get(&n)) else {
                     return Reply::NotFound(name);
                 };
-                let skip = v.logs.len().saturating_sub(lines);
+                let of_gen: Vec<&String> = v
+                    .logs
+                    .iter()
+                    .filter(|(g, _)| gen.is_none_or(|want| *g == want))
+                    .map(|(_, l)| l)
+                    .collect();
+                let skip = of_gen.len().saturating_sub(lines);
                 Reply::Logs(LogLines {
-                    lines: v.logs.iter().skip(skip).cloned().collect(),
+                    lines: of_gen.into_iter().skip(skip).cloned().collect(),
                 })
             }
             Command::Follow(name) => {
                 let Some(v) = find(self, &name).and_then(|n| self.vassals.get(&n)) else {
                     return Reply::NotFound(name);
                 };
-                Reply::Follow(v.logs.iter().cloned().collect(), v.feed.subscribe())
+                Reply::Follow(
+                    v.logs.iter().map(|(_, l)| l.clone()).collect(),
+                    v.feed.subscribe(),
+                )
             }
             Command::Stop(name) | Command::Start(name) | Command::Restart(name)
                 if find(self, &name).is_none() =>
@@ -662,6 +686,7 @@ impl Emperor {
                         ok: name.is_none() || not_running.is_empty(),
                         message: lines.join("\n"),
                         not_running,
+                        generation: None,
                     })
                 }
             }
@@ -766,6 +791,7 @@ impl Emperor {
         };
         v.sockets = sockets;
         v.started = Some(now());
+        v.last_spawned = Some(gen);
         tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, "spawned");
         Input::Spawned { gen, pid }
     }

@@ -47,6 +47,8 @@ pub enum Msg {
     Output {
         /// Which vassal.
         name: VassalName,
+        /// Which generation wrote it.
+        gen: Gen,
         /// The line, without its newline.
         line: String,
     },
@@ -72,6 +74,8 @@ pub enum Command {
         name: String,
         /// How many lines.
         lines: usize,
+        /// Only the lines of this generation.
+        gen: Option<Gen>,
     },
     /// The captured lines so far plus a live feed.
     Follow(String),

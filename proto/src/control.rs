@@ -100,6 +100,11 @@ pub struct ActionResult {
     /// of their names). Empty for the other calls.
     #[serde(default)]
     pub not_running: Vec<String>,
+    /// For a failed reload of one vassal: the generation that failed, whose output
+    /// `GET /vassals/NAME/logs?gen=N` returns (the running generation's lines are not
+    /// the reason). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
 }
 
 /// `POST /check`: validate an ini without applying it.

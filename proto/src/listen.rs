@@ -32,7 +32,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
@@ -552,22 +552,7 @@ fn bind_unix(
                 source: e.into(),
             });
         }
-        if let Some(mode) = mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| {
-                ListenError::Chmod {
-                    path: path.to_owned(),
-                    mode,
-                    source,
-                }
-            })?;
-        }
-        if let Some(owner) = owner {
-            nix::unistd::chown(path, owner.uid, owner.gid).map_err(|e| ListenError::Chown {
-                path: path.to_owned(),
-                spec: owner.spec.clone(),
-                source: e.into(),
-            })?;
-        }
+        set_mode_and_owner(path, mode, owner)?;
         socket::listen(&fd, backlog).map_err(|e| ListenError::Listen {
             addr: shown.clone(),
             source: e.into(),
@@ -650,6 +635,46 @@ fn probe(path: &Path) -> Result<(), Errno> {
     )?;
     let addr = UnixAddr::new(path)?;
     socket::connect(fd.as_raw_fd(), &addr)
+}
+
+/// Apply `chmod-socket` and `chown-socket` to a socket file just bound, never through a
+/// symlink: in a directory others can write, the socket file could be swapped for a
+/// link to a file of rsgid's (root's) between `bind` and here, and a chmod/chown that
+/// follows links would hand that file over. (A symlink at `path` makes the chmod fail
+/// and the chown change only the link.)
+fn set_mode_and_owner(
+    path: &Path,
+    mode: Option<u32>,
+    owner: Option<&Owner>,
+) -> Result<(), ListenError> {
+    if let Some(mode) = mode {
+        nix::sys::stat::fchmodat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+        )
+        .map_err(|e| ListenError::Chmod {
+            path: path.to_owned(),
+            mode,
+            source: e.into(),
+        })?;
+    }
+    if let Some(owner) = owner {
+        nix::unistd::fchownat(
+            nix::fcntl::AT_FDCWD,
+            path,
+            owner.uid,
+            owner.gid,
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| ListenError::Chown {
+            path: path.to_owned(),
+            spec: owner.spec.clone(),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
 }
 
 /// `chmod-socket` holds the mode itself (the option parser read `666` as octal).
@@ -801,6 +826,7 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::net::{TcpStream, UdpSocket};
+    use std::os::unix::fs::PermissionsExt as _;
     use std::os::unix::net::UnixStream;
 
     fn config(sockets: Vec<SocketSpec>) -> VassalConfig {
@@ -988,6 +1014,34 @@ mod tests {
         let path = PathBuf::from(format!("/tmp/{}.sock", "x".repeat(200)));
         let err = bind_all(&config(vec![unix(Protocol::Uwsgi, &path)])).unwrap_err();
         assert!(matches!(err, ListenError::PathTooLong { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn mode_and_owner_never_follow_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        fs::write(&target, "secret").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("app.sock");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        // The socket file swapped for a link: the chmod fails, the target keeps its mode.
+        let e = set_mode_and_owner(&link, Some(0o666), None).unwrap_err();
+        assert!(matches!(e, ListenError::Chmod { .. }), "{e}");
+        assert_eq!(
+            fs::metadata(&target).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        // The chown changes the link at most, never the target.
+        let before = fs::metadata(&target).unwrap();
+        let other = Owner {
+            spec: "65534:65534".into(),
+            uid: Some(Uid::from_raw(65534)),
+            gid: Some(Gid::from_raw(65534)),
+        };
+        let _ = set_mode_and_owner(&link, None, Some(&other));
+        let after = fs::metadata(&target).unwrap();
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
     }
 
     #[test]

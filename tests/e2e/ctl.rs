@@ -358,6 +358,29 @@ fn reload_wait_reports_success_and_failure() {
     );
     let out = ctl_ok(&e, &["reload", "--all", "--wait"], 1);
     assert!(out.stderr.contains("app: reload failed"), "{out:#?}");
+
+    // While the old generation serves (and logs every request), the lines shown for a
+    // failed reload are the failed generation's own, not the old one's access log.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let client = {
+        let (stop, addr) = (stop.clone(), e.socket("app"));
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = uwsgi_get(&addr, "/");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let out = ctl_ok(&e, &["reload", "app", "--wait"], 1);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    client.join().unwrap();
+    let shown = out
+        .stderr
+        .split_once("last lines of app's generation ")
+        .unwrap_or_else(|| panic!("no lines of the failed generation: {out:#?}"))
+        .1;
+    assert!(shown.contains("ImportError: broken on purpose"), "{out:#?}");
+    assert!(!shown.contains("\"GET / "), "the old generation's access log: {out:#?}");
     let resp = uwsgi_get(&e.socket("app"), "/").unwrap();
     assert_eq!(resp.status, 200);
 
