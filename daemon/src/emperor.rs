@@ -49,6 +49,9 @@ struct Vassal {
     wakes: BTreeSet<Instant>,
     /// The last lines of output, with the generation that wrote each.
     logs: VecDeque<(Gen, String)>,
+    /// Output lines the vassal's processes dropped because rsgid was not reading (from
+    /// their notices).
+    output_dropped: u64,
     /// The generation spawned last (a failed reload's: its output says why).
     last_spawned: Option<Gen>,
     /// When the current generation started.
@@ -271,6 +274,9 @@ impl Emperor {
                         v.logs.pop_front();
                     }
                     let _ = v.feed.send(line.clone());
+                    if let Some(n) = rsgi_proto::notify::output_dropped(&line) {
+                        v.output_dropped += n;
+                    }
                     v.logs.push_back((gen, line));
                 }
             }
@@ -400,6 +406,7 @@ impl Emperor {
                 wakes: BTreeSet::new(),
                 logs: VecDeque::new(),
                 last_spawned: None,
+                output_dropped: 0,
                 started: None,
                 waiters: Vec::new(),
                 feed: broadcast::channel(256).0,
@@ -701,6 +708,7 @@ impl Emperor {
                     counters: &v.counters,
                     sockets: &v.sockets,
                     ledger: &v.ledger,
+                    output_dropped: v.output_dropped,
                 }),
             ))),
         }

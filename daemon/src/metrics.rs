@@ -284,6 +284,12 @@ fn families(s: &Snapshot) -> Vec<Family> {
         COUNTER,
         V,
     );
+    let mut dropped = Family::new(
+        "rsgi_vassal_output_dropped_lines_total",
+        "Output lines the vassal dropped because rsgid was not reading (never waited for).",
+        COUNTER,
+        V,
+    );
     let mut reloads = Family::new(
         "rsgi_vassal_reloads_total",
         "Graceful reloads of the vassal (by rsgid or its own master), by result.",
@@ -334,6 +340,7 @@ fn families(s: &Snapshot) -> Vec<Family> {
             respawns.counter(&[n, cause.as_str()], t.respawns[cause as usize]);
         }
         restarts.counter(&[n], v.restarts);
+        dropped.counter(&[n], v.output_dropped);
         reloads.counter(&[n, "ok"], v.reloads_ok);
         reloads.counter(&[n, "failed"], v.reloads_failed);
         harakiri.counter(&[n], t.harakiri);
@@ -342,7 +349,7 @@ fn families(s: &Snapshot) -> Vec<Family> {
     }
     vec![
         build, scans, up, state, generation, gen_start, workers, requests, duration, in_flight,
-        exceptions, sent, respawns, restarts, reloads, harakiri, memory, queue,
+        exceptions, sent, respawns, restarts, dropped, reloads, harakiri, memory, queue,
     ]
 }
 
@@ -711,6 +718,7 @@ mod tests {
             busy: 1,
             idle: 1,
             reloads_failed: 1,
+            output_dropped: 9,
             ..VassalSample::default()
         }
     }
@@ -749,6 +757,7 @@ mod tests {
             "rsgi_vassal_reloads_total{vassal=\"app\",result=\"failed\"} 1",
             "rsgi_vassal_reloads_total{vassal=\"app\",result=\"ok\"} 0",
             "rsgi_vassal_restarts_total{vassal=\"app\"} 0",
+            "rsgi_vassal_output_dropped_lines_total{vassal=\"app\"} 9",
             "rsgi_vassal_generation{vassal=\"app\"} 3",
             "rsgi_build_info{version=\"",
             "# TYPE rsgi_emperor_scans_total counter",

@@ -194,6 +194,8 @@ pub struct VassalView<'a> {
     pub sockets: &'a [Arc<BoundSocket>],
     /// Its ledger.
     pub ledger: &'a Ledger,
+    /// Output lines its processes dropped while rsgid was not reading.
+    pub output_dropped: u64,
 }
 
 /// Every vassal's numbers at one moment.
@@ -248,6 +250,8 @@ pub struct VassalSample {
     pub listen_queue: u64,
     /// rsgid's restarts of the vassal after failures.
     pub restarts: u64,
+    /// Output lines dropped because rsgid was not reading.
+    pub output_dropped: u64,
     /// Reloads that worked: rsgid's plus the vassal master's own.
     pub reloads_ok: u64,
     /// Reloads that failed: rsgid's plus the vassal master's own.
@@ -408,6 +412,7 @@ impl VassalSample {
             in_flight,
             listen_queue,
             restarts: u64::from(state.restarts),
+            output_dropped: v.output_dropped,
             rss: 0,
             generation_start: None,
             owner: None,

@@ -68,6 +68,18 @@ impl Message {
     }
 }
 
+/// What follows the count in a vassal's notice about output it dropped because the
+/// emperor was not reading (`rsgi: [pid 12] 40 line(s) of output dropped: ...`).
+pub const OUTPUT_DROPPED: &str = "line(s) of output dropped: the emperor was not reading";
+
+/// The count of a dropped-output notice, for rsgid's metric; `None` for other lines.
+pub fn output_dropped(line: &str) -> Option<u64> {
+    let head = line.strip_suffix(OUTPUT_DROPPED)?.trim_end();
+    let rest = head.strip_prefix("rsgi: [pid ")?;
+    let (_pid, count) = rest.split_once("] ")?;
+    count.parse().ok()
+}
+
 /// Format several messages as one datagram.
 pub fn format(messages: &[Message]) -> String {
     let mut out = String::new();
@@ -107,6 +119,22 @@ pub fn parse(datagram: &str) -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_dropped_table() {
+        let rows: &[(&str, Option<u64>)] = &[
+            (&format!("rsgi: [pid 12] 40 {OUTPUT_DROPPED}"), Some(40)),
+            (&format!("rsgi: [pid 1] 1 {OUTPUT_DROPPED}"), Some(1)),
+            // An app printing something alike does not count.
+            (&format!("[pid 12] 40 {OUTPUT_DROPPED}"), None),
+            (&format!("rsgi: [pid 12] many {OUTPUT_DROPPED}"), None),
+            ("rsgi: [pid 12] 40 lines", None),
+            ("", None),
+        ];
+        for (line, want) in rows {
+            assert_eq!(output_dropped(line), *want, "{line:?}");
+        }
+    }
 
     #[test]
     fn round_trip() {

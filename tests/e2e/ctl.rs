@@ -380,7 +380,10 @@ fn reload_wait_reports_success_and_failure() {
         .unwrap_or_else(|| panic!("no lines of the failed generation: {out:#?}"))
         .1;
     assert!(shown.contains("ImportError: broken on purpose"), "{out:#?}");
-    assert!(!shown.contains("\"GET / "), "the old generation's access log: {out:#?}");
+    assert!(
+        !shown.contains("\"GET / "),
+        "the old generation's access log: {out:#?}"
+    );
     let resp = uwsgi_get(&e.socket("app"), "/").unwrap();
     assert_eq!(resp.status, 200);
 

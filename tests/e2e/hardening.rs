@@ -369,3 +369,122 @@ fn a_flood_of_idle_metrics_connections_is_capped() {
     e.wait_serving("b", "/", DEADLINE);
     drop(holder);
 }
+
+/// An app that writes to stdout (print) and stderr (logging) on every request, 300
+/// bytes in all, so that a stalled reader's pipe fills within a few hundred requests.
+const CHATTY_APP: &str = r#"
+import logging, sys
+logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+log = logging.getLogger("chatty")
+
+def application(environ, start_response):
+    print("chatty print " + "p" * 120)
+    log.info("chatty log %s", "l" * 120)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"#;
+
+/// Requests in a loop on two threads for `how_long`; returns (answered, slowest, errors).
+fn hammer(addr: &Addr, how_long: Duration) -> (u64, Duration, Vec<String>) {
+    let end = std::time::Instant::now() + how_long;
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || {
+                let (mut ok, mut slowest, mut errors) = (0u64, Duration::ZERO, Vec::new());
+                while std::time::Instant::now() < end {
+                    let t = std::time::Instant::now();
+                    match uwsgi_get(&addr, "/") {
+                        Ok(r) if r.status == 200 => ok += 1,
+                        Ok(r) => errors.push(format!("status {}", r.status)),
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                    slowest = slowest.max(t.elapsed());
+                }
+                (ok, slowest, errors)
+            })
+        })
+        .collect();
+    let mut total = (0, Duration::ZERO, Vec::new());
+    for t in threads {
+        let (ok, slowest, errors) = t.join().expect("client thread");
+        total.0 += ok;
+        total.1 = total.1.max(slowest);
+        total.2.extend(errors);
+    }
+    total
+}
+
+#[test]
+fn a_stopped_rsgid_never_stalls_an_app() {
+    let mut e = Emperor::start(&NO_RESCAN);
+    let app = e.dir().join("chatty.py");
+    std::fs::write(&app, CHATTY_APP).expect("write the app");
+    let wsgi = path_str(&app).to_owned();
+    e.write_vassal(
+        "master",
+        &format!("[uwsgi]\nwsgi-file = {wsgi}\nmaster = true\nprocesses = 2\n"),
+    );
+    e.write_vassal(
+        "single",
+        &format!("[uwsgi]\nwsgi-file = {wsgi}\nthreads = 2\n"),
+    );
+    e.wait_serving("master", "/", DEADLINE);
+    e.wait_serving("single", "/", DEADLINE);
+
+    // rsgid stops reading: SIGSTOP for the length of the load.
+    e.signal(nix::sys::signal::Signal::SIGSTOP);
+    let results = std::thread::scope(|s| {
+        let runs: Vec<_> = ["master", "single"]
+            .map(|name| {
+                let addr = e.socket(name);
+                s.spawn(move || (name, hammer(&addr, Duration::from_secs(6))))
+            })
+            .into_iter()
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("load"))
+            .collect::<Vec<_>>()
+    });
+    e.signal(nix::sys::signal::Signal::SIGCONT);
+    for (name, (ok, slowest, errors)) in &results {
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        // Enough output to fill any pipe rsgid was not reading: 64 KiB in ~220 requests.
+        assert!(*ok > 1000, "{name}: only {ok} requests in 6 s");
+        // No request waited for rsgid (a blocked write would wait the whole 6 s).
+        assert!(
+            *slowest < Duration::from_secs(2),
+            "{name}: a request took {slowest:?} while rsgid was stopped"
+        );
+    }
+    // Once rsgid reads again, each process says what it lost with its next output
+    // (here: the next requests' lines), and rsgid counts it.
+    wait_until(
+        DEADLINE,
+        "rsgi_vassal_output_dropped_lines_total counts",
+        || {
+            for n in ["master", "single"] {
+                let _ = uwsgi_get(&e.socket(n), "/");
+            }
+            let text = metrics(&e);
+            ["master", "single"].iter().all(|n| {
+                text.lines().any(|l| {
+                    l.strip_prefix(&format!(
+                        "rsgi_vassal_output_dropped_lines_total{{vassal=\"{n}\"}} "
+                    ))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .is_some_and(|v| v > 0.0)
+                })
+            })
+        },
+    );
+    assert!(
+        e.log()
+            .contains("line(s) of output dropped: the emperor was not reading"),
+        "no notice in the log"
+    );
+    // And the apps still log normally afterwards.
+    let mark = e.log_mark();
+    uwsgi_get(&e.socket("master"), "/").expect("GET after the stall");
+    e.wait_log_since(mark, "chatty print", DEADLINE);
+}

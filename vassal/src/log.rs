@@ -24,6 +24,15 @@
 //!   it too (`dup2`), so Python's `print`, tracebacks and C-level messages land in the same
 //!   log (uWSGI does the same); [`reopen`] redirects them again.
 //! - Before [`init`] (or if it was never called) lines go to stderr without a date.
+//! - **Never wait for the emperor.** Under `rsgid` with no log file, stdout and stderr
+//!   are pipes that rsgid reads; if rsgid stops reading (stopped, stalled), a blocking
+//!   write would stall every worker within milliseconds. So [`init`] makes both pipes
+//!   non-blocking there ([`detach_output`]): a line that does not fit now is dropped and
+//!   counted, and the next line that fits is preceded by one saying how many were lost
+//!   (`rsgi: [pid N] 12 line(s) of output dropped: the emperor was not reading`), which
+//!   rsgid also counts (`rsgi_vassal_output_dropped_lines_total`). Python's
+//!   `sys.stdout`/`sys.stderr` then write through this sink too (see
+//!   `python::output`), whole lines at a time.
 
 use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
@@ -31,7 +40,7 @@ use std::io::{self, Write as _};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -123,6 +132,15 @@ static STDERR_SINK: Sink = Sink {
     raw_at_line_start: AtomicBool::new(true),
 };
 static ACCESS_ENABLED: AtomicBool = AtomicBool::new(true);
+/// Set once stdout and stderr were made non-blocking ([`detach_output`]).
+static NONBLOCKING: AtomicBool = AtomicBool::new(false);
+/// Lines dropped since the last notice (stderr target, non-blocking).
+static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
+/// A line was cut by a full pipe: the next write starts a new line first.
+static TORN: AtomicBool = AtomicBool::new(false);
+
+/// The notice about dropped output, as rsgid recognises it.
+pub use rsgi_proto::notify::OUTPUT_DROPPED as DROPPED_NOTICE;
 
 /// Buffers beyond this size are given back after use (a huge traceback must not pin
 /// memory in every thread).
@@ -144,9 +162,47 @@ pub fn init(config: &VassalConfig) -> Result<(), LogError> {
         Some(path) => Target::File(path.clone()),
         None => Target::Stderr,
     };
+    if target == Target::Stderr && std::env::var_os(rsgi_proto::notify::NOTIFY_FD_ENV).is_some() {
+        detach_output();
+    }
     let sink = Sink::open(target, config.logdate, true)?;
     set_access_enabled(!config.disable_logging);
     SINK.set(sink).map_err(|_| LogError::AlreadyInitialized)
+}
+
+/// Make stdout and stderr non-blocking when they are pipes (under rsgid): from now on
+/// output that does not fit is dropped and counted instead of waiting (see the module
+/// doc). The flag belongs to the pipe, so workers forked later inherit it. A no-op for
+/// anything but pipes (a terminal, a file, the journal's socket).
+pub fn detach_output() {
+    let mut any = false;
+    for fd in [1, 2] {
+        // SAFETY: fds 1 and 2 stay open for the life of the process; the borrow ends
+        // with this iteration.
+        let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+        let is_pipe = nix::sys::stat::fstat(fd)
+            .map(|st| {
+                nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                    .contains(nix::sys::stat::SFlag::S_IFIFO)
+            })
+            .unwrap_or(false);
+        if !is_pipe {
+            continue;
+        }
+        let Ok(flags) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL) else {
+            continue;
+        };
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        if nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).is_ok() {
+            any = true;
+        }
+    }
+    NONBLOCKING.store(any, Ordering::Relaxed);
+}
+
+/// Whether output to stderr is non-blocking (dropped rather than waited for).
+pub fn nonblocking() -> bool {
+    NONBLOCKING.load(Ordering::Relaxed)
 }
 
 /// The process-wide sink (stderr without a date until [`init`] ran).
@@ -309,22 +365,95 @@ impl Sink {
     }
 
     /// `write(2)` everything, normally in one call; errors are dropped (there is nowhere
-    /// left to report them).
-    fn write_all(&self, mut bytes: &[u8]) {
+    /// left to report them). On a non-blocking stderr ([`detach_output`]) a full pipe
+    /// drops the rest and counts the lines lost; the first write that fits again is
+    /// preceded by a notice with the count.
+    fn write_all(&self, bytes: &[u8]) {
         let stderr = io::stderr();
         let fd: BorrowedFd<'_> = match &self.fd {
             SinkFd::Stderr => stderr.as_fd(),
             SinkFd::File { fd, .. } => fd.as_fd(),
         };
-        while !bytes.is_empty() {
-            match nix::unistd::write(fd, bytes) {
-                Ok(0) => return,
-                Ok(n) => bytes = &bytes[n..],
-                Err(Errno::EINTR) => {}
-                Err(_) => return,
-            }
+        if matches!(self.fd, SinkFd::File { .. }) || !nonblocking() {
+            let _ = write_fd(fd, bytes);
+            return;
+        }
+        write_counted(fd, bytes);
+    }
+}
+
+/// How much of a buffer [`write_fd`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    All,
+    /// Some bytes, then the pipe was full.
+    Part(usize),
+    /// Nothing.
+    None,
+}
+
+/// `write(2)` until done, a full pipe (`EAGAIN`) or an error (which ends the write).
+fn write_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> Written {
+    let total = bytes.len();
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(0) => break,
+            Ok(n) => bytes = &bytes[n..],
+            Err(Errno::EINTR) => {}
+            Err(_) => break,
         }
     }
+    match total - bytes.len() {
+        n if n == total => Written::All,
+        0 => Written::None,
+        n => Written::Part(n),
+    }
+}
+
+/// Write `bytes` to a non-blocking `fd`, dropping and counting what does not fit, after
+/// the notice about earlier drops if there were any.
+fn write_counted(fd: BorrowedFd<'_>, bytes: &[u8]) {
+    let dropped = DROPPED_LINES.swap(0, Ordering::Relaxed);
+    let torn = TORN.swap(false, Ordering::Relaxed);
+    if dropped > 0 || torn {
+        let notice = dropped_notice(torn, dropped, std::process::id());
+        let written = write_fd(fd, notice.as_bytes());
+        if written != Written::All {
+            // Still full: keep the count, and this line goes too.
+            DROPPED_LINES.fetch_add(dropped, Ordering::Relaxed);
+            if torn || matches!(written, Written::Part(_)) {
+                TORN.store(true, Ordering::Relaxed);
+            }
+            note_dropped(Written::None, bytes);
+            return;
+        }
+    }
+    let written = write_fd(fd, bytes);
+    note_dropped(written, bytes);
+}
+
+/// Count what a failed write lost: the lines of `bytes` after what was written (at
+/// least one).
+fn note_dropped(written: Written, bytes: &[u8]) {
+    let (rest, torn) = match written {
+        Written::All => return,
+        Written::None => (bytes, false),
+        Written::Part(n) => (&bytes[n..], true),
+    };
+    let lines = rest.iter().filter(|&&b| b == b'\n').count().max(1) as u64;
+    DROPPED_LINES.fetch_add(lines, Ordering::Relaxed);
+    if torn {
+        TORN.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The line that reports dropped output (after a torn line, on a line of its own).
+fn dropped_notice(torn: bool, dropped: u64, pid: u32) -> String {
+    let start = if torn { "\n" } else { "" };
+    if dropped == 0 {
+        return start.to_owned();
+    }
+    format!("{start}rsgi: [pid {pid}] {dropped} {DROPPED_NOTICE}\n")
 }
 
 fn open_log(path: &Path) -> Result<File, LogError> {
@@ -627,6 +756,59 @@ mod tests {
         let (sink, path) = file_sink(dir.path(), false);
         sink.line(format_args!("{}", Loud(&sink)));
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "inner\nouter\n");
+    }
+
+    #[test]
+    fn a_full_pipe_drops_and_counts_then_says_so() {
+        let (r, w) = nix::unistd::pipe().unwrap();
+        let flags = nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+        // Fill the pipe with whole lines of 64 bytes.
+        let line = [b"x".repeat(63), b"\n".to_vec()].concat();
+        let mut kept = 0;
+        while write_fd(w.as_fd(), &line) == Written::All {
+            kept += 1;
+        }
+        // That last line did not fit (a 64-byte write into a pipe is all or nothing).
+        note_dropped(Written::None, &line);
+        // Three more lines in one write, and one line: all dropped, counted by lines.
+        write_counted(w.as_fd(), b"a\nb\nc\n");
+        write_counted(w.as_fd(), b"d\n");
+        assert_eq!(DROPPED_LINES.load(Ordering::Relaxed), 5);
+        // The reader catches up: the next line comes after the notice.
+        let mut drained = Vec::new();
+        let mut buf = [0u8; 65536];
+        while drained.len() < kept * line.len() {
+            let n = nix::unistd::read(&r, &mut buf).unwrap();
+            drained.extend_from_slice(&buf[..n]);
+        }
+        assert!(drained.chunks(64).all(|c| c == line.as_slice()));
+        write_counted(w.as_fd(), b"back\n");
+        let n = nix::unistd::read(&r, &mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        let pid = std::process::id();
+        assert_eq!(
+            text,
+            format!("rsgi: [pid {pid}] 5 {DROPPED_NOTICE}\nback\n")
+        );
+        assert_eq!(DROPPED_LINES.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn notice_table() {
+        assert_eq!(dropped_notice(false, 0, 7), "");
+        assert_eq!(dropped_notice(true, 0, 7), "\n");
+        // rsgid reads the count back (its metric).
+        let notice = dropped_notice(false, 3, 7);
+        assert_eq!(
+            rsgi_proto::notify::output_dropped(notice.trim_end()),
+            Some(3)
+        );
+        assert_eq!(
+            dropped_notice(true, 3, 7),
+            format!("\nrsgi: [pid 7] 3 {DROPPED_NOTICE}\n")
+        );
     }
 
     #[test]

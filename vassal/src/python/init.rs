@@ -165,6 +165,10 @@ pub fn initialize(home: Option<&Path>) -> Result<(), PythonError> {
         // user takes it through Python::attach.
         ffi::PyEval_SaveThread();
     }
+    if crate::log::nonblocking() {
+        pyo3::Python::attach(super::output::install)
+            .map_err(|e| PythonError::Init(format!("cannot set up sys.stdout/sys.stderr: {e}")))?;
+    }
     Ok(())
 }
 

@@ -18,6 +18,7 @@
 
 pub mod executor;
 pub mod init;
+mod output;
 mod wsgi;
 
 use std::path::{Path, PathBuf};
