@@ -30,19 +30,20 @@
 //! Config files may name other files (`ini = base.ini`, `ini = :section`, `xml = x.xml`);
 //! those are read where they are named, before the following lines are expanded. Relative
 //! paths are relative to the process's working directory (as uWSGI; use `%d` to be
-//! relative to the including file). Nesting deeper than [`MAX_DEPTH`] is an error (a loop).
+//! relative to the including file). Every file is read through
+//! [`crate::bounds::read_config_file`]; nesting deeper than [`Limits::include_depth`] (a
+//! loop) or reading more than [`Limits::include_files`] files is an error naming the
+//! `ini = ...` line.
 
 use std::path::{Path, PathBuf};
 
+use crate::bounds::Limits;
 use crate::config::{Notice, VassalConfig};
 use crate::error::ConfigError;
 use crate::expand::{EnvLookup, Placeholders};
 use crate::ini::{self, Entry};
 use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
 use crate::xml;
-
-/// How deeply config files may include each other.
-pub const MAX_DEPTH: usize = 16;
 
 /// What the command line asks `rsgi` to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -335,13 +336,20 @@ fn positional(arg: &str) -> Result<Arg, String> {
 struct Loader<'e> {
     config: VassalConfig,
     ph: Placeholders<'e>,
+    /// Config files read so far, against [`Limits::include_files`].
+    files: usize,
 }
 
 impl<'e> Loader<'e> {
     fn new(env: EnvLookup<'e>) -> Self {
+        Self::with_limits(env, Limits::DEFAULT)
+    }
+
+    fn with_limits(env: EnvLookup<'e>, limits: Limits) -> Self {
         Loader {
             config: VassalConfig::default(),
-            ph: Placeholders::new(env),
+            ph: Placeholders::with_limits(env, limits),
+            files: 0,
         }
     }
 
@@ -381,7 +389,11 @@ impl<'e> Loader<'e> {
     /// Read a top-level config file and apply its entries.
     fn load(&mut self, spec: &str, format: Format) -> Result<(), ConfigError> {
         let mut entries = Vec::new();
-        collect(&mut self.ph, spec, format, None, 0, &mut entries)?;
+        let mut reading = Reading {
+            ph: &mut self.ph,
+            files: &mut self.files,
+        };
+        reading.collect(spec, format, None, 0, &mut entries)?;
         if self.config.source.is_none() {
             self.config.source = Some(PathBuf::from(split_section(spec).0));
         }
@@ -434,52 +446,85 @@ impl<'e> Loader<'e> {
     }
 }
 
-/// Read the config file `spec` (`path`, `path:section`, or `:section` of `current`) and
-/// append its entries to `out`, reading included files in place.
-fn collect<'e>(
-    ph: &mut Placeholders<'e>,
-    spec: &str,
-    format: Format,
-    current: Option<&Path>,
-    depth: usize,
-    out: &mut Vec<Entry>,
-) -> Result<(), ConfigError> {
-    let (path, section) = split_section(spec);
-    let path = match (path, current) {
-        ("", Some(current)) => current.to_path_buf(),
-        _ => PathBuf::from(path),
-    };
-    let mut visit = |entry: Entry, ph: &mut Placeholders<'e>| -> Result<(), ConfigError> {
-        let include = options::find(&entry.key).and_then(|o| match o.kind {
-            Kind::Config(format) => Some(format),
-            _ => None,
-        });
-        let Some(format) = include else {
-            out.push(entry);
-            return Ok(());
+/// The state of reading one configuration's files: placeholders and the count of files.
+struct Reading<'r, 'e> {
+    ph: &'r mut Placeholders<'e>,
+    files: &'r mut usize,
+}
+
+impl<'e> Reading<'_, 'e> {
+    /// Read the config file `spec` (`path`, `path:section`, or `:section` of `current`) and
+    /// append its entries to `out`, reading included files in place. `depth` is 0 for a
+    /// file named on the command line or given to [`load_file`].
+    fn collect(
+        &mut self,
+        spec: &str,
+        format: Format,
+        current: Option<&Path>,
+        depth: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), ConfigError> {
+        let (path, section) = split_section(spec);
+        let path = match (path, current) {
+            ("", Some(current)) => current.to_path_buf(),
+            _ => PathBuf::from(path),
         };
-        if entry.value.is_empty() {
-            return Err(ConfigError::line(
-                &entry.file,
-                entry.line,
-                format!("{}: needs a file name", entry.key),
-            ));
+        *self.files += 1;
+        let files = &mut *self.files;
+        let mut visit = |entry: Entry, ph: &mut Placeholders<'e>| -> Result<(), ConfigError> {
+            let include = options::find(&entry.key).and_then(|o| match o.kind {
+                Kind::Config(format) => Some(format),
+                _ => None,
+            });
+            let Some(format) = include else {
+                out.push(entry);
+                return Ok(());
+            };
+            let here = |msg: String| {
+                ConfigError::line(
+                    &entry.file,
+                    entry.line,
+                    format!("{} = {}: {msg}", entry.key, entry.value),
+                )
+            };
+            if entry.value.is_empty() {
+                return Err(ConfigError::line(
+                    &entry.file,
+                    entry.line,
+                    format!("{}: needs a file name", entry.key),
+                ));
+            }
+            let limits = ph.limits();
+            if depth + 1 >= limits.include_depth {
+                return Err(here(format!(
+                    "config files nest more than {} deep (do they include each other?)",
+                    limits.include_depth
+                )));
+            }
+            if *files >= limits.include_files {
+                return Err(here(format!(
+                    "more than {} config files in one configuration",
+                    limits.include_files
+                )));
+            }
+            let mut inner = Reading {
+                ph,
+                files: &mut *files,
+            };
+            inner
+                .collect(&entry.value, format, Some(&entry.file), depth + 1, out)
+                .map_err(|e| match e {
+                    // Whatever is wrong with the included file as a whole (it cannot be
+                    // read, is a FIFO, too big, has no section) is reported at the line that
+                    // names it; errors inside it keep their own `file:line`.
+                    ConfigError::File { .. } | ConfigError::Read { .. } => here(e.to_string()),
+                    other => other,
+                })
+        };
+        match format {
+            Format::Ini => ini::visit_file(&path, section, self.ph, &mut visit),
+            Format::Xml => xml::visit_file(&path, section, self.ph, &mut visit),
         }
-        if depth + 1 >= MAX_DEPTH {
-            return Err(ConfigError::line(
-                &entry.file,
-                entry.line,
-                format!(
-                    "{} = {}: config files nest more than {MAX_DEPTH} deep (do they include each other?)",
-                    entry.key, entry.value
-                ),
-            ));
-        }
-        collect(ph, &entry.value, format, Some(&entry.file), depth + 1, out)
-    };
-    match format {
-        Format::Ini => ini::visit_file(&path, section, ph, &mut visit),
-        Format::Xml => xml::visit_file(&path, section, ph, &mut visit),
     }
 }
 
@@ -836,6 +881,115 @@ mod tests {
         let err = load_file(&looped, &no_env).unwrap_err().to_string();
         assert!(err.contains("nest more than 16 deep"), "{err}");
         assert!(err.starts_with(&format!("{looped}:2: ini = ")), "{err}");
+    }
+
+    /// Load `file` with `limits`, as [`load_file`] does with the defaults.
+    fn load_with(file: &str, limits: Limits) -> Result<VassalConfig, String> {
+        let mut loader = Loader::with_limits(&no_env, limits);
+        loader.load(file, Format::Ini).map_err(|e| e.to_string())?;
+        Ok(loader.config)
+    }
+
+    #[test]
+    fn every_cap_is_an_error_naming_file_and_line() {
+        let dir = TempDir::new("caps");
+        let small = Limits {
+            file_bytes: 200,
+            value_bytes: 64,
+            total_bytes: 4096,
+            include_depth: 3,
+            include_files: 4,
+            nesting_depth: 16,
+        };
+        let leaf = dir.write(
+            "leaf.ini",
+            "[uwsgi]
+threads = 2
+",
+        );
+        let big = dir.write(
+            "big.ini",
+            &format!(
+                "[uwsgi]
+; {}
+",
+                "x".repeat(300)
+            ),
+        );
+        let fifo = dir.0.join("fifo.ini");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let fifo = fifo.display().to_string();
+        // (name, text, Ok(threads) or Err(message after the path))
+        let cases: Vec<(&str, String, Result<u32, String>)> = vec![
+            ("value-ok.ini", format!("[uwsgi]\nchdir = {}\nthreads = 3\n", "x".repeat(64)), Ok(3)),
+            (
+                "value.ini",
+                format!("[uwsgi]\nset-ph = a={}\nchdir = %(a)%(a)\n", "x".repeat(40)),
+                Err(":3: the value expands to more than 64 bytes (placeholders repeating placeholders?)".into()),
+            ),
+            (
+                "bomb.ini",
+                "[uwsgi]\nset-ph = a=xxxxxxxx\nset-ph = b=%(a)%(a)%(a)%(a)\nset-ph = c=%(b)%(b)%(b)%(b)\n".into(),
+                Err(":4: the value expands to more than 64 bytes (placeholders repeating placeholders?)".into()),
+            ),
+            (
+                "total.ini",
+                format!("[uwsgi]\nset-ph = a={}\nchdir = %(a)\nchdir = %(a)\n", "y".repeat(50)), // with total_bytes 150
+                Err(":4: the configuration's values expand to more than 150 bytes in all".into()),
+            ),
+            ("include-ok.ini", format!("[uwsgi]\nini = {leaf}\n"), Ok(2)),
+            (
+                "fifo-include.ini",
+                format!("[uwsgi]\nthreads = 1\nini = {fifo}\n"),
+                Err(format!(":3: ini = {fifo}: {fifo}: not a regular file (a FIFO)")),
+            ),
+            (
+                "zero.ini",
+                "[uwsgi]\nini = /dev/zero\n".into(),
+                Err(":2: ini = /dev/zero: /dev/zero: not a regular file (a character device)".into()),
+            ),
+            (
+                "big-include.ini",
+                format!("[uwsgi]\nini = {big}\n"),
+                Err(format!(":2: ini = {big}: {big}: 311 bytes; a config file may hold at most 200")),
+            ),
+            (
+                "count.ini",
+                format!("[uwsgi]\nini = {leaf}\nini = {leaf}\nini = {leaf}\nini = {leaf}\n"),
+                Err(format!(":5: ini = {leaf}: more than 4 config files in one configuration")),
+            ),
+            (
+                "loop.ini",
+                "[uwsgi]\nini = %p\n".into(),
+                Err(format!(":2: ini = {}/loop.ini: config files nest more than 3 deep (do they include each other?)", dir.0.display())),
+            ),
+        ];
+        for (name, text, want) in cases {
+            let path = dir.write(name, &text);
+            let limits = match name {
+                "total.ini" => Limits {
+                    total_bytes: 150,
+                    ..small
+                },
+                _ => small,
+            };
+            let got = load_with(&path, limits).map(|c| c.threads);
+            let want = want.map_err(|tail| format!("{path}{tail}"));
+            assert_eq!(got, want, "{name}");
+        }
+        // The main file itself.
+        assert_eq!(
+            load_with(&big, small).unwrap_err(),
+            format!("{big}: 311 bytes; a config file may hold at most 200")
+        );
+        assert_eq!(
+            load_with(&fifo, small).unwrap_err(),
+            format!("{fifo}: not a regular file (a FIFO)")
+        );
+        // And through the command line, with the default caps.
+        let (msg, code) = error(&format!("--ini {fifo}"));
+        assert_eq!(msg, format!("{fifo}: not a regular file (a FIFO)"));
+        assert_eq!(code, EXIT_CONFIG);
     }
 
     #[test]

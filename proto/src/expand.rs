@@ -20,6 +20,11 @@
 //! common ones). An expanded value is not scanned again. `%(name)` for a name nobody set
 //! is an error: a literal `%(base)/app` path would only fail later and further away.
 //!
+//! Expansion is bounded ([`crate::bounds::Limits`]): one value may expand to at most
+//! `value_bytes`, all values of a configuration together to at most `total_bytes`; the
+//! check comes before each piece is added, so a placeholder bomb fails at its line without
+//! allocating what it asks for.
+//!
 //! "The config file" is the real file: the reader canonicalizes the path first, so `%d`
 //! of a vassal ini that is a symlink names the directory of the symlink's target, as in
 //! uWSGI (which uses `realpath`). That is what makes the common "symlink the project's ini
@@ -27,6 +32,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+
+use crate::bounds::Limits;
 
 /// The environment lookup injected into the readers: `|name| std::env::var(name).ok()` in
 /// the programs, a closure over a fixed table in tests.
@@ -86,6 +93,10 @@ pub struct Placeholders<'a> {
     referenced: BTreeSet<String>,
     /// Magic variables of the files being read, innermost last (`ini = other.ini` nests).
     magic: Vec<Magic>,
+    /// The caps on this configuration.
+    limits: Limits,
+    /// Bytes of expanded values so far, against [`Limits::total_bytes`].
+    total: usize,
 }
 
 impl std::fmt::Debug for Placeholders<'_> {
@@ -94,19 +105,35 @@ impl std::fmt::Debug for Placeholders<'_> {
             .field("values", &self.values)
             .field("referenced", &self.referenced)
             .field("magic", &self.magic)
+            .field("limits", &self.limits)
+            .field("total", &self.total)
             .finish_non_exhaustive()
     }
 }
 
 impl<'a> Placeholders<'a> {
-    /// Empty state that reads environment variables through `env`.
+    /// Empty state that reads environment variables through `env`, with the default caps
+    /// ([`Limits::DEFAULT`]).
     pub fn new(env: EnvLookup<'a>) -> Self {
+        Self::with_limits(env, Limits::DEFAULT)
+    }
+
+    /// [`Placeholders::new`] with other caps (tests use small ones).
+    pub fn with_limits(env: EnvLookup<'a>, limits: Limits) -> Self {
         Placeholders {
             env,
             values: HashMap::new(),
             referenced: BTreeSet::new(),
             magic: Vec::new(),
+            limits,
+            total: 0,
         }
+    }
+
+    /// The caps on the configuration being read (the readers take the file size cap,
+    /// the loader the include caps from here).
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Record `name = value`, so a later `%(name)` expands to `value` (the last value wins).
@@ -135,10 +162,28 @@ impl<'a> Placeholders<'a> {
     /// Expand the placeholders in `raw`. The error is a message without location; the reader
     /// adds `file:line`.
     pub(crate) fn expand(&mut self, raw: &str) -> Result<String, String> {
-        let mut out = String::with_capacity(raw.len());
+        let out = self.expand_value(raw)?;
+        let total = self.total.saturating_add(out.len());
+        if total > self.limits.total_bytes {
+            return Err(format!(
+                "the configuration's values expand to more than {} bytes in all",
+                self.limits.total_bytes
+            ));
+        }
+        self.total = total;
+        Ok(out)
+    }
+
+    /// [`Self::expand`] within [`Limits::value_bytes`], not counted in the total.
+    fn expand_value(&mut self, raw: &str) -> Result<String, String> {
+        let cap = self.limits.value_bytes;
+        let mut out = Bounded {
+            text: String::with_capacity(raw.len().min(cap)),
+            cap,
+        };
         let mut rest = raw;
         while let Some(pos) = rest.find(['%', '$']) {
-            out.push_str(&rest[..pos]);
+            out.push_str(&rest[..pos])?;
             let tail = &rest[pos..];
             let mut chars = tail.chars();
             let sigil = chars.next();
@@ -147,19 +192,19 @@ impl<'a> Placeholders<'a> {
                 (Some('$'), Some('(')) => {
                     if let Some(end) = tail.find(')') {
                         let name = &tail[2..end];
-                        out.push_str(&(self.env)(name).unwrap_or_default());
+                        out.push_str(&(self.env)(name).unwrap_or_default())?;
                         rest = &tail[end + 1..];
                         continue;
                     }
                     // Unterminated: keep it as written.
-                    out.push('$');
+                    out.push('$')?;
                 }
                 (Some('%'), Some('(')) => {
                     if let Some(end) = tail.find(')') {
                         let name = &tail[2..end];
                         self.referenced.insert(name.to_owned());
                         match self.values.get(name) {
-                            Some(value) => out.push_str(value),
+                            Some(value) => out.push_str(value)?,
                             None => {
                                 return Err(format!(
                                 "%({name}) refers to '{name}', which is not set before this line"
@@ -169,7 +214,7 @@ impl<'a> Placeholders<'a> {
                         rest = &tail[end + 1..];
                         continue;
                     }
-                    out.push('%');
+                    out.push('%')?;
                 }
                 (Some('%'), Some(c)) => {
                     let file = self.magic.last().cloned().unwrap_or_default();
@@ -186,21 +231,21 @@ impl<'a> Placeholders<'a> {
                     };
                     match magic {
                         Some(text) => {
-                            out.push_str(&text);
+                            out.push_str(&text)?;
                             rest = &tail[2..];
                             continue;
                         }
                         // Unknown `%x`: keep the `%`; `x` is copied on the next round.
-                        None => out.push('%'),
+                        None => out.push('%')?,
                     }
                 }
-                (Some(c), _) => out.push(c),
+                (Some(c), _) => out.push(c)?,
                 (None, _) => break,
             }
             rest = &tail[1..];
         }
-        out.push_str(rest);
-        Ok(out)
+        out.push_str(rest)?;
+        Ok(out.text)
     }
 
     /// `%h`: the kernel's host name, else `$HOSTNAME`, else empty.
@@ -211,6 +256,30 @@ impl<'a> Placeholders<'a> {
             .filter(|s| !s.is_empty())
             .or_else(|| (self.env)("HOSTNAME"))
             .unwrap_or_default()
+    }
+}
+
+/// An expanded value that refuses to grow past its cap (checked before each piece is
+/// added, so a value never holds more than the cap).
+struct Bounded {
+    text: String,
+    cap: usize,
+}
+
+impl Bounded {
+    fn push_str(&mut self, piece: &str) -> Result<(), String> {
+        if self.text.len().saturating_add(piece.len()) > self.cap {
+            return Err(format!(
+                "the value expands to more than {} bytes (placeholders repeating placeholders?)",
+                self.cap
+            ));
+        }
+        self.text.push_str(piece);
+        Ok(())
+    }
+
+    fn push(&mut self, c: char) -> Result<(), String> {
+        self.push_str(c.encode_utf8(&mut [0; 4]))
     }
 }
 
@@ -271,6 +340,35 @@ mod tests {
         let mut ph = Placeholders::new(&env);
         let err = ph.expand("%(nope)/x").unwrap_err();
         assert!(err.contains("'nope'"), "{err}");
+    }
+
+    #[test]
+    fn value_and_total_caps() {
+        let limits = Limits {
+            value_bytes: 10,
+            total_bytes: 25,
+            ..Limits::DEFAULT
+        };
+        let mut ph = Placeholders::with_limits(&env, limits);
+        ph.define("five", "12345");
+        let value =
+            "the value expands to more than 10 bytes (placeholders repeating placeholders?)";
+        let total = "the configuration's values expand to more than 25 bytes in all";
+        // (raw, result); the total runs on from case to case.
+        let cases: &[(&str, Result<&str, &str>)] = &[
+            ("0123456789", Ok("0123456789")),     // total 10
+            ("01234567890", Err(value)),          // not counted
+            ("%(five)%(five)", Ok("1234512345")), // total 20
+            ("%(five)%(five)x", Err(value)),
+            ("$(HOME)/abc", Err(value)), // /home/me/abc: 12
+            ("%(five)", Ok("12345")),    // total 25
+            ("x", Err(total)),
+            ("", Ok("")),
+        ];
+        for (raw, want) in cases {
+            let want = want.map(str::to_owned).map_err(str::to_owned);
+            assert_eq!(ph.expand(raw), want, "raw {raw:?}");
+        }
     }
 
     #[test]

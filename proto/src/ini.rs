@@ -23,6 +23,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
 
@@ -91,23 +92,9 @@ pub(crate) fn visit_file<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    let text = read_text(path)?;
+    let text = read_config_file(path, &ph.limits())?;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     parse_with(&text, path, &real, section, ph, visit)
-}
-
-/// Read a config file as UTF-8, naming the line of the first bad byte. Also used by the XML
-/// reader.
-pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        ConfigError::line(path, line, "not valid UTF-8")
-    })
 }
 
 /// The characters trimmed around lines, keys and values: spaces, tabs, CRs, and other

@@ -16,6 +16,8 @@
 //!   `$(ENV)`.
 //! - [`cli`]: the `rsgi` command line ([`parse_args`]) and config-file loading
 //!   ([`load_file`]).
+//! - [`bounds`]: the one function that reads a config file (regular files only, never
+//!   blocking, size-capped) and the caps on includes, placeholders and expanded values.
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
 //! - [`control`]: the control API types shared by `rsgid` and `rsgictl`.
@@ -44,6 +46,7 @@
 //! The emperor calls [`load_file`] for one vassal file; `rsgi` calls [`parse_args`].
 #![deny(missing_docs)]
 
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod control;

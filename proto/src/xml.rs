@@ -25,9 +25,10 @@
 
 use std::path::Path;
 
+use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
-use crate::ini::{define, read_text, Entry, Visitor};
+use crate::ini::{define, Entry, Visitor};
 
 /// Parse XML config text. `path` names the file in entries and errors and is the base of
 /// the magic variables; `id` selects `<uwsgi id="...">`.
@@ -66,7 +67,7 @@ pub(crate) fn visit_file<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    let text = read_text(path)?;
+    let text = read_config_file(path, &ph.limits())?;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     parse_with(&text, path, &real, id, ph, visit)
 }

@@ -10,6 +10,7 @@
 mod e2e {
     mod close_path;
     mod config;
+    mod config_bounds;
     mod ctl;
     mod django;
     mod emperor;
