@@ -99,8 +99,9 @@ pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, Con
     let check = action(&[Action::CheckApp]).is_some();
     let mut loader = Loader::new(env);
     for token in tokens {
-        loader.apply_arg(&token)?;
+        loader.collect_arg(token)?;
     }
+    loader.finish()?;
     if check {
         return Ok(Invocation::CheckApp(Box::new(loader.config)));
     }
@@ -121,6 +122,7 @@ pub fn load_file(
         .unwrap_or(Format::Ini);
     let mut loader = Loader::new(env);
     loader.load(path_with_optional_section, format)?;
+    loader.finish()?;
     Ok(loader.config)
 }
 
@@ -332,12 +334,23 @@ fn positional(arg: &str) -> Result<Arg, String> {
     })
 }
 
-/// Applies command-line options and config files, in order, to one [`VassalConfig`].
+/// One setting in command-line order: an option from the command line, or an entry of a
+/// config file named there.
+enum Item {
+    Arg(Arg),
+    Entry(Entry),
+}
+
+/// Applies command-line options and config files, in order, to one [`VassalConfig`], in
+/// uWSGI's order: every file is read first (includes in place), then every reference in
+/// every value is resolved, then the settings are applied in order.
 struct Loader<'e> {
     config: VassalConfig,
     ph: Placeholders<'e>,
     /// Config files read so far, against [`Limits::include_files`].
     files: usize,
+    /// The settings, in order, until [`Loader::finish`] applies them.
+    items: Vec<Item>,
 }
 
 impl<'e> Loader<'e> {
@@ -350,43 +363,43 @@ impl<'e> Loader<'e> {
             config: VassalConfig::default(),
             ph: Placeholders::with_limits(env, limits),
             files: 0,
+            items: Vec::new(),
         }
     }
 
-    /// Apply one command-line option.
-    fn apply_arg(&mut self, arg: &Arg) -> Result<(), ConfigError> {
-        // `--master=` is bare `--master`, as `master =` in a file.
-        let value = arg.value.as_deref().filter(|v| !v.is_empty());
-        let applied = options::apply(arg.spec, value, &mut self.config)
-            .map_err(|msg| ConfigError::cli(Some(&arg.given), msg))?;
-        match applied {
-            Applied::Set => {
-                if let Some(v) = &arg.value {
-                    self.ph.define(&arg.given, v);
-                }
-            }
-            Applied::Ignored(why) => self.config.notices.push(Notice {
-                origin: "command line".to_owned(),
-                option: arg.given.clone(),
-                why: why.to_owned(),
-            }),
-            Applied::Include(format, spec) => {
-                if split_section(&spec).0.is_empty() {
+    /// Take one command-line option: a config file is read now, a placeholder defined now,
+    /// anything else kept for [`Loader::finish`].
+    fn collect_arg(&mut self, arg: Arg) -> Result<(), ConfigError> {
+        match (arg.spec.kind, arg.value.as_deref()) {
+            (Kind::Config(format), Some(spec)) => {
+                if split_section(spec).0.is_empty() {
                     return Err(ConfigError::cli(
                         Some(&arg.given),
                         format!("'{spec}' names no file"),
                     ));
                 }
-                self.load(&spec, format)?;
+                self.load(spec, format)
             }
-            Applied::Placeholder(name, value) => self.ph.define(&name, &value),
-            // Handled before anything is applied.
-            Applied::Action(..) => {}
+            (Kind::Placeholder, Some(v)) => {
+                if let Ok(Applied::Placeholder(name, value)) =
+                    options::apply(arg.spec, Some(v), &mut self.config)
+                {
+                    self.ph.define(&name, &value);
+                }
+                self.items.push(Item::Arg(arg));
+                Ok(())
+            }
+            (_, value) => {
+                if let Some(v) = value {
+                    self.ph.define(&arg.given, v);
+                }
+                self.items.push(Item::Arg(arg));
+                Ok(())
+            }
         }
-        Ok(())
     }
 
-    /// Read a top-level config file and apply its entries.
+    /// Read a top-level config file; its entries join the settings.
     fn load(&mut self, spec: &str, format: Format) -> Result<(), ConfigError> {
         let mut entries = Vec::new();
         let mut reading = Reading {
@@ -397,27 +410,69 @@ impl<'e> Loader<'e> {
         if self.config.source.is_none() {
             self.config.source = Some(PathBuf::from(split_section(spec).0));
         }
-        // All files are read before any entry is applied, so a key used only as `%(key)`
-        // on a later line is known to be a placeholder, not a misspelt option.
-        for entry in &entries {
-            self.apply_entry(entry)?;
+        self.items.extend(entries.into_iter().map(Item::Entry));
+        Ok(())
+    }
+
+    /// Resolve every entry's references, then apply every setting in order. (All values
+    /// are resolved before any is applied, so a key used only as `%(key)`, even on a later
+    /// line, is known to be a placeholder, not a misspelt option.)
+    fn finish(&mut self) -> Result<(), ConfigError> {
+        let mut items = std::mem::take(&mut self.items);
+        for item in &mut items {
+            let Item::Entry(entry) = item else { continue };
+            let resolved = self
+                .ph
+                .resolve(&entry.value)
+                .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?;
+            entry.value = resolved.value;
+            if lists_request_variables(&entry.key) {
+                continue;
+            }
+            for why in resolved.notes {
+                self.config.notices.push(Notice {
+                    origin: format!("{}:{}", entry.file.display(), entry.line),
+                    option: entry.key.clone(),
+                    why,
+                });
+            }
         }
+        for item in &items {
+            match item {
+                Item::Arg(arg) => self.apply_arg(arg)?,
+                Item::Entry(entry) => self.apply_entry(entry)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply one command-line option.
+    fn apply_arg(&mut self, arg: &Arg) -> Result<(), ConfigError> {
+        // `--master=` is bare `--master`, as `master =` in a file.
+        let value = arg.value.as_deref().filter(|v| !v.is_empty());
+        let applied = options::apply(arg.spec, value, &mut self.config)
+            .map_err(|msg| ConfigError::cli(Some(&arg.given), msg))?;
+        self.note("command line".to_owned(), &arg.given, applied);
         Ok(())
     }
 
     fn apply_entry(&mut self, entry: &Entry) -> Result<(), ConfigError> {
         let here = |msg: String| ConfigError::line(&entry.file, entry.line, msg);
-        if entry.key.is_empty() {
-            self.config.notices.push(Notice {
-                origin: format!("{}:{}", entry.file.display(), entry.line),
-                option: entry.value.clone(),
-                why: "not 'option = value' (no '='): line skipped, as uWSGI does".to_owned(),
-            });
-            return Ok(());
-        }
         let Some(spec) = options::find(&entry.key) else {
             if self.ph.is_referenced(&entry.key) {
                 return Ok(()); // a user placeholder: `base = /srv` ... `%(base)`
+            }
+            if entry.value.is_empty() && !is_option_like(&entry.key) {
+                // A line of prose (a blog's "...", `processes 4`): uWSGI takes it for an
+                // unknown option and ignores it; rsgi skips it too, and says so.
+                self.config.notices.push(Notice {
+                    origin: format!("{}:{}", entry.file.display(), entry.line),
+                    option: entry.key.clone(),
+                    why: "not 'option = value' and not an option name: line skipped (uWSGI \
+                          ignores it as an unknown option)"
+                        .to_owned(),
+                });
+                return Ok(());
             }
             let hint = options::suggest(&entry.key)
                 .map(|s| format!(" (did you mean '{s}'?)"))
@@ -427,23 +482,50 @@ impl<'e> Loader<'e> {
         let value = Some(entry.value.as_str()).filter(|v| !v.is_empty());
         let applied = options::apply(spec, value, &mut self.config)
             .map_err(|msg| here(format!("{}: {msg}", entry.key)))?;
-        match applied {
-            Applied::Ignored(why) => self.config.notices.push(Notice {
-                origin: format!("{}:{}", entry.file.display(), entry.line),
-                option: entry.key.clone(),
-                why: why.to_owned(),
-            }),
-            Applied::Action(..) => {
-                return Err(here(format!(
-                    "'{}' can only be given on the command line",
-                    entry.key
-                )))
-            }
-            // Includes were read by `collect`; placeholders were defined by the reader.
-            Applied::Set | Applied::Include(..) | Applied::Placeholder(..) => {}
+        if let Applied::Action(..) = applied {
+            return Err(here(format!(
+                "'{}' can only be given on the command line",
+                entry.key
+            )));
         }
+        let origin = format!("{}:{}", entry.file.display(), entry.line);
+        self.note(origin, &entry.key, applied);
         Ok(())
     }
+
+    /// Record the notice an applied setting asks for, if any.
+    fn note(&mut self, origin: String, option: &str, applied: Applied) {
+        let why = match applied {
+            Applied::Ignored(why) => why.to_owned(),
+            Applied::Noted(why) => why,
+            // Includes were read and placeholders defined while collecting; actions are
+            // handled before anything is applied.
+            Applied::Set
+            | Applied::Include(..)
+            | Applied::Placeholder(..)
+            | Applied::Action(..) => return,
+        };
+        self.config.notices.push(Notice {
+            origin,
+            option: option.to_owned(),
+            why,
+        });
+    }
+}
+
+/// Whether `key` could be an option name (a letter, then letters, digits, `-` and `_`), so
+/// that a bare unknown one is a typo, not prose.
+fn is_option_like(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Options whose values hold uWSGI's request variables (`%(addr)`, `%(status)`), which are
+/// meant to stay as written: no notice for them.
+fn lists_request_variables(key: &str) -> bool {
+    matches!(key, "log-format" | "logformat" | "log-req-format")
 }
 
 /// The state of reading one configuration's files: placeholders and the count of files.
@@ -480,13 +562,6 @@ impl<'e> Reading<'_, 'e> {
                 out.push(entry);
                 return Ok(());
             };
-            let here = |msg: String| {
-                ConfigError::line(
-                    &entry.file,
-                    entry.line,
-                    format!("{} = {}: {msg}", entry.key, entry.value),
-                )
-            };
             if entry.value.is_empty() {
                 return Err(ConfigError::line(
                     &entry.file,
@@ -494,6 +569,19 @@ impl<'e> Reading<'_, 'e> {
                     format!("{}: needs a file name", entry.key),
                 ));
             }
+            // The file name is resolved now, with what is defined so far (uWSGI reads an
+            // include at once and would look for a file literally named `%(base)/x.ini`).
+            let name = ph
+                .resolve(&entry.value)
+                .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?
+                .value;
+            let here = |msg: String| {
+                ConfigError::line(
+                    &entry.file,
+                    entry.line,
+                    format!("{} = {name}: {msg}", entry.key),
+                )
+            };
             let limits = ph.limits();
             if depth + 1 >= limits.include_depth {
                 return Err(here(format!(
@@ -512,7 +600,7 @@ impl<'e> Reading<'_, 'e> {
                 files: &mut *files,
             };
             inner
-                .collect(&entry.value, format, Some(&entry.file), depth + 1, out)
+                .collect(&name, format, Some(&entry.file), depth + 1, out)
                 .map_err(|e| match e {
                     // Whatever is wrong with the included file as a whole (it cannot be
                     // read, is a FIFO, too big, has no section) is reported at the line that
@@ -719,7 +807,6 @@ mod tests {
             ("--process 0", "--process: 0 is too small (at least 1)"),
             ("-p x", "-p: 'x' is not a whole number"),
             ("--buffer-size=65536", "--buffer-size: 65536 is too large (at most 65535)"),
-            ("--master=maybe", "--master: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
             ("--master false", "command line: unexpected argument 'false' (flags take their value after '=': --master=false)"),
             ("--version=2", "--version: takes no value"),
             ("--env NOEQ", "--env: expected KEY=VALUE, found 'NOEQ'"),
@@ -773,12 +860,10 @@ mod tests {
         let uses = dir.write("uses.ini", "[uwsgi]\nchdir = /srv/%(project)\n");
         let c = serve(&format!("--set-ph project=blog --ini {uses}"));
         assert_eq!(c.chdir, Some(PathBuf::from("/srv/blog")));
-        // ... but only for files after them.
-        let (msg, _) = error(&format!("--ini {uses} --set-ph project=x"));
-        assert_eq!(
-            msg,
-            format!("{uses}:2: %(project) refers to 'project', which is not set before this line")
-        );
+        // ... and, as in uWSGI, also for files before them: references are resolved once
+        // the whole command line is read.
+        let c = serve(&format!("--ini {uses} --set-ph project=x"));
+        assert_eq!(c.chdir, Some(PathBuf::from("/srv/x")));
     }
 
     #[test]
@@ -786,7 +871,7 @@ mod tests {
         let dir = TempDir::new("errors");
         let cases: &[(&str, &str, &str)] = &[
             ("typo.ini", "[uwsgi]\nmaster = true\n\n\n\n\nproccesses = 4\n", ":7: unknown option 'proccesses' (did you mean 'processes'?)"),
-            ("bool.ini", "[uwsgi]\nmaster = maybe\n", ":2: master: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
+            ("int-glued.ini", "[uwsgi]\nbuffer-size = 32k\n", ":2: buffer-size: '32k' is not a whole number (uWSGI would read 32 and drop 'k')"),
             ("int.ini", "[uwsgi]\n\nbuffer-size = 65536\n", ":3: buffer-size: 65536 is too large (at most 65535)"),
             ("case.ini", "[uwsgi]\nSocket = :1\n", ":2: unknown option 'Socket' (did you mean 'socket'?)"),
             ("action.ini", "[uwsgi]\nstop = /x.pid\n", ":2: 'stop' can only be given on the command line"),
@@ -811,14 +896,18 @@ mod tests {
             let err = load_file(&path, &no_env).unwrap_err();
             assert_eq!(err.to_string(), format!("{path}{want}"), "load_file {name}");
         }
-        // A line without '=' is skipped with a notice naming it (uWSGI skips it silently).
+        // A line without '=' is the key with an empty value: a flag turned on (uWSGI).
         let path = dir.write("noeq.ini", "[uwsgi]\nmaster\nprocesses = 2\n");
         let config = load_file(&path, &no_env).unwrap();
         assert_eq!(config.processes, 2);
-        assert!(!config.master);
-        assert_eq!(config.notices.len(), 1);
-        assert_eq!(config.notices[0].origin, format!("{path}:2"));
-        assert_eq!(config.notices[0].option, "master");
+        assert!(config.master);
+        assert!(config.notices.is_empty(), "{:?}", config.notices);
+        // ... and an unknown option without '=' is an unknown option.
+        let path = dir.write("noeq-typo.ini", "[uwsgi]\nmastre\n");
+        assert_eq!(
+            load_file(&path, &no_env).unwrap_err().to_string(),
+            format!("{path}:2: unknown option 'mastre' (did you mean 'master'?)")
+        );
         let (msg, code) = error("--ini /nonexistent/x.ini");
         assert!(
             msg.starts_with("/nonexistent/x.ini: cannot read: "),
@@ -887,6 +976,7 @@ mod tests {
     fn load_with(file: &str, limits: Limits) -> Result<VassalConfig, String> {
         let mut loader = Loader::with_limits(&no_env, limits);
         loader.load(file, Format::Ini).map_err(|e| e.to_string())?;
+        loader.finish().map_err(|e| e.to_string())?;
         Ok(loader.config)
     }
 
@@ -935,7 +1025,7 @@ threads = 2
             (
                 "total.ini",
                 format!("[uwsgi]\nset-ph = a={}\nchdir = %(a)\nchdir = %(a)\n", "y".repeat(50)), // with total_bytes 150
-                Err(":4: the configuration's values expand to more than 150 bytes in all".into()),
+                Err(":3: the configuration's values expand to more than 150 bytes in all".into()),
             ),
             ("include-ok.ini", format!("[uwsgi]\nini = {leaf}\n"), Ok(2)),
             (
@@ -1032,7 +1122,10 @@ threads = 2
         let env = |k: &str| (k == "VENV").then(|| "/opt/venv".to_owned());
         let c = load_file(&ini, &env).unwrap();
         assert_eq!(c.home, Some(PathBuf::from("/opt/venv")));
-        assert_eq!(c.env, [("HOME".into(), String::new())]);
+        // An unset variable stays as written, with a notice (uWSGI's `$` pass keeps it).
+        assert_eq!(c.env, [("HOME".into(), "$(HOME)".to_owned())]);
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+        assert_eq!(c.notices[0].origin, format!("{ini}:3"));
     }
 
     #[test]

@@ -8,8 +8,11 @@
 //! (`plugins = python`, `enable-threads`) are accepted with a notice ([`Kind::Ignored`]);
 //! every other unknown name is an error with a "did you mean" ([`suggest`]).
 //!
-//! Values: booleans accept `true/false`, `yes/no`, `on/off`, `1/0` in any case, and an empty
-//! value (bare `--master`, `master =`, `<master/>`) means true. Integers are plain decimal.
+//! Values: booleans are read as uWSGI reads them ([`read_bool`]: `false`, `off`, `no`, `0`
+//! are false, anything else true, with a notice for unusual spellings), and an empty value
+//! (bare `--master`, `master =`, `master`, `<master/>`) means true. Integers are decimal;
+//! as with uWSGI's `atoi`, text after the number and a blank (an inline comment) is ignored,
+//! with a notice.
 //! For `harakiri`, `max-requests`, `reload-on-rss` and `max-worker-lifetime`, 0 means "off"
 //! (as in uWSGI) and gives `None`.
 
@@ -515,6 +518,9 @@ pub enum Applied {
     Set,
     /// Ignored; the caller records a [`crate::config::Notice`] with this reason.
     Ignored(&'static str),
+    /// The config was updated, but the value was read in a way worth telling (a number
+    /// followed by a comment, a boolean spelt unusually); the caller records a notice.
+    Noted(String),
     /// Read this config file (`path`, `path:section` or `:section`) here.
     Include(Format, String),
     /// Define `%(name)` as `value` for later config files.
@@ -535,8 +541,20 @@ pub fn apply(
     match spec.kind {
         Kind::Str(set) => set(config, required()?.to_owned()),
         Kind::Path(set) => set(config, PathBuf::from(required()?)),
-        Kind::Int { min, max, set } => set(config, parse_int(required()?, min, max)?),
-        Kind::Bool(set) => set(config, value.map_or(Ok(true), parse_bool)?),
+        Kind::Int { min, max, set } => {
+            let (n, note) = read_int(required()?, min, max)?;
+            set(config, n);
+            if let Some(note) = note {
+                return Ok(Applied::Noted(note));
+            }
+        }
+        Kind::Bool(set) => {
+            let (on, note) = value.map_or((true, None), read_bool);
+            set(config, on);
+            if let Some(note) = note {
+                return Ok(Applied::Noted(note));
+            }
+        }
         Kind::Socket(protocol) => config.sockets.push(SocketSpec {
             protocol,
             addr: parse_listen(required()?)?,
@@ -575,18 +593,56 @@ pub fn apply(
         Kind::Action(action) => return Ok(Applied::Action(action, Some(required()?.to_owned()))),
         Kind::Ignored { why, .. } => return Ok(Applied::Ignored(why)),
         Kind::FalseOnly { why } => {
-            return match value.map(parse_bool) {
-                Some(Ok(false)) => Ok(Applied::Ignored(why)),
-                Some(Err(e)) => Err(e),
-                None | Some(Ok(true)) => Err(format!("not supported: {why}")),
+            return match value.map(read_bool) {
+                Some((false, _)) => Ok(Applied::Ignored(why)),
+                None | Some((true, _)) => Err(format!("not supported: {why}")),
             }
         }
     }
     Ok(Applied::Set)
 }
 
-/// Parse a boolean: `true/false`, `yes/no`, `on/off`, `1/0`, any case. (An empty value
-/// never gets here: it means "given without a value", i.e. true.)
+/// Read a boolean option's value as uWSGI's `uwsgi_opt_true` does: `false`, `off`, `no`
+/// (any case) and `0` are false, **anything else is true** (`vhost = anything` turns vhost
+/// on). The note, when there is one, says how an unusual value was read:
+///
+/// - a value that is not one of the usual words (`maybe`) is true, with a note;
+/// - a value whose first word is false, followed by more (`false ; no master`), is
+///   **false** with a note. uWSGI would read the whole text as true, which is surely not
+///   what the line means (rsgi differs here on purpose, see `docs/migration.md`).
+///
+/// (An empty value never gets here: it means "given without a value", i.e. true.)
+pub fn read_bool(value: &str) -> (bool, Option<String>) {
+    let is_false =
+        |w: &str| matches!(w.to_ascii_lowercase().as_str(), "false" | "off" | "no") || w == "0";
+    let is_true = |w: &str| matches!(w.to_ascii_lowercase().as_str(), "true" | "on" | "yes" | "1");
+    if is_false(value) {
+        return (false, None);
+    }
+    if is_true(value) {
+        return (true, None);
+    }
+    match value.split_whitespace().next() {
+        Some(first) if is_false(first) => (
+            false,
+            Some(format!(
+                "'{value}' read as false from its first word (uWSGI would read the whole \
+                 value as true)"
+            )),
+        ),
+        Some(first) if is_true(first) => (true, None),
+        _ => (
+            true,
+            Some(format!(
+                "'{value}' read as true (as uWSGI does: any value but false/off/no/0 is true)"
+            )),
+        ),
+    }
+}
+
+/// Whether `value` is one of the usual boolean words: `true/false`, `yes/no`, `on/off`,
+/// `1/0`, any case. The command line uses it to tell `--master false` (a misplaced value)
+/// from a stray argument.
 pub fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -595,6 +651,32 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
             "'{value}' is not a boolean (use true/false, yes/no, on/off or 1/0)"
         )),
     }
+}
+
+/// Read an integer option's value as uWSGI's `atoi` does where that is safe: the leading
+/// decimal number, so `1000  ; restart now and then` is 1000 (with a note saying the rest
+/// was ignored). Unlike `atoi`, a value that does not start with a number is an error, not 0,
+/// and so is a number glued to more text (`32k`: uWSGI reads 32, which is surely not what
+/// was meant).
+fn read_int(value: &str, min: u64, max: u64) -> Result<(u64, Option<String>), String> {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, rest) = value.split_at(digits);
+    if digits == 0 {
+        return Err(format!("'{value}' is not a whole number"));
+    }
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return Err(format!(
+            "'{value}' is not a whole number (uWSGI would read {number} and drop '{rest}')"
+        ));
+    }
+    let n = parse_int(number, min, max)?;
+    let note = (!rest.is_empty()).then(|| {
+        format!(
+            "read as {n}; the rest ('{}') is ignored, as uWSGI does",
+            rest.trim()
+        )
+    });
+    Ok((n, note))
 }
 
 fn parse_int(value: &str, min: u64, max: u64) -> Result<u64, String> {
@@ -875,11 +957,57 @@ mod tests {
             assert!(!c.master, "{v}");
         }
         assert!(run("master", None).unwrap().master);
-        for bad in ["2", "maybe", "tru", "y", "enabled"] {
-            assert_eq!(
-                run("master", Some(bad)).unwrap_err(),
-                format!("'{bad}' is not a boolean (use true/false, yes/no, on/off or 1/0)")
-            );
+    }
+
+    /// uWSGI's `uwsgi_opt_true`: false/off/no (any case) and 0 are false, anything else is
+    /// true. Each case: (value, result, note).
+    #[test]
+    fn booleans_read_as_uwsgi_does() {
+        let cases: &[(&str, bool, Option<&str>)] = &[
+            ("true ; comment", true, None),
+            ("yes please", true, None),
+            ("2", true, Some("'2' read as true (as uWSGI does: any value but false/off/no/0 is true)")),
+            ("maybe", true, Some("'maybe' read as true (as uWSGI does: any value but false/off/no/0 is true)")),
+            ("enabled", true, Some("'enabled' read as true (as uWSGI does: any value but false/off/no/0 is true)")),
+            // Deliberately not uWSGI: it would read the whole text as true.
+            ("false ; no master", false, Some("'false ; no master' read as false from its first word (uWSGI would read the whole value as true)")),
+            ("0 # off", false, Some("'0 # off' read as false from its first word (uWSGI would read the whole value as true)")),
+        ];
+        for (value, want, note) in cases {
+            let mut c = VassalConfig::default();
+            let applied = apply(find("master").unwrap(), Some(value), &mut c).unwrap();
+            assert_eq!(c.master, *want, "{value}");
+            let want_applied = match note {
+                Some(n) => Applied::Noted((*n).to_owned()),
+                None => Applied::Set,
+            };
+            assert_eq!(applied, want_applied, "{value}");
+        }
+        // vhost = anything is vhost turned on, which rsgi cannot do.
+        assert_eq!(
+            run("vhost", Some("anything")).unwrap_err(),
+            "not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"
+        );
+    }
+
+    /// uWSGI's `atoi`: the leading number counts, so an inline comment after a number is
+    /// ignored (with a note). (value, max_requests, note)
+    #[test]
+    fn integers_read_their_leading_number() {
+        let cases: &[(&str, Option<u64>, Option<&str>)] = &[
+            ("1000", Some(1000), None),
+            ("1000  ; restart workers now and then", Some(1000), Some("read as 1000; the rest ('; restart workers now and then') is ignored, as uWSGI does")),
+            ("0 # off", None, Some("read as 0; the rest ('# off') is ignored, as uWSGI does")),
+        ];
+        for (value, want, note) in cases {
+            let mut c = VassalConfig::default();
+            let applied = apply(find("max-requests").unwrap(), Some(value), &mut c).unwrap();
+            assert_eq!(c.max_requests, *want, "{value}");
+            let want_applied = match note {
+                Some(n) => Applied::Noted((*n).to_owned()),
+                None => Applied::Set,
+            };
+            assert_eq!(applied, want_applied, "{value}");
         }
     }
 
@@ -998,7 +1126,8 @@ mod tests {
             ("processes", Some("0"), "0 is too small (at least 1)"),
             ("processes", None, "needs a value"),
             ("buffer-size", Some("65536"), "65536 is too large (at most 65535)"),
-            ("buffer-size", Some("32k"), "'32k' is not a whole number"),
+            ("buffer-size", Some("32k"), "'32k' is not a whole number (uWSGI would read 32 and drop 'k')"),
+            ("max-requests", Some("; 1000"), "'; 1000' is not a whole number"),
             ("limit-post", Some("99999999999999999999"), "99999999999999999999 is too large (at most 18446744073709551615)"),
             ("env", Some("NOEQUALS"), "expected KEY=VALUE, found 'NOEQUALS'"),
             ("env", Some("=x"), "expected KEY=VALUE, found '=x'"),
@@ -1009,7 +1138,6 @@ mod tests {
             ("module", None, "needs a value"),
             ("socket", Some("8000"), "'8000' would be a unix socket file named 8000; for TCP port 8000 write ':8000'"),
             ("vhost", Some("true"), "not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"),
-            ("vhost", Some("perhaps"), "'perhaps' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
             ("set-placeholder", Some("x"), "expected NAME=VALUE, found 'x'"),
         ];
         for (name, value, want) in cases {

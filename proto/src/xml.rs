@@ -28,7 +28,7 @@ use std::path::Path;
 use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
-use crate::ini::{define, Entry, Visitor};
+use crate::ini::{define, resolve_all, Entry, Visitor};
 
 /// Parse XML config text. `path` names the file in entries and errors and is the base of
 /// the magic variables; `id` selects `<uwsgi id="...">`.
@@ -43,7 +43,7 @@ pub fn parse_str(
         entries.push(e);
         Ok(())
     })?;
-    Ok(entries)
+    resolve_all(entries, ph)
 }
 
 /// Read and parse an XML config file; see [`crate::ini::read`] for how `path` is used.
@@ -57,7 +57,7 @@ pub fn read(
         entries.push(e);
         Ok(())
     })?;
-    Ok(entries)
+    resolve_all(entries, ph)
 }
 
 /// [`read`], handing each entry to `visit` as it is read.
@@ -80,7 +80,7 @@ fn parse_with<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    ph.enter_file(real);
+    ph.enter_file(real, shown, id);
     let result = parse_tree(text, shown, id, ph, visit);
     ph.leave_file();
     result
@@ -153,7 +153,7 @@ fn parse_tree<'e>(
             }
         }
         let value = ph
-            .expand(value.trim())
+            .read_value(value.trim())
             .map_err(|msg| ConfigError::line(shown, option.line, msg))?;
         define(ph, &option.name, &value)
             .map_err(|msg| ConfigError::line(shown, option.line, msg))?;
@@ -528,7 +528,7 @@ mod tests {
         case!("<uwsgi></uwsgi><x/>" => err "/srv/app/app.xml:1: content after the root element");
         case!("<uwsgi>\n<!-- open\n</uwsgi>" => err "/srv/app/app.xml:2: unterminated comment");
         case!("<uwsgi><a x=1>1</a></uwsgi>" => err "/srv/app/app.xml:1: attribute 'x' of <a>: value not quoted");
-        case!("<uwsgi>\n\n<chdir>%(nope)</chdir></uwsgi>" =>
-            err "/srv/app/app.xml:3: %(nope) refers to 'nope', which is not set before this line");
+        case!("<uwsgi>\n\n<chdir>%(x)</chdir><x>%(chdir)</x></uwsgi>" =>
+            err "/srv/app/app.xml:3: %(x) refers to itself: x -> chdir -> x");
     }
 }

@@ -12,6 +12,7 @@ mod e2e {
     mod config;
     mod config_bounds;
     mod ctl;
+    mod dialect;
     mod django;
     mod emperor;
     mod examples;
