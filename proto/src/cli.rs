@@ -871,6 +871,7 @@ mod tests {
         let dir = TempDir::new("errors");
         let cases: &[(&str, &str, &str)] = &[
             ("typo.ini", "[uwsgi]\nmaster = true\n\n\n\n\nproccesses = 4\n", ":7: unknown option 'proccesses' (did you mean 'processes'?)"),
+            ("gevent.ini", "[uwsgi]\ngevent = 100\n", ":2: gevent: not supported by rsgi: rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)"),
             ("int-glued.ini", "[uwsgi]\nbuffer-size = 32k\n", ":2: buffer-size: '32k' is not a whole number (uWSGI would read 32 and drop 'k')"),
             ("int.ini", "[uwsgi]\n\nbuffer-size = 65536\n", ":3: buffer-size: 65536 is too large (at most 65535)"),
             ("case.ini", "[uwsgi]\nSocket = :1\n", ":2: unknown option 'Socket' (did you mean 'socket'?)"),

@@ -6,7 +6,9 @@
 //! Names, aliases and short flags are uWSGI's, so existing ini files and command lines
 //! work. uWSGI options that mean nothing in rsgi and whose absence cannot surprise anyone
 //! (`plugins = python`, `enable-threads`) are accepted with a notice ([`Kind::Ignored`]);
-//! every other unknown name is an error with a "did you mean" ([`suggest`]).
+//! uWSGI features rsgi will not have (`gevent`, `spooler`, `cache2`) are refused with what
+//! to use instead ([`Kind::Refused`]); every other unknown name is an error with a "did you
+//! mean" ([`suggest`]). `docs/migration.md` has the table.
 //!
 //! Values: booleans are read as uWSGI reads them ([`read_bool`]: `false`, `off`, `no`, `0`
 //! are false, anything else true, with a notice for unusual spellings), and an empty value
@@ -90,6 +92,14 @@ pub enum Kind {
         /// Why ignoring it is fine, shown in the notice and in `--help`.
         why: &'static str,
     },
+    /// A real uWSGI option rsgi will not do: an error that says what to use instead (never
+    /// the bare "unknown option", which reads like a typo).
+    Refused {
+        /// Whether it takes a value on the command line (`--gevent 100`) or is a flag.
+        takes_value: bool,
+        /// What to use instead, shown in the error and in `--help`.
+        instead: &'static str,
+    },
     /// Accepted only when false (`vhost = false`), with a notice; true is an error because
     /// rsgi cannot do what it asks.
     FalseOnly {
@@ -119,6 +129,9 @@ impl Kind {
             }
             Kind::Ignored {
                 takes_value: false, ..
+            }
+            | Kind::Refused {
+                takes_value: false, ..
             } => Arity::Optional,
             Kind::Action(Action::Help | Action::Version | Action::CheckApp) => Arity::None,
             _ => Arity::Required,
@@ -130,6 +143,9 @@ impl Kind {
         match self {
             Kind::Str(_)
             | Kind::Ignored {
+                takes_value: true, ..
+            }
+            | Kind::Refused {
                 takes_value: true, ..
             } => " VALUE",
             Kind::Path(_) => " PATH",
@@ -145,6 +161,9 @@ impl Kind {
             Kind::Bool(_)
             | Kind::Action(_)
             | Kind::Ignored {
+                takes_value: false, ..
+            }
+            | Kind::Refused {
                 takes_value: false, ..
             } => "",
             Kind::FalseOnly { .. } => "=false",
@@ -173,11 +192,13 @@ pub enum Group {
     Actions,
     /// uWSGI options accepted and ignored.
     Ignored,
+    /// uWSGI options refused, with what to use instead.
+    Refused,
 }
 
 impl Group {
     /// All groups in `--help` order.
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Sockets,
         Group::App,
         Group::Logging,
@@ -187,6 +208,7 @@ impl Group {
         Group::Config,
         Group::Actions,
         Group::Ignored,
+        Group::Refused,
     ];
 
     /// The section title in `--help`.
@@ -201,6 +223,9 @@ impl Group {
             Group::Config => "Config files",
             Group::Actions => "Actions (command line only)",
             Group::Ignored => "Accepted from uWSGI and ignored (a notice is printed)",
+            Group::Refused => {
+                "uWSGI features rsgi does not have (an error says what to use instead)"
+            }
         }
     }
 }
@@ -276,6 +301,14 @@ impl OptionSpec {
         }
     }
 
+    /// If rsgi refuses this uWSGI option: what to use instead.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Refused { instead, .. } => Some(instead),
+            _ => None,
+        }
+    }
+
     /// Whether `name` is this option's name or one of its aliases.
     pub fn is_named(&self, name: &str) -> bool {
         self.name == name || self.aliases.contains(&name)
@@ -319,8 +352,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         "listen with the uwsgi protocol (nginx uwsgi_pass): host:port, :port, [::1]:port, /path.sock, unix:/path.sock")
         .aliases(&["uwsgi-socket"]).short('s').repeatable(),
     OptionSpec::new("http-socket", G::Sockets, Kind::Socket(Protocol::Http),
-        "listen with HTTP/1.1 (behind nginx proxy_pass, or directly)")
-        .repeatable(),
+        "listen with HTTP/1.1 (behind nginx proxy_pass, or directly); keep-alive included")
+        .aliases(&["http11-socket"]).repeatable(),
     OptionSpec::new("http", G::Sockets, Kind::Socket(Protocol::Http),
         "same as http-socket (uWSGI starts a separate HTTP router; rsgi's workers speak HTTP themselves)")
         .repeatable(),
@@ -458,7 +491,26 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("post-buffering", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi always reads the whole request body before calling the app" }, "").meta("N"),
     OptionSpec::new("auto-procname", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not rename its processes" }, ""),
     OptionSpec::new("procname-prefix", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not rename its processes" }, "").meta("PREFIX"),
+    OptionSpec::new("ignore-sigpipe", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi never gets SIGPIPE: a client that went away only ends its connection, quietly" }, ""),
+    OptionSpec::new("ignore-write-errors", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not log a failed write to a client that went away" }, ""),
+    OptionSpec::new("disable-write-exception", G::Ignored, Kind::Ignored { takes_value: false, why: "the app never writes to the client itself (write() data is sent after it returns), so no write exception reaches it" }, ""),
+    OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
+    OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
+    // --- uWSGI features rsgi does not have: refused, with what to use instead ---
+    OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
+    OptionSpec::new("async", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no async cores: use threads = N (and processes = N)" }, "").meta("N"),
+    OptionSpec::new("ugreen", G::Refused, Kind::Refused { takes_value: false, instead: "rsgi has no green threads: use threads = N (and processes = N)" }, ""),
+    OptionSpec::new("cache2", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no shared cache: use your framework's cache on Redis or memcached" }, "")
+        .aliases(&["cache"]),
+    OptionSpec::new("spooler", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no spooler: run a task queue (Celery, RQ, Dramatiq) as its own service" }, "")
+        .aliases(&["spooler-processes", "spooler-import"]),
+    OptionSpec::new("mule", G::Refused, Kind::Refused { takes_value: false, instead: "rsgi has no mules: run background work as its own service (a task queue worker)" }, "")
+        .aliases(&["mules"]),
+    OptionSpec::new("alarm", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no alarms: alert on rsgid's metrics (Prometheus) or on its log" }, "")
+        .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
+    OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
+    OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
 ];
 
 /// The option called `name` (its name or an alias; case-sensitive, as uWSGI).
@@ -592,6 +644,7 @@ pub fn apply(
         }
         Kind::Action(action) => return Ok(Applied::Action(action, Some(required()?.to_owned()))),
         Kind::Ignored { why, .. } => return Ok(Applied::Ignored(why)),
+        Kind::Refused { instead, .. } => return Err(format!("not supported by rsgi: {instead}")),
         Kind::FalseOnly { why } => {
             return match value.map(read_bool) {
                 Some((false, _)) => Ok(Applied::Ignored(why)),
@@ -788,7 +841,10 @@ pub fn help_text() -> String {
             };
             let left = format!("  {short:4}--{}{meta}", spec.name);
             // Words of the help text, then the notes, each kept on one line.
-            let text = spec.noop_reason().unwrap_or(spec.help);
+            let text = spec
+                .noop_reason()
+                .or_else(|| spec.refusal())
+                .unwrap_or(spec.help);
             let mut words: Vec<String> = text.split(' ').map(str::to_owned).collect();
             if spec.repeatable {
                 words.push("(+)".to_owned());
@@ -851,7 +907,7 @@ mod tests {
                 assert!(shorts.insert(c), "duplicate short -{c}");
             }
             assert!(
-                o.noop_reason().is_some() || !o.help.is_empty(),
+                o.noop_reason().is_some() || o.refusal().is_some() || !o.help.is_empty(),
                 "{} has no help",
                 o.name
             );
@@ -862,7 +918,7 @@ mod tests {
     fn required_names_and_aliases() {
         let cases: &[(&str, &[&str], Option<char>)] = &[
             ("socket", &["uwsgi-socket"], Some('s')),
-            ("http-socket", &[], None),
+            ("http-socket", &["http11-socket"], None),
             ("http", &[], None),
             ("chmod-socket", &[], Some('C')),
             ("module", &["wsgi"], Some('w')),
@@ -1288,6 +1344,98 @@ mod tests {
         ];
         for (typo, want) in s {
             assert_eq!(suggest(typo), *want, "{typo}");
+        }
+    }
+
+    /// Issue 21's option families: every real uWSGI option there is supported, a no-op
+    /// with a reason, or refused with what to use instead; never the bare "unknown
+    /// option". The ones that need runtime work (vassal or daemon) are listed in
+    /// `TO_IMPLEMENT` until they are supported; this test fails when one of those gets
+    /// into the table without leaving the list, or when a classified one loses its place.
+    #[test]
+    fn uwsgi_option_families_are_classified() {
+        // (option, expected class)
+        let classified: &[(&str, &str)] = &[
+            ("ignore-sigpipe", "no-op"),
+            ("ignore-write-errors", "no-op"),
+            ("disable-write-exception", "no-op"),
+            ("offload-threads", "no-op"),
+            ("http-keepalive", "no-op"),
+            ("http11-socket", "supported"),
+            ("gevent", "refused"),
+            ("async", "refused"),
+            ("ugreen", "refused"),
+            ("cache2", "refused"),
+            ("cache", "refused"),
+            ("spooler", "refused"),
+            ("spooler-processes", "refused"),
+            ("mule", "refused"),
+            ("mules", "refused"),
+            ("alarm", "refused"),
+            ("alarm-log", "refused"),
+            ("protocol", "refused"),
+            ("emperor", "refused"),
+        ];
+        for (name, want) in classified {
+            let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
+            let class = match (o.noop_reason(), o.refusal()) {
+                (Some(_), _) => "no-op",
+                (_, Some(_)) => "refused",
+                _ => "supported",
+            };
+            assert_eq!(class, *want, "{name}");
+            if class == "refused" {
+                let err = run(name, Some("1")).unwrap_err();
+                let instead = o.refusal().unwrap_or_default();
+                assert_eq!(err, format!("not supported by rsgi: {instead}"), "{name}");
+                assert!(
+                    instead.contains(": "),
+                    "{name}: says no alternative: {instead}"
+                );
+            }
+        }
+        // Real uWSGI options of the families that need runtime work: still unknown here.
+        const TO_IMPLEMENT: &[&str] = &[
+            "log-4xx",
+            "log-5xx",
+            "logger",
+            "req-logger",
+            "log-format",
+            "logformat",
+            "log-master",
+            "log-route",
+            "log-maxsize",
+            "touch-reload",
+            "touch-chain-reload",
+            "attach-daemon",
+            "smart-attach-daemon",
+            "cheaper",
+            "cheaper-initial",
+            "cheaper-algo",
+            "cron",
+            "hook-master-start",
+            "py-autoreload",
+            "mount",
+            "manage-script-name",
+            "add-header",
+            "http-timeout",
+            "socket-timeout",
+            "http-enable-proxy-protocol",
+            "static-gzip-all",
+            "check-static",
+            "static-map2",
+            "wsgi-disable-file-wrapper",
+            "if-env",
+            "if-exists",
+            "if-not-env",
+            "endif",
+            "include",
+        ];
+        for name in TO_IMPLEMENT {
+            assert!(
+                find(name).is_none(),
+                "{name} is in the table: take it off TO_IMPLEMENT"
+            );
         }
     }
 

@@ -93,3 +93,25 @@ fn a_placeholder_that_refers_to_itself_is_an_error_not_a_hang() {
         "log:\n{log}"
     );
 }
+
+#[test]
+fn a_uwsgi_feature_rsgi_lacks_is_refused_with_what_to_use_instead() {
+    let dir = tempdir();
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\nhttp-socket = {}\nmodule = hello\nspooler = /var/spool/app\n",
+            free_addr()
+        ),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&ini)], EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(
+        log.contains(
+            "app.ini:4: spooler: not supported by rsgi: rsgi has no spooler: run a task queue"
+        ),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("unknown option"), "log:\n{log}");
+}
