@@ -41,7 +41,8 @@ use crate::bounds::Limits;
 use crate::config::{Notice, VassalConfig};
 use crate::error::ConfigError;
 use crate::expand::{EnvLookup, Placeholders};
-use crate::ini::{self, Entry};
+use crate::ini::{self, define, Entry};
+use crate::logic::{Blocks, SystemFacts};
 use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
 use crate::xml;
 
@@ -323,7 +324,7 @@ fn positional(arg: &str) -> Result<Arg, String> {
     };
     let found = match format_of(Path::new(path)) {
         Err(msg) => return Err(format!(": {msg}")),
-        Ok(Some(Format::Ini)) => as_option("ini"),
+        Ok(Some(Format::Ini | Format::ByName)) => as_option("ini"),
         Ok(Some(Format::Xml)) => as_option("xml"),
         Ok(None) if arg.ends_with(".py") || arg.ends_with(".wsgi") => as_option("wsgi-file"),
         Ok(None) => None,
@@ -402,9 +403,11 @@ impl<'e> Loader<'e> {
     /// Read a top-level config file; its entries join the settings.
     fn load(&mut self, spec: &str, format: Format) -> Result<(), ConfigError> {
         let mut entries = Vec::new();
+        let mut blocks = Blocks::default();
         let mut reading = Reading {
             ph: &mut self.ph,
             files: &mut self.files,
+            blocks: &mut blocks,
         };
         reading.collect(spec, format, None, 0, &mut entries)?;
         if self.config.source.is_none() {
@@ -528,10 +531,12 @@ fn lists_request_variables(key: &str) -> bool {
     matches!(key, "log-format" | "logformat" | "log-req-format")
 }
 
-/// The state of reading one configuration's files: placeholders and the count of files.
+/// The state of reading one configuration's files: placeholders, the count of files, and
+/// the config-logic blocks.
 struct Reading<'r, 'e> {
     ph: &'r mut Placeholders<'e>,
     files: &'r mut usize,
+    blocks: &'r mut Blocks,
 }
 
 impl<'e> Reading<'_, 'e> {
@@ -551,69 +556,121 @@ impl<'e> Reading<'_, 'e> {
             ("", Some(current)) => current.to_path_buf(),
             _ => PathBuf::from(path),
         };
+        let format = match format {
+            Format::ByName => format_of(&path)
+                .map_err(|msg| ConfigError::file(&path, msg))?
+                .unwrap_or(Format::Ini),
+            known => known,
+        };
         *self.files += 1;
         let files = &mut *self.files;
+        let blocks = &mut *self.blocks;
         let mut visit = |entry: Entry, ph: &mut Placeholders<'e>| -> Result<(), ConfigError> {
-            let include = options::find(&entry.key).and_then(|o| match o.kind {
-                Kind::Config(format) => Some(format),
-                _ => None,
-            });
-            let Some(format) = include else {
-                out.push(entry);
-                return Ok(());
-            };
-            if entry.value.is_empty() {
-                return Err(ConfigError::line(
-                    &entry.file,
-                    entry.line,
-                    format!("{}: needs a file name", entry.key),
-                ));
+            for entry in config_logic(entry, blocks, ph)? {
+                define(ph, &entry.key, &entry.value)
+                    .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?;
+                take_entry(entry, ph, files, blocks, depth, out)?;
             }
-            // The file name is resolved now, with what is defined so far (uWSGI reads an
-            // include at once and would look for a file literally named `%(base)/x.ini`).
-            let name = ph
-                .resolve(&entry.value)
-                .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?
-                .value;
-            let here = |msg: String| {
-                ConfigError::line(
-                    &entry.file,
-                    entry.line,
-                    format!("{} = {name}: {msg}", entry.key),
-                )
-            };
-            let limits = ph.limits();
-            if depth + 1 >= limits.include_depth {
-                return Err(here(format!(
-                    "config files nest more than {} deep (do they include each other?)",
-                    limits.include_depth
-                )));
-            }
-            if *files >= limits.include_files {
-                return Err(here(format!(
-                    "more than {} config files in one configuration",
-                    limits.include_files
-                )));
-            }
-            let mut inner = Reading {
-                ph,
-                files: &mut *files,
-            };
-            inner
-                .collect(&name, format, Some(&entry.file), depth + 1, out)
-                .map_err(|e| match e {
-                    // Whatever is wrong with the included file as a whole (it cannot be
-                    // read, is a FIFO, too big, has no section) is reported at the line that
-                    // names it; errors inside it keep their own `file:line`.
-                    ConfigError::File { .. } | ConfigError::Read { .. } => here(e.to_string()),
-                    other => other,
-                })
+            Ok(())
         };
         match format {
-            Format::Ini => ini::visit_file(&path, section, self.ph, &mut visit),
             Format::Xml => xml::visit_file(&path, section, self.ph, &mut visit),
+            Format::Ini | Format::ByName => ini::visit_file(&path, section, self.ph, &mut visit),
         }
     }
+}
+
+/// Run one entry through the config-logic blocks ([`Blocks::take`]): the entries it gives
+/// (none, itself, or one per loop item). A condition's argument is resolved first, with what
+/// is set so far.
+fn config_logic(
+    mut entry: Entry,
+    blocks: &mut Blocks,
+    ph: &mut Placeholders<'_>,
+) -> Result<Vec<Entry>, ConfigError> {
+    let op = options::find(&entry.key).and_then(|o| match o.kind {
+        Kind::Logic(op) => Some(op),
+        _ => None,
+    });
+    if op.is_some() {
+        entry.value = ph
+            .resolve(&entry.value)
+            .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?
+            .value;
+    }
+    let ph: &Placeholders<'_> = ph;
+    let env = |n: &str| ph.env_var(n);
+    let opt = |n: &str| ph.defined(n);
+    let hostname = || ph.hostname();
+    let facts = SystemFacts {
+        env: &env,
+        opt: &opt,
+        hostname: &hostname,
+    };
+    blocks.take(entry, op, &facts)
+}
+
+/// Take one entry that config logic let through: read it in place if it names a config
+/// file, else add it to `out`.
+fn take_entry<'e>(
+    entry: Entry,
+    ph: &mut Placeholders<'e>,
+    files: &mut usize,
+    blocks: &mut Blocks,
+    depth: usize,
+    out: &mut Vec<Entry>,
+) -> Result<(), ConfigError> {
+    let include = options::find(&entry.key).and_then(|o| match o.kind {
+        Kind::Config(format) => Some(format),
+        _ => None,
+    });
+    let Some(format) = include else {
+        out.push(entry);
+        return Ok(());
+    };
+    if entry.value.is_empty() {
+        return Err(ConfigError::line(
+            &entry.file,
+            entry.line,
+            format!("{}: needs a file name", entry.key),
+        ));
+    }
+    // The file name is resolved now, with what is defined so far (uWSGI reads an
+    // include at once and would look for a file literally named `%(base)/x.ini`).
+    let name = ph
+        .resolve(&entry.value)
+        .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?
+        .value;
+    let here = |msg: String| {
+        ConfigError::line(
+            &entry.file,
+            entry.line,
+            format!("{} = {name}: {msg}", entry.key),
+        )
+    };
+    let limits = ph.limits();
+    if depth + 1 >= limits.include_depth {
+        return Err(here(format!(
+            "config files nest more than {} deep (do they include each other?)",
+            limits.include_depth
+        )));
+    }
+    if *files >= limits.include_files {
+        return Err(here(format!(
+            "more than {} config files in one configuration",
+            limits.include_files
+        )));
+    }
+    let mut inner = Reading { ph, files, blocks };
+    inner
+        .collect(&name, format, Some(&entry.file), depth + 1, out)
+        .map_err(|e| match e {
+            // Whatever is wrong with the included file as a whole (it cannot be
+            // read, is a FIFO, too big, has no section) is reported at the line that
+            // names it; errors inside it keep their own `file:line`.
+            ConfigError::File { .. } | ConfigError::Read { .. } => here(e.to_string()),
+            other => other,
+        })
 }
 
 #[cfg(test)]
@@ -1081,6 +1138,40 @@ threads = 2
         let (msg, code) = error(&format!("--ini {fifo}"));
         assert_eq!(msg, format!("{fifo}: not a regular file (a FIFO)"));
         assert_eq!(code, EXIT_CONFIG);
+    }
+
+    /// uWSGI's `include` (format by name) and config logic across files: a block's
+    /// condition sees what is set so far, a skipped line defines no placeholder, and an
+    /// include inside a block that holds is read.
+    #[test]
+    fn include_and_config_logic() {
+        let dir = TempDir::new("logic");
+        let xml = dir.write("extra.xml", "<uwsgi><threads>3</threads></uwsgi>");
+        let main = dir.write(
+            "main.ini",
+            &format!(
+                "[uwsgi]\nprocesses = 2\nif-opt = processes=2\ninclude = {xml}\nelse\nthreads = 9\nendif\n\
+                 if-env = NOPE\nproject = skipped\nendif\nchdir = /srv/%(project)\n\
+                 for = a b\npythonpath = /lib/%(_)\nendfor\n\
+                 if-exists = %p\nenv = SELF=%(_)\nendif\n"
+            ),
+        );
+        let c = load_file(&main, &no_env).unwrap();
+        assert_eq!((c.processes, c.threads), (2, 3));
+        assert_eq!(c.chdir, Some(PathBuf::from("/srv/%(project)")));
+        assert_eq!(
+            c.pythonpath,
+            [PathBuf::from("/lib/a"), PathBuf::from("/lib/b")]
+        );
+        let real = std::fs::canonicalize(&main).unwrap();
+        assert_eq!(c.env, [("SELF".into(), real.display().to_string())]);
+        // Config logic is for files; on the command line it is refused.
+        let (msg, code) = error("--if-env HOME");
+        assert_eq!(
+            msg,
+            "--if-env: config logic (if-*, for, else, endif) works only in config files"
+        );
+        assert_eq!(code, EXIT_USAGE);
     }
 
     #[test]

@@ -374,6 +374,21 @@ impl<'a> Placeholders<'a> {
         Ok(Resolved { value: text, notes })
     }
 
+    /// Environment variable `name`, through the injected lookup (for `if-env`).
+    pub(crate) fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    /// The first value defined so far for `name`, as read (for `if-opt`).
+    pub(crate) fn defined(&self, name: &str) -> Option<String> {
+        self.values.get(name).cloned()
+    }
+
+    /// The host name (for `if-hostname`).
+    pub(crate) fn hostname(&self) -> String {
+        self.host().hostname.clone()
+    }
+
     fn host(&self) -> &Host {
         self.host.get_or_init(Host::current)
     }

@@ -56,7 +56,8 @@ pub fn is_default_section(name: &str) -> bool {
 }
 
 /// Called with each entry as soon as its line is read (so `ini = other.ini` can be read
-/// in place, before the lines after it are expanded).
+/// in place, before the lines after it). The visitor defines the entry for `%(key)`
+/// ([`define`]) if it takes it.
 pub(crate) type Visitor<'v, 'e> =
     &'v mut dyn FnMut(Entry, &mut Placeholders<'e>) -> Result<(), ConfigError>;
 
@@ -70,7 +71,8 @@ pub fn parse_str(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    parse_with(text, path, path, section, ph, &mut |e, _| {
+    parse_with(text, path, path, section, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
@@ -86,7 +88,8 @@ pub fn read(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    visit_file(path, section, ph, &mut |e, _| {
+    visit_file(path, section, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
@@ -190,7 +193,6 @@ fn parse_lines<'e>(
         let value = ph
             .read_value(value.trim_matches(BLANKS))
             .map_err(|msg| ConfigError::line(shown, line, msg))?;
-        define(ph, key, &value).map_err(|msg| ConfigError::line(shown, line, msg))?;
         let entry = Entry {
             key: key.to_owned(),
             value,
@@ -209,8 +211,9 @@ fn parse_lines<'e>(
     Ok(())
 }
 
-/// Make an entry visible to `%(...)` on later lines: `%(key)` for every entry, and
-/// `%(name)` for `set-placeholder = name=value`. Shared with the XML reader.
+/// Make an entry visible to `%(...)`: `%(key)` for every entry, and `%(name)` for
+/// `set-placeholder = name=value`. Called by whoever takes the entries (the loader skips the
+/// lines of a config-logic block whose condition does not hold, as uWSGI does).
 pub(crate) fn define(ph: &mut Placeholders<'_>, key: &str, value: &str) -> Result<(), String> {
     if key == "set-placeholder" || key == "set-ph" {
         match value.split_once('=') {

@@ -11,6 +11,8 @@
 //! - [`options`]: the option table ([`options::OPTIONS`]): uWSGI's names, aliases, short
 //!   flags, value kinds, setters, help text, and the uWSGI options accepted as no-ops.
 //! - [`ini`]: the uWSGI ini dialect (`[uwsgi]`/`[rsgi]` sections, repeated keys, no quoting).
+//! - [`logic`]: uWSGI's config logic (`if-env`, `if-exists`, `for`, `else`, `endif`, ...)
+//!   over the entries as they are read.
 //! - [`xml`]: uWSGI's XML config form (`<uwsgi><socket>...</socket></uwsgi>`).
 //! - [`expand`]: magic variables (`%d %n %k ...`, replaced as a file is read) and
 //!   references (`%(option)`, `$(ENV)`, `@(file)`, resolved once everything is read).
@@ -57,6 +59,7 @@ pub mod error;
 pub mod expand;
 pub mod ini;
 pub mod listen;
+pub mod logic;
 pub mod notify;
 pub mod options;
 pub mod shm;

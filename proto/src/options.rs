@@ -30,6 +30,47 @@ pub enum Format {
     Ini,
     /// uWSGI's XML form ([`crate::xml`]).
     Xml,
+    /// Whatever the file name says (`.xml` is XML, anything else ini): uWSGI's `include`.
+    ByName,
+}
+
+/// uWSGI's config logic (`ConfigLogic.rst`, `core/config.c`): a block opened by one of
+/// these, closed by [`LogicOp::End`], applies its lines only when the condition holds (or
+/// once per item, for the loops). `%(_)` in those lines is the condition's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogicOp {
+    /// `if-env = VAR` or `VAR=value`: `%(_)` is the variable's value.
+    IfEnv,
+    /// `if-not-env = VAR` or `VAR=value`.
+    IfNotEnv,
+    /// `if-opt = NAME` or `NAME=value`: an option or placeholder set on an earlier line.
+    IfOpt,
+    /// `if-not-opt = NAME` or `NAME=value`.
+    IfNotOpt,
+    /// `if-exists = PATH` (a file or directory).
+    IfExists,
+    /// `if-not-exists = PATH`.
+    IfNotExists,
+    /// `if-file = PATH` (a regular file).
+    IfFile,
+    /// `if-not-file = PATH`.
+    IfNotFile,
+    /// `if-dir = PATH`.
+    IfDir,
+    /// `if-not-dir = PATH`.
+    IfNotDir,
+    /// `if-hostname = NAME`.
+    IfHostname,
+    /// `if-not-hostname = NAME`.
+    IfNotHostname,
+    /// `for = a b c`: the lines once per item.
+    For,
+    /// `for-times = N`: the lines once per number 1..=N.
+    ForTimes,
+    /// `else`: the lines when the last `if-*` did not hold.
+    Else,
+    /// `endif`, `end-if`, `endfor`, `end-for`, `end`: the block ends.
+    End,
 }
 
 /// A command-line action that is not "serve".
@@ -84,6 +125,9 @@ pub enum Kind {
     Placeholder,
     /// A command-line-only action.
     Action(Action),
+    /// Config logic (`if-env`, `for`, `endif`, ...): only in config files, where the loader
+    /// handles it before any option is applied.
+    Logic(LogicOp),
     /// Accepted for uWSGI compatibility and ignored, with a notice saying why.
     Ignored {
         /// Whether it takes a value on the command line (`--plugins python`) or is a flag
@@ -134,6 +178,7 @@ impl Kind {
                 takes_value: false, ..
             } => Arity::Optional,
             Kind::Action(Action::Help | Action::Version | Action::CheckApp) => Arity::None,
+            Kind::Logic(LogicOp::Else | LogicOp::End) => Arity::Optional,
             _ => Arity::Required,
         }
     }
@@ -156,6 +201,8 @@ impl Kind {
             Kind::Mode(_) => "[=MODE]",
             Kind::LogDate => "[=FORMAT]",
             Kind::Config(_) => " FILE",
+            Kind::Logic(LogicOp::Else | LogicOp::End) => "",
+            Kind::Logic(_) => " VALUE",
             Kind::Placeholder => " NAME=VALUE",
             Kind::Action(Action::Stop | Action::Reload) => " PIDFILE",
             Kind::Bool(_)
@@ -462,6 +509,57 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("xml", G::Config, Kind::Config(Format::Xml),
         "read options from an XML file: FILE or FILE:id")
         .short('x').repeatable(),
+    OptionSpec::new("include", G::Config, Kind::Config(Format::ByName),
+        "read options from a config file, ini or XML by its name: FILE or FILE:section")
+        .repeatable(),
+    OptionSpec::new("if-env", G::Config, Kind::Logic(LogicOp::IfEnv),
+        "apply the lines up to endif only if environment variable VAR is set (VAR=value: to that value); %(_) is its value")
+        .meta("VAR[=VALUE]").repeatable(),
+    OptionSpec::new("if-not-env", G::Config, Kind::Logic(LogicOp::IfNotEnv),
+        "apply the lines up to endif only if VAR is not set (VAR=value: not to that value)")
+        .meta("VAR[=VALUE]").repeatable(),
+    OptionSpec::new("if-opt", G::Config, Kind::Logic(LogicOp::IfOpt),
+        "apply the lines up to endif only if option or placeholder NAME was set before (NAME=value: to that value)")
+        .meta("NAME[=VALUE]").repeatable(),
+    OptionSpec::new("if-not-opt", G::Config, Kind::Logic(LogicOp::IfNotOpt),
+        "apply the lines up to endif only if NAME was not set before (NAME=value: not to that value)")
+        .meta("NAME[=VALUE]").repeatable(),
+    OptionSpec::new("if-exists", G::Config, Kind::Logic(LogicOp::IfExists),
+        "apply the lines up to endif only if PATH exists; %(_) is PATH")
+        .aliases(&["if-file-exists"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-not-exists", G::Config, Kind::Logic(LogicOp::IfNotExists),
+        "apply the lines up to endif only if PATH does not exist")
+        .aliases(&["if-not-file-exists"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-file", G::Config, Kind::Logic(LogicOp::IfFile),
+        "apply the lines up to endif only if PATH is a regular file")
+        .meta("PATH").repeatable(),
+    OptionSpec::new("if-not-file", G::Config, Kind::Logic(LogicOp::IfNotFile),
+        "apply the lines up to endif only if PATH is not a regular file")
+        .meta("PATH").repeatable(),
+    OptionSpec::new("if-dir", G::Config, Kind::Logic(LogicOp::IfDir),
+        "apply the lines up to endif only if PATH is a directory")
+        .aliases(&["if-directory"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-not-dir", G::Config, Kind::Logic(LogicOp::IfNotDir),
+        "apply the lines up to endif only if PATH is not a directory")
+        .aliases(&["if-not-directory"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-hostname", G::Config, Kind::Logic(LogicOp::IfHostname),
+        "apply the lines up to endif only on the host called NAME")
+        .meta("NAME").repeatable(),
+    OptionSpec::new("if-not-hostname", G::Config, Kind::Logic(LogicOp::IfNotHostname),
+        "apply the lines up to endif only on other hosts than NAME")
+        .meta("NAME").repeatable(),
+    OptionSpec::new("for", G::Config, Kind::Logic(LogicOp::For),
+        "apply the lines up to endfor once per space-separated item; %(_) is the item")
+        .meta("ITEMS").repeatable(),
+    OptionSpec::new("for-times", G::Config, Kind::Logic(LogicOp::ForTimes),
+        "apply the lines up to endfor N times; %(_) is 1, 2, ... N")
+        .meta("N").repeatable(),
+    OptionSpec::new("else", G::Config, Kind::Logic(LogicOp::Else),
+        "after an if-* block: apply the lines up to endif only if that condition did not hold")
+        .repeatable(),
+    OptionSpec::new("endif", G::Config, Kind::Logic(LogicOp::End),
+        "end an if-*, else or for block")
+        .aliases(&["end-if", "endfor", "end-for", "end"]).repeatable(),
     OptionSpec::new("set-placeholder", G::Config, Kind::Placeholder,
         "define %(NAME) for the values after it, without setting an option")
         .aliases(&["set-ph"]).repeatable(),
@@ -630,6 +728,11 @@ pub fn apply(
             }
         },
         Kind::Config(format) => return Ok(Applied::Include(format, required()?.to_owned())),
+        Kind::Logic(_) => {
+            return Err(
+                "config logic (if-*, for, else, endif) works only in config files".to_owned(),
+            )
+        }
         Kind::Placeholder => {
             return match required()?.split_once('=') {
                 Some((n, v)) if !n.trim().is_empty() => Ok(Applied::Placeholder(
@@ -1362,6 +1465,11 @@ mod tests {
             ("offload-threads", "no-op"),
             ("http-keepalive", "no-op"),
             ("http11-socket", "supported"),
+            ("include", "supported"),
+            ("if-env", "supported"),
+            ("if-not-env", "supported"),
+            ("if-exists", "supported"),
+            ("endif", "supported"),
             ("gevent", "refused"),
             ("async", "refused"),
             ("ugreen", "refused"),
@@ -1425,11 +1533,8 @@ mod tests {
             "check-static",
             "static-map2",
             "wsgi-disable-file-wrapper",
-            "if-env",
-            "if-exists",
-            "if-not-env",
-            "endif",
-            "include",
+            "for-glob",
+            "for-readline",
         ];
         for name in TO_IMPLEMENT {
             assert!(

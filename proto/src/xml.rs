@@ -39,7 +39,8 @@ pub fn parse_str(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    parse_with(text, path, path, id, ph, &mut |e, _| {
+    parse_with(text, path, path, id, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
@@ -53,7 +54,8 @@ pub fn read(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    visit_file(path, id, ph, &mut |e, _| {
+    visit_file(path, id, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
@@ -154,8 +156,6 @@ fn parse_tree<'e>(
         }
         let value = ph
             .read_value(value.trim())
-            .map_err(|msg| ConfigError::line(shown, option.line, msg))?;
-        define(ph, &option.name, &value)
             .map_err(|msg| ConfigError::line(shown, option.line, msg))?;
         let entry = Entry {
             key: option.name.clone(),

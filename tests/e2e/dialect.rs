@@ -115,3 +115,50 @@ fn a_uwsgi_feature_rsgi_lacks_is_refused_with_what_to_use_instead() {
     );
     assert!(!log.contains("unknown option"), "log:\n{log}");
 }
+
+#[test]
+fn config_logic_and_include_choose_what_applies() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    write_file(
+        dir.path(),
+        "extra.xml",
+        "<uwsgi><env>FROM_XML=yes</env></uwsgi>",
+    );
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\n\
+             http-socket = {}\n\
+             chdir = {}\n\
+             module = environ_app\n\
+             if-env = RSGI_E2E_MODE=prod\n\
+             env = MODE=production\n\
+             else\n\
+             env = MODE=other\n\
+             endif\n\
+             if-exists = %dextra.xml\n\
+             include = %(_)\n\
+             endif\n\
+             if-exists = %dmissing.ini\n\
+             include = %(_)\n\
+             endif\n\
+             for = A B\n\
+             env = LOOP_%(_)=%(_)\n\
+             endfor\n",
+            addr.arg(),
+            path_str(&apps_dir())
+        ),
+    );
+    let _rsgi = Rsgi::spawn(
+        dir.path(),
+        &["--ini", path_str(&ini)],
+        &[("RSGI_E2E_MODE", "prod")],
+    )
+    .ready(&addr);
+    assert_eq!(env_of(&addr, "MODE"), "production");
+    assert_eq!(env_of(&addr, "FROM_XML"), "yes");
+    assert_eq!(env_of(&addr, "LOOP_A"), "A");
+    assert_eq!(env_of(&addr, "LOOP_B"), "B");
+}
