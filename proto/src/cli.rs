@@ -30,19 +30,21 @@
 //! Config files may name other files (`ini = base.ini`, `ini = :section`, `xml = x.xml`);
 //! those are read where they are named, before the following lines are expanded. Relative
 //! paths are relative to the process's working directory (as uWSGI; use `%d` to be
-//! relative to the including file). Nesting deeper than [`MAX_DEPTH`] is an error (a loop).
+//! relative to the including file). Every file is read through
+//! [`crate::bounds::read_config_file`]; nesting deeper than [`Limits::include_depth`] (a
+//! loop) or reading more than [`Limits::include_files`] files is an error naming the
+//! `ini = ...` line.
 
 use std::path::{Path, PathBuf};
 
+use crate::bounds::Limits;
 use crate::config::{Notice, VassalConfig};
 use crate::error::ConfigError;
 use crate::expand::{EnvLookup, Placeholders};
-use crate::ini::{self, Entry};
+use crate::ini::{self, define, Entry};
+use crate::logic::{Blocks, SystemFacts};
 use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
 use crate::xml;
-
-/// How deeply config files may include each other.
-pub const MAX_DEPTH: usize = 16;
 
 /// What the command line asks `rsgi` to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,8 +100,9 @@ pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, Con
     let check = action(&[Action::CheckApp]).is_some();
     let mut loader = Loader::new(env);
     for token in tokens {
-        loader.apply_arg(&token)?;
+        loader.collect_arg(token)?;
     }
+    loader.finish()?;
     if check {
         return Ok(Invocation::CheckApp(Box::new(loader.config)));
     }
@@ -120,6 +123,7 @@ pub fn load_file(
         .unwrap_or(Format::Ini);
     let mut loader = Loader::new(env);
     loader.load(path_with_optional_section, format)?;
+    loader.finish()?;
     Ok(loader.config)
 }
 
@@ -320,7 +324,7 @@ fn positional(arg: &str) -> Result<Arg, String> {
     };
     let found = match format_of(Path::new(path)) {
         Err(msg) => return Err(format!(": {msg}")),
-        Ok(Some(Format::Ini)) => as_option("ini"),
+        Ok(Some(Format::Ini | Format::ByName)) => as_option("ini"),
         Ok(Some(Format::Xml)) => as_option("xml"),
         Ok(None) if arg.ends_with(".py") || arg.ends_with(".wsgi") => as_option("wsgi-file"),
         Ok(None) => None,
@@ -331,18 +335,118 @@ fn positional(arg: &str) -> Result<Arg, String> {
     })
 }
 
-/// Applies command-line options and config files, in order, to one [`VassalConfig`].
+/// One setting in command-line order: an option from the command line, or an entry of a
+/// config file named there.
+enum Item {
+    Arg(Arg),
+    Entry(Entry),
+}
+
+/// Applies command-line options and config files, in order, to one [`VassalConfig`], in
+/// uWSGI's order: every file is read first (includes in place), then every reference in
+/// every value is resolved, then the settings are applied in order.
 struct Loader<'e> {
     config: VassalConfig,
     ph: Placeholders<'e>,
+    /// Config files read so far, against [`Limits::include_files`].
+    files: usize,
+    /// The settings, in order, until [`Loader::finish`] applies them.
+    items: Vec<Item>,
 }
 
 impl<'e> Loader<'e> {
     fn new(env: EnvLookup<'e>) -> Self {
+        Self::with_limits(env, Limits::DEFAULT)
+    }
+
+    fn with_limits(env: EnvLookup<'e>, limits: Limits) -> Self {
         Loader {
             config: VassalConfig::default(),
-            ph: Placeholders::new(env),
+            ph: Placeholders::with_limits(env, limits),
+            files: 0,
+            items: Vec::new(),
         }
+    }
+
+    /// Take one command-line option: a config file is read now, a placeholder defined now,
+    /// anything else kept for [`Loader::finish`].
+    fn collect_arg(&mut self, arg: Arg) -> Result<(), ConfigError> {
+        match (arg.spec.kind, arg.value.as_deref()) {
+            (Kind::Config(format), Some(spec)) => {
+                if split_section(spec).0.is_empty() {
+                    return Err(ConfigError::cli(
+                        Some(&arg.given),
+                        format!("'{spec}' names no file"),
+                    ));
+                }
+                self.load(spec, format)
+            }
+            (Kind::Placeholder, Some(v)) => {
+                if let Ok(Applied::Placeholder(name, value)) =
+                    options::apply(arg.spec, Some(v), &mut self.config)
+                {
+                    self.ph.define(&name, &value);
+                }
+                self.items.push(Item::Arg(arg));
+                Ok(())
+            }
+            (_, value) => {
+                if let Some(v) = value {
+                    self.ph.define(&arg.given, v);
+                }
+                self.items.push(Item::Arg(arg));
+                Ok(())
+            }
+        }
+    }
+
+    /// Read a top-level config file; its entries join the settings.
+    fn load(&mut self, spec: &str, format: Format) -> Result<(), ConfigError> {
+        let mut entries = Vec::new();
+        let mut blocks = Blocks::default();
+        let mut reading = Reading {
+            ph: &mut self.ph,
+            files: &mut self.files,
+            blocks: &mut blocks,
+        };
+        reading.collect(spec, format, None, 0, &mut entries)?;
+        if self.config.source.is_none() {
+            self.config.source = Some(PathBuf::from(split_section(spec).0));
+        }
+        self.items.extend(entries.into_iter().map(Item::Entry));
+        Ok(())
+    }
+
+    /// Resolve every entry's references, then apply every setting in order. (All values
+    /// are resolved before any is applied, so a key used only as `%(key)`, even on a later
+    /// line, is known to be a placeholder, not a misspelt option.)
+    fn finish(&mut self) -> Result<(), ConfigError> {
+        let mut items = std::mem::take(&mut self.items);
+        for item in &mut items {
+            let Item::Entry(entry) = item else { continue };
+            let resolved = self
+                .ph
+                .resolve(&entry.value)
+                .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?;
+            entry.value = resolved.value;
+            if lists_request_variables(&entry.key) {
+                continue;
+            }
+            for why in resolved.notes {
+                self.config.notices.push(Notice {
+                    origin: format!("{}:{}", entry.file.display(), entry.line),
+                    option: entry.key.clone(),
+                    why,
+                });
+            }
+        }
+        for item in &items {
+            match item {
+                Item::Arg(arg) => self.apply_arg(arg)?,
+                Item::Entry(entry) => self.apply_entry(entry)?,
+            }
+        }
+        Ok(())
     }
 
     /// Apply one command-line option.
@@ -351,61 +455,27 @@ impl<'e> Loader<'e> {
         let value = arg.value.as_deref().filter(|v| !v.is_empty());
         let applied = options::apply(arg.spec, value, &mut self.config)
             .map_err(|msg| ConfigError::cli(Some(&arg.given), msg))?;
-        match applied {
-            Applied::Set => {
-                if let Some(v) = &arg.value {
-                    self.ph.define(&arg.given, v);
-                }
-            }
-            Applied::Ignored(why) => self.config.notices.push(Notice {
-                origin: "command line".to_owned(),
-                option: arg.given.clone(),
-                why: why.to_owned(),
-            }),
-            Applied::Include(format, spec) => {
-                if split_section(&spec).0.is_empty() {
-                    return Err(ConfigError::cli(
-                        Some(&arg.given),
-                        format!("'{spec}' names no file"),
-                    ));
-                }
-                self.load(&spec, format)?;
-            }
-            Applied::Placeholder(name, value) => self.ph.define(&name, &value),
-            // Handled before anything is applied.
-            Applied::Action(..) => {}
-        }
-        Ok(())
-    }
-
-    /// Read a top-level config file and apply its entries.
-    fn load(&mut self, spec: &str, format: Format) -> Result<(), ConfigError> {
-        let mut entries = Vec::new();
-        collect(&mut self.ph, spec, format, None, 0, &mut entries)?;
-        if self.config.source.is_none() {
-            self.config.source = Some(PathBuf::from(split_section(spec).0));
-        }
-        // All files are read before any entry is applied, so a key used only as `%(key)`
-        // on a later line is known to be a placeholder, not a misspelt option.
-        for entry in &entries {
-            self.apply_entry(entry)?;
-        }
+        self.note("command line".to_owned(), &arg.given, applied);
         Ok(())
     }
 
     fn apply_entry(&mut self, entry: &Entry) -> Result<(), ConfigError> {
         let here = |msg: String| ConfigError::line(&entry.file, entry.line, msg);
-        if entry.key.is_empty() {
-            self.config.notices.push(Notice {
-                origin: format!("{}:{}", entry.file.display(), entry.line),
-                option: entry.value.clone(),
-                why: "not 'option = value' (no '='): line skipped, as uWSGI does".to_owned(),
-            });
-            return Ok(());
-        }
         let Some(spec) = options::find(&entry.key) else {
             if self.ph.is_referenced(&entry.key) {
                 return Ok(()); // a user placeholder: `base = /srv` ... `%(base)`
+            }
+            if entry.value.is_empty() && !is_option_like(&entry.key) {
+                // A line of prose (a blog's "...", `processes 4`): uWSGI takes it for an
+                // unknown option and ignores it; rsgi skips it too, and says so.
+                self.config.notices.push(Notice {
+                    origin: format!("{}:{}", entry.file.display(), entry.line),
+                    option: entry.key.clone(),
+                    why: "not 'option = value' and not an option name: line skipped (uWSGI \
+                          ignores it as an unknown option)"
+                        .to_owned(),
+                });
+                return Ok(());
             }
             let hint = options::suggest(&entry.key)
                 .map(|s| format!(" (did you mean '{s}'?)"))
@@ -415,72 +485,192 @@ impl<'e> Loader<'e> {
         let value = Some(entry.value.as_str()).filter(|v| !v.is_empty());
         let applied = options::apply(spec, value, &mut self.config)
             .map_err(|msg| here(format!("{}: {msg}", entry.key)))?;
-        match applied {
-            Applied::Ignored(why) => self.config.notices.push(Notice {
-                origin: format!("{}:{}", entry.file.display(), entry.line),
-                option: entry.key.clone(),
-                why: why.to_owned(),
-            }),
-            Applied::Action(..) => {
-                return Err(here(format!(
-                    "'{}' can only be given on the command line",
-                    entry.key
-                )))
-            }
-            // Includes were read by `collect`; placeholders were defined by the reader.
-            Applied::Set | Applied::Include(..) | Applied::Placeholder(..) => {}
+        if let Applied::Action(..) = applied {
+            return Err(here(format!(
+                "'{}' can only be given on the command line",
+                entry.key
+            )));
         }
+        let origin = format!("{}:{}", entry.file.display(), entry.line);
+        self.note(origin, &entry.key, applied);
         Ok(())
+    }
+
+    /// Record the notice an applied setting asks for, if any.
+    fn note(&mut self, origin: String, option: &str, applied: Applied) {
+        let why = match applied {
+            Applied::Ignored(why) => why.to_owned(),
+            Applied::Noted(why) => why,
+            // Includes were read and placeholders defined while collecting; actions are
+            // handled before anything is applied.
+            Applied::Set
+            | Applied::Include(..)
+            | Applied::Placeholder(..)
+            | Applied::Action(..) => return,
+        };
+        self.config.notices.push(Notice {
+            origin,
+            option: option.to_owned(),
+            why,
+        });
     }
 }
 
-/// Read the config file `spec` (`path`, `path:section`, or `:section` of `current`) and
-/// append its entries to `out`, reading included files in place.
-fn collect<'e>(
+/// Whether `key` could be an option name (a letter, then letters, digits, `-` and `_`), so
+/// that a bare unknown one is a typo, not prose.
+fn is_option_like(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// Options whose values hold uWSGI's request variables (`%(addr)`, `%(status)`), which are
+/// meant to stay as written: no notice for them.
+fn lists_request_variables(key: &str) -> bool {
+    matches!(key, "log-format" | "logformat" | "log-req-format")
+}
+
+/// The state of reading one configuration's files: placeholders, the count of files, and
+/// the config-logic blocks.
+struct Reading<'r, 'e> {
+    ph: &'r mut Placeholders<'e>,
+    files: &'r mut usize,
+    blocks: &'r mut Blocks,
+}
+
+impl<'e> Reading<'_, 'e> {
+    /// Read the config file `spec` (`path`, `path:section`, or `:section` of `current`) and
+    /// append its entries to `out`, reading included files in place. `depth` is 0 for a
+    /// file named on the command line or given to [`load_file`].
+    fn collect(
+        &mut self,
+        spec: &str,
+        format: Format,
+        current: Option<&Path>,
+        depth: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<(), ConfigError> {
+        let (path, section) = split_section(spec);
+        let path = match (path, current) {
+            ("", Some(current)) => current.to_path_buf(),
+            _ => PathBuf::from(path),
+        };
+        let format = match format {
+            Format::ByName => format_of(&path)
+                .map_err(|msg| ConfigError::file(&path, msg))?
+                .unwrap_or(Format::Ini),
+            known => known,
+        };
+        *self.files += 1;
+        let files = &mut *self.files;
+        let blocks = &mut *self.blocks;
+        let mut visit = |entry: Entry, ph: &mut Placeholders<'e>| -> Result<(), ConfigError> {
+            for entry in config_logic(entry, blocks, ph)? {
+                define(ph, &entry.key, &entry.value)
+                    .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?;
+                take_entry(entry, ph, files, blocks, depth, out)?;
+            }
+            Ok(())
+        };
+        match format {
+            Format::Xml => xml::visit_file(&path, section, self.ph, &mut visit),
+            Format::Ini | Format::ByName => ini::visit_file(&path, section, self.ph, &mut visit),
+        }
+    }
+}
+
+/// Run one entry through the config-logic blocks ([`Blocks::take`]): the entries it gives
+/// (none, itself, or one per loop item). A condition's argument is resolved first, with what
+/// is set so far.
+fn config_logic(
+    mut entry: Entry,
+    blocks: &mut Blocks,
+    ph: &mut Placeholders<'_>,
+) -> Result<Vec<Entry>, ConfigError> {
+    let op = options::find(&entry.key).and_then(|o| match o.kind {
+        Kind::Logic(op) => Some(op),
+        _ => None,
+    });
+    if op.is_some() {
+        entry.value = ph
+            .resolve(&entry.value)
+            .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?
+            .value;
+    }
+    let ph: &Placeholders<'_> = ph;
+    let env = |n: &str| ph.env_var(n);
+    let opt = |n: &str| ph.defined(n);
+    let hostname = || ph.hostname();
+    let facts = SystemFacts {
+        env: &env,
+        opt: &opt,
+        hostname: &hostname,
+    };
+    blocks.take(entry, op, &facts)
+}
+
+/// Take one entry that config logic let through: read it in place if it names a config
+/// file, else add it to `out`.
+fn take_entry<'e>(
+    entry: Entry,
     ph: &mut Placeholders<'e>,
-    spec: &str,
-    format: Format,
-    current: Option<&Path>,
+    files: &mut usize,
+    blocks: &mut Blocks,
     depth: usize,
     out: &mut Vec<Entry>,
 ) -> Result<(), ConfigError> {
-    let (path, section) = split_section(spec);
-    let path = match (path, current) {
-        ("", Some(current)) => current.to_path_buf(),
-        _ => PathBuf::from(path),
+    let include = options::find(&entry.key).and_then(|o| match o.kind {
+        Kind::Config(format) => Some(format),
+        _ => None,
+    });
+    let Some(format) = include else {
+        out.push(entry);
+        return Ok(());
     };
-    let mut visit = |entry: Entry, ph: &mut Placeholders<'e>| -> Result<(), ConfigError> {
-        let include = options::find(&entry.key).and_then(|o| match o.kind {
-            Kind::Config(format) => Some(format),
-            _ => None,
-        });
-        let Some(format) = include else {
-            out.push(entry);
-            return Ok(());
-        };
-        if entry.value.is_empty() {
-            return Err(ConfigError::line(
-                &entry.file,
-                entry.line,
-                format!("{}: needs a file name", entry.key),
-            ));
-        }
-        if depth + 1 >= MAX_DEPTH {
-            return Err(ConfigError::line(
-                &entry.file,
-                entry.line,
-                format!(
-                    "{} = {}: config files nest more than {MAX_DEPTH} deep (do they include each other?)",
-                    entry.key, entry.value
-                ),
-            ));
-        }
-        collect(ph, &entry.value, format, Some(&entry.file), depth + 1, out)
-    };
-    match format {
-        Format::Ini => ini::visit_file(&path, section, ph, &mut visit),
-        Format::Xml => xml::visit_file(&path, section, ph, &mut visit),
+    if entry.value.is_empty() {
+        return Err(ConfigError::line(
+            &entry.file,
+            entry.line,
+            format!("{}: needs a file name", entry.key),
+        ));
     }
+    // The file name is resolved now, with what is defined so far (uWSGI reads an
+    // include at once and would look for a file literally named `%(base)/x.ini`).
+    let name = ph
+        .resolve(&entry.value)
+        .map_err(|msg| ConfigError::line(&entry.file, entry.line, msg))?
+        .value;
+    let here = |msg: String| {
+        ConfigError::line(
+            &entry.file,
+            entry.line,
+            format!("{} = {name}: {msg}", entry.key),
+        )
+    };
+    let limits = ph.limits();
+    if depth + 1 >= limits.include_depth {
+        return Err(here(format!(
+            "config files nest more than {} deep (do they include each other?)",
+            limits.include_depth
+        )));
+    }
+    if *files >= limits.include_files {
+        return Err(here(format!(
+            "more than {} config files in one configuration",
+            limits.include_files
+        )));
+    }
+    let mut inner = Reading { ph, files, blocks };
+    inner
+        .collect(&name, format, Some(&entry.file), depth + 1, out)
+        .map_err(|e| match e {
+            // Whatever is wrong with the included file as a whole (it cannot be
+            // read, is a FIFO, too big, has no section) is reported at the line that
+            // names it; errors inside it keep their own `file:line`.
+            ConfigError::File { .. } | ConfigError::Read { .. } => here(e.to_string()),
+            other => other,
+        })
 }
 
 #[cfg(test)]
@@ -674,7 +864,6 @@ mod tests {
             ("--process 0", "--process: 0 is too small (at least 1)"),
             ("-p x", "-p: 'x' is not a whole number"),
             ("--buffer-size=65536", "--buffer-size: 65536 is too large (at most 65535)"),
-            ("--master=maybe", "--master: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
             ("--master false", "command line: unexpected argument 'false' (flags take their value after '=': --master=false)"),
             ("--version=2", "--version: takes no value"),
             ("--env NOEQ", "--env: expected KEY=VALUE, found 'NOEQ'"),
@@ -728,12 +917,10 @@ mod tests {
         let uses = dir.write("uses.ini", "[uwsgi]\nchdir = /srv/%(project)\n");
         let c = serve(&format!("--set-ph project=blog --ini {uses}"));
         assert_eq!(c.chdir, Some(PathBuf::from("/srv/blog")));
-        // ... but only for files after them.
-        let (msg, _) = error(&format!("--ini {uses} --set-ph project=x"));
-        assert_eq!(
-            msg,
-            format!("{uses}:2: %(project) refers to 'project', which is not set before this line")
-        );
+        // ... and, as in uWSGI, also for files before them: references are resolved once
+        // the whole command line is read.
+        let c = serve(&format!("--ini {uses} --set-ph project=x"));
+        assert_eq!(c.chdir, Some(PathBuf::from("/srv/x")));
     }
 
     #[test]
@@ -741,7 +928,8 @@ mod tests {
         let dir = TempDir::new("errors");
         let cases: &[(&str, &str, &str)] = &[
             ("typo.ini", "[uwsgi]\nmaster = true\n\n\n\n\nproccesses = 4\n", ":7: unknown option 'proccesses' (did you mean 'processes'?)"),
-            ("bool.ini", "[uwsgi]\nmaster = maybe\n", ":2: master: 'maybe' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
+            ("gevent.ini", "[uwsgi]\ngevent = 100\n", ":2: gevent: not supported by rsgi: rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)"),
+            ("int-glued.ini", "[uwsgi]\nbuffer-size = 32k\n", ":2: buffer-size: '32k' is not a whole number (uWSGI would read 32 and drop 'k')"),
             ("int.ini", "[uwsgi]\n\nbuffer-size = 65536\n", ":3: buffer-size: 65536 is too large (at most 65535)"),
             ("case.ini", "[uwsgi]\nSocket = :1\n", ":2: unknown option 'Socket' (did you mean 'socket'?)"),
             ("action.ini", "[uwsgi]\nstop = /x.pid\n", ":2: 'stop' can only be given on the command line"),
@@ -766,14 +954,18 @@ mod tests {
             let err = load_file(&path, &no_env).unwrap_err();
             assert_eq!(err.to_string(), format!("{path}{want}"), "load_file {name}");
         }
-        // A line without '=' is skipped with a notice naming it (uWSGI skips it silently).
+        // A line without '=' is the key with an empty value: a flag turned on (uWSGI).
         let path = dir.write("noeq.ini", "[uwsgi]\nmaster\nprocesses = 2\n");
         let config = load_file(&path, &no_env).unwrap();
         assert_eq!(config.processes, 2);
-        assert!(!config.master);
-        assert_eq!(config.notices.len(), 1);
-        assert_eq!(config.notices[0].origin, format!("{path}:2"));
-        assert_eq!(config.notices[0].option, "master");
+        assert!(config.master);
+        assert!(config.notices.is_empty(), "{:?}", config.notices);
+        // ... and an unknown option without '=' is an unknown option.
+        let path = dir.write("noeq-typo.ini", "[uwsgi]\nmastre\n");
+        assert_eq!(
+            load_file(&path, &no_env).unwrap_err().to_string(),
+            format!("{path}:2: unknown option 'mastre' (did you mean 'master'?)")
+        );
         let (msg, code) = error("--ini /nonexistent/x.ini");
         assert!(
             msg.starts_with("/nonexistent/x.ini: cannot read: "),
@@ -838,6 +1030,150 @@ mod tests {
         assert!(err.starts_with(&format!("{looped}:2: ini = ")), "{err}");
     }
 
+    /// Load `file` with `limits`, as [`load_file`] does with the defaults.
+    fn load_with(file: &str, limits: Limits) -> Result<VassalConfig, String> {
+        let mut loader = Loader::with_limits(&no_env, limits);
+        loader.load(file, Format::Ini).map_err(|e| e.to_string())?;
+        loader.finish().map_err(|e| e.to_string())?;
+        Ok(loader.config)
+    }
+
+    #[test]
+    fn every_cap_is_an_error_naming_file_and_line() {
+        let dir = TempDir::new("caps");
+        let small = Limits {
+            file_bytes: 200,
+            value_bytes: 64,
+            total_bytes: 4096,
+            include_depth: 3,
+            include_files: 4,
+            nesting_depth: 16,
+        };
+        let leaf = dir.write(
+            "leaf.ini",
+            "[uwsgi]
+threads = 2
+",
+        );
+        let big = dir.write(
+            "big.ini",
+            &format!(
+                "[uwsgi]
+; {}
+",
+                "x".repeat(300)
+            ),
+        );
+        let fifo = dir.0.join("fifo.ini");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let fifo = fifo.display().to_string();
+        // (name, text, Ok(threads) or Err(message after the path))
+        let cases: Vec<(&str, String, Result<u32, String>)> = vec![
+            ("value-ok.ini", format!("[uwsgi]\nchdir = {}\nthreads = 3\n", "x".repeat(64)), Ok(3)),
+            (
+                "value.ini",
+                format!("[uwsgi]\nset-ph = a={}\nchdir = %(a)%(a)\n", "x".repeat(40)),
+                Err(":3: the value expands to more than 64 bytes (placeholders repeating placeholders?)".into()),
+            ),
+            (
+                "bomb.ini",
+                "[uwsgi]\nset-ph = a=xxxxxxxx\nset-ph = b=%(a)%(a)%(a)%(a)\nset-ph = c=%(b)%(b)%(b)%(b)\n".into(),
+                Err(":4: the value expands to more than 64 bytes (placeholders repeating placeholders?)".into()),
+            ),
+            (
+                "total.ini",
+                format!("[uwsgi]\nset-ph = a={}\nchdir = %(a)\nchdir = %(a)\n", "y".repeat(50)), // with total_bytes 150
+                Err(":3: the configuration's values expand to more than 150 bytes in all".into()),
+            ),
+            ("include-ok.ini", format!("[uwsgi]\nini = {leaf}\n"), Ok(2)),
+            (
+                "fifo-include.ini",
+                format!("[uwsgi]\nthreads = 1\nini = {fifo}\n"),
+                Err(format!(":3: ini = {fifo}: {fifo}: not a regular file (a FIFO)")),
+            ),
+            (
+                "zero.ini",
+                "[uwsgi]\nini = /dev/zero\n".into(),
+                Err(":2: ini = /dev/zero: /dev/zero: not a regular file (a character device)".into()),
+            ),
+            (
+                "big-include.ini",
+                format!("[uwsgi]\nini = {big}\n"),
+                Err(format!(":2: ini = {big}: {big}: 311 bytes; a config file may hold at most 200")),
+            ),
+            (
+                "count.ini",
+                format!("[uwsgi]\nini = {leaf}\nini = {leaf}\nini = {leaf}\nini = {leaf}\n"),
+                Err(format!(":5: ini = {leaf}: more than 4 config files in one configuration")),
+            ),
+            (
+                "loop.ini",
+                "[uwsgi]\nini = %p\n".into(),
+                Err(format!(":2: ini = {}/loop.ini: config files nest more than 3 deep (do they include each other?)", dir.0.display())),
+            ),
+        ];
+        for (name, text, want) in cases {
+            let path = dir.write(name, &text);
+            let limits = match name {
+                "total.ini" => Limits {
+                    total_bytes: 150,
+                    ..small
+                },
+                _ => small,
+            };
+            let got = load_with(&path, limits).map(|c| c.threads);
+            let want = want.map_err(|tail| format!("{path}{tail}"));
+            assert_eq!(got, want, "{name}");
+        }
+        // The main file itself.
+        assert_eq!(
+            load_with(&big, small).unwrap_err(),
+            format!("{big}: 311 bytes; a config file may hold at most 200")
+        );
+        assert_eq!(
+            load_with(&fifo, small).unwrap_err(),
+            format!("{fifo}: not a regular file (a FIFO)")
+        );
+        // And through the command line, with the default caps.
+        let (msg, code) = error(&format!("--ini {fifo}"));
+        assert_eq!(msg, format!("{fifo}: not a regular file (a FIFO)"));
+        assert_eq!(code, EXIT_CONFIG);
+    }
+
+    /// uWSGI's `include` (format by name) and config logic across files: a block's
+    /// condition sees what is set so far, a skipped line defines no placeholder, and an
+    /// include inside a block that holds is read.
+    #[test]
+    fn include_and_config_logic() {
+        let dir = TempDir::new("logic");
+        let xml = dir.write("extra.xml", "<uwsgi><threads>3</threads></uwsgi>");
+        let main = dir.write(
+            "main.ini",
+            &format!(
+                "[uwsgi]\nprocesses = 2\nif-opt = processes=2\ninclude = {xml}\nelse\nthreads = 9\nendif\n\
+                 if-env = NOPE\nproject = skipped\nendif\nchdir = /srv/%(project)\n\
+                 for = a b\npythonpath = /lib/%(_)\nendfor\n\
+                 if-exists = %p\nenv = SELF=%(_)\nendif\n"
+            ),
+        );
+        let c = load_file(&main, &no_env).unwrap();
+        assert_eq!((c.processes, c.threads), (2, 3));
+        assert_eq!(c.chdir, Some(PathBuf::from("/srv/%(project)")));
+        assert_eq!(
+            c.pythonpath,
+            [PathBuf::from("/lib/a"), PathBuf::from("/lib/b")]
+        );
+        let real = std::fs::canonicalize(&main).unwrap();
+        assert_eq!(c.env, [("SELF".into(), real.display().to_string())]);
+        // Config logic is for files; on the command line it is refused.
+        let (msg, code) = error("--if-env HOME");
+        assert_eq!(
+            msg,
+            "--if-env: config logic (if-*, for, else, endif) works only in config files"
+        );
+        assert_eq!(code, EXIT_USAGE);
+    }
+
     #[test]
     fn load_file_formats_and_sections() {
         let dir = TempDir::new("load");
@@ -878,7 +1214,10 @@ mod tests {
         let env = |k: &str| (k == "VENV").then(|| "/opt/venv".to_owned());
         let c = load_file(&ini, &env).unwrap();
         assert_eq!(c.home, Some(PathBuf::from("/opt/venv")));
-        assert_eq!(c.env, [("HOME".into(), String::new())]);
+        // An unset variable stays as written, with a notice (uWSGI's `$` pass keeps it).
+        assert_eq!(c.env, [("HOME".into(), "$(HOME)".to_owned())]);
+        assert_eq!(c.notices.len(), 1, "{:?}", c.notices);
+        assert_eq!(c.notices[0].origin, format!("{ini}:3"));
     }
 
     #[test]

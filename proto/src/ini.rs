@@ -1,36 +1,45 @@
 //! The uWSGI ini dialect, read by hand (uWSGI's `core/ini.c` rules, not Python's
-//! `configparser`).
+//! `configparser`). Each rule names the uWSGI behaviour it copies; where rsgi differs on
+//! purpose, `docs/migration.md` ("Dialect") says why.
 //!
 //! - Only the chosen section is read: by default `[uwsgi]` **and** `[rsgi]` (every such
 //!   section, in file order, so a file may hold both and a tool that only knows uWSGI sees
 //!   only `[uwsgi]`); with `file.ini:name`, only `[name]`. Lines outside it are ignored.
 //!   Lines before the first header belong to no section.
 //! - A line whose first non-blank character is `;` or `#` is a comment. There are **no
-//!   inline comments**: `socket = :80 ; http` sets the socket to `:80 ; http`.
-//! - `key = value` is split at the **first** `=`; spaces, tabs and CRs (and other Unicode
-//!   white space, e.g. pasted no-break spaces) around key and value are trimmed. There is **no quoting and no escaping**: `"abc"` keeps its quotes and
+//!   inline comments** (uWSGI has none): `socket = :80 ; http` sets the socket to
+//!   `:80 ; http`. Numbers are read from their leading digits and booleans as uWSGI reads
+//!   them, so `max-requests = 1000 ; comment` and `master = true # comment` work (see
+//!   [`crate::options::read_bool`]).
+//! - `key = value` is split at the **first** `=` (uWSGI's `ini_get_key`); spaces, tabs and
+//!   CRs (and other Unicode white space, e.g. pasted no-break spaces) around key and value
+//!   are trimmed. There is **no quoting and no escaping**: `"abc"` keeps its quotes and
 //!   backslashes stay as they are.
+//! - A line without `=` is the key with an empty value (`ini_get_key` again), which turns a
+//!   flag on: a bare `master` is `master = true`. (A line that cannot be an option name,
+//!   such as a blog's `...`, is skipped by the loader with a notice.)
 //! - Keys are case-sensitive. A repeated key gives one [`Entry`] per line, in order (the
 //!   option table decides whether that appends or overrides).
-//! - Values go through [`Placeholders`]: `%(name)`, `%d`, `%n`,
-//!   `$(ENV)`, ... Every entry (also keys that are no option) defines `%(key)` for the lines
-//!   after it; `set-placeholder = name=value` (alias `set-ph`) defines `%(name)` only.
-//! - Inside the section, a non-blank line without `=` becomes an [`Entry`] with an empty
-//!   key; the loader ignores it with a notice naming `file:line` (uWSGI skips it
-//!   silently, which hides typos like a lost `=`; refusing it would reject configs copied
-//!   from blog posts with a "..." line).
+//! - Magic variables (`%d`, `%n`, `%k`, ...) are replaced as the line is read; references
+//!   (`%(name)`, `$(ENV)`, `@(file)`) once the whole configuration is read, so `%(x)` may
+//!   name a key set later or in another file. See [`crate::expand`]. Every entry (also keys
+//!   that are no option) defines `%(key)`; `set-placeholder = name=value` (alias `set-ph`)
+//!   defines `%(name)` only.
 //! - A UTF-8 byte-order mark at the start of the file is skipped.
 
 use std::path::{Path, PathBuf};
 
+use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
 
-/// One `key = value` line of a config file (ini or XML), after placeholder expansion.
+/// One `key = value` line of a config file (ini or XML). From [`parse_str`] and [`read`] the
+/// value is fully expanded; inside the loader it holds the magic-expanded text until the
+/// whole configuration is read and its references are resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// The option name as written (case kept). Empty for a line without `=`, whose text
-    /// is then in `value`.
+    /// The option name as written (case kept). For a line without `=`, the whole line
+    /// (with an empty value).
     pub key: String,
     /// The value, trimmed and expanded. Empty for `key =` or an empty XML element, which the
     /// option table reads as "given without a value" (`true` for booleans).
@@ -47,7 +56,8 @@ pub fn is_default_section(name: &str) -> bool {
 }
 
 /// Called with each entry as soon as its line is read (so `ini = other.ini` can be read
-/// in place, before the lines after it are expanded).
+/// in place, before the lines after it). The visitor defines the entry for `%(key)`
+/// ([`define`]) if it takes it.
 pub(crate) type Visitor<'v, 'e> =
     &'v mut dyn FnMut(Entry, &mut Placeholders<'e>) -> Result<(), ConfigError>;
 
@@ -61,11 +71,12 @@ pub fn parse_str(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    parse_with(text, path, path, section, ph, &mut |e, _| {
+    parse_with(text, path, path, section, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
-    Ok(entries)
+    resolve_all(entries, ph)
 }
 
 /// Read and parse an ini file. Errors and entries name the file as `path` was given; the
@@ -77,10 +88,27 @@ pub fn read(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    visit_file(path, section, ph, &mut |e, _| {
+    visit_file(path, section, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
+    resolve_all(entries, ph)
+}
+
+/// Resolve the references in every entry's value ([`Placeholders::resolve`]), once all of
+/// them are read. What stays as written is kept without a notice here; the loader adds
+/// notices. Shared with the XML reader.
+pub(crate) fn resolve_all(
+    mut entries: Vec<Entry>,
+    ph: &mut Placeholders<'_>,
+) -> Result<Vec<Entry>, ConfigError> {
+    for e in &mut entries {
+        e.value = ph
+            .resolve(&e.value)
+            .map_err(|msg| ConfigError::line(&e.file, e.line, msg))?
+            .value;
+    }
     Ok(entries)
 }
 
@@ -91,23 +119,9 @@ pub(crate) fn visit_file<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    let text = read_text(path)?;
+    let text = read_config_file(path, &ph.limits())?;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     parse_with(&text, path, &real, section, ph, visit)
-}
-
-/// Read a config file as UTF-8, naming the line of the first bad byte. Also used by the XML
-/// reader.
-pub(crate) fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        ConfigError::line(path, line, "not valid UTF-8")
-    })
 }
 
 /// The characters trimmed around lines, keys and values: spaces, tabs, CRs, and other
@@ -124,7 +138,7 @@ fn parse_with<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    ph.enter_file(real);
+    ph.enter_file(real, shown, section);
     let result = parse_lines(text, shown, section, ph, visit);
     ph.leave_file();
     result
@@ -165,19 +179,9 @@ fn parse_lines<'e>(
         if !inside {
             continue;
         }
-        let Some((key, value)) = trimmed.split_once('=') else {
-            // uWSGI skips such a line silently; rsgi keeps it as an entry with an empty
-            // key, which the loader turns into a notice naming the line (a blog's "..."
-            // must not stop a config from loading, and must not go unnoticed either).
-            let entry = Entry {
-                key: String::new(),
-                value: trimmed.to_owned(),
-                line,
-                file: shown.to_path_buf(),
-            };
-            visit(entry, ph)?;
-            continue;
-        };
+        // A line without '=' is the key with an empty value, which turns a flag on (uWSGI's
+        // `ini_get_key` returns the empty rest of the line as the value: a bare `master`).
+        let (key, value) = trimmed.split_once('=').unwrap_or((trimmed, ""));
         let key = key.trim_matches(BLANKS);
         if key.is_empty() {
             return Err(ConfigError::line(
@@ -187,9 +191,8 @@ fn parse_lines<'e>(
             ));
         }
         let value = ph
-            .expand(value.trim_matches(BLANKS))
+            .read_value(value.trim_matches(BLANKS))
             .map_err(|msg| ConfigError::line(shown, line, msg))?;
-        define(ph, key, &value).map_err(|msg| ConfigError::line(shown, line, msg))?;
         let entry = Entry {
             key: key.to_owned(),
             value,
@@ -208,8 +211,9 @@ fn parse_lines<'e>(
     Ok(())
 }
 
-/// Make an entry visible to `%(...)` on later lines: `%(key)` for every entry, and
-/// `%(name)` for `set-placeholder = name=value`. Shared with the XML reader.
+/// Make an entry visible to `%(...)`: `%(key)` for every entry, and `%(name)` for
+/// `set-placeholder = name=value`. Called by whoever takes the entries (the loader skips the
+/// lines of a config-logic block whose condition does not hold, as uWSGI does).
 pub(crate) fn define(ph: &mut Placeholders<'_>, key: &str, value: &str) -> Result<(), String> {
     if key == "set-placeholder" || key == "set-ph" {
         match value.split_once('=') {
@@ -312,14 +316,13 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        // A line without '=' is no error here: an entry with an empty key (the loader
-        // turns it into a notice).
-        case!("[uwsgi]\nmaster = true\n\nprocesses 4\n" =>
-            [("master", "true", 2), ("", "processes 4", 4)]);
+        // uWSGI's ini_get_key: a line without '=' is the key with an empty value.
+        case!("[uwsgi]\nmaster = true\n\nlazy-apps\nprocesses 4\n" =>
+            [("master", "true", 2), ("lazy-apps", "", 4), ("processes 4", "", 5)]);
         case!("[uwsgi]\n = 4\n" => err "/etc/app/site.ini:2: option name missing before '='");
         case!("[uwsgi\nx = 1\n" => err "/etc/app/site.ini:1: section header without ']': [uwsgi");
-        case!("[uwsgi]\nchdir = %(base)/app\n" =>
-            err "/etc/app/site.ini:2: %(base) refers to 'base', which is not set before this line");
+        case!("[uwsgi]\nchdir = %(base)/app\n" => [("chdir", "%(base)/app", 2)]);
+        case!("[uwsgi]\na = %(a)\n" => err "/etc/app/site.ini:2: %(a) refers to itself: a -> a");
         case!("[uwsgi]\nset-ph = novalue\n" =>
             err "/etc/app/site.ini:2: set-ph needs 'name=value', found 'novalue'");
     }
@@ -329,7 +332,10 @@ mod tests {
         case!("[uwsgi]\nbase = /srv\nproject = blog\nchdir = %(base)/%(project)\n" =>
             [("base", "/srv", 2), ("project", "blog", 3), ("chdir", "/srv/blog", 4)]);
         case!("[uwsgi]\nsocket = :1\nsocket = :2\nstats = %(socket)0\n" =>
-            [("socket", ":1", 2), ("socket", ":2", 3), ("stats", ":20", 4)]);
+            [("socket", ":1", 2), ("socket", ":2", 3), ("stats", ":10", 4)]);
+        // Resolved after the whole file is read: a later key counts (uWSGI's config pass).
+        case!("[uwsgi]\nchdir = %(base)/app\nbase = /srv\n" =>
+            [("chdir", "/srv/app", 2), ("base", "/srv", 3)]);
         case!("[uwsgi]\nset-placeholder = app = blog\nmodule = %(app).wsgi\n" =>
             [("set-placeholder", "app = blog", 2), ("module", "blog.wsgi", 3)]);
         case!("[uwsgi]\nsocket = %d%n.sock\nlogto = /var/log/%c/%s.%e.log\npidfile = %p.pid\nx = 100%%\n" => [
@@ -338,9 +344,8 @@ mod tests {
             ("pidfile", "/etc/app/site.ini.pid", 4),
             ("x", "100%", 5),
         ]);
-        // Placeholders from another section are not seen, and %(x) sees only earlier lines.
-        case!("[other]\nbase = /o\n[uwsgi]\nchdir = %(base)\n" =>
-            err "/etc/app/site.ini:4: %(base) refers to 'base', which is not set before this line");
+        // Placeholders from another section are not seen; unknown ones stay as written.
+        case!("[other]\nbase = /o\n[uwsgi]\nchdir = %(base)\n" => [("chdir", "%(base)", 4)]);
     }
 
     #[test]
@@ -355,7 +360,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(entries[0].value, "/home/app/venv");
-        assert_eq!(entries[1].value, "/x");
+        assert_eq!(entries[1].value, "$(NOPE)/x");
         assert_eq!(entries[1].file, Path::new("a.ini"));
     }
 

@@ -11,11 +11,15 @@
 //! - [`options`]: the option table ([`options::OPTIONS`]): uWSGI's names, aliases, short
 //!   flags, value kinds, setters, help text, and the uWSGI options accepted as no-ops.
 //! - [`ini`]: the uWSGI ini dialect (`[uwsgi]`/`[rsgi]` sections, repeated keys, no quoting).
+//! - [`logic`]: uWSGI's config logic (`if-env`, `if-exists`, `for`, `else`, `endif`, ...)
+//!   over the entries as they are read.
 //! - [`xml`]: uWSGI's XML config form (`<uwsgi><socket>...</socket></uwsgi>`).
-//! - [`expand`]: placeholders in config values: `%(option)`, `%d %n %c %p %s %e %h %%`,
-//!   `$(ENV)`.
+//! - [`expand`]: magic variables (`%d %n %k ...`, replaced as a file is read) and
+//!   references (`%(option)`, `$(ENV)`, `@(file)`, resolved once everything is read).
 //! - [`cli`]: the `rsgi` command line ([`parse_args`]) and config-file loading
 //!   ([`load_file`]).
+//! - [`bounds`]: the one function that reads a config file (regular files only, never
+//!   blocking, size-capped) and the caps on includes, placeholders and expanded values.
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
 //! - [`control`]: the control API types shared by `rsgid` and `rsgictl`.
@@ -32,18 +36,22 @@
 //!    `-p 4`, bare flags) and config files (`--ini`, `-x`, positional `*.ini`/`*.xml`),
 //!    using the table to know which options take values. `--help`, `--version`, `--stop`
 //!    and `--reload` short-circuit into an [`Invocation`].
-//! 2. Each config file is read by [`ini`] or [`xml`] into [`ini::Entry`]s
-//!    (`key`, `value`, `line`, `file`), values expanded by [`expand`] line by line; files
-//!    named inside files (`ini = base.ini`) are read in place.
-//! 3. Options and entries are applied in command-line order through
+//! 2. Each config file is read (through [`bounds::read_config_file`]) by [`ini`] or [`xml`]
+//!    into [`ini::Entry`]s (`key`, `value`, `line`, `file`), magic variables replaced as
+//!    each line is read; files named inside files (`ini = base.ini`) are read in place.
+//! 3. Once everything is read, every value's references (`%(name)`, `$(ENV)`, `@(file)`)
+//!    are resolved ([`expand::Placeholders::resolve`]), so a value may use a key set later.
+//! 4. Options and entries are applied in command-line order through
 //!    [`options::apply`]: the table entry parses and checks the value and calls its setter on
 //!    a [`config::VassalConfig`] that starts from the defaults. Repeatable options append,
 //!    others keep the last value. Unknown names are errors with a "did you mean"; uWSGI
-//!    options that mean nothing here become [`config::Notice`]s.
+//!    options that mean nothing here, and values read in a way worth telling, become
+//!    [`config::Notice`]s.
 //!
 //! The emperor calls [`load_file`] for one vassal file; `rsgi` calls [`parse_args`].
 #![deny(missing_docs)]
 
+pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -51,6 +59,7 @@ pub mod error;
 pub mod expand;
 pub mod ini;
 pub mod listen;
+pub mod logic;
 pub mod notify;
 pub mod options;
 pub mod shm;

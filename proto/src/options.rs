@@ -6,10 +6,15 @@
 //! Names, aliases and short flags are uWSGI's, so existing ini files and command lines
 //! work. uWSGI options that mean nothing in rsgi and whose absence cannot surprise anyone
 //! (`plugins = python`, `enable-threads`) are accepted with a notice ([`Kind::Ignored`]);
-//! every other unknown name is an error with a "did you mean" ([`suggest`]).
+//! uWSGI features rsgi will not have (`gevent`, `spooler`, `cache2`) are refused with what
+//! to use instead ([`Kind::Refused`]); every other unknown name is an error with a "did you
+//! mean" ([`suggest`]). `docs/migration.md` has the table.
 //!
-//! Values: booleans accept `true/false`, `yes/no`, `on/off`, `1/0` in any case, and an empty
-//! value (bare `--master`, `master =`, `<master/>`) means true. Integers are plain decimal.
+//! Values: booleans are read as uWSGI reads them ([`read_bool`]: `false`, `off`, `no`, `0`
+//! are false, anything else true, with a notice for unusual spellings), and an empty value
+//! (bare `--master`, `master =`, `master`, `<master/>`) means true. Integers are decimal;
+//! as with uWSGI's `atoi`, text after the number and a blank (an inline comment) is ignored,
+//! with a notice.
 //! For `harakiri`, `max-requests`, `reload-on-rss` and `max-worker-lifetime`, 0 means "off"
 //! (as in uWSGI) and gives `None`.
 
@@ -25,6 +30,47 @@ pub enum Format {
     Ini,
     /// uWSGI's XML form ([`crate::xml`]).
     Xml,
+    /// Whatever the file name says (`.xml` is XML, anything else ini): uWSGI's `include`.
+    ByName,
+}
+
+/// uWSGI's config logic (`ConfigLogic.rst`, `core/config.c`): a block opened by one of
+/// these, closed by [`LogicOp::End`], applies its lines only when the condition holds (or
+/// once per item, for the loops). `%(_)` in those lines is the condition's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogicOp {
+    /// `if-env = VAR` or `VAR=value`: `%(_)` is the variable's value.
+    IfEnv,
+    /// `if-not-env = VAR` or `VAR=value`.
+    IfNotEnv,
+    /// `if-opt = NAME` or `NAME=value`: an option or placeholder set on an earlier line.
+    IfOpt,
+    /// `if-not-opt = NAME` or `NAME=value`.
+    IfNotOpt,
+    /// `if-exists = PATH` (a file or directory).
+    IfExists,
+    /// `if-not-exists = PATH`.
+    IfNotExists,
+    /// `if-file = PATH` (a regular file).
+    IfFile,
+    /// `if-not-file = PATH`.
+    IfNotFile,
+    /// `if-dir = PATH`.
+    IfDir,
+    /// `if-not-dir = PATH`.
+    IfNotDir,
+    /// `if-hostname = NAME`.
+    IfHostname,
+    /// `if-not-hostname = NAME`.
+    IfNotHostname,
+    /// `for = a b c`: the lines once per item.
+    For,
+    /// `for-times = N`: the lines once per number 1..=N.
+    ForTimes,
+    /// `else`: the lines when the last `if-*` did not hold.
+    Else,
+    /// `endif`, `end-if`, `endfor`, `end-for`, `end`: the block ends.
+    End,
 }
 
 /// A command-line action that is not "serve".
@@ -79,6 +125,9 @@ pub enum Kind {
     Placeholder,
     /// A command-line-only action.
     Action(Action),
+    /// Config logic (`if-env`, `for`, `endif`, ...): only in config files, where the loader
+    /// handles it before any option is applied.
+    Logic(LogicOp),
     /// Accepted for uWSGI compatibility and ignored, with a notice saying why.
     Ignored {
         /// Whether it takes a value on the command line (`--plugins python`) or is a flag
@@ -86,6 +135,14 @@ pub enum Kind {
         takes_value: bool,
         /// Why ignoring it is fine, shown in the notice and in `--help`.
         why: &'static str,
+    },
+    /// A real uWSGI option rsgi will not do: an error that says what to use instead (never
+    /// the bare "unknown option", which reads like a typo).
+    Refused {
+        /// Whether it takes a value on the command line (`--gevent 100`) or is a flag.
+        takes_value: bool,
+        /// What to use instead, shown in the error and in `--help`.
+        instead: &'static str,
     },
     /// Accepted only when false (`vhost = false`), with a notice; true is an error because
     /// rsgi cannot do what it asks.
@@ -116,8 +173,12 @@ impl Kind {
             }
             Kind::Ignored {
                 takes_value: false, ..
+            }
+            | Kind::Refused {
+                takes_value: false, ..
             } => Arity::Optional,
             Kind::Action(Action::Help | Action::Version | Action::CheckApp) => Arity::None,
+            Kind::Logic(LogicOp::Else | LogicOp::End) => Arity::Optional,
             _ => Arity::Required,
         }
     }
@@ -128,6 +189,9 @@ impl Kind {
             Kind::Str(_)
             | Kind::Ignored {
                 takes_value: true, ..
+            }
+            | Kind::Refused {
+                takes_value: true, ..
             } => " VALUE",
             Kind::Path(_) => " PATH",
             Kind::Int { .. } => " N",
@@ -137,11 +201,16 @@ impl Kind {
             Kind::Mode(_) => "[=MODE]",
             Kind::LogDate => "[=FORMAT]",
             Kind::Config(_) => " FILE",
+            Kind::Logic(LogicOp::Else | LogicOp::End) => "",
+            Kind::Logic(_) => " VALUE",
             Kind::Placeholder => " NAME=VALUE",
             Kind::Action(Action::Stop | Action::Reload) => " PIDFILE",
             Kind::Bool(_)
             | Kind::Action(_)
             | Kind::Ignored {
+                takes_value: false, ..
+            }
+            | Kind::Refused {
                 takes_value: false, ..
             } => "",
             Kind::FalseOnly { .. } => "=false",
@@ -170,11 +239,13 @@ pub enum Group {
     Actions,
     /// uWSGI options accepted and ignored.
     Ignored,
+    /// uWSGI options refused, with what to use instead.
+    Refused,
 }
 
 impl Group {
     /// All groups in `--help` order.
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 10] = [
         Group::Sockets,
         Group::App,
         Group::Logging,
@@ -184,6 +255,7 @@ impl Group {
         Group::Config,
         Group::Actions,
         Group::Ignored,
+        Group::Refused,
     ];
 
     /// The section title in `--help`.
@@ -198,6 +270,9 @@ impl Group {
             Group::Config => "Config files",
             Group::Actions => "Actions (command line only)",
             Group::Ignored => "Accepted from uWSGI and ignored (a notice is printed)",
+            Group::Refused => {
+                "uWSGI features rsgi does not have (an error says what to use instead)"
+            }
         }
     }
 }
@@ -273,6 +348,14 @@ impl OptionSpec {
         }
     }
 
+    /// If rsgi refuses this uWSGI option: what to use instead.
+    pub fn refusal(&self) -> Option<&'static str> {
+        match self.kind {
+            Kind::Refused { instead, .. } => Some(instead),
+            _ => None,
+        }
+    }
+
     /// Whether `name` is this option's name or one of its aliases.
     pub fn is_named(&self, name: &str) -> bool {
         self.name == name || self.aliases.contains(&name)
@@ -316,8 +399,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         "listen with the uwsgi protocol (nginx uwsgi_pass): host:port, :port, [::1]:port, /path.sock, unix:/path.sock")
         .aliases(&["uwsgi-socket"]).short('s').repeatable(),
     OptionSpec::new("http-socket", G::Sockets, Kind::Socket(Protocol::Http),
-        "listen with HTTP/1.1 (behind nginx proxy_pass, or directly)")
-        .repeatable(),
+        "listen with HTTP/1.1 (behind nginx proxy_pass, or directly); keep-alive included")
+        .aliases(&["http11-socket"]).repeatable(),
     OptionSpec::new("http", G::Sockets, Kind::Socket(Protocol::Http),
         "same as http-socket (uWSGI starts a separate HTTP router; rsgi's workers speak HTTP themselves)")
         .repeatable(),
@@ -426,6 +509,57 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("xml", G::Config, Kind::Config(Format::Xml),
         "read options from an XML file: FILE or FILE:id")
         .short('x').repeatable(),
+    OptionSpec::new("include", G::Config, Kind::Config(Format::ByName),
+        "read options from a config file, ini or XML by its name: FILE or FILE:section")
+        .repeatable(),
+    OptionSpec::new("if-env", G::Config, Kind::Logic(LogicOp::IfEnv),
+        "apply the lines up to endif only if environment variable VAR is set (VAR=value: to that value); %(_) is its value")
+        .meta("VAR[=VALUE]").repeatable(),
+    OptionSpec::new("if-not-env", G::Config, Kind::Logic(LogicOp::IfNotEnv),
+        "apply the lines up to endif only if VAR is not set (VAR=value: not to that value)")
+        .meta("VAR[=VALUE]").repeatable(),
+    OptionSpec::new("if-opt", G::Config, Kind::Logic(LogicOp::IfOpt),
+        "apply the lines up to endif only if option or placeholder NAME was set before (NAME=value: to that value)")
+        .meta("NAME[=VALUE]").repeatable(),
+    OptionSpec::new("if-not-opt", G::Config, Kind::Logic(LogicOp::IfNotOpt),
+        "apply the lines up to endif only if NAME was not set before (NAME=value: not to that value)")
+        .meta("NAME[=VALUE]").repeatable(),
+    OptionSpec::new("if-exists", G::Config, Kind::Logic(LogicOp::IfExists),
+        "apply the lines up to endif only if PATH exists; %(_) is PATH")
+        .aliases(&["if-file-exists"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-not-exists", G::Config, Kind::Logic(LogicOp::IfNotExists),
+        "apply the lines up to endif only if PATH does not exist")
+        .aliases(&["if-not-file-exists"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-file", G::Config, Kind::Logic(LogicOp::IfFile),
+        "apply the lines up to endif only if PATH is a regular file")
+        .meta("PATH").repeatable(),
+    OptionSpec::new("if-not-file", G::Config, Kind::Logic(LogicOp::IfNotFile),
+        "apply the lines up to endif only if PATH is not a regular file")
+        .meta("PATH").repeatable(),
+    OptionSpec::new("if-dir", G::Config, Kind::Logic(LogicOp::IfDir),
+        "apply the lines up to endif only if PATH is a directory")
+        .aliases(&["if-directory"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-not-dir", G::Config, Kind::Logic(LogicOp::IfNotDir),
+        "apply the lines up to endif only if PATH is not a directory")
+        .aliases(&["if-not-directory"]).meta("PATH").repeatable(),
+    OptionSpec::new("if-hostname", G::Config, Kind::Logic(LogicOp::IfHostname),
+        "apply the lines up to endif only on the host called NAME")
+        .meta("NAME").repeatable(),
+    OptionSpec::new("if-not-hostname", G::Config, Kind::Logic(LogicOp::IfNotHostname),
+        "apply the lines up to endif only on other hosts than NAME")
+        .meta("NAME").repeatable(),
+    OptionSpec::new("for", G::Config, Kind::Logic(LogicOp::For),
+        "apply the lines up to endfor once per space-separated item; %(_) is the item")
+        .meta("ITEMS").repeatable(),
+    OptionSpec::new("for-times", G::Config, Kind::Logic(LogicOp::ForTimes),
+        "apply the lines up to endfor N times; %(_) is 1, 2, ... N")
+        .meta("N").repeatable(),
+    OptionSpec::new("else", G::Config, Kind::Logic(LogicOp::Else),
+        "after an if-* block: apply the lines up to endif only if that condition did not hold")
+        .repeatable(),
+    OptionSpec::new("endif", G::Config, Kind::Logic(LogicOp::End),
+        "end an if-*, else or for block")
+        .aliases(&["end-if", "endfor", "end-for", "end"]).repeatable(),
     OptionSpec::new("set-placeholder", G::Config, Kind::Placeholder,
         "define %(NAME) for the values after it, without setting an option")
         .aliases(&["set-ph"]).repeatable(),
@@ -455,7 +589,26 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("post-buffering", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi always reads the whole request body before calling the app" }, "").meta("N"),
     OptionSpec::new("auto-procname", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not rename its processes" }, ""),
     OptionSpec::new("procname-prefix", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not rename its processes" }, "").meta("PREFIX"),
+    OptionSpec::new("ignore-sigpipe", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi never gets SIGPIPE: a client that went away only ends its connection, quietly" }, ""),
+    OptionSpec::new("ignore-write-errors", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not log a failed write to a client that went away" }, ""),
+    OptionSpec::new("disable-write-exception", G::Ignored, Kind::Ignored { takes_value: false, why: "the app never writes to the client itself (write() data is sent after it returns), so no write exception reaches it" }, ""),
+    OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
+    OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
+    // --- uWSGI features rsgi does not have: refused, with what to use instead ---
+    OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
+    OptionSpec::new("async", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no async cores: use threads = N (and processes = N)" }, "").meta("N"),
+    OptionSpec::new("ugreen", G::Refused, Kind::Refused { takes_value: false, instead: "rsgi has no green threads: use threads = N (and processes = N)" }, ""),
+    OptionSpec::new("cache2", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no shared cache: use your framework's cache on Redis or memcached" }, "")
+        .aliases(&["cache"]),
+    OptionSpec::new("spooler", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no spooler: run a task queue (Celery, RQ, Dramatiq) as its own service" }, "")
+        .aliases(&["spooler-processes", "spooler-import"]),
+    OptionSpec::new("mule", G::Refused, Kind::Refused { takes_value: false, instead: "rsgi has no mules: run background work as its own service (a task queue worker)" }, "")
+        .aliases(&["mules"]),
+    OptionSpec::new("alarm", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no alarms: alert on rsgid's metrics (Prometheus) or on its log" }, "")
+        .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
+    OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
+    OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
 ];
 
 /// The option called `name` (its name or an alias; case-sensitive, as uWSGI).
@@ -515,6 +668,9 @@ pub enum Applied {
     Set,
     /// Ignored; the caller records a [`crate::config::Notice`] with this reason.
     Ignored(&'static str),
+    /// The config was updated, but the value was read in a way worth telling (a number
+    /// followed by a comment, a boolean spelt unusually); the caller records a notice.
+    Noted(String),
     /// Read this config file (`path`, `path:section` or `:section`) here.
     Include(Format, String),
     /// Define `%(name)` as `value` for later config files.
@@ -535,8 +691,20 @@ pub fn apply(
     match spec.kind {
         Kind::Str(set) => set(config, required()?.to_owned()),
         Kind::Path(set) => set(config, PathBuf::from(required()?)),
-        Kind::Int { min, max, set } => set(config, parse_int(required()?, min, max)?),
-        Kind::Bool(set) => set(config, value.map_or(Ok(true), parse_bool)?),
+        Kind::Int { min, max, set } => {
+            let (n, note) = read_int(required()?, min, max)?;
+            set(config, n);
+            if let Some(note) = note {
+                return Ok(Applied::Noted(note));
+            }
+        }
+        Kind::Bool(set) => {
+            let (on, note) = value.map_or((true, None), read_bool);
+            set(config, on);
+            if let Some(note) = note {
+                return Ok(Applied::Noted(note));
+            }
+        }
         Kind::Socket(protocol) => config.sockets.push(SocketSpec {
             protocol,
             addr: parse_listen(required()?)?,
@@ -560,6 +728,11 @@ pub fn apply(
             }
         },
         Kind::Config(format) => return Ok(Applied::Include(format, required()?.to_owned())),
+        Kind::Logic(_) => {
+            return Err(
+                "config logic (if-*, for, else, endif) works only in config files".to_owned(),
+            )
+        }
         Kind::Placeholder => {
             return match required()?.split_once('=') {
                 Some((n, v)) if !n.trim().is_empty() => Ok(Applied::Placeholder(
@@ -574,19 +747,58 @@ pub fn apply(
         }
         Kind::Action(action) => return Ok(Applied::Action(action, Some(required()?.to_owned()))),
         Kind::Ignored { why, .. } => return Ok(Applied::Ignored(why)),
+        Kind::Refused { instead, .. } => return Err(format!("not supported by rsgi: {instead}")),
         Kind::FalseOnly { why } => {
-            return match value.map(parse_bool) {
-                Some(Ok(false)) => Ok(Applied::Ignored(why)),
-                Some(Err(e)) => Err(e),
-                None | Some(Ok(true)) => Err(format!("not supported: {why}")),
+            return match value.map(read_bool) {
+                Some((false, _)) => Ok(Applied::Ignored(why)),
+                None | Some((true, _)) => Err(format!("not supported: {why}")),
             }
         }
     }
     Ok(Applied::Set)
 }
 
-/// Parse a boolean: `true/false`, `yes/no`, `on/off`, `1/0`, any case. (An empty value
-/// never gets here: it means "given without a value", i.e. true.)
+/// Read a boolean option's value as uWSGI's `uwsgi_opt_true` does: `false`, `off`, `no`
+/// (any case) and `0` are false, **anything else is true** (`vhost = anything` turns vhost
+/// on). The note, when there is one, says how an unusual value was read:
+///
+/// - a value that is not one of the usual words (`maybe`) is true, with a note;
+/// - a value whose first word is false, followed by more (`false ; no master`), is
+///   **false** with a note. uWSGI would read the whole text as true, which is surely not
+///   what the line means (rsgi differs here on purpose, see `docs/migration.md`).
+///
+/// (An empty value never gets here: it means "given without a value", i.e. true.)
+pub fn read_bool(value: &str) -> (bool, Option<String>) {
+    let is_false =
+        |w: &str| matches!(w.to_ascii_lowercase().as_str(), "false" | "off" | "no") || w == "0";
+    let is_true = |w: &str| matches!(w.to_ascii_lowercase().as_str(), "true" | "on" | "yes" | "1");
+    if is_false(value) {
+        return (false, None);
+    }
+    if is_true(value) {
+        return (true, None);
+    }
+    match value.split_whitespace().next() {
+        Some(first) if is_false(first) => (
+            false,
+            Some(format!(
+                "'{value}' read as false from its first word (uWSGI would read the whole \
+                 value as true)"
+            )),
+        ),
+        Some(first) if is_true(first) => (true, None),
+        _ => (
+            true,
+            Some(format!(
+                "'{value}' read as true (as uWSGI does: any value but false/off/no/0 is true)"
+            )),
+        ),
+    }
+}
+
+/// Whether `value` is one of the usual boolean words: `true/false`, `yes/no`, `on/off`,
+/// `1/0`, any case. The command line uses it to tell `--master false` (a misplaced value)
+/// from a stray argument.
 pub fn parse_bool(value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
@@ -595,6 +807,32 @@ pub fn parse_bool(value: &str) -> Result<bool, String> {
             "'{value}' is not a boolean (use true/false, yes/no, on/off or 1/0)"
         )),
     }
+}
+
+/// Read an integer option's value as uWSGI's `atoi` does where that is safe: the leading
+/// decimal number, so `1000  ; restart now and then` is 1000 (with a note saying the rest
+/// was ignored). Unlike `atoi`, a value that does not start with a number is an error, not 0,
+/// and so is a number glued to more text (`32k`: uWSGI reads 32, which is surely not what
+/// was meant).
+fn read_int(value: &str, min: u64, max: u64) -> Result<(u64, Option<String>), String> {
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, rest) = value.split_at(digits);
+    if digits == 0 {
+        return Err(format!("'{value}' is not a whole number"));
+    }
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return Err(format!(
+            "'{value}' is not a whole number (uWSGI would read {number} and drop '{rest}')"
+        ));
+    }
+    let n = parse_int(number, min, max)?;
+    let note = (!rest.is_empty()).then(|| {
+        format!(
+            "read as {n}; the rest ('{}') is ignored, as uWSGI does",
+            rest.trim()
+        )
+    });
+    Ok((n, note))
 }
 
 fn parse_int(value: &str, min: u64, max: u64) -> Result<u64, String> {
@@ -706,7 +944,10 @@ pub fn help_text() -> String {
             };
             let left = format!("  {short:4}--{}{meta}", spec.name);
             // Words of the help text, then the notes, each kept on one line.
-            let text = spec.noop_reason().unwrap_or(spec.help);
+            let text = spec
+                .noop_reason()
+                .or_else(|| spec.refusal())
+                .unwrap_or(spec.help);
             let mut words: Vec<String> = text.split(' ').map(str::to_owned).collect();
             if spec.repeatable {
                 words.push("(+)".to_owned());
@@ -769,7 +1010,7 @@ mod tests {
                 assert!(shorts.insert(c), "duplicate short -{c}");
             }
             assert!(
-                o.noop_reason().is_some() || !o.help.is_empty(),
+                o.noop_reason().is_some() || o.refusal().is_some() || !o.help.is_empty(),
                 "{} has no help",
                 o.name
             );
@@ -780,7 +1021,7 @@ mod tests {
     fn required_names_and_aliases() {
         let cases: &[(&str, &[&str], Option<char>)] = &[
             ("socket", &["uwsgi-socket"], Some('s')),
-            ("http-socket", &[], None),
+            ("http-socket", &["http11-socket"], None),
             ("http", &[], None),
             ("chmod-socket", &[], Some('C')),
             ("module", &["wsgi"], Some('w')),
@@ -875,11 +1116,57 @@ mod tests {
             assert!(!c.master, "{v}");
         }
         assert!(run("master", None).unwrap().master);
-        for bad in ["2", "maybe", "tru", "y", "enabled"] {
-            assert_eq!(
-                run("master", Some(bad)).unwrap_err(),
-                format!("'{bad}' is not a boolean (use true/false, yes/no, on/off or 1/0)")
-            );
+    }
+
+    /// uWSGI's `uwsgi_opt_true`: false/off/no (any case) and 0 are false, anything else is
+    /// true. Each case: (value, result, note).
+    #[test]
+    fn booleans_read_as_uwsgi_does() {
+        let cases: &[(&str, bool, Option<&str>)] = &[
+            ("true ; comment", true, None),
+            ("yes please", true, None),
+            ("2", true, Some("'2' read as true (as uWSGI does: any value but false/off/no/0 is true)")),
+            ("maybe", true, Some("'maybe' read as true (as uWSGI does: any value but false/off/no/0 is true)")),
+            ("enabled", true, Some("'enabled' read as true (as uWSGI does: any value but false/off/no/0 is true)")),
+            // Deliberately not uWSGI: it would read the whole text as true.
+            ("false ; no master", false, Some("'false ; no master' read as false from its first word (uWSGI would read the whole value as true)")),
+            ("0 # off", false, Some("'0 # off' read as false from its first word (uWSGI would read the whole value as true)")),
+        ];
+        for (value, want, note) in cases {
+            let mut c = VassalConfig::default();
+            let applied = apply(find("master").unwrap(), Some(value), &mut c).unwrap();
+            assert_eq!(c.master, *want, "{value}");
+            let want_applied = match note {
+                Some(n) => Applied::Noted((*n).to_owned()),
+                None => Applied::Set,
+            };
+            assert_eq!(applied, want_applied, "{value}");
+        }
+        // vhost = anything is vhost turned on, which rsgi cannot do.
+        assert_eq!(
+            run("vhost", Some("anything")).unwrap_err(),
+            "not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"
+        );
+    }
+
+    /// uWSGI's `atoi`: the leading number counts, so an inline comment after a number is
+    /// ignored (with a note). (value, max_requests, note)
+    #[test]
+    fn integers_read_their_leading_number() {
+        let cases: &[(&str, Option<u64>, Option<&str>)] = &[
+            ("1000", Some(1000), None),
+            ("1000  ; restart workers now and then", Some(1000), Some("read as 1000; the rest ('; restart workers now and then') is ignored, as uWSGI does")),
+            ("0 # off", None, Some("read as 0; the rest ('# off') is ignored, as uWSGI does")),
+        ];
+        for (value, want, note) in cases {
+            let mut c = VassalConfig::default();
+            let applied = apply(find("max-requests").unwrap(), Some(value), &mut c).unwrap();
+            assert_eq!(c.max_requests, *want, "{value}");
+            let want_applied = match note {
+                Some(n) => Applied::Noted((*n).to_owned()),
+                None => Applied::Set,
+            };
+            assert_eq!(applied, want_applied, "{value}");
         }
     }
 
@@ -998,7 +1285,8 @@ mod tests {
             ("processes", Some("0"), "0 is too small (at least 1)"),
             ("processes", None, "needs a value"),
             ("buffer-size", Some("65536"), "65536 is too large (at most 65535)"),
-            ("buffer-size", Some("32k"), "'32k' is not a whole number"),
+            ("buffer-size", Some("32k"), "'32k' is not a whole number (uWSGI would read 32 and drop 'k')"),
+            ("max-requests", Some("; 1000"), "'; 1000' is not a whole number"),
             ("limit-post", Some("99999999999999999999"), "99999999999999999999 is too large (at most 18446744073709551615)"),
             ("env", Some("NOEQUALS"), "expected KEY=VALUE, found 'NOEQUALS'"),
             ("env", Some("=x"), "expected KEY=VALUE, found '=x'"),
@@ -1009,7 +1297,6 @@ mod tests {
             ("module", None, "needs a value"),
             ("socket", Some("8000"), "'8000' would be a unix socket file named 8000; for TCP port 8000 write ':8000'"),
             ("vhost", Some("true"), "not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"),
-            ("vhost", Some("perhaps"), "'perhaps' is not a boolean (use true/false, yes/no, on/off or 1/0)"),
             ("set-placeholder", Some("x"), "expected NAME=VALUE, found 'x'"),
         ];
         for (name, value, want) in cases {
@@ -1160,6 +1447,100 @@ mod tests {
         ];
         for (typo, want) in s {
             assert_eq!(suggest(typo), *want, "{typo}");
+        }
+    }
+
+    /// Issue 21's option families: every real uWSGI option there is supported, a no-op
+    /// with a reason, or refused with what to use instead; never the bare "unknown
+    /// option". The ones that need runtime work (vassal or daemon) are listed in
+    /// `TO_IMPLEMENT` until they are supported; this test fails when one of those gets
+    /// into the table without leaving the list, or when a classified one loses its place.
+    #[test]
+    fn uwsgi_option_families_are_classified() {
+        // (option, expected class)
+        let classified: &[(&str, &str)] = &[
+            ("ignore-sigpipe", "no-op"),
+            ("ignore-write-errors", "no-op"),
+            ("disable-write-exception", "no-op"),
+            ("offload-threads", "no-op"),
+            ("http-keepalive", "no-op"),
+            ("http11-socket", "supported"),
+            ("include", "supported"),
+            ("if-env", "supported"),
+            ("if-not-env", "supported"),
+            ("if-exists", "supported"),
+            ("endif", "supported"),
+            ("gevent", "refused"),
+            ("async", "refused"),
+            ("ugreen", "refused"),
+            ("cache2", "refused"),
+            ("cache", "refused"),
+            ("spooler", "refused"),
+            ("spooler-processes", "refused"),
+            ("mule", "refused"),
+            ("mules", "refused"),
+            ("alarm", "refused"),
+            ("alarm-log", "refused"),
+            ("protocol", "refused"),
+            ("emperor", "refused"),
+        ];
+        for (name, want) in classified {
+            let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
+            let class = match (o.noop_reason(), o.refusal()) {
+                (Some(_), _) => "no-op",
+                (_, Some(_)) => "refused",
+                _ => "supported",
+            };
+            assert_eq!(class, *want, "{name}");
+            if class == "refused" {
+                let err = run(name, Some("1")).unwrap_err();
+                let instead = o.refusal().unwrap_or_default();
+                assert_eq!(err, format!("not supported by rsgi: {instead}"), "{name}");
+                assert!(
+                    instead.contains(": "),
+                    "{name}: says no alternative: {instead}"
+                );
+            }
+        }
+        // Real uWSGI options of the families that need runtime work: still unknown here.
+        const TO_IMPLEMENT: &[&str] = &[
+            "log-4xx",
+            "log-5xx",
+            "logger",
+            "req-logger",
+            "log-format",
+            "logformat",
+            "log-master",
+            "log-route",
+            "log-maxsize",
+            "touch-reload",
+            "touch-chain-reload",
+            "attach-daemon",
+            "smart-attach-daemon",
+            "cheaper",
+            "cheaper-initial",
+            "cheaper-algo",
+            "cron",
+            "hook-master-start",
+            "py-autoreload",
+            "mount",
+            "manage-script-name",
+            "add-header",
+            "http-timeout",
+            "socket-timeout",
+            "http-enable-proxy-protocol",
+            "static-gzip-all",
+            "check-static",
+            "static-map2",
+            "wsgi-disable-file-wrapper",
+            "for-glob",
+            "for-readline",
+        ];
+        for name in TO_IMPLEMENT {
+            assert!(
+                find(name).is_none(),
+                "{name} is in the table: take it off TO_IMPLEMENT"
+            );
         }
     }
 

@@ -25,9 +25,10 @@
 
 use std::path::Path;
 
+use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
-use crate::ini::{define, read_text, Entry, Visitor};
+use crate::ini::{define, resolve_all, Entry, Visitor};
 
 /// Parse XML config text. `path` names the file in entries and errors and is the base of
 /// the magic variables; `id` selects `<uwsgi id="...">`.
@@ -38,11 +39,12 @@ pub fn parse_str(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    parse_with(text, path, path, id, ph, &mut |e, _| {
+    parse_with(text, path, path, id, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
-    Ok(entries)
+    resolve_all(entries, ph)
 }
 
 /// Read and parse an XML config file; see [`crate::ini::read`] for how `path` is used.
@@ -52,11 +54,12 @@ pub fn read(
     ph: &mut Placeholders<'_>,
 ) -> Result<Vec<Entry>, ConfigError> {
     let mut entries = Vec::new();
-    visit_file(path, id, ph, &mut |e, _| {
+    visit_file(path, id, ph, &mut |e, ph| {
+        define(ph, &e.key, &e.value).map_err(|msg| ConfigError::line(&e.file, e.line, msg))?;
         entries.push(e);
         Ok(())
     })?;
-    Ok(entries)
+    resolve_all(entries, ph)
 }
 
 /// [`read`], handing each entry to `visit` as it is read.
@@ -66,7 +69,7 @@ pub(crate) fn visit_file<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    let text = read_text(path)?;
+    let text = read_config_file(path, &ph.limits())?;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     parse_with(&text, path, &real, id, ph, visit)
 }
@@ -79,7 +82,7 @@ fn parse_with<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    ph.enter_file(real);
+    ph.enter_file(real, shown, id);
     let result = parse_tree(text, shown, id, ph, visit);
     ph.leave_file();
     result
@@ -152,9 +155,7 @@ fn parse_tree<'e>(
             }
         }
         let value = ph
-            .expand(value.trim())
-            .map_err(|msg| ConfigError::line(shown, option.line, msg))?;
-        define(ph, &option.name, &value)
+            .read_value(value.trim())
             .map_err(|msg| ConfigError::line(shown, option.line, msg))?;
         let entry = Entry {
             key: option.name.clone(),
@@ -527,7 +528,7 @@ mod tests {
         case!("<uwsgi></uwsgi><x/>" => err "/srv/app/app.xml:1: content after the root element");
         case!("<uwsgi>\n<!-- open\n</uwsgi>" => err "/srv/app/app.xml:2: unterminated comment");
         case!("<uwsgi><a x=1>1</a></uwsgi>" => err "/srv/app/app.xml:1: attribute 'x' of <a>: value not quoted");
-        case!("<uwsgi>\n\n<chdir>%(nope)</chdir></uwsgi>" =>
-            err "/srv/app/app.xml:3: %(nope) refers to 'nope', which is not set before this line");
+        case!("<uwsgi>\n\n<chdir>%(x)</chdir><x>%(chdir)</x></uwsgi>" =>
+            err "/srv/app/app.xml:3: %(x) refers to itself: x -> chdir -> x");
     }
 }

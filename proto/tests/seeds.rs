@@ -155,8 +155,8 @@ fn s002_conf_ini() {
 
 #[test]
 fn s002_unix_socket_fragment_is_accepted_with_a_notice_for_the_ellipsis() {
-    // The blog's "..." line is copied verbatim: it is not `key = value`. As uWSGI does,
-    // the line is skipped; unlike uWSGI, a notice names it.
+    // The blog's "..." line is copied verbatim: it is not `key = value`. uWSGI reads it as
+    // an unknown option without a value and ignores it; rsgi skips it and a notice names it.
     let file = fixture("002_unix_socket.ini");
     let c = load_file(&file, &no_env).unwrap();
     assert_eq!(c.sockets, [unix(Protocol::Uwsgi, "/path/to/sock.sock")]);

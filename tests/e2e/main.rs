@@ -10,7 +10,9 @@
 mod e2e {
     mod close_path;
     mod config;
+    mod config_bounds;
     mod ctl;
+    mod dialect;
     mod django;
     mod emperor;
     mod examples;

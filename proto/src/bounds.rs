@@ -1,0 +1,217 @@
+//! Bounds on configuration input: the one function that reads a config file
+//! ([`read_config_file`]) and the caps ([`Limits`]) every reader and the placeholder
+//! expansion keep.
+//!
+//! A config file is input from whoever can write it (in tyrant mode, any user), so reading
+//! it must neither block nor grow without end:
+//!
+//! - The file is opened with `O_NONBLOCK | O_NOCTTY | O_CLOEXEC`, so opening a FIFO or a
+//!   terminal cannot block or take a controlling terminal; the **opened** descriptor is
+//!   `fstat`ed and anything but a regular file is refused (`/tmp/fifo: not a regular file
+//!   (a FIFO)`), so a file swapped for a FIFO between a check and the open is refused too.
+//! - A file over [`Limits::file_bytes`] is refused from its size, and at most one byte more
+//!   than the cap is ever read (a file that grows while it is read is refused as well).
+//! - [`Limits::value_bytes`] caps one expanded value and [`Limits::total_bytes`] all
+//!   expanded values of one configuration together (a chain of placeholders doubling at
+//!   each line would otherwise reach gigabytes from a few hundred bytes).
+//! - [`Limits::include_depth`] caps how deeply files include each other and
+//!   [`Limits::include_files`] how many files one configuration reads;
+//!   [`Limits::nesting_depth`] caps how deeply placeholders refer to placeholders.
+
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
+
+use crate::error::ConfigError;
+
+/// The caps on one configuration (a command line with its config files, or one vassal
+/// file with its includes). [`Limits::DEFAULT`] is what the programs use; tests pass
+/// smaller ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest config file read, in bytes. Real configs are a few KiB.
+    pub file_bytes: u64,
+    /// The largest value one `key = value` line may expand to, in bytes.
+    pub value_bytes: usize,
+    /// The largest total of all expanded values of one configuration, in bytes.
+    pub total_bytes: usize,
+    /// How deeply config files may include each other (the top file is depth 1).
+    pub include_depth: usize,
+    /// How many config files one configuration may read, the top file included.
+    pub include_files: usize,
+    /// How deeply a placeholder's value may refer to other placeholders.
+    pub nesting_depth: usize,
+}
+
+impl Limits {
+    /// The caps the programs use: 1 MiB per file, 64 KiB per expanded value, 8 MiB for
+    /// all values, includes 16 deep and 256 files, placeholders 16 deep.
+    pub const DEFAULT: Limits = Limits {
+        file_bytes: 1 << 20,
+        value_bytes: 64 << 10,
+        total_bytes: 8 << 20,
+        include_depth: 16,
+        include_files: 256,
+        nesting_depth: 16,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// What kind of file `ft` is, for "not a regular file (a FIFO)".
+fn kind_of(ft: std::fs::FileType) -> &'static str {
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// Read a config file as UTF-8, within `limits.file_bytes`, never blocking: see the module
+/// doc. Errors name the file as `path` was given ([`ConfigError::Read`] when it cannot be
+/// opened or read, [`ConfigError::File`] for the wrong kind of file or size, and
+/// [`ConfigError::Line`] with the line of the first byte that is not UTF-8).
+pub fn read_config_file(path: &Path, limits: &Limits) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    // std opens with O_CLOEXEC already; O_NONBLOCK makes opening a FIFO without a writer
+    // return at once, O_NOCTTY keeps a terminal from becoming ours.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?; // fstat of the opened fd
+    if !meta.file_type().is_file() {
+        return Err(ConfigError::file(
+            path,
+            format!("not a regular file ({})", kind_of(meta.file_type())),
+        ));
+    }
+    let too_big = |size: u64| {
+        ConfigError::file(
+            path,
+            format!(
+                "{size} bytes; a config file may hold at most {}",
+                limits.file_bytes
+            ),
+        )
+    };
+    if meta.len() > limits.file_bytes {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(limits.file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read > limits.file_bytes {
+        return Err(too_big(read.max(meta.len())));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        ConfigError::line(path, line, "not valid UTF-8")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn small(file_bytes: u64) -> Limits {
+        Limits {
+            file_bytes,
+            ..Limits::DEFAULT
+        }
+    }
+
+    #[test]
+    fn only_regular_files_within_the_cap_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("ok.ini"), "[uwsgi]\n").unwrap();
+        std::fs::write(d.join("big.ini"), "x".repeat(101)).unwrap();
+        std::fs::write(d.join("edge.ini"), "x".repeat(100)).unwrap();
+        std::fs::write(d.join("bad.ini"), b"[uwsgi]\n\xff\n").unwrap();
+        nix::unistd::mkfifo(&d.join("fifo.ini"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let sock = std::os::unix::net::UnixListener::bind(d.join("sock.ini")).unwrap();
+        let show = |name: &str| d.join(name).display().to_string();
+        let cases: &[(String, Result<String, String>)] = &[
+            (show("ok.ini"), Ok("[uwsgi]\n".to_owned())),
+            (show("edge.ini"), Ok("x".repeat(100))),
+            (
+                show("big.ini"),
+                Err(format!(
+                    "{}: 101 bytes; a config file may hold at most 100",
+                    show("big.ini")
+                )),
+            ),
+            (
+                show("fifo.ini"),
+                Err(format!("{}: not a regular file (a FIFO)", show("fifo.ini"))),
+            ),
+            (
+                show("sock.ini"),
+                // A socket cannot be opened at all.
+                Err(format!("{}: cannot read: ", show("sock.ini"))),
+            ),
+            (
+                "/dev/zero".to_owned(),
+                Err("/dev/zero: not a regular file (a character device)".to_owned()),
+            ),
+            (
+                "/dev/null".to_owned(),
+                Err("/dev/null: not a regular file (a character device)".to_owned()),
+            ),
+            (
+                d.display().to_string(),
+                Err(format!("{}: not a regular file (a directory)", d.display())),
+            ),
+            (
+                show("bad.ini"),
+                Err(format!("{}:2: not valid UTF-8", show("bad.ini"))),
+            ),
+            (
+                show("missing.ini"),
+                Err(format!("{}: cannot read: ", show("missing.ini"))),
+            ),
+        ];
+        for (path, want) in cases {
+            let got = read_config_file(Path::new(path), &small(100)).map_err(|e| e.to_string());
+            match (&got, want) {
+                (Ok(text), Ok(want)) => assert_eq!(text, want, "{path}"),
+                (Err(e), Err(want)) => assert!(e.starts_with(want.as_str()), "{path}: {e}"),
+                _ => panic!("{path}: got {got:?}, want {want:?}"),
+            }
+        }
+        drop(sock);
+    }
+
+    #[test]
+    fn default_caps() {
+        let l = Limits::default();
+        assert_eq!(l.file_bytes, 1_048_576);
+        assert_eq!(l.value_bytes, 65_536);
+        assert_eq!(l.total_bytes, 8_388_608);
+        assert_eq!(
+            (l.include_depth, l.include_files, l.nesting_depth),
+            (16, 256, 16)
+        );
+    }
+}

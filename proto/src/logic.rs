@@ -1,0 +1,313 @@
+//! uWSGI's config logic (`ConfigLogic.rst`; `add_exported_option` and the
+//! `uwsgi_logic_opt_*` functions in `core/config.c`), as a state machine over the entries of
+//! a configuration, in reading order (includes in place):
+//!
+//! ```ini
+//! if-env = DJANGO_DEBUG        ; if-not-env, if-opt, if-exists, if-file, if-dir, if-hostname, ...
+//! py-autoreload = 1
+//! else
+//! processes = 8
+//! endif                        ; also end-if, endfor, end-for, end
+//! for = 8001 8002
+//! http-socket = :%(_)          ; %(_) is the condition's value or the loop's item
+//! endfor
+//! ```
+//!
+//! As in uWSGI: a block's lines apply only if its condition holds (`for`: once per item);
+//! `%(_)` in them becomes the condition's value; `else` applies its lines when the last
+//! `if-*` did not hold; blocks do not nest (uWSGI exits with "recursive logic in options is
+//! not supported"; rsgi names the line); a block left open runs to the end of the
+//! configuration. Conditions are checked when their line is read, against what is set so
+//! far (the environment, earlier options, the filesystem, the host name).
+
+use std::path::Path;
+
+use crate::error::ConfigError;
+use crate::ini::Entry;
+use crate::options::LogicOp;
+
+/// What the conditions look at, injected so the state machine is a pure function.
+pub(crate) trait Facts {
+    /// An environment variable.
+    fn env(&self, name: &str) -> Option<String>;
+    /// The first value set so far for option or placeholder `name`.
+    fn opt(&self, name: &str) -> Option<String>;
+    /// The host name.
+    fn hostname(&self) -> String;
+    /// Whether `path` exists (`exists`), is a regular file (`file`) or a directory (`dir`).
+    fn path_is(&self, path: &str, what: PathTest) -> bool;
+}
+
+/// What [`Facts::path_is`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathTest {
+    /// Anything is there.
+    Exists,
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+}
+
+/// [`Facts`] about this system: the filesystem, and the given environment, options and host.
+pub(crate) struct SystemFacts<'f> {
+    /// Environment lookup.
+    pub env: &'f dyn Fn(&str) -> Option<String>,
+    /// Option lookup.
+    pub opt: &'f dyn Fn(&str) -> Option<String>,
+    /// The host name.
+    pub hostname: &'f dyn Fn() -> String,
+}
+
+impl Facts for SystemFacts<'_> {
+    fn env(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+    fn opt(&self, name: &str) -> Option<String> {
+        (self.opt)(name)
+    }
+    fn hostname(&self) -> String {
+        (self.hostname)()
+    }
+    fn path_is(&self, path: &str, what: PathTest) -> bool {
+        let path = Path::new(path);
+        match what {
+            PathTest::Exists => path.exists(),
+            PathTest::File => path.is_file(),
+            PathTest::Dir => path.is_dir(),
+        }
+    }
+}
+
+/// An open block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Block {
+    /// `if-*` or `else`: its lines apply if `holds`, with `%(_)` as `value`.
+    If { holds: bool, value: String },
+    /// `for`, `for-times`: its lines apply once per item.
+    For { items: Vec<String> },
+}
+
+/// The config-logic state of one configuration.
+#[derive(Debug, Default)]
+pub(crate) struct Blocks {
+    open: Option<(Block, String)>,
+    /// Whether the last `if-*` did not hold (for `else`).
+    last_if_failed: bool,
+}
+
+impl Blocks {
+    /// Take one entry in reading order: a logic line changes the state and gives nothing;
+    /// any other line gives itself, nothing (in a block whose condition does not hold) or
+    /// one copy per loop item, with `%(_)` replaced. `op` is the entry's logic operation,
+    /// if its key is one.
+    pub(crate) fn take(
+        &mut self,
+        entry: Entry,
+        op: Option<LogicOp>,
+        facts: &dyn Facts,
+    ) -> Result<Vec<Entry>, ConfigError> {
+        let Some(op) = op else {
+            return Ok(match &self.open {
+                None => vec![entry],
+                Some((Block::If { holds: false, .. }, _)) => Vec::new(),
+                Some((Block::If { holds: true, value }, _)) => vec![with_item(&entry, value)],
+                Some((Block::For { items }, _)) => {
+                    items.iter().map(|item| with_item(&entry, item)).collect()
+                }
+            });
+        };
+        if op == LogicOp::End {
+            self.open = None;
+            return Ok(Vec::new());
+        }
+        if let Some((_, opened_by)) = &self.open {
+            if op != LogicOp::Else {
+                return Err(ConfigError::line(
+                    &entry.file,
+                    entry.line,
+                    format!(
+                        "{} inside the block opened by {opened_by}: config logic does not nest \
+                         (end that block with endif first)",
+                        entry.key
+                    ),
+                ));
+            }
+        }
+        let block = match op {
+            LogicOp::Else => Block::If {
+                holds: self.last_if_failed,
+                value: String::new(),
+            },
+            LogicOp::For => Block::For {
+                items: entry
+                    .value
+                    .split(' ')
+                    .filter(|i| !i.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            LogicOp::ForTimes => {
+                let n: u32 = entry.value.trim().parse().map_err(|_| {
+                    ConfigError::line(
+                        &entry.file,
+                        entry.line,
+                        format!("{}: '{}' is not a whole number", entry.key, entry.value),
+                    )
+                })?;
+                Block::For {
+                    items: (1..=n).map(|i| i.to_string()).collect(),
+                }
+            }
+            _ => {
+                let (holds, value) = condition(op, &entry.value, facts);
+                self.last_if_failed = !holds;
+                Block::If { holds, value }
+            }
+        };
+        self.open = Some((block, format!("{}:{}", entry.file.display(), entry.line)));
+        Ok(Vec::new())
+    }
+}
+
+/// `entry` with `%(_)` in its value replaced by `item`.
+fn with_item(entry: &Entry, item: &str) -> Entry {
+    Entry {
+        value: entry.value.replace("%(_)", item),
+        ..entry.clone()
+    }
+}
+
+/// Whether an `if-*` condition holds, and the value `%(_)` takes (uWSGI's
+/// `uwsgi_logic_opt_if_*`).
+fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
+    // `NAME=value` compares; a bare `NAME` asks whether it is set.
+    let named = |get: &dyn Fn(&str) -> Option<String>, negate: bool| {
+        let (name, wanted) = match arg.split_once('=') {
+            Some((n, w)) => (n, Some(w)),
+            None => (arg, None),
+        };
+        let found = get(name);
+        let positive = match (&found, wanted) {
+            (Some(v), Some(w)) => v == w,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        (positive != negate, found.unwrap_or_default())
+    };
+    let path = |what: PathTest, negate: bool| (facts.path_is(arg, what) != negate, arg.to_owned());
+    match op {
+        LogicOp::IfEnv => named(&|n| facts.env(n), false),
+        LogicOp::IfNotEnv => named(&|n| facts.env(n), true),
+        LogicOp::IfOpt => named(&|n| facts.opt(n), false),
+        LogicOp::IfNotOpt => named(&|n| facts.opt(n), true),
+        LogicOp::IfExists => path(PathTest::Exists, false),
+        LogicOp::IfNotExists => path(PathTest::Exists, true),
+        LogicOp::IfFile => path(PathTest::File, false),
+        LogicOp::IfNotFile => path(PathTest::File, true),
+        LogicOp::IfDir => path(PathTest::Dir, false),
+        LogicOp::IfNotDir => path(PathTest::Dir, true),
+        LogicOp::IfHostname => (facts.hostname() == arg, arg.to_owned()),
+        LogicOp::IfNotHostname => (facts.hostname() != arg, arg.to_owned()),
+        LogicOp::For | LogicOp::ForTimes | LogicOp::Else | LogicOp::End => (false, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::options;
+
+    struct Fake;
+
+    impl Facts for Fake {
+        fn env(&self, name: &str) -> Option<String> {
+            (name == "DEBUG").then(|| "1".to_owned())
+        }
+        fn opt(&self, name: &str) -> Option<String> {
+            (name == "processes").then(|| "4".to_owned())
+        }
+        fn hostname(&self) -> String {
+            "web1".to_owned()
+        }
+        fn path_is(&self, path: &str, what: PathTest) -> bool {
+            match what {
+                PathTest::Exists => path == "/etc/app.cfg" || path == "/srv",
+                PathTest::File => path == "/etc/app.cfg",
+                PathTest::Dir => path == "/srv",
+            }
+        }
+    }
+
+    /// Run `lines` (`key = value`, or a bare key) through the state machine; the entries
+    /// that come out, as `key=value`.
+    fn run(lines: &[&str]) -> Result<Vec<String>, String> {
+        let mut blocks = Blocks::default();
+        let mut out = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let (key, value) = line.split_once(" = ").unwrap_or((line, ""));
+            let entry = Entry {
+                key: key.to_owned(),
+                value: value.to_owned(),
+                line: i + 1,
+                file: "c.ini".into(),
+            };
+            let op = options::find(key).and_then(|o| match o.kind {
+                options::Kind::Logic(op) => Some(op),
+                _ => None,
+            });
+            for e in blocks.take(entry, op, &Fake).map_err(|e| e.to_string())? {
+                out.push(format!("{}={}", e.key, e.value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Lines in, and the `key=value` lines that come out or the error.
+    type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], &'a str>);
+
+    /// Each case copies a `uwsgi_logic_opt_*` behaviour of uWSGI's `core/config.c`.
+    #[test]
+    fn logic_table() {
+        let cases: &[Case<'_>] = &[
+            (&["a = 1", "b = 2"], Ok(&["a=1", "b=2"])),
+            // if-env: set, with a value, unset; %(_) is the value.
+            (&["if-env = DEBUG", "x = %(_)", "endif", "y = 1"], Ok(&["x=1", "y=1"])),
+            (&["if-env = DEBUG=1", "x = on", "endif"], Ok(&["x=on"])),
+            (&["if-env = DEBUG=0", "x = on", "endif"], Ok(&[])),
+            (&["if-env = NOPE", "x = on", "end-if", "y = 1"], Ok(&["y=1"])),
+            (&["if-not-env = NOPE", "x = on", "endif"], Ok(&["x=on"])),
+            (&["if-not-env = DEBUG", "x = on", "endif"], Ok(&[])),
+            (&["if-not-env = DEBUG=0", "x = on", "endif"], Ok(&["x=on"])),
+            // else: the lines when the if did not hold.
+            (&["if-env = NOPE", "x = 1", "else", "x = 2", "endif"], Ok(&["x=2"])),
+            (&["if-env = DEBUG", "x = 1", "else", "x = 2", "endif"], Ok(&["x=1"])),
+            // if-opt looks at what was set before.
+            (&["if-opt = processes=4", "x = %(_)", "endif"], Ok(&["x=4"])),
+            (&["if-not-opt = threads", "x = 1", "endif"], Ok(&["x=1"])),
+            // Paths and host.
+            (&["if-exists = /etc/app.cfg", "ini = %(_)", "endif"], Ok(&["ini=/etc/app.cfg"])),
+            (&["if-not-exists = /nope", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-file = /srv", "x = 1", "endif"], Ok(&[])),
+            (&["if-dir = /srv", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-not-dir = /srv", "x = 1", "endif"], Ok(&[])),
+            (&["if-hostname = web1", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-not-hostname = web1", "x = 1", "endif"], Ok(&[])),
+            // Loops.
+            (&["for = 8001 8002", "http-socket = :%(_)", "endfor"], Ok(&["http-socket=:8001", "http-socket=:8002"])),
+            (&["for-times = 3", "x = w%(_)", "end-for"], Ok(&["x=w1", "x=w2", "x=w3"])),
+            // A block left open runs to the end.
+            (&["if-env = NOPE", "x = 1", "y = 2"], Ok(&[])),
+            // Blocks do not nest.
+            (&["if-env = DEBUG", "if-env = DEBUG", "endif"], Err("c.ini:2: if-env inside the block opened by c.ini:1: config logic does not nest (end that block with endif first)")),
+            (&["for-times = x"], Err("c.ini:1: for-times: 'x' is not a whole number")),
+        ];
+        for (lines, want) in cases {
+            let want = want
+                .map(|w| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .map_err(str::to_owned);
+            assert_eq!(run(lines), want, "{lines:?}");
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! uWSGI's ini dialect end to end (issue 21, item 1): a config written the way uWSGI reads
+//! it runs unchanged under the real `rsgi` with a real app. One file uses a bare flag
+//! (`master`), a number followed by an inline comment, magic variables (`%k`, `%d`, `%n`),
+//! placeholders set on a later line and in an included file, an environment default, and a
+//! `%(name)` nothing sets (kept as written, as `log-format`'s request variables are).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use rsgi_e2e::*;
+
+const EXIT_DEADLINE: Duration = Duration::from_secs(20);
+
+/// `GET /env?name=NAME` on `environ_app`: the worker's `os.environ[NAME]`.
+fn env_of(addr: &Addr, name: &str) -> String {
+    let r = get(addr, &format!("/env?name={name}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.text()
+}
+
+#[test]
+fn a_config_in_uwsgi_dialect_runs_unchanged() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    write_file(
+        dir.path(),
+        "extra.ini",
+        "[uwsgi]\nplace = from-the-include\n",
+    );
+    let ini = format!(
+        "[uwsgi]\n\
+         http-socket = %(addr)\n\
+         chdir = %(apps)\n\
+         module = environ_app\n\
+         master\n\
+         max-requests = 1000  ; restart workers now and then\n\
+         env = CORES=%k\n\
+         env = NAME=%n\n\
+         env = WHERE=%(place)\n\
+         env = LITERAL=%(not_set_anywhere)\n\
+         env = DEFAULTED=$(RSGI_E2E_UNSET_VARIABLE:-fallback)\n\
+         ini = %dextra.ini\n\
+         ; set after the lines that use them\n\
+         addr = {}\n\
+         apps = {}\n",
+        addr.arg(),
+        path_str(&apps_dir())
+    );
+    let rsgi = Rsgi::start_ini(dir.path(), &ini).ready(&addr);
+
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(env_of(&addr, "CORES"), cores.to_string());
+    assert_eq!(env_of(&addr, "NAME"), "app");
+    assert_eq!(env_of(&addr, "WHERE"), "from-the-include");
+    assert_eq!(env_of(&addr, "LITERAL"), "%(not_set_anywhere)");
+    assert_eq!(env_of(&addr, "DEFAULTED"), "fallback");
+
+    // The bare `master` line turned the master on: the worker is not the process started.
+    let worker: i32 = get(&addr, "/pid").text().trim().parse().unwrap();
+    assert_ne!(
+        worker,
+        rsgi.pid().as_raw(),
+        "no master: the bare 'master' line was lost"
+    );
+
+    // What stayed as written and the comment after the number are told, with file:line.
+    let log = rsgi.log();
+    assert!(
+        log.contains("app.ini:6") && log.contains("read as 1000"),
+        "no notice for the inline comment:\n{log}"
+    );
+    assert!(
+        log.contains("app.ini:10") && log.contains("%(not_set_anywhere)"),
+        "no notice for the unresolved placeholder:\n{log}"
+    );
+}
+
+#[test]
+fn a_placeholder_that_refers_to_itself_is_an_error_not_a_hang() {
+    let dir = tempdir();
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\nhttp-socket = {}\na = %(b)\nb = x%(a)\nchdir = %(a)\n",
+            free_addr()
+        ),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&ini)], EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(
+        log.contains("app.ini:3: %(b) refers to itself: b -> a -> b"),
+        "log:\n{log}"
+    );
+}
+
+#[test]
+fn a_uwsgi_feature_rsgi_lacks_is_refused_with_what_to_use_instead() {
+    let dir = tempdir();
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\nhttp-socket = {}\nmodule = hello\nspooler = /var/spool/app\n",
+            free_addr()
+        ),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&ini)], EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(
+        log.contains(
+            "app.ini:4: spooler: not supported by rsgi: rsgi has no spooler: run a task queue"
+        ),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("unknown option"), "log:\n{log}");
+}
+
+#[test]
+fn config_logic_and_include_choose_what_applies() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    write_file(
+        dir.path(),
+        "extra.xml",
+        "<uwsgi><env>FROM_XML=yes</env></uwsgi>",
+    );
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\n\
+             http-socket = {}\n\
+             chdir = {}\n\
+             module = environ_app\n\
+             if-env = RSGI_E2E_MODE=prod\n\
+             env = MODE=production\n\
+             else\n\
+             env = MODE=other\n\
+             endif\n\
+             if-exists = %dextra.xml\n\
+             include = %(_)\n\
+             endif\n\
+             if-exists = %dmissing.ini\n\
+             include = %(_)\n\
+             endif\n\
+             for = A B\n\
+             env = LOOP_%(_)=%(_)\n\
+             endfor\n",
+            addr.arg(),
+            path_str(&apps_dir())
+        ),
+    );
+    let _rsgi = Rsgi::spawn(
+        dir.path(),
+        &["--ini", path_str(&ini)],
+        &[("RSGI_E2E_MODE", "prod")],
+    )
+    .ready(&addr);
+    assert_eq!(env_of(&addr, "MODE"), "production");
+    assert_eq!(env_of(&addr, "FROM_XML"), "yes");
+    assert_eq!(env_of(&addr, "LOOP_A"), "A");
+    assert_eq!(env_of(&addr, "LOOP_B"), "B");
+}
