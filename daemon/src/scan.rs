@@ -200,9 +200,10 @@ fn classify(file_name: &str) -> Result<(VassalName, FileKind), &'static str> {
     }
 }
 
-/// The largest vassal file rsgid reads: a vassal file is a few hundred bytes; a huge
+/// The largest vassal file rsgid reads (every config file's cap,
+/// [`rsgi_proto::bounds::Limits::DEFAULT`]): a vassal file is a few hundred bytes; a huge
 /// one is a mistake (or an attack), and fingerprinting it on every scan would burn CPU.
-pub const MAX_FILE: u64 = 1024 * 1024;
+pub const MAX_FILE: u64 = rsgi_proto::bounds::Limits::DEFAULT.file_bytes;
 
 /// Read the vassal directory (not recursive).
 ///
@@ -275,22 +276,6 @@ pub fn scan(dir: &Path) -> io::Result<Scan> {
     Ok(out)
 }
 
-/// What a non-regular file is, for messages.
-fn kind_name(ft: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    if ft.is_fifo() {
-        "a FIFO"
-    } else if ft.is_socket() {
-        "a socket"
-    } else if ft.is_char_device() {
-        "a character device"
-    } else if ft.is_block_device() {
-        "a block device"
-    } else {
-        "not a file"
-    }
-}
-
 /// One directory entry named like a vassal, read.
 enum Entry {
     /// Vanished between the listing and the read.
@@ -305,57 +290,32 @@ enum Entry {
     Problem(String),
 }
 
-/// Read one entry without ever blocking or reading without bound: the open does not
-/// wait (`O_NONBLOCK`: a FIFO cannot hang rsgid), the opened file must be regular, and
-/// at most [`MAX_FILE`] bytes are read.
+/// Read one entry as every config file is read ([`rsgi_proto::bounds`]): the open does
+/// not wait (a FIFO cannot hang rsgid), the opened file must be regular, and at most
+/// [`MAX_FILE`] bytes are read.
 fn read_entry(path: &Path) -> Entry {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let shown = path.display();
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    use rsgi_proto::error::ConfigError;
+    let limits = rsgi_proto::bounds::Limits::DEFAULT;
+    let content = match rsgi_proto::bounds::read_config_bytes(path, &limits) {
+        Ok(content) => content,
+        Err(ConfigError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return if fs::symlink_metadata(path).is_ok() {
                 Entry::Dangling
             } else {
                 Entry::Gone
             };
         }
-        // A directory named like a vassal opens; EISDIR only on some systems.
-        Err(e) if e.raw_os_error() == Some(libc::EISDIR) => return Entry::Directory,
-        Err(e) => return Entry::Problem(format!("{shown}: {e}")),
+        Err(ConfigError::Read { source, .. }) if source.raw_os_error() == Some(libc::EISDIR) => {
+            return Entry::Directory;
+        }
+        Err(_) if fs::metadata(path).is_ok_and(|m| m.is_dir()) => return Entry::Directory,
+        Err(e) => return Entry::Problem(e.to_string()),
     };
-    let meta = match file.metadata() {
-        Ok(m) => m,
-        Err(e) => return Entry::Problem(format!("{shown}: {e}")),
-    };
-    let ft = meta.file_type();
-    if ft.is_dir() {
-        return Entry::Directory;
-    }
-    if !ft.is_file() {
-        return Entry::Problem(format!("{shown}: not a regular file ({})", kind_name(&ft)));
-    }
-    if meta.len() > MAX_FILE {
-        return Entry::Problem(format!(
-            "{shown}: {} bytes; a vassal file may hold at most {MAX_FILE}",
-            meta.len()
-        ));
-    }
-    let mut content = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    if let Err(e) = file.take(MAX_FILE + 1).read_to_end(&mut content) {
-        return Entry::Problem(format!("{shown}: {e}"));
-    }
-    if content.len() as u64 > MAX_FILE {
-        return Entry::Problem(format!(
-        "{shown}: grew over {MAX_FILE} bytes while read; a vassal file may hold at most {MAX_FILE}"
-    ));
-    }
-    let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+    // The mtime of what the path resolves to now (a content change with the same bytes
+    // and a new mtime is a `touch`: it reloads, as in uWSGI).
+    let mtime_ns = fs::metadata(path)
+        .map(|m| i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()))
+        .unwrap_or(0);
     Entry::File(Fingerprint::of(&content, mtime_ns))
 }
 
@@ -672,7 +632,7 @@ mod tests {
             ("zero", "not a regular file (a character device)"),
             (
                 "big",
-                "1048577 bytes; a vassal file may hold at most 1048576",
+                "1048577 bytes; a config file may hold at most 1048576",
             ),
         ] {
             let p = problem(n).unwrap_or_else(|| panic!("{n}: no problem"));

@@ -84,6 +84,17 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
 /// opened or read, [`ConfigError::File`] for the wrong kind of file or size, and
 /// [`ConfigError::Line`] with the line of the first byte that is not UTF-8).
 pub fn read_config_file(path: &Path, limits: &Limits) -> Result<String, ConfigError> {
+    let bytes = read_config_bytes(path, limits)?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        ConfigError::line(path, line, "not valid UTF-8")
+    })
+}
+
+/// [`read_config_file`] without the UTF-8 check: the bytes of a config file, read with
+/// the same bounds (rsgid fingerprints vassal files with it).
+pub fn read_config_bytes(path: &Path, limits: &Limits) -> Result<Vec<u8>, ConfigError> {
     let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
@@ -122,11 +133,7 @@ pub fn read_config_file(path: &Path, limits: &Limits) -> Result<String, ConfigEr
     if read > limits.file_bytes {
         return Err(too_big(read.max(meta.len())));
     }
-    String::from_utf8(bytes).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        ConfigError::line(path, line, "not valid UTF-8")
-    })
+    Ok(bytes)
 }
 
 #[cfg(test)]
