@@ -42,6 +42,9 @@ struct Vassal {
     file: VassalFile,
     /// The last configuration that parsed.
     config: Option<Arc<VassalConfig>>,
+    /// The file as it was when `config` was read from it: the same bytes found again
+    /// (a projected directory's swap, a link that dangled for a moment) reload nothing.
+    applied: Option<Fingerprint>,
     /// The listening sockets currently handed to new generations.
     sockets: Vec<Arc<BoundSocket>>,
     state: State,
@@ -347,6 +350,15 @@ impl Emperor {
         let mut changes = scan::diff(&before, &scanned.files);
         // Removals first: a renamed file's socket is free to pass to its new name.
         changes.sort_by_key(|c| !matches!(c, Change::Removed(_)));
+        // Files that did not change may still have moved (the same bytes in another
+        // file): remember where they are now, so that a later `touch` of the new file
+        // is seen as one.
+        for (name, file) in &scanned.files {
+            let unchanged = !changes.iter().any(|c| c.name() == name);
+            if let (true, Some(v)) = (unchanged, self.vassals.get_mut(name)) {
+                v.file = file.clone();
+            }
+        }
         for change in changes {
             match change {
                 Change::Added(name) => {
@@ -399,6 +411,7 @@ impl Emperor {
             name.clone(),
             Vassal {
                 name: name.clone(),
+                applied: None,
                 file,
                 config: None,
                 sockets: Vec::new(),
@@ -418,6 +431,7 @@ impl Emperor {
             Ok(config) => {
                 if let Some(v) = self.vassals.get_mut(&name) {
                     v.config = Some(Arc::new(config));
+                    v.applied = Some(v.file.fingerprint);
                 }
                 self.input(&name, Input::Start);
             }
@@ -426,6 +440,21 @@ impl Emperor {
     }
 
     fn change(&mut self, name: &VassalName, file: VassalFile) {
+        let Some(v) = self.vassals.get(name) else {
+            return;
+        };
+        if file.problem.is_none()
+            && v.applied.is_some_and(|a| !a.changed(&file.fingerprint))
+            && v.config.is_some()
+        {
+            // What runs was read from these very bytes (a link that dangled for a moment
+            // points at them again): nothing to reload.
+            tracing::debug!(vassal = %name, "same content as what runs: nothing to reload");
+            if let Some(v) = self.vassals.get_mut(name) {
+                v.file = file;
+            }
+            return;
+        }
         let loaded = self.load(name, &file);
         let Some(v) = self.vassals.get_mut(name) else {
             return;
@@ -435,6 +464,7 @@ impl Emperor {
             Ok(config) => {
                 tracing::info!(vassal = %name, "config changed: reloading");
                 v.config = Some(Arc::new(config));
+                v.applied = Some(v.file.fingerprint);
                 self.input(name, Input::ConfigChanged);
             }
             // Logged by `report`: ConfigRejected while a generation runs, Failed if not.

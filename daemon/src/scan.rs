@@ -92,8 +92,10 @@ pub enum FileKind {
     Xml,
 }
 
-/// What a vassal file looks like now. Any difference means "changed": editing the
-/// content reloads, and so does a bare `touch` (as in uWSGI).
+/// What a vassal file looks like now. Whether two differ is [`Fingerprint::changed`]'s
+/// rule: new bytes reload; so does a bare `touch` (same file, new mtime: as in uWSGI);
+/// the same bytes in another file (a Kubernetes ConfigMap's `..data` swap, git-sync, an
+/// editor's save that changed nothing) do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint {
     /// Modification time in nanoseconds since the epoch (of the target of a symlink).
@@ -102,16 +104,33 @@ pub struct Fingerprint {
     pub len: u64,
     /// FNV-1a (64 bit) of the content: stable across runs and Rust versions.
     pub hash: u64,
+    /// Device and inode of the file read (the target of a symlink); 0 when unknown.
+    pub file_id: (u64, u64),
 }
 
 impl Fingerprint {
-    /// Fingerprint `content` with the given mtime.
+    /// Fingerprint `content` with the given mtime (file identity unknown).
     pub fn of(content: &[u8], mtime_ns: i128) -> Fingerprint {
         Fingerprint {
             mtime_ns,
             len: content.len() as u64,
             hash: fnv1a(content),
+            file_id: (0, 0),
         }
+    }
+
+    /// Whether the two bytes-for-bytes hold the same content.
+    pub fn same_content(&self, other: &Fingerprint) -> bool {
+        self.len == other.len && self.hash == other.hash
+    }
+
+    /// Whether going from `self` to `now` is a change of the vassal: other bytes, or the
+    /// same file touched (new mtime). The same bytes in another file are no change.
+    pub fn changed(&self, now: &Fingerprint) -> bool {
+        if !self.same_content(now) {
+            return true;
+        }
+        self.file_id == now.file_id && self.mtime_ns != now.mtime_ns
     }
 }
 
@@ -207,8 +226,8 @@ pub const MAX_FILE: u64 = rsgi_proto::bounds::Limits::DEFAULT.file_bytes;
 
 /// Read the vassal directory (not recursive).
 ///
-/// Symlinks are followed (a dangling one is skipped and listed in
-/// [`Scan::ignored`]); directories are skipped; every vassal file is read to
+/// Symlinks are followed (a dangling one is a vassal with a problem, so that a link
+/// that dangles for a moment retires nothing); directories are skipped; every vassal file is read to
 /// fingerprint it. When `app.ini` and `app.xml` both exist, `.ini` wins and the other
 /// is listed in [`Scan::conflicts`]. A file that vanishes between the listing and the
 /// read is skipped. An entry that cannot be read (a symlink loop, no permission, a FIFO
@@ -242,9 +261,18 @@ pub fn scan(dir: &Path) -> io::Result<Scan> {
         };
         let (fingerprint, problem) = match read_entry(&path) {
             Entry::Gone => continue,
+            // A vassal with a problem, not a removed one: a link that dangles for a
+            // moment (a projected directory between its swap and its clean-up, a
+            // target being replaced) must not retire a running app.
             Entry::Dangling => {
-                out.ignored.push((path, "dangling symlink"));
-                continue;
+                let target = fs::read_link(&path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                let reason = format!(
+                    "{}: dangling symlink (its target {target} does not exist)",
+                    path.display()
+                );
+                (Fingerprint::of(reason.as_bytes(), 0), Some(reason))
             }
             Entry::Directory => {
                 out.ignored.push((path, "not a regular file"));
@@ -311,12 +339,20 @@ fn read_entry(path: &Path) -> Entry {
         Err(_) if fs::metadata(path).is_ok_and(|m| m.is_dir()) => return Entry::Directory,
         Err(e) => return Entry::Problem(e.to_string()),
     };
-    // The mtime of what the path resolves to now (a content change with the same bytes
-    // and a new mtime is a `touch`: it reloads, as in uWSGI).
-    let mtime_ns = fs::metadata(path)
-        .map(|m| i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()))
-        .unwrap_or(0);
-    Entry::File(Fingerprint::of(&content, mtime_ns))
+    // The mtime and identity of what the path resolves to now (the same bytes with a new
+    // mtime in the same file is a `touch`: it reloads, as in uWSGI).
+    let (mtime_ns, file_id) = fs::metadata(path)
+        .map(|m| {
+            (
+                i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+                (m.dev(), m.ino()),
+            )
+        })
+        .unwrap_or((0, (0, 0)));
+    Entry::File(Fingerprint {
+        file_id,
+        ..Fingerprint::of(&content, mtime_ns)
+    })
 }
 
 /// One difference between two scans.
@@ -350,7 +386,7 @@ pub fn diff(
         .iter()
         .filter_map(|(name, old)| match now.get(name) {
             None => Some(Change::Removed(name.clone())),
-            Some(file) if file.fingerprint != *old => Some(Change::Changed(name.clone())),
+            Some(file) if old.changed(&file.fingerprint) => Some(Change::Changed(name.clone())),
             Some(_) => None,
         })
         .chain(
@@ -527,6 +563,48 @@ mod tests {
     }
 
     #[test]
+    fn change_rule_table() {
+        let fp = |hash: u64, mtime_ns: i128, ino: u64| Fingerprint {
+            mtime_ns,
+            len: 10,
+            hash,
+            file_id: (1, ino),
+        };
+        let rows = [
+            // (before, now, changed, why)
+            (fp(1, 5, 7), fp(1, 5, 7), false, "nothing happened"),
+            (fp(1, 5, 7), fp(2, 6, 7), true, "edited in place"),
+            (
+                fp(1, 5, 7),
+                fp(1, 6, 7),
+                true,
+                "touched: same file, new mtime (uWSGI)",
+            ),
+            (
+                fp(1, 5, 7),
+                fp(2, 6, 8),
+                true,
+                "replaced by other bytes (editor save)",
+            ),
+            (
+                fp(1, 5, 7),
+                fp(1, 9, 8),
+                false,
+                "same bytes in another file (..data swap)",
+            ),
+            (
+                fp(1, 5, 7),
+                fp(1, 5, 8),
+                false,
+                "same bytes, same mtime, another file",
+            ),
+        ];
+        for (before, now, want, why) in rows {
+            assert_eq!(before.changed(&now), want, "{why}");
+        }
+    }
+
+    #[test]
     fn fingerprint_is_fnv1a() {
         // Published FNV-1a 64 test vectors.
         assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
@@ -565,7 +643,9 @@ mod tests {
 
         let scan = scan(&dir).unwrap();
         let names: Vec<&str> = scan.files.keys().map(VassalName::as_str).collect();
-        assert_eq!(names, ["app", "linked", "other"]);
+        assert_eq!(names, ["app", "dangling", "linked", "other"]);
+        let dangling = scan.files[&name("dangling")].problem.clone().unwrap();
+        assert!(dangling.contains("dangling symlink"), "{dangling}");
 
         let app = &scan.files[&name("app")];
         assert_eq!(app.kind, FileKind::Ini);
@@ -591,7 +671,6 @@ mod tests {
                     dir.join("a b.ini"),
                     "the name has a space, a control or a non-ASCII character"
                 ),
-                (dir.join("dangling.ini"), "dangling symlink"),
                 (dir.join("subdir.ini"), "not a regular file"),
             ]
         );
