@@ -61,11 +61,14 @@ use nix::unistd::{ForkResult, Pid};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 
+use crate::fatal::Fatal;
 use crate::listen::BoundSocket;
+use crate::master_pipe::Record;
 use crate::notify::Notifier;
 use crate::python::App;
-use crate::run::Fatal;
 use crate::shm::{self, RespawnCause, Shm, WorkerId};
+use crate::stats_server::{socket_infos, StatsListener};
+use crate::worker::WorkerStart;
 
 /// Environment variable naming the workers that keep running across a re-exec
 /// (`id:pid,id:pid`).
@@ -73,11 +76,6 @@ pub const OLD_WORKERS_ENV: &str = "RSGI_OLD_WORKERS";
 /// Set in the environment of a master that re-executed itself for a reload.
 pub const REEXEC_ENV: &str = "RSGI_REEXEC";
 
-/// The record a worker writes on the ready pipe: `b'R'`, then its id (u32 LE).
-const READY: u8 = b'R';
-/// The record a worker writes when its `max-requests` is reached: `b'M'` + id. It only
-/// wakes the master, whose recycling check then sees the count in the shared counters.
-const DUE: u8 = b'M';
 /// How long a new worker may take to become ready during a reload.
 const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a fast stop waits before SIGKILL.
@@ -126,22 +124,6 @@ struct Stopping {
     killed: bool,
 }
 
-/// What the worker child needs, captured before the fork.
-pub struct WorkerStart<'a> {
-    /// The configuration.
-    pub config: &'a VassalConfig,
-    /// The listening sockets.
-    pub sockets: &'a [BoundSocket],
-    /// The preloaded app, if any.
-    pub app: Option<Arc<App>>,
-    /// The shared counters.
-    pub shm: Arc<Shm>,
-    /// This worker's slot.
-    pub id: WorkerId,
-    /// Write end of the ready pipe.
-    pub ready_fd: RawFd,
-}
-
 /// Run the master until it is stopped. The app is imported first unless `lazy-apps`.
 pub fn run(
     config: &VassalConfig,
@@ -158,7 +140,7 @@ pub fn run(
     notifier.send_shm(shm.fd().as_raw_fd(), slots);
     let shm = Arc::new(shm);
 
-    let mut mask = crate::run::control_signals();
+    let mut mask = crate::worker::control_signals();
     mask.add(Signal::SIGCHLD);
     mask.thread_block()
         .map_err(|e| Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")))?;
@@ -521,17 +503,16 @@ impl Master<'_> {
     }
 
     fn handle_ready_records(&mut self) {
-        let mut buf = [0u8; 5 * 64];
+        let mut buf = [0u8; crate::master_pipe::RECORD_LEN * 64];
         loop {
             match nix::unistd::read(&self.ready_rd, &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    for rec in buf[..n].chunks_exact(5) {
+                    for rec in crate::master_pipe::decode(&buf[..n]) {
                         // DUE needs nothing more: the next maintain() recycles.
-                        if rec[0] != READY {
+                        let Record::Ready(id) = rec else {
                             continue;
-                        }
-                        let id = u32::from_le_bytes([rec[1], rec[2], rec[3], rec[4]]);
+                        };
                         if let Some(p) = self.procs.iter_mut().find(|p| p.id.get() == id) {
                             p.ready = true;
                             self.startup_failures = 0;
@@ -679,7 +660,7 @@ impl Master<'_> {
             if p.replace.is_some() || p.stopping_since.is_some() || !p.ready {
                 continue;
             }
-            let cause = if recycle_after(self.config, p.id)
+            let cause = if crate::master_pipe::recycle_after(self.config, p.id)
                 .is_some_and(|m| slot.requests_since_spawn() >= m)
             {
                 Some(RespawnCause::MaxRequests)
@@ -832,7 +813,7 @@ impl Master<'_> {
             id,
             ready_fd: self.ready_wr.as_raw_fd(),
         };
-        match crate::run::worker_main(start) {
+        match crate::worker::worker_main(start) {
             Ok(()) => notify::EXIT_OK,
             Err(fatal) => {
                 crate::log::line(format_args!("rsgi worker {}: {}", id.get(), fatal.message));
@@ -1050,159 +1031,11 @@ impl Master<'_> {
     }
 }
 
-/// The request count at which worker `id` is recycled: `max-requests`, staggered by
-/// `max-requests-delta` per worker id.
-pub(crate) fn recycle_after(config: &VassalConfig, id: WorkerId) -> Option<u64> {
-    config
-        .max_requests
-        .map(|m| m + config.max_requests_delta * u64::from(id.get()))
-}
-
 /// Exponential backoff for workers that fail to start: 0.1 s, 0.2 s, ... up to 10 s.
 fn backoff(failures: u32) -> Duration {
     let factor = 1u32 << failures.saturating_sub(1).min(10);
     (Duration::from_millis(100) * factor).min(MAX_BACKOFF)
 }
-
-/// A `stats` listener, bound and non-blocking: the master answers each client with the
-/// JSON and closes (as uWSGI does); without a master, `run` serves it on a task.
-pub(crate) enum StatsListener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
-impl StatsListener {
-    /// Bind `addr` as uWSGI reads it: a path (anything with a `/`, or `unix:PATH`), an
-    /// abstract name (`@name`), `:PORT` (every IPv4 address) or `HOST:PORT`.
-    pub(crate) fn bind(addr: &str) -> std::io::Result<StatsListener> {
-        use std::os::unix::fs::FileTypeExt;
-        let path = addr.strip_prefix("unix:").unwrap_or(addr);
-        let listener = if let Some(name) = path.strip_prefix('@') {
-            use std::os::linux::net::SocketAddrExt;
-            let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            StatsListener::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
-        } else if path.contains('/') || addr.starts_with("unix:") {
-            // A stale socket file (left by a killed server) is replaced.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path)?;
-            }
-            StatsListener::Unix(std::os::unix::net::UnixListener::bind(path)?)
-        } else {
-            let tcp = match addr.strip_prefix(':') {
-                Some(port) => format!("0.0.0.0:{port}"),
-                None => addr.to_owned(),
-            };
-            StatsListener::Tcp(std::net::TcpListener::bind(tcp)?)
-        };
-        match &listener {
-            StatsListener::Tcp(l) => l.set_nonblocking(true)?,
-            StatsListener::Unix(l) => l.set_nonblocking(true)?,
-        }
-        Ok(listener)
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            StatsListener::Tcp(l) => l.as_fd(),
-            StatsListener::Unix(l) => l.as_fd(),
-        }
-    }
-
-    /// Accept one client and answer it (blocking, at most a second per read or write).
-    fn answer(&self, json: &[u8], http: bool) {
-        use std::io::{Read, Write};
-        let timeout = Some(Duration::from_secs(1));
-        let stream: Option<Box<dyn StatsConn>> = match self {
-            StatsListener::Tcp(l) => l.accept().ok().map(|(s, _)| {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_write_timeout(timeout);
-                let _ = s.set_read_timeout(timeout);
-                Box::new(s) as Box<dyn StatsConn>
-            }),
-            StatsListener::Unix(l) => l.accept().ok().map(|(s, _)| {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_write_timeout(timeout);
-                let _ = s.set_read_timeout(timeout);
-                Box::new(s) as Box<dyn StatsConn>
-            }),
-        };
-        let Some(mut stream) = stream else { return };
-        let body = if http {
-            // uWSGI reads the client's request first (`uwsgi_send_http_stats`): closing
-            // a TCP socket with unread bytes resets the connection, and the client loses
-            // the answer.
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request_head_read(&head) {
-                match stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                    Err(_) => return,
-                }
-            }
-            crate::stats::http_wrap(std::str::from_utf8(json).unwrap_or("{}"))
-        } else {
-            json.to_vec()
-        };
-        let _ = stream.write_all(&body);
-    }
-}
-
-/// A stats client connection.
-trait StatsConn: std::io::Read + std::io::Write {}
-impl<T: std::io::Read + std::io::Write> StatsConn for T {}
-
-/// Whether a stats client's HTTP request head (read to be dropped) is all read: up to
-/// the blank line, or 8 KiB (a stats request is one short GET).
-pub(crate) fn request_head_read(head: &[u8]) -> bool {
-    head.len() >= 8192 || head.windows(4).any(|w| w == b"\r\n\r\n")
-}
-
-/// The listening sockets as the stats show them (`name`, `proto`, the fd whose accept
-/// queue is sampled now); the first one's queue is also recorded as the master's.
-pub(crate) fn socket_infos<'a>(
-    shm: &Shm,
-    sockets: impl IntoIterator<Item = (String, String, Option<BorrowedFd<'a>>)>,
-) -> Vec<crate::stats::SocketInfo> {
-    let infos: Vec<_> = sockets
-        .into_iter()
-        .map(|(name, proto, fd)| {
-            let q = fd.and_then(crate::stats::listen_queue);
-            crate::stats::SocketInfo {
-                name,
-                proto,
-                queue: q.map_or(0, |q| q.queue),
-                max_queue: q.map_or(0, |q| q.max_queue),
-            }
-        })
-        .collect();
-    if let Some(q) = infos.first() {
-        shm.master().set_listen_queue(q.queue, q.max_queue);
-    }
-    infos
-}
-
-/// Tell the master this worker accepts (called by the worker once its accept loops
-/// run).
-pub fn send_ready(fd: RawFd, id: WorkerId) {
-    send_record(fd, READY, id);
-}
-
-/// Tell the master this worker reached `max-requests` (called once, from the request
-/// path: one non-blocking write).
-pub fn send_due(fd: RawFd, id: WorkerId) {
-    send_record(fd, DUE, id);
-}
-
-fn send_record(fd: RawFd, kind: u8, id: WorkerId) {
-    let mut rec = [kind, 0, 0, 0, 0];
-    rec[1..].copy_from_slice(&id.get().to_le_bytes());
-    // SAFETY: fd is the inherited write end of the master's pipe, open for the life of
-    // this process; we only borrow it for the write.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let _ = nix::unistd::write(fd, &rec);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
