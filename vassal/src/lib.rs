@@ -9,8 +9,10 @@
 //! - [`listen`] (re-exported from `rsgi_proto`): binding sockets, or taking them from
 //!   `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
-//! - [`master`]: the master process: forks, supervises and reloads workers (the thin
-//!   shell: poll, signalfd, waitpid, kill, fork, re-exec).
+//! - [`master`]: the master process: forks, supervises and reloads workers. Its
+//!   decisions are [`master::policy`], a pure `step` (events in, actions out) with
+//!   table tests; `master.rs` is the thin shell (poll, signalfd, waitpid, kill, fork,
+//!   re-exec).
 //! - [`master_pipe`]: the worker-to-master pipe records (READY, DUE) and the request
 //!   count at which a worker is recycled.
 //! - [`stats_server`]: the `stats` server of both process models (the master's, and the

@@ -1,7 +1,7 @@
 //! The worker-to-master pipe: the records a worker writes to its master (one
 //! non-blocking write each) and their decoding, and the request count at which a
 //! worker is due for recycling. The worker side ([`send_ready`], [`send_due`]) runs in
-//! the worker and its request path; the master reads with [`decode`].
+//! the worker and its request path; the master reads with `decode`.
 
 use std::os::fd::{BorrowedFd, RawFd};
 
@@ -69,9 +69,12 @@ fn send_record(fd: RawFd, rec: [u8; RECORD_LEN]) {
 /// The request count at which worker `id` is recycled: `max-requests`, staggered by
 /// `max-requests-delta` per worker id.
 pub(crate) fn recycle_after(config: &VassalConfig, id: WorkerId) -> Option<u64> {
-    config
-        .max_requests
-        .map(|m| m + config.max_requests_delta * u64::from(id.get()))
+    recycle_limit(config.max_requests, config.max_requests_delta, id)
+}
+
+/// [`recycle_after`] from the two settings: `max + delta * id`.
+pub(crate) fn recycle_limit(max: Option<u64>, delta: u64, id: WorkerId) -> Option<u64> {
+    max.map(|m| m + delta * u64::from(id.get()))
 }
 
 #[cfg(test)]

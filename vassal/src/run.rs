@@ -22,7 +22,7 @@ use crate::server::Counters;
 use crate::stats_server::SingleStats;
 use crate::worker::{control_signals, load, serve_worker};
 
-/// Run `rsgi` with `args` (without argv[0]); returns the exit code.
+/// Run `rsgi` with `args` (without `argv[0]`); returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
     let env = |key: &str| std::env::var(key).ok();
     let invocation = match rsgi_proto::parse_args(args, &env) {

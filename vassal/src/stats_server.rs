@@ -2,12 +2,12 @@
 //! client, then the connection closed (as uWSGI does; uwsgitop reads until EOF), with
 //! uWSGI's HTTP header first under `stats-http`.
 //!
-//! - [`StatsListener`]: binding the stats address; the master answers on it from its
-//!   `poll(2)` loop ([`StatsListener::answer`], blocking, at most a second per read or
+//! - `StatsListener`: binding the stats address; the master answers on it from its
+//!   `poll(2)` loop (`StatsListener::answer`, blocking, at most a second per read or
 //!   write).
-//! - [`SingleStats`]: the single-process server (no master) answers on a task of its
+//! - `SingleStats`: the single-process server (no master) answers on a task of its
 //!   own tokio runtime.
-//! - [`socket_infos`]: the listening sockets as the stats show them, with a fresh
+//! - `socket_infos`: the listening sockets as the stats show them, with a fresh
 //!   accept-queue sample.
 
 use std::os::fd::{AsFd, BorrowedFd};

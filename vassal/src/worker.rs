@@ -1,6 +1,6 @@
 //! The worker body: what a forked worker (or the single-process server) runs from the
 //! app import to its exit. One current-thread tokio runtime serves the listening
-//! sockets ([`crate::server`]) until a stop signal ([`StopSignals`]); a forked worker
+//! sockets ([`crate::server`]) until a stop signal (`StopSignals`); a forked worker
 //! tells its master when it accepts ([`crate::master_pipe`]).
 
 use std::os::fd::RawFd;
