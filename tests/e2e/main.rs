@@ -16,6 +16,7 @@ mod e2e {
     mod examples;
     mod flask;
     mod master;
+    mod master_policy;
     mod metrics;
     mod process;
     mod protocols;
