@@ -44,20 +44,14 @@ fn master_sleeps_while_a_retried_worker_imports() {
          \x20   return [b'ok']\n",
     );
     let addr = Addr::Tcp(free_addr());
-    let args = [
-        "--http-socket",
-        &addr.arg(),
-        "--chdir",
-        path_str(dir.path()),
-        "--module",
-        "slow_second_app",
-        "--master",
-        "--processes",
-        "1",
-        "--lazy-apps",
-    ];
+    let ini = format!(
+        "[uwsgi]\nhttp-socket = {}\nchdir = {}\nmodule = slow_second_app\nmaster = true\n\
+         processes = 1\nlazy-apps = true\n",
+        addr.arg(),
+        path_str(dir.path())
+    );
     // The master binds the socket before any worker exists.
-    let mut rsgi = Rsgi::start_in(dir.path(), &args).ready(&addr);
+    let mut rsgi = Rsgi::start_ini(dir.path(), &ini).ready(&addr);
     rsgi.wait_log("retrying in 0.1 s (attempt 1)", DEADLINE);
     wait_until(DEADLINE, "the retried worker to import", || {
         dir.path().join("importing").exists()
