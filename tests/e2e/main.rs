@@ -19,6 +19,7 @@ mod e2e {
     mod flask;
     mod hardening;
     mod master;
+    mod master_policy;
     mod metrics;
     mod process;
     mod protocols;

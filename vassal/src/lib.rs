@@ -9,7 +9,14 @@
 //! - [`listen`] (re-exported from `rsgi_proto`): binding sockets, or taking them from
 //!   `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
-//! - [`master`]: the master process: forks, supervises and reloads workers.
+//! - [`master`]: the master process: forks, supervises and reloads workers. Its
+//!   decisions are [`master::policy`], a pure `step` (events in, actions out) with
+//!   table tests; `master.rs` is the thin shell (poll, signalfd, waitpid, kill, fork,
+//!   re-exec).
+//! - [`master_pipe`]: the worker-to-master pipe records (READY, DUE) and the request
+//!   count at which a worker is recycled.
+//! - [`stats_server`]: the `stats` server of both process models (the master's, and the
+//!   single-process one on a tokio task).
 //! - [`shm`], [`stats`] (re-exported from `rsgi_proto`): per-worker counters in shared
 //!   memory and their uWSGI-compatible stats JSON.
 //! - [`notify`]: READY/RELOADING/STOPPING to `$NOTIFY_SOCKET` or `$RSGI_NOTIFY_FD`.
@@ -18,10 +25,13 @@
 //!   CPython's core is linked into the binary statically by `build.rs` (why and how:
 //!   there).
 //! - [`response`]: the response model shared by the protocol writers.
-//! - [`run`]: the program flow from command line to exit code.
+//! - [`run`]: the program flow from command line to exit code; [`fatal`]: the failure
+//!   that ends the process with a documented exit code.
 //! - [`server`]: the worker's accept loops and per-connection handlers, with its close
 //!   path (`server/close_path.rs`: requests that end their connection, answered from the
 //!   accept loop).
+//! - [`worker`]: the worker body (app import, the tokio runtime, stop signals), run by
+//!   a forked worker and by the single-process server.
 //!
 //! # Theory of operation
 //!
@@ -45,8 +55,10 @@
 //! process model can fork workers from that point.
 
 pub mod cgi;
+pub mod fatal;
 pub mod log;
 pub mod master;
+pub mod master_pipe;
 pub mod notify;
 pub mod process;
 pub mod python;
@@ -54,6 +66,8 @@ pub mod response;
 pub mod run;
 pub mod server;
 pub mod static_files;
+pub mod stats_server;
 pub mod uwsgi;
+pub mod worker;
 
 pub use rsgi_proto::{listen, shm, stats};

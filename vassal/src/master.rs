@@ -1,5 +1,15 @@
 //! The master process: forks workers, replaces them, stops and reloads them.
 //!
+//! # Layout
+//!
+//! Every decision lives in [`policy`]: a pure `step(state, event, now) -> actions`
+//! with table tests (which worker to spawn in which slot, when to recycle, harakiri,
+//! the reload generation swap, the stop sequence, backoff). This file is the shell
+//! around it: it turns poll(2), the signalfd, waitpid, the ready pipe
+//! ([`crate::master_pipe`]) and the shared counters into events, and performs the
+//! actions (kill, fork, re-exec, notify, log, count). The stats server is
+//! [`crate::stats_server`]; a forked worker runs [`crate::worker`].
+//!
 //! # Theory of operation
 //!
 //! The master is single-threaded for its whole life: no tokio runtime and no Python
@@ -49,6 +59,8 @@
 //! workers accept. With `lazy-apps`, each worker imports the app itself and the
 //! master just forks a new generation.
 
+pub mod policy;
+
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,11 +73,16 @@ use nix::unistd::{ForkResult, Pid};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 
+use policy::{Action, Event, ExitStatus, Sample, Settings, State};
+
+use crate::fatal::Fatal;
 use crate::listen::BoundSocket;
+use crate::master_pipe::Record;
 use crate::notify::Notifier;
 use crate::python::App;
-use crate::run::Fatal;
-use crate::shm::{self, RespawnCause, Shm, WorkerId};
+use crate::shm::{self, Shm, WorkerId};
+use crate::stats_server::{socket_infos, StatsListener};
+use crate::worker::WorkerStart;
 
 /// Environment variable naming the workers that keep running across a re-exec
 /// (`id:pid,id:pid`).
@@ -73,83 +90,13 @@ pub const OLD_WORKERS_ENV: &str = "RSGI_OLD_WORKERS";
 /// Set in the environment of a master that re-executed itself for a reload.
 pub const REEXEC_ENV: &str = "RSGI_REEXEC";
 
-/// The record a worker writes on the ready pipe: `b'R'`, then its id (u32 LE).
-const READY: u8 = b'R';
-/// The record a worker writes when its `max-requests` is reached: `b'M'` + id. It only
-/// wakes the master, whose recycling check then sees the count in the shared counters.
-const DUE: u8 = b'M';
-/// How long a new worker may take to become ready during a reload.
-const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
-/// How long a fast stop waits before SIGKILL.
-const FAST_STOP_GRACE: Duration = Duration::from_secs(3);
-/// How often the master wakes without an event: harakiri, recycling and memory
-/// checks, and the accept queues.
-const TICK: Duration = Duration::from_secs(1);
-/// How often a full accept queue is logged while it stays full (each sample counts).
-const QUEUE_FULL_LOG_EVERY: Duration = Duration::from_secs(10);
-/// Between SIGUSR2 (stack dump) and SIGKILL for harakiri.
-const HARAKIRI_DUMP_GRACE: Duration = Duration::from_millis(300);
-/// The most a failing worker start is delayed.
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-/// One worker process.
-#[derive(Debug)]
-struct Proc {
-    id: WorkerId,
-    pid: Pid,
-    generation: u64,
-    spawned: Instant,
-    ready: bool,
-    /// Being replaced for this reason; stopped once its replacement accepts.
-    replace: Option<RespawnCause>,
-    /// When it was told to stop.
-    stopping_since: Option<Instant>,
-    /// Harakiri: when the stack dump was asked for (SIGKILL follows).
-    harakiri_at: Option<Instant>,
-    /// Whether SIGKILL was sent.
-    killed: bool,
-}
-
-/// A reload in progress.
-#[derive(Debug)]
-struct Reload {
-    /// The generation serving before the reload.
-    previous: u64,
-    deadline: Instant,
-}
-
-/// How the master is stopping.
-#[derive(Debug, Clone, Copy)]
-struct Stopping {
-    graceful: bool,
-    deadline: Instant,
-    killed: bool,
-}
-
-/// What the worker child needs, captured before the fork.
-pub struct WorkerStart<'a> {
-    /// The configuration.
-    pub config: &'a VassalConfig,
-    /// The listening sockets.
-    pub sockets: &'a [BoundSocket],
-    /// The preloaded app, if any.
-    pub app: Option<Arc<App>>,
-    /// The shared counters.
-    pub shm: Arc<Shm>,
-    /// This worker's slot.
-    pub id: WorkerId,
-    /// Write end of the ready pipe.
-    pub ready_fd: RawFd,
-}
-
 /// Run the master until it is stopped. The app is imported first unless `lazy-apps`.
 pub fn run(
     config: &VassalConfig,
     sockets: &[BoundSocket],
     notifier: &Notifier,
 ) -> Result<(), Fatal> {
-    let workers = config.processes.max(1) as usize;
-    let slots = workers * 2;
+    let slots = config.processes.max(1) as usize * 2;
     let shm = match Shm::from_env(slots) {
         Ok(Some(shm)) => shm,
         _ => Shm::create(slots).map_err(|e| Fatal::new(notify::EXIT_OS, e))?,
@@ -158,7 +105,7 @@ pub fn run(
     notifier.send_shm(shm.fd().as_raw_fd(), slots);
     let shm = Arc::new(shm);
 
-    let mut mask = crate::run::control_signals();
+    let mut mask = crate::worker::control_signals();
     mask.add(Signal::SIGCHLD);
     mask.thread_block()
         .map_err(|e| Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")))?;
@@ -181,30 +128,21 @@ pub fn run(
         None => None,
     };
 
+    let settings = Settings::new(config, shm.workers());
     let mut master = Master {
         config,
         sockets,
         notifier,
         shm,
         app: None,
-        app_error: None,
-        procs: Vec::new(),
-        generation: 1,
-        reload: None,
-        stopping: None,
-        startup_failures: 0,
-        next_spawn: None,
-        announced_ready: false,
+        state: State::new(&settings),
+        settings,
+        exiting: false,
         sigfd,
         ready_rd,
         ready_wr,
         stats,
         started_epoch: shm::epoch_secs(),
-        workers,
-        reexec_pending: false,
-        reuse_slots: Vec::new(),
-        queues_checked: None,
-        queue_full_logged: None,
     };
     master.adopt_old_workers();
     if !config.lazy_apps {
@@ -214,6 +152,8 @@ pub fn run(
     Ok(())
 }
 
+/// The shell around [`policy::step`]: it turns OS happenings into [`Event`]s and
+/// performs the [`Action`]s.
 struct Master<'a> {
     config: &'a VassalConfig,
     sockets: &'a [BoundSocket],
@@ -221,35 +161,83 @@ struct Master<'a> {
     shm: Arc<Shm>,
     /// The app imported in the master (not in lazy mode).
     app: Option<Arc<App>>,
-    /// Why the preloaded app failed to import after a re-exec (old workers still serve).
-    app_error: Option<String>,
-    procs: Vec<Proc>,
-    generation: u64,
-    reload: Option<Reload>,
-    stopping: Option<Stopping>,
-    startup_failures: u32,
-    next_spawn: Option<Instant>,
-    announced_ready: bool,
+    /// The policy's state: the workers, the generation, reload and stop.
+    state: State,
+    settings: Settings,
+    /// [`Action::Exit`] was performed.
+    exiting: bool,
     sigfd: SignalFd,
     ready_rd: OwnedFd,
     ready_wr: OwnedFd,
     stats: Option<StatsListener>,
     started_epoch: u64,
-    workers: usize,
-    /// A HUP arrived in preload mode: re-exec as soon as it is safe.
-    reexec_pending: bool,
-    /// Slots of workers that died (crash, harakiri), for their replacements: a slot is
-    /// "worker N" in the stats, so its history (`harakiri_count`, `respawn_count`)
-    /// stays with one id, as in uWSGI.
-    reuse_slots: Vec<WorkerId>,
-    /// When the accept queues were last sampled, and when a full one was last logged.
-    queues_checked: Option<Instant>,
-    queue_full_logged: Option<Instant>,
 }
 
 impl Master<'_> {
     fn log(&self, args: std::fmt::Arguments<'_>) {
         crate::log::line(format_args!("rsgi master {}: {args}", std::process::id()));
+    }
+
+    /// Feed `event` to the policy now, and perform what it asks (answers first).
+    fn feed(&mut self, event: Event) {
+        let actions = policy::step(&mut self.state, &self.settings, event, Instant::now());
+        for action in actions {
+            if let Some(answer) = self.perform(action) {
+                self.feed(answer);
+            }
+        }
+    }
+
+    /// Perform one action; some have an answer for the policy.
+    fn perform(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Log(line) => self.log(format_args!("{line}")),
+            Action::Notify(messages) => self.notifier.send(&messages),
+            Action::NotifyReloading => self.notifier.send(&[
+                Message::Reloading,
+                Message::Other(format!(
+                    "MONOTONIC_USEC={}",
+                    shm::monotonic_ms().saturating_mul(1000)
+                )),
+            ]),
+            Action::Signal { pid, sig } => {
+                let _ = kill(pid, sig);
+            }
+            Action::ReopenLog => {
+                if let Err(e) = crate::log::reopen() {
+                    self.log(format_args!("SIGUSR1: cannot reopen the log: {e}"));
+                }
+            }
+            Action::Spawn { id, .. } => return Some(self.spawn(id)),
+            Action::MarkDead(id) => {
+                if let Some(slot) = self.shm.slot(id) {
+                    slot.mark_dead();
+                }
+            }
+            Action::CountRespawn { id, cause } => self.shm.count_respawn(id, cause),
+            Action::CountReload => self.shm.master().count_reload(),
+            Action::CountReloadFailed => self.shm.master().count_reload_failed(),
+            Action::CountListenQueueErrors(n) => {
+                for _ in 0..n {
+                    self.shm.master().count_listen_queue_error();
+                }
+            }
+            Action::SampleQueues => {
+                let full = self
+                    .sample_sockets()
+                    .into_iter()
+                    .filter(|s| s.max_queue > 0 && s.queue >= s.max_queue)
+                    .map(|s| format!("{} ({}/{})", s.name, s.queue, s.max_queue))
+                    .collect();
+                return Some(Event::QueuesSampled(full));
+            }
+            Action::ReExec(keep) => match self.prepare_and_exec(&keep) {
+                Ok(never) => match never {},
+                Err(e) => return Some(Event::ReExecFailed(e)),
+            },
+            Action::Exit => self.exiting = true,
+        }
+        None
     }
 
     /// Import the app in the master (preload). After a re-exec with old workers still
@@ -266,23 +254,11 @@ impl Master<'_> {
             Ok(app) => {
                 crate::python::enable_stack_dumps(Signal::SIGUSR2 as i32);
                 self.app = Some(Arc::new(app));
+                self.feed(Event::AppLoaded);
                 Ok(())
             }
-            Err(e) if !self.procs.is_empty() => {
-                self.log(format_args!(
-                    "reload failed: the new code does not load; the running workers keep serving:\n{e}"
-                ));
-                self.shm.master().count_reload_failed();
-                self.app_error = Some(e.to_string());
-                // The reload is over: the adopted workers (generation 0) stay the
-                // serving generation, and the next HUP may try again (it re-executes
-                // once more) instead of being refused as "already in progress".
-                self.reload = None;
-                self.generation = 0;
-                self.notifier.send(&[
-                    Message::Ready,
-                    Message::Status("reload failed: the app does not load".into()),
-                ]);
+            Err(e) if !self.state.workers.is_empty() => {
+                self.feed(Event::AppLoadFailed(e.to_string()));
                 Ok(())
             }
             Err(e) => Err(Fatal::new(e.exit_code(), e)),
@@ -296,56 +272,54 @@ impl Master<'_> {
         };
         std::env::remove_var(OLD_WORKERS_ENV);
         std::env::remove_var(REEXEC_ENV);
-        let now = Instant::now();
-        for entry in list.split(',').filter(|e| !e.is_empty()) {
-            let Some((id, pid)) = entry.split_once(':') else {
-                continue;
-            };
-            let (Some(id), Ok(pid)) = (id.parse().ok().and_then(WorkerId::new), pid.parse::<i32>())
-            else {
-                continue;
-            };
-            if usize::try_from(id.get()).map_or(true, |i| i > self.shm.workers()) {
-                continue;
-            }
-            self.procs.push(Proc {
-                id,
-                pid: Pid::from_raw(pid),
-                generation: 0,
-                spawned: now,
-                ready: true,
-                replace: None,
-                stopping_since: None,
-                harakiri_at: None,
-                killed: false,
-            });
-        }
-        if !self.procs.is_empty() {
-            self.reload = Some(Reload {
-                previous: 0,
-                deadline: now + RELOAD_DEADLINE,
-            });
-            self.announced_ready = true;
-            self.log(format_args!(
-                "re-executed for a reload; {} old worker(s) serve until the new ones accept",
-                self.procs.len()
-            ));
-        }
+        let workers = list
+            .split(',')
+            .filter_map(|entry| {
+                let (id, pid) = entry.split_once(':')?;
+                let id = id.parse().ok().and_then(WorkerId::new)?;
+                let pid = pid.parse::<i32>().ok()?;
+                Some((id, Pid::from_raw(pid)))
+            })
+            .collect();
+        self.feed(Event::Adopt(workers));
     }
 
     fn run_loop(&mut self) {
         loop {
-            let now = Instant::now();
-            self.maintain(now);
-            if self.stopping.is_some() && self.procs.is_empty() {
-                self.log(format_args!("every worker has exited; bye"));
+            let tick = self.tick();
+            self.feed(tick);
+            if self.exiting {
                 return;
             }
-            if self.reexec_pending && self.stopping.is_none() {
-                self.reexec();
-            }
-            let timeout = self.next_wakeup(Instant::now());
+            let now = Instant::now();
+            let timeout = self.state.next_wakeup(now).saturating_duration_since(now);
             self.wait(timeout);
+        }
+    }
+
+    /// A [`Event::Tick`] with fresh samples of every worker's shared counters.
+    fn tick(&self) -> Event {
+        let samples = self
+            .state
+            .workers
+            .iter()
+            .filter_map(|w| {
+                let slot = self.shm.slot(w.id)?;
+                Some(Sample {
+                    id: w.id,
+                    requests: slot.requests_since_spawn(),
+                    oldest_request_start_ms: slot.oldest_request_start_ms(),
+                    rss: self
+                        .settings
+                        .rss_limit
+                        .and_then(|_| crate::stats::proc_memory(w.pid))
+                        .map(|m| m.rss),
+                })
+            })
+            .collect();
+        Event::Tick {
+            now_ms: shm::monotonic_ms(),
+            samples,
         }
     }
 
@@ -392,9 +366,8 @@ impl Master<'_> {
         if pipe_ready {
             self.handle_ready_records();
         }
-        if emperor_ready && self.notifier.emperor_gone() && self.stopping.is_none() {
-            self.log(format_args!("the emperor is gone: stopping"));
-            self.begin_stop(false);
+        if emperor_ready && self.notifier.emperor_gone() {
+            self.feed(Event::EmperorGone);
         }
         if stats_ready {
             self.serve_stats();
@@ -406,26 +379,8 @@ impl Master<'_> {
             let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
                 continue;
             };
-            match sig {
-                Signal::SIGCHLD => {}
-                Signal::SIGTERM => {
-                    self.log(format_args!("SIGTERM: graceful stop"));
-                    self.begin_stop(true);
-                }
-                Signal::SIGINT | Signal::SIGQUIT => {
-                    self.log(format_args!("{sig}: fast stop"));
-                    self.begin_stop(false);
-                }
-                Signal::SIGHUP => self.begin_reload(),
-                Signal::SIGUSR1 => {
-                    if let Err(e) = crate::log::reopen() {
-                        self.log(format_args!("SIGUSR1: cannot reopen the log: {e}"));
-                    }
-                    for p in &self.procs {
-                        let _ = kill(p.pid, Signal::SIGUSR1);
-                    }
-                }
-                _ => {}
+            if sig != Signal::SIGCHLD {
+                self.feed(Event::Signal(sig));
             }
         }
         self.reap();
@@ -434,309 +389,38 @@ impl Master<'_> {
     /// Collect every exited worker.
     fn reap(&mut self) {
         loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) => self.worker_exited(pid, Some(code), None),
-                Ok(WaitStatus::Signaled(pid, sig, _)) => self.worker_exited(pid, None, Some(sig)),
+            let status = match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => (pid, ExitStatus::Code(code)),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, ExitStatus::Signal(sig)),
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
-                Ok(_) => {}
-            }
-        }
-    }
-
-    fn worker_exited(&mut self, pid: Pid, code: Option<i32>, sig: Option<Signal>) {
-        let Some(index) = self.procs.iter().position(|p| p.pid == pid) else {
-            return;
-        };
-        let proc = self.procs.remove(index);
-        if let Some(slot) = self.shm.slot(proc.id) {
-            slot.mark_dead();
-        }
-        let how = match (code, sig) {
-            (Some(c), _) => format!("exit code {c}"),
-            (None, Some(s)) => format!("signal {s}"),
-            _ => "unknown status".to_owned(),
-        };
-        if self.stopping.is_some() {
-            return;
-        }
-        if proc.stopping_since.is_some() {
-            // Retired on purpose (recycling, reload): its replacement already runs.
-            return;
-        }
-        if proc.generation == self.generation && (proc.ready || proc.harakiri_at.is_some()) {
-            self.reuse_slots.push(proc.id);
-        }
-        if proc.harakiri_at.is_some() {
-            self.log(format_args!(
-                "worker {} (pid {pid}) killed by harakiri; respawning",
-                proc.id.get()
-            ));
-            return;
-        }
-        // A new-generation worker died before accepting during a reload: the reload
-        // failed; keep the old generation.
-        if let Some(reload) = &self.reload {
-            if proc.generation == self.generation && !proc.ready {
-                let previous = reload.previous;
-                self.log(format_args!(
-                    "reload failed: new worker {} (pid {pid}) exited with {how} before it accepted \
-                     (its error is above); the previous workers keep serving",
-                    proc.id.get()
-                ));
-                self.abort_reload(previous);
-                return;
-            }
-        }
-        if !proc.ready {
-            self.startup_failures += 1;
-            let delay = backoff(self.startup_failures);
-            self.next_spawn = Some(Instant::now() + delay);
-            let hint = if code == Some(notify::EXIT_APP_LOAD) {
-                ": the app failed to import (traceback above)"
-            } else {
-                ""
+                Ok(_) => continue,
             };
-            self.log(format_args!(
-                "worker {} (pid {pid}) exited with {how} before it accepted{hint}; \
-                 retrying in {:.1} s (attempt {})",
-                proc.id.get(),
-                delay.as_secs_f64(),
-                self.startup_failures
-            ));
-            return;
+            self.feed(Event::Exited {
+                pid: status.0,
+                status: status.1,
+            });
         }
-        self.shm.count_respawn(proc.id, RespawnCause::Crash);
-        if !self.can_spawn() {
-            self.log(format_args!(
-                "worker {} (pid {pid}) died with {how}; it cannot be replaced until the app \
-                 loads again: fix it and send SIGHUP",
-                proc.id.get()
-            ));
-            return;
-        }
-        self.log(format_args!(
-            "worker {} (pid {pid}) died with {how}; respawning",
-            proc.id.get()
-        ));
     }
 
     fn handle_ready_records(&mut self) {
-        let mut buf = [0u8; 5 * 64];
+        let mut buf = [0u8; crate::master_pipe::RECORD_LEN * 64];
         loop {
             match nix::unistd::read(&self.ready_rd, &mut buf) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    for rec in buf[..n].chunks_exact(5) {
-                        // DUE needs nothing more: the next maintain() recycles.
-                        if rec[0] != READY {
-                            continue;
-                        }
-                        let id = u32::from_le_bytes([rec[1], rec[2], rec[3], rec[4]]);
-                        if let Some(p) = self.procs.iter_mut().find(|p| p.id.get() == id) {
-                            p.ready = true;
-                            self.startup_failures = 0;
-                            self.next_spawn = None;
-                        }
+                    let ready: Vec<u32> = crate::master_pipe::decode(&buf[..n])
+                        .filter_map(|rec| match rec {
+                            Record::Ready(id) => Some(id),
+                            // DUE needs nothing more: it woke the master, whose next
+                            // tick recycles.
+                            Record::Due(_) | Record::Unknown => None,
+                        })
+                        .collect();
+                    for id in ready {
+                        self.feed(Event::Ready(id));
                     }
                 }
             }
-        }
-    }
-
-    /// Whether workers can be forked: the app is loaded, or each worker loads it.
-    fn can_spawn(&self) -> bool {
-        self.app.is_some() || self.config.lazy_apps
-    }
-
-    /// The workers of the current generation that count towards `processes`.
-    fn active(&self) -> impl Iterator<Item = &Proc> {
-        self.procs.iter().filter(move |p| {
-            p.generation == self.generation
-                && p.replace.is_none()
-                && p.stopping_since.is_none()
-                && p.harakiri_at.is_none()
-        })
-    }
-
-    fn maintain(&mut self, now: Instant) {
-        if let Some(stop) = self.stopping {
-            if !stop.killed && now >= stop.deadline {
-                self.log(format_args!(
-                    "stop deadline passed: killing {} worker(s)",
-                    self.procs.len()
-                ));
-                for p in &self.procs {
-                    let _ = kill(p.pid, Signal::SIGKILL);
-                }
-                if let Some(s) = &mut self.stopping {
-                    s.killed = true;
-                }
-            }
-            return;
-        }
-        self.check_workers(now);
-        self.check_listen_queues(now);
-        // Spawn what is missing. A worker killed by harakiri still holds its slot
-        // until it is gone (its stack dump takes a moment); its replacement then takes
-        // that slot (`reuse_slots`).
-        let dying = |m: &Self| {
-            m.procs
-                .iter()
-                .filter(|p| p.generation == m.generation && p.harakiri_at.is_some())
-                .count()
-        };
-        while self.can_spawn()
-            && self.active().count() + dying(self) < self.workers
-            && self.next_spawn.is_none_or(|t| now >= t)
-        {
-            if !self.spawn() {
-                break;
-            }
-        }
-        let ready = self.active().filter(|p| p.ready).count();
-        // Replacements accept: stop the workers they replace.
-        if ready >= self.workers {
-            for p in &mut self.procs {
-                if p.replace.is_some() && p.stopping_since.is_none() {
-                    let _ = kill(p.pid, Signal::SIGTERM);
-                    p.stopping_since = Some(now);
-                }
-            }
-        }
-        // A reload completes when the whole new generation accepts.
-        if let Some(reload) = &self.reload {
-            if ready >= self.workers {
-                let generation = self.generation;
-                for p in &mut self.procs {
-                    if p.generation != generation && p.stopping_since.is_none() {
-                        self.shm.count_respawn(p.id, RespawnCause::Reload);
-                        let _ = kill(p.pid, Signal::SIGTERM);
-                        p.stopping_since = Some(now);
-                    }
-                }
-                self.reload = None;
-                self.shm.master().count_reload();
-                self.log(format_args!("reload done: generation {generation} serves"));
-                self.notifier.send(&[
-                    Message::Ready,
-                    Message::Status(format!("{} workers ready (reloaded)", self.workers)),
-                ]);
-            } else if now >= reload.deadline {
-                let previous = reload.previous;
-                self.log(format_args!(
-                    "reload failed: the new workers did not accept within {} s; \
-                     the previous workers keep serving",
-                    RELOAD_DEADLINE.as_secs()
-                ));
-                self.abort_reload(previous);
-            }
-        }
-        if !self.announced_ready && ready >= self.workers {
-            self.announced_ready = true;
-            self.log(format_args!("{} worker(s) ready", self.workers));
-            self.notifier.send(&[
-                Message::Ready,
-                Message::Status(format!("{} workers ready", self.workers)),
-            ]);
-        }
-    }
-
-    /// Harakiri, recycling and memory checks.
-    fn check_workers(&mut self, now: Instant) {
-        let now_ms = shm::monotonic_ms();
-        let harakiri_ms = self.config.harakiri.map(|h| u64::from(h) * 1000);
-        let rss_limit = self.config.reload_on_rss.map(|mb| mb * 1024 * 1024);
-        let lifetime = self.config.max_worker_lifetime.map(Duration::from_secs);
-        let mut notes = Vec::new();
-        for p in &mut self.procs {
-            let Some(slot) = self.shm.slot(p.id) else {
-                continue;
-            };
-            if let Some(at) = p.harakiri_at {
-                if !p.killed && now >= at + HARAKIRI_DUMP_GRACE {
-                    let _ = kill(p.pid, Signal::SIGKILL);
-                    p.killed = true;
-                }
-                continue;
-            }
-            if let (Some(limit), Some(start)) = (harakiri_ms, slot.oldest_request_start_ms()) {
-                let running = now_ms.saturating_sub(start);
-                if running > limit {
-                    notes.push(format!(
-                        "worker {} (pid {}): harakiri: a request has run {:.1} s (limit {} s); \
-                         its Python stacks follow, then it is killed",
-                        p.id.get(),
-                        p.pid,
-                        running as f64 / 1000.0,
-                        limit / 1000
-                    ));
-                    let _ = kill(p.pid, Signal::SIGUSR2);
-                    p.harakiri_at = Some(now);
-                    self.shm.count_respawn(p.id, RespawnCause::Harakiri);
-                    continue;
-                }
-            }
-            if p.replace.is_some() || p.stopping_since.is_some() || !p.ready {
-                continue;
-            }
-            let cause = if recycle_after(self.config, p.id)
-                .is_some_and(|m| slot.requests_since_spawn() >= m)
-            {
-                Some(RespawnCause::MaxRequests)
-            } else if lifetime.is_some_and(|l| now.duration_since(p.spawned) >= l) {
-                Some(RespawnCause::Lifetime)
-            } else if let Some(limit) = rss_limit {
-                crate::stats::proc_memory(p.pid)
-                    .filter(|m| m.rss > limit)
-                    .map(|_| RespawnCause::Rss)
-            } else {
-                None
-            };
-            if let Some(cause) = cause {
-                notes.push(format!(
-                    "worker {} (pid {}): recycling ({}); its replacement starts first",
-                    p.id.get(),
-                    p.pid,
-                    cause.as_str()
-                ));
-                self.shm.count_respawn(p.id, cause);
-                p.replace = Some(cause);
-            }
-        }
-        for n in notes {
-            self.log(format_args!("{n}"));
-        }
-    }
-
-    /// Sample the accept queues (at most once a [`TICK`]) through [`Self::sample_sockets`];
-    /// a full one is counted (`listen_queue_errors`, every sample) and logged (at most
-    /// every [`QUEUE_FULL_LOG_EVERY`]).
-    fn check_listen_queues(&mut self, now: Instant) {
-        if self.queues_checked.is_some_and(|t| now < t + TICK) {
-            return;
-        }
-        self.queues_checked = Some(now);
-        let full: Vec<String> = self
-            .sample_sockets()
-            .into_iter()
-            .filter(|s| s.max_queue > 0 && s.queue >= s.max_queue)
-            .map(|s| format!("{} ({}/{})", s.name, s.queue, s.max_queue))
-            .collect();
-        for _ in &full {
-            self.shm.master().count_listen_queue_error();
-        }
-        if !full.is_empty()
-            && self
-                .queue_full_logged
-                .is_none_or(|t| now >= t + QUEUE_FULL_LOG_EVERY)
-        {
-            self.queue_full_logged = Some(now);
-            self.log(format_args!(
-                "listen queue of socket {} full: new connections are refused (nginx answers \
-                 502); the workers are too few or too slow, or `listen` is too small (the \
-                 kernel caps it at net.core.somaxconn)",
-                full.join(", ")
-            ));
         }
     }
 
@@ -755,21 +439,13 @@ impl Master<'_> {
         )
     }
 
-    /// Fork one worker of the current generation. False if no slot is free or the
-    /// fork failed.
-    fn spawn(&mut self) -> bool {
-        let free = |id: &WorkerId| !self.procs.iter().any(|p| p.id == *id);
-        let reused = self.reuse_slots.iter().position(free);
-        let id = match reused {
-            Some(i) => Some(self.reuse_slots.swap_remove(i)),
-            None => self.shm.ids().find(free),
-        };
-        let Some(id) = id else {
-            return false;
-        };
-        self.reuse_slots.retain(|r| *r != id);
+    /// Fork a worker into slot `id`: the answer to [`Action::Spawn`].
+    fn spawn(&mut self, id: WorkerId) -> Event {
         let Some(slot) = self.shm.slot(id) else {
-            return false;
+            return Event::SpawnFailed {
+                id,
+                error: format!("no slot {}", id.get()),
+            };
         };
         slot.reset_for_spawn(shm::epoch_secs());
         match crate::python::fork() {
@@ -779,28 +455,15 @@ impl Master<'_> {
             }
             Ok(ForkResult::Parent { child }) => {
                 slot.set_pid(child);
-                self.procs.push(Proc {
-                    id,
-                    pid: child,
-                    generation: self.generation,
-                    spawned: Instant::now(),
-                    ready: false,
-                    replace: None,
-                    stopping_since: None,
-                    harakiri_at: None,
-                    killed: false,
-                });
-                true
+                Event::Spawned { id, pid: child }
             }
-            Err(e) => {
-                self.log(format_args!("fork failed: {e}; retrying in 1 s"));
-                self.next_spawn = Some(Instant::now() + Duration::from_secs(1));
-                false
-            }
+            Err(e) => Event::SpawnFailed {
+                id,
+                error: e.to_string(),
+            },
         }
     }
 
-    /// In the forked child: become a worker. Returns the exit code.
     fn worker_child(&self, id: WorkerId) -> i32 {
         // Die with the master: no orphan workers.
         let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
@@ -832,7 +495,7 @@ impl Master<'_> {
             id,
             ready_fd: self.ready_wr.as_raw_fd(),
         };
-        match crate::run::worker_main(start) {
+        match crate::worker::worker_main(start) {
             Ok(()) => notify::EXIT_OK,
             Err(fatal) => {
                 crate::log::line(format_args!("rsgi worker {}: {}", id.get(), fatal.message));
@@ -841,103 +504,12 @@ impl Master<'_> {
         }
     }
 
-    fn begin_stop(&mut self, graceful: bool) {
-        if let Some(s) = self.stopping {
-            if s.graceful && !graceful {
-                // A fast stop overrides a graceful one in progress.
-                self.stopping = None;
-            } else {
-                return;
-            }
-        }
-        self.notifier.send(&[Message::Stopping]);
-        let (sig, grace) = if graceful {
-            (
-                Signal::SIGTERM,
-                Duration::from_secs(self.config.reload_mercy),
-            )
-        } else {
-            (Signal::SIGINT, FAST_STOP_GRACE)
-        };
-        for p in &self.procs {
-            let _ = kill(p.pid, sig);
-        }
-        self.stopping = Some(Stopping {
-            graceful,
-            deadline: Instant::now() + grace,
-            killed: false,
-        });
-    }
-
-    fn begin_reload(&mut self) {
-        if self.stopping.is_some() {
-            return;
-        }
-        if self.reload.is_some() {
-            self.log(format_args!("SIGHUP: a reload is already in progress"));
-            return;
-        }
-        self.log(format_args!("SIGHUP: graceful reload"));
-        self.notifier.send(&[
-            Message::Reloading,
-            Message::Other(format!(
-                "MONOTONIC_USEC={}",
-                shm::monotonic_ms().saturating_mul(1000)
-            )),
-        ]);
-        if self.config.lazy_apps {
-            let previous = self.generation;
-            self.generation += 1;
-            self.reload = Some(Reload {
-                previous,
-                deadline: Instant::now() + RELOAD_DEADLINE,
-            });
-            self.next_spawn = None;
-        } else {
-            self.reexec_pending = true;
-        }
-    }
-
-    /// Give up a reload: kill the new generation, go back to `previous`.
-    fn abort_reload(&mut self, previous: u64) {
-        let failed = self.generation;
-        for p in &mut self.procs {
-            if p.generation == failed && p.stopping_since.is_none() {
-                let _ = kill(p.pid, Signal::SIGKILL);
-                p.stopping_since = Some(Instant::now());
-            }
-        }
-        self.generation = previous;
-        self.reload = None;
-        self.shm.master().count_reload_failed();
-        self.notifier.send(&[
-            Message::Ready,
-            Message::Status("reload failed; the previous workers keep serving".into()),
-        ]);
-        // The failing code should not be retried in a loop by respawns of the old
-        // generation: they run the old, working code.
-        self.next_spawn = None;
-    }
-
-    /// Re-execute the master binary for a reload in preload mode (see module docs).
-    fn reexec(&mut self) {
-        self.reexec_pending = false;
-        match self.prepare_and_exec() {
-            Ok(never) => match never {},
-            Err(e) => {
-                self.log(format_args!(
-                    "reload failed: cannot re-execute the master: {e}; the workers keep serving"
-                ));
-                self.shm.master().count_reload_failed();
-                self.notifier.send(&[
-                    Message::Ready,
-                    Message::Status("reload failed: cannot re-execute".into()),
-                ]);
-            }
-        }
-    }
-
-    fn prepare_and_exec(&mut self) -> Result<std::convert::Infallible, String> {
+    /// Re-execute the master binary for a reload in preload mode (see module docs),
+    /// passing down the workers in `keep`. Returns only if nothing was committed yet.
+    fn prepare_and_exec(
+        &self,
+        keep: &[(WorkerId, Pid)],
+    ) -> Result<std::convert::Infallible, String> {
         use std::ffi::CString;
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         // A package upgrade replaces the binary: exec the new file, not the old inode.
@@ -971,11 +543,9 @@ impl Master<'_> {
             None => None,
         };
         let names: Vec<&str> = self.sockets.iter().map(|s| s.protocol.as_str()).collect();
-        let old: Vec<String> = self
-            .procs
+        let old: Vec<String> = keep
             .iter()
-            .filter(|p| p.stopping_since.is_none())
-            .map(|p| format!("{}:{}", p.id.get(), p.pid))
+            .map(|(id, pid)| format!("{}:{pid}", id.get()))
             .collect();
         // From here on the process is committed: fds 3.. are overwritten.
         for (i, fd) in listener_fds.iter().enumerate() {
@@ -1004,32 +574,11 @@ impl Master<'_> {
         std::process::exit(notify::EXIT_OS);
     }
 
-    fn next_wakeup(&self, now: Instant) -> Duration {
-        let mut wake = now + TICK;
-        if let Some(t) = self.next_spawn {
-            wake = wake.min(t);
-        }
-        if let Some(s) = self.stopping {
-            if !s.killed {
-                wake = wake.min(s.deadline);
-            }
-        }
-        if let Some(r) = &self.reload {
-            wake = wake.min(r.deadline);
-        }
-        for p in &self.procs {
-            if let (Some(at), false) = (p.harakiri_at, p.killed) {
-                wake = wake.min(at + HARAKIRI_DUMP_GRACE);
-            }
-        }
-        wake.saturating_duration_since(now)
-    }
-
-    fn serve_stats(&mut self) {
+    fn serve_stats(&self) {
         let Some(stats) = &self.stats else { return };
         let sockets = self.sample_sockets();
         let mut workers = Vec::new();
-        for p in &self.procs {
+        for p in &self.state.workers {
             if let Some(slot) = self.shm.slot(p.id) {
                 if let Some(m) = crate::stats::proc_memory(p.pid) {
                     slot.set_memory(m.rss, m.vsz);
@@ -1047,179 +596,5 @@ impl Master<'_> {
         );
         let json = crate::stats::render(&info, &workers);
         stats.answer(json.as_bytes(), self.config.stats_http);
-    }
-}
-
-/// The request count at which worker `id` is recycled: `max-requests`, staggered by
-/// `max-requests-delta` per worker id.
-pub(crate) fn recycle_after(config: &VassalConfig, id: WorkerId) -> Option<u64> {
-    config
-        .max_requests
-        .map(|m| m + config.max_requests_delta * u64::from(id.get()))
-}
-
-/// Exponential backoff for workers that fail to start: 0.1 s, 0.2 s, ... up to 10 s.
-fn backoff(failures: u32) -> Duration {
-    let factor = 1u32 << failures.saturating_sub(1).min(10);
-    (Duration::from_millis(100) * factor).min(MAX_BACKOFF)
-}
-
-/// A `stats` listener, bound and non-blocking: the master answers each client with the
-/// JSON and closes (as uWSGI does); without a master, `run` serves it on a task.
-pub(crate) enum StatsListener {
-    Tcp(std::net::TcpListener),
-    Unix(std::os::unix::net::UnixListener),
-}
-
-impl StatsListener {
-    /// Bind `addr` as uWSGI reads it: a path (anything with a `/`, or `unix:PATH`), an
-    /// abstract name (`@name`), `:PORT` (every IPv4 address) or `HOST:PORT`.
-    pub(crate) fn bind(addr: &str) -> std::io::Result<StatsListener> {
-        use std::os::unix::fs::FileTypeExt;
-        let path = addr.strip_prefix("unix:").unwrap_or(addr);
-        let listener = if let Some(name) = path.strip_prefix('@') {
-            use std::os::linux::net::SocketAddrExt;
-            let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            StatsListener::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
-        } else if path.contains('/') || addr.starts_with("unix:") {
-            // A stale socket file (left by a killed server) is replaced.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path)?;
-            }
-            StatsListener::Unix(std::os::unix::net::UnixListener::bind(path)?)
-        } else {
-            let tcp = match addr.strip_prefix(':') {
-                Some(port) => format!("0.0.0.0:{port}"),
-                None => addr.to_owned(),
-            };
-            StatsListener::Tcp(std::net::TcpListener::bind(tcp)?)
-        };
-        match &listener {
-            StatsListener::Tcp(l) => l.set_nonblocking(true)?,
-            StatsListener::Unix(l) => l.set_nonblocking(true)?,
-        }
-        Ok(listener)
-    }
-
-    fn fd(&self) -> BorrowedFd<'_> {
-        match self {
-            StatsListener::Tcp(l) => l.as_fd(),
-            StatsListener::Unix(l) => l.as_fd(),
-        }
-    }
-
-    /// Accept one client and answer it (blocking, at most a second per read or write).
-    fn answer(&self, json: &[u8], http: bool) {
-        use std::io::{Read, Write};
-        let timeout = Some(Duration::from_secs(1));
-        let stream: Option<Box<dyn StatsConn>> = match self {
-            StatsListener::Tcp(l) => l.accept().ok().map(|(s, _)| {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_write_timeout(timeout);
-                let _ = s.set_read_timeout(timeout);
-                Box::new(s) as Box<dyn StatsConn>
-            }),
-            StatsListener::Unix(l) => l.accept().ok().map(|(s, _)| {
-                let _ = s.set_nonblocking(false);
-                let _ = s.set_write_timeout(timeout);
-                let _ = s.set_read_timeout(timeout);
-                Box::new(s) as Box<dyn StatsConn>
-            }),
-        };
-        let Some(mut stream) = stream else { return };
-        let body = if http {
-            // uWSGI reads the client's request first (`uwsgi_send_http_stats`): closing
-            // a TCP socket with unread bytes resets the connection, and the client loses
-            // the answer.
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request_head_read(&head) {
-                match stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                    Err(_) => return,
-                }
-            }
-            crate::stats::http_wrap(std::str::from_utf8(json).unwrap_or("{}"))
-        } else {
-            json.to_vec()
-        };
-        let _ = stream.write_all(&body);
-    }
-}
-
-/// A stats client connection.
-trait StatsConn: std::io::Read + std::io::Write {}
-impl<T: std::io::Read + std::io::Write> StatsConn for T {}
-
-/// Whether a stats client's HTTP request head (read to be dropped) is all read: up to
-/// the blank line, or 8 KiB (a stats request is one short GET).
-pub(crate) fn request_head_read(head: &[u8]) -> bool {
-    head.len() >= 8192 || head.windows(4).any(|w| w == b"\r\n\r\n")
-}
-
-/// The listening sockets as the stats show them (`name`, `proto`, the fd whose accept
-/// queue is sampled now); the first one's queue is also recorded as the master's.
-pub(crate) fn socket_infos<'a>(
-    shm: &Shm,
-    sockets: impl IntoIterator<Item = (String, String, Option<BorrowedFd<'a>>)>,
-) -> Vec<crate::stats::SocketInfo> {
-    let infos: Vec<_> = sockets
-        .into_iter()
-        .map(|(name, proto, fd)| {
-            let q = fd.and_then(crate::stats::listen_queue);
-            crate::stats::SocketInfo {
-                name,
-                proto,
-                queue: q.map_or(0, |q| q.queue),
-                max_queue: q.map_or(0, |q| q.max_queue),
-            }
-        })
-        .collect();
-    if let Some(q) = infos.first() {
-        shm.master().set_listen_queue(q.queue, q.max_queue);
-    }
-    infos
-}
-
-/// Tell the master this worker accepts (called by the worker once its accept loops
-/// run).
-pub fn send_ready(fd: RawFd, id: WorkerId) {
-    send_record(fd, READY, id);
-}
-
-/// Tell the master this worker reached `max-requests` (called once, from the request
-/// path: one non-blocking write).
-pub fn send_due(fd: RawFd, id: WorkerId) {
-    send_record(fd, DUE, id);
-}
-
-fn send_record(fd: RawFd, kind: u8, id: WorkerId) {
-    let mut rec = [kind, 0, 0, 0, 0];
-    rec[1..].copy_from_slice(&id.get().to_le_bytes());
-    // SAFETY: fd is the inherited write end of the master's pipe, open for the life of
-    // this process; we only borrow it for the write.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let _ = nix::unistd::write(fd, &rec);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let cases = [
-            (1, 100),
-            (2, 200),
-            (3, 400),
-            (4, 800),
-            (7, 6400),
-            (8, 10_000),
-            (50, 10_000),
-        ];
-        for (failures, ms) in cases {
-            assert_eq!(backoff(failures), Duration::from_millis(ms), "{failures}");
-        }
     }
 }

@@ -114,7 +114,7 @@ pub struct Counters {
     /// master through `master_pipe` so the replacement starts at once, not at the
     /// master's next tick.
     pub recycle_after: Option<u64>,
-    /// Write end of the master's pipe (see [`crate::master::send_due`]).
+    /// Write end of the master's pipe (see [`crate::master_pipe::send_due`]).
     pub master_pipe: Option<std::os::fd::RawFd>,
     /// Whether the master was already told.
     pub recycle_sent: std::sync::atomic::AtomicBool,
@@ -649,7 +649,7 @@ impl AccessInfo {
                             .recycle_sent
                             .swap(true, std::sync::atomic::Ordering::Relaxed)
                     {
-                        crate::master::send_due(fd, c.id);
+                        crate::master_pipe::send_due(fd, c.id);
                     }
                 }
             }
