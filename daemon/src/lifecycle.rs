@@ -127,9 +127,7 @@ impl Default for Policy {
 /// The backoff delay before retry number `attempt + 1`:
 /// `min(backoff_base * 2^attempt, backoff_max)`, saturating.
 pub fn delay(policy: &Policy, attempt: u32) -> Duration {
-    1u32.checked_shl(attempt)
-        .and_then(|factor| policy.backoff_base.checked_mul(factor))
-        .map_or(policy.backoff_max, |d| d.min(policy.backoff_max))
+    rsgi_proto::backoff::backoff(policy.backoff_base, policy.backoff_max, attempt)
 }
 
 /// Everything the emperor knows about one vassal's processes.

@@ -18,6 +18,7 @@
 //!   references (`%(option)`, `$(ENV)`, `@(file)`, resolved once everything is read).
 //! - [`cli`]: the `rsgi` command line ([`parse_args`]) and config-file loading
 //!   ([`load_file`]).
+//! - [`backoff`]: exponential backoff, shared by rsgid's lifecycle and the vassal master.
 //! - [`bounds`]: the one function that reads a config file (regular files only, never
 //!   blocking, size-capped) and the caps on includes, placeholders and expanded values.
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
@@ -51,6 +52,7 @@
 //! The emperor calls [`load_file`] for one vassal file; `rsgi` calls [`parse_args`].
 #![deny(missing_docs)]
 
+pub mod backoff;
 pub mod bounds;
 pub mod cli;
 pub mod config;

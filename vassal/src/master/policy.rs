@@ -48,13 +48,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long the master waits before forking again after a failed fork.
 pub const FORK_RETRY: Duration = Duration::from_secs(1);
 
-/// Exponential backoff: `min(base * 2^attempt, max)`, saturating (`attempt` 0 is the
-/// first retry). Written to be shared with the emperor's lifecycle (`delay`).
-pub fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    1u32.checked_shl(attempt)
-        .and_then(|factor| base.checked_mul(factor))
-        .map_or(max, |d| d.min(max))
-}
+pub use rsgi_proto::backoff::backoff;
 
 /// The delay before a worker start is retried after `failures` failed starts in a
 /// row (at least 1): 0.1 s, 0.2 s, ... up to 10 s.

@@ -152,11 +152,6 @@ impl Executor {
         Some(Reservation(Some(Arc::clone(&pool.busy))))
     }
 
-    /// Run the app for `req`.
-    pub async fn call(&self, req: Request) -> Response {
-        self.call_reserved(req, None).await
-    }
-
     /// Run the app for `req`, on the thread `reservation` holds if there is one.
     pub async fn call_reserved(&self, req: Request, reservation: Option<Reservation>) -> Response {
         match self {
