@@ -22,6 +22,7 @@ mod e2e {
     mod master_policy;
     mod metrics;
     mod process;
+    mod projected;
     mod protocols;
     mod static_map;
     mod tyrant;
