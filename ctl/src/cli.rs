@@ -116,6 +116,13 @@ pub enum Verb {
     },
     /// Whether rsgid answers (exit 0), or is not running (exit 3).
     Ping,
+    /// Readiness, for exec probes: exit 0 when every vassal that should run serves (or,
+    /// with NAME, when that vassal serves), 1 with what is not ready otherwise. The same
+    /// answer as `GET /readyz[/NAME]`.
+    Health {
+        /// One vassal instead of the whole.
+        name: Option<String>,
+    },
     /// A live view of every vassal, redrawn every second: requests/s, mean latency,
     /// busy and idle workers, memory, restarts, state. `q` quits.
     Top {
@@ -159,6 +166,7 @@ pub fn run(cli: &Cli) -> u8 {
         } => logs(&client, name, *lines, *follow, cli.json, out),
         Verb::Check { file } => check(&client, file, cli.json, out),
         Verb::Ping => ping(&client, cli.json, out),
+        Verb::Health { name } => health(&client, name.as_deref(), out),
         Verb::Top { interval, once } => {
             crate::top::run(&client, Duration::from_secs_f64(*interval), *once, cli.json)
         }
@@ -355,6 +363,20 @@ fn check(client: &Client, file: &std::path::Path, json: bool, out: &mut impl Wri
         let _ = print(out, &text);
     }
     Ok(if result.ok { exit::OK } else { exit::FAILURE })
+}
+
+fn health(client: &Client, name: Option<&str>, out: &mut impl Write) -> Outcome {
+    let target = match name {
+        Some(n) => format!("/readyz/{}", crate::http::encode_segment(n)),
+        None => "/readyz".to_owned(),
+    };
+    let (status, text) = client.get_text(&target)?;
+    let _ = print(out, &text);
+    Ok(match status {
+        200 => exit::OK,
+        404 => exit::NO_SUCH_VASSAL,
+        _ => exit::FAILURE,
+    })
 }
 
 fn ping(client: &Client, json: bool, out: &mut impl Write) -> Outcome {

@@ -192,6 +192,23 @@ impl Client {
             .map_err(|e| Error::Protocol(format!("{e}: {}", String::from_utf8_lossy(&text).trim())))
     }
 
+    /// `GET target` answered with plain text, whatever the status: (status, text). For
+    /// health probes, whose "no" is a 503 with a reason.
+    pub fn get_text(&self, target: &str) -> Result<(u16, String), Error> {
+        let mut stream = self.connect()?;
+        stream
+            .write_all(&http::request("GET", target, None))
+            .map_err(|e| self.io("cannot send to", e))?;
+        let mut reader = BufReader::new(stream);
+        let head = http::read_head(&mut reader).map_err(|e| self.read_error(e))?;
+        let body = http::body(&head, reader).map_err(|e| self.read_error(e))?;
+        let mut text = Vec::new();
+        body.take(MAX_ANSWER)
+            .read_to_end(&mut text)
+            .map_err(|e| self.read_error(e))?;
+        Ok((head.status, String::from_utf8_lossy(&text).into_owned()))
+    }
+
     /// `GET target`, answered with JSON.
     pub fn get<T: DeserializeOwned>(&self, target: &str) -> Result<T, Error> {
         self.call("GET", target, None)

@@ -92,6 +92,8 @@ struct Shared {
     wait: Duration,
     /// rsgid's effective uid (who may ask for `check`).
     euid: u32,
+    /// What `/readyz` waits for.
+    ready_vassals: Option<Vec<String>>,
 }
 
 /// The peer of a connection, from `SO_PEERCRED`.
@@ -133,6 +135,7 @@ pub fn spawn(settings: &Settings, tx: mpsc::UnboundedSender<Msg>, rsgi: PathBuf)
         rsgi,
         wait: settings.policy.start_timeout + WAIT_SLACK,
         euid: nix::unistd::geteuid().as_raw(),
+        ready_vassals: settings.ready_vassals.clone(),
     });
     tracing::info!(path = %file.path().display(), "control socket listening");
     tokio::spawn(serve(listener, file, shared));
@@ -252,6 +255,8 @@ enum Route {
     Metrics,
     /// `GET /top`: every vassal's totals, for `rsgictl top`.
     Top,
+    /// `GET /livez`, `GET /readyz`, `GET /readyz/{name}`.
+    Health(crate::health::Probe),
 }
 
 impl Route {
@@ -313,6 +318,13 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Bad>
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (want, route, allowed): (&'static str, Route, &[&str]) = match segs.as_slice() {
         ["ping"] => ("GET", Route::Ping, &[]),
+        ["livez"] => ("GET", Route::Health(crate::health::Probe::Live), &[]),
+        ["readyz"] => ("GET", Route::Health(crate::health::Probe::Ready), &[]),
+        ["readyz", name] => (
+            "GET",
+            Route::Health(crate::health::Probe::Vassal((*name).to_owned())),
+            &[],
+        ),
         ["vassals"] => ("GET", Route::List, &[]),
         ["vassals", name] => ("GET", Route::Status((*name).to_owned()), &[]),
         ["vassals", name, "logs"] => {
@@ -471,6 +483,19 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response
     }
     let command = match route {
         Route::Ping => return json(StatusCode::OK, &serde_json::json!({ "ok": true })),
+        Route::Health(probe) => {
+            let (code, text) =
+                crate::health::answer(&shared.tx, &probe, shared.ready_vassals.as_deref()).await;
+            let mut resp = respond(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                text.into_bytes(),
+            );
+            resp.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            return resp;
+        }
         Route::Check => return check(req, shared, peer).await,
         Route::Metrics => {
             return match crate::metrics::text(&shared.tx).await {

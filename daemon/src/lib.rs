@@ -12,6 +12,7 @@
 //! - [`snapshot`]: every vassal's numbers as plain data, and the ledger that keeps
 //!   counters monotonic.
 //! - [`metrics`]: Prometheus `/metrics`, the `/top` totals and uWSGI's emperor stats.
+//! - [`health`]: `/livez` and `/readyz` for probes, on both listeners.
 //! - [`emperor`]: the actor that owns every vassal and applies the lifecycle's effects.
 //! - [`effects`]: the seam through which the actor spawns and signals (real or fake).
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
@@ -43,6 +44,7 @@ pub mod check;
 pub mod control;
 pub mod effects;
 pub mod emperor;
+pub mod health;
 pub mod lifecycle;
 pub mod metrics;
 pub mod msg;

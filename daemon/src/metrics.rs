@@ -212,6 +212,12 @@ fn families(s: &Snapshot) -> Vec<Family> {
         &[],
     );
     scans.counter(&[], s.scans);
+    let mut ready = Family::new(
+        "rsgi_vassal_ready",
+        "1 if the vassal counts as ready for /readyz (it serves, or it is stopped on request).",
+        GAUGE,
+        V,
+    );
     let mut up = Family::new(
         "rsgi_vassal_up",
         "1 if the vassal serves (ready, or reloading while the old generation serves).",
@@ -322,6 +328,8 @@ fn families(s: &Snapshot) -> Vec<Family> {
         let n = v.name.as_str();
         let t = &v.totals;
         up.gauge(&[n], f64::from(u8::from(v.up)));
+        let counts_ready = crate::health::serves(v.state) || v.state == "stopped";
+        ready.gauge(&[n], f64::from(u8::from(counts_ready)));
         for name in STATE_NAMES {
             state.gauge(&[n, name], f64::from(u8::from(v.state == name)));
         }
@@ -348,8 +356,8 @@ fn families(s: &Snapshot) -> Vec<Family> {
         queue.gauge(&[n], v.listen_queue as f64);
     }
     vec![
-        build, scans, up, state, generation, gen_start, workers, requests, duration, in_flight,
-        exceptions, sent, respawns, restarts, dropped, reloads, harakiri, memory, queue,
+        build, scans, ready, up, state, generation, gen_start, workers, requests, duration,
+        in_flight, exceptions, sent, respawns, restarts, dropped, reloads, harakiri, memory, queue,
     ]
 }
 
@@ -516,7 +524,11 @@ pub fn spawn(settings: &Settings, tx: &mpsc::UnboundedSender<Msg>) {
         match bind_tcp(addr) {
             Ok(listener) => {
                 tracing::info!(%addr, "metrics on http://{addr}/metrics");
-                tokio::spawn(serve_metrics(listener, tx.clone()));
+                tokio::spawn(serve_metrics(
+                    listener,
+                    tx.clone(),
+                    settings.ready_vassals.clone(),
+                ));
             }
             Err(e) => tracing::error!(%addr, "cannot serve metrics: {e}"),
         }
@@ -539,7 +551,12 @@ fn bind_tcp(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListen
 }
 
 /// Serve `GET /metrics` over HTTP/1.1.
-async fn serve_metrics(listener: tokio::net::TcpListener, tx: mpsc::UnboundedSender<Msg>) {
+async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    tx: mpsc::UnboundedSender<Msg>,
+    ready_vassals: Option<Vec<String>>,
+) {
+    let ready_vassals = std::sync::Arc::new(ready_vassals);
     let gate = gate();
     let mut refused = Refusals::default();
     loop {
@@ -556,11 +573,17 @@ async fn serve_metrics(listener: tokio::net::TcpListener, tx: mpsc::UnboundedSen
             continue;
         };
         let tx = tx.clone();
+        let ready_vassals = std::sync::Arc::clone(&ready_vassals);
         tokio::spawn(async move {
             let _ticket = ticket;
             let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let tx = tx.clone();
-                async move { Ok::<_, std::convert::Infallible>(metrics_response(&req, &tx).await) }
+                let ready_vassals = std::sync::Arc::clone(&ready_vassals);
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        metrics_response(&req, &tx, ready_vassals.as_deref()).await,
+                    )
+                }
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
@@ -579,6 +602,7 @@ async fn serve_metrics(listener: tokio::net::TcpListener, tx: mpsc::UnboundedSen
 async fn metrics_response<B>(
     req: &Request<B>,
     tx: &mpsc::UnboundedSender<Msg>,
+    ready_vassals: Option<&[String]>,
 ) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &'static str, body: String| {
         let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -588,6 +612,13 @@ async fn metrics_response<B>(
         resp
     };
     let plain = |status, text| reply(status, "text/plain; charset=utf-8", text);
+    if matches!(req.method(), &Method::GET | &Method::HEAD) {
+        if let Some(probe) = crate::health::Probe::of_path(req.uri().path()) {
+            let (code, text) = crate::health::answer(tx, &probe, ready_vassals).await;
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return plain(status, text);
+        }
+    }
     match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => match text(tx).await {
             Ok(body) => reply(StatusCode::OK, TEXT_CONTENT_TYPE, body),
@@ -751,6 +782,7 @@ mod tests {
             "rsgi_vassal_state{vassal=\"app\",state=\"ready\"} 1",
             "rsgi_vassal_state{vassal=\"app\",state=\"failed\"} 0",
             "rsgi_vassal_up{vassal=\"app\"} 1",
+            "rsgi_vassal_ready{vassal=\"app\"} 1",
             "rsgi_vassal_workers{vassal=\"app\",status=\"busy\"} 1",
             "rsgi_vassal_worker_respawns_total{vassal=\"app\",cause=\"crash\"} 2",
             "rsgi_vassal_worker_respawns_total{vassal=\"app\",cause=\"max_requests\"} 0",

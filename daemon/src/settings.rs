@@ -13,6 +13,7 @@
 //! tyrant = false
 //! rescan_interval = 3                 # seconds, may be fractional
 //! log_lines = 200
+//! ready_vassals = ["shop", "api"]     # what /readyz waits for; default: every vassal
 //! start_timeout = 30
 //! stop_timeout = 30
 //!
@@ -110,6 +111,10 @@ pub struct Args {
     /// Lines of output kept per vassal for `rsgictl logs`. Default: 200.
     #[arg(long, value_name = "N")]
     pub log_lines: Option<usize>,
+    /// The vassals `GET /readyz` waits for, comma-separated. Default: every vassal that
+    /// is not stopped on request.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub ready_vassals: Option<Vec<String>>,
 }
 
 /// rsgid's settings after merging defaults, the file and the flags.
@@ -139,6 +144,9 @@ pub struct Settings {
     pub rescan_interval: Duration,
     /// Lines of output kept per vassal.
     pub log_lines: usize,
+    /// The vassals readiness (`/readyz`) waits for; `None`: every vassal that should
+    /// run.
+    pub ready_vassals: Option<Vec<String>>,
     /// Backoff and timeouts for the vassal lifecycle.
     pub policy: Policy,
 }
@@ -162,6 +170,7 @@ impl Default for Settings {
             tyrant: false,
             rescan_interval: Duration::from_secs(3),
             log_lines: 200,
+            ready_vassals: None,
             policy: Policy::default(),
         }
     }
@@ -243,6 +252,7 @@ struct FileSettings {
     tyrant: Option<bool>,
     rescan_interval: Option<Spanned<f64>>,
     log_lines: Option<usize>,
+    ready_vassals: Option<Vec<String>>,
     start_timeout: Option<Spanned<f64>>,
     stop_timeout: Option<Spanned<f64>>,
     backoff: Option<FileBackoff>,
@@ -389,6 +399,7 @@ impl Settings {
         if let Some(n) = args.log_lines.or(file.log_lines) {
             s.log_lines = n;
         }
+        s.ready_vassals = args.ready_vassals.clone().or(file.ready_vassals);
 
         let mut problems = Vec::new();
         let metrics = choose(
@@ -736,6 +747,7 @@ loyal_after = 0
                 tyrant: true,
                 rescan_interval: Duration::from_millis(1500),
                 log_lines: 1000,
+                ready_vassals: None,
                 policy: Policy {
                     backoff_base: Duration::from_secs(1),
                     backoff_max: Duration::from_secs(60),

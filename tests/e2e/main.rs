@@ -18,6 +18,7 @@ mod e2e {
     mod examples;
     mod flask;
     mod hardening;
+    mod health;
     mod master;
     mod master_policy;
     mod metrics;
