@@ -31,7 +31,18 @@ pub async fn app_importable(rsgi: &Path, path: &Path) -> Vec<String> {
     if let Some(dir) = path.parent() {
         cmd.current_dir(dir);
     }
-    match tokio::time::timeout(CHECK_TIMEOUT, cmd.output()).await {
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return vec![format!("cannot run {}: {e}", rsgi.display())],
+    };
+    // Waited for here: a PID 1 reaper must leave it alone (see crate::reaper).
+    let pid = child.id().unwrap_or(0);
+    crate::reaper::adopt(pid);
+    let outcome = tokio::time::timeout(CHECK_TIMEOUT, child.wait_with_output()).await;
+    crate::reaper::release(pid);
+    match outcome {
         Err(_) => vec![format!(
             "{}: importing the app took longer than {} s",
             path.display(),

@@ -76,7 +76,10 @@ impl Effects for OsEffects {
         };
         let crate::spawn::Spawned { mut child, notify } = crate::spawn::spawn(&spec)
             .map_err(|e| format!("cannot start {}: {e}", self.rsgi.display()))?;
-        let pid = Pid(child.id().map_or(0, |p| p as i32));
+        let os_pid = child.id().unwrap_or(0);
+        // rsgid waits for it itself (below): a PID 1 reaper must leave it alone.
+        crate::reaper::adopt(os_pid);
+        let pid = Pid(i32::try_from(os_pid).unwrap_or(0));
         let (name, gen) = (req.name.clone(), req.gen);
         if let Some(out) = child.stdout.take() {
             forward_lines(name.clone(), gen, out, self.tx.clone());
@@ -100,6 +103,7 @@ impl Effects for OsEffects {
                     signal: None,
                 },
             };
+            crate::reaper::release(os_pid);
             let _ = tx.send(Msg::Exited {
                 name,
                 gen,

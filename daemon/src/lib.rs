@@ -17,6 +17,8 @@
 //! - [`effects`]: the seam through which the actor spawns and signals (real or fake).
 //! - [`spawn`]: starting one vassal generation (fds, notify socket, user, output).
 //! - [`sockfile`]: rsgid's own socket files (stale ones replaced, ours removed at exit).
+//! - [`reaper`]: as PID 1 (a container's init), waiting for orphans; never for rsgid's
+//!   own children.
 //! - [`start`]: rsgid's start-up: the sources started beside the actor, then the actor.
 //! - [`tyrant`]: tyrant mode's helper: reading vassal files and binding sockets as the
 //!   file's owner.
@@ -48,6 +50,7 @@ pub mod health;
 pub mod lifecycle;
 pub mod metrics;
 pub mod msg;
+pub mod reaper;
 pub mod scan;
 pub mod sd;
 pub mod settings;

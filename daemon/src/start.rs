@@ -86,6 +86,7 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
         source,
     })?;
     crate::watch::signals(tx.clone()).map_err(StartError::Signals)?;
+    crate::reaper::start_if_init().map_err(StartError::Signals)?;
     crate::control::spawn(&settings, tx.clone(), rsgi.clone()).map_err(|source| {
         StartError::Control {
             path: settings.control_socket.clone(),

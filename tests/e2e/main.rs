@@ -22,6 +22,7 @@ mod e2e {
     mod master;
     mod master_policy;
     mod metrics;
+    mod pid1;
     mod process;
     mod projected;
     mod protocols;

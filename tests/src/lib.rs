@@ -1629,6 +1629,8 @@ pub struct Emperor {
     args: Vec<String>,
     /// Extra environment, for [`Emperor::restart`].
     envs: Vec<(String, String)>,
+    /// A command rsgid runs under (`unshare --pid --fork`), for [`Emperor::restart`].
+    wrapper: Vec<String>,
     /// Dropped after `Drop::drop` killed everything that lives in it.
     dir: TempDir,
 }
@@ -1656,7 +1658,40 @@ impl Emperor {
         Emperor::launch(extra_args, &[])
     }
 
+    /// Like [`Emperor::start`], with rsgid as PID 1 of a new PID namespace (`unshare
+    /// --pid --fork --kill-child`; needs root). [`Emperor::pid`] is then `unshare`'s
+    /// pid; [`Emperor::rsgid_pid`] finds rsgid's.
+    pub fn start_in_pid_namespace(extra_args: &[&str]) -> Emperor {
+        let mut args: Vec<&str> = extra_args.to_vec();
+        if nix::unistd::geteuid().is_root() {
+            args.extend(["--uid", "root"]);
+        }
+        let wrapper = ["unshare", "--pid", "--fork", "--kill-child"].map(str::to_owned);
+        Emperor::launch_wrapped(&wrapper, &args, &[])
+    }
+
+    /// rsgid's own pid (as seen from here): [`Emperor::pid`], or under a wrapper the
+    /// wrapper's child.
+    pub fn rsgid_pid(&self) -> Pid {
+        let pid = self.pid();
+        if self.wrapper.is_empty() {
+            return pid;
+        }
+        let children =
+            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children
+            .split_ascii_whitespace()
+            .next()
+            .and_then(|c| c.parse().ok())
+            .map(Pid::from_raw)
+            .unwrap_or_else(|| panic!("the wrapper {pid} has no child"))
+    }
+
     fn launch(extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
+        Emperor::launch_wrapped(&[], extra_args, envs)
+    }
+
+    fn launch_wrapped(wrapper: &[String], extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
         let dir = tempdir();
         let root = dir.path();
         for sub in ["vassals", "run"] {
@@ -1681,13 +1716,14 @@ impl Emperor {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        let child = Emperor::spawn(root, &args, &envs, &log_path);
+        let child = Emperor::spawn(root, wrapper, &args, &envs, &log_path);
         let mut emperor = Emperor {
             child,
             status: None,
             log_path,
             args,
             envs,
+            wrapper: wrapper.to_vec(),
             dir,
         };
         emperor.wait_log("rsgid started", START_DEADLINE);
@@ -1695,15 +1731,28 @@ impl Emperor {
     }
 
     /// Start rsgid with `args` in `dir`, appending its output to `log_path`.
-    fn spawn(dir: &Path, args: &[String], envs: &[(String, String)], log_path: &Path) -> Child {
+    fn spawn(
+        dir: &Path,
+        wrapper: &[String],
+        args: &[String],
+        envs: &[(String, String)],
+        log_path: &Path,
+    ) -> Child {
         let log = File::options()
             .append(true)
             .open(log_path)
             .expect("open rsgid.log");
         let log2 = log.try_clone().expect("clone the log file handle");
         let program = bin("rsgid");
-        Command::new(&program)
-            .args(args)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        cmd.args(args)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log)
@@ -1731,7 +1780,13 @@ impl Emperor {
             self.pid()
         );
         let mark = self.log_mark();
-        self.child = Emperor::spawn(self.dir.path(), &self.args, &self.envs, &self.log_path);
+        self.child = Emperor::spawn(
+            self.dir.path(),
+            &self.wrapper,
+            &self.args,
+            &self.envs,
+            &self.log_path,
+        );
         self.status = None;
         self.wait_log_since(mark, "rsgid started", START_DEADLINE);
     }
@@ -1881,7 +1936,8 @@ impl Emperor {
 
     /// Send a signal to rsgid.
     pub fn signal(&self, sig: Signal) {
-        kill(self.pid(), sig).unwrap_or_else(|e| panic!("kill(rsgid, {sig}) failed: {e}"));
+        let pid = self.rsgid_pid();
+        kill(pid, sig).unwrap_or_else(|e| panic!("kill(rsgid, {sig}) failed: {e}"));
     }
 
     /// Live processes running vassal `name`: every process with `<tmp>/vassals/<name>.ini`
@@ -1952,7 +2008,18 @@ impl Emperor {
 impl Drop for Emperor {
     fn drop(&mut self) {
         if self.try_exit().is_none() {
-            let _ = kill(self.pid(), Signal::SIGTERM);
+            // rsgid itself, not a wrapper that would not pass the signal on.
+            let pid = if self.wrapper.is_empty() {
+                Some(self.pid())
+            } else {
+                fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid()))
+                    .ok()
+                    .and_then(|c| c.split_ascii_whitespace().next()?.parse().ok())
+                    .map(Pid::from_raw)
+            };
+            if let Some(pid) = pid {
+                let _ = kill(pid, Signal::SIGTERM);
+            }
             let _ = wait_child(&mut self.child, EMPEROR_STOP_DEADLINE);
         }
         self.kill_everything();
