@@ -962,7 +962,11 @@ impl Emperor {
         config: &VassalConfig,
         file: &std::path::Path,
     ) -> Result<Option<(u32, u32)>, String> {
-        if !nix::unistd::geteuid().is_root() {
+        let euid = nix::unistd::geteuid();
+        if !euid.is_root() {
+            // Unprivileged (as in most containers): every vassal runs as rsgid's user;
+            // an ini asking for another could only fail later, in the vassal.
+            unprivileged_ok(config, euid.as_raw(), nix::unistd::getegid().as_raw())?;
             return Ok(None);
         }
         if self.settings.tyrant {
@@ -1109,6 +1113,34 @@ fn file_owner(file: &std::path::Path) -> Result<FileOwner, String> {
         gid: user.gid.as_raw(),
         name: user.name,
     })
+}
+
+/// As an unprivileged rsgid, a vassal can only run as rsgid's own user and group: an
+/// ini's `uid`/`gid` naming anyone else is refused, with the way out.
+fn unprivileged_ok(config: &VassalConfig, euid: u32, egid: u32) -> Result<(), String> {
+    if let Some(spec) = &config.uid {
+        // A number needs no user entry (containers often run as a bare uid).
+        let uid = match spec.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup_user(spec)?.0,
+        };
+        if uid != euid {
+            return Err(format!(
+                "uid = {spec}: rsgid runs as uid {euid}, not root, so every vassal runs as \
+                 uid {euid}; remove uid/gid from the ini, or run rsgid as root"
+            ));
+        }
+    }
+    if let Some(spec) = &config.gid {
+        let gid = lookup_group(spec)?;
+        if gid != egid {
+            return Err(format!(
+                "gid = {spec}: rsgid runs as gid {egid}, not root, so every vassal runs with \
+                 gid {egid}; remove gid from the ini, or run rsgid as root"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Tyrant mode's rule: the file's owner, never anyone the ini names instead.
@@ -1394,6 +1426,35 @@ mod tests {
 
     fn exists(path: &Path) -> bool {
         std::fs::symlink_metadata(path).is_ok()
+    }
+
+    #[test]
+    fn an_unprivileged_rsgid_refuses_other_users() {
+        let cfg = |uid: Option<&str>, gid: Option<&str>| VassalConfig {
+            uid: uid.map(str::to_owned),
+            gid: gid.map(str::to_owned),
+            ..VassalConfig::default()
+        };
+        let rows: &[(Option<&str>, Option<&str>, Result<(), &str>)] = &[
+            (None, None, Ok(())),
+            (Some("1000"), None, Ok(())),
+            (Some("1000"), Some("1000"), Ok(())),
+            (
+                Some("root"),
+                None,
+                Err("uid = root: rsgid runs as uid 1000, not root"),
+            ),
+            (Some("0"), None, Err("uid = 0: rsgid runs as uid 1000")),
+            (None, Some("0"), Err("gid = 0: rsgid runs as gid 1000")),
+        ];
+        for (uid, gid, want) in rows {
+            let got = unprivileged_ok(&cfg(*uid, *gid), 1000, 1000);
+            match (got, want) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(w)) => assert!(e.starts_with(w), "{e}"),
+                (got, want) => panic!("{uid:?} {gid:?}: {got:?}, wanted {want:?}"),
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -28,5 +28,6 @@ mod e2e {
     mod protocols;
     mod static_map;
     mod tyrant;
+    mod unprivileged;
     mod wsgi;
 }

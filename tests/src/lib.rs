@@ -1673,18 +1673,37 @@ impl Emperor {
     /// rsgid's own pid (as seen from here): [`Emperor::pid`], or under a wrapper the
     /// wrapper's child.
     pub fn rsgid_pid(&self) -> Pid {
+        self.find_rsgid()
+            .unwrap_or_else(|| panic!("the wrapper {} has no child", self.pid()))
+    }
+
+    fn find_rsgid(&self) -> Option<Pid> {
         let pid = self.pid();
-        if self.wrapper.is_empty() {
-            return pid;
+        // A wrapper that execs rsgid (setpriv) is rsgid; one that forks (unshare) is not.
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if self.wrapper.is_empty() || comm.trim() == "rsgid" {
+            return Some(pid);
         }
-        let children =
-            fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        children
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+            .ok()?
             .split_ascii_whitespace()
-            .next()
-            .and_then(|c| c.parse().ok())
+            .next()?
+            .parse()
+            .ok()
             .map(Pid::from_raw)
-            .unwrap_or_else(|| panic!("the wrapper {pid} has no child"))
+    }
+
+    /// Like [`Emperor::start`], with rsgid running as `uid`:`gid` (no root at all, as in
+    /// most containers), through `setpriv` (needs root to switch). The temp dir is given
+    /// to that user.
+    pub fn start_as_user(uid: u32, gid: u32, extra_args: &[&str]) -> Emperor {
+        let wrapper = [
+            "setpriv".to_owned(),
+            format!("--reuid={uid}"),
+            format!("--regid={gid}"),
+            "--clear-groups".to_owned(),
+        ];
+        Emperor::launch_full(&wrapper, extra_args, &[], Some((uid, gid)))
     }
 
     fn launch(extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
@@ -1692,10 +1711,29 @@ impl Emperor {
     }
 
     fn launch_wrapped(wrapper: &[String], extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
+        Emperor::launch_full(wrapper, extra_args, envs, None)
+    }
+
+    fn launch_full(
+        wrapper: &[String],
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+        owner: Option<(u32, u32)>,
+    ) -> Emperor {
         let dir = tempdir();
         let root = dir.path();
         for sub in ["vassals", "run"] {
             fs::create_dir_all(root.join(sub)).expect("create the emperor's dirs");
+        }
+        if let Some((uid, gid)) = owner {
+            for path in [root.to_owned(), root.join("vassals"), root.join("run")] {
+                nix::unistd::chown(
+                    &path,
+                    Some(nix::unistd::Uid::from_raw(uid)),
+                    Some(nix::unistd::Gid::from_raw(gid)),
+                )
+                .expect("give the temp dir to the user");
+            }
         }
         let log_path = root.join("rsgid.log");
         File::create(&log_path).expect("create rsgid.log");
@@ -2009,15 +2047,7 @@ impl Drop for Emperor {
     fn drop(&mut self) {
         if self.try_exit().is_none() {
             // rsgid itself, not a wrapper that would not pass the signal on.
-            let pid = if self.wrapper.is_empty() {
-                Some(self.pid())
-            } else {
-                fs::read_to_string(format!("/proc/{0}/task/{0}/children", self.pid()))
-                    .ok()
-                    .and_then(|c| c.split_ascii_whitespace().next()?.parse().ok())
-                    .map(Pid::from_raw)
-            };
-            if let Some(pid) = pid {
+            if let Some(pid) = self.find_rsgid() {
                 let _ = kill(pid, Signal::SIGTERM);
             }
             let _ = wait_child(&mut self.child, EMPEROR_STOP_DEADLINE);
