@@ -1435,7 +1435,8 @@ mod tests {
             gid: gid.map(str::to_owned),
             ..VassalConfig::default()
         };
-        let rows: &[(Option<&str>, Option<&str>, Result<(), &str>)] = &[
+        type Row<'a> = (Option<&'a str>, Option<&'a str>, Result<(), &'a str>);
+        let rows: &[Row<'_>] = &[
             (None, None, Ok(())),
             (Some("1000"), None, Ok(())),
             (Some("1000"), Some("1000"), Ok(())),
