@@ -18,18 +18,32 @@ fn main() -> ExitCode {
         return rsgid::tyrant::helper_main(&argv.next().unwrap_or_default());
     }
     let args = rsgid::settings::Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RSGID_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    // Settings first: they say how to log (their own errors go to stderr as text).
+    let settings = match rsgid::settings::Settings::load(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rsgid: {e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RSGID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_target(false);
+    match settings.log_format {
+        rsgid::settings::LogFormat::Json => log
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
         // Colours only on a terminal: under systemd stderr is the journal, in tests a
         // file, and escape codes there break every grep.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
-    match run(&args) {
+        rsgid::settings::LogFormat::Text => log.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    match run(settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("rsgid: {e:#}");
@@ -38,8 +52,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: &rsgid::settings::Args) -> anyhow::Result<()> {
-    let settings = rsgid::settings::Settings::load(args)?;
+fn run(settings: rsgid::settings::Settings) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -14,6 +14,7 @@
 //! rescan_interval = 3                 # seconds, may be fractional
 //! log_lines = 200
 //! ready_vassals = ["shop", "api"]     # what /readyz waits for; default: every vassal
+//! log_format = "text"                 # or "json": one object per line, for collectors
 //! start_timeout = 30
 //! stop_timeout = 30
 //!
@@ -36,6 +37,17 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::lifecycle::Policy;
+
+/// How rsgid writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `message`, `vassal` for a
+    /// vassal's lines, and the other fields.
+    Json,
+}
 
 /// The config file read when `--config` is not given (if it exists).
 pub const DEFAULT_CONFIG: &str = "/etc/rsgi/rsgid.toml";
@@ -111,6 +123,10 @@ pub struct Args {
     /// Lines of output kept per vassal for `rsgictl logs`. Default: 200.
     #[arg(long, value_name = "N")]
     pub log_lines: Option<usize>,
+    /// rsgid's log lines (vassal output and access lines included): `text`, or `json`
+    /// (one JSON object per line, for log collectors). Default: text.
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// The vassals `GET /readyz` waits for, comma-separated. Default: every vassal that
     /// is not stopped on request.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
@@ -147,6 +163,8 @@ pub struct Settings {
     /// The vassals readiness (`/readyz`) waits for; `None`: every vassal that should
     /// run.
     pub ready_vassals: Option<Vec<String>>,
+    /// How rsgid writes its log.
+    pub log_format: LogFormat,
     /// Backoff and timeouts for the vassal lifecycle.
     pub policy: Policy,
 }
@@ -171,6 +189,7 @@ impl Default for Settings {
             rescan_interval: Duration::from_secs(3),
             log_lines: 200,
             ready_vassals: None,
+            log_format: LogFormat::Text,
             policy: Policy::default(),
         }
     }
@@ -253,6 +272,7 @@ struct FileSettings {
     rescan_interval: Option<Spanned<f64>>,
     log_lines: Option<usize>,
     ready_vassals: Option<Vec<String>>,
+    log_format: Option<LogFormat>,
     start_timeout: Option<Spanned<f64>>,
     stop_timeout: Option<Spanned<f64>>,
     backoff: Option<FileBackoff>,
@@ -400,6 +420,9 @@ impl Settings {
             s.log_lines = n;
         }
         s.ready_vassals = args.ready_vassals.clone().or(file.ready_vassals);
+        if let Some(f) = args.log_format.or(file.log_format) {
+            s.log_format = f;
+        }
 
         let mut problems = Vec::new();
         let metrics = choose(
@@ -748,6 +771,7 @@ loyal_after = 0
                 rescan_interval: Duration::from_millis(1500),
                 log_lines: 1000,
                 ready_vassals: None,
+                log_format: LogFormat::Text,
                 policy: Policy {
                     backoff_base: Duration::from_secs(1),
                     backoff_max: Duration::from_secs(60),

@@ -19,6 +19,7 @@ mod e2e {
     mod flask;
     mod hardening;
     mod health;
+    mod log_format;
     mod master;
     mod master_policy;
     mod metrics;
