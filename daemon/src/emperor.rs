@@ -36,6 +36,10 @@ use crate::msg::{Command, Msg, Pending, Reply};
 use crate::scan::{self, Change, Fingerprint, VassalFile, VassalName};
 use crate::settings::Settings;
 
+/// How long after `stop_timeout` rsgid gives up on vassals that have not exited and
+/// exits anyway (after SIGKILL to what is left).
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
+
 /// One vassal, as the emperor sees it.
 struct Vassal {
     name: VassalName,
@@ -287,8 +291,11 @@ impl Emperor {
                 if self.shutdown_deadline.is_none() {
                     tracing::info!("stopping every vassal");
                     self.systemd.send(&[Message::Stopping]);
+                    // Every vassal gets SIGKILL at `stop_timeout` (the lifecycle's own
+                    // deadline); this is the backstop, inside the promised budget of
+                    // `stop_timeout` plus a second.
                     self.shutdown_deadline =
-                        Some(now() + self.settings.policy.stop_timeout + Duration::from_secs(2));
+                        Some(now() + self.settings.policy.stop_timeout + SHUTDOWN_SLACK);
                     let names: Vec<VassalName> = self.vassals.keys().cloned().collect();
                     for name in names {
                         self.input(&name, Input::Shutdown);

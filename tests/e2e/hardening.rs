@@ -488,3 +488,38 @@ fn a_stopped_rsgid_never_stalls_an_app() {
     uwsgi_get(&e.socket("master"), "/").expect("GET after the stall");
     e.wait_log_since(mark, "chatty print", DEADLINE);
 }
+
+#[test]
+fn sigterm_stops_rsgid_within_stop_timeout_plus_a_second() {
+    let mut e = Emperor::start(&["--stop-timeout", "2"]);
+    // A master vassal with a request that hangs, and a single-process one likewise.
+    let app = path_str(&apps_dir().join("environ_app.py")).to_owned();
+    e.write_vassal(
+        "m",
+        &format!("[uwsgi]\nwsgi-file = {app}\nmaster = true\nprocesses = 2\n"),
+    );
+    e.write_vassal("s", &format!("[uwsgi]\nwsgi-file = {app}\n"));
+    e.wait_serving("m", "/pid", DEADLINE);
+    e.wait_serving("s", "/pid", DEADLINE);
+    let hung: Vec<_> = ["m", "s"]
+        .map(|n| {
+            let addr = e.socket(n);
+            std::thread::spawn(move || uwsgi_get(&addr, "/slow?s=60"))
+        })
+        .into_iter()
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    e.signal(nix::sys::signal::Signal::SIGTERM);
+    e.wait_exit(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "rsgid took {took:?} to stop with stop_timeout = 2 s"
+    );
+    // Nothing is left behind.
+    wait_until(Duration::from_secs(5), "every vassal process gone", || {
+        e.vassal_pids("m").is_empty() && e.vassal_pids("s").is_empty()
+    });
+    drop(hung);
+}
