@@ -40,6 +40,10 @@ if ! dpkg -s libpython3.11-dev >/dev/null 2>&1; then
     missing+=(libpython3.11-dev)
 fi
 [ -x "$SYSTEM_PYTHON" ] || missing+=(python3)
+# The Kubernetes manifests' check (e2e::artifacts) parses YAML with the system python.
+dpkg -s python3-yaml >/dev/null 2>&1 || missing+=(python3-yaml)
+# unshare and setpriv (e2e::pid1, e2e::unprivileged).
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi

@@ -395,6 +395,12 @@ impl Emperor {
         }
         let mut config = self.read_config(&file.path)?;
         self.user_for(&config, &file.path)?;
+        let (euid, egid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+        if !euid.is_root() {
+            if let Some(notice) = unprivileged_notice(&config, euid.as_raw(), egid.as_raw()) {
+                tracing::warn!(vassal = %name, "{notice}");
+            }
+        }
         if config.sockets.is_empty() {
             // No socket option: the emperor's default, speaking uwsgi.
             config.sockets.push(SocketSpec {
@@ -969,11 +975,9 @@ impl Emperor {
         config: &VassalConfig,
         file: &std::path::Path,
     ) -> Result<Option<(u32, u32)>, String> {
-        let euid = nix::unistd::geteuid();
-        if !euid.is_root() {
-            // Unprivileged (as in most containers): every vassal runs as rsgid's user;
-            // an ini asking for another could only fail later, in the vassal.
-            unprivileged_ok(config, euid.as_raw(), nix::unistd::getegid().as_raw())?;
+        if !nix::unistd::geteuid().is_root() {
+            // Unprivileged (as in most containers): every vassal runs as rsgid's user
+            // (see `unprivileged_notice`, logged when the file is read).
             return Ok(None);
         }
         if self.settings.tyrant {
@@ -1122,32 +1126,33 @@ fn file_owner(file: &std::path::Path) -> Result<FileOwner, String> {
     })
 }
 
-/// As an unprivileged rsgid, a vassal can only run as rsgid's own user and group: an
-/// ini's `uid`/`gid` naming anyone else is refused, with the way out.
-fn unprivileged_ok(config: &VassalConfig, euid: u32, egid: u32) -> Result<(), String> {
+/// As an unprivileged rsgid, every vassal runs as rsgid's own user and group, as uWSGI
+/// runs a non-root instance (`uid`/`gid` switch users only as root). An ini whose
+/// `uid`/`gid` names anyone else still runs, and this says so: the notice to log.
+fn unprivileged_notice(config: &VassalConfig, euid: u32, egid: u32) -> Option<String> {
+    let mut parts = Vec::new();
     if let Some(spec) = &config.uid {
         // A number needs no user entry (containers often run as a bare uid).
-        let uid = match spec.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup_user(spec)?.0,
-        };
-        if uid != euid {
-            return Err(format!(
-                "uid = {spec}: rsgid runs as uid {euid}, not root, so every vassal runs as \
-                 uid {euid}; remove uid/gid from the ini, or run rsgid as root"
-            ));
+        let uid = spec
+            .parse::<u32>()
+            .ok()
+            .or_else(|| lookup_user(spec).ok().map(|u| u.0));
+        if uid != Some(euid) {
+            parts.push(format!("uid = {spec}"));
         }
     }
     if let Some(spec) = &config.gid {
-        let gid = lookup_group(spec)?;
-        if gid != egid {
-            return Err(format!(
-                "gid = {spec}: rsgid runs as gid {egid}, not root, so every vassal runs with \
-                 gid {egid}; remove gid from the ini, or run rsgid as root"
-            ));
+        if lookup_group(spec).ok() != Some(egid) {
+            parts.push(format!("gid = {spec}"));
         }
     }
-    Ok(())
+    (!parts.is_empty()).then(|| {
+        format!(
+            "{} ignored: rsgid runs as uid {euid} gid {egid}, not root, so this vassal runs as \
+             uid {euid} gid {egid} (only root switches users); run rsgid as root to switch",
+            parts.join(", ")
+        )
+    })
 }
 
 /// Tyrant mode's rule: the file's owner, never anyone the ini names instead.
@@ -1436,31 +1441,30 @@ mod tests {
     }
 
     #[test]
-    fn an_unprivileged_rsgid_refuses_other_users() {
+    fn an_unprivileged_rsgid_notes_other_users() {
         let cfg = |uid: Option<&str>, gid: Option<&str>| VassalConfig {
             uid: uid.map(str::to_owned),
             gid: gid.map(str::to_owned),
             ..VassalConfig::default()
         };
-        type Row<'a> = (Option<&'a str>, Option<&'a str>, Result<(), &'a str>);
-        let rows: &[Row<'_>] = &[
-            (None, None, Ok(())),
-            (Some("1000"), None, Ok(())),
-            (Some("1000"), Some("1000"), Ok(())),
+        let rows: &[(Option<&str>, Option<&str>, Option<&str>)] = &[
+            (None, None, None),
+            (Some("1000"), None, None),
+            (Some("1000"), Some("1000"), None),
             (
                 Some("root"),
                 None,
-                Err("uid = root: rsgid runs as uid 1000, not root"),
+                Some("uid = root ignored: rsgid runs as uid 1000 gid 1000"),
             ),
-            (Some("0"), None, Err("uid = 0: rsgid runs as uid 1000")),
-            (None, Some("0"), Err("gid = 0: rsgid runs as gid 1000")),
+            (Some("0"), Some("0"), Some("uid = 0, gid = 0 ignored")),
+            (None, Some("0"), Some("gid = 0 ignored")),
         ];
         for (uid, gid, want) in rows {
-            let got = unprivileged_ok(&cfg(*uid, *gid), 1000, 1000);
-            match (got, want) {
-                (Ok(()), Ok(())) => {}
-                (Err(e), Err(w)) => assert!(e.starts_with(w), "{e}"),
-                (got, want) => panic!("{uid:?} {gid:?}: {got:?}, wanted {want:?}"),
+            let got = unprivileged_notice(&cfg(*uid, *gid), 1000, 1000);
+            match (&got, want) {
+                (None, None) => {}
+                (Some(n), Some(w)) => assert!(n.starts_with(w), "{n}"),
+                _ => panic!("{uid:?} {gid:?}: {got:?}, wanted {want:?}"),
             }
         }
     }
