@@ -753,6 +753,18 @@ loyal_after = 0
 "#;
 
     #[test]
+    fn the_kubernetes_example_file() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/kubernetes/rsgid.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let s = load_file(&text, &[]).unwrap();
+        assert_eq!(s.metrics_listen, Some("0.0.0.0:9192".parse().unwrap()));
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.policy.stop_timeout, Duration::from_secs(25));
+        assert_eq!(s.vassals, PathBuf::from("/etc/rsgi/vassals"));
+        assert_eq!(s.run_dir, PathBuf::from("/run/rsgi"));
+    }
+
+    #[test]
     fn a_full_file() {
         let s = load_file(FULL, &[]).unwrap();
         assert_eq!(

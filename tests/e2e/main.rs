@@ -8,6 +8,7 @@
 
 #[path = "."]
 mod e2e {
+    mod artifacts;
     mod close_path;
     mod config;
     mod config_bounds;
