@@ -152,11 +152,7 @@ pub async fn serve(
     }
     on_ready();
     let how = stop.await;
-    if let Some(c) = &worker.counters {
-        if let Some(slot) = c.shm.slot(c.id) {
-            slot.set_accepting(false);
-        }
-    }
+    worker.stopped_accepting();
     token.cancel();
     tracker.close();
     if how == Stop::Fast {

@@ -18,9 +18,10 @@
 //! when not). The response has hyper's shape (`server/write.rs`, [`Wire::Close`]).
 //!
 //! Anything else is passed on ([`Handled::PassOn`]) to the general path, which the
-//! accept loop starts with the bytes already read: no data yet, a partial or malformed head (hyper answers the 400), a body, keep-alive,
-//! pipelined bytes. A response that does not fit the socket buffer at once, a file or a
-//! generator is finished by a task, as on the general path.
+//! accept loop starts with the bytes already read: no data yet, a partial or malformed
+//! head (hyper answers the 400), a body, keep-alive, pipelined bytes. A response that
+//! does not fit the socket buffer at once, a file or a generator is finished by a task,
+//! as on the general path (`server/write/send.rs`).
 //!
 //! This file only parses and decides; the answer comes from the core
 //! (`server/core.rs`) and goes out through `server/write.rs`.

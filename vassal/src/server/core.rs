@@ -43,6 +43,15 @@ pub struct Worker {
     pub counters: Option<Counters>,
 }
 
+impl Worker {
+    /// Record in the shared counters that this worker accepts no more connections.
+    pub(super) fn stopped_accepting(&self) {
+        if let Some(slot) = self.counters.as_ref().and_then(|c| c.shm.slot(c.id)) {
+            slot.set_accepting(false);
+        }
+    }
+}
+
 /// A worker's slot in the shared counters.
 pub struct Counters {
     /// The shared region.
