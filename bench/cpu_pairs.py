@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""CPU per request of two rsgi builds behind nginx (uwsgi_pass), measured in turns.
+"""CPU per request and req/s of two rsgi builds, measured in turns.
 
-Both builds serve the same app at once, each behind its own nginx (one worker process,
-as bench.py's nginx rows); wrk loads one, then the other (A B B A ...), and the CPU time
-of each rsgi's processes (master and workers, utime + stime from /proc/PID/stat) over a
-wrk run, divided by the requests wrk counted, is that build's CPU per request for the
-run. Slow drift of the machine falls on both builds alike. Stdlib only.
+Both builds serve the hello app at once: behind their own nginx (`--front nginx`: rsgi's
+uwsgi socket, nginx with one worker process, as bench.py's nginx rows) or on their own
+HTTP socket (`--front http`). wrk loads one, then the other (A B B A ...); the CPU time of
+each rsgi's processes (master and workers, utime + stime from /proc/PID/stat) over a wrk
+run, divided by the requests wrk counted, is that build's CPU per request for the run.
+Slow drift of the machine falls on both builds alike. Stdlib only.
 
-    python3 bench/cpu_pairs.py --a target/release-base --b target/release \\
-        --rounds 6 --seconds 10 --mode keepalive
+    python3 bench/cpu_pairs.py --a ../base/target/release --b target/release \\
+        --front nginx --rounds 6 --seconds 10 --mode keepalive
 
 Prints one line per run and the medians; writes nothing else.
 """
@@ -72,13 +73,30 @@ def wait_http(port: int, deadline: float) -> None:
 
 
 class Server:
-    """One rsgi build behind its own nginx."""
+    """One rsgi build, behind its own nginx or on its own HTTP socket."""
 
-    def __init__(self, name: str, bindir: Path, venv: Path, workers: int, d: Path):
+    def __init__(self, name: str, bindir: Path, venv: Path, workers: int, d: Path, front: str):
         self.name = name
         d.mkdir()
         sock = d / "app.sock"
         self.port = free_port()
+        app = ["--master", "--processes", str(workers), "--home", str(venv),
+               "--wsgi-file", str(HELLO), "--disable-logging"]
+        self.log = open(d / "rsgi.log", "wb")
+        self.nginx = None
+        self.rsgi = None
+        try:
+            self.start(bindir, d, sock, app, front)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start(self, bindir: Path, d: Path, sock: Path, app: list, front: str) -> None:
+        if front == "http":
+            argv = [str(bindir / "rsgi"), "--http-socket", f"127.0.0.1:{self.port}"] + app
+            self.rsgi = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+            wait_http(self.port, time.monotonic() + 30)
+            return
         user = "user root;\n" if os.geteuid() == 0 else ""
         conf = d / "nginx.conf"
         conf.write_text(
@@ -105,10 +123,7 @@ http {{
 }}
 """
         )
-        argv = [str(bindir / "rsgi"), "--socket", f"unix:{sock}", "--master",
-                "--processes", str(workers), "--home", str(venv),
-                "--wsgi-file", str(HELLO), "--disable-logging"]
-        self.log = open(d / "rsgi.log", "wb")
+        argv = [str(bindir / "rsgi"), "--socket", f"unix:{sock}"] + app
         self.rsgi = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)],
                                       stdout=self.log, stderr=subprocess.STDOUT)
@@ -118,12 +133,13 @@ http {{
         return sum(cpu_ticks(p) for p in tree(self.rsgi.pid))
 
     def nginx_ticks(self) -> int:
-        return sum(cpu_ticks(p) for p in tree(self.nginx.pid))
+        return sum(cpu_ticks(p) for p in tree(self.nginx.pid)) if self.nginx else 0
 
     def stop(self) -> None:
-        for p in (self.nginx, self.rsgi):
+        procs = [p for p in (self.nginx, self.rsgi) if p]
+        for p in procs:
             p.terminate()
-        for p in (self.nginx, self.rsgi):
+        for p in procs:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -154,20 +170,23 @@ def main() -> int:
     p.add_argument("--b", required=True, type=Path, help="directory holding build B's rsgi")
     p.add_argument("--venv", type=Path, default=ROOT / "target" / "bench-venv")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--front", choices=["nginx", "http"], default="nginx",
+                   help="wrk to nginx in front of rsgi's uwsgi socket, or to rsgi's HTTP socket")
     p.add_argument("--rounds", type=int, default=6, help="A B B A rounds (2 runs each)")
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--mode", choices=["keepalive", "close"], default="keepalive",
-                   help="wrk to nginx with keep-alive or Connection: close")
+                   help="wrk with keep-alive or Connection: close")
     a = p.parse_args()
     if not shutil.which("wrk") or not shutil.which("nginx"):
         sys.exit("needs wrk and nginx on PATH")
     tmp = Path(tempfile.mkdtemp(prefix="rsgi-cpu-pairs-"))
-    servers = [Server("A", a.a, a.venv, a.workers, tmp / "a"),
-               Server("B", a.b, a.venv, a.workers, tmp / "b")]
+    servers = []
     per = {"A": [], "B": []}
     rps = {"A": [], "B": []}
     ngx = {"A": [], "B": []}
     try:
+        for name, bindir in (("A", a.a), ("B", a.b)):
+            servers.append(Server(name, bindir, a.venv, a.workers, tmp / name, a.front))
         for s in servers:  # warm-up
             wrk(s.port, 3, a.mode == "close")
         for r in range(a.rounds):
@@ -195,6 +214,11 @@ def main() -> int:
               f"{statistics.median(rps[name]):,.0f} req/s")
     ratio = statistics.median(per["B"]) / statistics.median(per["A"])
     print(f"B/A rsgi CPU per request: {ratio:.3f}")
+    # Per round (its A and B runs), the req/s ratio, as bench.py's pairs take theirs.
+    n = 2
+    rounds = [sum(rps["B"][i:i + n]) / sum(rps["A"][i:i + n]) for i in range(0, len(rps["A"]), n)]
+    print(f"B/A req/s per round: {', '.join(f'{r:.3f}' for r in rounds)}; "
+          f"median {statistics.median(rounds):.3f}")
     return 0
 
 
