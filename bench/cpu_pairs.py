@@ -25,6 +25,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402  (bench.py, beside this file: its nginx configuration)
 
 ROOT = Path(__file__).resolve().parent.parent
 HELLO = ROOT / "tests" / "apps" / "hello.py"
@@ -97,32 +101,9 @@ class Server:
             self.rsgi = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
             wait_http(self.port, time.monotonic() + 30)
             return
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        conf = d / "nginx.conf"
-        conf.write_text(
-            f"""{user}worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{self.port};
-        location / {{
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass unix:{sock};
-        }}
-    }}
-}}
-"""
-        )
+        # bench.py's nginx, as its nginx rows run it (one worker, access log off).
+        conf = bench.Bench.nginx_conf(SimpleNamespace(is_root=os.geteuid() == 0),
+                                      self.port, sock, d)
         argv = [str(bindir / "rsgi"), "--socket", f"unix:{sock}"] + app
         self.rsgi = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
         self.nginx = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(d)],
