@@ -48,6 +48,11 @@ def application(environ, start_response):
         return [b"abc", b"def"]
     if p == "/raise":
         raise RuntimeError("raised on purpose by shapes_app")
+    if p == "/badheader":
+        # A control character no HTTP header may carry (start_response refuses only
+        # CR and LF): the server answers 500 on every protocol.
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Bad", "a\x01b")])
+        return [b"never sent"]
     if p == "/big":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return [BIG]

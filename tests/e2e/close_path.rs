@@ -284,6 +284,35 @@ fn uwsgi_requests_are_answered_byte_for_byte_as_by_the_general_path() {
 }
 
 #[test]
+fn an_invalid_app_header_is_a_500_on_every_protocol_and_path() {
+    let close_path = serve_shapes(&[], &[]);
+    let general = serve_shapes(&[("RSGI_NO_CLOSE_PATH", "1")], &[]);
+    let uwsgi = serve_shapes_uwsgi(&[]);
+    let uwsgi_general = serve_shapes_uwsgi(&[("RSGI_NO_CLOSE_PATH", "1")]);
+    let check = |what: &str, r: HttpResponse| {
+        assert_eq!(r.status, 500, "{what}: {r:?}");
+        assert!(
+            !r.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("x-bad")),
+            "{what}: {r:?}"
+        );
+        assert!(!r.text().contains("never sent"), "{what}: {r:?}");
+    };
+    for (what, s) in [("close path", &close_path), ("hyper", &general)] {
+        check(what, get(&s.addr, "/badheader"));
+        let mut kept = HttpConn::connect(&s.addr).unwrap();
+        check(what, kept.get("/badheader").unwrap());
+        // The connection goes on.
+        assert_eq!(kept.get("/").unwrap().text(), "hello", "{what}");
+    }
+    let vars = nginx_vars("GET", "/badheader", "", &[]);
+    for (what, s) in [("uwsgi close path", &uwsgi), ("uwsgi", &uwsgi_general)] {
+        check(what, uwsgi_request(&s.addr, &vars, b""));
+    }
+}
+
+#[test]
 fn a_big_uwsgi_response_finishes_on_a_task_while_others_are_served() {
     let s = serve_shapes_uwsgi(&[]);
     let mut slow = s.addr.connect().unwrap();

@@ -27,9 +27,18 @@
 //! - [`response`]: the response model shared by the protocol writers.
 //! - [`run`]: the program flow from command line to exit code; [`fatal`]: the failure
 //!   that ends the process with a documented exit code.
-//! - [`server`]: the worker's accept loops and per-connection handlers, with its close
-//!   path (`server/close_path.rs`: requests that end their connection, answered from the
-//!   accept loop).
+//! - [`server`]: the worker: its accept loops (`server.rs`) and the request pipeline
+//!   they feed, one stage per file:
+//!   - `server/conn.rs`: listeners, their socket options, accepted connections;
+//!   - the protocol front ends, which only parse and write: `server/close_path.rs`
+//!     (requests that end their connection, answered from the accept loop without
+//!     hyper), `server/http_front.rs` (keep-alive HTTP through hyper),
+//!     `server/uwsgi_front.rs` (uwsgi requests the close path did not finish);
+//!   - `server/core.rs`: the one core a parsed request goes through: a `static-map`
+//!     file or the app, and its accounting (shared counters, access line, the
+//!     `max-requests` wake-up of the master);
+//!   - `server/write.rs` (`write/body.rs`, `write/send.rs`): the one writer of response
+//!     heads and bodies for every front end (header rules, framing, sendmsg, sendfile).
 //! - [`worker`]: the worker body (app import, the tokio runtime, stop signals), run by
 //!   a forked worker and by the single-process server.
 //!
@@ -40,8 +49,10 @@
 //! Serving happens in a worker: a current-thread tokio runtime owns every connection
 //! and reads each request completely (head and body, within `buffer-size` and the body
 //! limit) before Python sees it, so a slow client never holds an app thread. Both
-//! protocols turn a request into one [`cgi::CgiVars`]; [`python`] turns that into the
-//! WSGI environ, calls the app and hands back a [`response::Response`].
+//! protocols turn a request into one [`cgi::CgiVars`]; the server's core answers it from
+//! `static-map` or through [`python`], which turns it into the WSGI environ, calls the
+//! app and hands back a [`response::Response`], which the server's writer puts on the
+//! wire under the same rules for every protocol.
 //!
 //! With `threads = 1` the app is called inline on the I/O thread (no thread hop: the
 //! worker has nothing else it could do while the app runs, as in uWSGI's sync mode), and
