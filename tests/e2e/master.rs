@@ -604,8 +604,8 @@ fn sigterm_lets_the_slow_request_finish_then_exits_0() {
 // 5. harakiri
 // ---------------------------------------------------------------------------------------
 
-/// `--harakiri 1` and a request that sleeps 10 s: the client sees the connection
-/// dropped (long before the 10 s), the log has the worker's Python stack, a new worker
+/// `--harakiri 1` and a request that sleeps 10 s: the client gets a `504 Gateway
+/// Timeout` (long before the 10 s), the log has the worker's Python stack, a new worker
 /// serves the next request, and the stats count the harakiri for the slot.
 #[test]
 fn harakiri_dumps_the_stack_and_replaces_the_worker() {
@@ -614,12 +614,12 @@ fn harakiri_dumps_the_stack_and_replaces_the_worker() {
     let old = wait_workers(&stats_path, 1);
     let old_pid = *old.iter().next().unwrap();
     let started = Instant::now();
-    let result = get_close(&s.addr, "/slow?s=10");
+    let raw = "GET /slow?s=10 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let result = HttpConn::connect(&s.addr).and_then(|mut c| c.request(raw.as_bytes()));
     let took = started.elapsed();
-    assert!(
-        result.is_err(),
-        "the request must be cut off, it answered {result:?} after {took:?}"
-    );
+    let answer = result.unwrap_or_else(|e| panic!("no answer after {took:?}: {e}"));
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    assert!(answer.text().starts_with("harakiri"), "{}", answer.text());
     assert!(took < Duration::from_secs(10), "{took:?}");
 
     s.rsgi.wait_log("(most recent call first)", DEADLINE);
@@ -637,6 +637,30 @@ fn harakiri_dumps_the_stack_and_replaces_the_worker() {
     assert_eq!(slot.pid, new_pid);
     assert!(slot.harakiri_count >= 1, "{slot:?}");
     assert_respawns(&doc, "harakiri", 1);
+}
+
+/// The same with the app imported by each worker (`lazy-apps`: faulthandler is set up
+/// in the worker, not before the fork) and with keep-alive HTTP through hyper and
+/// `threads = 2`: the stuck request gets the 504, the stack is still dumped.
+#[test]
+fn harakiri_answers_504_with_lazy_apps_and_keepalive() {
+    let mut s = serve_master(&[
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        "2",
+        "--lazy-apps",
+        "--harakiri",
+        "1",
+    ]);
+    let mut conn = HttpConn::connect(&s.addr).expect("connect");
+    let answer = conn
+        .request(b"GET /slow?s=10 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("an answer");
+    assert_eq!(answer.status, 504, "{}", answer.text());
+    s.rsgi.wait_log("(most recent call first)", DEADLINE);
+    assert_eq!(get_close(&s.addr, "/pid").map(|b| !b.is_empty()), Ok(true));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ mod close_path;
 mod conn;
 mod core;
 mod http_front;
+pub mod inflight;
 mod uwsgi_front;
 mod write;
 

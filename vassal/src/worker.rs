@@ -107,6 +107,11 @@ pub(crate) fn serve_worker(
 ) -> Result<(), Fatal> {
     let static_map = crate::static_files::StaticMap::new(&config.static_map)
         .map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
+    // The harakiri answer (a 504 to the requests still with the app) on the master's
+    // SIGUSR2. After faulthandler's own handler for it (`load`, or the master's before
+    // the fork), which this one chains to: the stack dump still happens.
+    crate::server::inflight::answer_on(nix::sys::signal::Signal::SIGUSR2 as i32)
+        .map_err(|e| Fatal::new(notify::EXIT_OS, format!("harakiri answer: {e}")))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -13,6 +13,7 @@
 //!
 //! Nothing here reads or writes a socket.
 
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -193,22 +194,27 @@ pub(super) async fn answer(
     ticket: &mut Ticket,
     request: Request,
     reserved: Option<Reservation>,
+    conn: RawFd,
 ) -> Response {
     if let Some(r) = static_answer(&worker.static_map, &request.cgi) {
         return r;
     }
-    call_app(worker, ticket, request, reserved).await
+    call_app(worker, ticket, request, reserved, conn).await
 }
 
 /// Call the app (on the thread `reserved` holds, if any); the call is marked in the
 /// shared counters on `ticket`.
+/// While the app runs, the connection `conn` is known to the harakiri answer
+/// ([`super::inflight`]).
 pub(super) async fn call_app(
     worker: &Worker,
     ticket: &mut Ticket,
     request: Request,
     reserved: Option<Reservation>,
+    conn: RawFd,
 ) -> Response {
     app_started(worker, ticket);
+    let _in_flight = super::inflight::enter(conn);
     worker.executor.call_reserved(request, reserved).await
 }
 

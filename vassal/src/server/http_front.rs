@@ -39,6 +39,7 @@ pub(super) async fn handle_http(
     stop: CancellationToken,
 ) {
     let info = Arc::new(info);
+    let fd = conn.fd();
     // Taken by the first request (hyper's service is `Fn`, hence the lock; none at all
     // without an app-thread pool).
     let reserved = reserved.map(|r| std::sync::Mutex::new(Some(r)));
@@ -53,7 +54,7 @@ pub(super) async fn handle_http(
                 .as_ref()
                 .and_then(|r| r.lock().ok().and_then(|mut r| r.take()));
             async move {
-                let mut resp = http_request(req, &worker, &info, reserved).await;
+                let mut resp = http_request(req, &worker, &info, reserved, fd).await;
                 if stop.is_cancelled() {
                     // The worker is stopping: this is the connection's last response,
                     // and the client learns it from the response (hyper closes after
@@ -178,6 +179,7 @@ async fn http_request(
     worker: &Worker,
     info: &ConnInfo,
     reserved: Option<Reservation>,
+    fd: std::os::fd::RawFd,
 ) -> hyper::Response<RespBody> {
     let started = Instant::now();
     let (parts, body) = req.into_parts();
@@ -219,7 +221,14 @@ async fn http_request(
             Bytes::from(body.len().to_string()),
         ));
     }
-    let resp = core::call_app(worker, &mut ticket, Request { cgi, body, head }, reserved).await;
+    let resp = core::call_app(
+        worker,
+        &mut ticket,
+        Request { cgi, body, head },
+        reserved,
+        fd,
+    )
+    .await;
     respond(worker, ticket, resp, head)
 }
 

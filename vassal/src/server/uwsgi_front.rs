@@ -67,7 +67,15 @@ pub(super) async fn handle_uwsgi(
     };
     let head = core::is_head(&cgi);
     let mut ticket = Ticket::new(&cgi, started);
-    let resp = core::answer(&worker, &mut ticket, Request { cgi, body, head }, reserved).await;
+    let fd = conn.fd();
+    let resp = core::answer(
+        &worker,
+        &mut ticket,
+        Request { cgi, body, head },
+        reserved,
+        fd,
+    )
+    .await;
     let resp = write::checked(resp);
     let (status, exception) = (resp.status, resp.exception);
     let sent = respond(&mut conn, resp, head).await.unwrap_or(0);
