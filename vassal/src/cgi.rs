@@ -99,6 +99,10 @@ pub enum CgiError {
     /// A variable the request cannot do without is absent or empty.
     #[error("missing {0}")]
     MissingVar(&'static str),
+    /// An HTTP/1.1 request without a `Host` header, or with more than one (RFC 9112
+    /// §3.2: the server must answer 400).
+    #[error("an HTTP/1.1 request needs exactly one Host header")]
+    BadHost,
 }
 
 const REQUEST_METHOD: &[u8] = b"REQUEST_METHOD";
@@ -159,6 +163,11 @@ pub fn from_http(
     conn: &ConnInfo,
 ) -> Result<CgiVars, CgiError> {
     let content_length = http_content_length(headers)?;
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (HTTP/1.0 may go without).
+    let hosts = headers.get_all(HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && version == Version::HTTP_11) {
+        return Err(CgiError::BadHost);
+    }
 
     let target = match uri.path_and_query() {
         Some(pq) => pq.as_str(),
@@ -447,6 +456,21 @@ pub fn from_uwsgi(
                 vars[i..kept].rotate_left(1);
                 kept -= 1;
             }
+            // nginx sends one HTTP_* per line of a repeated header: joined as the HTTP
+            // path joins repeated headers (RFC 9110 §5.3; Cookie with `; `).
+            Some(i) if k.starts_with(b"HTTP_") && !v.is_empty() => {
+                let sep: &[u8] = if &k[..] == b"HTTP_COOKIE" {
+                    b"; "
+                } else {
+                    b","
+                };
+                let old = &vars[i].1;
+                let mut joined = BytesMut::with_capacity(old.len() + sep.len() + v.len());
+                joined.extend_from_slice(old);
+                joined.extend_from_slice(sep);
+                joined.extend_from_slice(&v);
+                vars[i].1 = joined.freeze();
+            }
             Some(i) => vars[i].1 = v,
             None if absent => {}
             None => {
@@ -620,7 +644,50 @@ mod tests {
         }
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let uri: Uri = uri.parse().unwrap();
-        from_http(&method, &uri, Version::HTTP_11, &map, conn)
+        // HTTP/1.1 needs a Host (see `host_rules`): rows without one are HTTP/1.0.
+        let version = if map.contains_key(HOST) {
+            Version::HTTP_11
+        } else {
+            Version::HTTP_10
+        };
+        from_http(&method, &uri, version, &map, conn)
+    }
+
+    #[test]
+    fn host_rules() {
+        let build = |version: Version, hosts: &[&[u8]]| {
+            let mut map = HeaderMap::new();
+            for h in hosts {
+                map.append(HOST, HeaderValue::from_bytes(h).unwrap());
+            }
+            from_http(
+                &Method::GET,
+                &"/".parse().unwrap(),
+                version,
+                &map,
+                &tcp_conn(),
+            )
+        };
+        // RFC 9112 §3.2: exactly one Host in HTTP/1.1.
+        assert!(matches!(
+            build(Version::HTTP_11, &[]),
+            Err(CgiError::BadHost)
+        ));
+        assert!(matches!(
+            build(Version::HTTP_11, &[b"a", b"b"]),
+            Err(CgiError::BadHost)
+        ));
+        assert!(matches!(
+            build(Version::HTTP_11, &[b"a", b"a"]),
+            Err(CgiError::BadHost)
+        ));
+        assert!(build(Version::HTTP_11, &[b"a"]).is_ok());
+        // HTTP/1.0 may go without; two are still one too many.
+        assert!(build(Version::HTTP_10, &[]).is_ok());
+        assert!(matches!(
+            build(Version::HTTP_10, &[b"a", b"b"]),
+            Err(CgiError::BadHost)
+        ));
     }
 
     fn get<'a>(cgi: &'a CgiVars, name: &str) -> Option<&'a [u8]> {
@@ -992,11 +1059,24 @@ mod tests {
             (b"QUERY_STRING", b"last"),
         ]);
         let cgi = from_uwsgi(vars, 0, &tcp_conn()).unwrap();
-        assert_eq!(get(&cgi, "HTTP_COOKIE"), Some(&b"b=2"[..]));
+        // Repeated headers (one HTTP_* each from nginx) are joined as on the HTTP path.
+        assert_eq!(get(&cgi, "HTTP_COOKIE"), Some(&b"a=1; b=2"[..]));
         assert_eq!(get(&cgi, "QUERY_STRING"), Some(&b"last"[..]));
         assert_eq!(get(&cgi, "CONTENT_TYPE"), Some(&b"text/plain"[..]));
-        // First position, last value.
+        // First position, last value (for what is not a header).
         assert_eq!(names(&cgi)[0], "QUERY_STRING");
+        assert_unique(&cgi);
+        let vars = nginx(&[
+            (b"HTTP_X_FORWARDED_FOR", b"10.0.0.1"),
+            (b"HTTP_X_FORWARDED_FOR", b"10.0.0.2"),
+            (b"HTTP_ACCEPT", b"a"),
+        ]);
+        let cgi = from_uwsgi(vars, 0, &tcp_conn()).unwrap();
+        assert_eq!(
+            get(&cgi, "HTTP_X_FORWARDED_FOR"),
+            Some(&b"10.0.0.1,10.0.0.2"[..])
+        );
+        assert_eq!(get(&cgi, "HTTP_ACCEPT"), Some(&b"a"[..]));
         assert_unique(&cgi);
 
         // A later empty CONTENT_LENGTH unsets an earlier one.
