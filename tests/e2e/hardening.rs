@@ -277,48 +277,6 @@ fn a_socket_another_vassal_owns_fails_at_once() {
     assert!(!e.log().contains("retrying in"), "{}", e.log());
 }
 
-/// A process that opens `n` connections to `target` (`unix:PATH` or `tcp:PORT`), says
-/// how many it got on stdout, and holds them, idle, until its stdin closes.
-fn hold_connections(target: &str, n: usize, user: Option<(u32, u32)>) -> std::process::Child {
-    use std::os::unix::process::CommandExt as _;
-    let script = r#"
-import resource, socket, sys
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-kind, where = sys.argv[1].split(":", 1)
-held = []
-for _ in range(int(sys.argv[2])):
-    if kind == "unix":
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(where)
-    else:
-        s = socket.create_connection(("127.0.0.1", int(where)))
-    held.append(s)
-print(len(held), flush=True)
-sys.stdin.read()
-"#;
-    let mut cmd = Command::new("/usr/bin/python3");
-    cmd.args(["-c", script, target, &n.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    if let Some((uid, gid)) = user {
-        cmd.uid(uid).gid(gid);
-    }
-    let mut child = cmd.spawn().expect("start the connection holder");
-    let mut line = String::new();
-    let out = child.stdout.as_mut().expect("stdout");
-    let mut byte = [0u8; 1];
-    while out.read(&mut byte).expect("read the holder's count") == 1 && byte[0] != b'\n' {
-        line.push(byte[0] as char);
-    }
-    assert_eq!(
-        line.trim(),
-        n.to_string(),
-        "the holder opened {line:?} of {n}"
-    );
-    child
-}
-
 #[test]
 fn idle_connections_of_a_group_member_do_not_lock_root_out() {
     use std::os::unix::fs::PermissionsExt as _;
@@ -339,7 +297,12 @@ fn idle_connections_of_a_group_member_do_not_lock_root_out() {
     std::fs::set_permissions(e.dir(), std::fs::Permissions::from_mode(0o711)).expect("chmod");
     nix::unistd::chown(&e.control_socket(), None, Some(group.gid)).expect("chgrp ctl.sock");
     let target = format!("unix:{}", path_str(&e.control_socket()));
-    let holder = hold_connections(&target, 100, Some((user.uid.as_raw(), group.gid.as_raw())));
+    let holder = hold_connections(
+        &target,
+        100,
+        "",
+        Some((user.uid.as_raw(), group.gid.as_raw())),
+    );
     // Root still gets in, again and again, while the member holds on.
     for _ in 0..5 {
         let v = list(&e);
@@ -356,7 +319,7 @@ fn a_flood_of_idle_metrics_connections_is_capped() {
     let mut e = Emperor::start(&["--metrics", &listen, "--rescan", "60"]);
     e.write_vassal("a", &hello_ini());
     e.wait_serving("a", "/", DEADLINE);
-    let holder = hold_connections(&format!("tcp:{port}"), 1010, None);
+    let holder = hold_connections(&format!("tcp:{port}"), 1010, "", None);
     e.wait_log("metrics: connection limit reached", DEADLINE);
     // rsgid's fd table holds the capped connections only.
     let fds = std::fs::read_dir(format!("/proc/{}/fd", e.pid()))

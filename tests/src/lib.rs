@@ -2095,3 +2095,64 @@ pub fn uwsgitop(address: &str, header: &str, words: &[String]) -> String {
     }
     screen
 }
+
+/// A process (the system python) that opens `n` connections to `target` (`unix:PATH`
+/// or `tcp:PORT` on 127.0.0.1), sends `send` on each (nothing: idle; a part of a
+/// request: a slow client), and holds them until it is dropped (its stdin closes).
+/// Returns once every connection is open; panics if they cannot all be opened. With
+/// `user`, the connections belong to that uid:gid (needs root). The holder raises its
+/// own open-files limit, so thousands of connections work.
+pub fn hold_connections(target: &str, n: usize, send: &str, user: Option<(u32, u32)>) -> Holder {
+    use std::os::unix::process::CommandExt as _;
+    let script = r#"
+import resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+kind, where = sys.argv[1].split(":", 1)
+send = bytes.fromhex(sys.argv[3])
+held = []
+for _ in range(int(sys.argv[2])):
+    if kind == "unix":
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(where)
+    else:
+        s = socket.create_connection(("127.0.0.1", int(where)))
+    if send:
+        s.sendall(send)
+    held.append(s)
+print(len(held), flush=True)
+sys.stdin.read()
+"#;
+    let mut cmd = Command::new("/usr/bin/python3");
+    let hex: String = send.bytes().map(|b| format!("{b:02x}")).collect();
+    cmd.args(["-c", script, target, &n.to_string(), &hex])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if let Some((uid, gid)) = user {
+        cmd.uid(uid).gid(gid);
+    }
+    let mut child = cmd.spawn().expect("start the connection holder");
+    let mut line = String::new();
+    let out = child.stdout.as_mut().expect("stdout");
+    let mut byte = [0u8; 1];
+    while out.read(&mut byte).expect("read the holder's count") == 1 && byte[0] != b'\n' {
+        line.push(byte[0] as char);
+    }
+    assert_eq!(
+        line.trim(),
+        n.to_string(),
+        "the holder opened {line:?} of {n}"
+    );
+    Holder(child)
+}
+
+/// Connections held by [`hold_connections`]; closed when dropped.
+#[derive(Debug)]
+pub struct Holder(Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

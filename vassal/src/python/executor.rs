@@ -10,7 +10,10 @@
 //!   its busy threads (a job counts from the moment it is queued until its thread is
 //!   done with it, streamed body included): the accept loops wait for a free thread
 //!   before they accept ([`Executor::wait_free`]), as uWSGI's threads accept only when
-//!   one is free, so a busy worker leaves new connections to the other workers.
+//!   one is free, so a busy worker leaves new connections to the other workers. Only
+//!   complete requests count: a connection whose request has not arrived holds no
+//!   thread (a slow or silent client cannot keep the worker from accepting; reading
+//!   request heads is the async front's job, for any number of connections).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -41,30 +44,6 @@ pub enum Executor {
 pub struct Pool {
     jobs: mpsc::Sender<Job>,
     busy: Arc<Busy>,
-}
-
-/// An app thread counted as busy for a connection just accepted, until its first
-/// request reaches the pool (which then keeps counting it) or the connection ends
-/// without one. Without it a worker could accept several connections in the moment
-/// before their requests arrive, all "while a thread is free". A client that connects
-/// and sends nothing holds its thread until hyper's header timeout, as a slow client
-/// holds a uWSGI thread.
-pub struct Reservation(Option<Arc<Busy>>);
-
-impl Reservation {
-    /// The job of the connection's first request takes the count over (its thread
-    /// releases it when done).
-    fn pass_to_job(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        if let Some(busy) = self.0.take() {
-            busy.done();
-        }
-    }
 }
 
 /// How many of the pool's threads have a job, and a wake-up when one is done.
@@ -142,26 +121,14 @@ impl Executor {
         }
     }
 
-    /// Count a thread as busy for a connection just accepted (none for
-    /// [`Executor::Inline`]); see [`Reservation`].
-    pub fn reserve(&self) -> Option<Reservation> {
-        let Executor::Pool(pool) = self else {
-            return None;
-        };
-        pool.busy.claim();
-        Some(Reservation(Some(Arc::clone(&pool.busy))))
-    }
-
-    /// Run the app for `req`, on the thread `reservation` holds if there is one.
-    pub async fn call_reserved(&self, req: Request, reservation: Option<Reservation>) -> Response {
+    /// Run the app for `req` (on an app thread once one is free: a request counts
+    /// against the pool from the moment it is queued).
+    pub async fn call(&self, req: Request) -> Response {
         match self {
             Executor::Inline(app) => Python::attach(|py| app.call(py, req)),
             Executor::Pool(pool) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                match reservation {
-                    Some(r) => r.pass_to_job(),
-                    None => pool.busy.claim(),
-                }
+                pool.busy.claim();
                 if pool.jobs.send(Job { req, reply }).is_err() {
                     pool.busy.done();
                     return Response::error(503);

@@ -1,0 +1,88 @@
+//! Slow and silent clients never starve an app (issue 16): with 1,000 connections that
+//! send nothing and 100 that send part of a request head held on a socket, a fresh
+//! request is still answered at once, for every kind of socket (HTTP on TCP, uwsgi on
+//! TCP, uwsgi on a unix socket) and with `threads` 1 or 4. On 7b245a3 a worker with an
+//! app-thread pool reserved a thread per accepted connection until its head arrived, so
+//! 20 slow clients were enough to time every fresh request out.
+
+use std::time::{Duration, Instant};
+
+use rsgi_e2e::*;
+
+/// One fresh request; its time.
+fn fresh(addr: &Addr, http: bool) -> Duration {
+    let started = Instant::now();
+    let r = if http {
+        http_get(addr, "/pid")
+    } else {
+        uwsgi_get(addr, "/pid")
+    };
+    let r = r.unwrap_or_else(|e| panic!("a fresh request to {addr} failed: {e}"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    started.elapsed()
+}
+
+fn check(kind: &str, threads: &str) {
+    let dir = tempdir();
+    let (addr, flag, target, http, partial) = match kind {
+        "http" => {
+            let a = free_addr();
+            (
+                Addr::Tcp(a),
+                "--http-socket",
+                format!("tcp:{}", a.port()),
+                true,
+                "GET / HTTP/1.1\r\nHo",
+            )
+        }
+        "uwsgi-tcp" => {
+            let a = free_addr();
+            (
+                Addr::Tcp(a),
+                "--socket",
+                format!("tcp:{}", a.port()),
+                false,
+                "\0\x40",
+            )
+        }
+        _ => {
+            let p = dir.path().join("app.sock");
+            let t = format!("unix:{}", path_str(&p));
+            (Addr::Unix(p), "--socket", t, false, "\0\x40")
+        }
+    };
+    let mut args = vec![
+        flag.to_owned(),
+        addr.arg(),
+        "--master".into(),
+        "--processes".into(),
+        "2".into(),
+        "--threads".into(),
+        threads.into(),
+    ];
+    args.extend(app_args("environ_app"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _rsgi = Rsgi::start_in(dir.path(), &args).ready(&addr);
+    let _idle = hold_connections(&target, 1000, "", None);
+    let _slow = hold_connections(&target, 100, partial, None);
+    let mut times: Vec<Duration> = (0..5).map(|_| fresh(&addr, http)).collect();
+    times.sort();
+    assert!(
+        times[2] < Duration::from_secs(1),
+        "{kind}, threads = {threads}: fresh requests took {times:?} beside 1,100 idle and slow connections"
+    );
+}
+
+#[test]
+fn idle_and_slow_clients_do_not_starve_a_threaded_worker() {
+    for kind in ["http", "uwsgi-tcp", "uwsgi-unix"] {
+        check(kind, "4");
+    }
+}
+
+#[test]
+fn idle_and_slow_clients_do_not_starve_a_sync_worker() {
+    for kind in ["http", "uwsgi-tcp", "uwsgi-unix"] {
+        check(kind, "1");
+    }
+}
