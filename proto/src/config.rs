@@ -98,6 +98,9 @@ pub struct VassalConfig {
     /// `limit-post`: the largest request body accepted, in bytes; 0 (the default) means no
     /// limit. A larger body is answered with 413 without calling the app.
     pub limit_post: u64,
+    /// `socket-timeout`: seconds a client may stay silent while sending its request
+    /// (each read of the request head and body); uWSGI's default, 4.
+    pub socket_timeout: u64,
 
     // --- the Python app ---
     /// `module`: `pkg.mod` or `pkg.mod:callable`.
@@ -183,6 +186,7 @@ impl Default for VassalConfig {
             listen: 1024,
             buffer_size: 8192,
             limit_post: 0,
+            socket_timeout: 4,
             module: None,
             wsgi_file: None,
             callable: "application".to_owned(),

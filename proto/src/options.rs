@@ -418,6 +418,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("buffer-size", G::Sockets, Kind::Int { min: 1, max: 65535, set: set::buffer_size },
         "largest request head (uwsgi vars or HTTP headers) in bytes, at most 65535")
         .short('b').default("8192").meta("BYTES"),
+    OptionSpec::new("socket-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.socket_timeout = v },
+        "seconds a client may stay silent while sending its request (each read of the head and body); slower ones are closed")
+        .default("4").meta("SECS"),
     OptionSpec::new("limit-post", G::Sockets, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.limit_post = v },
         "largest request body in bytes; larger ones get 413 (0: no limit)")
         .default("0").meta("BYTES"),
@@ -1527,7 +1530,6 @@ mod tests {
             "manage-script-name",
             "add-header",
             "http-timeout",
-            "socket-timeout",
             "http-enable-proxy-protocol",
             "static-gzip-all",
             "check-static",

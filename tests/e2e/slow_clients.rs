@@ -86,3 +86,71 @@ fn idle_and_slow_clients_do_not_starve_a_sync_worker() {
         check(kind, "1");
     }
 }
+
+/// `socket-timeout` (uWSGI's name and default, 4 s): a client silent for that long while
+/// sending its request is closed; one that keeps sending, however slowly, is served.
+#[test]
+fn socket_timeout_closes_silent_clients_and_serves_slow_uploads() {
+    use std::io::{Read as _, Write as _};
+    let dir = tempdir();
+    let sock = dir.path().join("app.sock");
+    let addr = Addr::Unix(sock.clone());
+    let http = free_addr();
+    let mut args = vec![
+        "--socket".to_owned(),
+        path_str(&sock).to_owned(),
+        "--http-socket".to_owned(),
+        http.to_string(),
+        "--socket-timeout".to_owned(),
+        "1".to_owned(),
+    ];
+    args.extend(app_args("environ_app"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _rsgi = Rsgi::start_in(dir.path(), &args).ready(&addr);
+
+    // Silent after part of the request: closed after about a second, on both protocols.
+    let closed_after = |mut s: Box<dyn std::io::Read>| {
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        started.elapsed()
+    };
+    let mut u = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    u.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    u.write_all(b"\0\x40").expect("send");
+    let took = closed_after(Box::new(u));
+    assert!(
+        took < Duration::from_secs(5),
+        "uwsgi: closed after {took:?}"
+    );
+    let mut t = std::net::TcpStream::connect(http).expect("connect");
+    t.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    t.write_all(b"GET / HTTP/1.1\r\nHo").expect("send");
+    let took = closed_after(Box::new(t));
+    assert!(took < Duration::from_secs(5), "http: closed after {took:?}");
+
+    // A body sent in pieces 0.5 s apart, 2.5 s in all: each read comes in time.
+    let body = b"0123456789";
+    let vars = nginx_vars(
+        "POST",
+        "/echo",
+        "",
+        &[("CONTENT_LENGTH", "10"), ("CONTENT_TYPE", "text/plain")],
+    );
+    let packet = uwsgi_packet(&vars, body);
+    let (head, rest) = packet.split_at(packet.len() - body.len());
+    let mut u = std::os::unix::net::UnixStream::connect(&sock).expect("connect");
+    u.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    u.write_all(head).expect("head");
+    for piece in rest.chunks(2) {
+        std::thread::sleep(Duration::from_millis(500));
+        u.write_all(piece).expect("a piece of the body");
+    }
+    let mut out = Vec::new();
+    u.read_to_end(&mut out).expect("read");
+    let resp = parse_response(&out, false).expect("a response");
+    assert_eq!((resp.status, resp.text()), (200, "0123456789".to_owned()));
+}

@@ -130,6 +130,7 @@ pub(crate) fn serve_worker(
         static_map,
         buffer_size: config.buffer_size,
         limit_post: config.limit_post,
+        socket_timeout: Duration::from_secs(config.socket_timeout),
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
         counters,

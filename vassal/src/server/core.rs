@@ -36,6 +36,8 @@ pub struct Worker {
     pub buffer_size: usize,
     /// `limit-post`: the largest request body (0 = unlimited).
     pub limit_post: u64,
+    /// `socket-timeout`: how long a client may stay silent while sending its request.
+    pub socket_timeout: Duration,
     /// Seconds a graceful stop may take before connections are dropped.
     pub mercy: Duration,
     /// This process' pid, for access lines.

@@ -22,8 +22,6 @@ use crate::cgi::{self, ConnInfo};
 use crate::python::Request;
 use crate::response::Response;
 
-/// How long an HTTP client may take to send a request head.
-const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a stopping worker waits for the next request on an idle HTTP connection
 /// before closing it (see `drive_http`).
 const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
@@ -38,6 +36,8 @@ pub(super) async fn handle_http(
 ) {
     let info = Arc::new(info);
     let fd = conn.fd();
+    // `socket-timeout`: how long the client may take to send a request head.
+    let worker_timeout = worker.socket_timeout;
     let service = {
         // An Arc: cloning a CancellationToken takes a lock, an Arc clone does not.
         let stop = Arc::new(stop.clone());
@@ -67,7 +67,7 @@ pub(super) async fn handle_http(
         // answer (as from uWSGI, and from the close path).
         .half_close(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(HTTP_HEADER_TIMEOUT);
+        .header_read_timeout(worker_timeout);
     let result = match conn {
         Conn::Tcp(s) => {
             let conn = builder.serve_connection(TokioIo::new(CloseOnDrop(s, prefix)), service);

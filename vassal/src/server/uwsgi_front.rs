@@ -19,10 +19,6 @@ use crate::python::Request;
 use crate::response::Response;
 use crate::uwsgi;
 
-/// How long a uwsgi client may take to send its request (uWSGI's `socket-timeout`
-/// is 4 s; nginx sends the whole packet at once, so this only bites broken clients).
-const UWSGI_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Where the general uwsgi path starts on a connection.
 pub(super) enum UwsgiStart {
     /// Read the request; these bytes of it were read already.
@@ -48,15 +44,17 @@ pub(super) async fn handle_uwsgi(
         match start {
             UwsgiStart::Read(buf) => read_uwsgi(&mut conn, &worker, &info, buf).await,
             UwsgiStart::Body { cgi, buf, length } => {
-                read_uwsgi_body(&mut conn, cgi, buf, length).await
+                read_uwsgi_body(&mut conn, cgi, buf, length, worker.socket_timeout).await
             }
             UwsgiStart::Refuse(status, cgi) => Err(UwsgiRead::Status(status, cgi)),
         }
     };
-    let (cgi, body) = match tokio::time::timeout(UWSGI_READ_TIMEOUT, request).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(UwsgiRead::Closed)) | Err(_) => return,
-        Ok(Err(UwsgiRead::Status(status, cgi))) => {
+    // `socket-timeout` bounds each read (as in uWSGI), not the whole request: an
+    // upload may take long, a client may not stay silent.
+    let (cgi, body) = match request.await {
+        Ok(r) => r,
+        Err(UwsgiRead::Closed) => return,
+        Err(UwsgiRead::Status(status, cgi)) => {
             let _ = respond(&mut conn, Response::error(status), false).await;
             if let Some(cgi) = cgi {
                 Ticket::new(&cgi, started).finish(&worker, Outcome::server(status));
@@ -162,18 +160,23 @@ async fn read_uwsgi(
     loop {
         match parse_uwsgi_head(&mut buf, worker, info)? {
             UwsgiHead::Parsed { cgi, length } => {
-                return read_uwsgi_body(conn, cgi, buf, length).await
+                return read_uwsgi_body(conn, cgi, buf, length, worker.socket_timeout).await
             }
-            UwsgiHead::Incomplete => read_more(conn, &mut buf).await?,
+            UwsgiHead::Incomplete => read_more(conn, &mut buf, worker.socket_timeout).await?,
         }
     }
 }
 
-/// Read what the client sent next into `buf`; its end or an error closes.
-async fn read_more(conn: &mut Conn, buf: &mut BytesMut) -> Result<(), UwsgiRead> {
-    match conn.read_buf(buf).await {
-        Ok(0) | Err(_) => Err(UwsgiRead::Closed),
-        Ok(_) => Ok(()),
+/// Read what the client sent next into `buf`; its end, an error or `timeout` of
+/// silence closes.
+async fn read_more(
+    conn: &mut Conn,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> Result<(), UwsgiRead> {
+    match tokio::time::timeout(timeout, conn.read_buf(buf)).await {
+        Ok(Ok(0) | Err(_)) | Err(_) => Err(UwsgiRead::Closed),
+        Ok(Ok(_)) => Ok(()),
     }
 }
 
@@ -183,10 +186,11 @@ async fn read_uwsgi_body(
     cgi: CgiVars,
     mut buf: BytesMut,
     length: usize,
+    timeout: Duration,
 ) -> Result<(CgiVars, Bytes), UwsgiRead> {
     while buf.len() < length {
         buf.reserve(length - buf.len());
-        read_more(conn, &mut buf).await?;
+        read_more(conn, &mut buf, timeout).await?;
     }
     buf.truncate(length);
     Ok((cgi, buf.freeze()))
