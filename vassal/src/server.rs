@@ -310,7 +310,7 @@ impl AcceptLoop {
             PassOn::Uwsgi { conn, info, start } => (conn, info, Start::Uwsgi(start)),
         };
         match conn.into_conn() {
-            Ok(conn) => self.spawn(conn, info, start),
+            Ok(conn) => self.spawn(conn, info, start, None),
             Err(e) => crate::log::line(format_args!("rsgi: cannot serve a connection: {e}")),
         }
     }
@@ -347,27 +347,33 @@ impl AcceptLoop {
     }
 
     fn spawn_conn(&self, conn: Conn, info: ConnInfo) {
-        // No app thread is held for the connection: only a complete request counts
-        // against the pool (see `Executor::wait_free`), so clients that are slow to
-        // send (or send nothing) never keep the worker from accepting.
+        // With an app-thread pool, the connection holds a thread from now until its
+        // first request reaches the pool (see `Reservation`).
+        let reserved = self.worker.executor.reserve();
         let start = match self.protocol {
             Protocol::Uwsgi => Start::Uwsgi(UwsgiStart::Read(BytesMut::new())),
             Protocol::Http => Start::Http(Bytes::new()),
         };
-        self.spawn(conn, info, start);
+        self.spawn(conn, info, start, reserved);
     }
 
     /// Run the general path's task for `conn`, from `start`.
-    fn spawn(&self, conn: Conn, info: ConnInfo, start: Start) {
+    fn spawn(
+        &self,
+        conn: Conn,
+        info: ConnInfo,
+        start: Start,
+        reserved: Option<crate::python::Reservation>,
+    ) {
         let worker = Arc::clone(&self.worker);
         match start {
             Start::Uwsgi(start) => {
-                let task = uwsgi_front::handle_uwsgi(conn, info, worker, start);
+                let task = uwsgi_front::handle_uwsgi(conn, info, worker, start, reserved);
                 self.tracker.spawn(task);
             }
             Start::Http(prefix) => {
                 let stop = self.token.clone();
-                let task = http_front::handle_http(conn, prefix, info, worker, stop);
+                let task = http_front::handle_http(conn, prefix, info, worker, reserved, stop);
                 self.tracker.spawn(task);
             }
         }

@@ -10,14 +10,16 @@
 //!   its busy threads (a job counts from the moment it is queued until its thread is
 //!   done with it, streamed body included): the accept loops wait for a free thread
 //!   before they accept ([`Executor::wait_free`]), as uWSGI's threads accept only when
-//!   one is free, so a busy worker leaves new connections to the other workers. Only
-//!   complete requests count: a connection whose request has not arrived holds no
-//!   thread (a slow or silent client cannot keep the worker from accepting; reading
-//!   request heads is the async front's job, for any number of connections).
+//!   one is free, so a busy worker leaves new connections to the other workers. A
+//!   connection just accepted reserves a thread until its request arrives, but only
+//!   for [`SLOW_CLIENT_GRACE`]: slow or silent clients never keep a worker from
+//!   accepting (see [`Reservation`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
@@ -46,10 +48,50 @@ pub struct Pool {
     busy: Arc<Busy>,
 }
 
-/// How many of the pool's threads have a job, and a wake-up when one is done.
+/// An app thread counted as busy for a connection just accepted, until its first
+/// request reaches the pool (which then keeps counting it) or the connection ends
+/// without one. Without it a worker could accept several connections in the moment
+/// before their requests arrive, all "while a thread is free", and connections would
+/// not spread over the prefork workers. But a reservation only counts while it is
+/// young: once one is older than [`SLOW_CLIENT_GRACE`], the clients are slow (or
+/// silent) and the worker accepts on its running requests alone, so that no number
+/// of such clients can keep it from accepting (reading request heads is the async
+/// front's job).
+pub struct Reservation(Option<(Arc<Busy>, u64)>);
+
+/// How long a reservation counts against the pool: a request that has not arrived
+/// this long after its connection was accepted comes from a slow client.
+pub const SLOW_CLIENT_GRACE: Duration = Duration::from_millis(500);
+
+impl Reservation {
+    /// The job of the connection's first request takes the count over (its thread
+    /// releases it when done).
+    fn pass_to_job(mut self) {
+        if let Some((busy, id)) = self.0.take() {
+            busy.forget(id);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some((busy, id)) = self.0.take() {
+            busy.forget(id);
+            busy.done();
+        }
+    }
+}
+
+/// How many of the pool's threads have a job (or a reservation), and a wake-up when
+/// one is done.
 struct Busy {
     threads: usize,
+    /// Jobs and reservations.
     count: AtomicUsize,
+    /// The reservations outstanding, by id (ids grow: the first is the oldest), with
+    /// when each was made.
+    reservations: Mutex<BTreeMap<u64, Instant>>,
+    next_id: AtomicU64,
     freed: tokio::sync::Notify,
 }
 
@@ -58,6 +100,8 @@ impl Busy {
         Busy {
             threads,
             count: AtomicUsize::new(0),
+            reservations: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(0),
             freed: tokio::sync::Notify::new(),
         }
     }
@@ -73,23 +117,79 @@ impl Busy {
         self.freed.notify_one();
     }
 
-    fn has_free(&self) -> bool {
-        self.count.load(Ordering::Acquire) < self.threads
+    /// A reservation made now; its id.
+    fn remember(&self, now: Instant) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, now);
+        id
     }
 
-    /// Wait until fewer jobs than threads are out.
+    fn forget(&self, id: u64) {
+        self.reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Whether a thread is free at `now`, and if not, when a reservation turns stale
+    /// (a reason to look again).
+    fn free_at(&self, now: Instant) -> (bool, Option<Instant>) {
+        let count = self.count.load(Ordering::Acquire);
+        let reservations = self
+            .reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let oldest = reservations.values().next().copied();
+        (
+            counts_free(self.threads, count, reservations.len(), oldest, now),
+            oldest.map(|t| t + SLOW_CLIENT_GRACE),
+        )
+    }
+
+    /// Wait until a thread is free (see [`counts_free`]).
     async fn wait_free(&self) {
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             // Registered before the check, so a thread freed in between still wakes us.
             freed.as_mut().enable();
-            if self.has_free() {
+            let (free, stale_at) = self.free_at(Instant::now());
+            if free {
                 return;
             }
-            freed.await;
+            match stale_at {
+                Some(at) => {
+                    tokio::select! {
+                        _ = freed => {}
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                    }
+                }
+                None => freed.await,
+            }
         }
     }
+}
+
+/// The accept rule: a thread is free when fewer than `threads` jobs and reservations
+/// are out; reservations count only while the oldest of them is younger than
+/// [`SLOW_CLIENT_GRACE`] (an older one means slow clients: then only jobs count).
+fn counts_free(
+    threads: usize,
+    count: usize,
+    reserved: usize,
+    oldest: Option<Instant>,
+    now: Instant,
+) -> bool {
+    let stale = oldest.is_some_and(|t| now.saturating_duration_since(t) >= SLOW_CLIENT_GRACE);
+    let effective = if stale {
+        count.saturating_sub(reserved)
+    } else {
+        count
+    };
+    effective < threads
 }
 
 impl Executor {
@@ -121,14 +221,27 @@ impl Executor {
         }
     }
 
-    /// Run the app for `req` (on an app thread once one is free: a request counts
-    /// against the pool from the moment it is queued).
-    pub async fn call(&self, req: Request) -> Response {
+    /// Count a thread as busy for a connection just accepted (none for
+    /// [`Executor::Inline`]); see [`Reservation`].
+    pub fn reserve(&self) -> Option<Reservation> {
+        let Executor::Pool(pool) = self else {
+            return None;
+        };
+        pool.busy.claim();
+        let id = pool.busy.remember(Instant::now());
+        Some(Reservation(Some((Arc::clone(&pool.busy), id))))
+    }
+
+    /// Run the app for `req`, on the thread `reservation` holds if there is one.
+    pub async fn call_reserved(&self, req: Request, reservation: Option<Reservation>) -> Response {
         match self {
             Executor::Inline(app) => Python::attach(|py| app.call(py, req)),
             Executor::Pool(pool) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                pool.busy.claim();
+                match reservation {
+                    Some(r) => r.pass_to_job(),
+                    None => pool.busy.claim(),
+                }
                 if pool.jobs.send(Job { req, reply }).is_err() {
                     pool.busy.done();
                     return Response::error(503);
@@ -190,6 +303,33 @@ fn pump(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accept_rule_table() {
+        let t0 = Instant::now();
+        let young = Some(t0);
+        let g = SLOW_CLIENT_GRACE;
+        // (threads, jobs + reservations, reservations, oldest, now, free)
+        let rows = [
+            (2, 0, 0, None, t0, true),
+            (2, 1, 0, None, t0, true),
+            (2, 2, 0, None, t0, false),
+            // Young reservations count: connections spread over the workers.
+            (2, 2, 2, young, t0, false),
+            (2, 2, 1, young, t0 + g / 2, false),
+            // An old one means slow clients: only jobs count.
+            (2, 2, 2, young, t0 + g, true),
+            (2, 3, 1, young, t0 + g, false),
+            (2, 500, 499, young, t0 + g * 10, true),
+        ];
+        for (i, (threads, count, reserved, oldest, now, want)) in rows.into_iter().enumerate() {
+            assert_eq!(
+                counts_free(threads, count, reserved, oldest, now),
+                want,
+                "row {i}"
+            );
+        }
+    }
 
     #[test]
     fn accepting_waits_for_a_free_thread() {

@@ -32,7 +32,7 @@ use rsgi_proto::notify;
 use crate::cgi::CgiVars;
 use crate::response::Response;
 
-pub use executor::Executor;
+pub use executor::{Executor, Reservation};
 pub use init::initialize;
 
 /// What can go wrong while starting Python or loading the app.

@@ -184,7 +184,7 @@ pub(super) async fn serve_http(
         body: Bytes::new(),
         head,
     };
-    let resp = core::answer(worker, &mut ticket, request, stream.fd()).await;
+    let resp = core::answer(worker, &mut ticket, request, None, stream.fd()).await;
     let resp = write::checked(resp);
     let (out, framing) = write::head(
         &resp,
@@ -244,7 +244,7 @@ pub(super) async fn serve_uwsgi(
         body: buf.freeze(),
         head,
     };
-    let resp = core::answer(worker, &mut ticket, request, stream.fd()).await;
+    let resp = core::answer(worker, &mut ticket, request, None, stream.fd()).await;
     let resp = write::checked(resp);
     let (out, framing) = write::head(&resp, Wire::Uwsgi, head, b"");
     send_answer(worker, tasks, stream, (out, framing), resp, fin, ticket);

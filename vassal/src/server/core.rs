@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::cgi::CgiVars;
-use crate::python::{Executor, Request};
+use crate::python::{Executor, Request, Reservation};
 use crate::response::{Body, Response};
 use crate::shm::{RequestToken, Shm, WorkerId};
 use crate::static_files::{self, Lookup, StaticMap};
@@ -189,31 +189,35 @@ pub(super) fn is_head(cgi: &CgiVars) -> bool {
         .is_some_and(|m| &m[..] == b"HEAD")
 }
 
-/// Answer `cgi` from `static-map` if a mapping has it, else call the app.
+/// Answer `cgi` from `static-map` if a mapping has it, else call the app (on the thread
+/// `reserved` holds, if any).
 pub(super) async fn answer(
     worker: &Worker,
     ticket: &mut Ticket,
     request: Request,
+    reserved: Option<Reservation>,
     conn: RawFd,
 ) -> Response {
     if let Some(r) = static_answer(&worker.static_map, &request.cgi) {
         return r;
     }
-    call_app(worker, ticket, request, conn).await
+    call_app(worker, ticket, request, reserved, conn).await
 }
 
-/// Call the app; the call is marked in the shared counters on `ticket`.
+/// Call the app (on the thread `reserved` holds, if any); the call is marked in the
+/// shared counters on `ticket`.
 /// While the app runs, the connection `conn` is known to the harakiri answer
 /// ([`super::inflight`]).
 pub(super) async fn call_app(
     worker: &Worker,
     ticket: &mut Ticket,
     request: Request,
+    reserved: Option<Reservation>,
     conn: RawFd,
 ) -> Response {
     app_started(worker, ticket);
     let _in_flight = super::inflight::enter(conn);
-    worker.executor.call(request).await
+    worker.executor.call_reserved(request, reserved).await
 }
 
 /// Answer a request from `static-map`, if a mapping has the file.

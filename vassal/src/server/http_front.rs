@@ -19,25 +19,30 @@ use super::conn::Conn;
 use super::core::{self, Outcome, Ticket, Worker};
 use super::write::{self, RespBody};
 use crate::cgi::{self, ConnInfo};
-use crate::python::Request;
+use crate::python::{Request, Reservation};
 use crate::response::Response;
 
 /// How long a stopping worker waits for the next request on an idle HTTP connection
 /// before closing it (see `drive_http`).
 const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
 
-/// Serve one HTTP connection with hyper; `prefix`: bytes already read from it.
+/// Serve one HTTP connection with hyper; `prefix`: bytes already read from it;
+/// `reserved`: the app thread held for its first request.
 pub(super) async fn handle_http(
     conn: Conn,
     prefix: Bytes,
     info: ConnInfo,
     worker: Arc<Worker>,
+    reserved: Option<Reservation>,
     stop: CancellationToken,
 ) {
     let info = Arc::new(info);
     let fd = conn.fd();
     // `socket-timeout`: how long the client may take to send a request head.
     let worker_timeout = worker.socket_timeout;
+    // Taken by the first request (hyper's service is `Fn`, hence the lock; none at all
+    // without an app-thread pool).
+    let reserved = reserved.map(|r| std::sync::Mutex::new(Some(r)));
     let service = {
         // An Arc: cloning a CancellationToken takes a lock, an Arc clone does not.
         let stop = Arc::new(stop.clone());
@@ -45,8 +50,11 @@ pub(super) async fn handle_http(
             let worker = Arc::clone(&worker);
             let info = Arc::clone(&info);
             let stop = Arc::clone(&stop);
+            let reserved = reserved
+                .as_ref()
+                .and_then(|r| r.lock().ok().and_then(|mut r| r.take()));
             async move {
-                let mut resp = http_request(req, &worker, &info, fd).await;
+                let mut resp = http_request(req, &worker, &info, reserved, fd).await;
                 if stop.is_cancelled() {
                     // The worker is stopping: this is the connection's last response,
                     // and the client learns it from the response (hyper closes after
@@ -170,6 +178,7 @@ async fn http_request(
     req: hyper::Request<hyper::body::Incoming>,
     worker: &Worker,
     info: &ConnInfo,
+    reserved: Option<Reservation>,
     fd: std::os::fd::RawFd,
 ) -> hyper::Response<RespBody> {
     let started = Instant::now();
@@ -212,7 +221,14 @@ async fn http_request(
             Bytes::from(body.len().to_string()),
         ));
     }
-    let resp = core::call_app(worker, &mut ticket, Request { cgi, body, head }, fd).await;
+    let resp = core::call_app(
+        worker,
+        &mut ticket,
+        Request { cgi, body, head },
+        reserved,
+        fd,
+    )
+    .await;
     respond(worker, ticket, resp, head)
 }
 

@@ -15,7 +15,7 @@ use super::conn::Conn;
 use super::core::{self, Outcome, Ticket, Worker};
 use super::write::{self, send, Wire};
 use crate::cgi::{self, CgiVars, ConnInfo};
-use crate::python::Request;
+use crate::python::{Request, Reservation};
 use crate::response::Response;
 use crate::uwsgi;
 
@@ -38,6 +38,7 @@ pub(super) async fn handle_uwsgi(
     info: ConnInfo,
     worker: Arc<Worker>,
     start: UwsgiStart,
+    reserved: Option<Reservation>,
 ) {
     let started = Instant::now();
     let request = async {
@@ -65,7 +66,14 @@ pub(super) async fn handle_uwsgi(
     let head = core::is_head(&cgi);
     let mut ticket = Ticket::new(&cgi, started);
     let fd = conn.fd();
-    let resp = core::answer(&worker, &mut ticket, Request { cgi, body, head }, fd).await;
+    let resp = core::answer(
+        &worker,
+        &mut ticket,
+        Request { cgi, body, head },
+        reserved,
+        fd,
+    )
+    .await;
     let resp = write::checked(resp);
     let (status, exception) = (resp.status, resp.exception);
     let sent = respond(&mut conn, resp, head).await.unwrap_or(0);
