@@ -84,12 +84,19 @@ pub(super) fn framing(wire: Wire, resp: &Response, head_request: bool) -> Framin
 }
 
 /// Make `resp` fit for the wire: if a header the app gave cannot go out (a name that
-/// is not an RFC 9110 token, a value with control characters), log it and answer 500
-/// instead (the app's response is dropped, which runs its `close()`).
+/// is not an RFC 9110 token, a value with control characters), answer 500 instead
+/// ([`refuse_invalid`]).
 pub(super) fn checked(resp: Response) -> Response {
     if headers_ok(&resp.headers) {
         return resp;
     }
+    refuse_invalid(resp)
+}
+
+/// The answer to a response whose headers cannot go on the wire: logged, and a 500
+/// instead (the app's response is dropped, which runs its `close()`; its exception
+/// still counts).
+fn refuse_invalid(resp: Response) -> Response {
     let exception = resp.exception;
     drop(resp);
     crate::log::line(format_args!(
@@ -101,37 +108,46 @@ pub(super) fn checked(resp: Response) -> Response {
 }
 
 /// Whether every header may go on the wire (what `http::HeaderName` and
-/// `http::HeaderValue` accept). On every response of every protocol: a table lookup a
-/// name byte, and value bytes checked without a branch each (the compiler vectorises it).
+/// `http::HeaderValue` accept): a table lookup a byte.
 fn headers_ok(headers: &[(Bytes, Bytes)]) -> bool {
     headers.iter().all(|(name, value)| {
-        !name.is_empty() && name.iter().all(|&b| TCHAR[usize::from(b)]) && value_ok(value)
+        !name.is_empty()
+            && name
+                .iter()
+                .all(|&b| BYTE_CLASS[usize::from(b)] & TOKEN != 0)
+            && value
+                .iter()
+                .all(|&b| BYTE_CLASS[usize::from(b)] & VALUE != 0)
     })
 }
 
-/// RFC 9110 token characters (what `http::HeaderName` accepts), by byte.
-static TCHAR: [bool; 256] = {
-    let mut table = [false; 256];
+/// [`BYTE_CLASS`]: may stand in a header name (an RFC 9110 token character).
+const TOKEN: u8 = 1;
+/// [`BYTE_CLASS`]: may stand in a header value (visible ASCII, obs-text, space, tab).
+const VALUE: u8 = 2;
+
+/// What each byte may be part of: [`TOKEN`], [`VALUE`].
+static BYTE_CLASS: [u8; 256] = {
+    let mut table = [0u8; 256];
     let mut b = 0;
     while b < 256 {
-        table[b] = (b as u8).is_ascii_alphanumeric();
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            table[b] |= TOKEN;
+        }
+        if (c >= 0x20 && c != 0x7f) || c == b'\t' {
+            table[b] |= VALUE;
+        }
         b += 1;
     }
     let specials = b"!#$%&'*+-.^_`|~";
     let mut i = 0;
     while i < specials.len() {
-        table[specials[i] as usize] = true;
+        table[specials[i] as usize] |= TOKEN;
         i += 1;
     }
     table
 };
-
-/// What `http::HeaderValue` accepts: visible ASCII, obs-text, space and tab.
-fn value_ok(value: &[u8]) -> bool {
-    value.iter().fold(true, |ok, &b| {
-        ok & (((b >= 0x20) & (b != 0x7f)) | (b == b'\t'))
-    })
-}
 
 /// Write the head of `resp` (already [`checked`]) for `wire` into `out`, its body to
 /// follow as `framing` (from [`framing`]) says. `date`: the `Date` value (the close
@@ -244,23 +260,31 @@ pub(super) fn http_date_now() -> Bytes {
     })
 }
 
-/// Convert `resp` for hyper ([`Wire::Hyper`]): the headers (after [`checked`]) and a
+/// Convert `resp` for hyper ([`Wire::Hyper`]): the headers (under [`checked`]'s rule) and a
 /// [`RespBody`] that keeps the declared length honest; none at all for HEAD (hyper sends
 /// no body for HEAD; ours is dropped now, so the app's `close()` runs). Also returns
 /// the body length when known, for the access line.
 pub(super) fn to_http(resp: Response, head: bool) -> (hyper::Response<RespBody>, Option<u64>) {
-    let resp = checked(resp);
     let mut builder = hyper::Response::builder().status(resp.status);
+    let mut valid = true;
     if let Some(headers) = builder.headers_mut() {
         headers.reserve(resp.headers.len());
+        // `http`'s own types take exactly what [`headers_ok`] takes (a unit test holds
+        // them to it, byte by byte): no second pass over the headers.
         for (name, value) in &resp.headers {
-            if let (Ok(n), Ok(v)) = (
+            match (
                 http::HeaderName::from_bytes(name),
                 http::HeaderValue::from_maybe_shared(value.clone()),
             ) {
-                headers.append(n, v);
+                (Ok(n), Ok(v)) => {
+                    headers.append(n, v);
+                }
+                _ => valid = false,
             }
         }
+    }
+    if !valid {
+        return to_http(refuse_invalid(resp), head);
     }
     let declared = resp.content_length;
     let len = declared.or(resp.body.exact_len());
@@ -508,6 +532,10 @@ mod tests {
             assert_eq!(c.status, 500, "{n:?}: {v:?}");
             assert!(c.exception, "the app's exception still counts");
             assert_eq!(&c.status_line[..], b"500 Internal Server Error");
+            let r = resp(200, "200 OK", &[(n, v)], Body::Empty, None);
+            let (h, len) = to_http(r, false);
+            assert_eq!(h.status(), 500, "hyper: {n:?}: {v:?}");
+            assert_eq!(len, Response::error(500).content_length);
         }
         for (n, v) in [
             ("X", "tab\there é"),
@@ -521,17 +549,20 @@ mod tests {
 
     #[test]
     fn header_rules_are_the_http_crates() {
-        // The check above must refuse exactly what `to_http` could not build.
+        // `checked` (the close path, uwsgi) must refuse exactly what `to_http` (hyper)
+        // cannot build.
+        let ok = |name: &[u8], value: &[u8]| {
+            headers_ok(&[(Bytes::copy_from_slice(name), Bytes::copy_from_slice(value))])
+        };
         for b in 0..=255u8 {
-            let one = [b];
             assert_eq!(
-                TCHAR[usize::from(b)],
-                http::HeaderName::from_bytes(&one).is_ok(),
+                ok(&[b], b"v"),
+                http::HeaderName::from_bytes(&[b]).is_ok(),
                 "name byte {b:#x}"
             );
             let value = [b'a', b, b'a'];
             assert_eq!(
-                value_ok(&value),
+                ok(b"x", &value),
                 http::HeaderValue::from_bytes(&value).is_ok(),
                 "value byte {b:#x}"
             );
