@@ -22,11 +22,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rsgi_os::listen::BoundSocket;
 use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 use rsgi_proto::control::{
     ActionResult, CheckResult, LogLines, VassalList, VassalStatus, VassalSummary,
 };
-use rsgi_proto::listen::BoundSocket;
 use rsgi_proto::notify::Message;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -61,7 +61,7 @@ struct Vassal {
     /// Live feed of output lines for `rsgictl logs -f`.
     feed: broadcast::Sender<String>,
     /// Each running generation's shared counters (passed over its notify socket).
-    counters: BTreeMap<Gen, Arc<rsgi_proto::shm::Shm>>,
+    counters: BTreeMap<Gen, Arc<rsgi_os::shm::Shm>>,
     /// Totals of ended generations and reload outcomes, for monotonic metrics.
     ledger: crate::snapshot::Ledger,
 }
@@ -242,7 +242,7 @@ impl Emperor {
                         Message::Ready => self.input(&name, Input::Ready { gen }),
                         Message::Shm(slots) => {
                             let Some(fd) = fds.pop() else { continue };
-                            match rsgi_proto::shm::Shm::from_fd(fd, slots) {
+                            match rsgi_os::shm::Shm::from_fd(fd, slots) {
                                 Ok(shm) => {
                                     if let Some(v) = self.vassals.get_mut(&name) {
                                         let shm = Arc::new(shm);
@@ -865,7 +865,7 @@ impl Emperor {
             if chown.is_some() {
                 cfg.chown_socket = chown;
             }
-            rsgi_proto::listen::bind_all(&cfg).map_err(|e| SpawnError::of_listen(&e))
+            rsgi_os::listen::bind_all(&cfg).map_err(|e| SpawnError::of_listen(&e))
         };
         match user {
             None => out.extend(bind(to_bind, None)?.into_iter().map(Arc::new)),
@@ -886,7 +886,7 @@ impl Emperor {
                     match crate::tyrant::bind_as(crate::tyrant::Owner { uid, gid }, &cfg) {
                         Ok(b) => bound.extend(b),
                         Err(e) => {
-                            rsgi_proto::listen::vacuum(&bound);
+                            rsgi_os::listen::vacuum(&bound);
                             return Err(SpawnError::transient(e));
                         }
                     }
@@ -989,8 +989,8 @@ impl SpawnError {
     /// directory, a path too long, something that is no socket, a name that does not
     /// resolve, no permission); transient when whoever holds the address may let go,
     /// or the system is short of something.
-    fn of_listen(e: &rsgi_proto::listen::ListenError) -> SpawnError {
-        use rsgi_proto::listen::ListenError as L;
+    fn of_listen(e: &rsgi_os::listen::ListenError) -> SpawnError {
+        use rsgi_os::listen::ListenError as L;
         use std::io::ErrorKind as K;
         let message = rsgi_proto::error::chain(e);
         let permanent = match e {
@@ -1024,7 +1024,7 @@ fn retiring(v: &Vassal) -> bool {
 }
 
 /// The worker slots of a vassal's current generation that hold a live process.
-fn live_workers(v: &Vassal) -> Vec<rsgi_proto::shm::WorkerSnapshot> {
+fn live_workers(v: &Vassal) -> Vec<rsgi_os::shm::WorkerSnapshot> {
     let Some(gen) = v.state.current_gen() else {
         return Vec::new();
     };
@@ -1033,7 +1033,7 @@ fn live_workers(v: &Vassal) -> Vec<rsgi_proto::shm::WorkerSnapshot> {
     };
     shm.snapshots()
         .into_iter()
-        .filter(|w| w.pid > 0 && w.status != rsgi_proto::shm::WorkerStatus::Dead)
+        .filter(|w| w.pid > 0 && w.status != rsgi_os::shm::WorkerStatus::Dead)
         .collect()
 }
 

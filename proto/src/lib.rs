@@ -1,9 +1,10 @@
 //! rsgi-proto: the contracts shared by rsgi's programs.
 //!
-//! No tokio, no pyo3: everything here is plain data and pure functions (the only I/O is
-//! reading config files, and binding the listening sockets both the emperor and the
-//! vassal bind), so the emperor (`rsgid`), the app server (`rsgi`) and the
-//! control client (`rsgictl`) agree on one definition.
+//! No tokio, no pyo3, no nix/libc, no `unsafe`: everything here is plain data and pure
+//! functions (the only I/O is reading config files), so the emperor (`rsgid`), the app
+//! server (`rsgi`) and the control client (`rsgictl`) agree on one definition. What makes
+//! system calls (binding sockets, shared counters, stats sampling, user lookup, ...) lives
+//! in the `rsgi-os` crate.
 //!
 //! # Layout
 //!
@@ -23,12 +24,6 @@
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
 //! - [`control`]: the control API types shared by `rsgid` and `rsgictl`.
-//! - [`shm`]: a vassal's per-worker counters in shared memory (written by its workers,
-//!   read by its master and, through the fd it passes over the notify socket, by rsgid).
-//! - [`stats`]: those counters as uWSGI's stats JSON (uwsgitop works unchanged).
-//! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, stale unix
-//!   sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them with the
-//!   same code the standalone vassal uses.
 //!
 //! # How configuration is read
 //!
@@ -58,12 +53,9 @@ pub mod control;
 pub mod error;
 pub mod expand;
 pub mod ini;
-pub mod listen;
 pub mod logic;
 pub mod notify;
 pub mod options;
-pub mod shm;
-pub mod stats;
 pub mod xml;
 
 pub use cli::{load_file, parse_args, Invocation};

@@ -36,7 +36,6 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{
@@ -44,6 +43,7 @@ use nix::sys::socket::{
     UnixAddr,
 };
 use nix::unistd::{Gid, Group, Uid, User};
+use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 
 /// The first inherited fd in systemd's socket-activation convention (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: RawFd = 3;

@@ -1,0 +1,23 @@
+//! rsgi-os: the system side rsgi's programs share, each helper written once.
+//!
+//! [`rsgi_proto`] holds what the programs agree on as data and pure functions; everything
+//! here makes system calls (nix/libc, the `unsafe` of shared memory, netlink, `/proc`).
+//! The emperor (`rsgid`) and the app server (`rsgi`) both use it; `rsgi` re-exports
+//! [`listen`], [`shm`] and [`stats`] as its own modules.
+//!
+//! # Layout
+//!
+//! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, `chown-socket`,
+//!   stale unix sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them
+//!   with the same code the standalone vassal uses.
+//! - [`shm`]: a vassal's per-worker counters in shared memory (memfd + mmap; written by
+//!   its workers, read by its master and, through the fd it passes over the notify
+//!   socket, by rsgid).
+//! - [`stats`]: those counters as uWSGI's stats JSON (uwsgitop works unchanged), and the
+//!   samples only a master can take: worker memory from `/proc`, the accept queue of a
+//!   listener through `SOCK_DIAG` netlink.
+#![deny(missing_docs)]
+
+pub mod listen;
+pub mod shm;
+pub mod stats;
