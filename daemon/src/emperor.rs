@@ -919,7 +919,7 @@ impl Emperor {
                 .map_err(|e| format!("{e} (read as {}, the file's owner)", owner.name));
         }
         let env = |key: &str| std::env::var(key).ok();
-        rsgi_proto::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())
+        rsgi_os::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())
     }
 
     /// The uid/gid a vassal runs as. Only matters when rsgid runs as root. In tyrant

@@ -260,7 +260,7 @@ pub fn helper_main(json: &str) -> ExitCode {
         ),
         Ok(Request::Load(path)) => {
             let env = |key: &str| std::env::var(key).ok();
-            match rsgi_proto::load_file(&path.to_string_lossy(), &env) {
+            match rsgi_os::load_file(&path.to_string_lossy(), &env) {
                 Ok(config) => (Answer::Loaded(options_of(&config)), Vec::new()),
                 Err(e) => (Answer::Error(e.to_string()), Vec::new()),
             }

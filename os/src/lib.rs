@@ -7,6 +7,11 @@
 //!
 //! # Layout
 //!
+//! - [`config`]: the system side of reading a configuration ([`config::Os`]: config
+//!   files opened without blocking, the host facts of magic variables) and the readers
+//!   the programs call ([`config::parse_args`], [`config::load_file`],
+//!   [`config::read_config_bytes`]).
+//! - [`users`]: user and group lookup (NSS), for `chown-socket`, `uid`/`gid` and `%U`/`%G`.
 //! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, `chown-socket`,
 //!   stale unix sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them
 //!   with the same code the standalone vassal uses.
@@ -18,6 +23,10 @@
 //!   listener through `SOCK_DIAG` netlink.
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod listen;
 pub mod shm;
 pub mod stats;
+pub mod users;
+
+pub use config::{load_file, parse_args};

@@ -42,7 +42,7 @@ use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage,
     UnixAddr,
 };
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
 use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 
 /// The first inherited fd in systemd's socket-activation convention (`SD_LISTEN_FDS_START`).
@@ -713,27 +713,19 @@ fn resolve_owner(spec: &str) -> Result<Owner, ListenError> {
     };
     let uid = match user {
         "" => None,
-        u => Some(match u.parse::<u32>() {
-            Ok(n) => Uid::from_raw(n),
-            Err(_) => {
-                User::from_name(u)
-                    .map_err(|e| lookup_err("user", u, e))?
-                    .ok_or_else(|| unknown("user", u))?
-                    .uid
-            }
-        }),
+        u => Some(Uid::from_raw(
+            crate::users::uid_of(u)
+                .map_err(|e| lookup_err("user", u, e))?
+                .ok_or_else(|| unknown("user", u))?,
+        )),
     };
     let gid = match group {
         None | Some("") => None,
-        Some(g) => Some(match g.parse::<u32>() {
-            Ok(n) => Gid::from_raw(n),
-            Err(_) => {
-                Group::from_name(g)
-                    .map_err(|e| lookup_err("group", g, e))?
-                    .ok_or_else(|| unknown("group", g))?
-                    .gid
-            }
-        }),
+        Some(g) => Some(Gid::from_raw(
+            crate::users::gid_of(g)
+                .map_err(|e| lookup_err("group", g, e))?
+                .ok_or_else(|| unknown("group", g))?,
+        )),
     };
     Ok(Owner {
         spec: spec.to_owned(),
@@ -1060,7 +1052,9 @@ mod tests {
 
     #[test]
     fn chown_by_name_resolves() {
-        let me = User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap();
         let owner = resolve_owner(&me.name).unwrap();
         assert_eq!(owner.uid, Some(me.uid));
         assert_eq!(owner.gid, None);

@@ -56,7 +56,11 @@ pub mod ini;
 pub mod logic;
 pub mod notify;
 pub mod options;
+pub mod system;
 pub mod xml;
 
-pub use cli::{load_file, parse_args, Invocation};
+#[cfg(feature = "legacy-system")]
+pub use cli::parse_args;
+pub use cli::{load_file_with, parse_args_with, Invocation};
 pub use error::ConfigError;
+pub use system::{Host, System};
