@@ -1123,23 +1123,16 @@ fn member_of(owner: &FileOwner, gid: u32) -> bool {
 }
 
 fn lookup_user(spec: &str) -> Result<(u32, u32), String> {
-    let user = match spec.parse::<u32>() {
-        Ok(n) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(n)),
-        Err(_) => nix::unistd::User::from_name(spec),
-    }
-    .map_err(|e| format!("user {spec}: {e}"))?
-    .ok_or_else(|| format!("no such user: {spec}"))?;
-    Ok((user.uid.as_raw(), user.gid.as_raw()))
+    let user = rsgi_os::users::user(spec)
+        .map_err(|e| format!("user {spec}: {e}"))?
+        .ok_or_else(|| format!("no such user: {spec}"))?;
+    Ok((user.uid, user.gid))
 }
 
 fn lookup_group(spec: &str) -> Result<u32, String> {
-    if let Ok(n) = spec.parse::<u32>() {
-        return Ok(n);
-    }
-    let group = nix::unistd::Group::from_name(spec)
+    rsgi_os::users::gid_of(spec)
         .map_err(|e| format!("group {spec}: {e}"))?
-        .ok_or_else(|| format!("no such group: {spec}"))?;
-    Ok(group.gid.as_raw())
+        .ok_or_else(|| format!("no such group: {spec}"))
 }
 
 fn same_addr(a: &ListenAddr, b: &ListenAddr) -> bool {

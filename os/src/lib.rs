@@ -15,6 +15,9 @@
 //! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, `chown-socket`,
 //!   stale unix sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them
 //!   with the same code the standalone vassal uses.
+//! - [`sockfile`]: unix socket files: a stale one cleared before binding (a live one and
+//!   any other file refused), ours removed at exit only if still ours.
+//! - [`sd_notify`]: the systemd notify sender (`$NOTIFY_SOCKET`, path or `@abstract`).
 //! - [`shm`]: a vassal's per-worker counters in shared memory (memfd + mmap; written by
 //!   its workers, read by its master and, through the fd it passes over the notify
 //!   socket, by rsgid).
@@ -25,7 +28,9 @@
 
 pub mod config;
 pub mod listen;
+pub mod sd_notify;
 pub mod shm;
+pub mod sockfile;
 pub mod stats;
 pub mod users;
 

@@ -574,7 +574,7 @@ fn bind_unix(
 }
 
 /// Make `path` free for `bind(2)`: the directory must exist; a stale socket is removed; a
-/// live socket or any other file is an error.
+/// live socket or any other file is an error ([`crate::sockfile::clear_stale`]).
 fn prepare_path(path: &Path) -> Result<(), ListenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
@@ -584,57 +584,21 @@ fn prepare_path(path: &Path) -> Result<(), ListenError> {
             });
         }
     }
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(ListenError::Existing {
-                about: "check existing socket",
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    if !meta.file_type().is_socket() {
-        return Err(ListenError::NotASocket {
-            path: path.to_owned(),
-        });
-    }
-    match probe(path) {
-        // Nobody answers: a leftover of a server that died without vacuum.
-        Err(Errno::ECONNREFUSED) => match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ListenError::Existing {
-                about: "remove stale socket",
-                path: path.to_owned(),
-                source,
-            }),
-        },
-        // Gone between the stat and the connect: free.
-        Err(Errno::ENOENT) => Ok(()),
-        // Connected, or its backlog is full (EAGAIN): a live server.
-        Ok(()) | Err(Errno::EAGAIN) => Err(ListenError::InUse {
+    use crate::sockfile::{clear_stale, StaleError};
+    match clear_stale(path) {
+        Ok(_) => Ok(()),
+        Err(StaleError::InUse) => Err(ListenError::InUse {
             path: path.to_owned(),
         }),
-        Err(e) => Err(ListenError::Existing {
-            about: "check existing socket",
+        Err(StaleError::NotASocket) => Err(ListenError::NotASocket {
             path: path.to_owned(),
-            source: e.into(),
+        }),
+        Err(StaleError::Io { about, source }) => Err(ListenError::Existing {
+            about,
+            path: path.to_owned(),
+            source,
         }),
     }
-}
-
-/// Try to connect to a unix socket without blocking.
-fn probe(path: &Path) -> Result<(), Errno> {
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )?;
-    let addr = UnixAddr::new(path)?;
-    socket::connect(fd.as_raw_fd(), &addr)
 }
 
 /// Apply `chmod-socket` and `chown-socket` to a socket file just bound, never through a
