@@ -4,7 +4,7 @@
 //! is still ours ([`SocketFile`]).
 
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -75,14 +75,20 @@ pub fn clear_stale(path: &Path) -> Result<Cleared, StaleError> {
 
 /// Try to connect to a unix socket without blocking.
 fn probe(path: &Path) -> Result<(), Errno> {
+    connect_nonblocking(path).map(drop)
+}
+
+/// A stream socket connected to `path` without blocking (`EAGAIN` when the listener's
+/// backlog is full).
+fn connect_nonblocking(path: &Path) -> Result<OwnedFd, Errno> {
     let fd = socket::socket(
         AddressFamily::Unix,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
         None,
     )?;
-    let addr = UnixAddr::new(path)?;
-    socket::connect(fd.as_raw_fd(), &addr)
+    socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+    Ok(fd)
 }
 
 /// Removes the socket file when dropped, unless something else replaced it meanwhile
@@ -167,9 +173,9 @@ mod tests {
         // A live socket with a full backlog: still live, and the probe does not block.
         let mut held = Vec::new();
         let full = loop {
-            match connect_keep(&path, &mut held) {
-                Ok(()) if held.len() < 64 => {}
-                Ok(()) => panic!("a backlog of 1 took 64 connections"),
+            match connect_nonblocking(&path) {
+                Ok(fd) if held.len() < 64 => held.push(fd),
+                Ok(_) => panic!("a backlog of 1 took 64 connections"),
                 Err(e) => break e,
             }
         };
@@ -196,7 +202,7 @@ mod tests {
     }
 
     /// A listening unix socket at `path` with `backlog`.
-    fn listen(path: &Path, backlog: i32) -> std::os::fd::OwnedFd {
+    fn listen(path: &Path, backlog: i32) -> OwnedFd {
         let fd = socket::socket(
             AddressFamily::Unix,
             SockType::Stream,
@@ -207,18 +213,5 @@ mod tests {
         socket::bind(fd.as_raw_fd(), &UnixAddr::new(path).unwrap()).unwrap();
         socket::listen(&fd, socket::Backlog::new(backlog).unwrap()).unwrap();
         fd
-    }
-
-    /// Connect without blocking and keep the socket open (to fill a backlog).
-    fn connect_keep(path: &Path, held: &mut Vec<std::os::fd::OwnedFd>) -> Result<(), Errno> {
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Stream,
-            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-            None,
-        )?;
-        socket::connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
-        held.push(fd);
-        Ok(())
     }
 }
