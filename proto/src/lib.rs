@@ -1,6 +1,6 @@
 //! rsgi-proto: the contracts shared by rsgi's programs.
 //!
-//! No tokio, no pyo3, no nix/libc, no `unsafe`: everything here is plain data and pure
+//! No tokio, no pyo3, no nix/libc, only safe Rust: everything here is plain data and pure
 //! functions (the only I/O is reading config files), so the emperor (`rsgid`), the app
 //! server (`rsgi`) and the control client (`rsgictl`) agree on one definition. What makes
 //! system calls (binding sockets, shared counters, stats sampling, user lookup, ...) lives
