@@ -698,7 +698,7 @@ async fn check(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response<
     };
     // Import only what parses: otherwise rsgi would repeat the same config error.
     let env = |key: &str| std::env::var(key).ok();
-    if rsgi_proto::load_file(&path.to_string_lossy(), &env).is_ok() {
+    if rsgi_os::load_file(&path.to_string_lossy(), &env).is_ok() {
         result
             .problems
             .extend(crate::check::app_importable(&shared.rsgi, &path).await);

@@ -11,7 +11,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rsgi_proto::listen::BoundSocket;
+use rsgi_os::listen::BoundSocket;
 use rsgi_proto::notify;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;

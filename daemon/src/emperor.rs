@@ -22,11 +22,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rsgi_os::listen::BoundSocket;
 use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 use rsgi_proto::control::{
     ActionResult, CheckResult, LogLines, VassalList, VassalStatus, VassalSummary,
 };
-use rsgi_proto::listen::BoundSocket;
 use rsgi_proto::notify::Message;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -68,7 +68,7 @@ struct Vassal {
     /// Live feed of output lines for `rsgictl logs -f`.
     feed: broadcast::Sender<String>,
     /// Each running generation's shared counters (passed over its notify socket).
-    counters: BTreeMap<Gen, Arc<rsgi_proto::shm::Shm>>,
+    counters: BTreeMap<Gen, Arc<rsgi_os::shm::Shm>>,
     /// Totals of ended generations and reload outcomes, for monotonic metrics.
     ledger: crate::snapshot::Ledger,
 }
@@ -249,7 +249,7 @@ impl Emperor {
                         Message::Ready => self.input(&name, Input::Ready { gen }),
                         Message::Shm(slots) => {
                             let Some(fd) = fds.pop() else { continue };
-                            match rsgi_proto::shm::Shm::from_fd(fd, slots) {
+                            match rsgi_os::shm::Shm::from_fd(fd, slots) {
                                 Ok(shm) => {
                                     if let Some(v) = self.vassals.get_mut(&name) {
                                         let shm = Arc::new(shm);
@@ -908,7 +908,7 @@ impl Emperor {
             if chown.is_some() {
                 cfg.chown_socket = chown;
             }
-            rsgi_proto::listen::bind_all(&cfg).map_err(|e| SpawnError::of_listen(&e))
+            rsgi_os::listen::bind_all(&cfg).map_err(|e| SpawnError::of_listen(&e))
         };
         match user {
             None => out.extend(bind(to_bind, None)?.into_iter().map(Arc::new)),
@@ -929,7 +929,7 @@ impl Emperor {
                     match crate::tyrant::bind_as(crate::tyrant::Owner { uid, gid }, &cfg) {
                         Ok(b) => bound.extend(b),
                         Err(e) => {
-                            rsgi_proto::listen::vacuum(&bound);
+                            rsgi_os::listen::vacuum(&bound);
                             return Err(SpawnError::transient(e));
                         }
                     }
@@ -962,7 +962,7 @@ impl Emperor {
                 .map_err(|e| format!("{e} (read as {}, the file's owner)", owner.name));
         }
         let env = |key: &str| std::env::var(key).ok();
-        rsgi_proto::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())
+        rsgi_os::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())
     }
 
     /// The uid/gid a vassal runs as. Only matters when rsgid runs as root. In tyrant
@@ -1034,8 +1034,8 @@ impl SpawnError {
     /// directory, a path too long, something that is no socket, a name that does not
     /// resolve, no permission); transient when whoever holds the address may let go,
     /// or the system is short of something.
-    fn of_listen(e: &rsgi_proto::listen::ListenError) -> SpawnError {
-        use rsgi_proto::listen::ListenError as L;
+    fn of_listen(e: &rsgi_os::listen::ListenError) -> SpawnError {
+        use rsgi_os::listen::ListenError as L;
         use std::io::ErrorKind as K;
         let message = rsgi_proto::error::chain(e);
         let permanent = match e {
@@ -1069,7 +1069,7 @@ fn retiring(v: &Vassal) -> bool {
 }
 
 /// The worker slots of a vassal's current generation that hold a live process.
-fn live_workers(v: &Vassal) -> Vec<rsgi_proto::shm::WorkerSnapshot> {
+fn live_workers(v: &Vassal) -> Vec<rsgi_os::shm::WorkerSnapshot> {
     let Some(gen) = v.state.current_gen() else {
         return Vec::new();
     };
@@ -1078,7 +1078,7 @@ fn live_workers(v: &Vassal) -> Vec<rsgi_proto::shm::WorkerSnapshot> {
     };
     shm.snapshots()
         .into_iter()
-        .filter(|w| w.pid > 0 && w.status != rsgi_proto::shm::WorkerStatus::Dead)
+        .filter(|w| w.pid > 0 && w.status != rsgi_os::shm::WorkerStatus::Dead)
         .collect()
 }
 
@@ -1197,23 +1197,16 @@ fn member_of(owner: &FileOwner, gid: u32) -> bool {
 }
 
 fn lookup_user(spec: &str) -> Result<(u32, u32), String> {
-    let user = match spec.parse::<u32>() {
-        Ok(n) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(n)),
-        Err(_) => nix::unistd::User::from_name(spec),
-    }
-    .map_err(|e| format!("user {spec}: {e}"))?
-    .ok_or_else(|| format!("no such user: {spec}"))?;
-    Ok((user.uid.as_raw(), user.gid.as_raw()))
+    let user = rsgi_os::users::user(spec)
+        .map_err(|e| format!("user {spec}: {e}"))?
+        .ok_or_else(|| format!("no such user: {spec}"))?;
+    Ok((user.uid, user.gid))
 }
 
 fn lookup_group(spec: &str) -> Result<u32, String> {
-    if let Ok(n) = spec.parse::<u32>() {
-        return Ok(n);
-    }
-    let group = nix::unistd::Group::from_name(spec)
+    rsgi_os::users::gid_of(spec)
         .map_err(|e| format!("group {spec}: {e}"))?
-        .ok_or_else(|| format!("no such group: {spec}"))?;
-    Ok(group.gid.as_raw())
+        .ok_or_else(|| format!("no such group: {spec}"))
 }
 
 fn same_addr(a: &ListenAddr, b: &ListenAddr) -> bool {

@@ -42,8 +42,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{self, MetricFamily, MetricType};
+use rsgi_os::shm::{RespawnCause, DURATION_BUCKETS_US, STATUS_CLASSES};
 use rsgi_proto::control::{TopList, TopVassal};
-use rsgi_proto::shm::{RespawnCause, DURATION_BUCKETS_US, STATUS_CLASSES};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -467,7 +467,7 @@ struct EmperorVassal {
 pub fn emperor_stats(snapshot: &Snapshot) -> String {
     let now = snapshot.since_epoch().as_secs();
     let doc = EmperorStats {
-        version: rsgi_proto::stats::VERSION.to_owned(),
+        version: rsgi_os::stats::VERSION.to_owned(),
         pid: std::process::id(),
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
@@ -723,7 +723,7 @@ mod tests {
 
     use super::*;
     use crate::snapshot::{Totals, VassalSample};
-    use rsgi_proto::shm::HISTOGRAM_LEN;
+    use rsgi_os::shm::HISTOGRAM_LEN;
     use std::time::SystemTime;
 
     fn sample(name: &str) -> VassalSample {

@@ -324,7 +324,7 @@ enum Entry {
 fn read_entry(path: &Path) -> Entry {
     use rsgi_proto::error::ConfigError;
     let limits = rsgi_proto::bounds::Limits::DEFAULT;
-    let content = match rsgi_proto::bounds::read_config_bytes(path, &limits) {
+    let content = match rsgi_os::config::read_config_bytes(path, &limits) {
         Ok(content) => content,
         Err(ConfigError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return if fs::symlink_metadata(path).is_ok() {

@@ -20,8 +20,8 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rsgi_proto::listen::BoundSocket;
-use rsgi_proto::shm::{
+use rsgi_os::listen::BoundSocket;
+use rsgi_os::shm::{
     MasterSnapshot, RespawnCause, Shm, WorkerSnapshot, WorkerStatus, HISTOGRAM_LEN,
 };
 
@@ -130,7 +130,7 @@ impl Ledger {
             retired: Totals::default(),
             reloads_ok: 0,
             reloads_failed: 0,
-            added: rsgi_proto::shm::epoch_secs(),
+            added: rsgi_os::shm::epoch_secs(),
         }
     }
 
@@ -305,7 +305,7 @@ impl Snapshot {
             v.rss = v
                 .pids
                 .iter()
-                .filter_map(|&p| rsgi_proto::stats::proc_memory(nix::unistd::Pid::from_raw(p)))
+                .filter_map(|&p| rsgi_os::stats::proc_memory(nix::unistd::Pid::from_raw(p)))
                 .map(|m| m.rss)
                 .sum();
             if let Some(pid) = v.pid.filter(|&p| p > 0) {
@@ -383,7 +383,7 @@ impl VassalSample {
         let listen_queue = v
             .sockets
             .iter()
-            .filter_map(|s| rsgi_proto::stats::listen_queue(s.listener.as_fd()))
+            .filter_map(|s| rsgi_os::stats::listen_queue(s.listener.as_fd()))
             .map(|q| u64::from(q.queue))
             .reduce(|a, b| a + b)
             .unwrap_or(master_queue);
@@ -453,7 +453,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use rsgi_proto::shm::{monotonic_ms, WorkerId};
+    use rsgi_os::shm::{monotonic_ms, WorkerId};
 
     fn request(shm: &Shm, worker: u32, status: u16, ms: u64) {
         let slot = shm.slot(WorkerId::new(worker).unwrap()).unwrap();
@@ -528,7 +528,7 @@ mod tests {
         assert_eq!(start_ticks("garbage"), None);
         let me = i32::try_from(std::process::id()).unwrap();
         let start = process_start(me, boot_time().unwrap()).unwrap();
-        let now = rsgi_proto::shm::epoch_secs();
+        let now = rsgi_os::shm::epoch_secs();
         assert!(start <= now + 1 && start + 3_600 > now, "{start} vs {now}");
     }
 }

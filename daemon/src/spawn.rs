@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
-use rsgi_proto::listen::BoundSocket;
+use rsgi_os::listen::BoundSocket;
 use rsgi_proto::notify::NOTIFY_FD_ENV;
 
 use crate::scan::FileKind;

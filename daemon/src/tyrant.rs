@@ -27,8 +27,8 @@ use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 use nix::sys::time::TimeVal;
+use rsgi_os::listen::BoundSocket;
 use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
-use rsgi_proto::listen::BoundSocket;
 use serde::{Deserialize, Serialize};
 
 /// The first argument that makes `rsgid` run as the helper instead of the emperor.
@@ -124,7 +124,7 @@ pub fn bind_as(owner: Owner, config: &VassalConfig) -> Result<Vec<BoundSocket>, 
     match answer {
         Answer::Bound if fds.len() == config.sockets.len() => {
             let names: Vec<&str> = config.sockets.iter().map(|s| s.protocol.as_str()).collect();
-            let mut bound = rsgi_proto::listen::from_fds(fds, Some(&names.join(":")), config)
+            let mut bound = rsgi_os::listen::from_fds(fds, Some(&names.join(":")), config)
                 .map_err(|e| rsgi_proto::error::chain(&e))?;
             // They were bound for this vassal, not inherited: rsgid removes the files
             // again when the vassal retires, as for the sockets it binds itself.
@@ -260,7 +260,7 @@ pub fn helper_main(json: &str) -> ExitCode {
         ),
         Ok(Request::Load(path)) => {
             let env = |key: &str| std::env::var(key).ok();
-            match rsgi_proto::load_file(&path.to_string_lossy(), &env) {
+            match rsgi_os::load_file(&path.to_string_lossy(), &env) {
                 Ok(config) => (Answer::Loaded(options_of(&config)), Vec::new()),
                 Err(e) => (Answer::Error(e.to_string()), Vec::new()),
             }
@@ -301,7 +301,7 @@ fn bind(options: &Options) -> Result<Vec<BoundSocket>, String> {
         listen: options.listen,
         ..VassalConfig::default()
     };
-    rsgi_proto::listen::bind_all(&config).map_err(|e| rsgi_proto::error::chain(&e))
+    rsgi_os::listen::bind_all(&config).map_err(|e| rsgi_proto::error::chain(&e))
 }
 
 #[cfg(test)]

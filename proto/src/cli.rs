@@ -44,6 +44,7 @@ use crate::expand::{EnvLookup, Placeholders};
 use crate::ini::{self, define, Entry};
 use crate::logic::{Blocks, SystemFacts};
 use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
+use crate::system::System;
 use crate::xml;
 
 /// What the command line asks `rsgi` to do.
@@ -65,15 +66,21 @@ pub enum Invocation {
 }
 
 /// Parse `rsgi`'s command line (`args` without `argv[0]`). Config files named on it are
-/// read (and only they: nothing else touches the filesystem). `env` looks up environment
-/// variables for `$(NAME)` in config files; pass `&|k| std::env::var(k).ok()`.
+/// read through `system` (and only they: nothing else touches the filesystem). `env` looks
+/// up environment variables for `$(NAME)` in config files; pass
+/// `&|k| std::env::var(k).ok()`. The programs call `rsgi_os::config::parse_args`, which
+/// passes the real system.
 ///
 /// No arguments at all gives `Serve` with the defaults; whether a config without an app is
 /// acceptable is the caller's decision (the emperor reads socket-only configs too).
 ///
 /// Errors: [`ConfigError::CommandLine`] (exit code 64) for the command line itself,
 /// the file variants (exit code 78) for problems inside config files.
-pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
+pub fn parse_args_with(
+    args: &[String],
+    env: EnvLookup<'_>,
+    system: &dyn System,
+) -> Result<Invocation, ConfigError> {
     let (tokens, first_error) = tokenize(args);
     // Actions win, help first, even over errors elsewhere on the line.
     let action = |wanted: &[Action]| {
@@ -98,7 +105,7 @@ pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, Con
         return Err(err);
     }
     let check = action(&[Action::CheckApp]).is_some();
-    let mut loader = Loader::new(env);
+    let mut loader = Loader::new(env, system);
     for token in tokens {
         loader.collect_arg(token)?;
     }
@@ -109,19 +116,29 @@ pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, Con
     Ok(Invocation::Serve(Box::new(loader.config)))
 }
 
+/// [`parse_args_with`] with the system asked through nix. **Transitional**, behind the
+/// `legacy-system` feature (which pulls nix/libc into this crate): only for `rsgi`'s
+/// `vassal/src/run.rs` until it calls `rsgi_os::config::parse_args`; then the feature goes.
+#[cfg(feature = "legacy-system")]
+pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
+    parse_args_with(args, env, &crate::system::legacy::Nix)
+}
+
 /// Load one config file: `app.ini`, `app.ini:section`, `app.xml`, `app.xml:id`. The format
 /// follows the extension (`.xml` is XML; `.json`, `.yaml`, `.yml`, `.js` and `.lua` are
 /// refused; anything else is read as ini). [`VassalConfig::source`] is set to the file's path.
-/// Used by the emperor for vassal files.
-pub fn load_file(
+/// Used by the emperor for vassal files, through `rsgi_os::config::load_file` (which
+/// passes the real system).
+pub fn load_file_with(
     path_with_optional_section: &str,
     env: EnvLookup<'_>,
+    system: &dyn System,
 ) -> Result<VassalConfig, ConfigError> {
     let (path, _) = split_section(path_with_optional_section);
     let format = format_of(Path::new(path))
         .map_err(|msg| ConfigError::file(Path::new(path), msg))?
         .unwrap_or(Format::Ini);
-    let mut loader = Loader::new(env);
+    let mut loader = Loader::new(env, system);
     loader.load(path_with_optional_section, format)?;
     loader.finish()?;
     Ok(loader.config)
@@ -355,14 +372,14 @@ struct Loader<'e> {
 }
 
 impl<'e> Loader<'e> {
-    fn new(env: EnvLookup<'e>) -> Self {
-        Self::with_limits(env, Limits::DEFAULT)
+    fn new(env: EnvLookup<'e>, system: &'e dyn System) -> Self {
+        Self::with_limits(env, system, Limits::DEFAULT)
     }
 
-    fn with_limits(env: EnvLookup<'e>, limits: Limits) -> Self {
+    fn with_limits(env: EnvLookup<'e>, system: &'e dyn System, limits: Limits) -> Self {
         Loader {
             config: VassalConfig::default(),
-            ph: Placeholders::with_limits(env, limits),
+            ph: Placeholders::with_limits(env, system, limits),
             files: 0,
             items: Vec::new(),
         }
@@ -679,9 +696,20 @@ mod tests {
     use super::*;
     use crate::config::{ListenAddr, Protocol, SocketSpec};
     use crate::notify::{EXIT_CONFIG, EXIT_USAGE};
+    use crate::system::testing::{TempDir, FIXED};
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    /// [`parse_args_with`] with the tests' fixed system.
+    fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
+        parse_args_with(args, env, &FIXED)
+    }
+
+    /// [`load_file_with`] with the tests' fixed system.
+    fn load_file(path: &str, env: EnvLookup<'_>) -> Result<VassalConfig, ConfigError> {
+        load_file_with(path, env, &FIXED)
     }
 
     fn args(line: &str) -> Vec<String> {
@@ -707,33 +735,6 @@ mod tests {
                 host: host.into(),
                 port,
             },
-        }
-    }
-
-    /// A unique temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            use std::sync::atomic::{AtomicUsize, Ordering};
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir =
-                std::env::temp_dir().join(format!("rsgi-proto-{tag}-{}-{n}", std::process::id()));
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-
-        fn write(&self, name: &str, text: &str) -> String {
-            let p = self.0.join(name);
-            std::fs::write(&p, text).unwrap();
-            p.display().to_string()
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
         }
     }
 
@@ -1032,7 +1033,7 @@ mod tests {
 
     /// Load `file` with `limits`, as [`load_file`] does with the defaults.
     fn load_with(file: &str, limits: Limits) -> Result<VassalConfig, String> {
-        let mut loader = Loader::with_limits(&no_env, limits);
+        let mut loader = Loader::with_limits(&no_env, &FIXED, limits);
         loader.load(file, Format::Ini).map_err(|e| e.to_string())?;
         loader.finish().map_err(|e| e.to_string())?;
         Ok(loader.config)
@@ -1064,9 +1065,11 @@ threads = 2
                 "x".repeat(300)
             ),
         );
-        let fifo = dir.0.join("fifo.ini");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let fifo = fifo.display().to_string();
+        // Not a regular file (a FIFO needs the real, non-blocking opening: `rsgi-os` tests
+        // it through this loader).
+        let odd = dir.0.join("dir.ini");
+        std::fs::create_dir(&odd).unwrap();
+        let odd = odd.display().to_string();
         // (name, text, Ok(threads) or Err(message after the path))
         let cases: Vec<(&str, String, Result<u32, String>)> = vec![
             ("value-ok.ini", format!("[uwsgi]\nchdir = {}\nthreads = 3\n", "x".repeat(64)), Ok(3)),
@@ -1087,9 +1090,9 @@ threads = 2
             ),
             ("include-ok.ini", format!("[uwsgi]\nini = {leaf}\n"), Ok(2)),
             (
-                "fifo-include.ini",
-                format!("[uwsgi]\nthreads = 1\nini = {fifo}\n"),
-                Err(format!(":3: ini = {fifo}: {fifo}: not a regular file (a FIFO)")),
+                "dir-include.ini",
+                format!("[uwsgi]\nthreads = 1\nini = {odd}\n"),
+                Err(format!(":3: ini = {odd}: {odd}: not a regular file (a directory)")),
             ),
             (
                 "zero.ini",
@@ -1131,12 +1134,12 @@ threads = 2
             format!("{big}: 311 bytes; a config file may hold at most 200")
         );
         assert_eq!(
-            load_with(&fifo, small).unwrap_err(),
-            format!("{fifo}: not a regular file (a FIFO)")
+            load_with(&odd, small).unwrap_err(),
+            format!("{odd}: not a regular file (a directory)")
         );
         // And through the command line, with the default caps.
-        let (msg, code) = error(&format!("--ini {fifo}"));
-        assert_eq!(msg, format!("{fifo}: not a regular file (a FIFO)"));
+        let (msg, code) = error(&format!("--ini {odd}"));
+        assert_eq!(msg, format!("{odd}: not a regular file (a directory)"));
         assert_eq!(code, EXIT_CONFIG);
     }
 

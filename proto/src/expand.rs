@@ -53,69 +53,14 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
 use crate::bounds::{read_config_file, Limits};
 use crate::error::ConfigError;
+use crate::system::{Host, System};
 
 /// The environment lookup injected into the readers: `|name| std::env::var(name).ok()` in
 /// the programs, a closure over a fixed table in tests.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-/// Facts about the running process that magic variables show. [`Host::current`] asks the
-/// system; tests build one by hand, so the expansion itself is a pure function.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Host {
-    /// `%v`: the working directory.
-    pub cwd: String,
-    /// `%h`: the host name.
-    pub hostname: String,
-    /// `%k`: the number of CPU cores.
-    pub cpus: usize,
-    /// `%u`: the uid.
-    pub uid: u32,
-    /// `%U`: the user name (the uid when it has none).
-    pub user: String,
-    /// `%g`: the gid.
-    pub gid: u32,
-    /// `%G`: the group name (the gid when it has none).
-    pub group: String,
-    /// `%t`, `%T`: time since the epoch when the configuration was read.
-    pub started: Duration,
-}
-
-impl Host {
-    /// The facts of this process. `%k` is the CPUs this process may run on (affinity and
-    /// cgroup limits honoured, as [`std::thread::available_parallelism`]).
-    pub fn current() -> Host {
-        let uid = nix::unistd::getuid();
-        let gid = nix::unistd::getgid();
-        let user = nix::unistd::User::from_uid(uid)
-            .ok()
-            .flatten()
-            .map_or_else(|| uid.to_string(), |u| u.name);
-        let group = nix::unistd::Group::from_gid(gid)
-            .ok()
-            .flatten()
-            .map_or_else(|| gid.to_string(), |g| g.name);
-        Host {
-            cwd: std::env::current_dir()
-                .map(|p| p.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            hostname: nix::unistd::gethostname()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            cpus: std::thread::available_parallelism().map_or(1, usize::from),
-            uid: uid.as_raw(),
-            user,
-            gid: gid.as_raw(),
-            group,
-            started: SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .unwrap_or_default(),
-        }
-    }
-}
 
 /// The magic variables of one config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -236,6 +181,8 @@ pub struct Resolved {
 /// uWSGI.
 pub struct Placeholders<'a> {
     env: EnvLookup<'a>,
+    /// Opens config files and gives the [`Host`] facts.
+    system: &'a dyn System,
     host: OnceCell<Host>,
     /// name -> value as read (step 1 done); the first definition wins, as uWSGI's
     /// `uwsgi_get_exported_opt` returns the first match.
@@ -266,16 +213,18 @@ impl std::fmt::Debug for Placeholders<'_> {
 }
 
 impl<'a> Placeholders<'a> {
-    /// Empty state that reads environment variables through `env`, with the default caps
-    /// ([`Limits::DEFAULT`]) and this process's [`Host`] (asked for when first needed).
-    pub fn new(env: EnvLookup<'a>) -> Self {
-        Self::with_limits(env, Limits::DEFAULT)
+    /// Empty state that reads environment variables through `env` and files through
+    /// `system`, with the default caps ([`Limits::DEFAULT`]) and `system`'s [`Host`]
+    /// (asked for when first needed).
+    pub fn new(env: EnvLookup<'a>, system: &'a dyn System) -> Self {
+        Self::with_limits(env, system, Limits::DEFAULT)
     }
 
     /// [`Placeholders::new`] with other caps (tests use small ones).
-    pub fn with_limits(env: EnvLookup<'a>, limits: Limits) -> Self {
+    pub fn with_limits(env: EnvLookup<'a>, system: &'a dyn System, limits: Limits) -> Self {
         Placeholders {
             env,
+            system,
             host: OnceCell::new(),
             values: HashMap::new(),
             referenced: BTreeSet::new(),
@@ -285,13 +234,6 @@ impl<'a> Placeholders<'a> {
             total: 0,
             files: HashMap::new(),
         }
-    }
-
-    /// Use `host` for the process facts instead of asking the system.
-    pub fn with_host(self, host: Host) -> Self {
-        let cell = OnceCell::new();
-        let _ = cell.set(host);
-        Placeholders { host: cell, ..self }
     }
 
     /// The caps on the configuration being read (the readers take the file size cap,
@@ -390,7 +332,13 @@ impl<'a> Placeholders<'a> {
     }
 
     fn host(&self) -> &Host {
-        self.host.get_or_init(Host::current)
+        self.host.get_or_init(|| self.system.host())
+    }
+
+    /// Read config file `path` within this configuration's caps, through the injected
+    /// [`System`] ([`read_config_file`]).
+    pub fn read_file(&self, path: &Path) -> Result<String, ConfigError> {
+        read_config_file(path, &self.limits, self.system)
     }
 
     /// Count `len` more bytes of values against [`Limits::total_bytes`].
@@ -541,7 +489,7 @@ impl<'a> Placeholders<'a> {
                 self.limits.include_files
             ));
         }
-        let text = match read_config_file(Path::new(path), &self.limits) {
+        let text = match self.read_file(Path::new(path)) {
             Ok(text) => {
                 let text = text.strip_suffix('\n').unwrap_or(&text);
                 Some(text.strip_suffix('\r').unwrap_or(text).to_owned())
@@ -669,6 +617,8 @@ impl Bounded {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::system::testing::FIXED;
+    use std::time::Duration;
 
     fn env(name: &str) -> Option<String> {
         match name {
@@ -678,21 +628,8 @@ mod tests {
         }
     }
 
-    fn host() -> Host {
-        Host {
-            cwd: "/run/vassals".into(),
-            hostname: "web1".into(),
-            cpus: 8,
-            uid: 1000,
-            user: "app".into(),
-            gid: 100,
-            group: "users".into(),
-            started: Duration::from_micros(1_700_000_000_123_456),
-        }
-    }
-
     fn ph() -> Placeholders<'static> {
-        Placeholders::new(&env).with_host(host())
+        Placeholders::new(&env, &FIXED)
     }
 
     /// Step 1 then step 2, as the loader does.
@@ -832,8 +769,8 @@ mod tests {
 
     #[test]
     fn file_contents() {
-        let dir = tempfile::tempdir().unwrap();
-        let name = dir.path().join("name");
+        let dir = crate::system::testing::TempDir::new("expand");
+        let name = dir.0.as_path().join("name");
         std::fs::write(&name, "blog\n").unwrap();
         let mut ph = ph();
         let raw = format!("/srv/@({})/app", name.display());
@@ -851,7 +788,7 @@ mod tests {
             nesting_depth: 3,
             ..Limits::DEFAULT
         };
-        let mut ph = Placeholders::with_limits(&env, limits).with_host(host());
+        let mut ph = Placeholders::with_limits(&env, &FIXED, limits);
         ph.define("a", "%(b)");
         ph.define("b", "%(a)");
         ph.define("self", "x%(self)");
@@ -884,7 +821,7 @@ mod tests {
             total_bytes: 25,
             ..Limits::DEFAULT
         };
-        let mut ph = Placeholders::with_limits(&env, limits).with_host(host());
+        let mut ph = Placeholders::with_limits(&env, &FIXED, limits);
         ph.define("f", "12345");
         let value =
             "the value expands to more than 10 bytes (placeholders repeating placeholders?)";
@@ -935,13 +872,5 @@ mod tests {
             ph.define(&format!("e{i}"), &format!("%(e{})", i - 1).repeat(1000));
         }
         ph
-    }
-
-    #[test]
-    fn current_host_is_plausible() {
-        let h = Host::current();
-        assert!(h.cpus >= 1);
-        assert!(!h.hostname.is_empty());
-        assert!(h.started > Duration::from_secs(1_600_000_000));
     }
 }

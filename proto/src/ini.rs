@@ -29,7 +29,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
 
@@ -119,7 +118,7 @@ pub(crate) fn visit_file<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    let text = read_config_file(path, &ph.limits())?;
+    let text = ph.read_file(path)?;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     parse_with(&text, path, &real, section, ph, visit)
 }
@@ -235,7 +234,7 @@ mod tests {
     }
 
     fn parse(text: &str, section: Option<&str>) -> Result<Vec<(String, String, usize)>, String> {
-        let mut ph = Placeholders::new(&no_env);
+        let mut ph = Placeholders::new(&no_env, &crate::system::testing::FIXED);
         parse_str(text, Path::new("/etc/app/site.ini"), section, &mut ph)
             .map(|es| es.into_iter().map(|e| (e.key, e.value, e.line)).collect())
             .map_err(|e| e.to_string())
@@ -351,7 +350,7 @@ mod tests {
     #[test]
     fn env_lookup_is_injected() {
         let env = |name: &str| (name == "APP_HOME").then(|| "/home/app".to_owned());
-        let mut ph = Placeholders::new(&env);
+        let mut ph = Placeholders::new(&env, &crate::system::testing::FIXED);
         let entries = parse_str(
             "[uwsgi]\nhome = $(APP_HOME)/venv\nchdir = $(NOPE)/x\n",
             Path::new("a.ini"),
@@ -378,7 +377,7 @@ mod tests {
 
     #[test]
     fn read_reports_unreadable_and_bad_utf8() {
-        let mut ph = Placeholders::new(&no_env);
+        let mut ph = Placeholders::new(&no_env, &crate::system::testing::FIXED);
         let err = read(Path::new("/nonexistent/rsgi-test.ini"), None, &mut ph).unwrap_err();
         assert!(
             err.to_string()

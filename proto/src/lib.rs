@@ -1,9 +1,10 @@
 //! rsgi-proto: the contracts shared by rsgi's programs.
 //!
-//! No tokio, no pyo3: everything here is plain data and pure functions (the only I/O is
-//! reading config files, and binding the listening sockets both the emperor and the
-//! vassal bind), so the emperor (`rsgid`), the app server (`rsgi`) and the
-//! control client (`rsgictl`) agree on one definition.
+//! No tokio, no pyo3, no nix/libc, only safe Rust: everything here is plain data and pure
+//! functions (the only I/O is reading config files), so the emperor (`rsgid`), the app
+//! server (`rsgi`) and the control client (`rsgictl`) agree on one definition. What makes
+//! system calls (binding sockets, shared counters, stats sampling, user lookup, ...) lives
+//! in the `rsgi-os` crate.
 //!
 //! # Layout
 //!
@@ -16,28 +17,26 @@
 //! - [`xml`]: uWSGI's XML config form (`<uwsgi><socket>...</socket></uwsgi>`).
 //! - [`expand`]: magic variables (`%d %n %k ...`, replaced as a file is read) and
 //!   references (`%(option)`, `$(ENV)`, `@(file)`, resolved once everything is read).
-//! - [`cli`]: the `rsgi` command line ([`parse_args`]) and config-file loading
-//!   ([`load_file`]).
+//! - [`cli`]: the `rsgi` command line ([`parse_args_with`]) and config-file loading
+//!   ([`load_file_with`]).
 //! - [`backoff`]: exponential backoff, shared by rsgid's lifecycle and the vassal master.
 //! - [`bounds`]: the one function that reads a config file (regular files only, never
 //!   blocking, size-capped) and the caps on includes, placeholders and expanded values.
+//! - [`system`]: what reading a configuration needs from the system, injected
+//!   ([`System`]: how a config file is opened, the [`Host`] facts of magic variables);
+//!   `rsgi-os` gives the real one, tests a fixed one.
 //! - [`error`]: [`ConfigError`], with `file:line` and exit codes.
 //! - [`notify`]: vassal -> supervisor notify messages and exit-code constants.
 //! - [`control`]: the control API types shared by `rsgid` and `rsgictl`.
-//! - [`shm`]: a vassal's per-worker counters in shared memory (written by its workers,
-//!   read by its master and, through the fd it passes over the notify socket, by rsgid).
-//! - [`stats`]: those counters as uWSGI's stats JSON (uwsgitop works unchanged).
-//! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, stale unix
-//!   sockets, ...) or taking them from `LISTEN_FDS`; the emperor binds them with the
-//!   same code the standalone vassal uses.
 //!
 //! # How configuration is read
 //!
-//! 1. [`parse_args`] splits the command line into options (`--name value`, `--name=value`,
+//! 1. [`parse_args_with`] splits the command line into options (`--name value`, `--name=value`,
 //!    `-p 4`, bare flags) and config files (`--ini`, `-x`, positional `*.ini`/`*.xml`),
 //!    using the table to know which options take values. `--help`, `--version`, `--stop`
 //!    and `--reload` short-circuit into an [`Invocation`].
-//! 2. Each config file is read (through [`bounds::read_config_file`]) by [`ini`] or [`xml`]
+//! 2. Each config file is read (through [`bounds::read_config_file`], opened by the
+//!    [`System`]) by [`ini`] or [`xml`]
 //!    into [`ini::Entry`]s (`key`, `value`, `line`, `file`), magic variables replaced as
 //!    each line is read; files named inside files (`ini = base.ini`) are read in place.
 //! 3. Once everything is read, every value's references (`%(name)`, `$(ENV)`, `@(file)`)
@@ -49,7 +48,8 @@
 //!    options that mean nothing here, and values read in a way worth telling, become
 //!    [`config::Notice`]s.
 //!
-//! The emperor calls [`load_file`] for one vassal file; `rsgi` calls [`parse_args`].
+//! The emperor calls [`load_file_with`] for one vassal file and `rsgi` calls
+//! [`parse_args_with`], both through `rsgi_os::config` (which passes the real [`System`]).
 #![deny(missing_docs)]
 
 pub mod backoff;
@@ -60,13 +60,14 @@ pub mod control;
 pub mod error;
 pub mod expand;
 pub mod ini;
-pub mod listen;
 pub mod logic;
 pub mod notify;
 pub mod options;
-pub mod shm;
-pub mod stats;
+pub mod system;
 pub mod xml;
 
-pub use cli::{load_file, parse_args, Invocation};
+#[cfg(feature = "legacy-system")]
+pub use cli::parse_args;
+pub use cli::{load_file_with, parse_args_with, Invocation};
 pub use error::ConfigError;
+pub use system::{Host, System};

@@ -25,7 +25,6 @@
 
 use std::path::Path;
 
-use crate::bounds::read_config_file;
 use crate::error::ConfigError;
 use crate::expand::Placeholders;
 use crate::ini::{define, resolve_all, Entry, Visitor};
@@ -69,7 +68,7 @@ pub(crate) fn visit_file<'e>(
     ph: &mut Placeholders<'e>,
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
-    let text = read_config_file(path, &ph.limits())?;
+    let text = ph.read_file(path)?;
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     parse_with(&text, path, &real, id, ph, visit)
 }
@@ -454,7 +453,7 @@ mod tests {
     }
 
     fn parse(text: &str, id: Option<&str>) -> Result<Vec<(String, String, usize)>, String> {
-        let mut ph = Placeholders::new(&no_env);
+        let mut ph = Placeholders::new(&no_env, &crate::system::testing::FIXED);
         parse_str(text, Path::new("/srv/app/app.xml"), id, &mut ph)
             .map(|es| es.into_iter().map(|e| (e.key, e.value, e.line)).collect())
             .map_err(|e| e.to_string())

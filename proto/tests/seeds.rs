@@ -10,8 +10,38 @@
 use std::path::PathBuf;
 
 use rsgi_proto::config::{ListenAddr, Notice, Protocol, SocketSpec, VassalConfig};
+use rsgi_proto::expand::EnvLookup;
 use rsgi_proto::notify::EXIT_USAGE;
-use rsgi_proto::{load_file, parse_args, ConfigError, Invocation};
+use rsgi_proto::{ConfigError, Host, Invocation, System};
+
+/// Plain opening (no fixture is a FIFO) and fixed host facts: the seeds name none of them.
+struct Fixtures;
+
+impl System for Fixtures {
+    fn open_config(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
+        std::fs::File::open(path)
+    }
+    fn host(&self) -> Host {
+        Host {
+            cwd: "/".into(),
+            hostname: "seed".into(),
+            cpus: 1,
+            uid: 1000,
+            user: "seed".into(),
+            gid: 1000,
+            group: "seed".into(),
+            started: std::time::Duration::ZERO,
+        }
+    }
+}
+
+fn load_file(path: &str, env: EnvLookup<'_>) -> Result<VassalConfig, ConfigError> {
+    rsgi_proto::load_file_with(path, env, &Fixtures)
+}
+
+fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
+    rsgi_proto::parse_args_with(args, env, &Fixtures)
+}
 
 fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/seeds/{name}", env!("CARGO_MANIFEST_DIR"))

@@ -6,7 +6,7 @@
 //! - [`uwsgi`]: the uwsgi packet codec (pure; `check` then `parse`, like mini-redis frames).
 //! - [`cgi`]: CGI/WSGI variable rules for both protocols (pure).
 //! - [`static_files`]: `static-map` resolution, content types, conditional GETs.
-//! - [`listen`] (re-exported from `rsgi_proto`): binding sockets, or taking them from
+//! - [`listen`] (re-exported from `rsgi_os`): binding sockets, or taking them from
 //!   `LISTEN_FDS`.
 //! - [`log`]: the log sink (`logto`, `logdate`, reopen on USR1) and access lines.
 //! - [`master`]: the master process: forks, supervises and reloads workers. Its
@@ -17,7 +17,7 @@
 //!   count at which a worker is recycled.
 //! - [`stats_server`]: the `stats` server of both process models (the master's, and the
 //!   single-process one on a tokio task).
-//! - [`shm`], [`stats`] (re-exported from `rsgi_proto`): per-worker counters in shared
+//! - [`shm`], [`stats`] (re-exported from `rsgi_os`): per-worker counters in shared
 //!   memory and their uWSGI-compatible stats JSON.
 //! - [`notify`]: READY/RELOADING/STOPPING to `$NOTIFY_SOCKET` or `$RSGI_NOTIFY_FD`.
 //! - [`process`]: daemonize, pidfiles, `--stop`/`--reload`.
@@ -81,4 +81,4 @@ pub mod stats_server;
 pub mod uwsgi;
 pub mod worker;
 
-pub use rsgi_proto::{listen, shm, stats};
+pub use rsgi_os::{listen, shm, stats};

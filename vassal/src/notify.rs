@@ -28,11 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag};
-use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType, UnixAddr};
+use nix::sys::socket::{self, MsgFlags};
 use rsgi_proto::notify::{format, Message, NOTIFY_FD_ENV};
 
+use rsgi_os::sd_notify::Systemd;
 /// systemd's variable naming its notify socket.
-pub const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
+pub use rsgi_os::sd_notify::NOTIFY_SOCKET_ENV;
 
 /// Sends notify messages to systemd and/or the emperor; does nothing when neither is there.
 #[derive(Debug, Default)]
@@ -43,14 +44,6 @@ pub struct Notifier {
     emperor: Option<OwnedFd>,
     /// A send failed and was logged: do not log again.
     warned: AtomicBool,
-}
-
-#[derive(Debug)]
-struct Systemd {
-    fd: OwnedFd,
-    addr: UnixAddr,
-    /// The variable's value, for messages.
-    shown: String,
 }
 
 impl Notifier {
@@ -129,9 +122,8 @@ impl Notifier {
         let bytes = text.as_bytes();
         let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
         if let Some(s) = &self.systemd {
-            let sent = retry(|| socket::sendto(s.fd.as_raw_fd(), bytes, &s.addr, flags));
-            if let Err(e) = sent {
-                self.warn_once(format_args!("cannot notify systemd at {}: {e}", s.shown));
+            if let Err(e) = s.send(&text) {
+                self.warn_once(format_args!("cannot notify systemd at {}: {e}", s.shown()));
             }
         }
         if let Some(fd) = &self.emperor {
@@ -195,31 +187,6 @@ impl Notifier {
     }
 }
 
-impl Systemd {
-    fn open(value: &str) -> Result<Systemd, String> {
-        let addr = if let Some(name) = value.strip_prefix('@') {
-            UnixAddr::new_abstract(name.as_bytes())
-        } else if value.starts_with('/') {
-            UnixAddr::new(value)
-        } else {
-            return Err("not an absolute path or @abstract name".to_owned());
-        }
-        .map_err(|e| format!("bad socket address ({e})"))?;
-        let fd = socket::socket(
-            AddressFamily::Unix,
-            SockType::Datagram,
-            SockFlag::SOCK_CLOEXEC,
-            None,
-        )
-        .map_err(|e| format!("cannot create a socket ({e})"))?;
-        Ok(Systemd {
-            fd,
-            addr,
-            shown: value.to_owned(),
-        })
-    }
-}
-
 /// Take ownership of the fd number in `RSGI_NOTIFY_FD`.
 fn claim_fd(value: &str) -> Result<OwnedFd, String> {
     let fd: RawFd = value
@@ -268,6 +235,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType};
     use rsgi_proto::notify::parse;
     use std::os::fd::IntoRawFd;
     use std::os::unix::net::UnixDatagram;

@@ -36,14 +36,14 @@ use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
-use crate::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
 use nix::sys::socket::{
     self, sockopt, AddressFamily, Backlog, SockFlag, SockType, SockaddrLike, SockaddrStorage,
     UnixAddr,
 };
-use nix::unistd::{Gid, Group, Uid, User};
+use nix::unistd::{Gid, Uid};
+use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 
 /// The first inherited fd in systemd's socket-activation convention (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: RawFd = 3;
@@ -574,7 +574,7 @@ fn bind_unix(
 }
 
 /// Make `path` free for `bind(2)`: the directory must exist; a stale socket is removed; a
-/// live socket or any other file is an error.
+/// live socket or any other file is an error ([`crate::sockfile::clear_stale`]).
 fn prepare_path(path: &Path) -> Result<(), ListenError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
@@ -584,57 +584,21 @@ fn prepare_path(path: &Path) -> Result<(), ListenError> {
             });
         }
     }
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(source) => {
-            return Err(ListenError::Existing {
-                about: "check existing socket",
-                path: path.to_owned(),
-                source,
-            })
-        }
-    };
-    if !meta.file_type().is_socket() {
-        return Err(ListenError::NotASocket {
-            path: path.to_owned(),
-        });
-    }
-    match probe(path) {
-        // Nobody answers: a leftover of a server that died without vacuum.
-        Err(Errno::ECONNREFUSED) => match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ListenError::Existing {
-                about: "remove stale socket",
-                path: path.to_owned(),
-                source,
-            }),
-        },
-        // Gone between the stat and the connect: free.
-        Err(Errno::ENOENT) => Ok(()),
-        // Connected, or its backlog is full (EAGAIN): a live server.
-        Ok(()) | Err(Errno::EAGAIN) => Err(ListenError::InUse {
+    use crate::sockfile::{clear_stale, StaleError};
+    match clear_stale(path) {
+        Ok(_) => Ok(()),
+        Err(StaleError::InUse) => Err(ListenError::InUse {
             path: path.to_owned(),
         }),
-        Err(e) => Err(ListenError::Existing {
-            about: "check existing socket",
+        Err(StaleError::NotASocket) => Err(ListenError::NotASocket {
             path: path.to_owned(),
-            source: e.into(),
+        }),
+        Err(StaleError::Io { about, source }) => Err(ListenError::Existing {
+            about,
+            path: path.to_owned(),
+            source,
         }),
     }
-}
-
-/// Try to connect to a unix socket without blocking.
-fn probe(path: &Path) -> Result<(), Errno> {
-    let fd = socket::socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
-        None,
-    )?;
-    let addr = UnixAddr::new(path)?;
-    socket::connect(fd.as_raw_fd(), &addr)
 }
 
 /// Apply `chmod-socket` and `chown-socket` to a socket file just bound, never through a
@@ -713,27 +677,19 @@ fn resolve_owner(spec: &str) -> Result<Owner, ListenError> {
     };
     let uid = match user {
         "" => None,
-        u => Some(match u.parse::<u32>() {
-            Ok(n) => Uid::from_raw(n),
-            Err(_) => {
-                User::from_name(u)
-                    .map_err(|e| lookup_err("user", u, e))?
-                    .ok_or_else(|| unknown("user", u))?
-                    .uid
-            }
-        }),
+        u => Some(Uid::from_raw(
+            crate::users::uid_of(u)
+                .map_err(|e| lookup_err("user", u, e))?
+                .ok_or_else(|| unknown("user", u))?,
+        )),
     };
     let gid = match group {
         None | Some("") => None,
-        Some(g) => Some(match g.parse::<u32>() {
-            Ok(n) => Gid::from_raw(n),
-            Err(_) => {
-                Group::from_name(g)
-                    .map_err(|e| lookup_err("group", g, e))?
-                    .ok_or_else(|| unknown("group", g))?
-                    .gid
-            }
-        }),
+        Some(g) => Some(Gid::from_raw(
+            crate::users::gid_of(g)
+                .map_err(|e| lookup_err("group", g, e))?
+                .ok_or_else(|| unknown("group", g))?,
+        )),
     };
     Ok(Owner {
         spec: spec.to_owned(),
@@ -1060,7 +1016,9 @@ mod tests {
 
     #[test]
     fn chown_by_name_resolves() {
-        let me = User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        let me = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap();
         let owner = resolve_owner(&me.name).unwrap();
         assert_eq!(owner.uid, Some(me.uid));
         assert_eq!(owner.gid, None);

@@ -1,0 +1,157 @@
+//! The system side of reading a configuration ([`rsgi_proto::System`]): [`Os`] opens
+//! config files without blocking and asks the system for the [`Host`] facts; [`parse_args`],
+//! [`load_file`] and [`read_config_bytes`] are proto's readers with [`Os`] passed in, the
+//! entry points the programs call.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use rsgi_proto::bounds::Limits;
+use rsgi_proto::config::VassalConfig;
+use rsgi_proto::expand::EnvLookup;
+use rsgi_proto::{ConfigError, Host, Invocation, System};
+
+/// The real system: see the module doc.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Os;
+
+impl System for Os {
+    /// std opens with `O_CLOEXEC` already; `O_NONBLOCK` makes opening a FIFO without a
+    /// writer return at once, `O_NOCTTY` keeps a terminal from becoming ours.
+    fn open_config(&self, path: &Path) -> io::Result<File> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open(path)
+    }
+
+    /// `%k` is the CPUs this process may run on (affinity and cgroup limits honoured, as
+    /// [`std::thread::available_parallelism`]); names come from [`crate::users`] (the
+    /// number when there is no entry).
+    fn host(&self) -> Host {
+        let uid = nix::unistd::getuid().as_raw();
+        let gid = nix::unistd::getgid().as_raw();
+        Host {
+            cwd: std::env::current_dir()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            hostname: nix::unistd::gethostname()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            cpus: std::thread::available_parallelism().map_or(1, usize::from),
+            uid,
+            user: crate::users::user_by_uid(uid)
+                .ok()
+                .flatten()
+                .map_or_else(|| uid.to_string(), |u| u.name),
+            gid,
+            group: crate::users::group_name(gid)
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| gid.to_string()),
+            started: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `rsgi`'s command line: [`rsgi_proto::parse_args_with`] with [`Os`].
+///
+/// # Errors
+/// As [`rsgi_proto::parse_args_with`].
+pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
+    rsgi_proto::parse_args_with(args, env, &Os)
+}
+
+/// One vassal file: [`rsgi_proto::load_file_with`] with [`Os`].
+///
+/// # Errors
+/// As [`rsgi_proto::load_file_with`].
+pub fn load_file(
+    path_with_optional_section: &str,
+    env: EnvLookup<'_>,
+) -> Result<VassalConfig, ConfigError> {
+    rsgi_proto::load_file_with(path_with_optional_section, env, &Os)
+}
+
+/// The bytes of a config file within `limits`, never blocking:
+/// [`rsgi_proto::bounds::read_config_bytes`] with [`Os`] (rsgid fingerprints vassal files
+/// with it).
+///
+/// # Errors
+/// As [`rsgi_proto::bounds::read_config_bytes`].
+pub fn read_config_bytes(path: &Path, limits: &Limits) -> Result<Vec<u8>, ConfigError> {
+    rsgi_proto::bounds::read_config_bytes(path, limits, &Os)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn current_host_is_plausible() {
+        let h = Os.host();
+        assert!(h.cpus >= 1);
+        assert!(!h.hostname.is_empty());
+        assert!(h.started > Duration::from_secs(1_600_000_000));
+        assert_eq!(h.uid, nix::unistd::getuid().as_raw());
+        assert!(!h.user.is_empty() && !h.group.is_empty());
+    }
+
+    /// A FIFO (no writer) is refused without blocking, read directly, named by `ini = `
+    /// in a file, or named on the command line; a terminal-like device is refused too.
+    #[test]
+    fn a_fifo_never_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.ini");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let fifo = fifo.display().to_string();
+        let include = dir.path().join("include.ini");
+        std::fs::write(&include, format!("[uwsgi]\nthreads = 1\nini = {fifo}\n")).unwrap();
+        let include = include.display().to_string();
+        let no_env = |_: &str| None;
+        let not_regular = format!("{fifo}: not a regular file (a FIFO)");
+        let cases: Vec<(&str, String, String)> = vec![
+            (
+                "read_config_bytes",
+                read_config_bytes(Path::new(&fifo), &Limits::DEFAULT)
+                    .unwrap_err()
+                    .to_string(),
+                not_regular.clone(),
+            ),
+            (
+                "load_file",
+                load_file(&fifo, &no_env).unwrap_err().to_string(),
+                not_regular.clone(),
+            ),
+            (
+                "include",
+                load_file(&include, &no_env).unwrap_err().to_string(),
+                format!("{include}:3: ini = {fifo}: {not_regular}"),
+            ),
+            (
+                "--ini",
+                parse_args(&["--ini".to_owned(), fifo.clone()], &no_env)
+                    .unwrap_err()
+                    .to_string(),
+                not_regular.clone(),
+            ),
+            (
+                "/dev/null",
+                read_config_bytes(Path::new("/dev/null"), &Limits::DEFAULT)
+                    .unwrap_err()
+                    .to_string(),
+                "/dev/null: not a regular file (a character device)".to_owned(),
+            ),
+        ];
+        for (name, got, want) in cases {
+            assert_eq!(got, want, "{name}");
+        }
+    }
+}

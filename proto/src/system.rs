@@ -1,0 +1,170 @@
+//! What reading a configuration needs from the system, injected so that this crate stays
+//! plain data and pure functions: how a config file is opened ([`System::open_config`])
+//! and the facts of the running process that magic variables show ([`Host`]).
+//!
+//! The programs pass `rsgi_os::config::Os` (it opens with `O_NONBLOCK | O_NOCTTY |
+//! O_CLOEXEC` and asks the system for the host facts); tests pass a fixed [`Host`].
+//!
+//! Why a trait rather than std-only code here: std cannot open a file without blocking
+//! on a FIFO (the flags are numbers std does not name), and the user and group names of
+//! `%U`/`%G` come from NSS (`getpwuid`), which std does not reach. Both need libc, so they
+//! live in `rsgi-os` and reach the readers through this trait.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+/// The system side of reading a configuration.
+pub trait System {
+    /// Open `path` for reading so that opening never blocks (a FIFO without a writer) and
+    /// never takes a controlling terminal; the caller checks what it opened
+    /// ([`crate::bounds::read_config_bytes`]).
+    ///
+    /// # Errors
+    /// Whatever opening the file gives.
+    fn open_config(&self, path: &Path) -> io::Result<File>;
+
+    /// The facts of this process ([`Host`]), asked for once per configuration, when a
+    /// magic variable or `if-hostname` first needs them.
+    fn host(&self) -> Host;
+}
+
+/// Facts about the running process that magic variables show. The programs fill one from
+/// the system (`rsgi_os::config::Os`); tests build one by hand, so the expansion itself is
+/// a pure function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// `%v`: the working directory.
+    pub cwd: String,
+    /// `%h`: the host name.
+    pub hostname: String,
+    /// `%k`: the number of CPU cores this process may run on.
+    pub cpus: usize,
+    /// `%u`: the uid.
+    pub uid: u32,
+    /// `%U`: the user name (the uid when it has none).
+    pub user: String,
+    /// `%g`: the gid.
+    pub gid: u32,
+    /// `%G`: the group name (the gid when it has none).
+    pub group: String,
+    /// `%t`, `%T`: time since the epoch when the configuration was read.
+    pub started: Duration,
+}
+
+/// The system asked through nix/libc, for [`crate::cli::parse_args`] only. **Transitional**
+/// (feature `legacy-system`): the same as `rsgi_os::config::Os`, kept here until `rsgi`'s
+/// `vassal/src/run.rs` calls `rsgi_os::config::parse_args`; then this module and the
+/// feature go.
+#[cfg(feature = "legacy-system")]
+pub mod legacy {
+    use super::{Host, System};
+    use std::os::unix::fs::OpenOptionsExt;
+
+    /// See the module doc.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Nix;
+
+    impl System for Nix {
+        fn open_config(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+                .open(path)
+        }
+
+        fn host(&self) -> Host {
+            let uid = nix::unistd::getuid();
+            let gid = nix::unistd::getgid();
+            Host {
+                cwd: std::env::current_dir()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                hostname: nix::unistd::gethostname()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                cpus: std::thread::available_parallelism().map_or(1, usize::from),
+                uid: uid.as_raw(),
+                user: nix::unistd::User::from_uid(uid)
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| uid.to_string(), |u| u.name),
+                gid: gid.as_raw(),
+                group: nix::unistd::Group::from_gid(gid)
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| gid.to_string(), |g| g.name),
+                started: std::time::SystemTime::now()
+                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            }
+        }
+    }
+}
+
+/// A [`System`] for this crate's unit tests: a fixed [`Host`], files opened with a plain
+/// `File::open` (the tests never name a FIFO; `rsgi-os` tests the real opening).
+#[cfg(test)]
+pub(crate) mod testing {
+    #![allow(clippy::unwrap_used)]
+    use super::{Host, System};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    /// The fixed facts the tests expect.
+    pub(crate) fn host() -> Host {
+        Host {
+            cwd: "/run/vassals".into(),
+            hostname: "web1".into(),
+            cpus: 8,
+            uid: 1000,
+            user: "app".into(),
+            gid: 100,
+            group: "users".into(),
+            started: Duration::from_micros(1_700_000_000_123_456),
+        }
+    }
+
+    /// Plain opening, [`host`] as the facts.
+    pub(crate) struct Fixed;
+
+    impl System for Fixed {
+        fn open_config(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
+            std::fs::File::open(path)
+        }
+        fn host(&self) -> Host {
+            host()
+        }
+    }
+
+    /// The one [`Fixed`] the tests share.
+    pub(crate) static FIXED: Fixed = Fixed;
+
+    /// A unique temp dir, removed on drop (std only: this crate's tests need no tempfile).
+    pub(crate) struct TempDir(pub(crate) PathBuf);
+
+    impl TempDir {
+        pub(crate) fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("rsgi-proto-{tag}-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        pub(crate) fn write(&self, name: &str, text: &str) -> String {
+            let p = self.0.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
