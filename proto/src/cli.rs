@@ -116,14 +116,6 @@ pub fn parse_args_with(
     Ok(Invocation::Serve(Box::new(loader.config)))
 }
 
-/// [`parse_args_with`] with the system asked through nix. **Transitional**, behind the
-/// `legacy-system` feature (which pulls nix/libc into this crate): only for `rsgi`'s
-/// `vassal/src/run.rs` until it calls `rsgi_os::config::parse_args`; then the feature goes.
-#[cfg(feature = "legacy-system")]
-pub fn parse_args(args: &[String], env: EnvLookup<'_>) -> Result<Invocation, ConfigError> {
-    parse_args_with(args, env, &crate::system::legacy::Nix)
-}
-
 /// Load one config file: `app.ini`, `app.ini:section`, `app.xml`, `app.xml:id`. The format
 /// follows the extension (`.xml` is XML; `.json`, `.yaml`, `.yml`, `.js` and `.lua` are
 /// refused; anything else is read as ini). [`VassalConfig::source`] is set to the file's path.

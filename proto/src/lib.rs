@@ -66,8 +66,6 @@ pub mod options;
 pub mod system;
 pub mod xml;
 
-#[cfg(feature = "legacy-system")]
-pub use cli::parse_args;
 pub use cli::{load_file_with, parse_args_with, Invocation};
 pub use error::ConfigError;
 pub use system::{Host, System};

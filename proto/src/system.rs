@@ -53,56 +53,6 @@ pub struct Host {
     pub started: Duration,
 }
 
-/// The system asked through nix/libc, for [`crate::cli::parse_args`] only. **Transitional**
-/// (feature `legacy-system`): the same as `rsgi_os::config::Os`, kept here until `rsgi`'s
-/// `vassal/src/run.rs` calls `rsgi_os::config::parse_args`; then this module and the
-/// feature go.
-#[cfg(feature = "legacy-system")]
-pub mod legacy {
-    use super::{Host, System};
-    use std::os::unix::fs::OpenOptionsExt;
-
-    /// See the module doc.
-    #[derive(Debug, Clone, Copy)]
-    pub struct Nix;
-
-    impl System for Nix {
-        fn open_config(&self, path: &std::path::Path) -> std::io::Result<std::fs::File> {
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-                .open(path)
-        }
-
-        fn host(&self) -> Host {
-            let uid = nix::unistd::getuid();
-            let gid = nix::unistd::getgid();
-            Host {
-                cwd: std::env::current_dir()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                hostname: nix::unistd::gethostname()
-                    .map(|h| h.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                cpus: std::thread::available_parallelism().map_or(1, usize::from),
-                uid: uid.as_raw(),
-                user: nix::unistd::User::from_uid(uid)
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| uid.to_string(), |u| u.name),
-                gid: gid.as_raw(),
-                group: nix::unistd::Group::from_gid(gid)
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| gid.to_string(), |g| g.name),
-                started: std::time::SystemTime::now()
-                    .duration_since(std::time::SystemTime::UNIX_EPOCH)
-                    .unwrap_or_default(),
-            }
-        }
-    }
-}
-
 /// A [`System`] for this crate's unit tests: a fixed [`Host`], files opened with a plain
 /// `File::open` (the tests never name a FIFO; `rsgi-os` tests the real opening).
 #[cfg(test)]

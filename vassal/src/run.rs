@@ -25,7 +25,7 @@ use crate::worker::{control_signals, load, serve_worker};
 /// Run `rsgi` with `args` (without `argv[0]`); returns the exit code.
 pub fn main_with_args(args: &[String]) -> i32 {
     let env = |key: &str| std::env::var(key).ok();
-    let invocation = match rsgi_proto::parse_args(args, &env) {
+    let invocation = match rsgi_os::parse_args(args, &env) {
         Ok(i) => i,
         Err(e) => {
             eprintln!("rsgi: {e}");
@@ -161,7 +161,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
 /// `uid`/`gid`: when started as root, become the configured user and group once the
 /// sockets and pidfile exist (as uWSGI does). An unknown user or group is an error.
 fn drop_privileges(config: &VassalConfig) -> Result<(), Fatal> {
-    use nix::unistd::{getgid, getuid, setgid, setgroups, setuid, Gid, Group, Uid, User};
+    use nix::unistd::{getgid, getuid, setgid, setgroups, setuid, Gid, Uid};
     // As uWSGI: only root switches users; for anyone else `uid`/`gid` mean nothing.
     if !nix::unistd::geteuid().is_root() {
         return Ok(());
@@ -169,27 +169,21 @@ fn drop_privileges(config: &VassalConfig) -> Result<(), Fatal> {
     let fail = |what: String| Fatal::new(notify::EXIT_CONFIG, what);
     let user = match &config.uid {
         None => None,
-        Some(spec) => {
-            let found = match spec.parse::<u32>() {
-                Ok(n) => User::from_uid(Uid::from_raw(n)),
-                Err(_) => User::from_name(spec),
-            }
-            .map_err(|e| fail(format!("uid {spec}: {e}")))?;
-            Some(found.ok_or_else(|| fail(format!("uid {spec}: no such user")))?)
-        }
+        Some(spec) => Some(
+            rsgi_os::users::user(spec)
+                .map_err(|e| fail(format!("uid {spec}: {e}")))?
+                .ok_or_else(|| fail(format!("uid {spec}: no such user")))?,
+        ),
     };
     let gid = match &config.gid {
         None => user.as_ref().map(|u| u.gid),
-        Some(spec) => Some(match spec.parse::<u32>() {
-            Ok(n) => Gid::from_raw(n),
-            Err(_) => {
-                Group::from_name(spec)
-                    .map_err(|e| fail(format!("gid {spec}: {e}")))?
-                    .ok_or_else(|| fail(format!("gid {spec}: no such group")))?
-                    .gid
-            }
-        }),
-    };
+        Some(spec) => Some(
+            rsgi_os::users::gid_of(spec)
+                .map_err(|e| fail(format!("gid {spec}: {e}")))?
+                .ok_or_else(|| fail(format!("gid {spec}: no such group")))?,
+        ),
+    }
+    .map(Gid::from_raw);
     if let Some(gid) = gid {
         if gid != getgid() {
             setgroups(&[gid]).map_err(|e| fail(format!("setgroups({gid}): {e}")))?;
@@ -197,12 +191,14 @@ fn drop_privileges(config: &VassalConfig) -> Result<(), Fatal> {
         }
     }
     if let Some(user) = user {
-        if user.uid != getuid() {
-            setuid(user.uid).map_err(|e| fail(format!("setuid({}): {e}", user.name)))?;
+        let uid = Uid::from_raw(user.uid);
+        if uid != getuid() {
+            setuid(uid).map_err(|e| fail(format!("setuid({}): {e}", user.name)))?;
         }
     }
     Ok(())
 }
+
 /// One process that is its own worker (no master).
 fn serve_single(
     config: &VassalConfig,
