@@ -581,28 +581,21 @@ pub enum StatsAddr {
 }
 
 impl StatsAddr {
-    /// Parse `HOST:PORT`, `:PORT`, `unix:PATH` or a path (anything with a `/`).
+    /// Parse a stats address with the one grammar ([`rsgi_proto::stats_addr`]); rsgid
+    /// serves its emperor stats on a unix socket path or an IP address and port (no
+    /// abstract socket, no host name to resolve).
     pub fn parse(value: &str) -> Result<StatsAddr, String> {
-        if let Some(path) = value.strip_prefix("unix:") {
-            if !path.is_empty() {
-                return Ok(StatsAddr::Unix(PathBuf::from(path)));
-            }
-        } else if value.contains('/') {
-            return Ok(StatsAddr::Unix(PathBuf::from(value)));
-        } else if let Some(port) = value.strip_prefix(':') {
-            if let Ok(port) = port.parse::<u16>() {
-                return Ok(StatsAddr::Tcp(SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    port,
-                )));
-            }
-        } else if let Ok(addr) = value.parse() {
-            return Ok(StatsAddr::Tcp(addr));
+        use rsgi_proto::stats_addr::{self, StatsAddr as A};
+        match stats_addr::parse(value)? {
+            A::Unix(path) => Ok(StatsAddr::Unix(path)),
+            A::Tcp { host, port } => host
+                .parse::<IpAddr>()
+                .map(|ip| StatsAddr::Tcp(SocketAddr::new(ip, port)))
+                .map_err(|_| format!("rsgid's stats need an IP address, not a host name: {value:?}")),
+            A::Abstract(_) => Err(format!(
+                "rsgid's stats cannot use an abstract socket: use a path or HOST:PORT, got {value:?}"
+            )),
         }
-        Err(format!(
-            "expected HOST:PORT, :PORT or a socket path (like 127.0.0.1:9191 or \
-             /run/rsgi/emperor-stats.sock), got {value:?}"
-        ))
     }
 }
 

@@ -52,8 +52,9 @@
 //! [`WorkerSlot::reset_for_spawn`] lists exactly what is reset.
 //!
 //! The region is a memfd so that it can outlive an `execve` of the master (a full
-//! reload): [`Shm::keep_across_exec`] clears close-on-exec and the new program finds
-//! the fd number in [`SHM_FD_ENV`] ([`Shm::from_env`]). If the new configuration has a
+//! reload): the master duplicates it to a high fd number without close-on-exec
+//! (`F_DUPFD`, in `vassal/src/master.rs`) and the new program finds that number in
+//! [`SHM_FD_ENV`] ([`Shm::from_env`]). If the new configuration has a
 //! different number of workers the old region is rejected and the caller creates a
 //! fresh one (counters start again from zero).
 //!
@@ -1036,13 +1037,6 @@ impl Shm {
         self.fd.as_fd()
     }
 
-    /// Clears close-on-exec on the memfd so that it survives the master's `execve`
-    /// and returns its number, to be put in [`SHM_FD_ENV`] of the new program.
-    pub fn keep_across_exec(&self) -> Result<RawFd, ShmError> {
-        set_cloexec(self.fd.as_fd(), false)?;
-        Ok(self.fd.as_raw_fd())
-    }
-
     /// Number of worker slots.
     pub fn workers(&self) -> usize {
         self.workers
@@ -1204,14 +1198,11 @@ mod tests {
     }
 
     #[test]
-    fn memfd_is_cloexec_until_kept() {
+    fn memfd_is_cloexec_and_sealed() {
         let shm = Shm::create(1).unwrap();
         let flags =
             |shm: &Shm| FdFlag::from_bits_truncate(fcntl(shm.fd(), FcntlArg::F_GETFD).unwrap());
         assert!(flags(&shm).contains(FdFlag::FD_CLOEXEC));
-        let raw = shm.keep_across_exec().unwrap();
-        assert_eq!(raw, shm.fd().as_raw_fd());
-        assert!(!flags(&shm).contains(FdFlag::FD_CLOEXEC));
         // Sealed: cannot be resized under the mappings.
         assert!(ftruncate(shm.fd(), 0).is_err());
     }

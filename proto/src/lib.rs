@@ -20,6 +20,7 @@
 //! - [`cli`]: the `rsgi` command line ([`parse_args_with`]) and config-file loading
 //!   ([`load_file_with`]).
 //! - [`backoff`]: exponential backoff, shared by rsgid's lifecycle and the vassal master.
+//! - [`stats_addr`]: the stats address grammar (`stats`, rsgid's `--stats`).
 //! - [`bounds`]: the one function that reads a config file (regular files only, never
 //!   blocking, size-capped) and the caps on includes, placeholders and expanded values.
 //! - [`system`]: what reading a configuration needs from the system, injected
@@ -63,6 +64,7 @@ pub mod ini;
 pub mod logic;
 pub mod notify;
 pub mod options;
+pub mod stats_addr;
 pub mod system;
 pub mod xml;
 

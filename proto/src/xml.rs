@@ -22,6 +22,12 @@
 //!   outside an option) name `file:line`.
 //!
 //! It is not a general XML parser: no namespaces, no DTD entities.
+//!
+//! Why by hand rather than a crate (roxmltree, quick-xml): errors must name `file:line`
+//! of the element, values go through the same placeholder expansion as ini lines, and
+//! uWSGI's XML is a flat list of option elements; a DOM crate would add a dependency and
+//! a byte-offset-to-line mapping for ~300 lines that only need this subset, and its
+//! tolerance for DTD entities (billion laughs) would have to be turned off anyway.
 
 use std::path::Path;
 

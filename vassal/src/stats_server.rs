@@ -31,24 +31,27 @@ impl StatsListener {
     /// Bind `addr` as uWSGI reads it: a path (anything with a `/`, or `unix:PATH`), an
     /// abstract name (`@name`), `:PORT` (every IPv4 address) or `HOST:PORT`.
     pub(crate) fn bind(addr: &str) -> std::io::Result<StatsListener> {
+        use rsgi_proto::stats_addr::{self, StatsAddr};
         use std::os::unix::fs::FileTypeExt;
-        let path = addr.strip_prefix("unix:").unwrap_or(addr);
-        let listener = if let Some(name) = path.strip_prefix('@') {
-            use std::os::linux::net::SocketAddrExt;
-            let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
-            StatsListener::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
-        } else if path.contains('/') || addr.starts_with("unix:") {
-            // A stale socket file (left by a killed server) is replaced.
-            if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-                std::fs::remove_file(path)?;
+        let parsed = stats_addr::parse(addr)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let listener = match parsed {
+            StatsAddr::Abstract(name) => {
+                use std::os::linux::net::SocketAddrExt;
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+                StatsListener::Unix(std::os::unix::net::UnixListener::bind_addr(&a)?)
             }
-            StatsListener::Unix(std::os::unix::net::UnixListener::bind(path)?)
-        } else {
-            let tcp = match addr.strip_prefix(':') {
-                Some(port) => format!("0.0.0.0:{port}"),
-                None => addr.to_owned(),
-            };
-            StatsListener::Tcp(std::net::TcpListener::bind(tcp)?)
+            StatsAddr::Unix(path) => {
+                // The path is replaced, as uWSGI does: a new generation (a reload by
+                // rsgid) takes the stats over from the one it replaces.
+                if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_socket()) {
+                    std::fs::remove_file(&path)?;
+                }
+                StatsListener::Unix(std::os::unix::net::UnixListener::bind(&path)?)
+            }
+            StatsAddr::Tcp { host, port } => {
+                StatsListener::Tcp(std::net::TcpListener::bind((host.as_str(), port))?)
+            }
         };
         match &listener {
             StatsListener::Tcp(l) => l.set_nonblocking(true)?,
