@@ -122,31 +122,7 @@ fn place_fds(sources: &[RawFd]) -> io::Result<()> {
     }
     // SAFETY: setsid has no memory effects; failing (already a leader) is harmless.
     unsafe { libc::setsid() };
-    let floor = 3 + sources.len() as RawFd;
-    // First lift every source above the target range (F_DUPFD picks the lowest free
-    // fd >= floor), then place each at its target with dup2, which clears CLOEXEC.
-    let mut lifted = [0 as RawFd; 64];
-    if sources.len() > lifted.len() {
-        return Err(io::Error::from_raw_os_error(libc::EMFILE));
-    }
-    for (i, &fd) in sources.iter().enumerate() {
-        // SAFETY: fcntl(F_DUPFD) on an fd that is open in this process.
-        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD, floor) };
-        if high < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        lifted[i] = high;
-    }
-    for (i, &high) in lifted[..sources.len()].iter().enumerate() {
-        // SAFETY: dup2 onto a target in 3..floor; whatever was there is not needed by
-        // the image we are about to exec (everything the child needs is in `lifted`).
-        if unsafe { libc::dup2(high, 3 + i as RawFd) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `high` is our own duplicate, no longer needed.
-        unsafe { libc::close(high) };
-    }
-    Ok(())
+    rsgi_os::fds::place_at(sources, 3)
 }
 
 /// Where the `rsgi` binary is: the configured path, else next to this executable, else

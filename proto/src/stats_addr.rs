@@ -53,7 +53,10 @@ pub fn parse(value: &str) -> Result<StatsAddr, String> {
     let port: u16 = port.parse().map_err(|_| bad())?;
     let host = match host {
         "" => "0.0.0.0",
-        h => h.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(h),
+        h => h
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h),
     };
     if host.is_empty() || host.contains(char::is_whitespace) {
         return Err(bad());
@@ -70,16 +73,28 @@ mod tests {
 
     #[test]
     fn grammar_table() {
-        let tcp = |h: &str, port| StatsAddr::Tcp { host: h.into(), port };
+        let tcp = |h: &str, port| StatsAddr::Tcp {
+            host: h.into(),
+            port,
+        };
         let rows: &[(&str, Option<StatsAddr>)] = &[
             ("127.0.0.1:9191", Some(tcp("127.0.0.1", 9191))),
             (":9191", Some(tcp("0.0.0.0", 9191))),
             ("localhost:9191", Some(tcp("localhost", 9191))),
             ("[::1]:9191", Some(tcp("::1", 9191))),
-            ("/run/rsgi/stats.sock", Some(StatsAddr::Unix("/run/rsgi/stats.sock".into()))),
-            ("unix:stats.sock", Some(StatsAddr::Unix("stats.sock".into()))),
+            (
+                "/run/rsgi/stats.sock",
+                Some(StatsAddr::Unix("/run/rsgi/stats.sock".into())),
+            ),
+            (
+                "unix:stats.sock",
+                Some(StatsAddr::Unix("stats.sock".into())),
+            ),
             ("./stats.sock", Some(StatsAddr::Unix("./stats.sock".into()))),
-            ("@rsgi-stats", Some(StatsAddr::Abstract("rsgi-stats".into()))),
+            (
+                "@rsgi-stats",
+                Some(StatsAddr::Abstract("rsgi-stats".into())),
+            ),
             ("unix:", None),
             ("@", None),
             ("9191", None),

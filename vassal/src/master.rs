@@ -523,7 +523,7 @@ impl Master<'_> {
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
 
-        // Move every fd that must survive to a high number first, so placing the
+        // Move the other fds that must survive to a high number first, so placing the
         // listeners at 3.. cannot clobber them.
         let high = |fd: RawFd| -> Result<RawFd, String> {
             nix::fcntl::fcntl(
@@ -533,10 +533,13 @@ impl Master<'_> {
             )
             .map_err(|e| format!("dup {fd}: {e}"))
         };
-        let mut listener_fds = Vec::new();
-        for s in self.sockets {
-            listener_fds.push(high(s.listener.as_raw_fd())?);
-        }
+        // The listeners are placed at 3.. below (rsgi_os::fds::place_at lifts them
+        // first itself); the counters and the notify socket keep high numbers.
+        let listener_fds: Vec<RawFd> = self
+            .sockets
+            .iter()
+            .map(|s| s.listener.as_raw_fd())
+            .collect();
         let shm_fd = high(self.shm.fd().as_raw_fd())?;
         let notify_fd = match self.notifier.emperor_fd() {
             Some(fd) => Some(high(fd)?),
@@ -548,14 +551,8 @@ impl Master<'_> {
             .map(|(id, pid)| format!("{}:{pid}", id.get()))
             .collect();
         // From here on the process is committed: fds 3.. are overwritten.
-        for (i, fd) in listener_fds.iter().enumerate() {
-            let target = 3 + i as RawFd;
-            // SAFETY: dup2 onto a low fd number; whatever was there is no longer
-            // needed because this process executes a new image right after.
-            let r = unsafe { libc::dup2(*fd, target) };
-            if r < 0 {
-                std::process::exit(notify::EXIT_OS);
-            }
+        if rsgi_os::fds::place_at(&listener_fds, 3).is_err() {
+            std::process::exit(notify::EXIT_OS);
         }
         std::env::set_var("LISTEN_FDS", listener_fds.len().to_string());
         std::env::set_var("LISTEN_FDNAMES", names.join(":"));
