@@ -5,7 +5,6 @@
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rsgi_e2e::*;
@@ -46,20 +45,7 @@ fn scans(e: &Emperor) -> u64 {
 
 /// `rsgictl --json list` as JSON.
 fn list(e: &Emperor) -> serde_json::Value {
-    let out = Command::new(bin("rsgictl"))
-        .env_remove("RSGI_CONTROL")
-        .stdin(Stdio::null())
-        .arg("--socket")
-        .arg(e.control_socket())
-        .args(["--json", "list"])
-        .output()
-        .expect("run rsgictl");
-    // 3: some vassal is not ready (the failed entries below).
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "rsgictl list: {out:?}"
-    );
-    serde_json::from_slice(&out.stdout).expect("rsgictl printed JSON")
+    e.list_json()
 }
 
 /// The `list` entry of vassal `name`, once it satisfies `cond`.

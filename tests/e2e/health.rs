@@ -4,7 +4,6 @@
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rsgi_e2e::*;
@@ -44,18 +43,7 @@ fn metrics_get(addr: &Addr, path: &str) -> (u16, String) {
 }
 
 fn rsgictl(e: &Emperor, args: &[&str]) -> (i32, String) {
-    let out = Command::new(bin("rsgictl"))
-        .env_remove("RSGI_CONTROL")
-        .stdin(Stdio::null())
-        .arg("--socket")
-        .arg(e.control_socket())
-        .args(args)
-        .output()
-        .expect("run rsgictl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    e.rsgictl(args)
 }
 
 #[test]

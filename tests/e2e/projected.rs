@@ -9,7 +9,6 @@
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rsgi_e2e::*;
@@ -77,15 +76,7 @@ impl Projection {
 
 /// `rsgictl --json list`: (name, state, generation) of every vassal.
 fn list(e: &Emperor) -> Vec<(String, String, u64)> {
-    let out = Command::new(bin("rsgictl"))
-        .env_remove("RSGI_CONTROL")
-        .stdin(Stdio::null())
-        .arg("--socket")
-        .arg(e.control_socket())
-        .args(["--json", "list"])
-        .output()
-        .expect("run rsgictl");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = e.list_json();
     v["vassals"]
         .as_array()
         .expect("vassals")

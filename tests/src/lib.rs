@@ -1897,6 +1897,31 @@ impl Emperor {
         self.dir().join("ctl.sock")
     }
 
+    /// Run the real `rsgictl --socket <this rsgid's control socket> args...` (without
+    /// `RSGI_CONTROL` from the test's environment): its exit code and stdout.
+    pub fn rsgictl(&self, args: &[&str]) -> (i32, String) {
+        let out = Command::new(bin("rsgictl"))
+            .env_remove("RSGI_CONTROL")
+            .stdin(Stdio::null())
+            .arg("--socket")
+            .arg(self.control_socket())
+            .args(args)
+            .output()
+            .expect("run rsgictl");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// `rsgictl --json list` as JSON (exit 0, or 3 when some vassal is not ready).
+    pub fn list_json(&self) -> serde_json::Value {
+        let (code, out) = self.rsgictl(&["--json", "list"]);
+        assert!(matches!(code, 0 | 3), "rsgictl list exited {code}: {out}");
+        serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("rsgictl printed no JSON ({e}): {out}"))
+    }
+
     /// `<tmp>/rsgid.log`.
     pub fn log_path(&self) -> &Path {
         &self.log_path

@@ -1608,39 +1608,6 @@ mod tests {
                  (the kernel caps it at net.core.somaxconn)")]);
 
     #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let ms = Duration::from_millis;
-        let cases = [
-            (ms(100), ms(10_000), 0, ms(100)),
-            (ms(100), ms(10_000), 1, ms(200)),
-            (ms(100), ms(10_000), 6, ms(6400)),
-            (ms(100), ms(10_000), 7, ms(10_000)),
-            (ms(100), ms(10_000), 31, ms(10_000)),
-            (ms(100), ms(10_000), 32, ms(10_000)),
-            (ms(500), ms(30_000), 3, ms(4000)),
-            (Duration::MAX, ms(1), 1, ms(1)),
-        ];
-        for (base, max, attempt, want) in cases {
-            assert_eq!(
-                backoff(base, max, attempt),
-                want,
-                "{base:?} {max:?} {attempt}"
-            );
-        }
-        let startup = [
-            (0, 100),
-            (1, 100),
-            (2, 200),
-            (4, 800),
-            (7, 6400),
-            (8, 10_000),
-        ];
-        for (failures, want) in startup {
-            assert_eq!(startup_backoff(failures), ms(want), "{failures}");
-        }
-    }
-
-    #[test]
     fn next_wakeup_is_the_earliest_deadline() {
         let base = serving();
         let cases = [
