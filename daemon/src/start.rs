@@ -110,15 +110,9 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
 /// connections. The soft default (1024) is low for a host of vassals. A failure is
 /// logged and rsgid goes on with what it has.
 fn raise_nofile() {
-    use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the open files limit"),
-            Err(e) => {
-                tracing::warn!("cannot raise the open files limit from {soft} to {hard}: {e}")
-            }
-        },
-        Ok(_) => {}
-        Err(e) => tracing::warn!("cannot read the open files limit: {e}"),
+    match rsgi_os::limits::raise_nofile() {
+        Ok(Some((from, to))) => tracing::debug!(from, to, "raised the open files limit"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
     }
 }

@@ -11,6 +11,7 @@
 //!   files opened without blocking, the host facts of magic variables) and the readers
 //!   the programs call ([`config::parse_args`], [`config::load_file`],
 //!   [`config::read_config_bytes`]).
+//! - [`limits`]: raising the open-files soft limit.
 //! - [`fds`]: placing fds at 3.. for a program about to be executed (async-signal-safe).
 //! - [`users`]: user and group lookup (NSS), for `chown-socket`, `uid`/`gid` and `%U`/`%G`.
 //! - [`listen`]: binding a vassal's listening sockets (`chmod-socket`, `chown-socket`,
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub mod fds;
+pub mod limits;
 pub mod listen;
 pub mod sd_notify;
 pub mod shm;

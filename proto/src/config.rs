@@ -101,6 +101,9 @@ pub struct VassalConfig {
     /// `socket-timeout`: seconds a client may stay silent while sending its request
     /// (each read of the request head and body); uWSGI's default, 4.
     pub socket_timeout: u64,
+    /// `worker-connections`: the most connections one worker holds open at once; at the
+    /// cap it stops accepting (and says so) until one closes.
+    pub worker_connections: u64,
 
     // --- the Python app ---
     /// `module`: `pkg.mod` or `pkg.mod:callable`.
@@ -187,6 +190,7 @@ impl Default for VassalConfig {
             buffer_size: 8192,
             limit_post: 0,
             socket_timeout: 4,
+            worker_connections: 4096,
             module: None,
             wsgi_file: None,
             callable: "application".to_owned(),

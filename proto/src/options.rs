@@ -421,6 +421,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("socket-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.socket_timeout = v },
         "seconds a client may stay silent while sending its request (each read of the head and body); slower ones are closed")
         .default("4").meta("SECS"),
+    OptionSpec::new("worker-connections", G::Sockets, Kind::Int { min: 1, max: 1_000_000, set: |c, v| c.worker_connections = v },
+        "the most connections one worker holds open at once; at the cap it stops accepting (and logs it) until one closes")
+        .default("4096").meta("N"),
     OptionSpec::new("limit-post", G::Sockets, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.limit_post = v },
         "largest request body in bytes; larger ones get 413 (0: no limit)")
         .default("0").meta("BYTES"),

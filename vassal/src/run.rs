@@ -106,6 +106,10 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         }
     }
     crate::log::init(&config).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
+    // Room for `worker-connections` (4096 by default) above the soft default of 1024.
+    if let Err(e) = rsgi_os::limits::raise_nofile() {
+        crate::log::line(format_args!("rsgi: cannot raise the open files limit: {e}"));
+    }
     let mut sockets = crate::listen::open_all(&config).map_err(|e| {
         let code = match e {
             crate::listen::ListenError::NoSockets => notify::EXIT_CONFIG,

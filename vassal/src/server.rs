@@ -200,7 +200,31 @@ impl AcceptLoop {
     /// busy worker leaves new connections to the others, as uWSGI's threads do.
     async fn when_free<T>(&self, accept: impl std::future::Future<Output = T>) -> T {
         self.worker.executor.wait_free().await;
+        self.room_for_a_connection().await;
         accept.await
+    }
+
+    /// Wait while the worker holds `worker-connections` connections (logged once per
+    /// `CAP_LOG_EVERY` seconds): the others, or a connection closing, make room. Only
+    /// under a flood does this wait at all.
+    async fn room_for_a_connection(&self) {
+        let cap = self.worker.max_connections;
+        if self.tracker.len() < cap {
+            return;
+        }
+        let now = crate::shm::monotonic_ms() / 1000;
+        let last = self.worker.cap_logged.load(Ordering::Relaxed);
+        if last == 0 || now >= last + core::CAP_LOG_EVERY {
+            self.worker.cap_logged.store(now.max(1), Ordering::Relaxed);
+            crate::log::line(format_args!(
+                "rsgi: worker {}: {cap} connections open (worker-connections): not accepting \
+                 until one closes",
+                self.worker.pid
+            ));
+        }
+        while self.tracker.len() >= cap {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     async fn run_tcp(self, listener: TcpListener) {
@@ -252,7 +276,10 @@ impl AcceptLoop {
                 // stay queued for the workers that go on.
                 biased;
                 _ = self.token.cancelled() => return,
-                r = conn::accept(&listener) => r,
+                r = async {
+                    self.room_for_a_connection().await;
+                    conn::accept(&listener).await
+                } => r,
             };
             match accepted {
                 Ok((conn, peer)) => {

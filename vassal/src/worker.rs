@@ -134,6 +134,8 @@ pub(crate) fn serve_worker(
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
         counters,
+        max_connections: usize::try_from(config.worker_connections).unwrap_or(usize::MAX),
+        cap_logged: std::sync::atomic::AtomicU64::new(0),
     });
     runtime
         .block_on(async {

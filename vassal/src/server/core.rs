@@ -26,6 +26,9 @@ use crate::response::{Body, Response};
 use crate::shm::{RequestToken, Shm, WorkerId};
 use crate::static_files::{self, Lookup, StaticMap};
 
+/// Seconds between two log lines about the connection cap.
+pub const CAP_LOG_EVERY: u64 = 10;
+
 /// What every connection handler needs.
 pub struct Worker {
     /// Runs the app.
@@ -44,6 +47,11 @@ pub struct Worker {
     pub pid: u32,
     /// This worker's shared counters (none for a single-process server).
     pub counters: Option<Counters>,
+    /// `worker-connections`: the most connections held open at once.
+    pub max_connections: usize,
+    /// When the connection cap was last logged (seconds of a monotonic clock), so a
+    /// flood is logged once per [`CAP_LOG_EVERY`] seconds.
+    pub cap_logged: std::sync::atomic::AtomicU64,
 }
 
 impl Worker {
