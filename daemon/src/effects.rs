@@ -57,11 +57,6 @@ impl OsEffects {
     pub fn new(rsgi: PathBuf, tx: mpsc::UnboundedSender<Msg>) -> OsEffects {
         OsEffects { rsgi, tx }
     }
-
-    /// The `rsgi` binary this starts.
-    pub fn rsgi(&self) -> &Path {
-        &self.rsgi
-    }
 }
 
 impl Effects for OsEffects {

@@ -55,6 +55,12 @@ pub fn serves(state: &str) -> bool {
     matches!(state, "ready" | "reloading")
 }
 
+/// Whether a vassal in this state keeps rsgid ready when every vassal counts: it
+/// serves, or it was stopped on request (it should not run).
+pub fn counts_as_ready(state: &str) -> bool {
+    serves(state) || state == "stopped"
+}
+
 /// The outcome of a readiness rule: ready, or the lines saying what is not.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Readiness {
@@ -78,7 +84,7 @@ pub fn readiness(vassals: &[VassalSummary], required: Option<&[String]>) -> Read
     match required {
         None => {
             for v in vassals {
-                if v.state != "stopped" && !serves(&v.state) {
+                if !counts_as_ready(&v.state) {
                     not_ready.push(line(v));
                 }
             }

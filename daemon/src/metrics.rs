@@ -328,8 +328,8 @@ fn families(s: &Snapshot) -> Vec<Family> {
         let n = v.name.as_str();
         let t = &v.totals;
         up.gauge(&[n], f64::from(u8::from(v.up)));
-        let counts_ready = crate::health::serves(v.state) || v.state == "stopped";
-        ready.gauge(&[n], f64::from(u8::from(counts_ready)));
+        let counts = crate::health::counts_as_ready(v.state);
+        ready.gauge(&[n], f64::from(u8::from(counts)));
         for name in STATE_NAMES {
             state.gauge(&[n, name], f64::from(u8::from(v.state == name)));
         }

@@ -43,11 +43,6 @@ fn scans(e: &Emperor) -> u64 {
         .expect("a number")
 }
 
-/// `rsgictl --json list` as JSON.
-fn list(e: &Emperor) -> serde_json::Value {
-    e.list_json()
-}
-
 /// The `list` entry of vassal `name`, once it satisfies `cond`.
 fn wait_entry(
     e: &Emperor,
@@ -57,7 +52,7 @@ fn wait_entry(
 ) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     wait_until(DEADLINE, &format!("{name}: {what}"), || {
-        last = list(e)["vassals"]
+        last = e.list_json()["vassals"]
             .as_array()
             .and_then(|v| v.iter().find(|x| x["name"] == name).cloned())
             .unwrap_or(serde_json::Value::Null);
@@ -106,7 +101,7 @@ fn a_bad_entry_is_reported_and_the_rest_goes_on() {
     e.wait_serving("new", "/", DEADLINE);
     e.remove("good");
     wait_until(DEADLINE, "good retired", || {
-        list(&e)["vassals"]
+        e.list_json()["vassals"]
             .as_array()
             .is_some_and(|v| !v.iter().any(|x| x["name"] == "good"))
     });
@@ -195,7 +190,7 @@ fn a_renamed_file_hands_its_socket_over_without_refusing_a_connection() {
     // a2 serves on the same socket; a is gone.
     let mut last = serde_json::Value::Null;
     wait_until(DEADLINE, "a2 ready and a retired", || {
-        last = list(&e);
+        last = e.list_json();
         let v = last["vassals"].as_array().cloned().unwrap_or_default();
         v.iter().any(|x| x["name"] == "a2" && x["state"] == "ready")
             && !v.iter().any(|x| x["name"] == "a")
@@ -291,7 +286,7 @@ fn idle_connections_of_a_group_member_do_not_lock_root_out() {
     );
     // Root still gets in, again and again, while the member holds on.
     for _ in 0..5 {
-        let v = list(&e);
+        let v = e.list_json();
         assert!(v["vassals"].as_array().is_some_and(|a| a.len() == 1), "{v}");
     }
     e.wait_log("control socket: connection limit reached", DEADLINE);
@@ -313,7 +308,7 @@ fn a_flood_of_idle_metrics_connections_is_capped() {
         .count();
     assert!(fds < 200, "rsgid holds {fds} fds");
     // And it goes on: the control socket answers, a new vassal starts.
-    assert!(list(&e)["vassals"].is_array());
+    assert!(e.list_json()["vassals"].is_array());
     e.write_vassal("b", &hello_ini());
     e.wait_serving("b", "/", DEADLINE);
     drop(holder);

@@ -42,10 +42,6 @@ fn metrics_get(addr: &Addr, path: &str) -> (u16, String) {
     (r.status, r.text())
 }
 
-fn rsgictl(e: &Emperor, args: &[&str]) -> (i32, String) {
-    e.rsgictl(args)
-}
-
 #[test]
 fn probes_say_what_is_not_ready() {
     let addr = free_addr();
@@ -75,11 +71,11 @@ fn probes_say_what_is_not_ready() {
     assert_eq!(metrics_get(&metrics, "/readyz/broken").0, 503);
     assert_eq!(metrics_get(&metrics, "/readyz/nope").0, 404);
     // The exec probe.
-    let (code, text) = rsgictl(&e, &["health"]);
+    let (code, text) = e.rsgictl(&["health"]);
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("broken: "), "{text}");
-    assert_eq!(rsgictl(&e, &["health", "good"]).0, 0);
-    assert_eq!(rsgictl(&e, &["health", "nope"]).0, 4);
+    assert_eq!(e.rsgictl(&["health", "good"]).0, 0);
+    assert_eq!(e.rsgictl(&["health", "nope"]).0, 4);
     // The metric.
     let text = metrics_get(&metrics, "/metrics").1;
     assert!(
@@ -92,11 +88,11 @@ fn probes_say_what_is_not_ready() {
     );
 
     // Stopped on request, it no longer counts: ready.
-    assert_eq!(rsgictl(&e, &["stop", "broken"]).0, 0);
+    assert_eq!(e.rsgictl(&["stop", "broken"]).0, 0);
     wait_until(DEADLINE, "/readyz once broken is stopped", || {
         metrics_get(&metrics, "/readyz").0 == 200
     });
-    assert_eq!(rsgictl(&e, &["health"]).0, 0);
+    assert_eq!(e.rsgictl(&["health"]).0, 0);
 }
 
 #[test]

@@ -213,8 +213,7 @@ pub(super) async fn answer(
 }
 
 /// Call the app (on the thread `reserved` holds, if any); the call is marked in the
-/// shared counters on `ticket`.
-/// While the app runs, the connection `conn` is known to the harakiri answer
+/// shared counters on `ticket`. While the app runs, the connection `conn` is known to the harakiri answer
 /// ([`super::inflight`]).
 pub(super) async fn call_app(
     worker: &Worker,

@@ -24,10 +24,10 @@ static FDS: [AtomicI32; SLOTS] = [const { AtomicI32::new(-1) }; SLOTS];
 /// The answer written to each connection still waiting for the app.
 pub const HARAKIRI_RESPONSE: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\n\
 Content-Type: text/plain\r\n\
-Content-Length: 39\r\n\
+Content-Length: 36\r\n\
 Connection: close\r\n\
 \r\n\
-harakiri: the request took too long\r\n\r\n";
+harakiri: the request took too long\n";
 
 /// A connection's place in the table while the app runs for it; freed on drop.
 #[derive(Debug)]
