@@ -63,6 +63,8 @@ pub enum Invocation {
     Version,
     /// `--check-app`: with this configuration, import the app and exit.
     CheckApp(Box<VassalConfig>),
+    /// `--check-config`: with this configuration, report what would be served and exit.
+    CheckConfig(Box<VassalConfig>),
 }
 
 /// Parse `rsgi`'s command line (`args` without `argv[0]`). Config files named on it are
@@ -105,6 +107,7 @@ pub fn parse_args_with(
         return Err(err);
     }
     let check = action(&[Action::CheckApp]).is_some();
+    let check_config = action(&[Action::CheckConfig]).is_some();
     let mut loader = Loader::new(env, system);
     for token in tokens {
         loader.collect_arg(token)?;
@@ -112,6 +115,9 @@ pub fn parse_args_with(
     loader.finish()?;
     if check {
         return Ok(Invocation::CheckApp(Box::new(loader.config)));
+    }
+    if check_config {
+        return Ok(Invocation::CheckConfig(Box::new(loader.config)));
     }
     Ok(Invocation::Serve(Box::new(loader.config)))
 }

@@ -224,3 +224,64 @@ impl Default for VassalConfig {
         }
     }
 }
+
+impl VassalConfig {
+    /// What keeps this configuration from serving, before anything is bound or imported:
+    /// no socket to listen on, no app to load. Empty when it is complete. `rsgi
+    /// --check-config` prints these; the files and directories it names are not checked
+    /// here (they may exist only on the host it is meant for).
+    pub fn incomplete(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.sockets.is_empty() {
+            problems.push(
+                "no socket: add socket = ADDR (uwsgi protocol) or http-socket = ADDR".to_owned(),
+            );
+        }
+        if self.module.is_none() && self.wsgi_file.is_none() {
+            problems
+                .push("no app: set module = pkg.wsgi or wsgi-file = path/to/wsgi.py".to_owned());
+        }
+        problems
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incomplete_names_what_is_missing() {
+        let socket = SocketSpec {
+            protocol: Protocol::Http,
+            addr: ListenAddr::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8000,
+            },
+        };
+        // (sockets, module, wsgi-file, problems that start with)
+        let rows: &[(bool, Option<&str>, Option<&str>, &[&str])] = &[
+            (true, Some("app.wsgi"), None, &[]),
+            (true, None, Some("app.py"), &[]),
+            (true, None, None, &["no app"]),
+            (false, Some("app.wsgi"), None, &["no socket"]),
+            (false, None, None, &["no socket", "no app"]),
+        ];
+        for (has_socket, module, file, want) in rows {
+            let config = VassalConfig {
+                sockets: if *has_socket {
+                    vec![socket.clone()]
+                } else {
+                    Vec::new()
+                },
+                module: module.map(str::to_owned),
+                wsgi_file: file.map(PathBuf::from),
+                ..VassalConfig::default()
+            };
+            let got = config.incomplete();
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            for (g, w) in got.iter().zip(want.iter()) {
+                assert!(g.starts_with(w), "{g} vs {w}");
+            }
+        }
+    }
+}

@@ -87,6 +87,9 @@ pub enum Action {
     /// `--check-app`: load the configuration and import the app, then exit (0 when it
     /// imports). `rsgictl check` uses it.
     CheckApp,
+    /// `--check-config`: load the configuration and say whether it would start (no
+    /// Python, nothing bound), then exit: 0 when it is complete.
+    CheckConfig,
 }
 
 /// What an option's value is and what it does to the [`VassalConfig`]. The setters are
@@ -177,7 +180,9 @@ impl Kind {
             | Kind::Refused {
                 takes_value: false, ..
             } => Arity::Optional,
-            Kind::Action(Action::Help | Action::Version | Action::CheckApp) => Arity::None,
+            Kind::Action(
+                Action::Help | Action::Version | Action::CheckApp | Action::CheckConfig,
+            ) => Arity::None,
             Kind::Logic(LogicOp::Else | LogicOp::End) => Arity::Optional,
             _ => Arity::Required,
         }
@@ -579,6 +584,8 @@ pub static OPTIONS: &[OptionSpec] = &[
         "gracefully reload the instance whose master pid is in PIDFILE"),
     OptionSpec::new("check-app", G::Actions, Kind::Action(Action::CheckApp),
         "load the configuration and import the app, then exit: 0 if it imports"),
+    OptionSpec::new("check-config", G::Actions, Kind::Action(Action::CheckConfig),
+        "read the configuration (no Python, nothing bound), print its notices and what it would serve, then exit: 0 if it is complete"),
     // --- accepted from uWSGI, ignored ---
     OptionSpec::new("plugins", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi has Python built in; there are no plugins" }, "")
         .aliases(&["plugin"]).repeatable().meta("NAME"),
@@ -748,9 +755,9 @@ pub fn apply(
                 _ => Err(format!("expected NAME=VALUE, found '{}'", required()?)),
             }
         }
-        Kind::Action(action @ (Action::Help | Action::Version | Action::CheckApp)) => {
-            return Ok(Applied::Action(action, None))
-        }
+        Kind::Action(
+            action @ (Action::Help | Action::Version | Action::CheckApp | Action::CheckConfig),
+        ) => return Ok(Applied::Action(action, None)),
         Kind::Action(action) => return Ok(Applied::Action(action, Some(required()?.to_owned()))),
         Kind::Ignored { why, .. } => return Ok(Applied::Ignored(why)),
         Kind::Refused { instead, .. } => return Err(format!("not supported by rsgi: {instead}")),

@@ -272,3 +272,57 @@ fn seed_002_ini_with_django_wsgi_file() {
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert!(resp.text().contains(DJANGO_INDEX_TEXT));
 }
+
+/// `--check-config` reads the config like a start would (notices included), names what it
+/// would serve, and binds nothing: the port it names stays free.
+#[test]
+fn check_config_reports_a_complete_config_and_binds_nothing() {
+    let dir = tempdir();
+    let addr = free_addr();
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\nmaster\nplugins = python3\nhttp-socket = {addr}\nmodule = no_such_module\n"
+        ),
+    );
+    let (status, log) = Rsgi::run(
+        dir.path(),
+        &["--ini", path_str(&ini), "--check-config"],
+        EXIT_DEADLINE,
+    );
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+    assert!(log.contains("app.ini:3: option 'plugins' ignored"), "{log}");
+    assert!(
+        log.contains(&format!("would listen on {addr} (http)")),
+        "{log}"
+    );
+    assert!(log.contains("would load module no_such_module"), "{log}");
+    assert!(log.contains("the configuration is complete"), "{log}");
+    // Nothing was bound: the address is still free.
+    std::net::TcpListener::bind(&addr).expect("check-config left the port bound");
+}
+
+/// A fragment (no socket, no app) is incomplete: exit 78 naming the file and both gaps; a
+/// config error is still the usual file:line error.
+#[test]
+fn check_config_names_what_is_missing() {
+    let dir = tempdir();
+    let ini = write_file(dir.path(), "frag.ini", "[uwsgi]\nprocesses = 2\n");
+    let (status, log) = Rsgi::run(
+        dir.path(),
+        &["--ini", path_str(&ini), "--check-config"],
+        EXIT_DEADLINE,
+    );
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(log.contains("frag.ini: no socket"), "{log}");
+    assert!(log.contains("no app"), "{log}");
+    let bad = write_file(dir.path(), "bad.ini", "[uwsgi]\nprocesses = lots\n");
+    let (status, log) = Rsgi::run(
+        dir.path(),
+        &["--ini", path_str(&bad), "--check-config"],
+        EXIT_DEADLINE,
+    );
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(log.contains("bad.ini:2"), "{log}");
+}

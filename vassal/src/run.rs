@@ -45,6 +45,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
         Invocation::Reload(pidfile) => signal_pidfile(&pidfile, nix::sys::signal::Signal::SIGHUP),
         Invocation::Serve(config) => serve(*config),
         Invocation::CheckApp(config) => check_app(&config),
+        Invocation::CheckConfig(config) => check_config(&config),
     };
     match result {
         Ok(()) => notify::EXIT_OK,
@@ -83,6 +84,47 @@ fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
     println!("rsgi: the app imports");
     Ok(())
 }
+/// `--check-config`: the config stage only. Prints the notices a start would print, what
+/// would be served, and what is missing; binds nothing and starts no Python.
+fn check_config(config: &VassalConfig) -> Result<(), Fatal> {
+    print_notices(config);
+    for socket in &config.sockets {
+        println!(
+            "rsgi: would listen on {} ({})",
+            socket.addr,
+            socket.protocol.as_str()
+        );
+    }
+    match (&config.module, &config.wsgi_file) {
+        (Some(module), _) => println!("rsgi: would load module {module}"),
+        (None, Some(file)) => println!("rsgi: would load wsgi-file {}", file.display()),
+        (None, None) => {}
+    }
+    let problems = config.incomplete();
+    if problems.is_empty() {
+        println!("rsgi: the configuration is complete");
+        return Ok(());
+    }
+    let origin = config
+        .source
+        .as_ref()
+        .map_or_else(|| "command line".to_owned(), |p| p.display().to_string());
+    Err(Fatal::new(
+        notify::EXIT_CONFIG,
+        format!("{origin}: {}", problems.join("; ")),
+    ))
+}
+
+/// One `notice:` line per accepted option that means nothing here.
+fn print_notices(config: &VassalConfig) {
+    for n in &config.notices {
+        eprintln!(
+            "rsgi: notice: {}: option '{}' ignored: {}",
+            n.origin, n.option, n.why
+        );
+    }
+}
+
 /// Whether `config` asks for a master process.
 fn wants_master(config: &VassalConfig) -> bool {
     config.master || config.processes > 1
@@ -95,12 +137,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     }
     let reexec = std::env::var_os(crate::master::REEXEC_ENV).is_some();
     if !reexec {
-        for n in &config.notices {
-            eprintln!(
-                "rsgi: notice: {}: option '{}' ignored: {}",
-                n.origin, n.option, n.why
-            );
-        }
+        print_notices(&config);
         if let Some(log) = &config.daemonize {
             crate::process::daemonize(log).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
         }

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""How many real uWSGI ini files get past rsgi's config stage (issue 21, item 4).
+
+    bench/corpus/check.py [--rsgi target/release/rsgi] [--dir target/corpus/files] [--markdown]
+
+Each file in DIR is checked with `rsgi --ini FILE --check-config` (the config stage only:
+no Python, nothing bound), run in the file's directory with an empty environment apart
+from PATH, as a vassal in a fresh container would see it. The files are third-party
+content and are not committed: `bench/corpus/SOURCES.tsv` names each one (repository,
+path, commit) and `bench/corpus/fetch.sh` downloads them from GitHub into DIR.
+
+Each file lands in one class:
+
+  pass        the configuration is complete (exit 0)
+  fragment    valid, but has no socket or no app: it gets them from elsewhere
+              (a command line, an emperor template, another file)
+  needs-file  it includes (or reads) a file that is not in the corpus
+  error       rsgi refuses it: the line is the reason (unknown option, bad value, ...)
+"""
+import argparse
+import collections
+import os
+import re
+import subprocess
+import sys
+
+
+def classify(rsgi, path):
+    proc = subprocess.run(
+        [rsgi, "--ini", os.path.basename(path), "--check-config"],
+        cwd=os.path.dirname(os.path.abspath(path)),
+        env={"PATH": "/usr/bin:/bin"},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    out = proc.stdout + proc.stderr
+    if proc.returncode == 0:
+        return "pass", ""
+    lines = [l for l in out.splitlines() if l.startswith("rsgi: ") and "notice:" not in l
+             and "would " not in l]
+    reason = lines[-1][len("rsgi: "):] if lines else out.strip()[-200:]
+    if re.search(r": no (socket|app)\b", reason) and proc.returncode == 78 and ":" in reason:
+        # "FILE: no socket ...; no app ..." - nothing wrong, only incomplete
+        head = reason.split(": ", 1)[1]
+        if all(p.strip().startswith(("no socket", "no app")) for p in head.split(";")):
+            return "fragment", head
+    if re.search(r"(cannot read|No such file|not found)", reason) and "include" in out:
+        return "needs-file", reason
+    return "error", reason
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rsgi", default="target/release/rsgi")
+    ap.add_argument("--dir", default="target/corpus/files")
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    files = sorted(
+        os.path.join(args.dir, f) for f in os.listdir(args.dir) if f.endswith(".ini")
+    )
+    if not files:
+        sys.exit(f"no .ini files in {args.dir}: run bench/corpus/fetch.sh first")
+    classes = collections.Counter()
+    reasons = collections.Counter()
+    rows = []
+    for f in files:
+        cls, reason = classify(args.rsgi, f)
+        classes[cls] += 1
+        if cls != "pass":
+            # the option name, without file:line, so equal reasons group together
+            key = re.sub(r"^[^:]*\.ini:\d+: ", "", reason)
+            reasons[(cls, key[:150])] += 1
+        rows.append((os.path.basename(f), cls, reason))
+    n = len(files)
+    past = classes["pass"] + classes["fragment"]
+    print(f"files: {n}")
+    for cls in ("pass", "fragment", "needs-file", "error"):
+        print(f"  {cls:<10} {classes[cls]:>4}  ({100 * classes[cls] / n:.0f}%)")
+    print(f"past the config stage (pass + fragment): {past} of {n} ({100 * past / n:.0f}%)")
+    print(f"complete configs (pass): {classes['pass']} of {n}")
+    print("\nreasons (count, class, reason):")
+    for (cls, key), count in reasons.most_common():
+        print(f"  {count:>3}  {cls:<10} {key}")
+    if args.markdown:
+        print("\n| file | class | reason |\n| --- | --- | --- |")
+        for name, cls, reason in rows:
+            print(f"| {name} | {cls} | {reason.replace('|', '/')} |")
+
+
+if __name__ == "__main__":
+    main()
