@@ -47,6 +47,10 @@ use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
 use crate::system::System;
 use crate::xml;
 
+/// Set in the environment of an `rsgi` master that re-executed itself for a reload
+/// (SIGHUP, `--reload`): the config it reads then is a reload's (`if-reload`).
+pub const REEXEC_ENV: &str = "RSGI_REEXEC";
+
 /// What the command line asks `rsgi` to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Invocation {
@@ -617,10 +621,13 @@ fn config_logic(
     let env = |n: &str| ph.env_var(n);
     let opt = |n: &str| ph.defined(n);
     let hostname = || ph.hostname();
+    let read = |path: &str| ph.read_file(Path::new(path)).map_err(|e| e.to_string());
     let facts = SystemFacts {
         env: &env,
         opt: &opt,
         hostname: &hostname,
+        read: &read,
+        reload: ph.env_var(REEXEC_ENV).is_some(),
     };
     blocks.take(entry, op, &facts)
 }

@@ -36,6 +36,15 @@ pub(crate) trait Facts {
     fn hostname(&self) -> String;
     /// Whether `path` exists (`exists`), is a regular file (`file`) or a directory (`dir`).
     fn path_is(&self, path: &str, what: PathTest) -> bool;
+    /// The paths `pattern` matches, as glob(3) with `GLOB_MARK | GLOB_NOCHECK` gives them
+    /// (`for-glob`): sorted, directories with a trailing `/`, the pattern itself when
+    /// nothing matches. An error for a pattern glob cannot read.
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String>;
+    /// The text of the file at `path`, read through the bounded config reader
+    /// (`for-readline`).
+    fn read(&self, path: &str) -> Result<String, String>;
+    /// Whether the configuration is being read again for a reload (`if-reload`).
+    fn is_reload(&self) -> bool;
 }
 
 /// What [`Facts::path_is`] checks.
@@ -57,6 +66,10 @@ pub(crate) struct SystemFacts<'f> {
     pub opt: &'f dyn Fn(&str) -> Option<String>,
     /// The host name.
     pub hostname: &'f dyn Fn() -> String,
+    /// Read a file through the bounded config reader.
+    pub read: &'f dyn Fn(&str) -> Result<String, String>,
+    /// Whether this is a reload (the master re-executed itself).
+    pub reload: bool,
 }
 
 impl Facts for SystemFacts<'_> {
@@ -77,6 +90,46 @@ impl Facts for SystemFacts<'_> {
             PathTest::Dir => path.is_dir(),
         }
     }
+    fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+        // glob(3)'s defaults: `*` never matches a `/` or a leading `.`.
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+        };
+        let paths = glob::glob_with(pattern, options).map_err(|e| format!("bad pattern: {e}"))?;
+        let mut found: Vec<String> = paths
+            .filter_map(Result::ok)
+            .map(|p| {
+                let mut s = p.display().to_string();
+                if p.is_dir() && !s.ends_with('/') {
+                    s.push('/');
+                }
+                s
+            })
+            .collect();
+        found.sort();
+        if found.is_empty() {
+            found.push(pattern.to_owned());
+        }
+        Ok(found)
+    }
+    fn read(&self, path: &str) -> Result<String, String> {
+        (self.read)(path)
+    }
+    fn is_reload(&self) -> bool {
+        self.reload
+    }
+}
+
+/// Whether uWSGI would have plugin `name` loaded, for `if-plugin`: rsgi has Python built
+/// in, so `python`, `python3` and versioned names (`python311`, `python3.11`) hold; every
+/// other plugin (gevent, router_*, ...) is absent, as in a uWSGI without it.
+pub(crate) fn plugin_built_in(name: &str) -> bool {
+    let name = name.trim();
+    let name = name.strip_suffix("_plugin").unwrap_or(name);
+    name.strip_prefix("python")
+        .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit() || c == '.'))
 }
 
 /// An open block.
@@ -147,6 +200,24 @@ impl Blocks {
                     .map(str::to_owned)
                     .collect(),
             },
+            LogicOp::ForGlob => Block::For {
+                items: facts.glob(entry.value.trim()).map_err(|msg| {
+                    ConfigError::line(&entry.file, entry.line, format!("{}: {msg}", entry.key))
+                })?,
+            },
+            LogicOp::ForReadline => {
+                let text = facts.read(entry.value.trim()).map_err(|msg| {
+                    ConfigError::line(&entry.file, entry.line, format!("{}: {msg}", entry.key))
+                })?;
+                // fgets + uwsgi_chomp: each line without its line ending; a last line
+                // without a newline counts; an empty file gives no items.
+                Block::For {
+                    items: text
+                        .lines()
+                        .map(|l| l.trim_end_matches(['\r', '\n']).to_owned())
+                        .collect(),
+                }
+            }
             LogicOp::ForTimes => {
                 let n: u32 = entry.value.trim().parse().map_err(|_| {
                     ConfigError::line(
@@ -209,7 +280,16 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         LogicOp::IfNotDir => path(PathTest::Dir, true),
         LogicOp::IfHostname => (facts.hostname() == arg, arg.to_owned()),
         LogicOp::IfNotHostname => (facts.hostname() != arg, arg.to_owned()),
-        LogicOp::For | LogicOp::ForTimes | LogicOp::Else | LogicOp::End => (false, String::new()),
+        LogicOp::IfReload => (facts.is_reload(), String::new()),
+        LogicOp::IfNotReload => (!facts.is_reload(), String::new()),
+        LogicOp::IfPlugin => (plugin_built_in(arg), arg.to_owned()),
+        LogicOp::IfNotPlugin => (!plugin_built_in(arg), arg.to_owned()),
+        LogicOp::For
+        | LogicOp::ForTimes
+        | LogicOp::ForGlob
+        | LogicOp::ForReadline
+        | LogicOp::Else
+        | LogicOp::End => (false, String::new()),
     }
 }
 
@@ -237,6 +317,26 @@ mod tests {
                 PathTest::File => path == "/etc/app.cfg",
                 PathTest::Dir => path == "/srv",
             }
+        }
+        fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
+            match pattern {
+                "/etc/vassals/*.ini" => Ok(vec![
+                    "/etc/vassals/a.ini".into(),
+                    "/etc/vassals/b.ini".into(),
+                ]),
+                "[" => Err("bad pattern".into()),
+                other => Ok(vec![other.to_owned()]),
+            }
+        }
+        fn read(&self, path: &str) -> Result<String, String> {
+            match path {
+                "/etc/ports" => Ok("8001\r\n8002\n\n8003".into()),
+                "/etc/empty" => Ok(String::new()),
+                _ => Err(format!("cannot read {path}: No such file or directory")),
+            }
+        }
+        fn is_reload(&self) -> bool {
+            false
         }
     }
 
@@ -266,6 +366,56 @@ mod tests {
 
     /// Lines in, and the `key=value` lines that come out or the error.
     type Case<'a> = (&'a [&'a str], Result<&'a [&'a str], &'a str>);
+
+    #[test]
+    fn built_in_plugins() {
+        for (name, built_in) in [
+            ("python", true),
+            ("python3", true),
+            ("python311", true),
+            ("python3.11", true),
+            ("python3_plugin", true),
+            ("pythonx", false),
+            ("http", false),
+            ("gevent", false),
+            ("", false),
+        ] {
+            assert_eq!(plugin_built_in(name), built_in, "{name}");
+        }
+    }
+
+    /// A real directory through [`SystemFacts::glob`]: sorted, directories marked,
+    /// dot files left out, no match gives the pattern.
+    #[test]
+    fn system_glob_is_globs() {
+        let dir = crate::system::testing::TempDir::new("glob");
+        for f in ["b.ini", "a.ini", ".hidden.ini", "c.txt"] {
+            std::fs::write(dir.0.join(f), "").unwrap();
+        }
+        std::fs::create_dir(dir.0.join("d.ini")).unwrap();
+        let env = |_: &str| None;
+        let host = || String::new();
+        let read = |_: &str| Err(String::new());
+        let facts = SystemFacts {
+            env: &env,
+            opt: &env,
+            hostname: &host,
+            read: &read,
+            reload: false,
+        };
+        let base = dir.0.display().to_string();
+        let got = facts.glob(&format!("{base}/*.ini")).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                format!("{base}/a.ini"),
+                format!("{base}/b.ini"),
+                format!("{base}/d.ini/")
+            ]
+        );
+        let none = format!("{base}/*.xml");
+        assert_eq!(facts.glob(&none).unwrap(), vec![none.clone()]);
+    }
 
     /// Each case copies a `uwsgi_logic_opt_*` behaviour of uWSGI's `core/config.c`.
     #[test]
@@ -302,6 +452,20 @@ mod tests {
             // Blocks do not nest.
             (&["if-env = DEBUG", "if-env = DEBUG", "endif"], Err("c.ini:2: if-env inside the block opened by c.ini:1: config logic does not nest (end that block with endif first)")),
             (&["for-times = x"], Err("c.ini:1: for-times: 'x' is not a whole number")),
+            // for-glob: sorted matches; no match gives the pattern (GLOB_NOCHECK).
+            (&["for-glob = /etc/vassals/*.ini", "include = %(_)", "endfor"], Ok(&["include=/etc/vassals/a.ini", "include=/etc/vassals/b.ini"])),
+            (&["for-glob = /nope/*.ini", "x = %(_)", "endfor"], Ok(&["x=/nope/*.ini"])),
+            (&["for-glob = ["], Err("c.ini:1: for-glob: bad pattern")),
+            // for-readline: one item per line, line endings chomped, empty lines kept.
+            (&["for-readline = /etc/ports", "http-socket = :%(_)", "endfor"], Ok(&["http-socket=:8001", "http-socket=:8002", "http-socket=:", "http-socket=:8003"])),
+            (&["for-readline = /etc/empty", "x = 1", "endfor"], Ok(&[])),
+            (&["for-readline = /nope"], Err("c.ini:1: for-readline: cannot read /nope: No such file or directory")),
+            // if-reload: a first start is not a reload.
+            (&["if-reload", "x = 1", "endif", "if-not-reload", "y = 1", "endif"], Ok(&["y=1"])),
+            // if-plugin: python is built in, other plugins are absent.
+            (&["if-plugin = python3", "x = %(_)", "endif"], Ok(&["x=python3"])),
+            (&["if-plugin = gevent", "x = 1", "else", "y = 1", "endif"], Ok(&["y=1"])),
+            (&["if-not-plugin = router_cache", "x = 1", "endif"], Ok(&["x=1"])),
         ];
         for (lines, want) in cases {
             let want = want

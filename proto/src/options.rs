@@ -67,6 +67,18 @@ pub enum LogicOp {
     For,
     /// `for-times = N`: the lines once per number 1..=N.
     ForTimes,
+    /// `for-glob = PATTERN`: the lines once per path the pattern matches.
+    ForGlob,
+    /// `for-readline = FILE`: the lines once per line of the file.
+    ForReadline,
+    /// `if-reload`: the lines only when the config is read again for a reload.
+    IfReload,
+    /// `if-not-reload`: the lines only on a first start.
+    IfNotReload,
+    /// `if-plugin = NAME`: the lines only if uWSGI would have plugin NAME loaded.
+    IfPlugin,
+    /// `if-not-plugin = NAME`.
+    IfNotPlugin,
     /// `else`: the lines when the last `if-*` did not hold.
     Else,
     /// `endif`, `end-if`, `endfor`, `end-for`, `end`: the block ends.
@@ -183,7 +195,9 @@ impl Kind {
             Kind::Action(
                 Action::Help | Action::Version | Action::CheckApp | Action::CheckConfig,
             ) => Arity::None,
-            Kind::Logic(LogicOp::Else | LogicOp::End) => Arity::Optional,
+            Kind::Logic(
+                LogicOp::Else | LogicOp::End | LogicOp::IfReload | LogicOp::IfNotReload,
+            ) => Arity::Optional,
             _ => Arity::Required,
         }
     }
@@ -206,7 +220,9 @@ impl Kind {
             Kind::Mode(_) => "[=MODE]",
             Kind::LogDate => "[=FORMAT]",
             Kind::Config(_) => " FILE",
-            Kind::Logic(LogicOp::Else | LogicOp::End) => "",
+            Kind::Logic(
+                LogicOp::Else | LogicOp::End | LogicOp::IfReload | LogicOp::IfNotReload,
+            ) => "",
             Kind::Logic(_) => " VALUE",
             Kind::Placeholder => " NAME=VALUE",
             Kind::Action(Action::Stop | Action::Reload) => " PIDFILE",
@@ -565,6 +581,24 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("for-times", G::Config, Kind::Logic(LogicOp::ForTimes),
         "apply the lines up to endfor N times; %(_) is 1, 2, ... N")
         .meta("N").repeatable(),
+    OptionSpec::new("for-glob", G::Config, Kind::Logic(LogicOp::ForGlob),
+        "apply the lines up to endfor once per path matching the shell PATTERN, sorted (directories end with /; no match: the pattern itself, as uWSGI)")
+        .meta("PATTERN").repeatable(),
+    OptionSpec::new("for-readline", G::Config, Kind::Logic(LogicOp::ForReadline),
+        "apply the lines up to endfor once per line of FILE; %(_) is the line")
+        .meta("FILE").repeatable(),
+    OptionSpec::new("if-reload", G::Config, Kind::Logic(LogicOp::IfReload),
+        "apply the lines up to endif only when the master reads the config again for a reload (SIGHUP, --reload)")
+        .repeatable(),
+    OptionSpec::new("if-not-reload", G::Config, Kind::Logic(LogicOp::IfNotReload),
+        "apply the lines up to endif only on a first start, not on a reload")
+        .repeatable(),
+    OptionSpec::new("if-plugin", G::Config, Kind::Logic(LogicOp::IfPlugin),
+        "apply the lines up to endif only if NAME is a plugin rsgi has built in: python, python3, python3XX")
+        .meta("NAME").repeatable(),
+    OptionSpec::new("if-not-plugin", G::Config, Kind::Logic(LogicOp::IfNotPlugin),
+        "apply the lines up to endif only if NAME is not built in (any plugin but python)")
+        .meta("NAME").repeatable(),
     OptionSpec::new("else", G::Config, Kind::Logic(LogicOp::Else),
         "after an if-* block: apply the lines up to endif only if that condition did not hold")
         .repeatable(),
@@ -1545,8 +1579,6 @@ mod tests {
             "check-static",
             "static-map2",
             "wsgi-disable-file-wrapper",
-            "for-glob",
-            "for-readline",
         ];
         for name in TO_IMPLEMENT {
             assert!(

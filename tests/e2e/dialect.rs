@@ -162,3 +162,49 @@ fn config_logic_and_include_choose_what_applies() {
     assert_eq!(env_of(&addr, "LOOP_A"), "A");
     assert_eq!(env_of(&addr, "LOOP_B"), "B");
 }
+
+/// The rest of uWSGI's config logic (`core/config.c`'s `uwsgi_logic_opt_*`), with the real
+/// binary: `for-readline` makes one socket per line of a file, `for-glob` includes every
+/// `conf.d/*.ini` in order, `if-not-reload`/`if-reload` pick a value that changes when
+/// the master re-reads its config for a SIGHUP reload, and `if-plugin = python3` holds.
+#[test]
+fn for_readline_for_glob_and_if_reload() {
+    let dir = tempdir();
+    let (a, b) = (free_addr(), free_addr());
+    write_file(dir.path(), "addrs.txt", format!("{a}\n{b}\n"));
+    let confd = dir.path().join("conf.d");
+    std::fs::create_dir(&confd).unwrap();
+    write_file(
+        &confd,
+        "20-b.ini",
+        "[uwsgi]\nenv = ORDER=%(order)b\nset-ph = order=%(order)b\n",
+    );
+    write_file(&confd, "10-a.ini", "[uwsgi]\nset-ph = order=a\n");
+    write_file(&confd, "skip.txt", "[uwsgi]\nenv = SKIPPED=yes\n");
+    let d = path_str(dir.path());
+    let ini = format!(
+        "[uwsgi]\nmaster = true\nchdir = {apps}\nwsgi-file = environ_app.py\n\
+         for-readline = {d}/addrs.txt\nhttp-socket = %(_)\nendfor\n\
+         for-glob = {d}/conf.d/*.ini\ninclude = %(_)\nendfor\n\
+         if-not-reload\nenv = PHASE=first\nendif\n\
+         if-reload\nenv = PHASE=reload\nendif\n\
+         if-plugin = python3\nenv = PY=%(_)\nendif\n",
+        apps = path_str(&apps_dir()),
+    );
+    let mut rsgi = Rsgi::start_ini(dir.path(), &ini);
+    let (a, b) = (Addr::Tcp(a), Addr::Tcp(b));
+    rsgi.wait_ready(&a, Duration::from_secs(30));
+    rsgi.wait_ready(&b, Duration::from_secs(30));
+    assert_eq!(env_of(&a, "PHASE"), "first");
+    assert_eq!(env_of(&b, "PY"), "python3");
+    // 10-a.ini set the placeholder before 20-b.ini read it: sorted order.
+    assert_eq!(env_of(&a, "ORDER"), "ab");
+    assert_eq!(env_of(&a, "SKIPPED"), "<unset>");
+
+    rsgi.signal(nix::sys::signal::Signal::SIGHUP);
+    wait_until(
+        Duration::from_secs(30),
+        "the reloaded workers to see PHASE=reload",
+        || http_get(&a, "/env?name=PHASE").is_ok_and(|r| r.status == 200 && r.text() == "reload"),
+    );
+}

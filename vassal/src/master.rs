@@ -88,7 +88,7 @@ use crate::worker::WorkerStart;
 /// (`id:pid,id:pid`).
 pub const OLD_WORKERS_ENV: &str = "RSGI_OLD_WORKERS";
 /// Set in the environment of a master that re-executed itself for a reload.
-pub const REEXEC_ENV: &str = "RSGI_REEXEC";
+pub const REEXEC_ENV: &str = rsgi_proto::cli::REEXEC_ENV;
 
 /// Run the master until it is stopped. The app is imported first unless `lazy-apps`.
 pub fn run(
