@@ -258,8 +258,9 @@ mod tests {
                 port: 8000,
             },
         };
-        // (sockets, module, wsgi-file, problems that start with)
-        let rows: &[(bool, Option<&str>, Option<&str>, &[&str])] = &[
+        /// (sockets, module, wsgi-file, problems that start with)
+        type Row<'a> = (bool, Option<&'a str>, Option<&'a str>, &'a [&'a str]);
+        let rows: &[Row<'_>] = &[
             (true, Some("app.wsgi"), None, &[]),
             (true, None, Some("app.py"), &[]),
             (true, None, None, &["no app"]),
