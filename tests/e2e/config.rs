@@ -300,7 +300,7 @@ fn check_config_reports_a_complete_config_and_binds_nothing() {
     assert!(log.contains("would load module no_such_module"), "{log}");
     assert!(log.contains("the configuration is complete"), "{log}");
     // Nothing was bound: the address is still free.
-    std::net::TcpListener::bind(addr.as_str()).expect("check-config left the port bound");
+    std::net::TcpListener::bind(addr).expect("check-config left the port bound");
 }
 
 /// A fragment (no socket, no app) is incomplete: exit 78 naming the file and both gaps; a
