@@ -14,6 +14,10 @@ Each file lands in one class:
   pass        the configuration is complete (exit 0)
   fragment    valid, but has no socket or no app: it gets them from elsewhere
               (a command line, an emperor template, another file)
+  emperor     an Emperor's own config (`emperor = DIR`), not a vassal: rsgid takes its
+              place (`rsgid --vassals DIR`), so rsgi rightly refuses it
+  needs-env   a value stays `$(VAR)`/`%(name)` because the variable is set where the
+              config runs (a container's environment), not here
   needs-file  it includes (or reads) a file that is not in the corpus
   error       rsgi refuses it: the line is the reason (unknown option, bad value, ...)
 """
@@ -27,7 +31,7 @@ import sys
 
 def classify(rsgi, path):
     proc = subprocess.run(
-        [rsgi, "--ini", os.path.basename(path), "--check-config"],
+        [os.path.abspath(rsgi), "--ini", os.path.basename(path), "--check-config"],
         cwd=os.path.dirname(os.path.abspath(path)),
         env={"PATH": "/usr/bin:/bin"},
         stdin=subprocess.DEVNULL,
@@ -46,7 +50,12 @@ def classify(rsgi, path):
         head = reason.split(": ", 1)[1]
         if all(p.strip().startswith(("no socket", "no app")) for p in head.split(";")):
             return "fragment", head
-    if re.search(r"(cannot read|No such file|not found)", reason) and "include" in out:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        if re.search(r"^\s*emperor\s*=", f.read(), re.M):
+            return "emperor", reason
+    if re.search(r"'[^']*(\$\(|%\()[^']*' is not", reason):
+        return "needs-env", reason
+    if re.search(r"(cannot read|No such file|not found)", reason):
         return "needs-file", reason
     return "error", reason
 
@@ -75,10 +84,14 @@ def main():
         rows.append((os.path.basename(f), cls, reason))
     n = len(files)
     past = classes["pass"] + classes["fragment"]
+    vassals = n - classes["emperor"]
     print(f"files: {n}")
-    for cls in ("pass", "fragment", "needs-file", "error"):
+    for cls in ("pass", "fragment", "emperor", "needs-env", "needs-file", "error"):
         print(f"  {cls:<10} {classes[cls]:>4}  ({100 * classes[cls] / n:.0f}%)")
     print(f"past the config stage (pass + fragment): {past} of {n} ({100 * past / n:.0f}%)")
+    print(f"of the {vassals} vassal configs (all but emperor): {past} ({100 * past / vassals:.0f}%);"
+          f" with their environment (+ needs-env): {past + classes['needs-env']}"
+          f" ({100 * (past + classes['needs-env']) / vassals:.0f}%)")
     print(f"complete configs (pass): {classes['pass']} of {n}")
     print("\nreasons (count, class, reason):")
     for (cls, key), count in reasons.most_common():

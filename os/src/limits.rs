@@ -17,6 +17,15 @@ pub fn raise_nofile() -> nix::Result<Option<(u64, u64)>> {
     Ok(Some((soft, hard)))
 }
 
+/// `max-fd`: set the open files limit, soft and hard, to `n` (as uWSGI's `max-fd`).
+/// Raising the hard limit needs root (`CAP_SYS_RESOURCE`).
+///
+/// # Errors
+/// What `setrlimit(2)` gives (`EPERM` above the hard limit without privilege).
+pub fn set_nofile(n: u64) -> nix::Result<()> {
+    setrlimit(Resource::RLIMIT_NOFILE, n, n)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

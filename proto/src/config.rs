@@ -171,6 +171,16 @@ pub struct VassalConfig {
     pub stats_http: bool,
     /// `uid`: user to run as (name or number).
     pub uid: Option<String>,
+    /// `umask`: the process umask, set before anything is bound or written.
+    pub umask: Option<u32>,
+    /// `max-fd`: the open files limit (`RLIMIT_NOFILE`) to set.
+    pub max_fd: Option<u64>,
+    /// `print`: lines printed when the config is read.
+    pub print: Vec<String>,
+    /// `import` (`pyimport`): Python modules (or `.py` files) imported before the app.
+    pub import: Vec<String>,
+    /// `chdir2`: directory to change into after the app is loaded.
+    pub chdir2: Option<PathBuf>,
     /// `gid`: group to run as (name or number).
     pub gid: Option<String>,
 
@@ -219,6 +229,11 @@ impl Default for VassalConfig {
             stats: None,
             stats_http: false,
             uid: None,
+            umask: None,
+            max_fd: None,
+            print: Vec::new(),
+            import: Vec::new(),
+            chdir2: None,
             gid: None,
             notices: Vec::new(),
         }

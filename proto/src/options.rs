@@ -131,6 +131,8 @@ pub enum Kind {
     Mapping(fn(&mut VassalConfig, String, PathBuf)),
     /// An octal file mode (`666`, `0660`); given without a value means 666.
     Mode(fn(&mut VassalConfig, u32)),
+    /// An octal number that must be given (`umask = 022`).
+    Octal(fn(&mut VassalConfig, u32)),
     /// `logdate`: a boolean, or (as in uWSGI) a strftime format that implies true.
     LogDate,
     /// Read another config file here (`ini`, `xml`): `path`, `path:section` or `:section`
@@ -218,6 +220,7 @@ impl Kind {
             Kind::KeyValue(_) => " KEY=VALUE",
             Kind::Mapping(_) => " PREFIX=DIR",
             Kind::Mode(_) => "[=MODE]",
+            Kind::Octal(_) => " MODE",
             Kind::LogDate => "[=FORMAT]",
             Kind::Config(_) => " FILE",
             Kind::Logic(
@@ -488,6 +491,18 @@ pub static OPTIONS: &[OptionSpec] = &[
         "write the master's pid to this file"),
     OptionSpec::new("safe-pidfile", G::Logging, Kind::Path(|c, v| c.safe_pidfile = Some(v)),
         "like pidfile, written atomically (temp file + rename)"),
+    OptionSpec::new("print", G::Logging, Kind::Str(|c, v| c.print.push(v)),
+        "print TEXT when the config is read (uWSGI prints it while parsing)")
+        .repeatable().meta("TEXT"),
+    OptionSpec::new("umask", G::Privileges, Kind::Octal(|c, v| c.umask = Some(v)),
+        "set the process's umask (octal) before anything is bound, written or imported"),
+    OptionSpec::new("max-fd", G::Privileges, Kind::Int { min: 1, max: u32::MAX as u64, set: |c, v| c.max_fd = Some(v) },
+        "set the open files limit (RLIMIT_NOFILE) to N; above the hard limit only as root"),
+    OptionSpec::new("import", G::App, Kind::Str(|c, v| c.import.push(v)),
+        "import a Python module (or run a .py file) before the app is loaded, in each process that loads it")
+        .aliases(&["pyimport", "py-import", "python-import"]).repeatable().meta("MODULE"),
+    OptionSpec::new("chdir2", G::App, Kind::Path(|c, v| c.chdir2 = Some(v)),
+        "change to this directory after the app is loaded").meta("DIR"),
     // --- processes ---
     OptionSpec::new("master", G::Processes, Kind::Bool(|c, v| c.master = v),
         "run a master process that supervises the workers")
@@ -767,6 +782,7 @@ pub fn apply(
             _ => return Err(format!("expected PREFIX=DIR, found '{}'", required()?)),
         },
         Kind::Mode(set) => set(config, value.map_or(Ok(0o666), parse_mode)?),
+        Kind::Octal(set) => set(config, parse_mode(required()?)?),
         Kind::LogDate => match value.map(|v| (v, parse_bool(v))) {
             None => (config.logdate, config.logdate_format) = (true, None),
             Some((_, Ok(on))) => (config.logdate, config.logdate_format) = (on, None),

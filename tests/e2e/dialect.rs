@@ -208,3 +208,53 @@ fn for_readline_for_glob_and_if_reload() {
         || http_get(&a, "/env?name=PHASE").is_ok_and(|r| r.status == 200 && r.text() == "reload"),
     );
 }
+
+/// Process options seen in public configs, on the real binary: `print` is printed,
+/// `import` runs a module and a `.py` file before the app (in the master, which preloads),
+/// `umask`, `max-fd` and `chdir2` show in the worker's `/proc` entry.
+#[test]
+fn print_import_umask_max_fd_and_chdir2() {
+    let dir = tempdir();
+    let addr = free_addr();
+    write_file(
+        dir.path(),
+        "early_mod.py",
+        "import os\nos.environ['EARLY_MOD'] = 'yes'\n",
+    );
+    write_file(
+        dir.path(),
+        "early_file.py",
+        "import os\nos.environ['EARLY_FILE'] = os.environ.get('EARLY_MOD', 'no')\n",
+    );
+    let after = dir.path().join("after");
+    std::fs::create_dir(&after).unwrap();
+    let d = path_str(dir.path());
+    let ini = format!(
+        "[uwsgi]\nmaster = true\nprocesses = 1\nhttp-socket = {addr}\nchdir = {apps}\n\
+         wsgi-file = environ_app.py\npythonpath = {d}\nprint = ---- serving %n ----\n\
+         import = early_mod\nimport = {d}/early_file.py\numask = 027\nmax-fd = 2345\n\
+         chdir2 = {d}/after\n",
+        apps = path_str(&apps_dir()),
+    );
+    let mut rsgi = Rsgi::start_ini(dir.path(), &ini);
+    let addr = Addr::Tcp(addr);
+    rsgi.wait_ready(&addr, Duration::from_secs(30));
+    assert!(rsgi.log_contains("---- serving app ----"), "{}", rsgi.log());
+    assert_eq!(env_of(&addr, "EARLY_MOD"), "yes");
+    assert_eq!(
+        env_of(&addr, "EARLY_FILE"),
+        "yes",
+        "the file ran after the module"
+    );
+    let pid: i32 = get(&addr, "/pid").text().trim().parse().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("Umask:\t0027"), "{status}");
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let nofile = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(nofile.split_whitespace().nth(3), Some("2345"), "{nofile}");
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, after.canonicalize().unwrap());
+}

@@ -243,15 +243,14 @@ impl Master<'_> {
     /// Import the app in the master (preload). After a re-exec with old workers still
     /// serving, a failure is not fatal: they go on while the error is reported.
     fn load_app(&mut self) -> Result<(), Fatal> {
-        let loaded = crate::python::initialize(self.config.home.as_deref()).and_then(|()| {
-            crate::python::load_app(
-                self.config,
-                self.config.threads > 1,
-                self.config.processes > 1,
-            )
-        });
+        let loaded = crate::python::start_app(
+            self.config,
+            self.config.threads > 1,
+            self.config.processes > 1,
+        );
         match loaded {
             Ok(app) => {
+                crate::worker::after_load(self.config)?;
                 crate::python::enable_stack_dumps(Signal::SIGUSR2 as i32);
                 self.app = Some(Arc::new(app));
                 self.feed(Event::AppLoaded);

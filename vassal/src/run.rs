@@ -115,8 +115,12 @@ fn check_config(config: &VassalConfig) -> Result<(), Fatal> {
     ))
 }
 
-/// One `notice:` line per accepted option that means nothing here.
+/// One `notice:` line per accepted option that means nothing here, then the `print`
+/// lines (uWSGI prints those while it reads the config).
 fn print_notices(config: &VassalConfig) {
+    for line in &config.print {
+        eprintln!("{line}");
+    }
     for n in &config.notices {
         eprintln!(
             "rsgi: notice: {}: option '{}' ignored: {}",
@@ -143,8 +147,18 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         }
     }
     crate::log::init(&config).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
-    // Room for `worker-connections` (4096 by default) above the soft default of 1024.
-    if let Err(e) = rsgi_os::limits::raise_nofile() {
+    if let Some(mask) = config.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    if let Some(n) = config.max_fd {
+        rsgi_os::limits::set_nofile(n).map_err(|e| {
+            Fatal::new(
+                notify::EXIT_OS,
+                format!("max-fd {n}: setrlimit(RLIMIT_NOFILE): {e}"),
+            )
+        })?;
+    } else if let Err(e) = rsgi_os::limits::raise_nofile() {
+        // Room for `worker-connections` (4096 by default) above the soft default of 1024.
         crate::log::line(format_args!("rsgi: cannot raise the open files limit: {e}"));
     }
     let mut sockets = crate::listen::open_all(&config).map_err(|e| {

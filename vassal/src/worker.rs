@@ -52,11 +52,25 @@ pub(crate) fn control_signals() -> nix::sys::signal::SigSet {
 
 /// Import the app in this process.
 pub(crate) fn load(config: &VassalConfig) -> Result<App, Fatal> {
-    crate::python::initialize(config.home.as_deref()).map_err(|e| Fatal::new(e.exit_code(), e))?;
-    let app = crate::python::load_app(config, config.threads > 1, config.processes > 1)
+    let app = crate::python::start_app(config, config.threads > 1, config.processes > 1)
         .map_err(|e| Fatal::new(e.exit_code(), e))?;
+    after_load(config)?;
     crate::python::enable_stack_dumps(nix::sys::signal::Signal::SIGUSR2 as i32);
     Ok(app)
+}
+
+/// What follows a successful import of the app, in the process that imported it:
+/// `chdir2`.
+pub(crate) fn after_load(config: &VassalConfig) -> Result<(), Fatal> {
+    if let Some(dir) = &config.chdir2 {
+        std::env::set_current_dir(dir).map_err(|e| {
+            Fatal::new(
+                notify::EXIT_CONFIG,
+                format!("chdir2 {}: {e}", dir.display()),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Set to `1` in the environment of `rsgi` (or of `rsgid`, which passes it on), this

@@ -192,6 +192,47 @@ pub fn load_app(
     })
 }
 
+/// Start Python with the vassal's virtualenv ([`initialize`]), run its `import` list
+/// ([`import_modules`]) and import the app ([`load_app`]): what a worker, or the master
+/// when it preloads, does before serving.
+pub fn start_app(
+    config: &VassalConfig,
+    multithread: bool,
+    multiprocess: bool,
+) -> Result<App, PythonError> {
+    initialize(config.home.as_deref())?;
+    import_modules(config)?;
+    load_app(config, multithread, multiprocess)
+}
+
+/// `import` (`pyimport`): import each module, or run each `.py` file as a module, in
+/// order, after `sys.path` is set and before the app is loaded (uWSGI's python plugin
+/// imports them the same way: a name ending in `.py` is a file). The first failure stops
+/// the start with its traceback.
+pub fn import_modules(config: &VassalConfig) -> Result<(), PythonError> {
+    if config.import.is_empty() {
+        return Ok(());
+    }
+    Python::attach(|py| {
+        set_sys_path(py, &config.pythonpath).map_err(|e| PythonError::AppLoad {
+            what: "sys.path".to_owned(),
+            traceback: format_exception(py, &e),
+        })?;
+        for name in &config.import {
+            let imported = if name.ends_with(".py") {
+                import_file(py, Path::new(name)).map(drop)
+            } else {
+                py.import(name.as_str()).map(drop)
+            };
+            imported.map_err(|e| PythonError::AppLoad {
+                what: format!("import {name}"),
+                traceback: format_exception(py, &e),
+            })?;
+        }
+        Ok(())
+    })
+}
+
 /// Put `pythonpath` entries first on `sys.path`, then the working directory (as uWSGI
 /// does, so `module = mysite.wsgi` is found after `chdir`).
 fn set_sys_path(py: Python<'_>, pythonpath: &[PathBuf]) -> PyResult<()> {
