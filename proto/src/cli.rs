@@ -45,6 +45,7 @@ use crate::ini::{self, define, Entry};
 use crate::logic::{Blocks, SystemFacts};
 use crate::options::{self, Action, Applied, Arity, Format, Kind, OptionSpec};
 use crate::system::System;
+use crate::uwsgi_names;
 use crate::xml;
 
 /// Set in the environment of an `rsgi` master that re-executed itself for a reload
@@ -371,6 +372,9 @@ struct Loader<'e> {
     files: usize,
     /// The settings, in order, until [`Loader::finish`] applies them.
     items: Vec<Item>,
+    /// Keys config files set that are neither rsgi's options nor uWSGI's (a config's own
+    /// variables, which uWSGI ignores), with where: errors under `strict`.
+    foreign: Vec<(PathBuf, usize, String)>,
 }
 
 impl<'e> Loader<'e> {
@@ -384,6 +388,7 @@ impl<'e> Loader<'e> {
             ph: Placeholders::with_limits(env, system, limits),
             files: 0,
             items: Vec::new(),
+            foreign: Vec::new(),
         }
     }
 
@@ -465,6 +470,15 @@ impl<'e> Loader<'e> {
                 Item::Entry(entry) => self.apply_entry(entry)?,
             }
         }
+        if self.config.strict {
+            if let Some((file, line, key)) = self.foreign.first() {
+                return Err(ConfigError::line(
+                    file,
+                    *line,
+                    format!("unknown option '{key}' (strict = true: unknown keys are errors)"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -496,10 +510,33 @@ impl<'e> Loader<'e> {
                 });
                 return Ok(());
             }
-            let hint = options::suggest(&entry.key)
-                .map(|s| format!(" (did you mean '{s}'?)"))
-                .unwrap_or_default();
-            return Err(here(format!("unknown option '{}'{hint}", entry.key)));
+            if uwsgi_names::is_uwsgi_option(&entry.key) {
+                return Err(here(format!(
+                    "'{}' is a uWSGI option rsgi does not have (docs/migration.md lists what \
+                     rsgi supports and what to use instead)",
+                    entry.key
+                )));
+            }
+            // Short names are too close to everything to call a typo (`app`, `pp`).
+            if let Some(s) = options::suggest(&entry.key).filter(|_| entry.key.len() >= 4) {
+                return Err(here(format!(
+                    "unknown option '{}' (did you mean '{s}'?)",
+                    entry.key
+                )));
+            }
+            // Neither rsgi's nor uWSGI's, and no typo of one: a config's own variable
+            // (`base = /srv/app`, `project = blog`), which uWSGI ignores. So does rsgi, with
+            // a notice; `strict = true` makes it an error, as in uWSGI.
+            self.foreign
+                .push((entry.file.clone(), entry.line, entry.key.clone()));
+            self.config.notices.push(Notice {
+                origin: format!("{}:{}", entry.file.display(), entry.line),
+                option: entry.key.clone(),
+                why: "ignored: not an option of rsgi or uWSGI (uWSGI ignores unknown keys; \
+                      usable as %(name); strict = true makes it an error)"
+                    .to_owned(),
+            });
+            return Ok(());
         };
         let value = Some(entry.value.as_str()).filter(|v| !v.is_empty());
         let applied = options::apply(spec, value, &mut self.config)
@@ -518,7 +555,7 @@ impl<'e> Loader<'e> {
     /// Record the notice an applied setting asks for, if any.
     fn note(&mut self, origin: String, option: &str, applied: Applied) {
         let why = match applied {
-            Applied::Ignored(why) => why.to_owned(),
+            Applied::Ignored(why) => format!("ignored: {why}"),
             Applied::Noted(why) => why,
             // Includes were read and placeholders defined while collecting; actions are
             // handled before anything is applied.
@@ -910,7 +947,7 @@ mod tests {
             [Notice {
                 origin: format!("{ini}:5"),
                 option: "plugins".into(),
-                why: "rsgi has Python built in; there are no plugins".into()
+                why: "ignored: rsgi has Python built in; there are no plugins".into()
             }]
         );
         let c = serve(&format!("{ini} -p 3"));
@@ -990,12 +1027,44 @@ mod tests {
         let c = load_file(&ok, &no_env).unwrap();
         assert_eq!(c.chdir, Some(PathBuf::from("/srv/blog")));
         assert_eq!(c.module.as_deref(), Some("blog.wsgi"));
-        // Defined but never used: a typo after all.
-        let bad = dir.write("bad.ini", "[uwsgi]\nprojet = blog\n");
-        assert_eq!(
-            load_file(&bad, &no_env).unwrap_err().to_string(),
-            format!("{bad}:2: unknown option 'projet'")
-        );
+    }
+
+    /// Keys that are not rsgi's options, by what they are (uWSGI's own rule is "ignore
+    /// unknown keys"; rsgi keeps that only for keys that are no option anywhere).
+    #[test]
+    fn unknown_keys_by_what_they_are() {
+        let dir = TempDir::new("unknown");
+        // (lines, Ok(notice for the key) | Err(message after file:line))
+        let rows: &[(&str, Result<&str, &str>)] = &[
+            // Neither rsgi's nor uWSGI's, never used: a config's own variable, ignored
+            // with a notice (uWSGI ignores it silently).
+            ("projet = blog", Ok("projet")),
+            ("app = bos", Ok("app")),
+            ("RuntimeDirectory = uwsgi", Ok("RuntimeDirectory")),
+            // ... unless strict, as uWSGI's strict.
+            ("strict = true\nprojet = blog", Err(":3: unknown option 'projet' (strict = true: unknown keys are errors)")),
+            ("projet = blog\nstrict", Err(":2: unknown option 'projet' (strict = true: unknown keys are errors)")),
+            // A typo of a real option is an error, whatever strict says.
+            ("proccesses = 4", Err(":2: unknown option 'proccesses' (did you mean 'processes'?)")),
+            ("vaccum = true", Err(":2: unknown option 'vaccum' (did you mean 'vacuum'?)")),
+            // A real uWSGI option rsgi lacks is never "unknown".
+            ("tuntap-router = tun0", Err(":2: 'tuntap-router' is a uWSGI option rsgi does not have (docs/migration.md lists what rsgi supports and what to use instead)")),
+        ];
+        for (i, (lines, want)) in rows.iter().enumerate() {
+            let ini = dir.write(&format!("u{i}.ini"), &format!("[uwsgi]\n{lines}\n"));
+            match (load_file(&ini, &no_env), want) {
+                (Ok(c), Ok(key)) => {
+                    assert_eq!(c.notices.len(), 1, "{lines}: {:?}", c.notices);
+                    assert_eq!(c.notices[0].option, *key, "{lines}");
+                    assert!(
+                        c.notices[0].why.starts_with("ignored: not an option"),
+                        "{lines}"
+                    );
+                }
+                (Err(e), Err(msg)) => assert_eq!(e.to_string(), format!("{ini}{msg}"), "{lines}"),
+                (got, _) => panic!("{lines}: {got:?}"),
+            }
+        }
     }
 
     #[test]

@@ -184,6 +184,8 @@ pub struct VassalConfig {
     /// `gid`: group to run as (name or number).
     pub gid: Option<String>,
 
+    /// `strict`: keys that are no option of rsgi or uWSGI are errors, not notices.
+    pub strict: bool,
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
 }
@@ -235,6 +237,7 @@ impl Default for VassalConfig {
             import: Vec::new(),
             chdir2: None,
             gid: None,
+            strict: false,
             notices: Vec::new(),
         }
     }

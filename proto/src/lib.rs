@@ -66,6 +66,7 @@ pub mod notify;
 pub mod options;
 pub mod stats_addr;
 pub mod system;
+pub mod uwsgi_names;
 pub mod xml;
 
 pub use cli::{load_file_with, parse_args_with, Invocation};

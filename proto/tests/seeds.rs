@@ -107,7 +107,7 @@ fn nowamagic_xml() -> VassalConfig {
         c.notices = vec![Notice {
             origin: format!("{}:9", fixture(file)),
             option: "plugins".into(),
-            why: "rsgi has Python built in; there are no plugins".into(),
+            why: "ignored: rsgi has Python built in; there are no plugins".into(),
         }];
     })
 }
@@ -127,10 +127,12 @@ fn nowamagic_ini() -> VassalConfig {
             .map(|(line, option)| Notice {
                 origin: format!("{}:{line}", fixture(file)),
                 option: option.into(),
-                why: rsgi_proto::options::find(option)
-                    .and_then(|o| o.noop_reason())
-                    .unwrap()
-                    .into(),
+                why: format!(
+                    "ignored: {}",
+                    rsgi_proto::options::find(option)
+                        .and_then(|o| o.noop_reason())
+                        .unwrap()
+                ),
             })
             .collect();
     })

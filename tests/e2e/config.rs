@@ -292,7 +292,10 @@ fn check_config_reports_a_complete_config_and_binds_nothing() {
         EXIT_DEADLINE,
     );
     assert_eq!(status.code(), Some(0), "log:\n{log}");
-    assert!(log.contains("app.ini:3: option 'plugins' ignored"), "{log}");
+    assert!(
+        log.contains("app.ini:3: plugins: ignored: rsgi has Python built in"),
+        "{log}"
+    );
     assert!(
         log.contains(&format!("would listen on {addr} (http)")),
         "{log}"

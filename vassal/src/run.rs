@@ -122,10 +122,7 @@ fn print_notices(config: &VassalConfig) {
         eprintln!("{line}");
     }
     for n in &config.notices {
-        eprintln!(
-            "rsgi: notice: {}: option '{}' ignored: {}",
-            n.origin, n.option, n.why
-        );
+        eprintln!("rsgi: notice: {}: {}: {}", n.origin, n.option, n.why);
     }
 }
 
