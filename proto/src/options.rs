@@ -515,7 +515,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .default("1"),
     OptionSpec::new("lazy-apps", G::Processes, Kind::Bool(|c, v| c.lazy_apps = v),
         "import the app in each worker instead of once in the master")
-        ,
+        .aliases(&["lazy"]),
     OptionSpec::new("harakiri", G::Processes, Kind::Int { min: 0, max: U32, set: set::harakiri },
         "kill a worker whose request runs longer than this many seconds (0: never)")
         .short('t').meta("SECONDS"),
@@ -556,7 +556,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .repeatable(),
     OptionSpec::new("if-env", G::Config, Kind::Logic(LogicOp::IfEnv),
         "apply the lines up to endif only if environment variable VAR is set (VAR=value: to that value); %(_) is its value")
-        .meta("VAR[=VALUE]").repeatable(),
+        .aliases(&["ifenv"]).meta("VAR[=VALUE]").repeatable(),
     OptionSpec::new("if-not-env", G::Config, Kind::Logic(LogicOp::IfNotEnv),
         "apply the lines up to endif only if VAR is not set (VAR=value: not to that value)")
         .meta("VAR[=VALUE]").repeatable(),
@@ -568,7 +568,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .meta("NAME[=VALUE]").repeatable(),
     OptionSpec::new("if-exists", G::Config, Kind::Logic(LogicOp::IfExists),
         "apply the lines up to endif only if PATH exists; %(_) is PATH")
-        .aliases(&["if-file-exists"]).meta("PATH").repeatable(),
+        .aliases(&["if-file-exists", "ifexists"]).meta("PATH").repeatable(),
     OptionSpec::new("if-not-exists", G::Config, Kind::Logic(LogicOp::IfNotExists),
         "apply the lines up to endif only if PATH does not exist")
         .aliases(&["if-not-file-exists"]).meta("PATH").repeatable(),
@@ -580,7 +580,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .meta("PATH").repeatable(),
     OptionSpec::new("if-dir", G::Config, Kind::Logic(LogicOp::IfDir),
         "apply the lines up to endif only if PATH is a directory")
-        .aliases(&["if-directory"]).meta("PATH").repeatable(),
+        .aliases(&["if-directory", "ifdir"]).meta("PATH").repeatable(),
     OptionSpec::new("if-not-dir", G::Config, Kind::Logic(LogicOp::IfNotDir),
         "apply the lines up to endif only if PATH is not a directory")
         .aliases(&["if-not-directory"]).meta("PATH").repeatable(),
@@ -610,7 +610,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .repeatable(),
     OptionSpec::new("if-plugin", G::Config, Kind::Logic(LogicOp::IfPlugin),
         "apply the lines up to endif only if NAME is a plugin rsgi has built in: python, python3, python3XX")
-        .meta("NAME").repeatable(),
+        .aliases(&["ifplugin"]).meta("NAME").repeatable(),
     OptionSpec::new("if-not-plugin", G::Config, Kind::Logic(LogicOp::IfNotPlugin),
         "apply the lines up to endif only if NAME is not built in (any plugin but python)")
         .meta("NAME").repeatable(),
@@ -658,6 +658,17 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
     OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
+    // (seen in public configs: bench/corpus)
+    OptionSpec::new("locks", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi has no uwsgi.lock() API, so there are no user locks to create" }, "").meta("N"),
+    OptionSpec::new("no-site", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always imports Python's site module: it is how the virtualenv's packages are found" }, ""),
+    OptionSpec::new("master-as-root", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's master drops privileges together with the workers; sockets, pid files and logs are opened before, as root" }, ""),
+    OptionSpec::new("cheap", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi starts its workers at once; a vassal that starts on its first connection is rsgid's on-demand mode" }, ""),
+    OptionSpec::new("procname", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not rename its processes" }, "")
+        .aliases(&["procname-master", "procname-prefix-spaced", "procname-append"]).meta("NAME"),
+    OptionSpec::new("show-config", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not print its config at start: `rsgi --ini FILE --check-config` shows what a config serves" }, ""),
+    OptionSpec::new("honour-stdin", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi leaves stdin as it was given (uWSGI replaces it with /dev/null unless honour-stdin)" }, ""),
+    OptionSpec::new("http-websockets", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi has no uwsgi.websocket_* API: an Upgrade request reaches the app as a plain WSGI request" }, ""),
+    OptionSpec::new("ksm", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not mark memory for kernel samepage merging" }, "").meta("N"),
     // --- uWSGI features rsgi does not have: refused, with what to use instead ---
     OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
     OptionSpec::new("async", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no async cores: use threads = N (and processes = N)" }, "").meta("N"),
@@ -672,6 +683,24 @@ pub static OPTIONS: &[OptionSpec] = &[
         .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
     OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
+    OptionSpec::new("emperor-stats", G::Refused, Kind::Refused { takes_value: true, instead: "an Emperor setting: rsgid is the emperor, with its own settings (rsgid --help, rsgid.toml; stats: rsgid's /metrics and rsgictl list)" }, "")
+        .aliases(&["emperor-stats-server", "emperor-freq", "emperor-throttle", "emperor-max-throttle", "emperor-pidfile",
+                   "emperor-procname", "emperor-required-heartbeat", "emperor-curse-tolerance", "emperor-broodlord",
+                   "emperor-extra-extension", "emperor-extra-ext", "emperor-wrapper", "emperor-use-clone", "emperor-cap",
+                   "emperor-proxy-socket", "vassal-set", "vassals-set", "vassal-sos", "vassal-sos-backlog",
+                   "vassals-inherit", "vassals-include", "vassals-inherit-before", "vassals-include-before",
+                   "vassals-start-hook", "vassals-stop-hook", "vassals-cap", "vassal-cap"]).meta("VALUE"),
+    OptionSpec::new("emperor-tyrant", G::Refused, Kind::Refused { takes_value: false, instead: "an Emperor setting: rsgid --tyrant (each vassal runs as its file's owner)" }, "")
+        .aliases(&["emperor-tyrant-nofollow", "emperor-nofollow", "emperor-graceful-shutdown", "emperor-magic-exec", "emperor-no-blacklist"]),
+    OptionSpec::new("route", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no internal router: put the rules in nginx (location, return, rewrite, add_header)" }, "")
+        .aliases(&["route-run", "route-host", "route-uri", "route-qs", "route-remote-addr", "route-user-agent", "response-route", "final-route", "error-route"]),
+    OptionSpec::new("fastrouter", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no routers: put nginx (or any proxy) in front, with uwsgi_pass or proxy_pass to each vassal's socket" }, "")
+        .aliases(&["fastrouter-subscription-server", "subscribe-to", "subscribe2", "rawrouter", "sslrouter", "forkptyrouter"]),
+    OptionSpec::new("paste", G::Refused, Kind::Refused { takes_value: true, instead: "load a PasteDeploy app from Python: module = a file whose application = paste.deploy.loadapp('config:/path/app.ini')" }, "").meta("URI"),
+    OptionSpec::new("master-fifo", G::Refused, Kind::Refused { takes_value: true, instead: "send signals instead: HUP reloads, TERM stops gracefully, INT stops at once (rsgictl reload/stop under rsgid)" }, "").meta("PATH"),
+    OptionSpec::new("reload-on-as", G::Refused, Kind::Refused { takes_value: true, instead: "address space says little about memory use: use reload-on-rss = MiB" }, "").meta("MB"),
+    OptionSpec::new("gevent-early-monkey-patch", G::Refused, Kind::Refused { takes_value: false, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "")
+        .aliases(&["gevent-monkey-patch"]),
 ];
 
 /// The option called `name` (its name or an alias; case-sensitive, as uWSGI).
@@ -1021,7 +1050,21 @@ pub fn help_text() -> String {
             }
             if !spec.aliases.is_empty() {
                 let names: Vec<String> = spec.aliases.iter().map(|a| format!("--{a}")).collect();
-                words.push(format!("[also: {}]", names.join(", ")));
+                let also = format!("[also: {}]", names.join(", "));
+                if also.chars().count() <= HELP_WIDTH - HELP_COLUMN {
+                    words.push(also);
+                } else {
+                    // Too long for one line: wrapped between names.
+                    words.push("[also:".to_owned());
+                    let last = names.len() - 1;
+                    for (i, n) in names.into_iter().enumerate() {
+                        words.push(if i == last {
+                            format!("{n}]")
+                        } else {
+                            format!("{n},")
+                        });
+                    }
+                }
             }
             out.push_str(&left);
             let mut column = left.chars().count();
@@ -1627,5 +1670,25 @@ mod tests {
         assert!(help.contains("[default: 1]"));
         assert!(help.contains("[also: --workers, --process]"));
         assert!(help.contains("rsgi has Python built in"));
+    }
+}
+
+#[cfg(test)]
+mod uwsgi_name_tests {
+    use super::*;
+    use crate::uwsgi_names::is_uwsgi_option;
+
+    /// Options accepted as no-ops or refused exist only for uWSGI's sake: each of their
+    /// names is a real uWSGI option (a misspelt entry here would never match a config).
+    #[test]
+    fn noop_and_refused_names_are_uwsgi_options() {
+        for o in OPTIONS {
+            if !matches!(o.group, Group::Ignored | Group::Refused) {
+                continue;
+            }
+            for name in std::iter::once(&o.name).chain(o.aliases.iter()) {
+                assert!(is_uwsgi_option(name), "{name} is not a uWSGI option");
+            }
+        }
     }
 }
