@@ -329,3 +329,55 @@ fn check_config_names_what_is_missing() {
     assert_eq!(status.code(), Some(78), "log:\n{log}");
     assert!(log.contains("bad.ini:2"), "{log}");
 }
+
+/// Keys rsgi does not know, by what they are, through the real binary: a config's own
+/// variable is ignored with a notice (uWSGI ignores it), `strict` makes it an error, a
+/// typo of an option is an error with a suggestion, and a real uWSGI option rsgi lacks is
+/// named as such, never "unknown option".
+#[test]
+fn unknown_keys_are_variables_typos_or_uwsgi_options() {
+    let dir = tempdir();
+    let base = format!("[uwsgi]\nhttp-socket = {}\nmodule = hello\n", free_addr());
+    let check = |name: &str, extra: &str| {
+        let ini = write_file(dir.path(), name, format!("{base}{extra}"));
+        Rsgi::run(
+            dir.path(),
+            &["--ini", path_str(&ini), "--check-config"],
+            EXIT_DEADLINE,
+        )
+    };
+    let (status, log) = check(
+        "var.ini",
+        "base_dir = %D/..\nproject = blog\nchdir = /srv/%(project)\n",
+    );
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("var.ini:4: base_dir: ignored: not an option of rsgi or uWSGI"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("project: ignored"),
+        "a used variable is no notice: {log}"
+    );
+
+    let (status, log) = check("strict.ini", "strict = true\nbase_dir = /srv\n");
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(
+        log.contains("strict.ini:5: unknown option 'base_dir' (strict = true"),
+        "{log}"
+    );
+
+    let (status, log) = check("typo.ini", "vaccum = true\n");
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(
+        log.contains("typo.ini:4: unknown option 'vaccum' (did you mean 'vacuum'?)"),
+        "{log}"
+    );
+
+    let (status, log) = check("uwsgi.ini", "tuntap-router = tun0\n");
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(
+        log.contains("uwsgi.ini:4: 'tuntap-router' is a uWSGI option rsgi does not have"),
+        "{log}"
+    );
+}
