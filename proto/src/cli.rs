@@ -470,6 +470,15 @@ impl<'e> Loader<'e> {
                 Item::Entry(entry) => self.apply_entry(entry)?,
             }
         }
+        // `protocol = http` makes the `socket` lines HTTP sockets, wherever it was set
+        // (uWSGI applies it to every socket given without a protocol).
+        if let Some(protocol) = self.config.protocol {
+            for socket in &mut self.config.sockets {
+                if socket.protocol == crate::config::Protocol::Uwsgi {
+                    socket.protocol = protocol;
+                }
+            }
+        }
         if self.config.strict {
             if let Some((file, line, key)) = self.foreign.first() {
                 return Err(ConfigError::line(
@@ -1027,6 +1036,45 @@ mod tests {
         let c = load_file(&ok, &no_env).unwrap();
         assert_eq!(c.chdir, Some(PathBuf::from("/srv/blog")));
         assert_eq!(c.module.as_deref(), Some("blog.wsgi"));
+    }
+
+    #[test]
+    fn protocol_applies_to_socket_lines_wherever_it_is() {
+        let dir = TempDir::new("protocol");
+        for (lines, want) in [
+            (
+                "protocol = http\nsocket = :1\nhttp-socket = :2",
+                Ok(["http", "http"]),
+            ),
+            (
+                "socket = :1\nhttp-socket = :2\nprotocol = http",
+                Ok(["http", "http"]),
+            ),
+            (
+                "socket = :1\nhttp-socket = :2\nprotocol = uwsgi",
+                Ok(["uwsgi", "http"]),
+            ),
+            ("socket = :1\nhttp-socket = :2", Ok(["uwsgi", "http"])),
+            (
+                "socket = :1\nprotocol = fastcgi",
+                Err(":3: protocol: rsgi speaks uwsgi and http, not 'fastcgi'"),
+            ),
+        ] {
+            let ini = dir.write("p.ini", &format!("[uwsgi]\n{lines}\n"));
+            match (load_file(&ini, &no_env), want) {
+                (Ok(c), Ok(want)) => {
+                    let got: Vec<&str> = c.sockets.iter().map(|s| s.protocol.as_str()).collect();
+                    assert_eq!(got, want, "{lines}");
+                }
+                (Err(e), Err(msg)) => {
+                    assert!(
+                        e.to_string().starts_with(&format!("{ini}{msg}")),
+                        "{lines}: {e}"
+                    )
+                }
+                (got, _) => panic!("{lines}: {got:?}"),
+            }
+        }
     }
 
     /// Keys that are not rsgi's options, by what they are (uWSGI's own rule is "ignore

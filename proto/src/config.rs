@@ -80,6 +80,9 @@ pub struct VassalConfig {
     // --- sockets ---
     /// `socket`, `http-socket`, `http`, in the order given.
     pub sockets: Vec<SocketSpec>,
+    /// `protocol`: the protocol `socket` lines speak (uwsgi unless set); applied to them
+    /// once the whole configuration is read, wherever the line is.
+    pub protocol: Option<Protocol>,
     /// `chmod-socket`: the mode for unix sockets, already read as octal (`666` in the
     /// ini is `0o666` here). uWSGI's bare
     /// `chmod-socket` (no value) means 666.
@@ -195,6 +198,7 @@ impl Default for VassalConfig {
         VassalConfig {
             source: None,
             sockets: Vec::new(),
+            protocol: None,
             chmod_socket: None,
             chown_socket: None,
             vacuum: false,

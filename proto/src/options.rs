@@ -133,6 +133,8 @@ pub enum Kind {
     Mode(fn(&mut VassalConfig, u32)),
     /// An octal number that must be given (`umask = 022`).
     Octal(fn(&mut VassalConfig, u32)),
+    /// `protocol`: the protocol of the sockets given with `socket` (`uwsgi` or `http`).
+    Protocol,
     /// `logdate`: a boolean, or (as in uWSGI) a strftime format that implies true.
     LogDate,
     /// Read another config file here (`ini`, `xml`): `path`, `path:section` or `:section`
@@ -221,6 +223,7 @@ impl Kind {
             Kind::Mapping(_) => " PREFIX=DIR",
             Kind::Mode(_) => "[=MODE]",
             Kind::Octal(_) => " MODE",
+            Kind::Protocol => " uwsgi|http",
             Kind::LogDate => "[=FORMAT]",
             Kind::Config(_) => " FILE",
             Kind::Logic(
@@ -428,6 +431,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("http", G::Sockets, Kind::Socket(Protocol::Http),
         "same as http-socket (uWSGI starts a separate HTTP router; rsgi's workers speak HTTP themselves)")
         .repeatable(),
+    OptionSpec::new("protocol", G::Sockets, Kind::Protocol,
+        "the protocol of the sockets given with socket (and uwsgi-socket): uwsgi (the default) or http, as uWSGI's protocol = http"),
     OptionSpec::new("chmod-socket", G::Sockets, Kind::Mode(|c, v| c.chmod_socket = Some(v)),
         "mode of unix socket files, octal (given without a value: 666)")
         .short('C'),
@@ -681,7 +686,6 @@ pub static OPTIONS: &[OptionSpec] = &[
         .aliases(&["mules"]),
     OptionSpec::new("alarm", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no alarms: alert on rsgid's metrics (Prometheus) or on its log" }, "")
         .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
-    OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
     OptionSpec::new("emperor-stats", G::Refused, Kind::Refused { takes_value: true, instead: "an Emperor setting: rsgid is the emperor, with its own settings (rsgid --help, rsgid.toml; stats: rsgid's /metrics and rsgictl list)" }, "")
         .aliases(&["emperor-stats-server", "emperor-freq", "emperor-throttle", "emperor-max-throttle", "emperor-pidfile",
@@ -813,6 +817,18 @@ pub fn apply(
         },
         Kind::Mode(set) => set(config, value.map_or(Ok(0o666), parse_mode)?),
         Kind::Octal(set) => set(config, parse_mode(required()?)?),
+        Kind::Protocol => {
+            config.protocol = Some(match required()?.trim() {
+                "uwsgi" => Protocol::Uwsgi,
+                "http" | "http11" => Protocol::Http,
+                other => {
+                    return Err(format!(
+                        "rsgi speaks uwsgi and http, not '{other}' (use socket = ADDR for uwsgi, \
+                         http-socket = ADDR for HTTP)"
+                    ))
+                }
+            });
+        }
         Kind::LogDate => match value.map(|v| (v, parse_bool(v))) {
             None => (config.logdate, config.logdate_format) = (true, None),
             Some((_, Ok(on))) => (config.logdate, config.logdate_format) = (on, None),
@@ -1588,7 +1604,6 @@ mod tests {
             ("mules", "refused"),
             ("alarm", "refused"),
             ("alarm-log", "refused"),
-            ("protocol", "refused"),
             ("emperor", "refused"),
         ];
         for (name, want) in classified {

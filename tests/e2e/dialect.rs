@@ -258,3 +258,19 @@ fn print_import_umask_max_fd_and_chdir2() {
     let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
     assert_eq!(cwd, after.canonicalize().unwrap());
 }
+
+/// `protocol = http` (set after the socket line, as configs do) makes a `socket` line
+/// speak HTTP: a plain HTTP client gets the app's answer.
+#[test]
+fn protocol_http_makes_socket_lines_http() {
+    let dir = tempdir();
+    let addr = free_addr();
+    let ini = format!(
+        "[uwsgi]\nsocket = {addr}\nchdir = {}\nmodule = hello\nprotocol = http\n",
+        path_str(&apps_dir())
+    );
+    let mut rsgi = Rsgi::start_ini(dir.path(), &ini);
+    let addr = Addr::Tcp(addr);
+    rsgi.wait_ready(&addr, Duration::from_secs(30));
+    assert_eq!(get(&addr, "/").text(), "Hello World");
+}
