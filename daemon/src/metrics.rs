@@ -797,6 +797,7 @@ mod tests {
             tyrant: false,
             scans: 41,
             vassals: vec![sample("app"), sample("we\"ird\\name")],
+            sources: vec![],
         }
     }
 

@@ -848,6 +848,44 @@ mod tests {
         assert_eq!(s.control_socket, Path::new("/tmp/rsgi/control.sock"));
     }
 
+    #[test]
+    fn sources_from_flags_and_file() {
+        let s = load(&[
+            "--vassals",
+            "./v",
+            "--vassals",
+            "etcd://10.0.0.1:2379,10.0.0.2:2379/rsgi/all/",
+            "--run-dir",
+            "/tmp/r",
+        ])
+        .unwrap();
+        assert_eq!(s.sources.len(), 2);
+        assert_eq!(s.sources[0], SourceSpec::Dir("./v".into()));
+        assert_eq!(
+            s.sources[1].to_string(),
+            "etcd://10.0.0.1:2379,10.0.0.2:2379/rsgi/all/"
+        );
+        assert_eq!(s.state_dir, Path::new("/tmp/r/state"));
+
+        let s = load_file(
+            "vassals = [\"v\", \"etcd://h:1/p/\"]\nstate_dir = \"st\"\n[etcd]\nuser = \"u\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.sources[0], SourceSpec::Dir("/etc/rsgi/v".into()));
+        assert_eq!(s.vassals, Path::new("/etc/rsgi/v"));
+        assert_eq!(s.state_dir, Path::new("/etc/rsgi/st"));
+        assert_eq!(s.etcd.user.as_deref(), Some("u"));
+
+        // A bad URL names where it came from.
+        let e = err(load_file("\n\nvassals = [\"etcd://h/p/\"]\n", &[]));
+        assert!(e.starts_with("rsgid.toml:3: vassals: \"etcd://h/p/\""), "{e}");
+        let e = err(load(&["--vassals", "etcd://h:1"]));
+        assert!(e.starts_with("command line: --vassals: "), "{e}");
+        let e = err(load_file("[etcd]\npasword = \"x\"\n", &[]));
+        assert!(e.contains("pasword"), "{e}");
+    }
+
     const FULL: &str = r#"
 vassals = "/srv/vassals"
 run_dir = "/run/x"
@@ -890,6 +928,9 @@ loyal_after = 0
             Settings {
                 config_file: Some("/etc/rsgi/rsgid.toml".into()),
                 vassals: "/srv/vassals".into(),
+                sources: vec![SourceSpec::Dir("/srv/vassals".into())],
+                state_dir: "/run/x/state".into(),
+                etcd: EtcdOptions::default(),
                 run_dir: "/run/x".into(),
                 control_socket: "/run/x/ctl.sock".into(),
                 metrics_listen: Some("0.0.0.0:9300".parse().unwrap()),
