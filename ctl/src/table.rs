@@ -98,8 +98,7 @@ fn row(v: &VassalSummary) -> Vec<String> {
 /// a remote one, each row names its source (and its state), and a table of the
 /// sources follows.
 pub fn list(list: &VassalList) -> String {
-    let show_sources =
-        list.sources.len() > 1 || list.sources.iter().any(|s| s.kind != "dir");
+    let show_sources = list.sources.len() > 1 || list.sources.iter().any(|s| s.kind != "dir");
     let mut out = if list.vassals.is_empty() {
         "no vassals\n".to_owned()
     } else if show_sources {
@@ -131,7 +130,10 @@ pub fn list(list: &VassalList) -> String {
                 if !note.is_empty() {
                     note.push_str("; ");
                 }
-                note.push_str(&format!("refused (another source has them): {}", s.refused.join(", ")));
+                note.push_str(&format!(
+                    "refused (another source has them): {}",
+                    s.refused.join(", ")
+                ));
             }
             vec![
                 s.source.clone(),
@@ -288,10 +290,13 @@ mod tests {
         let at = |line: &str, col: &str| line.find(col).unwrap();
         assert_eq!(at(lines[0], "STATE"), at(lines[1], "ready"));
         assert_eq!(at(lines[0], "STATE"), at(lines[2], "failed"));
-        assert_eq!(list(&VassalList {
+        assert_eq!(
+            list(&VassalList {
                 vassals: vec![],
                 sources: vec![]
-            }), "no vassals\n");
+            }),
+            "no vassals\n"
+        );
     }
 
     #[test]

@@ -541,7 +541,10 @@ impl Emperor {
     /// The error of a vassal from etcd names its key first.
     fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
         self.load_file(name, file).map_err(|e| {
-            match self.origin_of(name).and_then(|o| Some((o.key?, o.mod_revision?))) {
+            match self
+                .origin_of(name)
+                .and_then(|o| Some((o.key?, o.mod_revision?)))
+            {
                 Some((key, rev)) => format!("etcd key {key} (mod revision {rev}): {e}"),
                 None => e,
             }

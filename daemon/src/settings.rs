@@ -473,10 +473,17 @@ impl Settings {
                 .map(|v| (v.clone(), "command line: --vassals".to_owned(), false))
                 .collect()
         } else if let Some(v) = file.vassals {
-            let origin = format!("{}:{}: vassals", source.name, line_of(source.text, v.span().start));
+            let origin = format!(
+                "{}:{}: vassals",
+                source.name,
+                line_of(source.text, v.span().start)
+            );
             match v.into_inner() {
                 OneOrMany::One(one) => vec![(one, origin, true)],
-                OneOrMany::Many(many) => many.into_iter().map(|m| (m, origin.clone(), true)).collect(),
+                OneOrMany::Many(many) => many
+                    .into_iter()
+                    .map(|m| (m, origin.clone(), true))
+                    .collect(),
             }
         } else {
             Vec::new()
@@ -486,7 +493,10 @@ impl Settings {
         }
         for (value, origin, in_file) in sources {
             match crate::source::parse_source(&value) {
-                Ok(SourceSpec::Dir(d)) => s.sources.push(SourceSpec::Dir(if in_file { rel(d) } else { d })),
+                Ok(SourceSpec::Dir(d)) => {
+                    s.sources
+                        .push(SourceSpec::Dir(if in_file { rel(d) } else { d }))
+                }
                 Ok(spec) => s.sources.push(spec),
                 Err(message) => {
                     let (origin, key) = origin.rsplit_once(": ").unwrap_or((&origin, "vassals"));
@@ -498,7 +508,8 @@ impl Settings {
                 }
             }
         }
-        if let Some(SourceSpec::Dir(d)) = s.sources.iter().find(|x| matches!(x, SourceSpec::Dir(_))) {
+        if let Some(SourceSpec::Dir(d)) = s.sources.iter().find(|x| matches!(x, SourceSpec::Dir(_)))
+        {
             s.vassals = d.clone();
         }
         if let Some(p) = args.run_dir.clone().or_else(|| file.run_dir.map(rel)) {
@@ -518,7 +529,10 @@ impl Settings {
             .etcd_password_file
             .clone()
             .map(|p| (p, "command line", "--etcd-password-file"))
-            .or_else(|| fe.password_file.map(|p| (rel(p), "rsgid.toml", "etcd.password_file")));
+            .or_else(|| {
+                fe.password_file
+                    .map(|p| (rel(p), "rsgid.toml", "etcd.password_file"))
+            });
         if let Some((p, origin, key)) = password_file {
             match std::fs::read_to_string(&p) {
                 Ok(text) => s.etcd.password = Some(text.trim_end_matches(['\n', '\r']).to_owned()),
@@ -879,7 +893,10 @@ mod tests {
 
         // A bad URL names where it came from.
         let e = err(load_file("\n\nvassals = [\"etcd://h/p/\"]\n", &[]));
-        assert!(e.starts_with("rsgid.toml:3: vassals: \"etcd://h/p/\""), "{e}");
+        assert!(
+            e.starts_with("rsgid.toml:3: vassals: \"etcd://h/p/\""),
+            "{e}"
+        );
         let e = err(load(&["--vassals", "etcd://h:1"]));
         assert!(e.starts_with("command line: --vassals: "), "{e}");
         let e = err(load_file("[etcd]\npasword = \"x\"\n", &[]));

@@ -123,8 +123,10 @@ fn open_sources(
     for spec in settings.sources.clone() {
         match spec {
             SourceSpec::Dir(d) => {
-                let dir = std::fs::canonicalize(&d)
-                    .map_err(|source| StartError::VassalDir { dir: d.clone(), source })?;
+                let dir = std::fs::canonicalize(&d).map_err(|source| StartError::VassalDir {
+                    dir: d.clone(),
+                    source,
+                })?;
                 if !dir.is_dir() {
                     return Err(StartError::VassalDir {
                         dir,
@@ -153,11 +155,8 @@ fn open_sources(
                     .join(crate::source::mirror_dir_name(&url));
                 let mirror = Mirror::open(&dir, &url.to_string())
                     .map_err(|e| StartError::Etcd(format!("{url}: local copy: {e}")))?;
-                let client = etcd::Client::new(
-                    url.endpoints.clone(),
-                    tls.clone().flatten(),
-                    &settings.etcd,
-                );
+                let client =
+                    etcd::Client::new(url.endpoints.clone(), tls.clone().flatten(), &settings.etcd);
                 let tx = tx.clone();
                 let report: etcd::Reporter =
                     Box::new(move |r| tx.send(crate::msg::Msg::Source(r)).is_ok());
@@ -167,7 +166,13 @@ fn open_sources(
                     kind: "etcd",
                 });
                 tracing::info!(source = %url, copy = %mirror.dir().display(), revision = mirror.revision(), "etcd source");
-                remote.push(etcd::EtcdSource::new(dirs.len() - 1, url, client, mirror, report));
+                remote.push(etcd::EtcdSource::new(
+                    dirs.len() - 1,
+                    url,
+                    client,
+                    mirror,
+                    report,
+                ));
             }
         }
     }

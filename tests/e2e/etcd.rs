@@ -60,7 +60,11 @@ fn assert_no_failures(what: &str, report: &LoadReport) {
         "{what}: {} ok, {} failed, slowest request {:?}",
         report.ok, report.failed, report.slowest
     );
-    assert_eq!(report.failed, 0, "{what}: failed requests: {:?}", report.errors);
+    assert_eq!(
+        report.failed, 0,
+        "{what}: failed requests: {:?}",
+        report.errors
+    );
     assert!(report.ok > 0, "{what}: the load sent nothing");
 }
 
@@ -83,7 +87,10 @@ fn three_hosts_follow_one_prefix() {
     // status names the key and its mod revision; list names the source.
     let (code, status) = hosts[0].rsgictl(&["status", "app"]);
     assert_eq!(code, 0, "{status}");
-    assert!(status.contains("key           /rsgi/all/app.ini"), "{status}");
+    assert!(
+        status.contains("key           /rsgi/all/app.ini"),
+        "{status}"
+    );
     assert!(status.contains("mod revision"), "{status}");
     let row = vassal(&hosts[0], "app").unwrap();
     assert_eq!(row["origin"]["source"], url.as_str(), "{row}");
@@ -100,9 +107,11 @@ fn three_hosts_follow_one_prefix() {
     etcd.put("/rsgi/all/app.ini", &pid_ini("# v2\n"));
     let mut news = Vec::new();
     for (i, a) in addrs.iter().enumerate() {
-        wait_until(DEADLINE, "the new generation to serve on every host", || {
-            served_pid(a).is_some_and(|p| p != old[i])
-        });
+        wait_until(
+            DEADLINE,
+            "the new generation to serve on every host",
+            || served_pid(a).is_some_and(|p| p != old[i]),
+        );
         news.push(t0.elapsed());
     }
     eprintln!("change -> new generation serving on three hosts: {news:?}");
@@ -148,15 +157,24 @@ fn a_stopped_store_disturbs_nothing() {
     // Longer than the client's idle check plus its request timeout (5 s + 3 s).
     etcd.signal(Signal::SIGSTOP);
     let stopped = Instant::now();
-    wait_until(DEADLINE, "the source to report the store unreachable", || {
-        source(&e, 1)["state"] == "unreachable"
-    });
-    eprintln!("store stopped -> source unreachable: {:?}", stopped.elapsed());
+    wait_until(
+        DEADLINE,
+        "the source to report the store unreachable",
+        || source(&e, 1)["state"] == "unreachable",
+    );
+    eprintln!(
+        "store stopped -> source unreachable: {:?}",
+        stopped.elapsed()
+    );
     while stopped.elapsed() < Duration::from_secs(10) {
         // Control answers promptly, the vassal serves as before.
         let t = Instant::now();
         let _ = e.list_json();
-        assert!(t.elapsed() < Duration::from_secs(5), "rsgictl list took {:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "rsgictl list took {:?}",
+            t.elapsed()
+        );
         assert_eq!(served_pid(&app), Some(pid));
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -177,10 +195,18 @@ fn a_stopped_store_disturbs_nothing() {
     let took = t0.elapsed();
     eprintln!("store resumed -> put applied and serving: {took:?}");
     assert!(took < Duration::from_secs(15), "took {took:?}");
-    wait_until(DEADLINE, "the source to be up again", || source(&e, 1)["state"] == "up");
+    wait_until(DEADLINE, "the source to be up again", || {
+        source(&e, 1)["state"] == "up"
+    });
     let m = get(&Addr::Tcp(metrics), "/metrics").text();
-    assert!(m.contains(&format!("rsgi_source_up{{source=\"{url}\"}} 1")), "{m}");
-    assert!(m.contains(&format!("rsgi_source_revision{{source=\"{url}\"}}")), "{m}");
+    assert!(
+        m.contains(&format!("rsgi_source_up{{source=\"{url}\"}} 1")),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!("rsgi_source_revision{{source=\"{url}\"}}")),
+        "{m}"
+    );
     assert_eq!(served_pid(&app), Some(pid), "app was disturbed");
 }
 
@@ -199,15 +225,22 @@ fn restarted_while_the_store_is_down_serves_from_its_copy() {
     e.wait_serving("app", "/pid", DEADLINE);
     let src = source(&e, 1);
     assert_eq!(src["state"], "stale", "{src}");
-    assert_eq!(vassal(&e, "app").unwrap()["origin"]["source_state"], "stale");
+    assert_eq!(
+        vassal(&e, "app").unwrap()["origin"]["source_state"],
+        "stale"
+    );
     let (_, text) = e.rsgictl(&["list"]);
     assert!(text.contains("stale"), "{text}");
 
     // The store returns: rsgid catches up.
     etcd.restart();
-    wait_until(DEADLINE, "the source to be up again", || source(&e, 1)["state"] == "up");
+    wait_until(DEADLINE, "the source to be up again", || {
+        source(&e, 1)["state"] == "up"
+    });
     etcd.put("/rsgi/h/app.ini", &pid_ini("# v2\n"));
-    wait_until(DEADLINE, "the change to be applied", || generation(&e, "app") == 2);
+    wait_until(DEADLINE, "the change to be applied", || {
+        generation(&e, "app") == 2
+    });
 }
 
 #[test]
@@ -233,7 +266,11 @@ fn compaction_while_cut_off_converges() {
     let mark = e.log_mark();
     e.signal(Signal::SIGCONT);
 
-    e.wait_log_since(mark, "revision compacted; reading the prefix again", DEADLINE);
+    e.wait_log_since(
+        mark,
+        "revision compacted; reading the prefix again",
+        DEADLINE,
+    );
     e.wait_serving("c", "/pid", DEADLINE);
     wait_until(DEADLINE, "b to be retired", || vassal(&e, "b").is_none());
     wait_until(DEADLINE, "a to be reloaded", || generation(&e, "a") == 2);
@@ -253,7 +290,10 @@ fn tls_with_client_certificates() {
         path_str(&certs.client_cert).to_owned(),
         path_str(&certs.client_key).to_owned(),
     );
-    let mut e = host(&url, &["--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key]);
+    let mut e = host(
+        &url,
+        &["--etcd-ca", &ca, "--etcd-cert", &cert, "--etcd-key", &key],
+    );
     etcd.put("/rsgi/tls/app.ini", &pid_ini(""));
     e.wait_serving("app", "/pid", DEADLINE);
     assert_eq!(source(&e, 1)["state"], "up");
@@ -264,6 +304,49 @@ fn tls_with_client_certificates() {
     let src = source(&e2, 1);
     assert_ne!(src["state"], "up", "{src}");
     assert!(src["errors"].as_u64().unwrap() > 0, "{src}");
+    assert!(vassal(&e2, "app").is_none());
+}
+
+#[test]
+fn user_and_password_from_a_file() {
+    let mut etcd = Etcd::start();
+    etcd.enable_auth("s3cret");
+    let url = etcd.url("/rsgi/auth/");
+    let dir = tempdir();
+    let good = write_file(dir.path(), "pw", "s3cret\n");
+    let wrong = write_file(dir.path(), "wrong", "nope\n");
+    let mut e = host(
+        &url,
+        &[
+            "--etcd-user",
+            "root",
+            "--etcd-password-file",
+            path_str(&good),
+        ],
+    );
+    etcd.put("/rsgi/auth/app.ini", &pid_ini(""));
+    e.wait_serving("app", "/pid", DEADLINE);
+    assert_eq!(source(&e, 1)["state"], "up");
+
+    // A wrong password: the source says why, nothing runs from it.
+    let e2 = host(
+        &url,
+        &[
+            "--etcd-user",
+            "root",
+            "--etcd-password-file",
+            path_str(&wrong),
+        ],
+    );
+    let src = source(&e2, 1);
+    assert_ne!(src["state"], "up", "{src}");
+    assert!(
+        src["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("authentication failed"),
+        "{src}"
+    );
     assert!(vassal(&e2, "app").is_none());
 }
 
@@ -283,10 +366,16 @@ fn bad_values_name_the_key_and_disturb_nothing() {
             .iter()
             .all(|n| vassal(&e, n).is_some_and(|v| v["state"] == "failed"))
     });
-    let reason = vassal(&e, "unknown").unwrap()["reason"].as_str().unwrap().to_owned();
+    let reason = vassal(&e, "unknown").unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(reason.contains("etcd key /rsgi/b/unknown.ini"), "{reason}");
     assert!(reason.contains("no-such-option"), "{reason}");
-    let reason = vassal(&e, "garbage").unwrap()["reason"].as_str().unwrap().to_owned();
+    let reason = vassal(&e, "garbage").unwrap()["reason"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(reason.contains("etcd key /rsgi/b/garbage.ini"), "{reason}");
 
     // A bad value for a running vassal: the running generation stays.
@@ -320,12 +409,20 @@ fn two_sources_naming_the_same_vassal() {
     etcd.put("/rsgi/s/app.ini", &pid_ini("# from etcd\n"));
     wait_until(DEADLINE, "the refusal to be logged", || {
         let log = e.log();
-        log.contains("refused from etcd://") && log.contains("comes from") && log.contains("vassals")
+        log.contains("refused from etcd://")
+            && log.contains("comes from")
+            && log.contains("vassals")
     });
     let src = source(&e, 1);
     assert_eq!(src["refused"][0], "app", "{src}");
     let row = vassal(&e, "app").unwrap();
     assert_eq!(row["generation"], 1, "{row}");
-    assert!(row["origin"]["source"].as_str().unwrap().ends_with("/vassals"), "{row}");
+    assert!(
+        row["origin"]["source"]
+            .as_str()
+            .unwrap()
+            .ends_with("/vassals"),
+        "{row}"
+    );
     assert_eq!(served_pid(&e.socket("app")), Some(pid));
 }

@@ -2219,8 +2219,19 @@ impl EtcdCerts {
             );
         };
         run(&[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=rsgi test CA", "-keyout", "ca.key", "-out", "ca.pem",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rsgi test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
         ]);
         fs::write(
             dir.join("server.ext"),
@@ -2231,12 +2242,32 @@ impl EtcdCerts {
             .expect("write client.ext");
         for (who, cn) in [("server", "127.0.0.1"), ("client", "rsgid")] {
             run(&[
-                "req", "-newkey", "rsa:2048", "-nodes", "-subj", &format!("/CN={cn}"), "-keyout",
-                &format!("{who}.key"), "-out", &format!("{who}.csr"),
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
             ]);
             run(&[
-                "x509", "-req", "-in", &format!("{who}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "2", "-extfile", &format!("{who}.ext"), "-out",
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.ext"),
+                "-out",
                 &format!("{who}.pem"),
             ]);
         }
@@ -2260,6 +2291,8 @@ pub struct Etcd {
     client_port: u16,
     peer_port: u16,
     tls: Option<EtcdCerts>,
+    /// `USER:PASSWORD` for etcdctl once authentication is on.
+    auth: Option<String>,
 }
 
 /// The etcd server binary (Debian's `etcd-server`).
@@ -2287,6 +2320,7 @@ impl Etcd {
             client_port: free_port(),
             peer_port: free_port(),
             tls,
+            auth: None,
         };
         etcd.launch();
         etcd
@@ -2404,6 +2438,9 @@ impl Etcd {
             .arg("2s")
             .arg("--command-timeout")
             .arg("5s");
+        if let Some(a) = &self.auth {
+            cmd.arg("--user").arg(a);
+        }
         if let Some(c) = &self.tls {
             cmd.arg("--cacert")
                 .arg(&c.ca)
@@ -2451,6 +2488,14 @@ impl Etcd {
         v[0]["Status"]["header"]["revision"]
             .as_i64()
             .expect("a revision in etcdctl's status")
+    }
+
+    /// Turn etcd's authentication on with the user `root` and `password` (etcdctl
+    /// uses them from then on).
+    pub fn enable_auth(&mut self, password: &str) {
+        self.ctl(&["user", "add", &format!("root:{password}")]);
+        self.ctl(&["auth", "enable"]);
+        self.auth = Some(format!("root:{password}"));
     }
 
     /// Compact the history up to the current revision.

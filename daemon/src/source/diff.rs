@@ -67,9 +67,7 @@ pub fn key_use(prefix: &str, key: &str) -> KeyUse {
     };
     match vassal_name(&file) {
         Some((name, _)) => KeyUse::Vassal(file, name),
-        None => KeyUse::Ignored(
-            crate::scan::why_ignored(&file).unwrap_or("not a vassal name"),
-        ),
+        None => KeyUse::Ignored(crate::scan::why_ignored(&file).unwrap_or("not a vassal name")),
     }
 }
 
@@ -152,6 +150,7 @@ pub fn apply_event(kvs: &mut Kvs, key: &str, kv: Option<Kv>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     fn kv(rev: i64, v: &str) -> Kv {
@@ -188,7 +187,10 @@ mod tests {
         for (key, want) in cases {
             let got = match key_use(p, key) {
                 KeyUse::Vassal(f, n) => {
-                    assert_eq!(f.trim_end_matches(".ini").trim_end_matches(".xml"), n.as_str());
+                    assert_eq!(
+                        f.trim_end_matches(".ini").trim_end_matches(".xml"),
+                        n.as_str()
+                    );
                     Some(f)
                 }
                 KeyUse::Ignored(_) => None,
@@ -237,13 +239,22 @@ mod tests {
         let a2_same = entry("/r/a.ini", 2, "A");
         let a3_new = entry("/r/a.ini", 3, "A'");
         let b = entry("/r/b.ini", 4, "B");
-        let cases: Vec<(BTreeMap<String, Entry>, BTreeMap<String, Entry>, Vec<Op>)> = vec![
+        type Case = (BTreeMap<String, Entry>, BTreeMap<String, Entry>, Vec<Op>);
+        let cases: Vec<Case> = vec![
             // nothing to nothing
             (m(&[]), m(&[]), vec![]),
             // a new key
-            (m(&[]), m(&[("a.ini", a1.clone())]), vec![Op::Write("a.ini".into())]),
+            (
+                m(&[]),
+                m(&[("a.ini", a1.clone())]),
+                vec![Op::Write("a.ini".into())],
+            ),
             // the same bytes at a new revision: no write
-            (m(&[("a.ini", a1.clone())]), m(&[("a.ini", a2_same)]), vec![]),
+            (
+                m(&[("a.ini", a1.clone())]),
+                m(&[("a.ini", a2_same)]),
+                vec![],
+            ),
             // new bytes
             (
                 m(&[("a.ini", a1.clone())]),

@@ -153,11 +153,7 @@ pub fn tls_connector(opts: &EtcdOptions) -> Result<Option<tokio_rustls::TlsConne
                 .map_err(|e| tls(cert, &e))?
         }
         (None, None) => builder.with_no_client_auth(),
-        _ => {
-            return Err(EtcdError::Tls(
-                "etcd_cert and etcd_key go together".into(),
-            ))
-        }
+        _ => return Err(EtcdError::Tls("etcd_cert and etcd_key go together".into())),
     };
     Ok(Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
 }
@@ -586,13 +582,13 @@ impl EtcdSource {
             }
         }
         let ops = diff::diff(self.mirror.entries(), &want);
-        let changed = self
-            .mirror
-            .apply(&ops, &want, revision)
-            .map_err(|e| EtcdError::Transport {
-                endpoint: "local copy".into(),
-                message: e.to_string(),
-            })?;
+        let changed =
+            self.mirror
+                .apply(&ops, &want, revision)
+                .map_err(|e| EtcdError::Transport {
+                    endpoint: "local copy".into(),
+                    message: e.to_string(),
+                })?;
         for op in &ops {
             tracing::debug!(source = %self.url, ?op, revision, "local copy");
         }
@@ -665,7 +661,11 @@ impl EtcdSource {
                 Ok(f) => f,
                 Err(_) => {
                     // Quiet: is the server still there?
-                    if let Err(e) = self.client.unary("/v3/maintenance/status", &json!({})).await {
+                    if let Err(e) = self
+                        .client
+                        .unary("/v3/maintenance/status", &json!({}))
+                        .await
+                    {
                         return WatchEnd::Failed(e);
                     }
                     continue;
@@ -784,6 +784,7 @@ pub async fn first_sync(sources: &mut [EtcdSource], within: Duration) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     #[test]
@@ -817,7 +818,8 @@ mod tests {
             {"type":"DELETE","kv":{"key":"L3IvYS5pbmk=","mod_revision":"6"}}]}});
         let compacted = json!({"result":{"header":{},"canceled":true,"compact_revision":"4"}});
         let progress = json!({"result":{"header":{"revision":"9"}}});
-        let error = json!({"error":{"grpc_code":16,"http_code":401,"message":"invalid auth token"}});
+        let error =
+            json!({"error":{"grpc_code":16,"http_code":401,"message":"invalid auth token"}});
         let kv = Kv {
             mod_revision: 5,
             value: b"hello".to_vec(),

@@ -162,6 +162,7 @@ fn write_atomic(dir: &Path, file: &str, bytes: &[u8]) -> Result<(), MirrorError>
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::source::diff::diff;
 
@@ -184,7 +185,10 @@ mod tests {
             .collect();
         let ops = diff(m.entries(), &want);
         assert!(m.apply(&ops, &want, 9).unwrap());
-        assert_eq!(std::fs::read_to_string(dir.join("a.ini")).unwrap(), "[uwsgi]\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("a.ini")).unwrap(),
+            "[uwsgi]\n"
+        );
         // No temp file left behind.
         let names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()

@@ -221,13 +221,18 @@ pub fn merge(
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::scan::{FileKind, Fingerprint};
 
     #[test]
     fn parse_source_table() {
         let ok: &[(&str, &[&str], &str)] = &[
-            ("etcd://127.0.0.1:2379/rsgi/all/", &["127.0.0.1:2379"], "/rsgi/all/"),
+            (
+                "etcd://127.0.0.1:2379/rsgi/all/",
+                &["127.0.0.1:2379"],
+                "/rsgi/all/",
+            ),
             ("etcd://a:1,b:2/p/", &["a:1", "b:2"], "/p/"),
             ("etcd://[::1]:2379/p/", &["[::1]:2379"], "/p/"),
         ];
@@ -288,9 +293,9 @@ mod tests {
         )
     }
 
-    fn scan(files: &[(VassalName, VassalFile)]) -> Result<Scan, String> {
+    fn scan(files: &[&(VassalName, VassalFile)]) -> Result<Scan, String> {
         Ok(Scan {
-            files: files.iter().cloned().collect(),
+            files: files.iter().map(|f| (*f).clone()).collect(),
             ..Scan::default()
         })
     }
@@ -307,12 +312,12 @@ mod tests {
         let none = BTreeMap::new();
 
         // Disjoint sources: everything, each from its source.
-        let m = merge(&[scan(&[a0.clone()]), scan(&[b1.clone()])], &none);
+        let m = merge(&[scan(&[&a0]), scan(&[&b1])], &none);
         assert_eq!(origins(&m), vec![("a".into(), 0), ("b".into(), 1)]);
         assert!(m.collisions.is_empty());
 
         // The same name in both, nobody has it yet: the earlier source wins.
-        let m = merge(&[scan(&[a0.clone()]), scan(&[a1.clone()])], &none);
+        let m = merge(&[scan(&[&a0]), scan(&[&a1])], &none);
         assert_eq!(origins(&m), vec![("a".into(), 0)]);
         assert_eq!(m.files[&a0.0].path, a0.1.path);
         assert_eq!(
@@ -326,7 +331,7 @@ mod tests {
 
         // Source 1 had it first (source 0 added it later): source 1 keeps it.
         let current: BTreeMap<_, _> = [(a1.0.clone(), (1, a1.1.clone()))].into_iter().collect();
-        let m = merge(&[scan(&[a0.clone()]), scan(&[a1.clone()])], &current);
+        let m = merge(&[scan(&[&a0]), scan(&[&a1])], &current);
         assert_eq!(origins(&m), vec![("a".into(), 1)]);
         assert_eq!(m.collisions[0].winner, 1);
         assert_eq!(m.collisions[0].loser, 0);
