@@ -507,3 +507,15 @@ fn the_fleet_prometheus_examples_fit_what_rsgid_serves() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn a_dead_endpoint_in_the_list_is_skipped() {
+    let etcd = Etcd::start();
+    // Nothing listens on the first endpoint.
+    let dead = free_port();
+    let url = format!("etcd://127.0.0.1:{dead},{}/rsgi/f/", etcd.endpoint());
+    let mut e = host(&url, &[]);
+    etcd.put("/rsgi/f/app.ini", &pid_ini(""));
+    e.wait_serving("app", "/pid", DEADLINE);
+    assert_eq!(source(&e, 1)["state"], "up");
+}
