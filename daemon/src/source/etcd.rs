@@ -185,9 +185,12 @@ impl Client {
             .unwrap_or("")
     }
 
-    /// Give up on the current endpoint: the next request goes to the next one.
+    /// Give up on the current endpoint: the next request goes to the next one (with a
+    /// fresh token, when a user is configured: an expired token breaks a watch with
+    /// nothing but an error message).
     pub fn fail_over(&mut self) {
         self.unary = None;
+        self.token = None;
         if !self.endpoints.is_empty() {
             self.current = (self.current + 1) % self.endpoints.len();
         }
