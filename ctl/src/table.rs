@@ -300,6 +300,57 @@ mod tests {
     }
 
     #[test]
+    fn the_list_with_sources() {
+        use rsgi_proto::control::{Origin, SourceSummary};
+        let mut app = summary("app", "ready");
+        app.origin = Some(Origin {
+            source: "etcd://h:2379/rsgi/all/".into(),
+            source_state: "stale".into(),
+            key: Some("/rsgi/all/app.ini".into()),
+            mod_revision: Some(7),
+        });
+        let text = list(&VassalList {
+            vassals: vec![app],
+            sources: vec![
+                SourceSummary {
+                    source: "/etc/rsgi/vassals".into(),
+                    kind: "dir".into(),
+                    state: "ok".into(),
+                    revision: None,
+                    errors: 0,
+                    message: None,
+                    refused: vec!["app".into()],
+                },
+                SourceSummary {
+                    source: "etcd://h:2379/rsgi/all/".into(),
+                    kind: "etcd".into(),
+                    state: "stale".into(),
+                    revision: Some(7),
+                    errors: 3,
+                    message: Some("h:2379: connect: refused".into()),
+                    refused: vec![],
+                },
+            ],
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("  SOURCE  "), "{text}");
+        assert!(
+            lines[1].contains("etcd://h:2379/rsgi/all/ (stale)"),
+            "{text}"
+        );
+        assert_eq!(lines[2], "");
+        assert!(lines[3].starts_with("SOURCE"), "{text}");
+        assert!(
+            lines[4].contains("refused (another source has them): app"),
+            "{text}"
+        );
+        assert!(
+            lines[5].contains("stale  7         3       h:2379: connect: refused"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_status_page() {
         let mut s = VassalStatus {
             summary: summary("app", "ready"),
