@@ -1517,6 +1517,50 @@ mod tests {
             self.dir.path().join("vassals")
         }
 
+        /// An actor over two sources (`src0/`, `src1/`), each holding its `files`.
+        fn start_sources(src0: &[(&str, &str)], src1: &[(&str, &str)]) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let mut dirs = Vec::new();
+            for (i, files) in [src0, src1].into_iter().enumerate() {
+                let d = dir.path().join(format!("src{i}"));
+                std::fs::create_dir(&d).unwrap();
+                for (name, text) in files {
+                    std::fs::write(d.join(name), text).unwrap();
+                }
+                dirs.push(crate::source::SourceDir {
+                    label: format!("src{i}"),
+                    dir: d,
+                    kind: "dir",
+                });
+            }
+            let settings = Settings {
+                vassals: dirs[0].dir.clone(),
+                run_dir: dir.path().join("run"),
+                control_socket: dir.path().join("run/control.sock"),
+                metrics_listen: None,
+                ..Settings::default()
+            };
+            std::fs::create_dir(&settings.run_dir).unwrap();
+            let policy = settings.policy.clone();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (calls_tx, calls) = mpsc::unbounded_channel();
+            let fake = Fake {
+                calls: calls_tx,
+                next_pid: 100,
+            };
+            tokio::spawn(
+                Emperor::new(settings, rx, Box::new(fake))
+                    .with_sources(dirs)
+                    .run(),
+            );
+            Harness {
+                dir,
+                tx,
+                calls,
+                policy,
+            }
+        }
+
         async fn call(&mut self) -> Call {
             timeout(DEADLINE, self.calls.recv())
                 .await
@@ -1760,5 +1804,60 @@ mod tests {
         // The actor ends: its mailbox closes.
         timeout(DEADLINE, h.tx.closed()).await.unwrap();
         assert!(!exists(&h.dir.path().join("run/a.sock")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_sources_one_name_and_an_unreadable_source() {
+        let mut h = Harness::start_sources(
+            &[("a.ini", &ini())],
+            &[("a.ini", &(ini() + "# other\n")), ("b.ini", &ini())],
+        );
+        let mut names = BTreeSet::new();
+        for _ in 0..2 {
+            match h.call().await {
+                Call::Spawn { name, .. } => names.insert(name),
+                other => panic!("{other:?}"),
+            };
+        }
+        assert_eq!(names, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        h.no_call_for(Duration::from_secs(5)).await;
+        let list = match h.ask(Command::List).await {
+            Reply::List(l) => l,
+            other => panic!("{other:?}"),
+        };
+        let a = list.vassals.iter().find(|v| v.name == "a").unwrap();
+        assert_eq!(a.origin.as_ref().unwrap().source, "src0");
+        assert_eq!(list.sources[1].refused, ["a"]);
+
+        // The second source cannot be read: its vassal keeps running, nothing retires.
+        std::fs::remove_dir_all(h.dir.path().join("src1")).unwrap();
+        h.send(Msg::Rescan);
+        h.no_call_for(Duration::from_secs(5)).await;
+        let list = match h.ask(Command::List).await {
+            Reply::List(l) => l,
+            other => panic!("{other:?}"),
+        };
+        let names: Vec<&str> = list.vassals.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(list.sources[1].state, "unreadable");
+        assert!(list.sources[1].errors > 0);
+
+        // A remote source's report shows in the vassal's origin.
+        h.send(Msg::Source(crate::source::SourceReport {
+            index: 1,
+            state: "stale",
+            revision: 9,
+            errors: 0,
+            message: None,
+            keys: [(VassalName::new("b").unwrap(), ("/p/b.ini".to_owned(), 8))]
+                .into_iter()
+                .collect(),
+            changed: false,
+        }));
+        let b = h.one("b").await;
+        let origin = b.origin.unwrap();
+        assert_eq!(origin.source_state, "stale");
+        assert_eq!(origin.key.as_deref(), Some("/p/b.ini"));
+        assert_eq!(origin.mod_revision, Some(8));
     }
 }
