@@ -122,9 +122,14 @@ def main():
             hosts.append(os.path.join(d, "run"))
         time.sleep(1.0)
 
-        def put(key, value):
-            subprocess.run(ctl + ["put", "--", key, value], env=env, check=True, capture_output=True)
+        put_times = []
 
+        def put(key, value):
+            t = time.monotonic()
+            subprocess.run(ctl + ["put", "--", key, value], env=env, check=True, capture_output=True)
+            put_times.append(time.monotonic() - t)
+
+        load_before = os.getloadavg()
         first, change = [], []
         for rep in range(args.reps):
             name = f"app{rep}"
@@ -142,6 +147,7 @@ def main():
             subprocess.run(ctl + ["del", f"/bench/fleet/{name}.ini"], env=env, check=True, capture_output=True)
             time.sleep(0.5)
 
+        load_after = os.getloadavg()
         ms = lambda xs: f"{statistics.median(xs) * 1000:.0f} ms median, {max(xs) * 1000:.0f} ms max"
         binary = os.path.basename(bin_dir)
         lines = [
@@ -151,7 +157,9 @@ def main():
             f"{subprocess.run(['etcd', '--version'], capture_output=True, text=True).stdout.split()[2]}; "
             f"3 rsgid + etcd + the vassals on one {os.cpu_count()}-core machine). Each figure is the time until "
             "the last of the three hosts is done, over one new vassal per repetition "
-            "(`tests/apps/environ_app.py`, default uwsgi socket).",
+            "(`tests/apps/environ_app.py`, default uwsgi socket). The figures include the "
+            f"`etcdctl put` process itself ({ms(put_times)}). Load average (1 min) "
+            f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (other work shares the machine).",
             "",
             "| row | result |",
             "|---|---|",
