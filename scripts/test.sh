@@ -11,6 +11,8 @@
 #   - as root, the user rsgi-tyrant (member of group rsgi-tyrant-extra), who owns the
 #     vassal files of tyrant mode's tests;
 #   - python3-venv, so /usr/bin/python3 can make a virtualenv;
+#   - etcd-server and etcd-client (e2e::etcd; the tests run their own etcd, never the
+#     distro's service), and openssl for the TLS test's certificates;
 #   - promtool (for `promtool check metrics` in e2e::metrics), from Debian's prometheus
 #     package: when it is not on PATH, only the promtool binary is unpacked from the
 #     package into target/tools/bin. Installing the whole package would also enable and
@@ -44,6 +46,13 @@ fi
 dpkg -s python3-yaml >/dev/null 2>&1 || missing+=(python3-yaml)
 # unshare and setpriv (e2e::pid1, e2e::unprivileged).
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# etcd (e2e::etcd): the tests start their own etcd on 127.0.0.1 with free ports and a
+# temp data dir, and talk to it with etcdctl. Where systemd runs, the etcd-server package
+# also enables and starts the distro's etcd service (on 127.0.0.1:2379); the tests never
+# use it. openssl makes the TLS test's certificates.
+[ -x /usr/bin/etcd ] || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi

@@ -94,16 +94,59 @@ fn row(v: &VassalSummary) -> Vec<String> {
     ]
 }
 
-/// `rsgictl list`: one row per vassal under a header.
+/// `rsgictl list`: one row per vassal under a header. With more than one source, or
+/// a remote one, each row names its source (and its state), and a table of the
+/// sources follows.
 pub fn list(list: &VassalList) -> String {
-    if list.vassals.is_empty() {
-        return "no vassals\n".into();
+    let show_sources = list.sources.len() > 1 || list.sources.iter().any(|s| s.kind != "dir");
+    let mut out = if list.vassals.is_empty() {
+        "no vassals\n".to_owned()
+    } else if show_sources {
+        let mut rows = vec![header(&[
+            "NAME", "STATE", "PID", "GEN", "UPTIME", "RESTARTS", "SOCKET", "SOURCE", "REASON",
+        ])];
+        rows.extend(list.vassals.iter().map(|v| {
+            let mut r = row(v);
+            let source = v
+                .origin
+                .as_ref()
+                .map(|o| format!("{} ({})", o.source, o.source_state));
+            r.insert(7, or_dash(source));
+            r
+        }));
+        align(&rows)
+    } else {
+        let mut rows = vec![header(&[
+            "NAME", "STATE", "PID", "GEN", "UPTIME", "RESTARTS", "SOCKET", "REASON",
+        ])];
+        rows.extend(list.vassals.iter().map(row));
+        align(&rows)
+    };
+    if show_sources {
+        let mut rows = vec![header(&["SOURCE", "STATE", "REVISION", "ERRORS", "NOTE"])];
+        rows.extend(list.sources.iter().map(|s| {
+            let mut note = s.message.clone().unwrap_or_default();
+            if !s.refused.is_empty() {
+                if !note.is_empty() {
+                    note.push_str("; ");
+                }
+                note.push_str(&format!(
+                    "refused (another source has them): {}",
+                    s.refused.join(", ")
+                ));
+            }
+            vec![
+                s.source.clone(),
+                s.state.clone(),
+                or_dash(s.revision.map(|r| r.to_string())),
+                s.errors.to_string(),
+                note,
+            ]
+        }));
+        out.push('\n');
+        out.push_str(&align(&rows));
     }
-    let mut rows = vec![header(&[
-        "NAME", "STATE", "PID", "GEN", "UPTIME", "RESTARTS", "SOCKET", "REASON",
-    ])];
-    rows.extend(list.vassals.iter().map(row));
-    align(&rows)
+    out
 }
 
 /// `rsgictl status NAME`: every field, the workers, then the last log lines.
@@ -119,6 +162,15 @@ pub fn status(s: &VassalStatus) -> String {
     ];
     if !v.reason.is_empty() {
         fields.push(("reason", v.reason.clone()));
+    }
+    if let Some(o) = &v.origin {
+        fields.push(("source", format!("{} ({})", o.source, o.source_state)));
+        if let Some(key) = &o.key {
+            fields.push(("key", key.clone()));
+        }
+        if let Some(rev) = o.mod_revision {
+            fields.push(("mod revision", rev.to_string()));
+        }
     }
     fields.extend([
         ("config", s.config.clone()),
@@ -181,6 +233,7 @@ mod tests {
             restarts: 1,
             sockets: vec!["unix:/run/rsgi/app.sock".into()],
             reason: String::new(),
+            origin: None,
         }
     }
 
@@ -218,6 +271,7 @@ mod tests {
         failed.reason = "exited with exit code 1\nTraceback ...".into();
         let text = list(&VassalList {
             vassals: vec![summary("app", "ready"), failed],
+            sources: vec![],
         });
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -236,7 +290,64 @@ mod tests {
         let at = |line: &str, col: &str| line.find(col).unwrap();
         assert_eq!(at(lines[0], "STATE"), at(lines[1], "ready"));
         assert_eq!(at(lines[0], "STATE"), at(lines[2], "failed"));
-        assert_eq!(list(&VassalList { vassals: vec![] }), "no vassals\n");
+        assert_eq!(
+            list(&VassalList {
+                vassals: vec![],
+                sources: vec![]
+            }),
+            "no vassals\n"
+        );
+    }
+
+    #[test]
+    fn the_list_with_sources() {
+        use rsgi_proto::control::{Origin, SourceSummary};
+        let mut app = summary("app", "ready");
+        app.origin = Some(Origin {
+            source: "etcd://h:2379/rsgi/all/".into(),
+            source_state: "stale".into(),
+            key: Some("/rsgi/all/app.ini".into()),
+            mod_revision: Some(7),
+        });
+        let text = list(&VassalList {
+            vassals: vec![app],
+            sources: vec![
+                SourceSummary {
+                    source: "/etc/rsgi/vassals".into(),
+                    kind: "dir".into(),
+                    state: "ok".into(),
+                    revision: None,
+                    errors: 0,
+                    message: None,
+                    refused: vec!["app".into()],
+                },
+                SourceSummary {
+                    source: "etcd://h:2379/rsgi/all/".into(),
+                    kind: "etcd".into(),
+                    state: "stale".into(),
+                    revision: Some(7),
+                    errors: 3,
+                    message: Some("h:2379: connect: refused".into()),
+                    refused: vec![],
+                },
+            ],
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].contains("  SOURCE  "), "{text}");
+        assert!(
+            lines[1].contains("etcd://h:2379/rsgi/all/ (stale)"),
+            "{text}"
+        );
+        assert_eq!(lines[2], "");
+        assert!(lines[3].starts_with("SOURCE"), "{text}");
+        assert!(
+            lines[4].contains("refused (another source has them): app"),
+            "{text}"
+        );
+        assert!(
+            lines[5].contains("stale  7         3       h:2379: connect: refused"),
+            "{text}"
+        );
     }
 
     #[test]

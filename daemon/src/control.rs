@@ -1016,6 +1016,7 @@ mod tests {
                 restarts: 0,
                 sockets: vec![],
                 reason: String::new(),
+                origin: None,
             }
         }
 
@@ -1028,6 +1029,7 @@ mod tests {
                     let answer = match cmd {
                         Command::List => Reply::List(VassalList {
                             vassals: vec![summary("app")],
+                            sources: vec![],
                         }),
                         Command::Status(n) if n == "app" => Reply::Status(Box::new(VassalStatus {
                             summary: summary("app"),

@@ -86,8 +86,25 @@ pub struct Emperor {
     /// Scans of the vassal directory so far (a metric: an idle rsgid scans only every
     /// `rescan_interval`).
     scans: u64,
-    /// The last scan's error, logged once until it changes or heals.
-    scan_error: Option<String>,
+    /// Where vassals come from (see [`crate::source`]).
+    sources: Sources,
+}
+
+/// The actor's view of its vassal sources.
+#[derive(Default)]
+struct Sources {
+    /// The directories scanned (a remote source's: its local copy), in source order.
+    dirs: Vec<crate::source::SourceDir>,
+    /// Which source each vassal comes from.
+    origin: BTreeMap<VassalName, usize>,
+    /// Each remote source's last report.
+    reports: BTreeMap<usize, crate::source::SourceReport>,
+    /// Each directory's last scan error (logged once until it changes or heals).
+    errors: BTreeMap<usize, String>,
+    /// Failed scans per source.
+    scan_failures: BTreeMap<usize, u64>,
+    /// Names refused because another source has them: (name, refused source).
+    refused: BTreeSet<(VassalName, usize)>,
 }
 
 impl Emperor {
@@ -109,8 +126,24 @@ impl Emperor {
             reloading_all: false,
             systemd: crate::sd::SdNotify::from_env(),
             scans: 0,
-            scan_error: None,
+            sources: Sources::default(),
         }
+        .default_dirs()
+    }
+
+    /// Scan these sources' directories instead of `settings.vassals` alone.
+    pub fn with_sources(mut self, dirs: Vec<crate::source::SourceDir>) -> Emperor {
+        self.sources.dirs = dirs;
+        self
+    }
+
+    fn default_dirs(mut self) -> Emperor {
+        self.sources.dirs = vec![crate::source::SourceDir {
+            label: self.settings.vassals.display().to_string(),
+            dir: self.settings.vassals.clone(),
+            kind: "dir",
+        }];
+        self
     }
 
     /// Run until shut down (every vassal stopped after [`Msg::Shutdown`], or every
@@ -302,6 +335,13 @@ impl Emperor {
                     }
                 }
             }
+            Msg::Source(report) => {
+                let changed = report.changed;
+                self.sources.reports.insert(report.index, report);
+                if changed {
+                    self.rescan();
+                }
+            }
             Msg::Control(cmd, reply) => {
                 let answer = self.control(cmd);
                 let _ = reply.send(answer);
@@ -328,26 +368,9 @@ impl Emperor {
             return;
         }
         self.scans += 1;
-        let scanned = match scan::scan(&self.settings.vassals) {
-            Ok(s) => {
-                if self.scan_error.take().is_some() {
-                    tracing::info!(dir = %self.settings.vassals.display(), "the vassal directory can be read again");
-                }
-                s
-            }
-            Err(e) => {
-                // Once per distinct error, not once per scan.
-                let e = e.to_string();
-                if self.scan_error.as_deref() != Some(e.as_str()) {
-                    tracing::error!(dir = %self.settings.vassals.display(), "cannot scan (every vassal keeps running as it is): {e}");
-                    self.scan_error = Some(e);
-                }
-                return;
-            }
+        let Some(scanned) = self.scan_sources() else {
+            return;
         };
-        for c in &scanned.conflicts {
-            tracing::warn!(file = %c.display(), "ignored: an .ini of the same name wins");
-        }
         let before: BTreeMap<VassalName, Fingerprint> = self
             .vassals
             .iter()
@@ -388,8 +411,147 @@ impl Emperor {
         }
     }
 
+    /// Scan every source and merge (see [`crate::source::merge`]): `None` when no
+    /// source could be read (nothing changes then).
+    fn scan_sources(&mut self) -> Option<scan::Scan> {
+        let mut scans = Vec::new();
+        for (i, d) in self.sources.dirs.iter().enumerate() {
+            match scan::scan(&d.dir) {
+                Ok(s) => {
+                    if self.sources.errors.remove(&i).is_some() {
+                        tracing::info!(source = %d.label, "the vassal source can be read again");
+                    }
+                    for c in &s.conflicts {
+                        tracing::warn!(file = %c.display(), "ignored: an .ini of the same name wins");
+                    }
+                    scans.push(Ok(s));
+                }
+                Err(e) => {
+                    // Once per distinct error, not once per scan.
+                    let e = e.to_string();
+                    *self.sources.scan_failures.entry(i).or_default() += 1;
+                    if self.sources.errors.get(&i) != Some(&e) {
+                        tracing::error!(source = %d.label, "cannot scan (every vassal keeps running as it is): {e}");
+                        self.sources.errors.insert(i, e.clone());
+                    }
+                    scans.push(Err(e));
+                }
+            }
+        }
+        if scans.iter().all(Result::is_err) {
+            return None;
+        }
+        let current: BTreeMap<VassalName, (usize, VassalFile)> = self
+            .vassals
+            .iter()
+            .filter(|(_, v)| !matches!(v.state.phase, Phase::Retired))
+            .map(|(n, v)| {
+                let src = self.sources.origin.get(n).copied().unwrap_or(0);
+                (n.clone(), (src, v.file.clone()))
+            })
+            .collect();
+        let merged = crate::source::merge(&scans, &current);
+        let refused: BTreeSet<(VassalName, usize)> = merged
+            .collisions
+            .iter()
+            .map(|c| (c.name.clone(), c.loser))
+            .collect();
+        for c in &merged.collisions {
+            if !self.sources.refused.contains(&(c.name.clone(), c.loser)) {
+                let label = |i: usize| {
+                    self.sources
+                        .dirs
+                        .get(i)
+                        .map_or_else(String::new, |d| d.label.clone())
+                };
+                tracing::error!(
+                    vassal = %c.name,
+                    "refused from {}: vassal {:?} comes from {} already (it keeps running from there)",
+                    label(c.loser),
+                    c.name.as_str(),
+                    label(c.winner)
+                );
+            }
+        }
+        self.sources.refused = refused;
+        for (name, src) in &merged.origin {
+            self.sources.origin.insert(name.clone(), *src);
+        }
+        Some(scan::Scan {
+            files: merged.files,
+            ..scan::Scan::default()
+        })
+    }
+
+    /// Where a vassal comes from, for answers and messages.
+    fn origin_of(&self, name: &VassalName) -> Option<rsgi_proto::control::Origin> {
+        let i = *self.sources.origin.get(name)?;
+        let d = self.sources.dirs.get(i)?;
+        let report = self.sources.reports.get(&i);
+        let state = match report {
+            Some(r) => r.state.to_owned(),
+            None if self.sources.errors.contains_key(&i) => "unreadable".to_owned(),
+            None => "ok".to_owned(),
+        };
+        let key = report.and_then(|r| r.keys.get(name));
+        Some(rsgi_proto::control::Origin {
+            source: d.label.clone(),
+            source_state: state,
+            key: key.map(|k| k.0.clone()),
+            mod_revision: key.map(|k| k.1),
+        })
+    }
+
+    /// Every source, for `rsgictl list` and the metrics.
+    fn source_summaries(&self) -> Vec<rsgi_proto::control::SourceSummary> {
+        self.sources
+            .dirs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let report = self.sources.reports.get(&i);
+                let scan_error = self.sources.errors.get(&i);
+                rsgi_proto::control::SourceSummary {
+                    source: d.label.clone(),
+                    kind: d.kind.to_owned(),
+                    state: match (report, scan_error) {
+                        (Some(r), _) => r.state.to_owned(),
+                        (None, Some(_)) => "unreadable".to_owned(),
+                        (None, None) => "ok".to_owned(),
+                    },
+                    revision: report.map(|r| r.revision),
+                    errors: report.map_or(0, |r| r.errors)
+                        + self.sources.scan_failures.get(&i).copied().unwrap_or(0),
+                    message: report
+                        .and_then(|r| r.message.clone())
+                        .or_else(|| scan_error.cloned()),
+                    refused: self
+                        .sources
+                        .refused
+                        .iter()
+                        .filter(|(_, src)| *src == i)
+                        .map(|(n, _)| n.to_string())
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
     /// Read and check a vassal file: it must parse, and (as root) name a user to run as.
+    /// The error of a vassal from etcd names its key first.
     fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
+        self.load_file(name, file).map_err(|e| {
+            match self
+                .origin_of(name)
+                .and_then(|o| Some((o.key?, o.mod_revision?)))
+            {
+                Some((key, rev)) => format!("etcd key {key} (mod revision {rev}): {e}"),
+                None => e,
+            }
+        })
+    }
+
+    fn load_file(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
         if let Some(problem) = &file.problem {
             return Err(problem.clone());
         }
@@ -607,6 +769,7 @@ impl Emperor {
             restarts: state.restarts,
             sockets: v.sockets.iter().map(|s| s.addr.to_string()).collect(),
             reason,
+            origin: self.origin_of(&v.name),
         }
     }
 
@@ -619,6 +782,7 @@ impl Emperor {
         match cmd {
             Command::List => Reply::List(VassalList {
                 vassals: self.vassals.values().map(|v| self.summary(v)).collect(),
+                sources: self.source_summaries(),
             }),
             Command::Status(name) => {
                 let Some(n) = find(self, &name) else {
@@ -741,19 +905,23 @@ impl Emperor {
                 }
             }
             Command::Check(path) => Reply::Check(self.check(&path)),
-            Command::Metrics => Reply::Metrics(Box::new(crate::snapshot::Snapshot::take(
-                &self.settings,
-                self.scans,
-                self.vassals.values().map(|v| crate::snapshot::VassalView {
-                    name: &v.name,
-                    file: &v.file,
-                    state: &v.state,
-                    counters: &v.counters,
-                    sockets: &v.sockets,
-                    ledger: &v.ledger,
-                    output_dropped: v.output_dropped,
-                }),
-            ))),
+            Command::Metrics => {
+                let mut snapshot = crate::snapshot::Snapshot::take(
+                    &self.settings,
+                    self.scans,
+                    self.vassals.values().map(|v| crate::snapshot::VassalView {
+                        name: &v.name,
+                        file: &v.file,
+                        state: &v.state,
+                        counters: &v.counters,
+                        sockets: &v.sockets,
+                        ledger: &v.ledger,
+                        output_dropped: v.output_dropped,
+                    }),
+                );
+                snapshot.sources = self.source_summaries();
+                Reply::Metrics(Box::new(snapshot))
+            }
         }
     }
 
@@ -1349,6 +1517,50 @@ mod tests {
             self.dir.path().join("vassals")
         }
 
+        /// An actor over two sources (`src0/`, `src1/`), each holding its `files`.
+        fn start_sources(src0: &[(&str, &str)], src1: &[(&str, &str)]) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let mut dirs = Vec::new();
+            for (i, files) in [src0, src1].into_iter().enumerate() {
+                let d = dir.path().join(format!("src{i}"));
+                std::fs::create_dir(&d).unwrap();
+                for (name, text) in files {
+                    std::fs::write(d.join(name), text).unwrap();
+                }
+                dirs.push(crate::source::SourceDir {
+                    label: format!("src{i}"),
+                    dir: d,
+                    kind: "dir",
+                });
+            }
+            let settings = Settings {
+                vassals: dirs[0].dir.clone(),
+                run_dir: dir.path().join("run"),
+                control_socket: dir.path().join("run/control.sock"),
+                metrics_listen: None,
+                ..Settings::default()
+            };
+            std::fs::create_dir(&settings.run_dir).unwrap();
+            let policy = settings.policy.clone();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (calls_tx, calls) = mpsc::unbounded_channel();
+            let fake = Fake {
+                calls: calls_tx,
+                next_pid: 100,
+            };
+            tokio::spawn(
+                Emperor::new(settings, rx, Box::new(fake))
+                    .with_sources(dirs)
+                    .run(),
+            );
+            Harness {
+                dir,
+                tx,
+                calls,
+                policy,
+            }
+        }
+
         async fn call(&mut self) -> Call {
             timeout(DEADLINE, self.calls.recv())
                 .await
@@ -1592,5 +1804,60 @@ mod tests {
         // The actor ends: its mailbox closes.
         timeout(DEADLINE, h.tx.closed()).await.unwrap();
         assert!(!exists(&h.dir.path().join("run/a.sock")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_sources_one_name_and_an_unreadable_source() {
+        let mut h = Harness::start_sources(
+            &[("a.ini", &ini())],
+            &[("a.ini", &(ini() + "# other\n")), ("b.ini", &ini())],
+        );
+        let mut names = BTreeSet::new();
+        for _ in 0..2 {
+            match h.call().await {
+                Call::Spawn { name, .. } => names.insert(name),
+                other => panic!("{other:?}"),
+            };
+        }
+        assert_eq!(names, BTreeSet::from(["a".to_owned(), "b".to_owned()]));
+        h.no_call_for(Duration::from_secs(5)).await;
+        let list = match h.ask(Command::List).await {
+            Reply::List(l) => l,
+            other => panic!("{other:?}"),
+        };
+        let a = list.vassals.iter().find(|v| v.name == "a").unwrap();
+        assert_eq!(a.origin.as_ref().unwrap().source, "src0");
+        assert_eq!(list.sources[1].refused, ["a"]);
+
+        // The second source cannot be read: its vassal keeps running, nothing retires.
+        std::fs::remove_dir_all(h.dir.path().join("src1")).unwrap();
+        h.send(Msg::Rescan);
+        h.no_call_for(Duration::from_secs(5)).await;
+        let list = match h.ask(Command::List).await {
+            Reply::List(l) => l,
+            other => panic!("{other:?}"),
+        };
+        let names: Vec<&str> = list.vassals.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(list.sources[1].state, "unreadable");
+        assert!(list.sources[1].errors > 0);
+
+        // A remote source's report shows in the vassal's origin.
+        h.send(Msg::Source(crate::source::SourceReport {
+            index: 1,
+            state: "stale",
+            revision: 9,
+            errors: 0,
+            message: None,
+            keys: [(VassalName::new("b").unwrap(), ("/p/b.ini".to_owned(), 8))]
+                .into_iter()
+                .collect(),
+            changed: false,
+        }));
+        let b = h.one("b").await;
+        let origin = b.origin.unwrap();
+        assert_eq!(origin.source_state, "stale");
+        assert_eq!(origin.key.as_deref(), Some("/p/b.ini"));
+        assert_eq!(origin.mod_revision, Some(8));
     }
 }

@@ -156,6 +156,7 @@ mod tests {
             restarts: 0,
             sockets: Vec::new(),
             reason: reason.into(),
+            origin: None,
         }
     }
 

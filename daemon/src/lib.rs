@@ -23,6 +23,8 @@
 //! - [`tyrant`]: tyrant mode's helper: reading vassal files and binding sockets as the
 //!   file's owner.
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
+//! - [`source`]: vassal sources (directories, etcd prefixes with a last-known-good
+//!   local copy) and the pure merge of their files.
 //! - [`sd`]: rsgid's own systemd notifications.
 //!
 //! # Theory of operation
@@ -56,6 +58,7 @@ pub mod sd;
 pub mod settings;
 pub mod snapshot;
 pub mod sockfile;
+pub mod source;
 pub mod spawn;
 pub mod start;
 pub mod tyrant;

@@ -355,10 +355,46 @@ fn families(s: &Snapshot) -> Vec<Family> {
         memory.gauge(&[n], v.rss as f64);
         queue.gauge(&[n], v.listen_queue as f64);
     }
-    vec![
+    let mut families = vec![
         build, scans, ready, up, state, generation, gen_start, workers, requests, duration,
         in_flight, exceptions, sent, respawns, restarts, dropped, reloads, harakiri, memory, queue,
-    ]
+    ];
+    families.extend(source_families(s));
+    families
+}
+
+/// `rsgi_source_*`: one series per vassal source (a directory or an etcd prefix).
+fn source_families(s: &Snapshot) -> Vec<Family> {
+    use MetricType::{COUNTER, GAUGE};
+    const S: &[&str] = &["source"];
+    let mut up = Family::new(
+        "rsgi_source_up",
+        "1 if the vassal source is in step (a directory read, an etcd watch running); 0 while its vassals run from the last known set.",
+        GAUGE,
+        S,
+    );
+    let mut errors = Family::new(
+        "rsgi_source_errors_total",
+        "Errors reading the vassal source (failed scans, failed etcd requests, broken watches).",
+        COUNTER,
+        S,
+    );
+    let mut revision = Family::new(
+        "rsgi_source_revision",
+        "The etcd revision the source's vassals reflect (the last applied).",
+        GAUGE,
+        S,
+    );
+    for src in &s.sources {
+        let l = [src.source.as_str()];
+        let is_up = matches!(src.state.as_str(), "up" | "ok");
+        up.gauge(&l, if is_up { 1.0 } else { 0.0 });
+        errors.counter(&l, src.errors);
+        if let Some(r) = src.revision {
+            revision.gauge(&l, r as f64);
+        }
+    }
+    vec![up, errors, revision]
 }
 
 /// The Prometheus text for `snapshot` (after [`Snapshot::fill_proc`]): the rsgi
@@ -761,6 +797,7 @@ mod tests {
             tyrant: false,
             scans: 41,
             vassals: vec![sample("app"), sample("we\"ird\\name")],
+            sources: vec![],
         }
     }
 

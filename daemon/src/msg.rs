@@ -56,6 +56,8 @@ pub enum Msg {
     Shutdown,
     /// SIGHUP: rescan and reload every vassal.
     ReloadAll,
+    /// A remote vassal source's state (and whether its local copy changed).
+    Source(crate::source::SourceReport),
     /// A request from the control socket, with where to send the answer.
     Control(Command, oneshot::Sender<Reply>),
 }

@@ -3,6 +3,10 @@
 //!
 //! ```toml
 //! vassals = "/etc/rsgi/vassals"       # relative paths are relative to this file
+//! # or several sources: directories and etcd prefixes
+//! # vassals = ["/etc/rsgi/vassals", "etcd://10.0.0.1:2379,10.0.0.2:2379/rsgi/all/"]
+//! state_dir = "/var/lib/rsgi"         # remote sources' last-known-good copies;
+//!                                     # default: state/ in run_dir
 //! run_dir = "/run/rsgi"
 //! control_socket = "/run/rsgi/control.sock"
 //! metrics_listen = "127.0.0.1:9192"   # or "off"
@@ -17,6 +21,13 @@
 //! log_format = "text"                 # or "json": one object per line, for collectors
 //! start_timeout = 30
 //! stop_timeout = 30
+//!
+//! [etcd]                              # for etcd:// sources
+//! ca = "/etc/rsgi/etcd-ca.pem"        # turns TLS on
+//! cert = "/etc/rsgi/etcd-client.pem"
+//! key = "/etc/rsgi/etcd-client-key.pem"
+//! user = "rsgi"
+//! password_file = "/etc/rsgi/etcd-password"   # or RSGI_ETCD_PASSWORD in the environment
 //!
 //! [backoff]
 //! base = 0.5
@@ -37,6 +48,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::lifecycle::Policy;
+use crate::source::etcd::EtcdOptions;
+use crate::source::SourceSpec;
 
 /// How rsgid writes its log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -70,9 +83,31 @@ pub struct Args {
     /// Config file (TOML). Default: /etc/rsgi/rsgid.toml if it exists.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Directory of vassal files (*.ini, *.xml). Default: /etc/rsgi/vassals.
+    /// Where vassals come from: a directory of vassal files (*.ini, *.xml), or
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX/ (every key directly under the prefix is
+    /// a vassal). Repeatable. Default: /etc/rsgi/vassals.
+    #[arg(long, value_name = "DIR|URL", action = clap::ArgAction::Append)]
+    pub vassals: Vec<String>,
+    /// Where remote sources keep their last-known-good copy. Default: state/ in the
+    /// run directory.
     #[arg(long, value_name = "DIR")]
-    pub vassals: Option<PathBuf>,
+    pub state_dir: Option<PathBuf>,
+    /// etcd: CA certificate (PEM) to verify the servers with; turns TLS on.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// etcd: client certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// etcd: the client certificate's key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// etcd: user name (the password comes from --etcd-password-file or the
+    /// RSGI_ETCD_PASSWORD environment variable, never from the command line).
+    #[arg(long, value_name = "USER")]
+    pub etcd_user: Option<String>,
+    /// etcd: a file holding the user's password (one line).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
     /// Runtime directory for vassal sockets and the control socket. Default: /run/rsgi.
     #[arg(long, value_name = "DIR")]
     pub run_dir: Option<PathBuf>,
@@ -138,8 +173,15 @@ pub struct Args {
 pub struct Settings {
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
-    /// Directory of vassal files.
+    /// The first directory source (or, with only remote sources, the first one's local
+    /// copy once [`crate::start`] resolved it).
     pub vassals: PathBuf,
+    /// Every vassal source, in the order given.
+    pub sources: Vec<SourceSpec>,
+    /// Where remote sources keep their last-known-good copy.
+    pub state_dir: PathBuf,
+    /// How to reach etcd (TLS, credentials).
+    pub etcd: EtcdOptions,
     /// Runtime directory (vassal sockets, control socket).
     pub run_dir: PathBuf,
     /// The control socket.
@@ -175,6 +217,9 @@ impl Default for Settings {
         Settings {
             config_file: None,
             vassals: PathBuf::from(DEFAULT_VASSALS),
+            sources: vec![SourceSpec::Dir(PathBuf::from(DEFAULT_VASSALS))],
+            state_dir: run_dir.join("state"),
+            etcd: EtcdOptions::default(),
             control_socket: run_dir.join("control.sock"),
             run_dir,
             metrics_listen: Some(SocketAddr::new(
@@ -260,7 +305,9 @@ impl NameOrId {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
-    vassals: Option<PathBuf>,
+    vassals: Option<Spanned<OneOrMany>>,
+    state_dir: Option<PathBuf>,
+    etcd: Option<FileEtcd>,
     run_dir: Option<PathBuf>,
     control_socket: Option<PathBuf>,
     metrics_listen: Option<Spanned<String>>,
@@ -276,6 +323,25 @@ struct FileSettings {
     start_timeout: Option<Spanned<f64>>,
     stop_timeout: Option<Spanned<f64>>,
     backoff: Option<FileBackoff>,
+}
+
+/// `vassals = "/dir"` or `vassals = ["/dir", "etcd://..."]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The `[etcd]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEtcd {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    user: Option<String>,
+    password_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,11 +465,85 @@ impl Settings {
         let base = path.and_then(Path::parent).unwrap_or(Path::new(""));
         let rel = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
 
-        if let Some(p) = args.vassals.clone().or_else(|| file.vassals.map(rel)) {
-            s.vassals = p;
+        let mut problems = Vec::new();
+        // Sources: the flags if any, else the file's; each a directory or a URL.
+        let sources: Vec<(String, String, bool)> = if !args.vassals.is_empty() {
+            args.vassals
+                .iter()
+                .map(|v| (v.clone(), "command line: --vassals".to_owned(), false))
+                .collect()
+        } else if let Some(v) = file.vassals {
+            let origin = format!(
+                "{}:{}: vassals",
+                source.name,
+                line_of(source.text, v.span().start)
+            );
+            match v.into_inner() {
+                OneOrMany::One(one) => vec![(one, origin, true)],
+                OneOrMany::Many(many) => many
+                    .into_iter()
+                    .map(|m| (m, origin.clone(), true))
+                    .collect(),
+            }
+        } else {
+            Vec::new()
+        };
+        if !sources.is_empty() {
+            s.sources.clear();
+        }
+        for (value, origin, in_file) in sources {
+            match crate::source::parse_source(&value) {
+                Ok(SourceSpec::Dir(d)) => {
+                    s.sources
+                        .push(SourceSpec::Dir(if in_file { rel(d) } else { d }))
+                }
+                Ok(spec) => s.sources.push(spec),
+                Err(message) => {
+                    let (origin, key) = origin.rsplit_once(": ").unwrap_or((&origin, "vassals"));
+                    problems.push(Problem {
+                        origin: origin.to_owned(),
+                        key: key.to_owned(),
+                        message,
+                    })
+                }
+            }
+        }
+        if let Some(SourceSpec::Dir(d)) = s.sources.iter().find(|x| matches!(x, SourceSpec::Dir(_)))
+        {
+            s.vassals = d.clone();
         }
         if let Some(p) = args.run_dir.clone().or_else(|| file.run_dir.map(rel)) {
             s.run_dir = p;
+        }
+        s.state_dir = args
+            .state_dir
+            .clone()
+            .or_else(|| file.state_dir.map(rel))
+            .unwrap_or_else(|| s.run_dir.join("state"));
+        let fe = file.etcd.unwrap_or_default();
+        s.etcd.ca = args.etcd_ca.clone().or_else(|| fe.ca.map(rel));
+        s.etcd.cert = args.etcd_cert.clone().or_else(|| fe.cert.map(rel));
+        s.etcd.key = args.etcd_key.clone().or_else(|| fe.key.map(rel));
+        s.etcd.user = args.etcd_user.clone().or(fe.user);
+        let password_file = args
+            .etcd_password_file
+            .clone()
+            .map(|p| (p, "command line", "--etcd-password-file"))
+            .or_else(|| {
+                fe.password_file
+                    .map(|p| (rel(p), "rsgid.toml", "etcd.password_file"))
+            });
+        if let Some((p, origin, key)) = password_file {
+            match std::fs::read_to_string(&p) {
+                Ok(text) => s.etcd.password = Some(text.trim_end_matches(['\n', '\r']).to_owned()),
+                Err(e) => problems.push(Problem {
+                    origin: origin.into(),
+                    key: key.into(),
+                    message: format!("{}: {e}", p.display()),
+                }),
+            }
+        } else if let Ok(pw) = std::env::var("RSGI_ETCD_PASSWORD") {
+            s.etcd.password = Some(pw);
         }
         s.control_socket = args
             .control
@@ -424,7 +564,6 @@ impl Settings {
             s.log_format = f;
         }
 
-        let mut problems = Vec::new();
         let metrics = choose(
             args.metrics.clone(),
             "--metrics",
@@ -723,6 +862,47 @@ mod tests {
         assert_eq!(s.control_socket, Path::new("/tmp/rsgi/control.sock"));
     }
 
+    #[test]
+    fn sources_from_flags_and_file() {
+        let s = load(&[
+            "--vassals",
+            "./v",
+            "--vassals",
+            "etcd://10.0.0.1:2379,10.0.0.2:2379/rsgi/all/",
+            "--run-dir",
+            "/tmp/r",
+        ])
+        .unwrap();
+        assert_eq!(s.sources.len(), 2);
+        assert_eq!(s.sources[0], SourceSpec::Dir("./v".into()));
+        assert_eq!(
+            s.sources[1].to_string(),
+            "etcd://10.0.0.1:2379,10.0.0.2:2379/rsgi/all/"
+        );
+        assert_eq!(s.state_dir, Path::new("/tmp/r/state"));
+
+        let s = load_file(
+            "vassals = [\"v\", \"etcd://h:1/p/\"]\nstate_dir = \"st\"\n[etcd]\nuser = \"u\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.sources[0], SourceSpec::Dir("/etc/rsgi/v".into()));
+        assert_eq!(s.vassals, Path::new("/etc/rsgi/v"));
+        assert_eq!(s.state_dir, Path::new("/etc/rsgi/st"));
+        assert_eq!(s.etcd.user.as_deref(), Some("u"));
+
+        // A bad URL names where it came from.
+        let e = err(load_file("\n\nvassals = [\"etcd://h/p/\"]\n", &[]));
+        assert!(
+            e.starts_with("rsgid.toml:3: vassals: \"etcd://h/p/\""),
+            "{e}"
+        );
+        let e = err(load(&["--vassals", "etcd://h:1"]));
+        assert!(e.starts_with("command line: --vassals: "), "{e}");
+        let e = err(load_file("[etcd]\npasword = \"x\"\n", &[]));
+        assert!(e.contains("pasword"), "{e}");
+    }
+
     const FULL: &str = r#"
 vassals = "/srv/vassals"
 run_dir = "/run/x"
@@ -765,6 +945,9 @@ loyal_after = 0
             Settings {
                 config_file: Some("/etc/rsgi/rsgid.toml".into()),
                 vassals: "/srv/vassals".into(),
+                sources: vec![SourceSpec::Dir("/srv/vassals".into())],
+                state_dir: "/run/x/state".into(),
+                etcd: EtcdOptions::default(),
                 run_dir: "/run/x".into(),
                 control_socket: "/run/x/ctl.sock".into(),
                 metrics_listen: Some("0.0.0.0:9300".parse().unwrap()),

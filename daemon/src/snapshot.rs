@@ -211,6 +211,8 @@ pub struct Snapshot {
     pub scans: u64,
     /// The vassals, by name.
     pub vassals: Vec<VassalSample>,
+    /// The vassal sources (`rsgi_source_*`).
+    pub sources: Vec<rsgi_proto::control::SourceSummary>,
 }
 
 /// One vassal in a [`Snapshot`].
@@ -287,6 +289,7 @@ impl Snapshot {
                 .into_iter()
                 .map(|v| VassalSample::take(v, clock, loyal_after))
                 .collect(),
+            sources: Vec::new(),
         }
     }
 

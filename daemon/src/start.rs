@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use crate::effects::OsEffects;
 use crate::emperor::Emperor;
 use crate::settings::Settings;
+use crate::source::etcd::EtcdSource;
+use crate::source::SourceDir;
 
 /// What went wrong at start-up (fatal for rsgid).
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum StartError {
         /// Why.
         source: ::notify::Error,
     },
+    /// An etcd source cannot be set up (TLS files, its local copy).
+    #[error("etcd: {0}")]
+    Etcd(String),
     /// Signal handlers could not be installed.
     #[error("signal handlers: {0}")]
     Signals(std::io::Error),
@@ -68,23 +73,17 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     if let Ok(run_dir) = std::path::absolute(&settings.run_dir) {
         settings.run_dir = run_dir;
     }
-    let dir = std::fs::canonicalize(&settings.vassals).map_err(|source| StartError::VassalDir {
-        dir: settings.vassals.clone(),
-        source,
-    })?;
-    if !dir.is_dir() {
-        return Err(StartError::VassalDir {
-            dir,
-            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
-        });
-    }
-    settings.vassals = dir.clone();
     let rsgi = crate::spawn::find_rsgi(settings.rsgi.as_deref());
     let (tx, rx) = mpsc::unbounded_channel();
-    crate::watch::watch(&dir, tx.clone()).map_err(|source| StartError::Watch {
-        dir: dir.clone(),
-        source,
-    })?;
+    let (dirs, mut remote) = open_sources(&mut settings, &tx)?;
+    let dir = settings.vassals.clone();
+    // Remote sources: one full read each (bounded) before the first scan, so that a
+    // store that is up decides the first set; a store that is down leaves the local
+    // copies (the last known set, marked stale).
+    crate::source::etcd::first_sync(&mut remote, FIRST_SYNC).await;
+    for source in remote {
+        tokio::spawn(source.run());
+    }
     crate::watch::signals(tx.clone()).map_err(StartError::Signals)?;
     crate::reaper::start_if_init().map_err(StartError::Signals)?;
     crate::control::spawn(&settings, tx.clone(), rsgi.clone()).map_err(|source| {
@@ -100,8 +99,87 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
         "rsgid started"
     );
     let effects = OsEffects::new(rsgi, tx);
-    Emperor::new(settings, rx, Box::new(effects)).run().await;
+    Emperor::new(settings, rx, Box::new(effects))
+        .with_sources(dirs)
+        .run()
+        .await;
     Ok(())
+}
+
+/// How long start-up waits for the remote sources' first read.
+const FIRST_SYNC: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Resolve every source: directories are checked and watched; each etcd prefix gets
+/// its local copy under the state directory and a source task (not started yet).
+/// `settings.vassals` becomes the first directory scanned.
+fn open_sources(
+    settings: &mut Settings,
+    tx: &mpsc::UnboundedSender<crate::msg::Msg>,
+) -> Result<(Vec<SourceDir>, Vec<EtcdSource>), StartError> {
+    use crate::source::{etcd, mirror::Mirror, SourceSpec};
+    let mut dirs = Vec::new();
+    let mut remote = Vec::new();
+    let mut tls = None;
+    for spec in settings.sources.clone() {
+        match spec {
+            SourceSpec::Dir(d) => {
+                let dir = std::fs::canonicalize(&d).map_err(|source| StartError::VassalDir {
+                    dir: d.clone(),
+                    source,
+                })?;
+                if !dir.is_dir() {
+                    return Err(StartError::VassalDir {
+                        dir,
+                        source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
+                    });
+                }
+                crate::watch::watch(&dir, tx.clone()).map_err(|source| StartError::Watch {
+                    dir: dir.clone(),
+                    source,
+                })?;
+                dirs.push(SourceDir {
+                    label: dir.display().to_string(),
+                    dir,
+                    kind: "dir",
+                });
+            }
+            SourceSpec::Etcd(url) => {
+                if tls.is_none() {
+                    tls = Some(
+                        etcd::tls_connector(&settings.etcd)
+                            .map_err(|e| StartError::Etcd(e.to_string()))?,
+                    );
+                }
+                let dir = settings
+                    .state_dir
+                    .join(crate::source::mirror_dir_name(&url));
+                let mirror = Mirror::open(&dir, &url.to_string())
+                    .map_err(|e| StartError::Etcd(format!("{url}: local copy: {e}")))?;
+                let client =
+                    etcd::Client::new(url.endpoints.clone(), tls.clone().flatten(), &settings.etcd);
+                let tx = tx.clone();
+                let report: etcd::Reporter =
+                    Box::new(move |r| tx.send(crate::msg::Msg::Source(r)).is_ok());
+                dirs.push(SourceDir {
+                    label: url.to_string(),
+                    dir: mirror.dir().to_path_buf(),
+                    kind: "etcd",
+                });
+                tracing::info!(source = %url, copy = %mirror.dir().display(), revision = mirror.revision(), "etcd source");
+                remote.push(etcd::EtcdSource::new(
+                    dirs.len() - 1,
+                    url,
+                    client,
+                    mirror,
+                    report,
+                ));
+            }
+        }
+    }
+    if let Some(first) = dirs.first() {
+        settings.vassals = first.dir.clone();
+    }
+    Ok((dirs, remote))
 }
 
 /// Raise rsgid's soft limit of open files to its hard limit (as systemd's own

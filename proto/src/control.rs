@@ -40,6 +40,47 @@ pub struct VassalSummary {
     pub sockets: Vec<String>,
     /// Why it is not ready (empty when ready).
     pub reason: String,
+    /// Where its file comes from (absent from an older rsgid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Where a vassal's file comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The source: a directory, or `etcd://HOST:PORT/PREFIX/`.
+    pub source: String,
+    /// The source's state: `ok` (a directory), `up`, `stale` (serving the local copy,
+    /// not yet in step with the store), `unreachable` (retrying), `unreadable`.
+    pub source_state: String,
+    /// The etcd key, for an etcd vassal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The key's mod revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mod_revision: Option<i64>,
+}
+
+/// One vassal source, in [`VassalList::sources`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceSummary {
+    /// The directory or `etcd://...` URL.
+    pub source: String,
+    /// `dir` or `etcd`.
+    pub kind: String,
+    /// See [`Origin::source_state`].
+    pub state: String,
+    /// The store revision its vassals reflect (etcd).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Errors so far (failed requests, broken watches, failed scans).
+    pub errors: u64,
+    /// The last error, while not up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Vassals it names that another source has (refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// `GET /vassals`.
@@ -47,6 +88,9 @@ pub struct VassalSummary {
 pub struct VassalList {
     /// One entry per vassal, sorted by name.
     pub vassals: Vec<VassalSummary>,
+    /// The vassal sources, in the order given (absent from an older rsgid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceSummary>,
 }
 
 /// `GET /vassals/{name}`: everything `list` shows and more.
@@ -195,6 +239,7 @@ mod tests {
                 restarts: 1,
                 sockets: vec!["unix:/run/rsgi/app.sock".into()],
                 reason: String::new(),
+                origin: None,
             },
             config: "/etc/rsgi/vassals/app.ini".into(),
             last_exit: Some("exit code 1".into()),

@@ -16,6 +16,7 @@ mod e2e {
     mod dialect;
     mod django;
     mod emperor;
+    mod etcd;
     mod examples;
     mod flask;
     mod hardening;

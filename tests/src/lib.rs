@@ -2181,3 +2181,345 @@ impl Drop for Holder {
         let _ = self.0.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// etcd (issue 19: vassals from etcd)
+// ---------------------------------------------------------------------------------------
+
+/// Certificates for an etcd with TLS, made by the test with the `openssl` CLI: a CA, a
+/// server certificate for `127.0.0.1`, and a client certificate (all PEM, in `dir`).
+#[derive(Debug, Clone)]
+pub struct EtcdCerts {
+    /// The CA certificate.
+    pub ca: PathBuf,
+    /// The server's certificate and key.
+    pub server_cert: PathBuf,
+    /// The server's key.
+    pub server_key: PathBuf,
+    /// The client's certificate.
+    pub client_cert: PathBuf,
+    /// The client's key.
+    pub client_key: PathBuf,
+}
+
+impl EtcdCerts {
+    /// Make a CA and sign a server (IP SAN 127.0.0.1) and a client certificate with it.
+    pub fn make(dir: &Path) -> EtcdCerts {
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run openssl (the openssl package)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rsgi test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .expect("write server.ext");
+        fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")
+            .expect("write client.ext");
+        for (who, cn) in [("server", "127.0.0.1"), ("client", "rsgid")] {
+            run(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={cn}"),
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+            ]);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.ext"),
+                "-out",
+                &format!("{who}.pem"),
+            ]);
+        }
+        EtcdCerts {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+/// A real etcd (Debian's `etcd-server`), started by the test on 127.0.0.1 with free
+/// ports and a temp data dir (never the distro's service). `etcdctl` (Debian's
+/// `etcd-client`) is its client in tests. `Drop` kills it.
+#[derive(Debug)]
+pub struct Etcd {
+    child: Option<Child>,
+    dir: TempDir,
+    client_port: u16,
+    peer_port: u16,
+    tls: Option<EtcdCerts>,
+    /// `USER:PASSWORD` for etcdctl once authentication is on.
+    auth: Option<String>,
+}
+
+/// The etcd server binary (Debian's `etcd-server`).
+pub const ETCD: &str = "/usr/bin/etcd";
+
+impl Etcd {
+    /// Start a plain (no TLS) etcd and wait until it answers.
+    pub fn start() -> Etcd {
+        Etcd::start_with(None)
+    }
+
+    /// Start etcd with TLS (client certificates required) using `certs`.
+    pub fn start_tls(certs: EtcdCerts) -> Etcd {
+        Etcd::start_with(Some(certs))
+    }
+
+    fn start_with(tls: Option<EtcdCerts>) -> Etcd {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: install Debian's etcd-server and etcd-client (scripts/test.sh does)"
+        );
+        let mut etcd = Etcd {
+            child: None,
+            dir: tempdir(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            tls,
+            auth: None,
+        };
+        etcd.launch();
+        etcd
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn launch(&mut self) {
+        let client = format!("{}://127.0.0.1:{}", self.scheme(), self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("etcd.log"))
+            .expect("open etcd.log");
+        let log2 = log.try_clone().expect("clone the log handle");
+        let mut cmd = Command::new(ETCD);
+        cmd.arg("--name")
+            .arg("t")
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("--listen-client-urls")
+            .arg(&client)
+            .arg("--advertise-client-urls")
+            .arg(&client)
+            .arg("--listen-peer-urls")
+            .arg(&peer)
+            .arg("--initial-advertise-peer-urls")
+            .arg(&peer)
+            .arg("--initial-cluster")
+            .arg(format!("t={peer}"));
+        if let Some(c) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&c.server_cert)
+                .arg("--key-file")
+                .arg(&c.server_key)
+                .arg("--trusted-ca-file")
+                .arg(&c.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {ETCD}: {e}"));
+        self.child = Some(child);
+        let end = Instant::now() + START_DEADLINE;
+        loop {
+            if self.try_ctl(&["endpoint", "health"]).is_ok() {
+                return;
+            }
+            assert!(
+                Instant::now() < end,
+                "etcd does not answer after {START_DEADLINE:?}; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// etcd's log.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("etcd.log")).unwrap_or_default()
+    }
+
+    /// `HOST:PORT` of its client port.
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+
+    /// The `--vassals` value for `prefix` (`/rsgi/all/`).
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}{prefix}", self.endpoint())
+    }
+
+    /// etcd's pid.
+    pub fn pid(&self) -> Pid {
+        let child = self.child.as_ref().expect("etcd runs");
+        Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
+    }
+
+    /// Send a signal to etcd (SIGSTOP to make it answer nothing, SIGCONT to resume).
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).expect("signal etcd");
+    }
+
+    /// Kill etcd (its data stays) and wait for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start etcd again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(format!("{}://{}", self.scheme(), self.endpoint()))
+            .arg("--dial-timeout")
+            .arg("2s")
+            .arg("--command-timeout")
+            .arg("5s");
+        if let Some(a) = &self.auth {
+            cmd.arg("--user").arg(a);
+        }
+        if let Some(c) = &self.tls {
+            cmd.arg("--cacert")
+                .arg(&c.ca)
+                .arg("--cert")
+                .arg(&c.client_cert)
+                .arg("--key")
+                .arg(&c.client_key);
+        }
+        let out = cmd
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run etcdctl (Debian's etcd-client): {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "etcdctl {args:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
+    /// Run `etcdctl args...`; its output. Panics if it fails.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        self.try_ctl(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Put `value` at `key`.
+    pub fn put(&self, key: &str, value: &str) {
+        // `--` so that a value starting with '-' is no flag.
+        self.ctl(&["put", "--", key, value]);
+    }
+
+    /// Delete `key`.
+    pub fn delete(&self, key: &str) {
+        self.ctl(&["del", key]);
+    }
+
+    /// The store's current revision.
+    pub fn revision(&self) -> i64 {
+        let out = self.ctl(&["endpoint", "status", "-w", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("etcdctl status JSON");
+        v[0]["Status"]["header"]["revision"]
+            .as_i64()
+            .expect("a revision in etcdctl's status")
+    }
+
+    /// Turn etcd's authentication on with the user `root` and `password` (etcdctl
+    /// uses them from then on).
+    pub fn enable_auth(&mut self, password: &str) {
+        self.ctl(&["user", "add", &format!("root:{password}")]);
+        self.ctl(&["auth", "enable"]);
+        self.auth = Some(format!("root:{password}"));
+    }
+
+    /// Compact the history up to the current revision.
+    pub fn compact(&self) -> i64 {
+        let rev = self.revision();
+        self.ctl(&["compact", &rev.to_string()]);
+        rev
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(0));
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        self.kill();
+        if std::thread::panicking() || std::env::var_os("RSGI_E2E_SHOW_LOG").is_some() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            eprintln!("--- etcd log (last lines) ---");
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
