@@ -174,8 +174,39 @@ pub struct VassalConfig {
     /// `gid`: group to run as (name or number).
     pub gid: Option<String>,
 
+    // --- lifecycle ---
+    /// `touch-reload`: gracefully reload the vassal when one of these files' mtime changes.
+    pub touch_reload: Vec<PathBuf>,
+    /// `touch-chain-reload`: replace the workers one at a time when one of these changes.
+    pub touch_chain_reload: Vec<PathBuf>,
+    /// `touch-workers-reload`: replace every worker (not the master) when one changes.
+    pub touch_workers_reload: Vec<PathBuf>,
+    /// `touch-logreopen`: reopen the log file when one of these changes.
+    pub touch_logreopen: Vec<PathBuf>,
+    /// `attach-daemon` and friends: commands the master runs beside the app.
+    pub daemons: Vec<AttachDaemon>,
+
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
+}
+
+/// One command the master runs beside the app (`attach-daemon`, `smart-attach-daemon`,
+/// `attach-control-daemon`, `attach-daemon2`), as uWSGI's `core/daemons.c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachDaemon {
+    /// The command, run with `/bin/sh -c`.
+    pub command: String,
+    /// Smart daemons: the pidfile that tracks it (it survives reloads and stops, and is
+    /// respawned when the pid in the file is gone).
+    pub pidfile: Option<PathBuf>,
+    /// Smart daemons: checks (one a second) of a missing pid before the first respawn.
+    pub freq: u32,
+    /// `attach-control-daemon`: when it dies, the whole vassal stops.
+    pub control: bool,
+    /// The signal that stops it (uWSGI's default: SIGTERM, sent to its process group).
+    pub stop_signal: i32,
+    /// `smart-attach-daemon2`: rsgi daemonizes it and writes its pidfile.
+    pub daemonize: bool,
 }
 
 impl Default for VassalConfig {
@@ -220,6 +251,11 @@ impl Default for VassalConfig {
             stats_http: false,
             uid: None,
             gid: None,
+            touch_reload: Vec::new(),
+            touch_chain_reload: Vec::new(),
+            touch_workers_reload: Vec::new(),
+            touch_logreopen: Vec::new(),
+            daemons: Vec::new(),
             notices: Vec::new(),
         }
     }

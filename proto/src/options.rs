@@ -144,6 +144,9 @@ pub enum Kind {
         /// What to use instead, shown in the error and in `--help`.
         instead: &'static str,
     },
+    /// A value read by a fallible setter (`smart-attach-daemon = PIDFILE CMD`): the error
+    /// says what is wrong with it.
+    Parsed(fn(&mut VassalConfig, &str) -> Result<(), String>),
     /// Accepted only when false (`vhost = false`), with a notice; true is an error because
     /// rsgi cannot do what it asks.
     FalseOnly {
@@ -187,6 +190,7 @@ impl Kind {
     fn meta(&self) -> &'static str {
         match self {
             Kind::Str(_)
+            | Kind::Parsed(_)
             | Kind::Ignored {
                 takes_value: true, ..
             }
@@ -233,6 +237,8 @@ pub enum Group {
     Stats,
     /// User and group.
     Privileges,
+    /// Reloads on file changes, attached daemons.
+    Lifecycle,
     /// Reading config files.
     Config,
     /// Command-line actions.
@@ -245,13 +251,14 @@ pub enum Group {
 
 impl Group {
     /// All groups in `--help` order.
-    pub const ALL: [Group; 10] = [
+    pub const ALL: [Group; 11] = [
         Group::Sockets,
         Group::App,
         Group::Logging,
         Group::Processes,
         Group::Stats,
         Group::Privileges,
+        Group::Lifecycle,
         Group::Config,
         Group::Actions,
         Group::Ignored,
@@ -267,6 +274,7 @@ impl Group {
             Group::Processes => "Processes",
             Group::Stats => "Stats",
             Group::Privileges => "Privileges",
+            Group::Lifecycle => "Lifecycle: reloads on file changes, attached daemons",
             Group::Config => "Config files",
             Group::Actions => "Actions (command line only)",
             Group::Ignored => "Accepted from uWSGI and ignored (a notice is printed)",
@@ -508,6 +516,34 @@ pub static OPTIONS: &[OptionSpec] = &[
         "run as this user (name or number)").meta("USER"),
     OptionSpec::new("gid", G::Privileges, Kind::Str(|c, v| c.gid = Some(v)),
         "run as this group (name or number)").meta("GROUP"),
+    // --- lifecycle ---
+    OptionSpec::new("touch-reload", G::Lifecycle, Kind::Path(|c, v| c.touch_reload.push(v)),
+        "gracefully reload (as SIGHUP) when this file's modification time changes; checked every second")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("touch-chain-reload", G::Lifecycle, Kind::Path(|c, v| c.touch_chain_reload.push(v)),
+        "when this file changes, replace the workers one at a time, each after its replacement accepts (new code with lazy-apps)")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("touch-workers-reload", G::Lifecycle, Kind::Path(|c, v| c.touch_workers_reload.push(v)),
+        "when this file changes, start a new set of workers and retire the old ones once they accept (the master stays)")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("touch-logreopen", G::Lifecycle, Kind::Path(|c, v| c.touch_logreopen.push(v)),
+        "reopen the log file (as SIGUSR1) when this file changes")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, false)),
+        "run CMD (/bin/sh -c) beside the app: respawned when it dies (throttled), stopped with the vassal and on reload")
+        .aliases(&["attach-daemon-cmd"]).repeatable().meta("CMD"),
+    OptionSpec::new("attach-control-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, true)),
+        "like attach-daemon, but when CMD dies the vassal stops")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("smart-attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, false)),
+        "run CMD unless the pid in PIDFILE lives; respawn it when that pid is gone; it survives reloads and stops")
+        .repeatable().meta("PIDFILE[,FREQ] CMD"),
+    OptionSpec::new("smart-attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, true)),
+        "like smart-attach-daemon, for a CMD that does not daemonize: rsgi detaches it and writes PIDFILE")
+        .repeatable().meta("PIDFILE[,FREQ] CMD"),
+    OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(crate::daemons::keyval),
+        "attach-daemon with keys: cmd=CMD[,pidfile=P][,freq=N][,control=1][,daemonize=1][,stopsignal=N]")
+        .repeatable().meta("KEY=VAL,..."),
     // --- config files ---
     OptionSpec::new("ini", G::Config, Kind::Config(Format::Ini),
         "read options from an ini file: FILE, FILE:section, or :section of the current file")
@@ -697,6 +733,7 @@ pub fn apply(
     match spec.kind {
         Kind::Str(set) => set(config, required()?.to_owned()),
         Kind::Path(set) => set(config, PathBuf::from(required()?)),
+        Kind::Parsed(set) => set(config, required()?)?,
         Kind::Int { min, max, set } => {
             let (n, note) = read_int(required()?, min, max)?;
             set(config, n);
@@ -1519,10 +1556,6 @@ mod tests {
             "log-master",
             "log-route",
             "log-maxsize",
-            "touch-reload",
-            "touch-chain-reload",
-            "attach-daemon",
-            "smart-attach-daemon",
             "cheaper",
             "cheaper-initial",
             "cheaper-algo",

@@ -31,6 +31,7 @@ mod e2e {
     mod protocols;
     mod slow_clients;
     mod static_map;
+    mod touch;
     mod tyrant;
     mod unprivileged;
     mod wsgi;

@@ -60,6 +60,7 @@
 //! master just forks a new generation.
 
 pub mod policy;
+pub mod touch;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -74,6 +75,7 @@ use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 
 use policy::{Action, Event, ExitStatus, Sample, Settings, State};
+use touch::{Seen, Touch, Touches};
 
 use crate::fatal::Fatal;
 use crate::listen::BoundSocket;
@@ -143,6 +145,7 @@ pub fn run(
         ready_wr,
         stats,
         started_epoch: shm::epoch_secs(),
+        touches: watched_files(config),
     };
     master.adopt_old_workers();
     if !config.lazy_apps {
@@ -171,6 +174,24 @@ struct Master<'a> {
     ready_wr: OwnedFd,
     stats: Option<StatsListener>,
     started_epoch: u64,
+    /// `touch-reload` and friends.
+    touches: Touches,
+}
+
+/// The files of `touch-reload`, `touch-chain-reload`, `touch-workers-reload` and
+/// `touch-logreopen`.
+fn watched_files(config: &VassalConfig) -> Touches {
+    let lists = [
+        (&config.touch_reload, Touch::Reload),
+        (&config.touch_chain_reload, Touch::ChainReload),
+        (&config.touch_workers_reload, Touch::WorkersReload),
+        (&config.touch_logreopen, Touch::LogReopen),
+    ];
+    Touches::new(
+        lists
+            .into_iter()
+            .flat_map(|(files, touch)| files.iter().map(move |f| (f.clone(), touch))),
+    )
 }
 
 impl Master<'_> {
@@ -286,6 +307,7 @@ impl Master<'_> {
 
     fn run_loop(&mut self) {
         loop {
+            self.check_touches();
             let tick = self.tick();
             self.feed(tick);
             if self.exiting {
@@ -294,6 +316,28 @@ impl Master<'_> {
             let now = Instant::now();
             let timeout = self.state.next_wakeup(now).saturating_duration_since(now);
             self.wait(timeout);
+        }
+    }
+
+    /// Stat the `touch-*` files; feed what changed.
+    fn check_touches(&mut self) {
+        if self.touches.is_empty() {
+            return;
+        }
+        let seen = self
+            .touches
+            .check(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        for s in seen {
+            match s {
+                Seen::Changed(touch, path) => {
+                    self.feed(Event::Touched(touch, path.display().to_string()));
+                }
+                Seen::Missing(touch, path) => self.log(format_args!(
+                    "{}: cannot stat {}; it triggers once it is created",
+                    touch.option(),
+                    path.display()
+                )),
+            }
         }
     }
 

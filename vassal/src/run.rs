@@ -83,9 +83,17 @@ fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
     println!("rsgi: the app imports");
     Ok(())
 }
-/// Whether `config` asks for a master process.
+/// Whether `config` asks for a master process: `master`, several workers, or a job only
+/// a master does (`touch-*` checks, attached daemons; uWSGI needs `master` for them and
+/// silently does nothing without it).
 fn wants_master(config: &VassalConfig) -> bool {
-    config.master || config.processes > 1
+    config.master
+        || config.processes > 1
+        || !config.touch_reload.is_empty()
+        || !config.touch_chain_reload.is_empty()
+        || !config.touch_workers_reload.is_empty()
+        || !config.touch_logreopen.is_empty()
+        || !config.daemons.is_empty()
 }
 
 /// Serve until stopped.

@@ -30,6 +30,8 @@ use rsgi_proto::notify::{Message, EXIT_APP_LOAD};
 use crate::master_pipe::recycle_limit;
 use crate::shm::{RespawnCause, WorkerId};
 
+use super::touch::Touch;
+
 /// How long a new worker may take to become ready during a reload.
 pub const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a fast stop waits before SIGKILL.
@@ -169,6 +171,9 @@ pub struct State {
     pub queues_checked: Option<Instant>,
     /// When a full accept queue was last logged.
     pub queue_full_logged: Option<Instant>,
+    /// A chain reload in progress (`touch-chain-reload`): the workers still to replace,
+    /// one at a time, each once the previous one's replacement accepts.
+    pub chain: Option<Vec<Pid>>,
 }
 
 impl State {
@@ -188,6 +193,7 @@ impl State {
             reuse_slots: Vec::new(),
             queues_checked: None,
             queue_full_logged: None,
+            chain: None,
         }
     }
 
@@ -309,6 +315,8 @@ pub enum Event {
     QueuesSampled(Vec<String>),
     /// Answer to [`Action::ReExec`]: the master could not re-execute itself.
     ReExecFailed(String),
+    /// A watched file changed (`touch-reload` and friends): the file, and what it asks.
+    Touched(Touch, String),
 }
 
 /// What the shell must do.
@@ -434,6 +442,7 @@ impl Step<'_> {
                 self.settle();
             }
             Event::QueuesSampled(full) => self.queues_sampled(full),
+            Event::Touched(touch, file) => self.touched(touch, &file),
             Event::ReExecFailed(error) => {
                 self.log(format!(
                     "reload failed: cannot re-execute the master: {error}; the workers keep serving"
@@ -505,7 +514,7 @@ impl Step<'_> {
                 self.log(format!("{sig}: fast stop"));
                 self.begin_stop(false);
             }
-            Signal::SIGHUP => self.begin_reload(),
+            Signal::SIGHUP => self.begin_reload("SIGHUP", false),
             Signal::SIGUSR1 => {
                 self.out.push(Action::ReopenLog);
                 let pids: Vec<Pid> = self.s.workers.iter().map(|w| w.pid).collect();
@@ -543,17 +552,34 @@ impl Step<'_> {
         });
     }
 
-    fn begin_reload(&mut self) {
+    /// A watched file changed: what its option asks.
+    fn touched(&mut self, touch: Touch, file: &str) {
+        let why = format!("{} {file} changed", touch.option());
+        match touch {
+            Touch::Reload => self.begin_reload(&why, false),
+            Touch::WorkersReload => self.begin_reload(&why, true),
+            Touch::LogReopen => {
+                self.log(format!("{why}: reopening the log"));
+                self.signal_received(Signal::SIGUSR1);
+            }
+            Touch::ChainReload => self.begin_chain(&why),
+        }
+    }
+
+    /// A graceful reload for `why`: a new generation of workers (lazy mode, or
+    /// `workers_only`: the master keeps its image) or a re-exec of the master.
+    fn begin_reload(&mut self, why: &str, workers_only: bool) {
         if self.s.stopping.is_some() {
             return;
         }
         if self.s.reload.is_some() {
-            self.log("SIGHUP: a reload is already in progress".into());
+            self.log(format!("{why}: a reload is already in progress"));
             return;
         }
-        self.log("SIGHUP: graceful reload".into());
+        let what = if workers_only { "workers reload" } else { "graceful reload" };
+        self.log(format!("{why}: {what}"));
         self.out.push(Action::NotifyReloading);
-        if self.cfg.lazy_apps {
+        if self.cfg.lazy_apps || workers_only {
             let previous = self.s.generation;
             self.s.generation += 1;
             self.s.reload = Some(Reload {
@@ -564,6 +590,67 @@ impl Step<'_> {
         } else {
             self.s.reexec_pending = true;
         }
+    }
+
+    /// `touch-chain-reload`: replace the current workers one at a time.
+    fn begin_chain(&mut self, why: &str) {
+        if self.s.stopping.is_some() {
+            return;
+        }
+        if self.s.reload.is_some() || self.s.chain.is_some() {
+            self.log(format!("{why}: a reload is already in progress"));
+            return;
+        }
+        let pids: Vec<Pid> = self.s.active().map(|w| w.pid).collect();
+        self.log(format!(
+            "{why}: chain reload of {} worker(s), one at a time",
+            pids.len()
+        ));
+        self.s.chain = Some(pids);
+        self.settle();
+    }
+
+    /// The next step of a chain reload: while no chained worker awaits its replacement,
+    /// mark the next one for replacement (the spawn and the stop follow the recycling
+    /// rules: the replacement first, the old one stopped once it accepts).
+    fn chain_next(&mut self) {
+        let Some(chain) = &mut self.s.chain else {
+            return;
+        };
+        let in_progress = self
+            .s
+            .workers
+            .iter()
+            .any(|w| w.replace == Some(RespawnCause::Reload) && w.stopping_since.is_none());
+        if in_progress {
+            return;
+        }
+        let generation = self.s.generation;
+        while !chain.is_empty() {
+            let pid = chain.remove(0);
+            let Some(w) = self.s.workers.iter_mut().find(|w| {
+                w.pid == pid
+                    && w.generation == generation
+                    && w.replace.is_none()
+                    && w.stopping_since.is_none()
+                    && w.harakiri_at.is_none()
+            }) else {
+                continue;
+            };
+            w.replace = Some(RespawnCause::Reload);
+            let (id, left) = (w.id, chain.len());
+            self.out.push(Action::CountRespawn {
+                id,
+                cause: RespawnCause::Reload,
+            });
+            self.log(format!(
+                "chain reload: replacing worker {} (pid {pid}); {left} left after it",
+                id.get()
+            ));
+            return;
+        }
+        self.s.chain = None;
+        self.log("chain reload done".into());
     }
 
     /// Give up a reload: kill the new generation, go back to `previous`.
@@ -826,6 +913,9 @@ impl Step<'_> {
     /// stop the workers whose replacements accept, finish or give up a reload,
     /// announce READY once, and [`Self::finish`] the tick.
     fn settle(&mut self) {
+        if self.s.stopping.is_none() {
+            self.chain_next();
+        }
         let now = self.now;
         // A worker killed by harakiri still holds its place until it is gone (its
         // stack dump takes a moment); its replacement then takes its slot
@@ -1209,6 +1299,86 @@ mod tests {
         |s| { assert_eq!(s.queues_checked, Some(t(11.0))); });
     row!(queues_are_not_sampled_twice_within_a_tick:
         settings(), serving(), tick(), 10.9 => []);
+
+    // --- touch-reload and friends ---
+    fn touched(touch: Touch) -> Event {
+        Event::Touched(touch, "/app/reload".into())
+    }
+    row!(touch_reload_in_preload_mode_re_executes_like_hup:
+        settings(), serving(), touched(Touch::Reload), 10.0
+        => [log("touch-reload /app/reload changed: graceful reload"), Action::NotifyReloading],
+        |s| { assert!(s.reexec_pending); });
+    row!(touch_reload_in_lazy_mode_starts_a_generation:
+        lazy(), serving(), touched(Touch::Reload), 10.0
+        => [log("touch-reload /app/reload changed: graceful reload"), Action::NotifyReloading],
+        |s| { assert_eq!(s.generation, 2); assert!(s.reload.is_some()); });
+    row!(touch_workers_reload_forks_a_generation_even_when_preloaded:
+        settings(), serving(), touched(Touch::WorkersReload), 10.0
+        => [log("touch-workers-reload /app/reload changed: workers reload"),
+            Action::NotifyReloading],
+        |s| { assert_eq!(s.generation, 2); assert!(!s.reexec_pending); assert!(s.reload.is_some()); });
+    row!(touch_logreopen_reopens_like_usr1:
+        settings(), serving(), touched(Touch::LogReopen), 10.0
+        => [log("touch-logreopen /app/reload changed: reopening the log"), Action::ReopenLog,
+            sig(1, Signal::SIGUSR1), sig(2, Signal::SIGUSR1)]);
+    row!(touch_while_stopping_does_nothing:
+        settings(), State { stopping: Some(Stopping { graceful: true, deadline: t(60.0), killed: false }), ..serving() },
+        touched(Touch::Reload), 10.0 => []);
+    row!(touch_chain_reload_replaces_the_first_worker_only:
+        settings(), serving(), touched(Touch::ChainReload), 10.0
+        => [log("touch-chain-reload /app/reload changed: chain reload of 2 worker(s), one at a time"),
+            respawn(1, RespawnCause::Reload),
+            log("chain reload: replacing worker 1 (pid 101); 1 left after it"),
+            spawn(3, 1)],
+        |s| { assert_eq!(s.chain, Some(vec![pid(102)]));
+              assert_eq!(s.workers[0].replace, Some(RespawnCause::Reload));
+              assert_eq!(s.workers[1].replace, None); });
+    row!(chain_waits_while_the_replacement_starts:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![replaced(1, RespawnCause::Reload), w(2, 1), starting(3, 1)]) },
+        tick(), 10.0 => [],
+        |s| { assert_eq!(s.chain, Some(vec![pid(102)])); });
+    row!(chain_replacement_accepts_old_one_stops_and_the_next_is_replaced:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![replaced(1, RespawnCause::Reload), w(2, 1), starting(3, 1)]) },
+        Event::Ready(3), 10.0 => [],
+        |s| { assert!(s.workers[2].ready); });
+    row!(chain_moves_on_at_the_tick_after_the_replacement_accepts:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![replaced(1, RespawnCause::Reload), w(2, 1), w(3, 1)]) },
+        tick(), 10.0
+        => [sig(1, Signal::SIGTERM)],
+        |s| { assert!(s.workers[0].stopping_since.is_some()); });
+    row!(chain_marks_the_next_once_the_previous_is_stopping:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![Worker { stopping_since: Some(t(9.0)), ..replaced(1, RespawnCause::Reload) },
+                          w(2, 1), w(3, 1)]) },
+        tick(), 10.0
+        => [respawn(2, RespawnCause::Reload),
+            log("chain reload: replacing worker 2 (pid 102); 0 left after it"),
+            spawn(4, 1)]);
+    row!(chain_ends_once_the_last_replacement_accepts:
+        settings(),
+        State { chain: Some(vec![]),
+                ..st(vec![Worker { stopping_since: Some(t(9.0)), ..replaced(2, RespawnCause::Reload) },
+                          w(3, 1), w(4, 1)]) },
+        tick(), 10.0 => [log("chain reload done")],
+        |s| { assert_eq!(s.chain, None); });
+    row!(chain_skips_a_worker_that_died_meanwhile:
+        settings(),
+        State { chain: Some(vec![pid(109), pid(102)]), ..serving() },
+        tick(), 10.0
+        => [respawn(2, RespawnCause::Reload),
+            log("chain reload: replacing worker 2 (pid 102); 0 left after it"),
+            spawn(3, 1)]);
+    row!(second_chain_while_one_runs_is_refused:
+        settings(), State { chain: Some(vec![pid(102)]), ..serving() },
+        touched(Touch::ChainReload), 10.0
+        => [log("touch-chain-reload /app/reload changed: a reload is already in progress")]);
 
     // --- Crash and respawn ---
     row!(ready_worker_crash_is_counted_and_keeps_its_slot:
