@@ -9,6 +9,7 @@
 #[path = "."]
 mod e2e {
     mod artifacts;
+    mod attach;
     mod close_path;
     mod config;
     mod config_bounds;

@@ -59,6 +59,7 @@
 //! workers accept. With `lazy-apps`, each worker imports the app itself and the
 //! master just forks a new generation.
 
+pub mod daemons;
 pub mod policy;
 pub mod touch;
 
@@ -74,6 +75,7 @@ use nix::unistd::{ForkResult, Pid};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 
+use daemons::{DaemonAction, DaemonEvent, Daemons};
 use policy::{Action, Event, ExitStatus, Sample, Settings, State};
 use touch::{Seen, Touch, Touches};
 
@@ -146,8 +148,10 @@ pub fn run(
         stats,
         started_epoch: shm::epoch_secs(),
         touches: watched_files(config),
+        daemons: Daemons::new(&config.daemons),
     };
     master.adopt_old_workers();
+    master.start_daemons();
     if !config.lazy_apps {
         master.load_app()?;
     }
@@ -176,6 +180,8 @@ struct Master<'a> {
     started_epoch: u64,
     /// `touch-reload` and friends.
     touches: Touches,
+    /// `attach-daemon` and friends.
+    daemons: Daemons,
 }
 
 /// The files of `touch-reload`, `touch-chain-reload`, `touch-workers-reload` and
@@ -252,13 +258,103 @@ impl Master<'_> {
                     .collect();
                 return Some(Event::QueuesSampled(full));
             }
-            Action::ReExec(keep) => match self.prepare_and_exec(&keep) {
-                Ok(never) => match never {},
-                Err(e) => return Some(Event::ReExecFailed(e)),
-            },
-            Action::Exit => self.exiting = true,
+            Action::ReExec(keep) => {
+                // The new image starts its own daemons: ours stop first (as uWSGI's
+                // reload does).
+                self.drain_daemons();
+                match self.prepare_and_exec(&keep) {
+                    Ok(never) => match never {},
+                    Err(e) => {
+                        self.daemons = Daemons::new(&self.config.daemons);
+                        self.start_daemons();
+                        return Some(Event::ReExecFailed(e));
+                    }
+                }
+            }
+            Action::StopDaemons => self.feed_daemons(DaemonEvent::Stop),
+            Action::RestartDaemons => self.feed_daemons(DaemonEvent::Restart),
+            Action::Exit => {
+                self.drain_daemons();
+                self.exiting = true;
+            }
         }
         None
+    }
+
+    /// Start the attached daemons (smart ones only if their pidfile names no live pid).
+    fn start_daemons(&mut self) {
+        if self.daemons.list.is_empty() {
+            return;
+        }
+        let pids = self.pidfile_pids();
+        self.feed_daemons(DaemonEvent::Start(pids));
+    }
+
+    /// The live pid in each daemon's pidfile (`None` for dumb daemons).
+    fn pidfile_pids(&self) -> Vec<Option<Pid>> {
+        self.daemons
+            .list
+            .iter()
+            .map(|d| d.spec.pidfile.as_deref().and_then(rsgi_os::spawn::live_pid_in))
+            .collect()
+    }
+
+    /// Feed the daemons' policy and perform what it asks.
+    fn feed_daemons(&mut self, event: DaemonEvent) {
+        let actions = self.daemons.step(event, Instant::now());
+        for action in actions {
+            match action {
+                DaemonAction::Log(line) => self.log(format_args!("{line}")),
+                DaemonAction::Kill(pid, sig) => {
+                    // Its process group: uWSGI's daemons run in a session of their own.
+                    let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
+                }
+                DaemonAction::StopVassal => self.feed(Event::Signal(Signal::SIGTERM)),
+                DaemonAction::Spawn(i) => {
+                    let answer = match self.daemons.list.get(i) {
+                        Some(d) => {
+                            let opts = rsgi_os::spawn::ShellOptions {
+                                die_with_parent: d.spec.pidfile.is_none(),
+                                daemonize_pidfile: d
+                                    .spec
+                                    .pidfile
+                                    .as_deref()
+                                    .filter(|_| d.spec.daemonize),
+                            };
+                            rsgi_os::spawn::shell(&d.spec.command, opts)
+                                .map_err(|e| e.to_string())
+                        }
+                        None => continue,
+                    };
+                    self.feed_daemons(DaemonEvent::Spawned(i, answer));
+                }
+            }
+        }
+    }
+
+    /// Stop the dumb daemons and wait until they are gone (SIGKILL after the mercy):
+    /// before the master exits or re-executes. Only daemon pids are reaped here.
+    fn drain_daemons(&mut self) {
+        self.feed_daemons(DaemonEvent::Stop);
+        while !self.daemons.all_stopped() {
+            let pids: Vec<Pid> = self
+                .daemons
+                .list
+                .iter()
+                .filter(|d| d.spec.pidfile.is_none())
+                .filter_map(|d| d.pid)
+                .collect();
+            for pid in pids {
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    // Gone (or not ours any more): either way it no longer runs.
+                    _ => self.feed_daemons(DaemonEvent::Exited(pid)),
+                }
+            }
+            let pids = self.pidfile_pids();
+            self.feed_daemons(DaemonEvent::Check(pids));
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Import the app in the master (preload). After a re-exec with old workers still
@@ -308,13 +404,21 @@ impl Master<'_> {
     fn run_loop(&mut self) {
         loop {
             self.check_touches();
+            if !self.daemons.list.is_empty() {
+                let pids = self.pidfile_pids();
+                self.feed_daemons(DaemonEvent::Check(pids));
+            }
             let tick = self.tick();
             self.feed(tick);
             if self.exiting {
                 return;
             }
             let now = Instant::now();
-            let timeout = self.state.next_wakeup(now).saturating_duration_since(now);
+            let mut wake = self.state.next_wakeup(now);
+            if let Some(t) = self.daemons.next_wakeup() {
+                wake = wake.min(t.max(now));
+            }
+            let timeout = wake.saturating_duration_since(now);
             self.wait(timeout);
         }
     }
@@ -439,6 +543,10 @@ impl Master<'_> {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            if self.daemons.owns(status.0) {
+                self.feed_daemons(DaemonEvent::Exited(status.0));
+                continue;
+            }
             self.feed(Event::Exited {
                 pid: status.0,
                 status: status.1,

@@ -80,6 +80,9 @@ pub struct Settings {
     pub max_requests: Option<u64>,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
+    /// Attached daemons exist: a stop stops them, a reload that keeps the master's
+    /// image restarts them ([`Action::StopDaemons`], [`Action::RestartDaemons`]).
+    pub daemons: bool,
 }
 
 impl Settings {
@@ -95,6 +98,7 @@ impl Settings {
             lifetime: config.max_worker_lifetime.map(Duration::from_secs),
             max_requests: config.max_requests,
             max_requests_delta: config.max_requests_delta,
+            daemons: !config.daemons.is_empty(),
         }
     }
 }
@@ -365,6 +369,11 @@ pub enum Action {
     /// Re-execute the master for a reload, passing down these running workers;
     /// answer a failure with [`Event::ReExecFailed`].
     ReExec(Vec<(WorkerId, Pid)>),
+    /// The vassal stops: stop the attached daemons.
+    StopDaemons,
+    /// A reload without a re-exec (lazy-apps): restart the attached daemons, as
+    /// uWSGI's reload (a re-exec) does. (A re-exec stops them itself.)
+    RestartDaemons,
     /// Every worker has exited after a stop: leave.
     Exit,
 }
@@ -536,6 +545,9 @@ impl Step<'_> {
             }
         }
         self.out.push(Action::Notify(vec![Message::Stopping]));
+        if self.cfg.daemons {
+            self.out.push(Action::StopDaemons);
+        }
         let (sig, grace) = if graceful {
             (Signal::SIGTERM, self.cfg.reload_mercy)
         } else {
@@ -579,6 +591,9 @@ impl Step<'_> {
         let what = if workers_only { "workers reload" } else { "graceful reload" };
         self.log(format!("{why}: {what}"));
         self.out.push(Action::NotifyReloading);
+        if self.cfg.daemons && self.cfg.lazy_apps && !workers_only {
+            self.out.push(Action::RestartDaemons);
+        }
         if self.cfg.lazy_apps || workers_only {
             let previous = self.s.generation;
             self.s.generation += 1;
@@ -1033,6 +1048,7 @@ mod tests {
             lifetime: None,
             max_requests: None,
             max_requests_delta: 0,
+            daemons: false,
         }
     }
 
@@ -1886,6 +1902,7 @@ mod tests {
                 lifetime: Some(Duration::from_secs(20)),
                 max_requests: Some(50),
                 max_requests_delta: 1,
+                daemons: seed % 2 == 0,
             };
             let origin = t(0.0);
             Sim {
@@ -1990,6 +2007,17 @@ mod tests {
                     } else {
                         Some(Event::AppLoaded)
                     }
+                }
+                Action::StopDaemons => {
+                    assert!(self.settings.daemons);
+                    self.see("daemons stopped");
+                    None
+                }
+                Action::RestartDaemons => {
+                    assert!(self.settings.daemons && self.settings.lazy_apps);
+                    assert!(!self.stop_began, "daemons restarted while stopping");
+                    self.see("daemons restarted");
+                    None
                 }
                 Action::Exit => {
                     assert!(self.stop_began, "exit without a stop");
