@@ -185,6 +185,16 @@ pub struct VassalConfig {
     pub touch_logreopen: Vec<PathBuf>,
     /// `attach-daemon` and friends: commands the master runs beside the app.
     pub daemons: Vec<AttachDaemon>,
+    /// `cheaper`: the fewest workers the adaptive worker count keeps (0: off; then
+    /// `processes` always run). `processes` is the most.
+    pub cheaper: u32,
+    /// `cheaper-initial`: workers at start (default: `cheaper`).
+    pub cheaper_initial: Option<u32>,
+    /// `cheaper-step`: workers added at once under overload (default 1).
+    pub cheaper_step: u32,
+    /// `cheaper-overload`: master cycles (seconds) of every worker busy before adding
+    /// (default 3), and of idleness between two retirements.
+    pub cheaper_overload: u64,
 
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
@@ -256,6 +266,10 @@ impl Default for VassalConfig {
             touch_workers_reload: Vec::new(),
             touch_logreopen: Vec::new(),
             daemons: Vec::new(),
+            cheaper: 0,
+            cheaper_initial: None,
+            cheaper_step: 1,
+            cheaper_overload: 3,
             notices: Vec::new(),
         }
     }

@@ -146,7 +146,8 @@ pub enum Kind {
     },
     /// A value read by a fallible setter (`smart-attach-daemon = PIDFILE CMD`): the error
     /// says what is wrong with it.
-    Parsed(fn(&mut VassalConfig, &str) -> Result<(), String>),
+    /// `Ok(Some(note))` applies it with a notice.
+    Parsed(fn(&mut VassalConfig, &str) -> Result<Option<String>, String>),
     /// Accepted only when false (`vhost = false`), with a notice; true is an error because
     /// rsgi cannot do what it asks.
     FalseOnly {
@@ -370,6 +371,20 @@ impl OptionSpec {
     }
 }
 
+/// `cheaper-algo`: uWSGI's `spare` is what rsgi runs; `busyness` (a plugin in uWSGI, the
+/// other common choice) is read as `spare`; the rest are refused.
+fn cheaper_algo(_: &mut VassalConfig, value: &str) -> Result<Option<String>, String> {
+    match value.trim() {
+        "spare" => Ok(None),
+        "busyness" => Ok(Some(
+            "the busyness algorithm is not in rsgi: uWSGI's spare algorithm is used".to_owned(),
+        )),
+        other => Err(format!(
+            "cheaper algorithm '{other}' is not supported by rsgi: use cheaper-algo = spare"
+        )),
+    }
+}
+
 /// Largest `u32` as `u64`, for `Kind::Int` bounds of `u32` fields.
 const U32: u64 = u32::MAX as u64;
 
@@ -529,21 +544,34 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("touch-logreopen", G::Lifecycle, Kind::Path(|c, v| c.touch_logreopen.push(v)),
         "reopen the log file (as SIGUSR1) when this file changes")
         .repeatable().meta("FILE"),
-    OptionSpec::new("attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, false)),
+    OptionSpec::new("attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, false).map(|()| None)),
         "run CMD (/bin/sh -c) beside the app: respawned when it dies (throttled), stopped with the vassal and on reload")
         .aliases(&["attach-daemon-cmd"]).repeatable().meta("CMD"),
-    OptionSpec::new("attach-control-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, true)),
+    OptionSpec::new("attach-control-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, true).map(|()| None)),
         "like attach-daemon, but when CMD dies the vassal stops")
         .repeatable().meta("CMD"),
-    OptionSpec::new("smart-attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, false)),
+    OptionSpec::new("smart-attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, false).map(|()| None)),
         "run CMD unless the pid in PIDFILE lives; respawn it when that pid is gone; it survives reloads and stops")
         .repeatable().meta("PIDFILE[,FREQ] CMD"),
-    OptionSpec::new("smart-attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, true)),
+    OptionSpec::new("smart-attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, true).map(|()| None)),
         "like smart-attach-daemon, for a CMD that does not daemonize: rsgi detaches it and writes PIDFILE")
         .repeatable().meta("PIDFILE[,FREQ] CMD"),
-    OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(crate::daemons::keyval),
+    OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::keyval(c, v).map(|()| None)),
         "attach-daemon with keys: cmd=CMD[,pidfile=P][,freq=N][,control=1][,daemonize=1][,stopsignal=N]")
         .repeatable().meta("KEY=VAL,..."),
+    OptionSpec::new("cheaper", G::Lifecycle, Kind::Int { min: 0, max: 65535, set: |c, v| c.cheaper = v as u32 },
+        "adaptive worker count: keep at least N workers, up to processes, added under load and retired when idle (uWSGI's spare algorithm; 0: off)")
+        .default("0").meta("N"),
+    OptionSpec::new("cheaper-initial", G::Lifecycle, Kind::Int { min: 1, max: 65535, set: |c, v| c.cheaper_initial = Some(v as u32) },
+        "with cheaper: workers started at first (default: cheaper)").meta("N"),
+    OptionSpec::new("cheaper-step", G::Lifecycle, Kind::Int { min: 1, max: 65535, set: |c, v| c.cheaper_step = v as u32 },
+        "with cheaper: workers added at once when every worker is busy").default("1").meta("N"),
+    OptionSpec::new("cheaper-overload", G::Lifecycle, Kind::Int { min: 1, max: 86_400, set: |c, v| c.cheaper_overload = v },
+        "with cheaper: seconds of every worker busy before workers are added (and of idleness between retirements)")
+        .default("3").meta("SECS"),
+    OptionSpec::new("cheaper-algo", G::Lifecycle, Kind::Parsed(cheaper_algo),
+        "the cheaper algorithm: spare (busyness is read as spare, with a notice; others are refused)")
+        .default("spare").meta("NAME"),
     // --- config files ---
     OptionSpec::new("ini", G::Config, Kind::Config(Format::Ini),
         "read options from an ini file: FILE, FILE:section, or :section of the current file")
@@ -636,6 +664,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("disable-write-exception", G::Ignored, Kind::Ignored { takes_value: false, why: "the app never writes to the client itself (write() data is sent after it returns), so no write exception reaches it" }, ""),
     OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
     OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
+    OptionSpec::new("cheaper-busyness-max", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi's cheaper runs uWSGI's spare algorithm; the busyness algorithm's settings mean nothing to it" }, "")
+        .aliases(&["cheaper-busyness-min", "cheaper-busyness-multiplier", "cheaper-busyness-penalty", "cheaper-busyness-verbose", "cheaper-busyness-backlog-alert", "cheaper-busyness-backlog-multiplier", "cheaper-busyness-backlog-step", "cheaper-busyness-backlog-nonzero"]).meta("N"),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
     // --- uWSGI features rsgi does not have: refused, with what to use instead ---
     OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
@@ -733,7 +763,11 @@ pub fn apply(
     match spec.kind {
         Kind::Str(set) => set(config, required()?.to_owned()),
         Kind::Path(set) => set(config, PathBuf::from(required()?)),
-        Kind::Parsed(set) => set(config, required()?)?,
+        Kind::Parsed(set) => {
+            if let Some(note) = set(config, required()?)? {
+                return Ok(Applied::Noted(note));
+            }
+        }
         Kind::Int { min, max, set } => {
             let (n, note) = read_int(required()?, min, max)?;
             set(config, n);
@@ -1556,9 +1590,6 @@ mod tests {
             "log-master",
             "log-route",
             "log-maxsize",
-            "cheaper",
-            "cheaper-initial",
-            "cheaper-algo",
             "cron",
             "hook-master-start",
             "py-autoreload",

@@ -10,6 +10,7 @@
 mod e2e {
     mod artifacts;
     mod attach;
+    mod cheaper;
     mod close_path;
     mod config;
     mod config_bounds;

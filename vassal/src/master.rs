@@ -59,6 +59,7 @@
 //! workers accept. With `lazy-apps`, each worker imports the app itself and the
 //! master just forks a new generation.
 
+pub mod cheaper;
 pub mod daemons;
 pub mod policy;
 pub mod touch;

@@ -30,6 +30,7 @@ use rsgi_proto::notify::{Message, EXIT_APP_LOAD};
 use crate::master_pipe::recycle_limit;
 use crate::shm::{RespawnCause, WorkerId};
 
+use super::cheaper::{Cheaper, Decision, Spare};
 use super::touch::Touch;
 
 /// How long a new worker may take to become ready during a reload.
@@ -80,6 +81,8 @@ pub struct Settings {
     pub max_requests: Option<u64>,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
+    /// `cheaper`: the adaptive worker count (`workers` is then the most).
+    pub cheaper: Option<Cheaper>,
     /// Attached daemons exist: a stop stops them, a reload that keeps the master's
     /// image restarts them ([`Action::StopDaemons`], [`Action::RestartDaemons`]).
     pub daemons: bool,
@@ -99,8 +102,30 @@ impl Settings {
             max_requests: config.max_requests,
             max_requests_delta: config.max_requests_delta,
             daemons: !config.daemons.is_empty(),
+            cheaper: cheaper_of(config),
         }
     }
+}
+
+/// The `cheaper` settings of `config`, if it has them: `cheaper` is kept below
+/// `processes` (at most `processes - 1`, as uWSGI needs room to add one), and
+/// `cheaper-initial` between the two.
+fn cheaper_of(config: &VassalConfig) -> Option<Cheaper> {
+    let max = config.processes.max(1) as usize;
+    let min = (config.cheaper as usize).min(max.saturating_sub(1));
+    if min == 0 {
+        return None;
+    }
+    let initial = config
+        .cheaper_initial
+        .map_or(min, |i| i as usize)
+        .clamp(min, max);
+    Some(Cheaper {
+        min,
+        initial,
+        step: (config.cheaper_step as usize).max(1),
+        overload: config.cheaper_overload.max(1),
+    })
 }
 
 /// One worker process.
@@ -178,6 +203,13 @@ pub struct State {
     /// A chain reload in progress (`touch-chain-reload`): the workers still to replace,
     /// one at a time, each once the previous one's replacement accepts.
     pub chain: Option<Vec<Pid>>,
+    /// How many workers the current generation keeps: `processes`, or with `cheaper`
+    /// what the algorithm decided (between `cheaper` and `processes`).
+    pub target: usize,
+    /// The cheaper algorithm's memory.
+    pub spare: Spare,
+    /// When the cheaper algorithm last ran (once per [`TICK`]).
+    pub cheaper_checked: Option<Instant>,
 }
 
 impl State {
@@ -198,6 +230,9 @@ impl State {
             queues_checked: None,
             queue_full_logged: None,
             chain: None,
+            target: settings.cheaper.map_or(settings.workers, |c| c.initial),
+            spare: Spare::default(),
+            cheaper_checked: None,
         }
     }
 
@@ -778,6 +813,7 @@ impl Step<'_> {
             self.finish();
         } else {
             self.check_workers(now_ms, samples);
+            self.cheaper_cycle(samples);
             if self.s.queues_checked.is_none_or(|t| self.now >= t + TICK) {
                 self.s.queues_checked = Some(self.now);
                 self.out.push(Action::SampleQueues);
@@ -887,6 +923,68 @@ impl Step<'_> {
         }
     }
 
+    /// `cheaper`: once per [`TICK`], while the current generation is steady (no reload,
+    /// no chain reload, every wanted worker accepting), let the spare algorithm add
+    /// workers (up to `processes`) or retire an idle one (down to `cheaper`).
+    fn cheaper_cycle(&mut self, samples: &[Sample]) {
+        let Some(c) = self.cfg.cheaper else {
+            return;
+        };
+        if self.s.reload.is_some() || self.s.chain.is_some() || self.s.reexec_pending {
+            return;
+        }
+        if self.s.cheaper_checked.is_some_and(|t| self.now < t + TICK) {
+            return;
+        }
+        self.s.cheaper_checked = Some(self.now);
+        let running: Vec<(WorkerId, Pid, bool)> = self
+            .s
+            .active()
+            .filter(|w| w.ready)
+            .map(|w| {
+                let busy = samples
+                    .iter()
+                    .any(|s| s.id == w.id && s.oldest_request_start_ms.is_some());
+                (w.id, w.pid, busy)
+            })
+            .collect();
+        if running.len() != self.s.target || self.s.active().count() != self.s.target {
+            return;
+        }
+        let busy = running.iter().filter(|r| r.2).count();
+        match self.s.spare.cycle(&c, running.len(), busy, self.cfg.workers) {
+            Decision::Keep => {}
+            Decision::Add(n) => {
+                self.s.target += n;
+                self.log(format!(
+                    "cheaper: all {} worker(s) busy for {} s; adding {n} (now {} of at most {})",
+                    running.len(),
+                    c.overload + 1,
+                    self.s.target,
+                    self.cfg.workers
+                ));
+            }
+            Decision::RetireOne => {
+                // The idle worker in the highest slot, as uWSGI picks it.
+                let Some(&(id, pid, _)) = running.iter().filter(|r| !r.2).max_by_key(|r| r.0)
+                else {
+                    return;
+                };
+                if let Some(w) = self.s.workers.iter_mut().find(|w| w.pid == pid) {
+                    w.stopping_since = Some(self.now);
+                }
+                self.s.target -= 1;
+                self.signal(pid, Signal::SIGTERM);
+                self.log(format!(
+                    "cheaper: idle; retiring worker {} (pid {pid}) (now {} of at least {})",
+                    id.get(),
+                    self.s.target,
+                    c.min
+                ));
+            }
+        }
+    }
+
     /// A full accept queue is counted (`listen_queue_errors`, every sample) and logged
     /// (at most every [`QUEUE_FULL_LOG_EVERY`]).
     fn queues_sampled(&mut self, full: Vec<String>) {
@@ -942,7 +1040,7 @@ impl Step<'_> {
             .filter(|w| w.generation == self.s.generation && w.harakiri_at.is_some())
             .count();
         if self.s.can_spawn
-            && self.s.active().count() + dying < self.cfg.workers
+            && self.s.active().count() + dying < self.s.target
             && self.s.next_spawn.is_none_or(|t| now >= t)
         {
             if let Some(id) = self.free_slot() {
@@ -954,7 +1052,7 @@ impl Step<'_> {
             }
         }
         let ready = self.s.active().filter(|w| w.ready).count();
-        let workers = self.cfg.workers;
+        let workers = self.s.target;
         // Replacements accept: stop the workers they replace.
         if ready >= workers {
             let mut term = Vec::new();
@@ -1049,6 +1147,7 @@ mod tests {
             max_requests: None,
             max_requests_delta: 0,
             daemons: false,
+            cheaper: None,
         }
     }
 
@@ -1395,6 +1494,72 @@ mod tests {
         settings(), State { chain: Some(vec![pid(102)]), ..serving() },
         touched(Touch::ChainReload), 10.0
         => [log("touch-chain-reload /app/reload changed: a reload is already in progress")]);
+
+    // --- cheaper ---
+    /// cheaper 1 (initial 1), step 1, overload 1, processes 3; no harakiri.
+    fn cheap() -> Settings {
+        Settings {
+            workers: 3,
+            slots: 6,
+            harakiri_ms: None,
+            cheaper: Some(Cheaper { min: 1, initial: 1, step: 1, overload: 1 }),
+            ..settings()
+        }
+    }
+
+    fn busy(n: u32) -> Sample {
+        Sample {
+            oldest_request_start_ms: Some(99_000),
+            ..idle(n)
+        }
+    }
+
+    fn cheap_serving(workers: Vec<Worker>) -> State {
+        let target = workers.len();
+        State { target, queues_checked: Some(t(10.0)), ..st(workers) }
+    }
+
+    row!(cheaper_starts_with_cheaper_initial_workers:
+        cheap(), State { can_spawn: true, ..State::new(&cheap()) }, tick(), 10.0
+        => [Action::SampleQueues, spawn(1, 1)],
+        |s| { assert_eq!(s.target, 1); });
+    row!(cheaper_one_busy_cycle_is_not_overload_yet:
+        cheap(), cheap_serving(vec![w(1, 1)]), tick_with(vec![busy(1)]), 10.0 => [],
+        |s| { assert_eq!(s.spare.overload_count, 1); assert_eq!(s.target, 1); });
+    row!(cheaper_overload_adds_a_worker:
+        cheap(),
+        State { spare: Spare { overload_count: 1, idle_count: 0 }, ..cheap_serving(vec![w(1, 1)]) },
+        tick_with(vec![busy(1)]), 10.0
+        => [log("cheaper: all 1 worker(s) busy for 2 s; adding 1 (now 2 of at most 3)"), spawn(2, 1)],
+        |s| { assert_eq!(s.target, 2); });
+    row!(cheaper_never_goes_above_processes:
+        cheap(),
+        State { spare: Spare { overload_count: 5, idle_count: 0 }, ..cheap_serving(vec![w(1, 1), w(2, 1), w(3, 1)]) },
+        tick_with(vec![busy(1), busy(2), busy(3)]), 10.0 => [],
+        |s| { assert_eq!(s.target, 3); });
+    row!(cheaper_idle_retires_the_highest_idle_slot:
+        cheap(), cheap_serving(vec![w(1, 1), w(2, 1), w(3, 1)]),
+        tick_with(vec![idle(1), idle(2), busy(3)]), 10.0
+        => [sig(2, Signal::SIGTERM),
+            log("cheaper: idle; retiring worker 2 (pid 102) (now 2 of at least 1)")],
+        |s| { assert_eq!(s.target, 2); assert!(s.workers[1].stopping_since.is_some()); });
+    row!(cheaper_retired_worker_is_not_respawned:
+        cheap(),
+        State { target: 1, ..cheap_serving(vec![w(1, 1), retiring(2, 1)]) },
+        exited(2, 0), 10.0 => [dead(2)]);
+    row!(cheaper_waits_while_workers_start:
+        cheap(),
+        State { target: 2, spare: Spare { overload_count: 9, idle_count: 0 }, ..cheap_serving(vec![w(1, 1), starting(2, 1)]) },
+        tick_with(vec![busy(1), busy(2)]), 10.0 => [],
+        |s| { assert_eq!(s.spare.overload_count, 9); });
+    row!(cheaper_keeps_at_least_cheaper:
+        cheap(), cheap_serving(vec![w(1, 1)]), tick_with(vec![idle(1)]), 10.0 => []);
+    row!(cheaper_reload_forks_the_current_target:
+        Settings { lazy_apps: true, ..cheap() },
+        State { target: 2, ..cheap_serving(vec![w(1, 1), w(2, 1)]) },
+        Event::Signal(Signal::SIGHUP), 10.0
+        => [log("SIGHUP: graceful reload"), Action::NotifyReloading],
+        |s| { assert_eq!(s.target, 2); assert_eq!(s.generation, 2); });
 
     // --- Crash and respawn ---
     row!(ready_worker_crash_is_counted_and_keeps_its_slot:
@@ -1903,6 +2068,7 @@ mod tests {
                 max_requests: Some(50),
                 max_requests_delta: 1,
                 daemons: seed % 2 == 0,
+                cheaper: None,
             };
             let origin = t(0.0);
             Sim {
