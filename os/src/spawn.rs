@@ -115,3 +115,30 @@ pub fn live_pid_in(path: &Path) -> Option<Pid> {
     let pid = Pid::from_raw(pid);
     nix::sys::signal::kill(pid, None).ok().map(|()| pid)
 }
+
+extern "C" {
+    /// POSIX `tzset(3)` (not in the libc crate): reads `TZ` / `/etc/localtime`.
+    fn tzset();
+}
+
+/// The local time of `epoch` (seconds), as the cron matcher reads it (uWSGI's
+/// `localtime()`, with the month 1-12).
+pub fn local_time(epoch: i64) -> Option<rsgi_proto::cron::Tm> {
+    let t: libc::time_t = epoch;
+    // SAFETY: tzset and localtime_r only read the time zone and write into `tm`, which
+    // is ours; `t` outlives the call.
+    unsafe {
+        tzset();
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&t, &mut tm).is_null() {
+            return None;
+        }
+        Some(rsgi_proto::cron::Tm {
+            minute: tm.tm_min,
+            hour: tm.tm_hour,
+            day: tm.tm_mday,
+            month: tm.tm_mon + 1,
+            weekday: tm.tm_wday,
+        })
+    }
+}

@@ -185,6 +185,8 @@ pub struct VassalConfig {
     pub touch_logreopen: Vec<PathBuf>,
     /// `attach-daemon` and friends: commands the master runs beside the app.
     pub daemons: Vec<AttachDaemon>,
+    /// `cron`, `unique-cron`, `cron2`: commands the master runs at set times.
+    pub crons: Vec<Cron>,
     /// `cheaper`: the fewest workers the adaptive worker count keeps (0: off; then
     /// `processes` always run). `processes` is the most.
     pub cheaper: u32,
@@ -198,6 +200,28 @@ pub struct VassalConfig {
 
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
+}
+
+/// One command cron (`cron`, `unique-cron`, `cron2`), as uWSGI's `struct uwsgi_cron`:
+/// each time field is a value, or `-N` for "every N" (`-1`: any). See [`crate::cron`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron {
+    /// Minute, 0-59.
+    pub minute: i32,
+    /// Hour, 0-23.
+    pub hour: i32,
+    /// Day of the month, 1-31.
+    pub day: i32,
+    /// Month, 1-12.
+    pub month: i32,
+    /// Weekday, 0-6 (Sunday 0, or 7).
+    pub week: i32,
+    /// The command, run with `/bin/sh -c`.
+    pub command: String,
+    /// Never two runs at once (`unique-cron`, `cron2 unique=1`).
+    pub unique: bool,
+    /// `cron2 harakiri=S`: kill a run after S seconds.
+    pub harakiri: Option<u64>,
 }
 
 /// One command the master runs beside the app (`attach-daemon`, `smart-attach-daemon`,
@@ -266,6 +290,7 @@ impl Default for VassalConfig {
             touch_workers_reload: Vec::new(),
             touch_logreopen: Vec::new(),
             daemons: Vec::new(),
+            crons: Vec::new(),
             cheaper: 0,
             cheaper_initial: None,
             cheaper_step: 1,

@@ -58,6 +58,7 @@ pub mod bounds;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod cron;
 pub mod daemons;
 pub mod error;
 pub mod expand;

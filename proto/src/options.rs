@@ -371,6 +371,10 @@ impl OptionSpec {
     }
 }
 
+/// Why the busyness algorithm's settings are ignored.
+const BUSYNESS: &str =
+    "rsgi's cheaper runs uWSGI's spare algorithm; the busyness algorithm's settings mean nothing to it";
+
 /// `cheaper-algo`: uWSGI's `spare` is what rsgi runs; `busyness` (a plugin in uWSGI, the
 /// other common choice) is read as `spare`; the rest are refused.
 fn cheaper_algo(_: &mut VassalConfig, value: &str) -> Result<Option<String>, String> {
@@ -546,7 +550,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .repeatable().meta("FILE"),
     OptionSpec::new("attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, false).map(|()| None)),
         "run CMD (/bin/sh -c) beside the app: respawned when it dies (throttled), stopped with the vassal and on reload")
-        .aliases(&["attach-daemon-cmd"]).repeatable().meta("CMD"),
+        .repeatable().meta("CMD"),
     OptionSpec::new("attach-control-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, true).map(|()| None)),
         "like attach-daemon, but when CMD dies the vassal stops")
         .repeatable().meta("CMD"),
@@ -559,6 +563,15 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::keyval(c, v).map(|()| None)),
         "attach-daemon with keys: cmd=CMD[,pidfile=P][,freq=N][,control=1][,daemonize=1][,stopsignal=N]")
         .repeatable().meta("KEY=VAL,..."),
+    OptionSpec::new("cron", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add(c, v, false).map(|()| None)),
+        "run CMD (/bin/sh -c) at local times: MIN HOUR DAY MONTH WEEKDAY CMD, -1 any, -N every N (uWSGI's syntax)")
+        .repeatable().meta("M H D MON WD CMD"),
+    OptionSpec::new("unique-cron", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add(c, v, true).map(|()| None)),
+        "like cron, but never while the previous run of CMD still runs")
+        .repeatable().meta("M H D MON WD CMD"),
+    OptionSpec::new("cron2", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add2(c, v).map(|()| None)),
+        "cron with keys: minute=,hour=,day=,month=,week= (unset: any), unique=1, harakiri=SECS, then CMD")
+        .repeatable().meta("KEY=VAL,... CMD"),
     OptionSpec::new("cheaper", G::Lifecycle, Kind::Int { min: 0, max: 65535, set: |c, v| c.cheaper = v as u32 },
         "adaptive worker count: keep at least N workers, up to processes, added under load and retired when idle (uWSGI's spare algorithm; 0: off)")
         .default("0").meta("N"),
@@ -664,8 +677,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("disable-write-exception", G::Ignored, Kind::Ignored { takes_value: false, why: "the app never writes to the client itself (write() data is sent after it returns), so no write exception reaches it" }, ""),
     OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
     OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
-    OptionSpec::new("cheaper-busyness-max", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi's cheaper runs uWSGI's spare algorithm; the busyness algorithm's settings mean nothing to it" }, "")
-        .aliases(&["cheaper-busyness-min", "cheaper-busyness-multiplier", "cheaper-busyness-penalty", "cheaper-busyness-verbose", "cheaper-busyness-backlog-alert", "cheaper-busyness-backlog-multiplier", "cheaper-busyness-backlog-step", "cheaper-busyness-backlog-nonzero"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-max", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
+        .aliases(&["cheaper-busyness-min", "cheaper-busyness-multiplier"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-penalty", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
+        .aliases(&["cheaper-busyness-verbose", "cheaper-busyness-backlog-alert"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-backlog-multiplier", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
+        .aliases(&["cheaper-busyness-backlog-step"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-backlog-nonzero", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "").meta("N"),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
     // --- uWSGI features rsgi does not have: refused, with what to use instead ---
     OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
@@ -1590,7 +1608,6 @@ mod tests {
             "log-master",
             "log-route",
             "log-maxsize",
-            "cron",
             "hook-master-start",
             "py-autoreload",
             "mount",

@@ -13,6 +13,7 @@ mod e2e {
     mod cheaper;
     mod close_path;
     mod config;
+    mod cron;
     mod config_bounds;
     mod ctl;
     mod dialect;

@@ -60,6 +60,7 @@
 //! master just forks a new generation.
 
 pub mod cheaper;
+pub mod cron;
 pub mod daemons;
 pub mod policy;
 pub mod touch;
@@ -76,6 +77,7 @@ use nix::unistd::{ForkResult, Pid};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 
+use cron::{CronAction, Crons};
 use daemons::{DaemonAction, DaemonEvent, Daemons};
 use policy::{Action, Event, ExitStatus, Sample, Settings, State};
 use touch::{Seen, Touch, Touches};
@@ -150,6 +152,7 @@ pub fn run(
         started_epoch: shm::epoch_secs(),
         touches: watched_files(config),
         daemons: Daemons::new(&config.daemons),
+        crons: Crons::new(&config.crons),
     };
     master.adopt_old_workers();
     master.start_daemons();
@@ -183,6 +186,8 @@ struct Master<'a> {
     touches: Touches,
     /// `attach-daemon` and friends.
     daemons: Daemons,
+    /// `cron` and friends.
+    crons: Crons,
 }
 
 /// The files of `touch-reload`, `touch-chain-reload`, `touch-workers-reload` and
@@ -409,6 +414,9 @@ impl Master<'_> {
                 let pids = self.pidfile_pids();
                 self.feed_daemons(DaemonEvent::Check(pids));
             }
+            if self.state.stopping.is_none() {
+                self.run_crons();
+            }
             let tick = self.tick();
             self.feed(tick);
             if self.exiting {
@@ -421,6 +429,47 @@ impl Master<'_> {
             }
             let timeout = wake.saturating_duration_since(now);
             self.wait(timeout);
+        }
+    }
+
+    /// Run the crons that are due now (local time).
+    fn run_crons(&mut self) {
+        if self.crons.jobs.is_empty() {
+            return;
+        }
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let Some(tm) = rsgi_os::spawn::local_time(epoch) else {
+            return;
+        };
+        for action in self.crons.tick(epoch, &tm) {
+            let action = match action {
+                CronAction::Run(i) => {
+                    let Some(job) = self.crons.jobs.get(i) else {
+                        continue;
+                    };
+                    let opts = rsgi_os::spawn::ShellOptions {
+                        die_with_parent: true,
+                        daemonize_pidfile: None,
+                    };
+                    let result = rsgi_os::spawn::shell(&job.spec.command, opts)
+                        .map_err(|e| e.to_string());
+                    self.crons.started(i, result, epoch)
+                }
+                other => other,
+            };
+            self.perform_cron(action);
+        }
+    }
+
+    fn perform_cron(&self, action: CronAction) {
+        match action {
+            CronAction::Log(line) => self.log(format_args!("{line}")),
+            CronAction::Kill(pid, sig) => {
+                let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
+            }
+            CronAction::Run(_) => {}
         }
     }
 
@@ -544,6 +593,10 @@ impl Master<'_> {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            if let Some(line) = self.crons.exited(status.0, &status.1.to_string()) {
+                self.perform_cron(line);
+                continue;
+            }
             if self.daemons.owns(status.0) {
                 self.feed_daemons(DaemonEvent::Exited(status.0));
                 continue;

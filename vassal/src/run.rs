@@ -94,6 +94,7 @@ fn wants_master(config: &VassalConfig) -> bool {
         || !config.touch_workers_reload.is_empty()
         || !config.touch_logreopen.is_empty()
         || !config.daemons.is_empty()
+        || !config.crons.is_empty()
 }
 
 /// Serve until stopped.
