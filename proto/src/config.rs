@@ -185,6 +185,8 @@ pub struct VassalConfig {
     pub touch_logreopen: Vec<PathBuf>,
     /// `attach-daemon` and friends: commands the master runs beside the app.
     pub daemons: Vec<AttachDaemon>,
+    /// `hook-*`, `exec-*`: actions run at points of the start-up and exit.
+    pub hooks: Vec<crate::hooks::Hook>,
     /// `cron`, `unique-cron`, `cron2`: commands the master runs at set times.
     pub crons: Vec<Cron>,
     /// `cheaper`: the fewest workers the adaptive worker count keeps (0: off; then
@@ -290,6 +292,7 @@ impl Default for VassalConfig {
             touch_workers_reload: Vec::new(),
             touch_logreopen: Vec::new(),
             daemons: Vec::new(),
+            hooks: Vec::new(),
             crons: Vec::new(),
             cheaper: 0,
             cheaper_initial: None,

@@ -563,6 +563,54 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::keyval(c, v).map(|()| None)),
         "attach-daemon with keys: cmd=CMD[,pidfile=P][,freq=N][,control=1][,daemonize=1][,stopsignal=N]")
         .repeatable().meta("KEY=VAL,..."),
+    OptionSpec::new("hook-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Asap, v).map(|()| None)),
+        "run ACTION:ARG first thing at start, before the log and the sockets; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::Asap, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) first thing at start, before the log and the sockets: hook-asap = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsRoot, v).map(|()| None)),
+        "run ACTION:ARG before uid/gid drop privileges; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AsRoot, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) before uid/gid drop privileges: hook-as-root = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsUser, v).map(|()| None)),
+        "run ACTION:ARG after privileges are dropped; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AsUser, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) after privileges are dropped: hook-as-user = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PreApp, v).map(|()| None)),
+        "run ACTION:ARG before the app is imported (in each worker with lazy-apps); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::PreApp, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) before the app is imported (in each worker with lazy-apps): hook-pre-app = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostApp, v).map(|()| None)),
+        "run ACTION:ARG after the app is imported; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::PostApp, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) after the app is imported: hook-post-app = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-master-start", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::MasterStart, v).map(|()| None)),
+        "run ACTION:ARG when the master starts; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-post-fork", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostFork, v).map(|()| None)),
+        "run ACTION:ARG in each worker right after the fork (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-accepting", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting, v).map(|()| None)),
+        "run ACTION:ARG in each worker once it accepts (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-accepting1", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting1, v).map(|()| None)),
+        "run ACTION:ARG in worker 1 once it accepts (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
+        "run ACTION:ARG when the server exits (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) when the server exits (a failure is logged): hook-as-user-atexit = exec:CMD")
+        .repeatable().meta("CMD"),
     OptionSpec::new("cron", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add(c, v, false).map(|()| None)),
         "run CMD (/bin/sh -c) at local times: MIN HOUR DAY MONTH WEEKDAY CMD, -1 any, -N every N (uWSGI's syntax)")
         .repeatable().meta("M H D MON WD CMD"),
@@ -1608,7 +1656,6 @@ mod tests {
             "log-master",
             "log-route",
             "log-maxsize",
-            "hook-master-start",
             "py-autoreload",
             "mount",
             "manage-script-name",

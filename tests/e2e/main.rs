@@ -23,6 +23,7 @@ mod e2e {
     mod flask;
     mod hardening;
     mod health;
+    mod hooks;
     mod http_rules;
     mod log_format;
     mod master;

@@ -159,6 +159,7 @@ pub fn run(
     if !config.lazy_apps {
         master.load_app()?;
     }
+    crate::hooks::run(config, rsgi_proto::hooks::Phase::MasterStart)?;
     master.run_loop();
     Ok(())
 }
@@ -366,6 +367,7 @@ impl Master<'_> {
     /// Import the app in the master (preload). After a re-exec with old workers still
     /// serving, a failure is not fatal: they go on while the error is reported.
     fn load_app(&mut self) -> Result<(), Fatal> {
+        crate::hooks::run(self.config, rsgi_proto::hooks::Phase::PreApp)?;
         let loaded = crate::python::initialize(self.config.home.as_deref()).and_then(|()| {
             crate::python::load_app(
                 self.config,
@@ -377,6 +379,7 @@ impl Master<'_> {
             Ok(app) => {
                 crate::python::enable_stack_dumps(Signal::SIGUSR2 as i32);
                 self.app = Some(Arc::new(app));
+                crate::hooks::run(self.config, rsgi_proto::hooks::Phase::PostApp)?;
                 self.feed(Event::AppLoaded);
                 Ok(())
             }
@@ -676,6 +679,7 @@ impl Master<'_> {
         if nix::unistd::getppid() != self.shm.master_pid() {
             return notify::EXIT_OK;
         }
+        let _ = crate::hooks::run(self.config, rsgi_proto::hooks::Phase::PostFork);
         // SIGCHLD was blocked for the master's signalfd; a worker's own children
         // (subprocess) need it back. The stop signals are unblocked once the
         // worker's handlers exist.

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use rsgi_proto::config::VassalConfig;
+use rsgi_proto::hooks::Phase;
 use rsgi_proto::notify::{self, Message};
 use rsgi_proto::Invocation;
 
@@ -103,6 +104,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         return Err(Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")));
     }
     let reexec = std::env::var_os(crate::master::REEXEC_ENV).is_some();
+    crate::hooks::run(&config, Phase::Asap)?;
     if !reexec {
         for n in &config.notices {
             eprintln!(
@@ -149,7 +151,9 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         crate::process::write_pidfile(path, pid, *safe)
             .map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     }
+    crate::hooks::run(&config, Phase::AsRoot)?;
     drop_privileges(&config)?;
+    crate::hooks::run(&config, Phase::AsUser)?;
     for s in &sockets {
         crate::log::line(format_args!(
             "rsgi: {pid} {} listening on {}",
@@ -162,6 +166,8 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     } else {
         serve_single(&config, &sockets, &notifier)
     };
+    // Not fatal: the server is done either way.
+    let _ = crate::hooks::run(&config, Phase::AtExit);
     if config.vacuum {
         crate::listen::vacuum(&sockets);
         for (path, _) in &pidfiles {
@@ -218,7 +224,9 @@ fn serve_single(
     sockets: &[BoundSocket],
     notifier: &crate::notify::Notifier,
 ) -> Result<(), Fatal> {
+    crate::hooks::run(config, Phase::PreApp)?;
     let app = Arc::new(load(config)?);
+    crate::hooks::run(config, Phase::PostApp)?;
     // One slot of counters, as a worker of a master would have: the emperor's metrics
     // and the stats read the same layout either way.
     let shm = crate::shm::Shm::create(1).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
@@ -256,5 +264,8 @@ fn serve_single(
             Message::Ready,
             Message::Status(format!("serving on {} socket(s)", sockets.len())),
         ]);
+        // This process is worker 1.
+        let _ = crate::hooks::run(config, Phase::Accepting);
+        let _ = crate::hooks::run(config, Phase::Accepting1);
     })
 }
