@@ -185,6 +185,8 @@ pub struct VassalConfig {
     pub touch_logreopen: Vec<PathBuf>,
     /// `attach-daemon` and friends: commands the master runs beside the app.
     pub daemons: Vec<AttachDaemon>,
+    /// `py-autoreload`: seconds between checks of the loaded modules' files (0: off).
+    pub py_autoreload: u64,
     /// `hook-*`, `exec-*`: actions run at points of the start-up and exit.
     pub hooks: Vec<crate::hooks::Hook>,
     /// `cron`, `unique-cron`, `cron2`: commands the master runs at set times.
@@ -292,6 +294,7 @@ impl Default for VassalConfig {
             touch_workers_reload: Vec::new(),
             touch_logreopen: Vec::new(),
             daemons: Vec::new(),
+            py_autoreload: 0,
             hooks: Vec::new(),
             crons: Vec::new(),
             cheaper: 0,

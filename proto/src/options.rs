@@ -611,6 +611,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("exec-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
         "run CMD (/bin/sh -c, waited for) when the server exits (a failure is logged): hook-as-user-atexit = exec:CMD")
         .repeatable().meta("CMD"),
+    OptionSpec::new("py-autoreload", G::Lifecycle, Kind::Int { min: 0, max: 86_400, set: |c, v| c.py_autoreload = v },
+        "every N seconds each worker checks the files of its loaded Python modules and reloads the vassal (as SIGHUP) when one changed (0: off)")
+        .aliases(&["python-autoreload"]).default("0").meta("SECS"),
     OptionSpec::new("cron", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add(c, v, false).map(|()| None)),
         "run CMD (/bin/sh -c) at local times: MIN HOUR DAY MONTH WEEKDAY CMD, -1 any, -N every N (uWSGI's syntax)")
         .repeatable().meta("M H D MON WD CMD"),
@@ -1656,7 +1659,6 @@ mod tests {
             "log-master",
             "log-route",
             "log-maxsize",
-            "py-autoreload",
             "mount",
             "manage-script-name",
             "add-header",

@@ -10,6 +10,7 @@
 mod e2e {
     mod artifacts;
     mod attach;
+    mod autoreload;
     mod cheaper;
     mod close_path;
     mod config;

@@ -39,6 +39,7 @@
 //!     `max-requests` wake-up of the master);
 //!   - `server/write.rs` (`write/body.rs`, `write/send.rs`): the one writer of response
 //!     heads and bodies for every front end (header rules, framing, sendmsg, sendfile).
+//! - [`autoreload`]: `py-autoreload`, a worker thread that asks for a reload when a loaded module's file changes.
 //! - [`hooks`]: runs uWSGI's `hook-*` / `exec-*` actions at their phases.
 //! - [`worker`]: the worker body (app import, the tokio runtime, stop signals), run by
 //!   a forked worker and by the single-process server.
@@ -68,6 +69,7 @@
 
 pub mod cgi;
 pub mod fatal;
+pub mod autoreload;
 pub mod hooks;
 pub mod log;
 pub mod master;

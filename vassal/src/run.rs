@@ -96,6 +96,7 @@ fn wants_master(config: &VassalConfig) -> bool {
         || !config.touch_logreopen.is_empty()
         || !config.daemons.is_empty()
         || !config.crons.is_empty()
+        || config.py_autoreload > 0
 }
 
 /// Serve until stopped.

@@ -98,6 +98,12 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
         Some(counters),
         move || {
             crate::master_pipe::send_ready(ready_fd, id);
+            if config.py_autoreload > 0 {
+                crate::autoreload::start(
+                    Duration::from_secs(config.py_autoreload),
+                    nix::unistd::getppid(),
+                );
+            }
             // Their failures are logged (not fatal in a worker).
             let _ = crate::hooks::run(config, Phase::Accepting);
             if id.get() == 1 {
