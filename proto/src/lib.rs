@@ -67,6 +67,7 @@ pub mod ini;
 pub mod logic;
 pub mod notify;
 pub mod options;
+pub mod paths;
 pub mod stats_addr;
 pub mod system;
 pub mod xml;

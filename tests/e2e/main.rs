@@ -35,6 +35,7 @@ mod e2e {
     mod projected;
     mod protocols;
     mod slow_clients;
+    mod rel_paths;
     mod static_map;
     mod touch;
     mod tyrant;

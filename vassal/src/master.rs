@@ -774,6 +774,11 @@ impl Master<'_> {
         std::env::set_var(OLD_WORKERS_ENV, old.join(","));
         std::env::set_var(REEXEC_ENV, "1");
         self.log(format_args!("re-executing {exe} for the reload"));
+        // Back to the starting directory, as uWSGI's reload: relative arguments
+        // (`--ini app.ini`) and paths read the same in the new image.
+        if let Some(dir) = crate::run::START_DIR.get() {
+            let _ = std::env::set_current_dir(dir);
+        }
         let err = nix::unistd::execv(&exe_c, &args).err();
         // exec failed after fds 3.. were overwritten: the workers die with us
         // (PDEATHSIG) and a supervisor restarts us.
