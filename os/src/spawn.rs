@@ -72,8 +72,7 @@ pub fn shell(command: &str, opts: ShellOptions<'_>) -> io::Result<Pid> {
         });
     }
     let child = cmd.spawn()?;
-    let pid = i32::try_from(child.id())
-        .map_err(|_| io::Error::new(io::ErrorKind::Other, "pid out of range"))?;
+    let pid = i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?;
     // The caller reaps it with waitpid (the master's SIGCHLD loop).
     drop(child);
     Ok(Pid::from_raw(pid))

@@ -38,9 +38,8 @@ impl Cron {
     /// `uwsgi_cron_task_needs_execution`).
     pub fn matches(&self, t: &Tm) -> bool {
         let week = if self.week == 7 { 0 } else { self.week };
-        let common = field(self.minute, t.minute)
-            && field(self.hour, t.hour)
-            && field(self.month, t.month);
+        let common =
+            field(self.minute, t.minute) && field(self.hour, t.hour) && field(self.month, t.month);
         if self.day >= 0 && week >= 0 {
             common && (self.day == t.day || week == t.weekday)
         } else {
@@ -92,7 +91,11 @@ pub fn add2(config: &mut VassalConfig, value: &str) -> Result<(), String> {
     let value = value.trim();
     let (keys, command) = match value.split_once(' ') {
         Some((first, rest)) if first.contains('=') => (first, rest.trim()),
-        _ if value.split_whitespace().next().is_some_and(|w| w.contains('=')) => {
+        _ if value
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.contains('=')) =>
+        {
             return Err(format!("no command in '{value}'"))
         }
         _ => ("", value),
@@ -161,19 +164,19 @@ mod tests {
             ("-1 -1 -1 -1 -1 x", T, true),
             ("30 15 -1 -1 -1 x", T, true),
             ("31 15 -1 -1 -1 x", T, false),
-            ("-5 -1 -1 -1 -1 x", T, true),                       // */5 at :30
-            ("-7 -1 -1 -1 -1 x", T, false),                      // 30 % 7 != 0
+            ("-5 -1 -1 -1 -1 x", T, true),  // */5 at :30
+            ("-7 -1 -1 -1 -1 x", T, false), // 30 % 7 != 0
             ("0 -1 -1 -1 -1 x", Tm { minute: 0, ..T }, true),
-            ("-1 -1 -1 12 -1 x", T, true),                       // month is 1-12
+            ("-1 -1 -1 12 -1 x", T, true), // month is 1-12
             ("-1 -1 -1 11 -1 x", T, false),
             ("-1 -1 -1 -1 3 x", T, true),
             ("-1 -1 -1 -1 0 x", Tm { weekday: 0, ..T }, true),
-            ("-1 -1 -1 -1 7 x", Tm { weekday: 0, ..T }, true),   // 7 is Sunday too
-            ("-1 -1 2 -1 5 x", T, true),                         // day OR weekday
+            ("-1 -1 -1 -1 7 x", Tm { weekday: 0, ..T }, true), // 7 is Sunday too
+            ("-1 -1 2 -1 5 x", T, true),                       // day OR weekday
             ("-1 -1 9 -1 3 x", T, true),
             ("-1 -1 9 -1 5 x", T, false),
             ("-1 -1 2 -1 -1 x", T, true),
-            ("-1 -1 -2 -1 -1 x", T, true),                       // even days
+            ("-1 -1 -2 -1 -1 x", T, true), // even days
             ("-1 -1 -2 -1 -1 x", Tm { day: 3, ..T }, false),
         ];
         for (spec, t, want) in rows {
@@ -184,31 +187,49 @@ mod tests {
     #[test]
     fn values_read_as_uwsgi_reads_them() {
         let c = cron("  -5 2 -1 -1 -1   backup.sh --all  ");
-        assert_eq!((c.minute, c.hour, c.day, c.month, c.week), (-5, 2, -1, -1, -1));
+        assert_eq!(
+            (c.minute, c.hour, c.day, c.month, c.week),
+            (-5, 2, -1, -1, -1)
+        );
         assert_eq!(c.command, "backup.sh --all  ");
         let mut cfg = VassalConfig::default();
         add(&mut cfg, "0 0 -1 -1 -1 x", true).unwrap();
         assert!(cfg.crons[0].unique);
         add2(&mut cfg, "minute=-10,unique=1,harakiri=30 ./job.sh a b").unwrap();
         let c = &cfg.crons[1];
-        assert_eq!((c.minute, c.hour, c.unique, c.harakiri), (-10, -1, true, Some(30)));
+        assert_eq!(
+            (c.minute, c.hour, c.unique, c.harakiri),
+            (-10, -1, true, Some(30))
+        );
         assert_eq!(c.command, "./job.sh a b");
         add2(&mut cfg, "./every-minute.sh").unwrap();
-        assert_eq!((cfg.crons[2].minute, cfg.crons[2].command.as_str()), (-1, "./every-minute.sh"));
+        assert_eq!(
+            (cfg.crons[2].minute, cfg.crons[2].command.as_str()),
+            (-1, "./every-minute.sh")
+        );
     }
 
     #[test]
     fn bad_values_say_what_is_wrong() {
         let rows: &[(bool, &str, &str)] = &[
             (false, "* * * * * cmd", "minute '*' is not a whole number"),
-            (false, "1 2 3 4", "expected 'MINUTE HOUR DAY MONTH WEEKDAY COMMAND'"),
+            (
+                false,
+                "1 2 3 4",
+                "expected 'MINUTE HOUR DAY MONTH WEEKDAY COMMAND'",
+            ),
             (false, "1 2 3 4 5", "no command"),
             (true, "minute=5", "no command"),
             (true, "legion=x cmd", "cron2 key 'legion' is not supported"),
         ];
         for (two, v, want) in rows {
             let mut c = VassalConfig::default();
-            let err = if *two { add2(&mut c, v) } else { add(&mut c, v, false) }.unwrap_err();
+            let err = if *two {
+                add2(&mut c, v)
+            } else {
+                add(&mut c, v, false)
+            }
+            .unwrap_err();
             assert!(err.contains(want), "{v}: {err}");
         }
     }

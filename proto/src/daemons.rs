@@ -127,7 +127,9 @@ pub fn parse_signal(v: &str) -> Result<i32, String> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, s)| *s)
-        .ok_or_else(|| format!("'{v}' is not a signal (a number, or HUP INT QUIT KILL USR1 USR2 TERM)"))
+        .ok_or_else(|| {
+            format!("'{v}' is not a signal (a number, or HUP INT QUIT KILL USR1 USR2 TERM)")
+        })
 }
 
 #[cfg(test)]
@@ -136,7 +138,9 @@ mod tests {
 
     use super::*;
 
-    fn one(f: impl FnOnce(&mut VassalConfig) -> Result<(), String>) -> Result<AttachDaemon, String> {
+    fn one(
+        f: impl FnOnce(&mut VassalConfig) -> Result<(), String>,
+    ) -> Result<AttachDaemon, String> {
         let mut c = VassalConfig::default();
         f(&mut c)?;
         assert_eq!(c.daemons.len(), 1);
@@ -146,16 +150,88 @@ mod tests {
     #[test]
     fn values_read_as_uwsgi_reads_them() {
         // (option, value, expected command, pidfile, freq, control, daemonize, stop signal)
-        type Row = (&'static str, &'static str, &'static str, Option<&'static str>, u32, bool, bool, i32);
+        type Row = (
+            &'static str,
+            &'static str,
+            &'static str,
+            Option<&'static str>,
+            u32,
+            bool,
+            bool,
+            i32,
+        );
         let rows: &[Row] = &[
-            ("attach-daemon", "celery -A proj worker", "celery -A proj worker", None, 10, false, false, 15),
-            ("attach-control-daemon", "sleep 100", "sleep 100", None, 10, true, false, 15),
+            (
+                "attach-daemon",
+                "celery -A proj worker",
+                "celery -A proj worker",
+                None,
+                10,
+                false,
+                false,
+                15,
+            ),
+            (
+                "attach-control-daemon",
+                "sleep 100",
+                "sleep 100",
+                None,
+                10,
+                true,
+                false,
+                15,
+            ),
             // uWSGI: the pidfile is up to the first space; ",N" after it is freq.
-            ("smart-attach-daemon", "/tmp/m.pid memcached -d -P /tmp/m.pid", "memcached -d -P /tmp/m.pid", Some("/tmp/m.pid"), 10, false, false, 15),
-            ("smart-attach-daemon", "/tmp/m.pid,3 memcached", "memcached", Some("/tmp/m.pid"), 3, false, false, 15),
-            ("smart-attach-daemon2", "/tmp/r.pid redis-server", "redis-server", Some("/tmp/r.pid"), 10, false, true, 15),
-            ("attach-daemon2", "cmd=sleep 5,stopsignal=2,control=1", "sleep 5", None, 10, true, false, 2),
-            ("attach-daemon2", "exec=x,pidfile=/p,daemonize=1,freq=4,stop_signal=SIGQUIT", "x", Some("/p"), 4, false, true, 3),
+            (
+                "smart-attach-daemon",
+                "/tmp/m.pid memcached -d -P /tmp/m.pid",
+                "memcached -d -P /tmp/m.pid",
+                Some("/tmp/m.pid"),
+                10,
+                false,
+                false,
+                15,
+            ),
+            (
+                "smart-attach-daemon",
+                "/tmp/m.pid,3 memcached",
+                "memcached",
+                Some("/tmp/m.pid"),
+                3,
+                false,
+                false,
+                15,
+            ),
+            (
+                "smart-attach-daemon2",
+                "/tmp/r.pid redis-server",
+                "redis-server",
+                Some("/tmp/r.pid"),
+                10,
+                false,
+                true,
+                15,
+            ),
+            (
+                "attach-daemon2",
+                "cmd=sleep 5,stopsignal=2,control=1",
+                "sleep 5",
+                None,
+                10,
+                true,
+                false,
+                2,
+            ),
+            (
+                "attach-daemon2",
+                "exec=x,pidfile=/p,daemonize=1,freq=4,stop_signal=SIGQUIT",
+                "x",
+                Some("/p"),
+                4,
+                false,
+                true,
+                3,
+            ),
         ];
         for &(opt, value, cmd, pidfile, freq, control, daemonize, sig) in rows {
             let d = one(|c| match opt {
@@ -168,7 +244,11 @@ mod tests {
             .unwrap_or_else(|e| panic!("{opt} = {value}: {e}"));
             assert_eq!(d.command, cmd, "{opt} = {value}");
             assert_eq!(d.pidfile, pidfile.map(PathBuf::from), "{opt} = {value}");
-            assert_eq!((d.freq, d.control, d.daemonize, d.stop_signal), (freq, control, daemonize, sig), "{opt} = {value}");
+            assert_eq!(
+                (d.freq, d.control, d.daemonize, d.stop_signal),
+                (freq, control, daemonize, sig),
+                "{opt} = {value}"
+            );
         }
     }
 
@@ -176,11 +256,27 @@ mod tests {
     fn bad_values_say_what_is_wrong() {
         let rows: &[(&str, &str, &str)] = &[
             ("attach-daemon", "  ", "needs a command"),
-            ("smart-attach-daemon", "/tmp/only-a-pidfile", "expected 'PIDFILE COMMAND'"),
-            ("smart-attach-daemon", "/p,x cmd", "freq 'x' is not a whole number"),
+            (
+                "smart-attach-daemon",
+                "/tmp/only-a-pidfile",
+                "expected 'PIDFILE COMMAND'",
+            ),
+            (
+                "smart-attach-daemon",
+                "/p,x cmd",
+                "freq 'x' is not a whole number",
+            ),
             ("attach-daemon2", "pidfile=/p", "no cmd="),
-            ("attach-daemon2", "cmd=x,uid=www", "key 'uid' is not supported by rsgi (supported: cmd"),
-            ("attach-daemon2", "cmd=x,daemonize=1", "daemonize=1 needs pidfile="),
+            (
+                "attach-daemon2",
+                "cmd=x,uid=www",
+                "key 'uid' is not supported by rsgi (supported: cmd",
+            ),
+            (
+                "attach-daemon2",
+                "cmd=x,daemonize=1",
+                "daemonize=1 needs pidfile=",
+            ),
             ("attach-daemon2", "cmd=x,stopsignal=99", "out of range"),
             ("attach-daemon2", "just text", "is not KEY=VALUE"),
         ];

@@ -146,7 +146,9 @@ fn action(name: &str) -> Option<Action> {
 /// `hook-PHASE = ACTION:ARG`.
 pub fn add(config: &mut VassalConfig, phase: Phase, value: &str) -> Result<(), String> {
     let Some((name, arg)) = value.split_once(':') else {
-        return Err(format!("expected ACTION:ARG, found '{value}' (actions: {SUPPORTED})"));
+        return Err(format!(
+            "expected ACTION:ARG, found '{value}' (actions: {SUPPORTED})"
+        ));
     };
     let (name, private) = match name.strip_prefix('!') {
         Some(n) => (n, true),
@@ -162,7 +164,11 @@ pub fn add(config: &mut VassalConfig, phase: Phase, value: &str) -> Result<(), S
         Action::Write | Action::WriteN | Action::Append | Action::Chmod
     );
     if needs_space && !arg.contains(' ') {
-        let what = if action == Action::Chmod { "MODE" } else { "TEXT" };
+        let what = if action == Action::Chmod {
+            "MODE"
+        } else {
+            "TEXT"
+        };
         return Err(format!("{name}: expected 'FILE {what}'"));
     }
     if action == Action::Chmod {
@@ -207,7 +213,12 @@ mod tests {
         let rows: &[(&str, Action, &str, bool)] = &[
             ("exec:touch /tmp/x", Action::Exec, "touch /tmp/x", false),
             ("!exec:secret", Action::Exec, "secret", true),
-            ("write:/tmp/f hello world", Action::Write, "/tmp/f hello world", false),
+            (
+                "write:/tmp/f hello world",
+                Action::Write,
+                "/tmp/f hello world",
+                false,
+            ),
             ("appendn:/tmp/f", Action::AppendN, "/tmp/f", false),
             ("log:ready", Action::Print, "ready", false),
             ("creat:/tmp/f", Action::Create, "/tmp/f", false),
@@ -219,7 +230,11 @@ mod tests {
             let mut c = VassalConfig::default();
             add(&mut c, Phase::PreApp, value).unwrap_or_else(|e| panic!("{value}: {e}"));
             let h = &c.hooks[0];
-            assert_eq!((h.action, h.arg.as_str(), h.private), (*act, *arg, *private), "{value}");
+            assert_eq!(
+                (h.action, h.arg.as_str(), h.private),
+                (*act, *arg, *private),
+                "{value}"
+            );
         }
         let mut c = VassalConfig::default();
         add_exec(&mut c, Phase::AsRoot, "mkdir -p /run/app").unwrap();
@@ -231,7 +246,10 @@ mod tests {
     fn bad_hooks_say_what_is_wrong() {
         let rows: &[(&str, &str)] = &[
             ("touch /tmp/x", "expected ACTION:ARG"),
-            ("mount:proc none /proc", "hook action 'mount' is not supported by rsgi (supported: exec"),
+            (
+                "mount:proc none /proc",
+                "hook action 'mount' is not supported by rsgi (supported: exec",
+            ),
             ("call:my_func", "'call' is not supported"),
             ("write:/tmp/only", "write: expected 'FILE TEXT'"),
             ("chmod:/tmp/f rw", "not an octal mode"),

@@ -749,6 +749,14 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("alarm", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no alarms: alert on rsgid's metrics (Prometheus) or on its log" }, "")
         .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
     OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
+    OptionSpec::new("hook-pre-jail", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no jails (namespaces, chroot): use hook-as-root for what must run before privileges drop" }, "")
+        .aliases(&["hook-post-jail", "hook-in-jail"]).meta("ACTION:ARG"),
+    OptionSpec::new("exec-pre-jail", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no jails (namespaces, chroot): use exec-as-root for what must run before privileges drop" }, "")
+        .aliases(&["exec-post-jail", "exec-in-jail"]).meta("CMD"),
+    OptionSpec::new("hook-accepting-once", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi does not track once per instance: use hook-accepting (each worker start) or hook-accepting1 (worker 1)" }, "")
+        .aliases(&["hook-accepting1-once"]).meta("ACTION:ARG"),
+    OptionSpec::new("cheaper-rss-limit-soft", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's cheaper does not count memory: use reload-on-rss to recycle a worker that grows" }, "")
+        .aliases(&["cheaper-rss-limit-hard"]).meta("BYTES"),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
 ];
 
@@ -1587,7 +1595,7 @@ mod tests {
             ("virtualen", Some("virtualenv")),
             ("chmod-sock", Some("chmod-socket")),
             ("harakri", Some("harakiri")),
-            ("py-autoreload", None),
+            ("emperor-tyrant", None),
             ("xyzzy", None),
             ("a", None),
         ];
@@ -1629,6 +1637,43 @@ mod tests {
             ("alarm-log", "refused"),
             ("protocol", "refused"),
             ("emperor", "refused"),
+            ("touch-reload", "supported"),
+            ("touch-chain-reload", "supported"),
+            ("touch-workers-reload", "supported"),
+            ("touch-logreopen", "supported"),
+            ("attach-daemon", "supported"),
+            ("attach-control-daemon", "supported"),
+            ("smart-attach-daemon", "supported"),
+            ("smart-attach-daemon2", "supported"),
+            ("attach-daemon2", "supported"),
+            ("cheaper", "supported"),
+            ("cheaper-initial", "supported"),
+            ("cheaper-step", "supported"),
+            ("cheaper-overload", "supported"),
+            ("cheaper-algo", "supported"),
+            ("cheaper-busyness-max", "no-op"),
+            ("cheaper-busyness-min", "no-op"),
+            ("cheaper-rss-limit-soft", "refused"),
+            ("cron", "supported"),
+            ("unique-cron", "supported"),
+            ("cron2", "supported"),
+            ("hook-asap", "supported"),
+            ("hook-as-root", "supported"),
+            ("hook-as-user", "supported"),
+            ("hook-pre-app", "supported"),
+            ("hook-post-app", "supported"),
+            ("hook-master-start", "supported"),
+            ("hook-accepting", "supported"),
+            ("hook-accepting1", "supported"),
+            ("hook-as-user-atexit", "supported"),
+            ("exec-as-root", "supported"),
+            ("exec-as-user", "supported"),
+            ("exec-pre-app", "supported"),
+            ("exec-post-app", "supported"),
+            ("hook-pre-jail", "refused"),
+            ("exec-pre-jail", "refused"),
+            ("hook-accepting1-once", "refused"),
+            ("py-autoreload", "supported"),
         ];
         for (name, want) in classified {
             let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));

@@ -94,17 +94,47 @@ mod tests {
         let rows: &[(Option<&str>, &str, &str, &str)] = &[
             // kind, chdir, written, resolved
             (Some("/srv/app"), "socket", "app.sock", "/srv/app/app.sock"),
-            (Some("app"), "socket", "run/app.sock", "/start/app/run/app.sock"),
+            (
+                Some("app"),
+                "socket",
+                "run/app.sock",
+                "/start/app/run/app.sock",
+            ),
             (None, "socket", "app.sock", "/start/app.sock"),
             (Some("/srv/app"), "socket", "/run/app.sock", "/run/app.sock"),
             (Some("/srv/app"), "socket", "@abstract", "@abstract"),
-            (Some("/srv/app"), "stats", "run/stats.sock", "/srv/app/run/stats.sock"),
-            (Some("/srv/app"), "stats", "unix:stats.sock", "/srv/app/stats.sock"),
-            (Some("/srv/app"), "stats", "127.0.0.1:9191", "127.0.0.1:9191"),
+            (
+                Some("/srv/app"),
+                "stats",
+                "run/stats.sock",
+                "/srv/app/run/stats.sock",
+            ),
+            (
+                Some("/srv/app"),
+                "stats",
+                "unix:stats.sock",
+                "/srv/app/stats.sock",
+            ),
+            (
+                Some("/srv/app"),
+                "stats",
+                "127.0.0.1:9191",
+                "127.0.0.1:9191",
+            ),
             (Some("/srv/app"), "pidfile", "app.pid", "/start/app.pid"),
-            (Some("/srv/app"), "safe-pidfile", "run/app.pid", "/start/run/app.pid"),
+            (
+                Some("/srv/app"),
+                "safe-pidfile",
+                "run/app.pid",
+                "/start/run/app.pid",
+            ),
             (Some("/srv/app"), "logto", "app.log", "/start/app.log"),
-            (Some("/srv/app"), "daemonize", "/var/log/app.log", "/var/log/app.log"),
+            (
+                Some("/srv/app"),
+                "daemonize",
+                "/var/log/app.log",
+                "/var/log/app.log",
+            ),
             (Some("app"), "chdir", "", "/start/app"),
         ];
         for (chdir, kind, written, want) in rows {

@@ -29,7 +29,12 @@ fn pids_in(file: &Path) -> Vec<Pid> {
 /// The parent of `pid`, from /proc.
 fn parent_of(pid: Pid) -> Option<i32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 fn start(dir: &Path, extra: &str) -> (Rsgi, Addr) {
@@ -54,16 +59,26 @@ fn attach_daemon_runs_is_respawned_and_stops_with_the_vassal() {
     let dir = tempdir();
     let file = dir.path().join("daemon.pids");
     let (mut rsgi, addr) = start(dir.path(), &format!("attach-daemon = {SLEEPER}\n"));
-    wait_until(DEADLINE, "the daemon to start", || pids_in(&file).len() == 1);
+    wait_until(DEADLINE, "the daemon to start", || {
+        pids_in(&file).len() == 1
+    });
     let first = pids_in(&file)[0];
     assert!(process_alive(first));
-    assert_eq!(parent_of(first), Some(rsgi.pid().as_raw()), "the master's child");
+    assert_eq!(
+        parent_of(first),
+        Some(rsgi.pid().as_raw()),
+        "the master's child"
+    );
     assert_eq!(get(&addr, "/").status, 200);
 
     kill(first, Signal::SIGKILL).unwrap();
-    wait_until(DEADLINE, "the daemon to be respawned", || pids_in(&file).len() == 2);
+    wait_until(DEADLINE, "the daemon to be respawned", || {
+        pids_in(&file).len() == 2
+    });
     let second = pids_in(&file)[1];
-    wait_until(DEADLINE, "the respawned daemon to run", || process_alive(second));
+    wait_until(DEADLINE, "the respawned daemon to run", || {
+        process_alive(second)
+    });
     assert!(rsgi.log_contains("died; respawning"), "{}", rsgi.log());
 
     assert!(rsgi.stop(DEADLINE).success());
@@ -80,7 +95,11 @@ fn a_failing_daemon_is_throttled() {
     let file = dir.path().join("runs");
     let (rsgi, _addr) = start(dir.path(), "attach-daemon = echo run >> runs; exit 3\n");
     wait_until(DEADLINE, "the daemon to run twice", || {
-        fs::read_to_string(&file).unwrap_or_default().lines().count() >= 2
+        fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            >= 2
     });
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(5));
@@ -99,13 +118,19 @@ fn reload_restarts_the_daemon() {
     let dir = tempdir();
     let file = dir.path().join("daemon.pids");
     let (mut rsgi, addr) = start(dir.path(), &format!("attach-daemon = {SLEEPER}\n"));
-    wait_until(DEADLINE, "the daemon to start", || pids_in(&file).len() == 1);
+    wait_until(DEADLINE, "the daemon to start", || {
+        pids_in(&file).len() == 1
+    });
     let first = pids_in(&file)[0];
     rsgi.signal(Signal::SIGHUP);
     rsgi.wait_log("reload done", DEADLINE);
-    wait_until(DEADLINE, "the daemon to restart", || pids_in(&file).len() == 2);
+    wait_until(DEADLINE, "the daemon to restart", || {
+        pids_in(&file).len() == 2
+    });
     let second = pids_in(&file)[1];
-    wait_until(DEADLINE, "the old daemon to be gone", || !process_alive(first));
+    wait_until(DEADLINE, "the old daemon to be gone", || {
+        !process_alive(first)
+    });
     assert!(process_alive(second));
     assert_eq!(get(&addr, "/").status, 200);
 }
@@ -142,7 +167,10 @@ fn smart_daemon_survives_reload_and_stop() {
 
     assert!(rsgi.stop(DEADLINE).success());
     std::thread::sleep(Duration::from_millis(500));
-    assert!(process_alive(second), "a smart daemon survives the vassal's stop");
+    assert!(
+        process_alive(second),
+        "a smart daemon survives the vassal's stop"
+    );
 }
 
 /// attach-control-daemon: when it dies, the vassal stops (gracefully, exit 0).
@@ -169,10 +197,14 @@ fn attach_daemon2_stop_signal() {
         "attach-daemon2 = cmd=trap 'echo got-int > stopped; exit 0' INT; echo $$ >> daemon.pids; while true; do sleep 0.1; done,stopsignal=2\n",
     );
     let file = dir.path().join("daemon.pids");
-    wait_until(DEADLINE, "the daemon to start", || pids_in(&file).len() == 1);
+    wait_until(DEADLINE, "the daemon to start", || {
+        pids_in(&file).len() == 1
+    });
     assert!(rsgi.stop(DEADLINE).success());
     assert_eq!(
-        fs::read_to_string(dir.path().join("stopped")).unwrap().trim(),
+        fs::read_to_string(dir.path().join("stopped"))
+            .unwrap()
+            .trim(),
         "got-int"
     );
 }

@@ -46,12 +46,17 @@ fn editing_an_imported_module_reloads_the_vassal() {
         .unwrap()
         .set_modified(SystemTime::now() + Duration::from_secs(2))
         .unwrap();
-    wait_until(DEADLINE, "the new code to serve", || get(&addr, "/").text() == "two");
+    wait_until(DEADLINE, "the new code to serve", || {
+        get(&addr, "/").text() == "two"
+    });
     load.wait_more_ok(20, DEADLINE);
     let report = load.stop();
     assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
     assert!(
-        rsgi.log_contains(&format!("py-autoreload: {} has been modified", path_str(&helper))),
+        rsgi.log_contains(&format!(
+            "py-autoreload: {} has been modified",
+            path_str(&helper)
+        )),
         "{}",
         rsgi.log()
     );

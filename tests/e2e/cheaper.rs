@@ -60,18 +60,30 @@ fn workers_follow_the_load() {
     assert_eq!(workers_of(master), 1, "cheaper = 1 starts one worker");
 
     let load = Load::http(8, &addr, "/");
-    wait_until(DEADLINE, "the master to add workers up to processes", || {
-        workers_of(master) == 4
-    });
-    assert!(rsgi.log_contains("cheaper: all 1 worker(s) busy"), "{}", rsgi.log());
+    wait_until(
+        DEADLINE,
+        "the master to add workers up to processes",
+        || workers_of(master) == 4,
+    );
+    assert!(
+        rsgi.log_contains("cheaper: all 1 worker(s) busy"),
+        "{}",
+        rsgi.log()
+    );
     load.wait_more_ok(20, DEADLINE);
     let report = load.stop();
     assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
 
-    wait_until(DEADLINE, "the master to retire idle workers down to cheaper", || {
-        workers_of(master) == 1
-    });
-    assert!(rsgi.log_contains("cheaper: idle; retiring worker"), "{}", rsgi.log());
+    wait_until(
+        DEADLINE,
+        "the master to retire idle workers down to cheaper",
+        || workers_of(master) == 1,
+    );
+    assert!(
+        rsgi.log_contains("cheaper: idle; retiring worker"),
+        "{}",
+        rsgi.log()
+    );
     // It stays there, and serves.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(workers_of(master), 1);

@@ -23,7 +23,10 @@ fn local_hour() -> u32 {
     loop {
         let out = Command::new("date").arg("+%H %M %S").output().unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
-        let f: Vec<u32> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let f: Vec<u32> = text
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
         if f[1] == 59 && f[2] >= 50 {
             std::thread::sleep(Duration::from_secs(11));
             continue;
@@ -58,8 +61,15 @@ fn a_matching_cron_runs_and_a_later_one_does_not() {
     let out = dir.path().join("cron.out");
     wait_until(DEADLINE, "the matching cron to run", || out.exists());
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(fs::read_to_string(&out).unwrap(), "ran\n", "once in this minute");
-    assert!(!dir.path().join("never.out").exists(), "the next hour's cron ran");
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        "ran\n",
+        "once in this minute"
+    );
+    assert!(
+        !dir.path().join("never.out").exists(),
+        "the next hour's cron ran"
+    );
     rsgi.wait_log("cron: running \"echo ran >> cron.out\"", DEADLINE);
     rsgi.wait_log("ended with exit code 0", DEADLINE);
 }
@@ -69,9 +79,14 @@ fn a_matching_cron_runs_and_a_later_one_does_not() {
 #[test]
 fn cron2_harakiri_kills_an_overlong_run() {
     let dir = tempdir();
-    let mut rsgi = start(dir.path(), "cron2 = harakiri=2 echo $$ > job.pid; exec sleep 1000\n");
+    let mut rsgi = start(
+        dir.path(),
+        "cron2 = harakiri=2 echo $$ > job.pid; exec sleep 1000\n",
+    );
     let pidfile = dir.path().join("job.pid");
-    wait_until(DEADLINE, "the cron to run", || read_pidfile(&pidfile).is_some());
+    wait_until(DEADLINE, "the cron to run", || {
+        read_pidfile(&pidfile).is_some()
+    });
     let pid: Pid = read_pidfile(&pidfile).unwrap();
     let _guard = PidGuard(pid);
     assert!(process_alive(pid));

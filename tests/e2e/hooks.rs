@@ -44,7 +44,11 @@ hook-pre-app = mkdir:made
     rsgi.wait_log("2 worker(s) ready", DEADLINE);
     let out = dir.path().join("hooks.out");
     wait_until(DEADLINE, "both workers' accepting hooks", || {
-        fs::read_to_string(&out).unwrap_or_default().matches("accepting\n").count() == 2
+        fs::read_to_string(&out)
+            .unwrap_or_default()
+            .matches("accepting\n")
+            .count()
+            == 2
     });
     assert_eq!(get(&addr, "/").status, 200);
     assert!(rsgi.stop(DEADLINE).success());
@@ -54,20 +58,57 @@ hook-pre-app = mkdir:made
         .lines()
         .map(str::to_owned)
         .collect();
-    let first = |what: &str| lines.iter().position(|l| l == what).unwrap_or_else(|| panic!("no {what} in {lines:?}"));
-    let order = ["asap", "as-root", "as-user", "pre-app", "post-app", "master-start", "post-fork", "accepting", "atexit"];
+    let first = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l == what)
+            .unwrap_or_else(|| panic!("no {what} in {lines:?}"))
+    };
+    let order = [
+        "asap",
+        "as-root",
+        "as-user",
+        "pre-app",
+        "post-app",
+        "master-start",
+        "post-fork",
+        "accepting",
+        "atexit",
+    ];
     for pair in order.windows(2) {
-        assert!(first(pair[0]) < first(pair[1]), "{} before {}: {lines:?}", pair[0], pair[1]);
+        assert!(
+            first(pair[0]) < first(pair[1]),
+            "{} before {}: {lines:?}",
+            pair[0],
+            pair[1]
+        );
     }
     let count = |what: &str| lines.iter().filter(|l| *l == what).count();
-    assert_eq!((count("post-fork"), count("accepting"), count("accepting1")), (2, 2, 1), "{lines:?}");
-    assert_eq!((count("pre-app"), count("atexit")), (1, 1), "preloaded once, one exit: {lines:?}");
-    assert_eq!(fs::read_to_string(dir.path().join("written.txt")).unwrap(), "hello hooks");
+    assert_eq!(
+        (count("post-fork"), count("accepting"), count("accepting1")),
+        (2, 2, 1),
+        "{lines:?}"
+    );
+    assert_eq!(
+        (count("pre-app"), count("atexit")),
+        (1, 1),
+        "preloaded once, one exit: {lines:?}"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("written.txt")).unwrap(),
+        "hello hooks"
+    );
     assert!(dir.path().join("made").is_dir());
 
     let log = rsgi.log();
-    assert!(log.contains("running \"appendn:hooks.out pre-app\" (pre-app)..."), "{log}");
-    assert!(log.contains("running --- PRIVATE HOOK --- (master-start)"), "{log}");
+    assert!(
+        log.contains("running \"appendn:hooks.out pre-app\" (pre-app)..."),
+        "{log}"
+    );
+    assert!(
+        log.contains("running --- PRIVATE HOOK --- (master-start)"),
+        "{log}"
+    );
     assert!(!log.contains("TOP-SECRET"), "{log}");
 }
 
@@ -76,10 +117,19 @@ hook-pre-app = mkdir:made
 fn a_failing_fatal_hook_stops_the_server() {
     let dir = tempdir();
     let addr = Addr::Tcp(free_addr());
-    let path = write_file(dir.path(), "app.ini", ini(dir.path(), &addr, "exec-pre-app = exit 7\n"));
+    let path = write_file(
+        dir.path(),
+        "app.ini",
+        ini(dir.path(), &addr, "exec-pre-app = exit 7\n"),
+    );
     let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&path)], DEADLINE);
     assert!(!status.success(), "{log}");
-    assert!(log.contains("hook \"exec:exit 7\" (pre-app) failed: the command exited with exit status: 7"), "{log}");
+    assert!(
+        log.contains(
+            "hook \"exec:exit 7\" (pre-app) failed: the command exited with exit status: 7"
+        ),
+        "{log}"
+    );
     assert!(!log.contains("worker(s) ready"), "{log}");
 }
 
@@ -89,9 +139,16 @@ fn a_failing_fatal_hook_stops_the_server() {
 fn an_unsupported_action_is_refused_up_front() {
     let dir = tempdir();
     let addr = Addr::Tcp(free_addr());
-    let path = write_file(dir.path(), "app.ini", ini(dir.path(), &addr, "hook-as-root = mount:proc none /proc\n"));
+    let path = write_file(
+        dir.path(),
+        "app.ini",
+        ini(dir.path(), &addr, "hook-as-root = mount:proc none /proc\n"),
+    );
     let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&path)], DEADLINE);
     assert!(!status.success(), "{log}");
-    assert!(log.contains("hook action 'mount' is not supported by rsgi (supported: exec"), "{log}");
+    assert!(
+        log.contains("hook action 'mount' is not supported by rsgi (supported: exec"),
+        "{log}"
+    );
     assert!(log.contains("app.ini:"), "names the file and line: {log}");
 }

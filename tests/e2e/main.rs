@@ -14,8 +14,8 @@ mod e2e {
     mod cheaper;
     mod close_path;
     mod config;
-    mod cron;
     mod config_bounds;
+    mod cron;
     mod ctl;
     mod dialect;
     mod django;
@@ -34,8 +34,8 @@ mod e2e {
     mod process;
     mod projected;
     mod protocols;
-    mod slow_clients;
     mod rel_paths;
+    mod slow_clients;
     mod static_map;
     mod touch;
     mod tyrant;

@@ -47,7 +47,10 @@ fn relative_paths_land_where_uwsgi_puts_them() {
     // After chdir: the stats socket.
     assert!(app.join("stats.sock").exists(), "stats socket in the chdir");
     for stray in ["web.sock", "app.sock", "stats.sock"] {
-        assert!(!start.path().join(stray).exists(), "{stray} in the starting directory");
+        assert!(
+            !start.path().join(stray).exists(),
+            "{stray} in the starting directory"
+        );
     }
     for stray in ["run.pid", "app.log"] {
         assert!(!app.join(stray).exists(), "{stray} in the chdir");
@@ -63,7 +66,11 @@ fn relative_paths_land_where_uwsgi_puts_them() {
 
     // vacuum removes each where it was made.
     assert!(rsgi.stop(DEADLINE).success());
-    for gone in [app.join("web.sock"), app.join("app.sock"), start.path().join("run.pid")] {
+    for gone in [
+        app.join("web.sock"),
+        app.join("app.sock"),
+        start.path().join("run.pid"),
+    ] {
         assert!(!gone.exists(), "{} left after vacuum", gone.display());
     }
 }

@@ -86,11 +86,15 @@ fn touch_reload_reloads_under_load() {
 
     write_file(s.dir.path(), "version", "v2");
     touch(&s.dir.path().join("reload.trigger"));
-    wait_until(DEADLINE, "the new code to serve", || answer(&s.addr).0 == "v2");
+    wait_until(DEADLINE, "the new code to serve", || {
+        answer(&s.addr).0 == "v2"
+    });
     load.wait_more_ok(30, DEADLINE);
     let report = load.stop();
     assert_eq!(report.failed, 0, "failed requests: {:?}", report.errors);
-    assert!(s.rsgi.log_contains("touch-reload reload.trigger changed: graceful reload"));
+    assert!(s
+        .rsgi
+        .log_contains("touch-reload reload.trigger changed: graceful reload"));
     assert_eq!(s.rsgi.pid(), master);
     // Only once: the re-executed master takes the file's time as its baseline.
     std::thread::sleep(Duration::from_secs(3));
@@ -123,7 +127,10 @@ fn touch_chain_reload_replaces_workers_one_at_a_time() {
     let first = log.find("chain reload: replacing worker").unwrap();
     let second = log.rfind("chain reload: replacing worker").unwrap();
     assert!(first < second, "two workers replaced in turn:\n{log}");
-    assert!(log.contains("chain reload of 2 worker(s), one at a time"), "{log}");
+    assert!(
+        log.contains("chain reload of 2 worker(s), one at a time"),
+        "{log}"
+    );
     // Every worker now runs the new code, and none of the old pids is left.
     for _ in 0..20 {
         let (v, pid) = answer(&s.addr);

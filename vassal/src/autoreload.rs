@@ -84,12 +84,19 @@ mod tests {
         assert_eq!(m.changed(&files, |_| None), None);
         // Any other time is a change (older too, as uWSGI's `!=`).
         assert_eq!(
-            m.changed(&files, |p| if p == Path::new("/b.py") { t(4) } else { t(5) }),
+            m.changed(&files, |p| if p == Path::new("/b.py") {
+                t(4)
+            } else {
+                t(5)
+            }),
             Some(PathBuf::from("/b.py"))
         );
         // A module loaded later is recorded when first seen.
         let more = vec![PathBuf::from("/a.py"), PathBuf::from("/c.py")];
         assert_eq!(m.changed(&more, |_| t(5)), None);
-        assert_eq!(m.changed(&more, |p| if p == Path::new("/c.py") { t(9) } else { t(5) }), Some(PathBuf::from("/c.py")));
+        assert_eq!(
+            m.changed(&more, |p| if p == Path::new("/c.py") { t(9) } else { t(5) }),
+            Some(PathBuf::from("/c.py"))
+        );
     }
 }

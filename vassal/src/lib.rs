@@ -67,9 +67,9 @@
 //! Everything up to the app import runs before any thread exists, so the master of the
 //! process model can fork workers from that point.
 
+pub mod autoreload;
 pub mod cgi;
 pub mod fatal;
-pub mod autoreload;
 pub mod hooks;
 pub mod log;
 pub mod master;

@@ -302,7 +302,12 @@ impl Master<'_> {
         self.daemons
             .list
             .iter()
-            .map(|d| d.spec.pidfile.as_deref().and_then(rsgi_os::spawn::live_pid_in))
+            .map(|d| {
+                d.spec
+                    .pidfile
+                    .as_deref()
+                    .and_then(rsgi_os::spawn::live_pid_in)
+            })
             .collect()
     }
 
@@ -328,8 +333,7 @@ impl Master<'_> {
                                     .as_deref()
                                     .filter(|_| d.spec.daemonize),
                             };
-                            rsgi_os::spawn::shell(&d.spec.command, opts)
-                                .map_err(|e| e.to_string())
+                            rsgi_os::spawn::shell(&d.spec.command, opts).map_err(|e| e.to_string())
                         }
                         None => continue,
                     };
@@ -456,8 +460,8 @@ impl Master<'_> {
                         die_with_parent: true,
                         daemonize_pidfile: None,
                     };
-                    let result = rsgi_os::spawn::shell(&job.spec.command, opts)
-                        .map_err(|e| e.to_string());
+                    let result =
+                        rsgi_os::spawn::shell(&job.spec.command, opts).map_err(|e| e.to_string());
                     self.crons.started(i, result, epoch)
                 }
                 other => other,

@@ -89,30 +89,76 @@ mod tests {
     /// Cycles in a row from a fresh state: (running, busy) => decision.
     #[test]
     fn spare_cycles_as_uwsgi() {
-        let cases: &[(&str, &[((usize, usize), Decision)])] = &[
-            ("all busy for more than 3 cycles: add a step", &[
-                ((2, 2), Keep), ((2, 2), Keep), ((2, 2), Keep), ((2, 2), Add(2)),
-            ]),
-            ("the step is capped at processes", &[
-                ((9, 9), Keep), ((9, 9), Keep), ((9, 9), Keep), ((9, 9), Add(1)),
-            ]),
-            ("at processes nothing is added", &[
-                ((10, 10), Keep), ((10, 10), Keep), ((10, 10), Keep), ((10, 10), Keep), ((10, 10), Keep),
-            ]),
-            ("one idle worker is the stable state", &[
-                ((4, 3), Keep), ((4, 3), Keep), ((4, 3), Keep), ((4, 3), Keep),
-            ]),
-            ("idle: one retired every 3 cycles", &[
-                ((4, 0), Keep), ((4, 0), Keep), ((4, 0), RetireOne),
-                ((3, 0), Keep), ((3, 0), Keep), ((3, 0), RetireOne),
-            ]),
-            ("never below cheaper", &[
-                ((2, 0), Keep), ((2, 0), Keep), ((2, 0), Keep), ((2, 0), Keep),
-            ]),
-            ("an idle worker wears the overload down before retiring starts", &[
-                ((3, 3), Keep), ((3, 3), Keep), ((3, 0), Keep), ((3, 0), Keep),
-                ((3, 0), Keep), ((3, 0), RetireOne),
-            ]),
+        type Case = (&'static str, &'static [((usize, usize), Decision)]);
+        let cases: &[Case] = &[
+            (
+                "all busy for more than 3 cycles: add a step",
+                &[
+                    ((2, 2), Keep),
+                    ((2, 2), Keep),
+                    ((2, 2), Keep),
+                    ((2, 2), Add(2)),
+                ],
+            ),
+            (
+                "the step is capped at processes",
+                &[
+                    ((9, 9), Keep),
+                    ((9, 9), Keep),
+                    ((9, 9), Keep),
+                    ((9, 9), Add(1)),
+                ],
+            ),
+            (
+                "at processes nothing is added",
+                &[
+                    ((10, 10), Keep),
+                    ((10, 10), Keep),
+                    ((10, 10), Keep),
+                    ((10, 10), Keep),
+                    ((10, 10), Keep),
+                ],
+            ),
+            (
+                "one idle worker is the stable state",
+                &[
+                    ((4, 3), Keep),
+                    ((4, 3), Keep),
+                    ((4, 3), Keep),
+                    ((4, 3), Keep),
+                ],
+            ),
+            (
+                "idle: one retired every 3 cycles",
+                &[
+                    ((4, 0), Keep),
+                    ((4, 0), Keep),
+                    ((4, 0), RetireOne),
+                    ((3, 0), Keep),
+                    ((3, 0), Keep),
+                    ((3, 0), RetireOne),
+                ],
+            ),
+            (
+                "never below cheaper",
+                &[
+                    ((2, 0), Keep),
+                    ((2, 0), Keep),
+                    ((2, 0), Keep),
+                    ((2, 0), Keep),
+                ],
+            ),
+            (
+                "an idle worker wears the overload down before retiring starts",
+                &[
+                    ((3, 3), Keep),
+                    ((3, 3), Keep),
+                    ((3, 0), Keep),
+                    ((3, 0), Keep),
+                    ((3, 0), Keep),
+                    ((3, 0), RetireOne),
+                ],
+            ),
         ];
         for (name, steps) in cases {
             let mut s = Spare::default();

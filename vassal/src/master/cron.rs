@@ -101,7 +101,10 @@ impl Crons {
                 // (the newest one is tracked for harakiri).
                 job.pid = Some(pid);
                 job.kill_at = job.spec.harakiri.map(|h| epoch + h as i64);
-                CronAction::Log(format!("cron: running \"{}\" (pid {pid})", job.spec.command))
+                CronAction::Log(format!(
+                    "cron: running \"{}\" (pid {pid})",
+                    job.spec.command
+                ))
             }
             Err(e) => CronAction::Log(format!("cron: cannot run \"{}\": {e}", job.spec.command)),
         }

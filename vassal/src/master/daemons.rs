@@ -379,7 +379,10 @@ mod tests {
     }
 
     fn logs_dropped(actions: Vec<DaemonAction>) -> Vec<DaemonAction> {
-        actions.into_iter().filter(|a| !matches!(a, Log(_))).collect()
+        actions
+            .into_iter()
+            .filter(|a| !matches!(a, Log(_)))
+            .collect()
     }
 
     #[test]
@@ -407,9 +410,17 @@ mod tests {
             let out = d.step(DaemonEvent::Exited(pid(50)), t(exit));
             assert_eq!(d.list[0].pid, None);
             let expect_now = wait == 0.0;
-            assert_eq!(logs_dropped(out).contains(&Spawn(0)), expect_now, "{respawns} {exit}");
+            assert_eq!(
+                logs_dropped(out).contains(&Spawn(0)),
+                expect_now,
+                "{respawns} {exit}"
+            );
             if !expect_now {
-                assert_eq!(d.list[0].spawn_at, Some(t(exit + wait)), "{respawns} {exit}");
+                assert_eq!(
+                    d.list[0].spawn_at,
+                    Some(t(exit + wait)),
+                    "{respawns} {exit}"
+                );
                 assert_eq!(d.next_wakeup(), Some(t(exit + wait)));
                 let out = d.step(DaemonEvent::Check(vec![None]), t(exit + wait));
                 assert_eq!(logs_dropped(out), vec![Spawn(0)]);
@@ -424,7 +435,9 @@ mod tests {
         assert_eq!((d.list[0].pid, d.list[0].respawns), (Some(pid(51)), 1));
         assert!(d.owns(pid(51)) && !d.owns(pid(52)));
         let out = d.step(DaemonEvent::Spawned(0, Err("no /bin/sh".into())), t(9.0));
-        assert!(matches!(&out[0], Log(l) if l.contains("cannot start: no /bin/sh; retrying in 2 s")));
+        assert!(
+            matches!(&out[0], Log(l) if l.contains("cannot start: no /bin/sh; retrying in 2 s"))
+        );
         assert_eq!(d.list[0].spawn_at, Some(t(11.0)));
     }
 
@@ -469,21 +482,38 @@ mod tests {
     /// whether that check spawns.
     #[test]
     fn smart_daemon_checks() {
-        let rows: &[(&str, u32, &[(Option<i32>, bool)])] = &[
-            ("seen alive, then gone: respawned at once", 10,
-             &[(Some(70), false), (Some(70), false), (None, true)]),
-            ("never seen: respawned after freq checks", 3,
-             &[(None, false), (None, false), (None, true)]),
-            ("a new pid in the file is adopted", 3,
-             &[(Some(70), false), (Some(71), false), (Some(71), false)]),
+        type Row = (&'static str, u32, &'static [(Option<i32>, bool)]);
+        let rows: &[Row] = &[
+            (
+                "seen alive, then gone: respawned at once",
+                10,
+                &[(Some(70), false), (Some(70), false), (None, true)],
+            ),
+            (
+                "never seen: respawned after freq checks",
+                3,
+                &[(None, false), (None, false), (None, true)],
+            ),
+            (
+                "a new pid in the file is adopted",
+                3,
+                &[(Some(70), false), (Some(71), false), (Some(71), false)],
+            ),
         ];
         for (name, freq, checks) in rows {
             let mut d = Daemons::new(&[smart(*freq)]);
             d.step(DaemonEvent::Spawned(0, Ok(pid(60))), t(0.0));
-            assert_eq!(d.list[0].pid, None, "{name}: the shell's pid is not the daemon's");
+            assert_eq!(
+                d.list[0].pid, None,
+                "{name}: the shell's pid is not the daemon's"
+            );
             for (i, (file, spawns)) in checks.iter().enumerate() {
                 let out = d.step(DaemonEvent::Check(vec![file.map(pid)]), t(10.0 + i as f64));
-                assert_eq!(logs_dropped(out).contains(&Spawn(0)), *spawns, "{name}: check {i}");
+                assert_eq!(
+                    logs_dropped(out).contains(&Spawn(0)),
+                    *spawns,
+                    "{name}: check {i}"
+                );
             }
         }
         // The shell of a smart daemon exiting is not its death.

@@ -623,7 +623,11 @@ impl Step<'_> {
             self.log(format!("{why}: a reload is already in progress"));
             return;
         }
-        let what = if workers_only { "workers reload" } else { "graceful reload" };
+        let what = if workers_only {
+            "workers reload"
+        } else {
+            "graceful reload"
+        };
         self.log(format!("{why}: {what}"));
         self.out.push(Action::NotifyReloading);
         if self.cfg.daemons && self.cfg.lazy_apps && !workers_only {
@@ -952,7 +956,11 @@ impl Step<'_> {
             return;
         }
         let busy = running.iter().filter(|r| r.2).count();
-        match self.s.spare.cycle(&c, running.len(), busy, self.cfg.workers) {
+        match self
+            .s
+            .spare
+            .cycle(&c, running.len(), busy, self.cfg.workers)
+        {
             Decision::Keep => {}
             Decision::Add(n) => {
                 self.s.target += n;
@@ -1502,7 +1510,12 @@ mod tests {
             workers: 3,
             slots: 6,
             harakiri_ms: None,
-            cheaper: Some(Cheaper { min: 1, initial: 1, step: 1, overload: 1 }),
+            cheaper: Some(Cheaper {
+                min: 1,
+                initial: 1,
+                step: 1,
+                overload: 1,
+            }),
             ..settings()
         }
     }
@@ -1516,7 +1529,11 @@ mod tests {
 
     fn cheap_serving(workers: Vec<Worker>) -> State {
         let target = workers.len();
-        State { target, queues_checked: Some(t(10.0)), ..st(workers) }
+        State {
+            target,
+            queues_checked: Some(t(10.0)),
+            ..st(workers)
+        }
     }
 
     row!(cheaper_starts_with_cheaper_initial_workers:

@@ -142,14 +142,43 @@ mod tests {
             Changed,
             Missing,
         }
-        let cases: &[(&str, &[(Option<SystemTime>, Expect)])] = &[
-            ("an existing file triggers nothing at start", &[(at(5), Nothing), (at(5), Nothing)]),
-            ("a newer time triggers once", &[(at(5), Nothing), (at(6), Changed), (at(6), Nothing)]),
+        type Case<'a> = (&'a str, &'a [(Option<SystemTime>, Expect)]);
+        let cases: &[Case<'_>] = &[
+            (
+                "an existing file triggers nothing at start",
+                &[(at(5), Nothing), (at(5), Nothing)],
+            ),
+            (
+                "a newer time triggers once",
+                &[(at(5), Nothing), (at(6), Changed), (at(6), Nothing)],
+            ),
             // uWSGI records every time it sees, older or not.
-            ("an older time (a restored checkout) does not; back to newer does", &[(at(5), Nothing), (at(4), Nothing), (at(5), Changed)]),
-            ("within the same second still counts (uWSGI: missed)", &[(at(5000), Nothing), (at(5001), Changed)]),
-            ("missing at start: said once, created later triggers", &[(None, Missing), (None, Nothing), (at(1), Changed), (at(1), Nothing)]),
-            ("removed triggers once, re-created again", &[(at(5), Nothing), (None, Changed), (None, Nothing), (at(5), Changed)]),
+            (
+                "an older time (a restored checkout) does not; back to newer does",
+                &[(at(5), Nothing), (at(4), Nothing), (at(5), Changed)],
+            ),
+            (
+                "within the same second still counts (uWSGI: missed)",
+                &[(at(5000), Nothing), (at(5001), Changed)],
+            ),
+            (
+                "missing at start: said once, created later triggers",
+                &[
+                    (None, Missing),
+                    (None, Nothing),
+                    (at(1), Changed),
+                    (at(1), Nothing),
+                ],
+            ),
+            (
+                "removed triggers once, re-created again",
+                &[
+                    (at(5), Nothing),
+                    (None, Changed),
+                    (None, Nothing),
+                    (at(5), Changed),
+                ],
+            ),
         ];
         for (name, steps) in cases {
             let mut t = Touches::new([(PathBuf::from("/f"), Touch::Reload)]);
@@ -174,6 +203,9 @@ mod tests {
         ]);
         assert!(t.check(|_| at(1)).is_empty());
         let got = t.check(|p| if p == Path::new("/b") { at(2) } else { at(1) });
-        assert_eq!(got, vec![Seen::Changed(Touch::LogReopen, PathBuf::from("/b"))]);
+        assert_eq!(
+            got,
+            vec![Seen::Changed(Touch::LogReopen, PathBuf::from("/b"))]
+        );
     }
 }
