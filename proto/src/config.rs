@@ -188,7 +188,7 @@ pub struct VassalConfig {
     /// `py-autoreload`: seconds between checks of the loaded modules' files (0: off).
     pub py_autoreload: u64,
     /// `hook-*`, `exec-*`: actions run at points of the start-up and exit.
-    pub hooks: Vec<crate::hooks::Hook>,
+    pub hooks: Vec<Hook>,
     /// `cron`, `unique-cron`, `cron2`: commands the master runs at set times.
     pub crons: Vec<Cron>,
     /// `cheaper`: the fewest workers the adaptive worker count keeps (0: off; then
@@ -204,6 +204,79 @@ pub struct VassalConfig {
 
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
+}
+
+/// A hook's phase (`hook-PHASE`); see `crate::hooks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookPhase {
+    /// `hook-asap`: first thing, before the log and the sockets.
+    Asap,
+    /// `hook-as-root`: before `uid`/`gid` drop privileges.
+    AsRoot,
+    /// `hook-as-user`: after privileges are dropped.
+    AsUser,
+    /// `hook-pre-app`: before the app is imported (in the process that imports it).
+    PreApp,
+    /// `hook-post-app`: after the app is imported.
+    PostApp,
+    /// `hook-master-start`: when the master starts.
+    MasterStart,
+    /// `hook-post-fork`: in each worker, right after the fork.
+    PostFork,
+    /// `hook-accepting`: in each worker, once it accepts.
+    Accepting,
+    /// `hook-accepting1`: in worker 1 only, once it accepts.
+    Accepting1,
+    /// `hook-as-user-atexit`: when the server exits.
+    AtExit,
+}
+
+/// A hook's action; see `crate::hooks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    /// `exec:CMD`: run `/bin/sh -c CMD` and wait; non-zero fails.
+    Exec,
+    /// `safeexec:CMD`: the same, a non-zero exit is only logged.
+    SafeExec,
+    /// `print:TEXT`, `log:TEXT`: a log line.
+    Print,
+    /// `write:FILE TEXT`: create or truncate FILE with TEXT.
+    Write,
+    /// `writen:FILE TEXT`: the same, with a newline.
+    WriteN,
+    /// `append:FILE TEXT`.
+    Append,
+    /// `appendn:FILE TEXT`: with a newline.
+    AppendN,
+    /// `create:FILE`, `creat:FILE`: an empty file.
+    Create,
+    /// `unlink:FILE`.
+    Unlink,
+    /// `mkdir:DIR` (mode 0777 less the umask).
+    Mkdir,
+    /// `chmod:FILE MODE` (octal).
+    Chmod,
+    /// `putenv:KEY=VALUE`.
+    Putenv,
+    /// `cd:DIR`, `chdir:DIR`.
+    Chdir,
+    /// `exit:CODE`: exit the process.
+    Exit,
+}
+
+/// One hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// When it runs.
+    pub phase: HookPhase,
+    /// What it does.
+    pub action: HookAction,
+    /// The argument after `action:`.
+    pub arg: String,
+    /// `!action:`: do not log its text.
+    pub private: bool,
+    /// `ACTION:ARG` as written, for the log.
+    pub written: String,
 }
 
 /// One command cron (`cron`, `unique-cron`, `cron2`), as uWSGI's `struct uwsgi_cron`:

@@ -6,31 +6,7 @@
 //! `!` before the action (`!exec:...`) is uWSGI's private hook: its text is not logged.
 
 use crate::config::VassalConfig;
-
-/// When a hook runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Phase {
-    /// `hook-asap`: first thing, before the log and the sockets.
-    Asap,
-    /// `hook-as-root`: before `uid`/`gid` drop privileges.
-    AsRoot,
-    /// `hook-as-user`: after privileges are dropped.
-    AsUser,
-    /// `hook-pre-app`: before the app is imported (in the process that imports it).
-    PreApp,
-    /// `hook-post-app`: after the app is imported.
-    PostApp,
-    /// `hook-master-start`: when the master starts.
-    MasterStart,
-    /// `hook-post-fork`: in each worker, right after the fork.
-    PostFork,
-    /// `hook-accepting`: in each worker, once it accepts.
-    Accepting,
-    /// `hook-accepting1`: in worker 1 only, once it accepts.
-    Accepting1,
-    /// `hook-as-user-atexit`: when the server exits.
-    AtExit,
-}
+pub use crate::config::{Hook, HookAction as Action, HookPhase as Phase};
 
 impl Phase {
     /// The option's suffix (`hook-SUFFIX`, `exec-SUFFIX`), as uWSGI logs the phase.
@@ -60,57 +36,9 @@ impl Phase {
     }
 }
 
-/// What a hook does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// `exec:CMD`: run `/bin/sh -c CMD` and wait; non-zero fails.
-    Exec,
-    /// `safeexec:CMD`: the same, a non-zero exit is only logged.
-    SafeExec,
-    /// `print:TEXT`, `log:TEXT`: a log line.
-    Print,
-    /// `write:FILE TEXT`: create or truncate FILE with TEXT.
-    Write,
-    /// `writen:FILE TEXT`: the same, with a newline.
-    WriteN,
-    /// `append:FILE TEXT`.
-    Append,
-    /// `appendn:FILE TEXT`: with a newline.
-    AppendN,
-    /// `create:FILE`, `creat:FILE`: an empty file.
-    Create,
-    /// `unlink:FILE`.
-    Unlink,
-    /// `mkdir:DIR` (mode 0777 less the umask).
-    Mkdir,
-    /// `chmod:FILE MODE` (octal).
-    Chmod,
-    /// `putenv:KEY=VALUE`.
-    Putenv,
-    /// `cd:DIR`, `chdir:DIR`.
-    Chdir,
-    /// `exit:CODE`: exit the process.
-    Exit,
-}
-
 /// The actions rsgi runs, as written.
 pub const SUPPORTED: &str = "exec, safeexec, print, log, write, writen, append, appendn, \
                              create, creat, unlink, mkdir, chmod, putenv, cd, chdir, exit";
-
-/// One hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hook {
-    /// When it runs.
-    pub phase: Phase,
-    /// What it does.
-    pub action: Action,
-    /// The argument after `action:`.
-    pub arg: String,
-    /// `!action:`: do not log its text.
-    pub private: bool,
-    /// `ACTION:ARG` as written, for the log.
-    pub written: String,
-}
 
 impl Hook {
     /// How the log names it: uWSGI's `running "ACTION:ARG" (PHASE)...`.

@@ -780,7 +780,7 @@ impl Master<'_> {
         self.log(format_args!("re-executing {exe} for the reload"));
         // Back to the starting directory, as uWSGI's reload: relative arguments
         // (`--ini app.ini`) and paths read the same in the new image.
-        if let Some(dir) = crate::run::START_DIR.get() {
+        if let Some(dir) = crate::process::START_DIR.get() {
             let _ = std::env::set_current_dir(dir);
         }
         let err = nix::unistd::execv(&exe_c, &args).err();

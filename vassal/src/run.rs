@@ -99,17 +99,12 @@ fn wants_master(config: &VassalConfig) -> bool {
         || config.py_autoreload > 0
 }
 
-/// The directory `rsgi` was started in: relative `pidfile`, `logto`, `daemonize` and
-/// `chdir` are relative to it, and a re-executing master goes back to it (as uWSGI's
-/// reload does), so its command line reads the same.
-pub static START_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
 /// Serve until stopped.
 fn serve(mut config: VassalConfig) -> Result<(), Fatal> {
     // Relative paths as uWSGI resolves them (`rsgi_proto::paths`).
     if let Ok(cwd) = std::env::current_dir() {
         rsgi_proto::paths::resolve(&mut config, &cwd);
-        let _ = START_DIR.set(cwd);
+        let _ = crate::process::START_DIR.set(cwd);
     }
     if let Err(e) = control_signals().thread_block() {
         return Err(Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")));
