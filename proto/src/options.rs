@@ -238,7 +238,7 @@ pub enum Group {
     Stats,
     /// User and group.
     Privileges,
-    /// Reloads on file changes, attached daemons.
+    /// Reloads on file changes, attached daemons, cheaper, cron, hooks.
     Lifecycle,
     /// Reading config files.
     Config,
@@ -275,7 +275,9 @@ impl Group {
             Group::Processes => "Processes",
             Group::Stats => "Stats",
             Group::Privileges => "Privileges",
-            Group::Lifecycle => "Lifecycle: reloads on file changes, attached daemons",
+            Group::Lifecycle => {
+                "Lifecycle: file-triggered reloads, attached daemons, cheaper, cron, hooks"
+            }
             Group::Config => "Config files",
             Group::Actions => "Actions (command line only)",
             Group::Ignored => "Accepted from uWSGI and ignored (a notice is printed)",
