@@ -1,6 +1,7 @@
 //! Running a shell command beside a vassal, as uWSGI's master runs its attached daemons
 //! (`core/daemons.c`, `uwsgi_spawn_daemon`): `/bin/sh -c COMMAND`, stdin from
-//! `/dev/null`, stdout and stderr shared with the caller (the log), in a session of its
+//! `/dev/null`, stdout and stderr shared with the caller (the log; a pipe is reopened so
+//! the child's writes block even where the caller's do not), in a session of its
 //! own (so a stop signal can reach its whole process group), every other inherited fd
 //! closed at exec, and no signal blocked.
 
@@ -37,11 +38,13 @@ pub fn shell(command: &str, opts: ShellOptions<'_>) -> io::Result<Pid> {
         None => None,
     };
     let die_with_parent = opts.die_with_parent;
+    // Prepared before the fork: the child may not allocate.
+    let own_fds = [c"/proc/self/fd/1", c"/proc/self/fd/2"];
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).stdin(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe calls (sigprocmask, setsid, prctl, close_range, fork, _exit,
-    // getpid, open, write, close) on data prepared before the fork.
+    // async-signal-safe calls (sigprocmask, setsid, prctl, fstat, open, dup2,
+    // close_range, fork, _exit, getpid, write, close) on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             let mut none: libc::sigset_t = std::mem::zeroed();
@@ -52,6 +55,21 @@ pub fn shell(command: &str, opts: ShellOptions<'_>) -> io::Result<Pid> {
             }
             if die_with_parent {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
+            // Under rsgid our stdout and stderr are pipes set non-blocking (the log must
+            // never wait); that flag belongs to the shared open file, so a daemon
+            // writing faster than rsgid reads would get EAGAIN. Reopening a pipe through
+            // /proc gives the child its own, blocking, open file on the same pipe.
+            // Files and sockets are left alone (a file would lose O_APPEND).
+            for (fd, path) in [1, 2].into_iter().zip(own_fds) {
+                let mut st: libc::stat = std::mem::zeroed();
+                if libc::fstat(fd, &mut st) == 0 && (st.st_mode & libc::S_IFMT) == libc::S_IFIFO {
+                    let fresh = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                    if fresh >= 0 {
+                        libc::dup2(fresh, fd);
+                        libc::close(fresh);
+                    }
+                }
             }
             // Our listeners, shared memory, signalfd...: not the daemon's business.
             libc::syscall(

@@ -208,3 +208,27 @@ fn attach_daemon2_stop_signal() {
         "got-int"
     );
 }
+
+/// Under rsgid a vassal's stdout and stderr are non-blocking pipes (its log never
+/// waits). A daemon that writes a lot must still see blocking writes, not EAGAIN: here
+/// `head` writes ~2 MB and the marker is written only if every write succeeded.
+#[test]
+fn a_chatty_daemon_under_rsgid_is_not_cut_short() {
+    let mut emperor = Emperor::start(&[]);
+    let dir = emperor.dir().join("app");
+    fs::create_dir(&dir).unwrap();
+    emperor.write_vassal(
+        "chatty",
+        &format!(
+            "[uwsgi]\nchdir = {}\nwsgi-file = {}\n\
+             attach-daemon = yes 0123456789abcdef | head -n 120000 && echo ok > marker; exec sleep 1000\n",
+            path_str(&dir),
+            path_str(&apps_dir().join("hello.py"))
+        ),
+    );
+    emperor.wait_serving("chatty", "/", DEADLINE);
+    wait_until(DEADLINE, "the daemon's writes to finish", || {
+        dir.join("marker").exists()
+    });
+    assert_eq!(fs::read_to_string(dir.join("marker")).unwrap(), "ok\n");
+}
