@@ -2085,7 +2085,13 @@ mod tests {
                 max_requests: Some(50),
                 max_requests_delta: 1,
                 daemons: seed % 2 == 0,
-                cheaper: None,
+                // Some seeds with room for it adapt their worker count.
+                cheaper: (seed % 4 < 2 && seed % 3 > 0).then_some(Cheaper {
+                    min: 1,
+                    initial: 1,
+                    step: 1 + (seed % 2) as usize,
+                    overload: 1 + seed % 2,
+                }),
             };
             let origin = t(0.0);
             Sim {
@@ -2191,6 +2197,16 @@ mod tests {
                         Some(Event::AppLoaded)
                     }
                 }
+                Action::Log(line) => {
+                    if line.starts_with("cheaper: all") {
+                        self.see("cheaper added");
+                    } else if line.starts_with("cheaper: idle") {
+                        self.see("cheaper retired");
+                    } else if line.starts_with("chain reload: replacing") {
+                        self.see("chain step");
+                    }
+                    None
+                }
                 Action::StopDaemons => {
                     assert!(self.settings.daemons);
                     self.see("daemons stopped");
@@ -2241,6 +2257,14 @@ mod tests {
                 let active = s.active().count();
                 assert!(active <= self.settings.workers, "too many: {s:?}");
             }
+            let min = self
+                .settings
+                .cheaper
+                .map_or(self.settings.workers, |c| c.min);
+            assert!(
+                (min..=self.settings.workers).contains(&s.target),
+                "target out of bounds after {after}: {s:?}"
+            );
             assert!(
                 s.workers.len() <= self.settings.slots,
                 "more workers than slots: {s:?}"
@@ -2284,6 +2308,7 @@ mod tests {
 
         fn tick(&mut self) {
             let now_ms = self.now.duration_since(self.origin).as_millis() as u64 + 10_000;
+            let cheap = self.settings.cheaper.is_some();
             let samples = self
                 .state
                 .workers
@@ -2294,7 +2319,10 @@ mod tests {
                 .map(|id| Sample {
                     id,
                     requests: self.dice.roll(54),
-                    oldest_request_start_ms: match self.dice.roll(8) {
+                    // With cheaper, workers are busy half the time (so it adds and
+                    // retires); else rarely (harakiri needs a long one now and then).
+                    oldest_request_start_ms: match self.dice.roll(if cheap { 2 } else { 8 }) {
+                        0 if cheap => Some(now_ms - self.dice.roll(1_000)),
                         0 => Some(now_ms - self.dice.roll(4_000)),
                         _ => None,
                     },
@@ -2370,7 +2398,16 @@ mod tests {
                         status: ExitStatus::Code(1),
                     });
                 }
-                75..=84 => self.feed(Event::Signal(Signal::SIGHUP)),
+                75..=80 => self.feed(Event::Signal(Signal::SIGHUP)),
+                81..=84 => {
+                    let touch = match self.dice.roll(3) {
+                        0 => Touch::ChainReload,
+                        1 => Touch::WorkersReload,
+                        _ => Touch::LogReopen,
+                    };
+                    self.see("touched");
+                    self.feed(Event::Touched(touch, "/f".into()));
+                }
                 85..=87 => self.feed(Event::Signal(Signal::SIGUSR1)),
                 88..=97 => self.tick(),
                 _ => self.stop(),
@@ -2452,6 +2489,12 @@ mod tests {
             "max_requests",
             "rss",
             "lifetime",
+            "touched",
+            "chain step",
+            "cheaper added",
+            "cheaper retired",
+            "daemons stopped",
+            "daemons restarted",
         ] {
             assert!(seen.get(what).is_some_and(|n| *n >= 5), "{what}: {seen:?}");
         }
