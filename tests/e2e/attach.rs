@@ -111,13 +111,13 @@ fn a_failing_daemon_is_throttled() {
     assert!(rsgi.log_contains("(throttled)"), "{}", rsgi.log());
 }
 
-/// A reload (SIGHUP, the master re-executes) stops the daemon and the new image starts
-/// it again: one daemon runs, never two.
-#[test]
-fn reload_restarts_the_daemon() {
+/// A reload (SIGHUP: the master re-executes, or with `lazy-apps` forks a new
+/// generation) stops the daemon and starts it again, as uWSGI's reload does: one daemon
+/// runs, never two.
+fn reload_restarts_the_daemon(extra: &str) {
     let dir = tempdir();
     let file = dir.path().join("daemon.pids");
-    let (mut rsgi, addr) = start(dir.path(), &format!("attach-daemon = {SLEEPER}\n"));
+    let (mut rsgi, addr) = start(dir.path(), &format!("attach-daemon = {SLEEPER}\n{extra}"));
     wait_until(DEADLINE, "the daemon to start", || {
         pids_in(&file).len() == 1
     });
@@ -133,6 +133,22 @@ fn reload_restarts_the_daemon() {
     });
     assert!(process_alive(second));
     assert_eq!(get(&addr, "/").status, 200);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        pids_in(&file).len(),
+        2,
+        "started once more, not again and again"
+    );
+}
+
+#[test]
+fn reload_restarts_the_daemon_preloaded() {
+    reload_restarts_the_daemon("");
+}
+
+#[test]
+fn reload_restarts_the_daemon_lazy() {
+    reload_restarts_the_daemon("lazy-apps = true\n");
 }
 
 /// smart-attach-daemon: tracked by its pidfile; started once, survives a reload and the
