@@ -1726,6 +1726,23 @@ mod tests {
         }
     }
 
+    /// `cheaper-algo`: uWSGI's spare runs; busyness is read as spare with a notice; the
+    /// others are refused naming spare.
+    #[test]
+    fn cheaper_algorithms() {
+        let spec = find("cheaper-algo").unwrap();
+        let mut c = VassalConfig::default();
+        assert_eq!(apply(spec, Some("spare"), &mut c), Ok(Applied::Set));
+        assert!(matches!(
+            apply(spec, Some("busyness"), &mut c),
+            Ok(Applied::Noted(n)) if n.contains("spare algorithm is used")
+        ));
+        for other in ["backlog", "backlog2", "manual"] {
+            let err = apply(spec, Some(other), &mut c).unwrap_err();
+            assert!(err.contains("use cheaper-algo = spare"), "{other}: {err}");
+        }
+    }
+
     #[test]
     fn help_lists_every_option() {
         let help = help_text();
