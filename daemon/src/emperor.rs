@@ -1120,17 +1120,26 @@ impl Emperor {
     /// Read and parse a vassal file: in tyrant mode (as root) with the rights of the
     /// file's owner (see [`crate::tyrant`]), otherwise here.
     fn read_config(&self, path: &std::path::Path) -> Result<VassalConfig, String> {
-        if self.settings.tyrant && nix::unistd::geteuid().is_root() {
+        let mut config = if self.settings.tyrant && nix::unistd::geteuid().is_root() {
             let owner = file_owner(path)?;
             let as_owner = crate::tyrant::Owner {
                 uid: owner.uid,
                 gid: owner.gid,
             };
-            return crate::tyrant::load_as(as_owner, path)
-                .map_err(|e| format!("{e} (read as {}, the file's owner)", owner.name));
-        }
-        let env = |key: &str| std::env::var(key).ok();
-        rsgi_os::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())
+            crate::tyrant::load_as(as_owner, path)
+                .map_err(|e| format!("{e} (read as {}, the file's owner)", owner.name))?
+        } else {
+            let env = |key: &str| std::env::var(key).ok();
+            rsgi_os::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())?
+        };
+        // Relative unix sockets are bound where the vassal would bind them itself: in
+        // its `chdir`, else in the directory vassals start in (as uWSGI binds after
+        // `chdir`). rsgid binds them, so it resolves them the same way.
+        let start = std::env::current_dir()
+            .map(|cwd| cwd.join(&self.settings.vassals))
+            .unwrap_or_else(|_| self.settings.vassals.clone());
+        rsgi_proto::paths::resolve_sockets(&mut config, &start);
+        Ok(config)
     }
 
     /// The uid/gid a vassal runs as. Only matters when rsgid runs as root. In tyrant

@@ -19,6 +19,7 @@
 //!   with the same code the standalone vassal uses.
 //! - [`sockfile`]: unix socket files: a stale one cleared before binding (a live one and
 //!   any other file refused), ours removed at exit only if still ours.
+//! - [`spawn`]: `/bin/sh -c` commands beside a vassal (attached daemons), and pidfiles.
 //! - [`sd_notify`]: the systemd notify sender (`$NOTIFY_SOCKET`, path or `@abstract`).
 //! - [`shm`]: a vassal's per-worker counters in shared memory (memfd + mmap; written by
 //!   its workers, read by its master and, through the fd it passes over the notify
@@ -35,6 +36,7 @@ pub mod listen;
 pub mod sd_notify;
 pub mod shm;
 pub mod sockfile;
+pub mod spawn;
 pub mod stats;
 pub mod users;
 

@@ -189,8 +189,150 @@ pub struct VassalConfig {
 
     /// `strict`: keys that are no option of rsgi or uWSGI are errors, not notices.
     pub strict: bool,
+    // --- lifecycle ---
+    /// `touch-reload`: gracefully reload the vassal when one of these files' mtime changes.
+    pub touch_reload: Vec<PathBuf>,
+    /// `touch-chain-reload`: replace the workers one at a time when one of these changes.
+    pub touch_chain_reload: Vec<PathBuf>,
+    /// `touch-workers-reload`: replace every worker (not the master) when one changes.
+    pub touch_workers_reload: Vec<PathBuf>,
+    /// `touch-logreopen`: reopen the log file when one of these changes.
+    pub touch_logreopen: Vec<PathBuf>,
+    /// `attach-daemon` and friends: commands the master runs beside the app.
+    pub daemons: Vec<AttachDaemon>,
+    /// `py-autoreload`: seconds between checks of the loaded modules' files (0: off).
+    pub py_autoreload: u64,
+    /// `hook-*`, `exec-*`: actions run at points of the start-up and exit.
+    pub hooks: Vec<Hook>,
+    /// `cron`, `unique-cron`, `cron2`: commands the master runs at set times.
+    pub crons: Vec<Cron>,
+    /// `cheaper`: the fewest workers the adaptive worker count keeps (0: off; then
+    /// `processes` always run). `processes` is the most.
+    pub cheaper: u32,
+    /// `cheaper-initial`: workers at start (default: `cheaper`).
+    pub cheaper_initial: Option<u32>,
+    /// `cheaper-step`: workers added at once under overload (default 1).
+    pub cheaper_step: u32,
+    /// `cheaper-overload`: master cycles (seconds) of every worker busy before adding
+    /// (default 3), and of idleness between two retirements.
+    pub cheaper_overload: u64,
+
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
+}
+
+/// A hook's phase (`hook-PHASE`); see `crate::hooks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HookPhase {
+    /// `hook-asap`: first thing, before the log and the sockets.
+    Asap,
+    /// `hook-as-root`: before `uid`/`gid` drop privileges.
+    AsRoot,
+    /// `hook-as-user`: after privileges are dropped.
+    AsUser,
+    /// `hook-pre-app`: before the app is imported (in the process that imports it).
+    PreApp,
+    /// `hook-post-app`: after the app is imported.
+    PostApp,
+    /// `hook-master-start`: when the master starts.
+    MasterStart,
+    /// `hook-post-fork`: in each worker, right after the fork.
+    PostFork,
+    /// `hook-accepting`: in each worker, once it accepts.
+    Accepting,
+    /// `hook-accepting1`: in worker 1 only, once it accepts.
+    Accepting1,
+    /// `hook-as-user-atexit`: when the server exits.
+    AtExit,
+}
+
+/// A hook's action; see `crate::hooks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAction {
+    /// `exec:CMD`: run `/bin/sh -c CMD` and wait; non-zero fails.
+    Exec,
+    /// `safeexec:CMD`: the same, a non-zero exit is only logged.
+    SafeExec,
+    /// `print:TEXT`, `log:TEXT`: a log line.
+    Print,
+    /// `write:FILE TEXT`: create or truncate FILE with TEXT.
+    Write,
+    /// `writen:FILE TEXT`: the same, with a newline.
+    WriteN,
+    /// `append:FILE TEXT`.
+    Append,
+    /// `appendn:FILE TEXT`: with a newline.
+    AppendN,
+    /// `create:FILE`, `creat:FILE`: an empty file.
+    Create,
+    /// `unlink:FILE`.
+    Unlink,
+    /// `mkdir:DIR` (mode 0777 less the umask).
+    Mkdir,
+    /// `chmod:FILE MODE` (octal).
+    Chmod,
+    /// `putenv:KEY=VALUE`.
+    Putenv,
+    /// `cd:DIR`, `chdir:DIR`.
+    Chdir,
+    /// `exit:CODE`: exit the process.
+    Exit,
+}
+
+/// One hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// When it runs.
+    pub phase: HookPhase,
+    /// What it does.
+    pub action: HookAction,
+    /// The argument after `action:`.
+    pub arg: String,
+    /// `!action:`: do not log its text.
+    pub private: bool,
+    /// `ACTION:ARG` as written, for the log.
+    pub written: String,
+}
+
+/// One command cron (`cron`, `unique-cron`, `cron2`), as uWSGI's `struct uwsgi_cron`:
+/// each time field is a value, or `-N` for "every N" (`-1`: any). See [`crate::cron`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron {
+    /// Minute, 0-59.
+    pub minute: i32,
+    /// Hour, 0-23.
+    pub hour: i32,
+    /// Day of the month, 1-31.
+    pub day: i32,
+    /// Month, 1-12.
+    pub month: i32,
+    /// Weekday, 0-6 (Sunday 0, or 7).
+    pub week: i32,
+    /// The command, run with `/bin/sh -c`.
+    pub command: String,
+    /// Never two runs at once (`unique-cron`, `cron2 unique=1`).
+    pub unique: bool,
+    /// `cron2 harakiri=S`: kill a run after S seconds.
+    pub harakiri: Option<u64>,
+}
+
+/// One command the master runs beside the app (`attach-daemon`, `smart-attach-daemon`,
+/// `attach-control-daemon`, `attach-daemon2`), as uWSGI's `core/daemons.c`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachDaemon {
+    /// The command, run with `/bin/sh -c`.
+    pub command: String,
+    /// Smart daemons: the pidfile that tracks it (it survives reloads and stops, and is
+    /// respawned when the pid in the file is gone).
+    pub pidfile: Option<PathBuf>,
+    /// Smart daemons: checks (one a second) of a missing pid before the first respawn.
+    pub freq: u32,
+    /// `attach-control-daemon`: when it dies, the whole vassal stops.
+    pub control: bool,
+    /// The signal that stops it (uWSGI's default: SIGTERM, sent to its process group).
+    pub stop_signal: i32,
+    /// `smart-attach-daemon2`: rsgi daemonizes it and writes its pidfile.
+    pub daemonize: bool,
 }
 
 impl Default for VassalConfig {
@@ -242,6 +384,18 @@ impl Default for VassalConfig {
             chdir2: None,
             gid: None,
             strict: false,
+            touch_reload: Vec::new(),
+            touch_chain_reload: Vec::new(),
+            touch_workers_reload: Vec::new(),
+            touch_logreopen: Vec::new(),
+            daemons: Vec::new(),
+            py_autoreload: 0,
+            hooks: Vec::new(),
+            crons: Vec::new(),
+            cheaper: 0,
+            cheaper_initial: None,
+            cheaper_step: 1,
+            cheaper_overload: 3,
             notices: Vec::new(),
         }
     }

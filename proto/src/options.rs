@@ -163,6 +163,10 @@ pub enum Kind {
         /// What to use instead, shown in the error and in `--help`.
         instead: &'static str,
     },
+    /// A value read by a fallible setter (`smart-attach-daemon = PIDFILE CMD`): the error
+    /// says what is wrong with it.
+    /// `Ok(Some(note))` applies it with a notice.
+    Parsed(fn(&mut VassalConfig, &str) -> Result<Option<String>, String>),
     /// Accepted only when false (`vhost = false`), with a notice; true is an error because
     /// rsgi cannot do what it asks.
     FalseOnly {
@@ -210,6 +214,7 @@ impl Kind {
     fn meta(&self) -> &'static str {
         match self {
             Kind::Str(_)
+            | Kind::Parsed(_)
             | Kind::Ignored {
                 takes_value: true, ..
             }
@@ -260,6 +265,8 @@ pub enum Group {
     Stats,
     /// User and group.
     Privileges,
+    /// Reloads on file changes, attached daemons, cheaper, cron, hooks.
+    Lifecycle,
     /// Reading config files.
     Config,
     /// Command-line actions.
@@ -272,13 +279,14 @@ pub enum Group {
 
 impl Group {
     /// All groups in `--help` order.
-    pub const ALL: [Group; 10] = [
+    pub const ALL: [Group; 11] = [
         Group::Sockets,
         Group::App,
         Group::Logging,
         Group::Processes,
         Group::Stats,
         Group::Privileges,
+        Group::Lifecycle,
         Group::Config,
         Group::Actions,
         Group::Ignored,
@@ -294,6 +302,9 @@ impl Group {
             Group::Processes => "Processes",
             Group::Stats => "Stats",
             Group::Privileges => "Privileges",
+            Group::Lifecycle => {
+                "Lifecycle: file-triggered reloads, attached daemons, cheaper, cron, hooks"
+            }
             Group::Config => "Config files",
             Group::Actions => "Actions (command line only)",
             Group::Ignored => "Accepted from uWSGI and ignored (a notice is printed)",
@@ -386,6 +397,24 @@ impl OptionSpec {
     /// Whether `name` is this option's name or one of its aliases.
     pub fn is_named(&self, name: &str) -> bool {
         self.name == name || self.aliases.contains(&name)
+    }
+}
+
+/// Why the busyness algorithm's settings are ignored.
+const BUSYNESS: &str =
+    "rsgi's cheaper runs uWSGI's spare algorithm; the busyness algorithm's settings mean nothing to it";
+
+/// `cheaper-algo`: uWSGI's `spare` is what rsgi runs; `busyness` (a plugin in uWSGI, the
+/// other common choice) is read as `spare`; the rest are refused.
+fn cheaper_algo(_: &mut VassalConfig, value: &str) -> Result<Option<String>, String> {
+    match value.trim() {
+        "spare" => Ok(None),
+        "busyness" => Ok(Some(
+            "the busyness algorithm is not in rsgi: uWSGI's spare algorithm is used".to_owned(),
+        )),
+        other => Err(format!(
+            "cheaper algorithm '{other}' is not supported by rsgi: use cheaper-algo = spare"
+        )),
     }
 }
 
@@ -549,6 +578,107 @@ pub static OPTIONS: &[OptionSpec] = &[
         "run as this user (name or number)").meta("USER"),
     OptionSpec::new("gid", G::Privileges, Kind::Str(|c, v| c.gid = Some(v)),
         "run as this group (name or number)").meta("GROUP"),
+    // --- lifecycle ---
+    OptionSpec::new("touch-reload", G::Lifecycle, Kind::Path(|c, v| c.touch_reload.push(v)),
+        "gracefully reload (as SIGHUP) when this file's modification time changes; checked every second")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("touch-chain-reload", G::Lifecycle, Kind::Path(|c, v| c.touch_chain_reload.push(v)),
+        "when this file changes, replace the workers one at a time, each after its replacement accepts (new code with lazy-apps)")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("touch-workers-reload", G::Lifecycle, Kind::Path(|c, v| c.touch_workers_reload.push(v)),
+        "when this file changes, start a new set of workers and retire the old ones once they accept (the master stays)")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("touch-logreopen", G::Lifecycle, Kind::Path(|c, v| c.touch_logreopen.push(v)),
+        "reopen the log file (as SIGUSR1) when this file changes")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, false).map(|()| None)),
+        "run CMD (/bin/sh -c) beside the app: respawned when it dies (throttled), stopped with the vassal and on reload")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("attach-control-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::attach(c, v, true).map(|()| None)),
+        "like attach-daemon, but when CMD dies the vassal stops")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("smart-attach-daemon", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, false).map(|()| None)),
+        "run CMD unless the pid in PIDFILE lives; respawn it when that pid is gone; it survives reloads and stops")
+        .repeatable().meta("PIDFILE[,FREQ] CMD"),
+    OptionSpec::new("smart-attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::smart(c, v, true).map(|()| None)),
+        "like smart-attach-daemon, for a CMD that does not daemonize: rsgi detaches it and writes PIDFILE")
+        .repeatable().meta("PIDFILE[,FREQ] CMD"),
+    OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::keyval(c, v).map(|()| None)),
+        "attach-daemon with keys: cmd=CMD[,pidfile=P][,freq=N][,control=1][,daemonize=1][,stopsignal=N]")
+        .repeatable().meta("KEY=VAL,..."),
+    OptionSpec::new("hook-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Asap, v).map(|()| None)),
+        "run ACTION:ARG first thing at start, before the log and the sockets; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::Asap, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) first thing at start, before the log and the sockets: hook-asap = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsRoot, v).map(|()| None)),
+        "run ACTION:ARG before uid/gid drop privileges; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AsRoot, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) before uid/gid drop privileges: hook-as-root = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsUser, v).map(|()| None)),
+        "run ACTION:ARG after privileges are dropped; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AsUser, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) after privileges are dropped: hook-as-user = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PreApp, v).map(|()| None)),
+        "run ACTION:ARG before the app is imported (in each worker with lazy-apps); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::PreApp, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) before the app is imported (in each worker with lazy-apps): hook-pre-app = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostApp, v).map(|()| None)),
+        "run ACTION:ARG after the app is imported; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::PostApp, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) after the app is imported: hook-post-app = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("hook-master-start", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::MasterStart, v).map(|()| None)),
+        "run ACTION:ARG when the master starts; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-post-fork", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostFork, v).map(|()| None)),
+        "run ACTION:ARG in each worker right after the fork (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-accepting", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting, v).map(|()| None)),
+        "run ACTION:ARG in each worker once it accepts (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-accepting1", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting1, v).map(|()| None)),
+        "run ACTION:ARG in worker 1 once it accepts (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("hook-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
+        "run ACTION:ARG when the server exits (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
+        .repeatable().meta("ACTION:ARG"),
+    OptionSpec::new("exec-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
+        "run CMD (/bin/sh -c, waited for) when the server exits (a failure is logged): hook-as-user-atexit = exec:CMD")
+        .repeatable().meta("CMD"),
+    OptionSpec::new("py-autoreload", G::Lifecycle, Kind::Int { min: 0, max: 86_400, set: |c, v| c.py_autoreload = v },
+        "every N seconds each worker checks the files of its loaded Python modules and reloads the vassal (as SIGHUP) when one changed (0: off)")
+        .aliases(&["python-autoreload"]).default("0").meta("SECS"),
+    OptionSpec::new("cron", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add(c, v, false).map(|()| None)),
+        "run CMD (/bin/sh -c) at local times: MIN HOUR DAY MONTH WEEKDAY CMD, -1 any, -N every N (uWSGI's syntax)")
+        .repeatable().meta("M H D MON WD CMD"),
+    OptionSpec::new("unique-cron", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add(c, v, true).map(|()| None)),
+        "like cron, but never while the previous run of CMD still runs")
+        .repeatable().meta("M H D MON WD CMD"),
+    OptionSpec::new("cron2", G::Lifecycle, Kind::Parsed(|c, v| crate::cron::add2(c, v).map(|()| None)),
+        "cron with keys: minute=,hour=,day=,month=,week= (unset: any), unique=1, harakiri=SECS, then CMD")
+        .repeatable().meta("KEY=VAL,... CMD"),
+    OptionSpec::new("cheaper", G::Lifecycle, Kind::Int { min: 0, max: 65535, set: |c, v| c.cheaper = v as u32 },
+        "adaptive worker count: keep at least N workers, up to processes, added under load and retired when idle (uWSGI's spare algorithm; 0: off)")
+        .default("0").meta("N"),
+    OptionSpec::new("cheaper-initial", G::Lifecycle, Kind::Int { min: 1, max: 65535, set: |c, v| c.cheaper_initial = Some(v as u32) },
+        "with cheaper: workers started at first (default: cheaper)").meta("N"),
+    OptionSpec::new("cheaper-step", G::Lifecycle, Kind::Int { min: 1, max: 65535, set: |c, v| c.cheaper_step = v as u32 },
+        "with cheaper: workers added at once when every worker is busy").default("1").meta("N"),
+    OptionSpec::new("cheaper-overload", G::Lifecycle, Kind::Int { min: 1, max: 86_400, set: |c, v| c.cheaper_overload = v },
+        "with cheaper: seconds of every worker busy before workers are added (and of idleness between retirements)")
+        .default("3").meta("SECS"),
+    OptionSpec::new("cheaper-algo", G::Lifecycle, Kind::Parsed(cheaper_algo),
+        "the cheaper algorithm: spare (busyness is read as spare, with a notice; others are refused)")
+        .default("spare").meta("NAME"),
     // --- config files ---
     OptionSpec::new("ini", G::Config, Kind::Config(Format::Ini),
         "read options from an ini file: FILE, FILE:section, or :section of the current file")
@@ -662,6 +792,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("disable-write-exception", G::Ignored, Kind::Ignored { takes_value: false, why: "the app never writes to the client itself (write() data is sent after it returns), so no write exception reaches it" }, ""),
     OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
     OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
+    OptionSpec::new("cheaper-busyness-max", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
+        .aliases(&["cheaper-busyness-min", "cheaper-busyness-multiplier"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-penalty", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
+        .aliases(&["cheaper-busyness-verbose", "cheaper-busyness-backlog-alert"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-backlog-multiplier", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
+        .aliases(&["cheaper-busyness-backlog-step"]).meta("N"),
+    OptionSpec::new("cheaper-busyness-backlog-nonzero", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "").meta("N"),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
     // (seen in public configs: bench/corpus)
     OptionSpec::new("locks", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi has no uwsgi.lock() API, so there are no user locks to create" }, "").meta("N"),
@@ -686,6 +823,14 @@ pub static OPTIONS: &[OptionSpec] = &[
         .aliases(&["mules"]),
     OptionSpec::new("alarm", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no alarms: alert on rsgid's metrics (Prometheus) or on its log" }, "")
         .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
+    OptionSpec::new("hook-pre-jail", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no jails (namespaces, chroot): use hook-as-root for what must run before privileges drop" }, "")
+        .aliases(&["hook-post-jail", "hook-in-jail"]).meta("ACTION:ARG"),
+    OptionSpec::new("exec-pre-jail", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no jails (namespaces, chroot): use exec-as-root for what must run before privileges drop" }, "")
+        .aliases(&["exec-post-jail", "exec-in-jail"]).meta("CMD"),
+    OptionSpec::new("hook-accepting-once", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi does not track once per instance: use hook-accepting (each worker start) or hook-accepting1 (worker 1)" }, "")
+        .aliases(&["hook-accepting1-once"]).meta("ACTION:ARG"),
+    OptionSpec::new("cheaper-rss-limit-soft", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's cheaper does not count memory: use reload-on-rss to recycle a worker that grows" }, "")
+        .aliases(&["cheaper-rss-limit-hard"]).meta("BYTES"),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
     OptionSpec::new("emperor-stats", G::Refused, Kind::Refused { takes_value: true, instead: "an Emperor setting: rsgid is the emperor, with its own settings (rsgid --help, rsgid.toml; stats: rsgid's /metrics and rsgictl list)" }, "")
         .aliases(&["emperor-stats-server", "emperor-freq", "emperor-throttle", "emperor-max-throttle", "emperor-pidfile",
@@ -787,6 +932,11 @@ pub fn apply(
     match spec.kind {
         Kind::Str(set) => set(config, required()?.to_owned()),
         Kind::Path(set) => set(config, PathBuf::from(required()?)),
+        Kind::Parsed(set) => {
+            if let Some(note) = set(config, required()?)? {
+                return Ok(Applied::Noted(note));
+            }
+        }
         Kind::Int { min, max, set } => {
             let (n, note) = read_int(required()?, min, max)?;
             set(config, n);
@@ -1564,7 +1714,7 @@ mod tests {
             ("virtualen", Some("virtualenv")),
             ("chmod-sock", Some("chmod-socket")),
             ("harakri", Some("harakiri")),
-            ("py-autoreload", None),
+            ("tuntap-router", None),
             ("xyzzy", None),
             ("a", None),
         ];
@@ -1605,6 +1755,43 @@ mod tests {
             ("alarm", "refused"),
             ("alarm-log", "refused"),
             ("emperor", "refused"),
+            ("touch-reload", "supported"),
+            ("touch-chain-reload", "supported"),
+            ("touch-workers-reload", "supported"),
+            ("touch-logreopen", "supported"),
+            ("attach-daemon", "supported"),
+            ("attach-control-daemon", "supported"),
+            ("smart-attach-daemon", "supported"),
+            ("smart-attach-daemon2", "supported"),
+            ("attach-daemon2", "supported"),
+            ("cheaper", "supported"),
+            ("cheaper-initial", "supported"),
+            ("cheaper-step", "supported"),
+            ("cheaper-overload", "supported"),
+            ("cheaper-algo", "supported"),
+            ("cheaper-busyness-max", "no-op"),
+            ("cheaper-busyness-min", "no-op"),
+            ("cheaper-rss-limit-soft", "refused"),
+            ("cron", "supported"),
+            ("unique-cron", "supported"),
+            ("cron2", "supported"),
+            ("hook-asap", "supported"),
+            ("hook-as-root", "supported"),
+            ("hook-as-user", "supported"),
+            ("hook-pre-app", "supported"),
+            ("hook-post-app", "supported"),
+            ("hook-master-start", "supported"),
+            ("hook-accepting", "supported"),
+            ("hook-accepting1", "supported"),
+            ("hook-as-user-atexit", "supported"),
+            ("exec-as-root", "supported"),
+            ("exec-as-user", "supported"),
+            ("exec-pre-app", "supported"),
+            ("exec-post-app", "supported"),
+            ("hook-pre-jail", "refused"),
+            ("exec-pre-jail", "refused"),
+            ("hook-accepting1-once", "refused"),
+            ("py-autoreload", "supported"),
         ];
         for (name, want) in classified {
             let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
@@ -1635,16 +1822,6 @@ mod tests {
             "log-master",
             "log-route",
             "log-maxsize",
-            "touch-reload",
-            "touch-chain-reload",
-            "attach-daemon",
-            "smart-attach-daemon",
-            "cheaper",
-            "cheaper-initial",
-            "cheaper-algo",
-            "cron",
-            "hook-master-start",
-            "py-autoreload",
             "mount",
             "manage-script-name",
             "add-header",
@@ -1660,6 +1837,23 @@ mod tests {
                 find(name).is_none(),
                 "{name} is in the table: take it off TO_IMPLEMENT"
             );
+        }
+    }
+
+    /// `cheaper-algo`: uWSGI's spare runs; busyness is read as spare with a notice; the
+    /// others are refused naming spare.
+    #[test]
+    fn cheaper_algorithms() {
+        let spec = find("cheaper-algo").unwrap();
+        let mut c = VassalConfig::default();
+        assert_eq!(apply(spec, Some("spare"), &mut c), Ok(Applied::Set));
+        assert!(matches!(
+            apply(spec, Some("busyness"), &mut c),
+            Ok(Applied::Noted(n)) if n.contains("spare algorithm is used")
+        ));
+        for other in ["backlog", "backlog2", "manual"] {
+            let err = apply(spec, Some(other), &mut c).unwrap_err();
+            assert!(err.contains("use cheaper-algo = spare"), "{other}: {err}");
         }
     }
 

@@ -9,9 +9,13 @@
 #[path = "."]
 mod e2e {
     mod artifacts;
+    mod attach;
+    mod autoreload;
+    mod cheaper;
     mod close_path;
     mod config;
     mod config_bounds;
+    mod cron;
     mod ctl;
     mod dialect;
     mod django;
@@ -21,6 +25,7 @@ mod e2e {
     mod flask;
     mod hardening;
     mod health;
+    mod hooks;
     mod http_rules;
     mod log_format;
     mod master;
@@ -30,8 +35,10 @@ mod e2e {
     mod process;
     mod projected;
     mod protocols;
+    mod rel_paths;
     mod slow_clients;
     mod static_map;
+    mod touch;
     mod tyrant;
     mod unprivileged;
     mod wsgi;

@@ -39,6 +39,8 @@
 //!     `max-requests` wake-up of the master);
 //!   - `server/write.rs` (`write/body.rs`, `write/send.rs`): the one writer of response
 //!     heads and bodies for every front end (header rules, framing, sendmsg, sendfile).
+//! - [`autoreload`]: `py-autoreload`, a worker thread that asks for a reload when a loaded module's file changes.
+//! - [`hooks`]: runs uWSGI's `hook-*` / `exec-*` actions at their phases.
 //! - [`worker`]: the worker body (app import, the tokio runtime, stop signals), run by
 //!   a forked worker and by the single-process server.
 //!
@@ -65,8 +67,10 @@
 //! Everything up to the app import runs before any thread exists, so the master of the
 //! process model can fork workers from that point.
 
+pub mod autoreload;
 pub mod cgi;
 pub mod fatal;
+pub mod hooks;
 pub mod log;
 pub mod master;
 pub mod master_pipe;

@@ -59,7 +59,11 @@
 //! workers accept. With `lazy-apps`, each worker imports the app itself and the
 //! master just forks a new generation.
 
+pub mod cheaper;
+pub mod cron;
+pub mod daemons;
 pub mod policy;
+pub mod touch;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -73,7 +77,10 @@ use nix::unistd::{ForkResult, Pid};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::notify::{self, Message};
 
+use cron::{CronAction, Crons};
+use daemons::{DaemonAction, DaemonEvent, Daemons};
 use policy::{Action, Event, ExitStatus, Sample, Settings, State};
+use touch::{Seen, Touch, Touches};
 
 use crate::fatal::Fatal;
 use crate::listen::BoundSocket;
@@ -143,11 +150,16 @@ pub fn run(
         ready_wr,
         stats,
         started_epoch: shm::epoch_secs(),
+        touches: watched_files(config),
+        daemons: Daemons::new(&config.daemons),
+        crons: Crons::new(&config.crons),
     };
     master.adopt_old_workers();
+    master.start_daemons();
     if !config.lazy_apps {
         master.load_app()?;
     }
+    crate::hooks::run(config, rsgi_proto::hooks::Phase::MasterStart)?;
     master.run_loop();
     Ok(())
 }
@@ -171,6 +183,28 @@ struct Master<'a> {
     ready_wr: OwnedFd,
     stats: Option<StatsListener>,
     started_epoch: u64,
+    /// `touch-reload` and friends.
+    touches: Touches,
+    /// `attach-daemon` and friends.
+    daemons: Daemons,
+    /// `cron` and friends.
+    crons: Crons,
+}
+
+/// The files of `touch-reload`, `touch-chain-reload`, `touch-workers-reload` and
+/// `touch-logreopen`.
+fn watched_files(config: &VassalConfig) -> Touches {
+    let lists = [
+        (&config.touch_reload, Touch::Reload),
+        (&config.touch_chain_reload, Touch::ChainReload),
+        (&config.touch_workers_reload, Touch::WorkersReload),
+        (&config.touch_logreopen, Touch::LogReopen),
+    ];
+    Touches::new(
+        lists
+            .into_iter()
+            .flat_map(|(files, touch)| files.iter().map(move |f| (f.clone(), touch))),
+    )
 }
 
 impl Master<'_> {
@@ -231,18 +265,113 @@ impl Master<'_> {
                     .collect();
                 return Some(Event::QueuesSampled(full));
             }
-            Action::ReExec(keep) => match self.prepare_and_exec(&keep) {
-                Ok(never) => match never {},
-                Err(e) => return Some(Event::ReExecFailed(e)),
-            },
-            Action::Exit => self.exiting = true,
+            Action::ReExec(keep) => {
+                // The new image starts its own daemons: ours stop first (as uWSGI's
+                // reload does).
+                self.drain_daemons();
+                match self.prepare_and_exec(&keep) {
+                    Ok(never) => match never {},
+                    Err(e) => {
+                        self.daemons = Daemons::new(&self.config.daemons);
+                        self.start_daemons();
+                        return Some(Event::ReExecFailed(e));
+                    }
+                }
+            }
+            Action::StopDaemons => self.feed_daemons(DaemonEvent::Stop),
+            Action::RestartDaemons => self.feed_daemons(DaemonEvent::Restart),
+            Action::Exit => {
+                self.drain_daemons();
+                self.exiting = true;
+            }
         }
         None
+    }
+
+    /// Start the attached daemons (smart ones only if their pidfile names no live pid).
+    fn start_daemons(&mut self) {
+        if self.daemons.list.is_empty() {
+            return;
+        }
+        let pids = self.pidfile_pids();
+        self.feed_daemons(DaemonEvent::Start(pids));
+    }
+
+    /// The live pid in each daemon's pidfile (`None` for dumb daemons).
+    fn pidfile_pids(&self) -> Vec<Option<Pid>> {
+        self.daemons
+            .list
+            .iter()
+            .map(|d| {
+                d.spec
+                    .pidfile
+                    .as_deref()
+                    .and_then(rsgi_os::spawn::live_pid_in)
+            })
+            .collect()
+    }
+
+    /// Feed the daemons' policy and perform what it asks.
+    fn feed_daemons(&mut self, event: DaemonEvent) {
+        let actions = self.daemons.step(event, Instant::now());
+        for action in actions {
+            match action {
+                DaemonAction::Log(line) => self.log(format_args!("{line}")),
+                DaemonAction::Kill(pid, sig) => {
+                    // Its process group: uWSGI's daemons run in a session of their own.
+                    let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
+                }
+                DaemonAction::StopVassal => self.feed(Event::Signal(Signal::SIGTERM)),
+                DaemonAction::Spawn(i) => {
+                    let answer = match self.daemons.list.get(i) {
+                        Some(d) => {
+                            let opts = rsgi_os::spawn::ShellOptions {
+                                die_with_parent: d.spec.pidfile.is_none(),
+                                daemonize_pidfile: d
+                                    .spec
+                                    .pidfile
+                                    .as_deref()
+                                    .filter(|_| d.spec.daemonize),
+                            };
+                            rsgi_os::spawn::shell(&d.spec.command, opts).map_err(|e| e.to_string())
+                        }
+                        None => continue,
+                    };
+                    self.feed_daemons(DaemonEvent::Spawned(i, answer));
+                }
+            }
+        }
+    }
+
+    /// Stop the dumb daemons and wait until they are gone (SIGKILL after the mercy):
+    /// before the master exits or re-executes. Only daemon pids are reaped here.
+    fn drain_daemons(&mut self) {
+        self.feed_daemons(DaemonEvent::Stop);
+        while !self.daemons.all_stopped() {
+            let pids: Vec<Pid> = self
+                .daemons
+                .list
+                .iter()
+                .filter(|d| d.spec.pidfile.is_none())
+                .filter_map(|d| d.pid)
+                .collect();
+            for pid in pids {
+                match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::StillAlive) => {}
+                    // Gone (or not ours any more): either way it no longer runs.
+                    _ => self.feed_daemons(DaemonEvent::Exited(pid)),
+                }
+            }
+            let pids = self.pidfile_pids();
+            self.feed_daemons(DaemonEvent::Check(pids));
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Import the app in the master (preload). After a re-exec with old workers still
     /// serving, a failure is not fatal: they go on while the error is reported.
     fn load_app(&mut self) -> Result<(), Fatal> {
+        crate::hooks::run(self.config, rsgi_proto::hooks::Phase::PreApp)?;
         let loaded = crate::python::start_app(
             self.config,
             self.config.threads > 1,
@@ -253,6 +382,7 @@ impl Master<'_> {
                 crate::worker::after_load(self.config)?;
                 crate::python::enable_stack_dumps(Signal::SIGUSR2 as i32);
                 self.app = Some(Arc::new(app));
+                crate::hooks::run(self.config, rsgi_proto::hooks::Phase::PostApp)?;
                 self.feed(Event::AppLoaded);
                 Ok(())
             }
@@ -285,14 +415,89 @@ impl Master<'_> {
 
     fn run_loop(&mut self) {
         loop {
+            self.check_touches();
+            if !self.daemons.list.is_empty() {
+                let pids = self.pidfile_pids();
+                self.feed_daemons(DaemonEvent::Check(pids));
+            }
+            if self.state.stopping.is_none() {
+                self.run_crons();
+            }
             let tick = self.tick();
             self.feed(tick);
             if self.exiting {
                 return;
             }
             let now = Instant::now();
-            let timeout = self.state.next_wakeup(now).saturating_duration_since(now);
+            let mut wake = self.state.next_wakeup(now);
+            if let Some(t) = self.daemons.next_wakeup() {
+                wake = wake.min(t.max(now));
+            }
+            let timeout = wake.saturating_duration_since(now);
             self.wait(timeout);
+        }
+    }
+
+    /// Run the crons that are due now (local time).
+    fn run_crons(&mut self) {
+        if self.crons.jobs.is_empty() {
+            return;
+        }
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let Some(tm) = rsgi_os::spawn::local_time(epoch) else {
+            return;
+        };
+        for action in self.crons.tick(epoch, &tm) {
+            let action = match action {
+                CronAction::Run(i) => {
+                    let Some(job) = self.crons.jobs.get(i) else {
+                        continue;
+                    };
+                    let opts = rsgi_os::spawn::ShellOptions {
+                        die_with_parent: true,
+                        daemonize_pidfile: None,
+                    };
+                    let result =
+                        rsgi_os::spawn::shell(&job.spec.command, opts).map_err(|e| e.to_string());
+                    self.crons.started(i, result, epoch)
+                }
+                other => other,
+            };
+            self.perform_cron(action);
+        }
+    }
+
+    fn perform_cron(&self, action: CronAction) {
+        match action {
+            CronAction::Log(line) => self.log(format_args!("{line}")),
+            CronAction::Kill(pid, sig) => {
+                let _ = kill(Pid::from_raw(-pid.as_raw()), sig);
+            }
+            CronAction::Run(_) => {}
+        }
+    }
+
+    /// Stat the `touch-*` files; feed what changed.
+    fn check_touches(&mut self) {
+        if self.touches.is_empty() {
+            return;
+        }
+        let seen = self
+            .touches
+            .check(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+        for s in seen {
+            match s {
+                Seen::Changed(touch, path) => {
+                    self.feed(Event::Touched(touch, path.display().to_string()));
+                }
+                Seen::Missing(touch, path) => self.log(format_args!(
+                    "{}: cannot stat {}; it triggers once it is created",
+                    touch.option(),
+                    path.display()
+                )),
+            }
         }
     }
 
@@ -394,6 +599,14 @@ impl Master<'_> {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            if let Some(line) = self.crons.exited(status.0, &status.1.to_string()) {
+                self.perform_cron(line);
+                continue;
+            }
+            if self.daemons.owns(status.0) {
+                self.feed_daemons(DaemonEvent::Exited(status.0));
+                continue;
+            }
             self.feed(Event::Exited {
                 pid: status.0,
                 status: status.1,
@@ -469,6 +682,7 @@ impl Master<'_> {
         if nix::unistd::getppid() != self.shm.master_pid() {
             return notify::EXIT_OK;
         }
+        let _ = crate::hooks::run(self.config, rsgi_proto::hooks::Phase::PostFork);
         // SIGCHLD was blocked for the master's signalfd; a worker's own children
         // (subprocess) need it back. The stop signals are unblocked once the
         // worker's handlers exist.
@@ -563,6 +777,11 @@ impl Master<'_> {
         std::env::set_var(OLD_WORKERS_ENV, old.join(","));
         std::env::set_var(REEXEC_ENV, "1");
         self.log(format_args!("re-executing {exe} for the reload"));
+        // Back to the starting directory, as uWSGI's reload: relative arguments
+        // (`--ini app.ini`) and paths read the same in the new image.
+        if let Some(dir) = crate::process::START_DIR.get() {
+            let _ = std::env::set_current_dir(dir);
+        }
         let err = nix::unistd::execv(&exe_c, &args).err();
         // exec failed after fds 3.. were overwritten: the workers die with us
         // (PDEATHSIG) and a supervisor restarts us.

@@ -32,6 +32,11 @@ use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
 use rsgi_proto::notify::{EXIT_OK, EXIT_OS};
 
+/// The directory `rsgi` was started in: relative `pidfile`, `logto`, `daemonize` and
+/// `chdir` are relative to it, and a re-executing master goes back to it (as uWSGI's
+/// reload does), so its command line reads the same.
+pub static START_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
 /// Why a process operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use rsgi_proto::config::VassalConfig;
+use rsgi_proto::hooks::Phase;
 use rsgi_proto::notify::{self, Message};
 use rsgi_proto::Invocation;
 
@@ -126,17 +127,33 @@ fn print_notices(config: &VassalConfig) {
     }
 }
 
-/// Whether `config` asks for a master process.
+/// Whether `config` asks for a master process: `master`, several workers, or a job only
+/// a master does (`touch-*` checks, attached daemons; uWSGI needs `master` for them and
+/// silently does nothing without it).
 fn wants_master(config: &VassalConfig) -> bool {
-    config.master || config.processes > 1
+    config.master
+        || config.processes > 1
+        || !config.touch_reload.is_empty()
+        || !config.touch_chain_reload.is_empty()
+        || !config.touch_workers_reload.is_empty()
+        || !config.touch_logreopen.is_empty()
+        || !config.daemons.is_empty()
+        || !config.crons.is_empty()
+        || config.py_autoreload > 0
 }
 
 /// Serve until stopped.
-fn serve(config: VassalConfig) -> Result<(), Fatal> {
+fn serve(mut config: VassalConfig) -> Result<(), Fatal> {
+    // Relative paths as uWSGI resolves them (`rsgi_proto::paths`).
+    if let Ok(cwd) = std::env::current_dir() {
+        rsgi_proto::paths::resolve(&mut config, &cwd);
+        let _ = crate::process::START_DIR.set(cwd);
+    }
     if let Err(e) = control_signals().thread_block() {
         return Err(Fatal::new(notify::EXIT_OS, format!("sigprocmask: {e}")));
     }
     let reexec = std::env::var_os(crate::master::REEXEC_ENV).is_some();
+    crate::hooks::run(&config, Phase::Asap)?;
     if !reexec {
         print_notices(&config);
         if let Some(log) = &config.daemonize {
@@ -188,7 +205,9 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         crate::process::write_pidfile(path, pid, *safe)
             .map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     }
+    crate::hooks::run(&config, Phase::AsRoot)?;
     drop_privileges(&config)?;
+    crate::hooks::run(&config, Phase::AsUser)?;
     for s in &sockets {
         crate::log::line(format_args!(
             "rsgi: {pid} {} listening on {}",
@@ -201,6 +220,8 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
     } else {
         serve_single(&config, &sockets, &notifier)
     };
+    // Not fatal: the server is done either way.
+    let _ = crate::hooks::run(&config, Phase::AtExit);
     if config.vacuum {
         crate::listen::vacuum(&sockets);
         for (path, _) in &pidfiles {
@@ -257,7 +278,9 @@ fn serve_single(
     sockets: &[BoundSocket],
     notifier: &crate::notify::Notifier,
 ) -> Result<(), Fatal> {
+    crate::hooks::run(config, Phase::PreApp)?;
     let app = Arc::new(load(config)?);
+    crate::hooks::run(config, Phase::PostApp)?;
     // One slot of counters, as a worker of a master would have: the emperor's metrics
     // and the stats read the same layout either way.
     let shm = crate::shm::Shm::create(1).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
@@ -295,5 +318,8 @@ fn serve_single(
             Message::Ready,
             Message::Status(format!("serving on {} socket(s)", sockets.len())),
         ]);
+        // This process is worker 1.
+        let _ = crate::hooks::run(config, Phase::Accepting);
+        let _ = crate::hooks::run(config, Phase::Accepting1);
     })
 }

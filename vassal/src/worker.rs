@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rsgi_proto::config::VassalConfig;
+use rsgi_proto::hooks::Phase;
 use rsgi_proto::notify;
 
 use crate::fatal::Fatal;
@@ -89,7 +90,12 @@ fn counting_disabled() -> bool {
 pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
     let app = match start.app {
         Some(app) => app,
-        None => Arc::new(load(start.config)?),
+        None => {
+            crate::hooks::run(start.config, Phase::PreApp)?;
+            let app = Arc::new(load(start.config)?);
+            crate::hooks::run(start.config, Phase::PostApp)?;
+            app
+        }
     };
     let counters = Counters {
         shm: Arc::clone(&start.shm),
@@ -98,7 +104,7 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
         master_pipe: Some(start.ready_fd),
         recycle_sent: std::sync::atomic::AtomicBool::new(false),
     };
-    let (ready_fd, id) = (start.ready_fd, start.id);
+    let (ready_fd, id, config) = (start.ready_fd, start.id, start.config);
     serve_worker(
         start.config,
         start.sockets,
@@ -106,6 +112,17 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
         Some(counters),
         move || {
             crate::master_pipe::send_ready(ready_fd, id);
+            if config.py_autoreload > 0 {
+                crate::autoreload::start(
+                    Duration::from_secs(config.py_autoreload),
+                    nix::unistd::getppid(),
+                );
+            }
+            // Their failures are logged (not fatal in a worker).
+            let _ = crate::hooks::run(config, Phase::Accepting);
+            if id.get() == 1 {
+                let _ = crate::hooks::run(config, Phase::Accepting1);
+            }
         },
     )
 }

@@ -30,6 +30,9 @@ use rsgi_proto::notify::{Message, EXIT_APP_LOAD};
 use crate::master_pipe::recycle_limit;
 use crate::shm::{RespawnCause, WorkerId};
 
+use super::cheaper::{Cheaper, Decision, Spare};
+use super::touch::Touch;
+
 /// How long a new worker may take to become ready during a reload.
 pub const RELOAD_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a fast stop waits before SIGKILL.
@@ -78,6 +81,11 @@ pub struct Settings {
     pub max_requests: Option<u64>,
     /// `max-requests-delta`.
     pub max_requests_delta: u64,
+    /// `cheaper`: the adaptive worker count (`workers` is then the most).
+    pub cheaper: Option<Cheaper>,
+    /// Attached daemons exist: a stop stops them, a reload that keeps the master's
+    /// image restarts them ([`Action::StopDaemons`], [`Action::RestartDaemons`]).
+    pub daemons: bool,
 }
 
 impl Settings {
@@ -93,8 +101,31 @@ impl Settings {
             lifetime: config.max_worker_lifetime.map(Duration::from_secs),
             max_requests: config.max_requests,
             max_requests_delta: config.max_requests_delta,
+            daemons: !config.daemons.is_empty(),
+            cheaper: cheaper_of(config),
         }
     }
+}
+
+/// The `cheaper` settings of `config`, if it has them: `cheaper` is kept below
+/// `processes` (at most `processes - 1`, as uWSGI needs room to add one), and
+/// `cheaper-initial` between the two.
+fn cheaper_of(config: &VassalConfig) -> Option<Cheaper> {
+    let max = config.processes.max(1) as usize;
+    let min = (config.cheaper as usize).min(max.saturating_sub(1));
+    if min == 0 {
+        return None;
+    }
+    let initial = config
+        .cheaper_initial
+        .map_or(min, |i| i as usize)
+        .clamp(min, max);
+    Some(Cheaper {
+        min,
+        initial,
+        step: (config.cheaper_step as usize).max(1),
+        overload: config.cheaper_overload.max(1),
+    })
 }
 
 /// One worker process.
@@ -169,6 +200,16 @@ pub struct State {
     pub queues_checked: Option<Instant>,
     /// When a full accept queue was last logged.
     pub queue_full_logged: Option<Instant>,
+    /// A chain reload in progress (`touch-chain-reload`): the workers still to replace,
+    /// one at a time, each once the previous one's replacement accepts.
+    pub chain: Option<Vec<Pid>>,
+    /// How many workers the current generation keeps: `processes`, or with `cheaper`
+    /// what the algorithm decided (between `cheaper` and `processes`).
+    pub target: usize,
+    /// The cheaper algorithm's memory.
+    pub spare: Spare,
+    /// When the cheaper algorithm last ran (once per [`TICK`]).
+    pub cheaper_checked: Option<Instant>,
 }
 
 impl State {
@@ -188,6 +229,10 @@ impl State {
             reuse_slots: Vec::new(),
             queues_checked: None,
             queue_full_logged: None,
+            chain: None,
+            target: settings.cheaper.map_or(settings.workers, |c| c.initial),
+            spare: Spare::default(),
+            cheaper_checked: None,
         }
     }
 
@@ -309,6 +354,8 @@ pub enum Event {
     QueuesSampled(Vec<String>),
     /// Answer to [`Action::ReExec`]: the master could not re-execute itself.
     ReExecFailed(String),
+    /// A watched file changed (`touch-reload` and friends): the file, and what it asks.
+    Touched(Touch, String),
 }
 
 /// What the shell must do.
@@ -357,6 +404,11 @@ pub enum Action {
     /// Re-execute the master for a reload, passing down these running workers;
     /// answer a failure with [`Event::ReExecFailed`].
     ReExec(Vec<(WorkerId, Pid)>),
+    /// The vassal stops: stop the attached daemons.
+    StopDaemons,
+    /// A reload without a re-exec (lazy-apps): restart the attached daemons, as
+    /// uWSGI's reload (a re-exec) does. (A re-exec stops them itself.)
+    RestartDaemons,
     /// Every worker has exited after a stop: leave.
     Exit,
 }
@@ -434,6 +486,7 @@ impl Step<'_> {
                 self.settle();
             }
             Event::QueuesSampled(full) => self.queues_sampled(full),
+            Event::Touched(touch, file) => self.touched(touch, &file),
             Event::ReExecFailed(error) => {
                 self.log(format!(
                     "reload failed: cannot re-execute the master: {error}; the workers keep serving"
@@ -505,7 +558,7 @@ impl Step<'_> {
                 self.log(format!("{sig}: fast stop"));
                 self.begin_stop(false);
             }
-            Signal::SIGHUP => self.begin_reload(),
+            Signal::SIGHUP => self.begin_reload("SIGHUP", false),
             Signal::SIGUSR1 => {
                 self.out.push(Action::ReopenLog);
                 let pids: Vec<Pid> = self.s.workers.iter().map(|w| w.pid).collect();
@@ -527,6 +580,9 @@ impl Step<'_> {
             }
         }
         self.out.push(Action::Notify(vec![Message::Stopping]));
+        if self.cfg.daemons {
+            self.out.push(Action::StopDaemons);
+        }
         let (sig, grace) = if graceful {
             (Signal::SIGTERM, self.cfg.reload_mercy)
         } else {
@@ -543,17 +599,41 @@ impl Step<'_> {
         });
     }
 
-    fn begin_reload(&mut self) {
+    /// A watched file changed: what its option asks.
+    fn touched(&mut self, touch: Touch, file: &str) {
+        let why = format!("{} {file} changed", touch.option());
+        match touch {
+            Touch::Reload => self.begin_reload(&why, false),
+            Touch::WorkersReload => self.begin_reload(&why, true),
+            Touch::LogReopen => {
+                self.log(format!("{why}: reopening the log"));
+                self.signal_received(Signal::SIGUSR1);
+            }
+            Touch::ChainReload => self.begin_chain(&why),
+        }
+    }
+
+    /// A graceful reload for `why`: a new generation of workers (lazy mode, or
+    /// `workers_only`: the master keeps its image) or a re-exec of the master.
+    fn begin_reload(&mut self, why: &str, workers_only: bool) {
         if self.s.stopping.is_some() {
             return;
         }
         if self.s.reload.is_some() {
-            self.log("SIGHUP: a reload is already in progress".into());
+            self.log(format!("{why}: a reload is already in progress"));
             return;
         }
-        self.log("SIGHUP: graceful reload".into());
+        let what = if workers_only {
+            "workers reload"
+        } else {
+            "graceful reload"
+        };
+        self.log(format!("{why}: {what}"));
         self.out.push(Action::NotifyReloading);
-        if self.cfg.lazy_apps {
+        if self.cfg.daemons && self.cfg.lazy_apps && !workers_only {
+            self.out.push(Action::RestartDaemons);
+        }
+        if self.cfg.lazy_apps || workers_only {
             let previous = self.s.generation;
             self.s.generation += 1;
             self.s.reload = Some(Reload {
@@ -564,6 +644,67 @@ impl Step<'_> {
         } else {
             self.s.reexec_pending = true;
         }
+    }
+
+    /// `touch-chain-reload`: replace the current workers one at a time.
+    fn begin_chain(&mut self, why: &str) {
+        if self.s.stopping.is_some() {
+            return;
+        }
+        if self.s.reload.is_some() || self.s.chain.is_some() {
+            self.log(format!("{why}: a reload is already in progress"));
+            return;
+        }
+        let pids: Vec<Pid> = self.s.active().map(|w| w.pid).collect();
+        self.log(format!(
+            "{why}: chain reload of {} worker(s), one at a time",
+            pids.len()
+        ));
+        self.s.chain = Some(pids);
+        self.settle();
+    }
+
+    /// The next step of a chain reload: while no chained worker awaits its replacement,
+    /// mark the next one for replacement (the spawn and the stop follow the recycling
+    /// rules: the replacement first, the old one stopped once it accepts).
+    fn chain_next(&mut self) {
+        let Some(chain) = &mut self.s.chain else {
+            return;
+        };
+        let in_progress = self
+            .s
+            .workers
+            .iter()
+            .any(|w| w.replace == Some(RespawnCause::Reload) && w.stopping_since.is_none());
+        if in_progress {
+            return;
+        }
+        let generation = self.s.generation;
+        while !chain.is_empty() {
+            let pid = chain.remove(0);
+            let Some(w) = self.s.workers.iter_mut().find(|w| {
+                w.pid == pid
+                    && w.generation == generation
+                    && w.replace.is_none()
+                    && w.stopping_since.is_none()
+                    && w.harakiri_at.is_none()
+            }) else {
+                continue;
+            };
+            w.replace = Some(RespawnCause::Reload);
+            let (id, left) = (w.id, chain.len());
+            self.out.push(Action::CountRespawn {
+                id,
+                cause: RespawnCause::Reload,
+            });
+            self.log(format!(
+                "chain reload: replacing worker {} (pid {pid}); {left} left after it",
+                id.get()
+            ));
+            return;
+        }
+        self.s.chain = None;
+        self.log("chain reload done".into());
     }
 
     /// Give up a reload: kill the new generation, go back to `previous`.
@@ -676,6 +817,7 @@ impl Step<'_> {
             self.finish();
         } else {
             self.check_workers(now_ms, samples);
+            self.cheaper_cycle(samples);
             if self.s.queues_checked.is_none_or(|t| self.now >= t + TICK) {
                 self.s.queues_checked = Some(self.now);
                 self.out.push(Action::SampleQueues);
@@ -785,6 +927,72 @@ impl Step<'_> {
         }
     }
 
+    /// `cheaper`: once per [`TICK`], while the current generation is steady (no reload,
+    /// no chain reload, every wanted worker accepting), let the spare algorithm add
+    /// workers (up to `processes`) or retire an idle one (down to `cheaper`).
+    fn cheaper_cycle(&mut self, samples: &[Sample]) {
+        let Some(c) = self.cfg.cheaper else {
+            return;
+        };
+        if self.s.reload.is_some() || self.s.chain.is_some() || self.s.reexec_pending {
+            return;
+        }
+        if self.s.cheaper_checked.is_some_and(|t| self.now < t + TICK) {
+            return;
+        }
+        self.s.cheaper_checked = Some(self.now);
+        let running: Vec<(WorkerId, Pid, bool)> = self
+            .s
+            .active()
+            .filter(|w| w.ready)
+            .map(|w| {
+                let busy = samples
+                    .iter()
+                    .any(|s| s.id == w.id && s.oldest_request_start_ms.is_some());
+                (w.id, w.pid, busy)
+            })
+            .collect();
+        if running.len() != self.s.target || self.s.active().count() != self.s.target {
+            return;
+        }
+        let busy = running.iter().filter(|r| r.2).count();
+        match self
+            .s
+            .spare
+            .cycle(&c, running.len(), busy, self.cfg.workers)
+        {
+            Decision::Keep => {}
+            Decision::Add(n) => {
+                self.s.target += n;
+                self.log(format!(
+                    "cheaper: all {} worker(s) busy for {} s; adding {n} (now {} of at most {})",
+                    running.len(),
+                    c.overload + 1,
+                    self.s.target,
+                    self.cfg.workers
+                ));
+            }
+            Decision::RetireOne => {
+                // The idle worker in the highest slot, as uWSGI picks it.
+                let Some(&(id, pid, _)) = running.iter().filter(|r| !r.2).max_by_key(|r| r.0)
+                else {
+                    return;
+                };
+                if let Some(w) = self.s.workers.iter_mut().find(|w| w.pid == pid) {
+                    w.stopping_since = Some(self.now);
+                }
+                self.s.target -= 1;
+                self.signal(pid, Signal::SIGTERM);
+                self.log(format!(
+                    "cheaper: idle; retiring worker {} (pid {pid}) (now {} of at least {})",
+                    id.get(),
+                    self.s.target,
+                    c.min
+                ));
+            }
+        }
+    }
+
     /// A full accept queue is counted (`listen_queue_errors`, every sample) and logged
     /// (at most every [`QUEUE_FULL_LOG_EVERY`]).
     fn queues_sampled(&mut self, full: Vec<String>) {
@@ -826,6 +1034,9 @@ impl Step<'_> {
     /// stop the workers whose replacements accept, finish or give up a reload,
     /// announce READY once, and [`Self::finish`] the tick.
     fn settle(&mut self) {
+        if self.s.stopping.is_none() {
+            self.chain_next();
+        }
         let now = self.now;
         // A worker killed by harakiri still holds its place until it is gone (its
         // stack dump takes a moment); its replacement then takes its slot
@@ -837,7 +1048,7 @@ impl Step<'_> {
             .filter(|w| w.generation == self.s.generation && w.harakiri_at.is_some())
             .count();
         if self.s.can_spawn
-            && self.s.active().count() + dying < self.cfg.workers
+            && self.s.active().count() + dying < self.s.target
             && self.s.next_spawn.is_none_or(|t| now >= t)
         {
             if let Some(id) = self.free_slot() {
@@ -849,7 +1060,7 @@ impl Step<'_> {
             }
         }
         let ready = self.s.active().filter(|w| w.ready).count();
-        let workers = self.cfg.workers;
+        let workers = self.s.target;
         // Replacements accept: stop the workers they replace.
         if ready >= workers {
             let mut term = Vec::new();
@@ -943,6 +1154,8 @@ mod tests {
             lifetime: None,
             max_requests: None,
             max_requests_delta: 0,
+            daemons: false,
+            cheaper: None,
         }
     }
 
@@ -1209,6 +1422,161 @@ mod tests {
         |s| { assert_eq!(s.queues_checked, Some(t(11.0))); });
     row!(queues_are_not_sampled_twice_within_a_tick:
         settings(), serving(), tick(), 10.9 => []);
+
+    // --- touch-reload and friends ---
+    fn touched(touch: Touch) -> Event {
+        Event::Touched(touch, "/app/reload".into())
+    }
+    row!(touch_reload_in_preload_mode_re_executes_like_hup:
+        settings(), serving(), touched(Touch::Reload), 10.0
+        => [log("touch-reload /app/reload changed: graceful reload"), Action::NotifyReloading],
+        |s| { assert!(s.reexec_pending); });
+    row!(touch_reload_in_lazy_mode_starts_a_generation:
+        lazy(), serving(), touched(Touch::Reload), 10.0
+        => [log("touch-reload /app/reload changed: graceful reload"), Action::NotifyReloading],
+        |s| { assert_eq!(s.generation, 2); assert!(s.reload.is_some()); });
+    row!(touch_workers_reload_forks_a_generation_even_when_preloaded:
+        settings(), serving(), touched(Touch::WorkersReload), 10.0
+        => [log("touch-workers-reload /app/reload changed: workers reload"),
+            Action::NotifyReloading],
+        |s| { assert_eq!(s.generation, 2); assert!(!s.reexec_pending); assert!(s.reload.is_some()); });
+    row!(touch_logreopen_reopens_like_usr1:
+        settings(), serving(), touched(Touch::LogReopen), 10.0
+        => [log("touch-logreopen /app/reload changed: reopening the log"), Action::ReopenLog,
+            sig(1, Signal::SIGUSR1), sig(2, Signal::SIGUSR1)]);
+    row!(touch_while_stopping_does_nothing:
+        settings(), State { stopping: Some(Stopping { graceful: true, deadline: t(60.0), killed: false }), ..serving() },
+        touched(Touch::Reload), 10.0 => []);
+    row!(touch_chain_reload_replaces_the_first_worker_only:
+        settings(), serving(), touched(Touch::ChainReload), 10.0
+        => [log("touch-chain-reload /app/reload changed: chain reload of 2 worker(s), one at a time"),
+            respawn(1, RespawnCause::Reload),
+            log("chain reload: replacing worker 1 (pid 101); 1 left after it"),
+            spawn(3, 1)],
+        |s| { assert_eq!(s.chain, Some(vec![pid(102)]));
+              assert_eq!(s.workers[0].replace, Some(RespawnCause::Reload));
+              assert_eq!(s.workers[1].replace, None); });
+    row!(chain_waits_while_the_replacement_starts:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![replaced(1, RespawnCause::Reload), w(2, 1), starting(3, 1)]) },
+        tick(), 10.0 => [],
+        |s| { assert_eq!(s.chain, Some(vec![pid(102)])); });
+    row!(chain_replacement_accepts_old_one_stops_and_the_next_is_replaced:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![replaced(1, RespawnCause::Reload), w(2, 1), starting(3, 1)]) },
+        Event::Ready(3), 10.0 => [],
+        |s| { assert!(s.workers[2].ready); });
+    row!(chain_moves_on_at_the_tick_after_the_replacement_accepts:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![replaced(1, RespawnCause::Reload), w(2, 1), w(3, 1)]) },
+        tick(), 10.0
+        => [sig(1, Signal::SIGTERM)],
+        |s| { assert!(s.workers[0].stopping_since.is_some()); });
+    row!(chain_marks_the_next_once_the_previous_is_stopping:
+        settings(),
+        State { chain: Some(vec![pid(102)]),
+                ..st(vec![Worker { stopping_since: Some(t(9.0)), ..replaced(1, RespawnCause::Reload) },
+                          w(2, 1), w(3, 1)]) },
+        tick(), 10.0
+        => [respawn(2, RespawnCause::Reload),
+            log("chain reload: replacing worker 2 (pid 102); 0 left after it"),
+            spawn(4, 1)]);
+    row!(chain_ends_once_the_last_replacement_accepts:
+        settings(),
+        State { chain: Some(vec![]),
+                ..st(vec![Worker { stopping_since: Some(t(9.0)), ..replaced(2, RespawnCause::Reload) },
+                          w(3, 1), w(4, 1)]) },
+        tick(), 10.0 => [log("chain reload done")],
+        |s| { assert_eq!(s.chain, None); });
+    row!(chain_skips_a_worker_that_died_meanwhile:
+        settings(),
+        State { chain: Some(vec![pid(109), pid(102)]), ..serving() },
+        tick(), 10.0
+        => [respawn(2, RespawnCause::Reload),
+            log("chain reload: replacing worker 2 (pid 102); 0 left after it"),
+            spawn(3, 1)]);
+    row!(second_chain_while_one_runs_is_refused:
+        settings(), State { chain: Some(vec![pid(102)]), ..serving() },
+        touched(Touch::ChainReload), 10.0
+        => [log("touch-chain-reload /app/reload changed: a reload is already in progress")]);
+
+    // --- cheaper ---
+    /// cheaper 1 (initial 1), step 1, overload 1, processes 3; no harakiri.
+    fn cheap() -> Settings {
+        Settings {
+            workers: 3,
+            slots: 6,
+            harakiri_ms: None,
+            cheaper: Some(Cheaper {
+                min: 1,
+                initial: 1,
+                step: 1,
+                overload: 1,
+            }),
+            ..settings()
+        }
+    }
+
+    fn busy(n: u32) -> Sample {
+        Sample {
+            oldest_request_start_ms: Some(99_000),
+            ..idle(n)
+        }
+    }
+
+    fn cheap_serving(workers: Vec<Worker>) -> State {
+        let target = workers.len();
+        State {
+            target,
+            queues_checked: Some(t(10.0)),
+            ..st(workers)
+        }
+    }
+
+    row!(cheaper_starts_with_cheaper_initial_workers:
+        cheap(), State { can_spawn: true, ..State::new(&cheap()) }, tick(), 10.0
+        => [Action::SampleQueues, spawn(1, 1)],
+        |s| { assert_eq!(s.target, 1); });
+    row!(cheaper_one_busy_cycle_is_not_overload_yet:
+        cheap(), cheap_serving(vec![w(1, 1)]), tick_with(vec![busy(1)]), 10.0 => [],
+        |s| { assert_eq!(s.spare.overload_count, 1); assert_eq!(s.target, 1); });
+    row!(cheaper_overload_adds_a_worker:
+        cheap(),
+        State { spare: Spare { overload_count: 1, idle_count: 0 }, ..cheap_serving(vec![w(1, 1)]) },
+        tick_with(vec![busy(1)]), 10.0
+        => [log("cheaper: all 1 worker(s) busy for 2 s; adding 1 (now 2 of at most 3)"), spawn(2, 1)],
+        |s| { assert_eq!(s.target, 2); });
+    row!(cheaper_never_goes_above_processes:
+        cheap(),
+        State { spare: Spare { overload_count: 5, idle_count: 0 }, ..cheap_serving(vec![w(1, 1), w(2, 1), w(3, 1)]) },
+        tick_with(vec![busy(1), busy(2), busy(3)]), 10.0 => [],
+        |s| { assert_eq!(s.target, 3); });
+    row!(cheaper_idle_retires_the_highest_idle_slot:
+        cheap(), cheap_serving(vec![w(1, 1), w(2, 1), w(3, 1)]),
+        tick_with(vec![idle(1), idle(2), busy(3)]), 10.0
+        => [sig(2, Signal::SIGTERM),
+            log("cheaper: idle; retiring worker 2 (pid 102) (now 2 of at least 1)")],
+        |s| { assert_eq!(s.target, 2); assert!(s.workers[1].stopping_since.is_some()); });
+    row!(cheaper_retired_worker_is_not_respawned:
+        cheap(),
+        State { target: 1, ..cheap_serving(vec![w(1, 1), retiring(2, 1)]) },
+        exited(2, 0), 10.0 => [dead(2)]);
+    row!(cheaper_waits_while_workers_start:
+        cheap(),
+        State { target: 2, spare: Spare { overload_count: 9, idle_count: 0 }, ..cheap_serving(vec![w(1, 1), starting(2, 1)]) },
+        tick_with(vec![busy(1), busy(2)]), 10.0 => [],
+        |s| { assert_eq!(s.spare.overload_count, 9); });
+    row!(cheaper_keeps_at_least_cheaper:
+        cheap(), cheap_serving(vec![w(1, 1)]), tick_with(vec![idle(1)]), 10.0 => []);
+    row!(cheaper_reload_forks_the_current_target:
+        Settings { lazy_apps: true, ..cheap() },
+        State { target: 2, ..cheap_serving(vec![w(1, 1), w(2, 1)]) },
+        Event::Signal(Signal::SIGHUP), 10.0
+        => [log("SIGHUP: graceful reload"), Action::NotifyReloading],
+        |s| { assert_eq!(s.target, 2); assert_eq!(s.generation, 2); });
 
     // --- Crash and respawn ---
     row!(ready_worker_crash_is_counted_and_keeps_its_slot:
@@ -1716,6 +2084,14 @@ mod tests {
                 lifetime: Some(Duration::from_secs(20)),
                 max_requests: Some(50),
                 max_requests_delta: 1,
+                daemons: seed % 2 == 0,
+                // Some seeds with room for it adapt their worker count.
+                cheaper: (seed % 4 < 2 && seed % 3 > 0).then_some(Cheaper {
+                    min: 1,
+                    initial: 1,
+                    step: 1 + (seed % 2) as usize,
+                    overload: 1 + seed % 2,
+                }),
             };
             let origin = t(0.0);
             Sim {
@@ -1821,6 +2197,27 @@ mod tests {
                         Some(Event::AppLoaded)
                     }
                 }
+                Action::Log(line) => {
+                    if line.starts_with("cheaper: all") {
+                        self.see("cheaper added");
+                    } else if line.starts_with("cheaper: idle") {
+                        self.see("cheaper retired");
+                    } else if line.starts_with("chain reload: replacing") {
+                        self.see("chain step");
+                    }
+                    None
+                }
+                Action::StopDaemons => {
+                    assert!(self.settings.daemons);
+                    self.see("daemons stopped");
+                    None
+                }
+                Action::RestartDaemons => {
+                    assert!(self.settings.daemons && self.settings.lazy_apps);
+                    assert!(!self.stop_began, "daemons restarted while stopping");
+                    self.see("daemons restarted");
+                    None
+                }
                 Action::Exit => {
                     assert!(self.stop_began, "exit without a stop");
                     assert!(self.state.workers.is_empty(), "exit with workers left");
@@ -1860,6 +2257,14 @@ mod tests {
                 let active = s.active().count();
                 assert!(active <= self.settings.workers, "too many: {s:?}");
             }
+            let min = self
+                .settings
+                .cheaper
+                .map_or(self.settings.workers, |c| c.min);
+            assert!(
+                (min..=self.settings.workers).contains(&s.target),
+                "target out of bounds after {after}: {s:?}"
+            );
             assert!(
                 s.workers.len() <= self.settings.slots,
                 "more workers than slots: {s:?}"
@@ -1903,6 +2308,7 @@ mod tests {
 
         fn tick(&mut self) {
             let now_ms = self.now.duration_since(self.origin).as_millis() as u64 + 10_000;
+            let cheap = self.settings.cheaper.is_some();
             let samples = self
                 .state
                 .workers
@@ -1913,7 +2319,10 @@ mod tests {
                 .map(|id| Sample {
                     id,
                     requests: self.dice.roll(54),
-                    oldest_request_start_ms: match self.dice.roll(8) {
+                    // With cheaper, workers are busy half the time (so it adds and
+                    // retires); else rarely (harakiri needs a long one now and then).
+                    oldest_request_start_ms: match self.dice.roll(if cheap { 2 } else { 8 }) {
+                        0 if cheap => Some(now_ms - self.dice.roll(1_000)),
                         0 => Some(now_ms - self.dice.roll(4_000)),
                         _ => None,
                     },
@@ -1989,7 +2398,16 @@ mod tests {
                         status: ExitStatus::Code(1),
                     });
                 }
-                75..=84 => self.feed(Event::Signal(Signal::SIGHUP)),
+                75..=80 => self.feed(Event::Signal(Signal::SIGHUP)),
+                81..=84 => {
+                    let touch = match self.dice.roll(3) {
+                        0 => Touch::ChainReload,
+                        1 => Touch::WorkersReload,
+                        _ => Touch::LogReopen,
+                    };
+                    self.see("touched");
+                    self.feed(Event::Touched(touch, "/f".into()));
+                }
                 85..=87 => self.feed(Event::Signal(Signal::SIGUSR1)),
                 88..=97 => self.tick(),
                 _ => self.stop(),
@@ -2071,6 +2489,12 @@ mod tests {
             "max_requests",
             "rss",
             "lifetime",
+            "touched",
+            "chain step",
+            "cheaper added",
+            "cheaper retired",
+            "daemons stopped",
+            "daemons restarted",
         ] {
             assert!(seen.get(what).is_some_and(|n| *n >= 5), "{what}: {seen:?}");
         }

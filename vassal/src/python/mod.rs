@@ -339,3 +339,29 @@ pub fn enable_stack_dumps(signal: i32) {
         ));
     }
 }
+
+/// The source files of the loaded modules (`sys.modules`, each module's `__file__`; a
+/// `.pyc`/`.pyo`/`.pyd` names its source without the last letter, as uWSGI's
+/// `py-autoreload` reads it). Holds the GIL only while it reads `sys.modules`.
+pub fn module_files() -> Vec<PathBuf> {
+    Python::attach(|py| -> PyResult<Vec<PathBuf>> {
+        let modules = py.import("sys")?.getattr("modules")?;
+        let modules = modules.cast::<PyDict>()?.copy()?;
+        let mut files = Vec::new();
+        for (_, module) in modules.iter() {
+            let Ok(file) = module.getattr("__file__") else {
+                continue;
+            };
+            let Ok(file) = file.extract::<String>() else {
+                continue;
+            };
+            let source = match file.rsplit_once('.') {
+                Some((_, "pyc" | "pyo" | "pyd")) => file[..file.len() - 1].to_owned(),
+                _ => file,
+            };
+            files.push(PathBuf::from(source));
+        }
+        Ok(files)
+    })
+    .unwrap_or_default()
+}

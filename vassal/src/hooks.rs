@@ -1,0 +1,104 @@
+//! Runs uWSGI's hooks (`hook-*`, `exec-*`; read by `rsgi_proto::hooks`) at their
+//! phases, as uWSGI's `uwsgi_hooks_run` does: in config order, each logged as
+//! `running "ACTION:ARG" (PHASE)...`; a failure of a fatal phase ends the server.
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+
+use rsgi_proto::config::VassalConfig;
+use rsgi_proto::hooks::{Action, Hook, Phase};
+use rsgi_proto::notify;
+
+use crate::fatal::Fatal;
+
+/// Run the hooks of `phase`. A failing hook of a fatal phase stops there with the
+/// error; other phases log it and go on.
+pub fn run(config: &VassalConfig, phase: Phase) -> Result<(), Fatal> {
+    for hook in config.hooks.iter().filter(|h| h.phase == phase) {
+        crate::log::line(format_args!("rsgi: running {}...", hook.describe()));
+        if let Err(e) = perform(hook) {
+            let what = format!("hook {} failed: {e}", hook.describe());
+            if phase.fatal() {
+                return Err(Fatal::new(notify::EXIT_CONFIG, what));
+            }
+            crate::log::line(format_args!("rsgi: {what}"));
+        }
+    }
+    Ok(())
+}
+
+/// `FILE TEXT` split at the first space.
+fn file_and_text(arg: &str) -> (&str, &str) {
+    arg.split_once(' ').unwrap_or((arg, ""))
+}
+
+fn write_file(path: &str, text: &str, append: bool, newline: bool) -> std::io::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    if newline {
+        f.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn perform(hook: &Hook) -> Result<(), String> {
+    let arg = hook.arg.as_str();
+    let io = |r: std::io::Result<()>| r.map_err(|e| e.to_string());
+    match hook.action {
+        Action::Exec | Action::SafeExec => {
+            let status = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(arg)
+                .status()
+                .map_err(|e| format!("cannot run /bin/sh: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else if hook.action == Action::SafeExec {
+                crate::log::line(format_args!("rsgi: command \"{arg}\" exited with {status}"));
+                Ok(())
+            } else {
+                Err(format!("the command exited with {status}"))
+            }
+        }
+        Action::Print => {
+            crate::log::line(format_args!("{arg}"));
+            Ok(())
+        }
+        Action::Write | Action::WriteN | Action::Append | Action::AppendN => {
+            let (file, text) = file_and_text(arg);
+            let append = matches!(hook.action, Action::Append | Action::AppendN);
+            let newline = matches!(hook.action, Action::WriteN | Action::AppendN);
+            io(write_file(file, text, append, newline))
+        }
+        Action::Create => io(write_file(arg, "", false, false)),
+        Action::Unlink => io(std::fs::remove_file(arg)),
+        Action::Mkdir => io(std::fs::create_dir(arg)),
+        Action::Chmod => {
+            let (file, mode) = file_and_text(arg);
+            let mode = u32::from_str_radix(mode.trim(), 8).map_err(|e| e.to_string())?;
+            io(std::fs::set_permissions(
+                file,
+                std::fs::Permissions::from_mode(mode),
+            ))
+        }
+        Action::Putenv => match arg.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                // Hooks run while the process has a single thread (before any worker
+                // runtime or Python thread), or in a worker before it serves.
+                std::env::set_var(k, v);
+                Ok(())
+            }
+            _ => Err(format!("'{arg}' is not KEY=VALUE")),
+        },
+        Action::Chdir => io(std::env::set_current_dir(arg)),
+        Action::Exit => {
+            let code = arg.trim().parse().unwrap_or(0);
+            std::process::exit(code);
+        }
+    }
+}
