@@ -44,6 +44,18 @@ pub trait Effects {
     fn spawn(&mut self, req: &SpawnRequest<'_>) -> Result<Pid, String>;
     /// Send `sig` to `pid` (a pid of 0 or less is ignored).
     fn signal(&mut self, pid: Pid, sig: Sig);
+    /// Watch a sleeping vassal's listening sockets and send [`Msg::Wake`] with `seq`
+    /// once a connection waits on one of them (at once if one already does). The
+    /// handles stop the watch. The default watches nothing (for fakes).
+    fn watch(
+        &mut self,
+        name: &VassalName,
+        seq: u64,
+        sockets: &[Arc<BoundSocket>],
+    ) -> Result<Vec<tokio::task::AbortHandle>, String> {
+        let _ = (name, seq, sockets);
+        Ok(Vec::new())
+    }
 }
 
 /// The real effects: processes, pipes and signals.
@@ -107,6 +119,51 @@ impl Effects for OsEffects {
             });
         });
         Ok(pid)
+    }
+
+    fn watch(
+        &mut self,
+        name: &VassalName,
+        seq: u64,
+        sockets: &[Arc<BoundSocket>],
+    ) -> Result<Vec<tokio::task::AbortHandle>, String> {
+        use std::os::fd::AsFd;
+        use tokio::io::unix::AsyncFd;
+        let mut handles = Vec::new();
+        for s in sockets {
+            // A duplicate, so that dropping the watch (epoll deregistration, close)
+            // leaves the socket itself alone. Its flags are shared, so none is changed:
+            // readiness needs no O_NONBLOCK, and nothing is ever read from it.
+            let watched = s
+                .listener
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| e.to_string())
+                .and_then(|fd| {
+                    // SAFETY: the AsyncFd owns this OwnedFd, so the fd stays open and
+                    // names the same socket until the AsyncFd is dropped.
+                    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| format!("cannot watch {}: {e}", s.addr));
+            let watched = match watched {
+                Ok(w) => w,
+                Err(e) => {
+                    handles.iter().for_each(tokio::task::AbortHandle::abort);
+                    return Err(e);
+                }
+            };
+            let (name, tx) = (name.clone(), self.tx.clone());
+            let task = tokio::spawn(async move {
+                // A listening socket is readable when a connection waits in its
+                // backlog; epoll reports one that already waits at registration.
+                if watched.readable().await.is_ok() {
+                    let _ = tx.send(Msg::Wake { name, seq });
+                }
+            });
+            handles.push(task.abort_handle());
+        }
+        Ok(handles)
     }
 
     fn signal(&mut self, pid: Pid, sig: Sig) {

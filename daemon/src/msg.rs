@@ -58,6 +58,13 @@ pub enum Msg {
     ReloadAll,
     /// A request from the control socket, with where to send the answer.
     Control(Command, oneshot::Sender<Reply>),
+    /// A connection waits on a sleeping (on-demand) vassal's socket.
+    Wake {
+        /// Which vassal.
+        name: VassalName,
+        /// Which sleep (a watch of an earlier sleep that reports late is ignored).
+        seq: u64,
+    },
 }
 
 /// A control-socket request, as the actor sees it (the HTTP layer in
