@@ -211,8 +211,7 @@ impl Emperor {
             let workers = shm.snapshots();
             let requests = workers.iter().map(|w| w.requests).sum();
             let busy = workers.iter().any(|w| w.in_flight > 0);
-            let (activity, is_due) =
-                lifecycle::observe(v.activity, gen, requests, busy, now, idle);
+            let (activity, is_due) = lifecycle::observe(v.activity, gen, requests, busy, now, idle);
             v.activity = Some(activity);
             if is_due {
                 v.activity = None;

@@ -2024,7 +2024,19 @@ mod tests {
             // A request is in flight (a long one): not idle, start again.
             (Some(seen(7, 1.0)), G, 7, true, 20.0, seen(7, 20.0), false),
             // Another generation (a reload): start again.
-            (Some(seen(7, 1.0)), N, 7, false, 20.0, Activity { gen: N, requests: 7, since: t(20.0) }, false),
+            (
+                Some(seen(7, 1.0)),
+                N,
+                7,
+                false,
+                20.0,
+                Activity {
+                    gen: N,
+                    requests: 7,
+                    since: t(20.0),
+                },
+                false,
+            ),
         ];
         for (i, (last, gen, requests, busy, now, kept, due)) in rows.iter().enumerate() {
             let got = observe(*last, *gen, *requests, *busy, t(*now), idle);
