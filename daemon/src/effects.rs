@@ -44,6 +44,19 @@ pub trait Effects {
     fn spawn(&mut self, req: &SpawnRequest<'_>) -> Result<Pid, String>;
     /// Send `sig` to `pid` (a pid of 0 or less is ignored).
     fn signal(&mut self, pid: Pid, sig: Sig);
+    /// Take over a generation the previous rsgid image started (an upgrade in place):
+    /// read its output and notify socket from the handed-over fds and wait for its exit,
+    /// as [`Effects::spawn`] does for a new one. The default refuses (for fakes).
+    fn adopt(
+        &mut self,
+        name: &VassalName,
+        gen: Gen,
+        pid: Pid,
+        fds: crate::upgrade::ChildFdNumbers,
+    ) -> Result<(), String> {
+        let _ = (name, gen, pid, fds);
+        Err("adopting a process is not supported here".into())
+    }
     /// Watch a sleeping vassal's listening sockets and send [`Msg::Wake`] with `seq`
     /// once a connection waits on one of them (at once if one already does). The
     /// handles stop the watch. The default watches nothing (for fakes).
@@ -87,6 +100,15 @@ impl Effects for OsEffects {
         // rsgid waits for it itself (below): a PID 1 reaper must leave it alone.
         crate::reaper::adopt(os_pid);
         let pid = Pid(i32::try_from(os_pid).unwrap_or(0));
+        // Duplicates kept for an upgrade in place (crate::upgrade).
+        crate::upgrade::remember_child(
+            pid.0,
+            crate::upgrade::ChildFds {
+                notify: crate::upgrade::dup(&notify),
+                stdout: child.stdout.as_ref().and_then(crate::upgrade::dup),
+                stderr: child.stderr.as_ref().and_then(crate::upgrade::dup),
+            },
+        );
         let (name, gen) = (req.name.clone(), req.gen);
         if let Some(out) = child.stdout.take() {
             forward_lines(name.clone(), gen, out, self.tx.clone());
@@ -111,6 +133,7 @@ impl Effects for OsEffects {
                 },
             };
             crate::reaper::release(os_pid);
+            crate::upgrade::forget_child(pid.0);
             let _ = tx.send(Msg::Exited {
                 name,
                 gen,
@@ -119,6 +142,53 @@ impl Effects for OsEffects {
             });
         });
         Ok(pid)
+    }
+
+    fn adopt(
+        &mut self,
+        name: &VassalName,
+        gen: Gen,
+        pid: Pid,
+        fds: crate::upgrade::ChildFdNumbers,
+    ) -> Result<(), String> {
+        // SAFETY (each `own`): the previous image handed these numbers over for this
+        // child, and each is taken once, here.
+        let own = |fd: Option<std::os::fd::RawFd>| fd.map(|n| unsafe { crate::upgrade::own(n) });
+        let (notify, stdout, stderr) = (own(fds.notify), own(fds.stdout), own(fds.stderr));
+        crate::upgrade::remember_child(
+            pid.0,
+            crate::upgrade::ChildFds {
+                notify: notify.as_ref().and_then(crate::upgrade::dup),
+                stdout: stdout.as_ref().and_then(crate::upgrade::dup),
+                stderr: stderr.as_ref().and_then(crate::upgrade::dup),
+            },
+        );
+        if let Ok(os_pid) = u32::try_from(pid.0) {
+            crate::reaper::adopt(os_pid);
+        }
+        for out in [stdout, stderr].into_iter().flatten() {
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(out)
+                .map_err(|e| format!("cannot read the output of pid {pid}: {e}"))?;
+            forward_lines(name.clone(), gen, pipe, self.tx.clone());
+        }
+        if let Some(notify) = notify {
+            watch_notify(name.clone(), gen, notify, self.tx.clone());
+        }
+        let (name, tx) = (name.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let (code, signal) = crate::upgrade::wait_child(pid.0).await;
+            if let Ok(os_pid) = u32::try_from(pid.0) {
+                crate::reaper::release(os_pid);
+            }
+            crate::upgrade::forget_child(pid.0);
+            let _ = tx.send(Msg::Exited {
+                name,
+                gen,
+                pid,
+                exit: ExitInfo { code, signal },
+            });
+        });
+        Ok(())
     }
 
     fn watch(

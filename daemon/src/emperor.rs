@@ -36,9 +36,16 @@ use crate::msg::{Command, Msg, Pending, Reply};
 use crate::scan::{self, Change, Fingerprint, VassalFile, VassalName};
 use crate::settings::Settings;
 
+mod handover;
+pub use handover::{check_state, UpgradeState};
+
 /// How long after `stop_timeout` rsgid gives up on vassals that have not exited and
 /// exits anyway (after SIGKILL to what is left).
 const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
+
+/// How long after answering `rsgictl upgrade` the exec happens (the answer is written
+/// meanwhile), and how often it is tried again while vassals are starting.
+const UPGRADE_POLL: Duration = Duration::from_millis(100);
 
 /// How often the counters of serving vassals with `idle` are looked at.
 const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -113,6 +120,9 @@ pub struct Emperor {
     scan_error: Option<String>,
     /// When the `idle` check runs next (only while some vassal with `idle` serves).
     next_idle_check: Instant,
+    /// An upgrade in place was checked and asked for at this time: the exec follows
+    /// (see `handover.rs`).
+    upgrade_at: Option<Instant>,
 }
 
 impl Emperor {
@@ -136,6 +146,7 @@ impl Emperor {
             scans: 0,
             scan_error: None,
             next_idle_check: now(),
+            upgrade_at: None,
         }
     }
 
@@ -184,6 +195,10 @@ impl Emperor {
         }
         if self.vassals.values().any(idle_watched) {
             let d = self.next_idle_check;
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        if self.upgrade_at.is_some() {
+            let d = now() + UPGRADE_POLL;
             wake = Some(wake.map_or(d, |w| w.min(d)));
         }
         wake
@@ -241,6 +256,12 @@ impl Emperor {
             self.input(&name, Input::Tick);
         }
         self.check_idle(now);
+        if self
+            .upgrade_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= UPGRADE_POLL)
+        {
+            self.exec_upgrade();
+        }
         if let Some(deadline) = self.shutdown_deadline {
             let running: Vec<Pid> = self.vassals.values().flat_map(|v| v.state.pids()).collect();
             if running.is_empty() {
@@ -371,6 +392,12 @@ impl Emperor {
             Msg::Control(cmd, reply) => {
                 let answer = self.control(cmd);
                 let _ = reply.send(answer);
+            }
+            Msg::Upgrade => {
+                tracing::info!("SIGUSR2: upgrading rsgid in place");
+                if let Err(e) = self.begin_upgrade() {
+                    tracing::error!("upgrade refused, this rsgid runs on: {e}");
+                }
             }
             Msg::Wake { name, seq } => {
                 let asleep = self.vassals.get(&name).is_some_and(|v| {
@@ -827,6 +854,18 @@ impl Emperor {
                 }
             }
             Command::Check(path) => Reply::Check(self.check(&path)),
+            Command::Upgrade => {
+                let result = self.begin_upgrade();
+                if let Err(e) = &result {
+                    tracing::error!("upgrade refused, this rsgid runs on: {e}");
+                }
+                let ok = result.is_ok();
+                Reply::Action(ActionResult {
+                    ok,
+                    message: result.unwrap_or_else(|e| format!("upgrade refused: {e}")),
+                    ..ActionResult::default()
+                })
+            }
             Command::Metrics => Reply::Metrics(Box::new(crate::snapshot::Snapshot::take(
                 &self.settings,
                 self.scans,

@@ -30,7 +30,9 @@ use rsgi_proto::notify::EXIT_CONFIG;
 
 /// A generation: one process of a vassal. Numbers are assigned by [`step`] from
 /// [`State::next_gen`] and never reused within one [`State`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Gen(pub u64);
 
 impl Gen {
@@ -47,7 +49,9 @@ impl fmt::Display for Gen {
 
 /// A process id. A plain newtype so this module stays free of OS types; the actor
 /// converts to `nix::unistd::Pid` at the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Pid(pub i32);
 
 impl fmt::Display for Pid {
@@ -57,7 +61,9 @@ impl fmt::Display for Pid {
 }
 
 /// How a process ended: an exit code or a terminating signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct ExitInfo {
     /// The exit code, when the process called `exit`.
     pub code: Option<i32>,
@@ -168,7 +174,7 @@ pub fn observe(
 }
 
 /// Everything the emperor knows about one vassal's processes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// What the current generation is doing.
     pub phase: Phase,
@@ -198,13 +204,14 @@ impl Default for State {
 }
 
 /// An old generation that was sent SIGTERM and is expected to exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Draining {
     /// Its generation.
     pub gen: Gen,
     /// Its process.
     pub pid: Pid,
     /// When it gets SIGKILL if still alive.
+    #[serde(with = "crate::upgrade::instant_ms")]
     pub deadline: Instant,
     /// SIGKILL was sent (once).
     pub killed: bool,
@@ -294,7 +301,7 @@ pub const STATE_NAMES: [&str; 10] = [
 /// sockets and watches them; a connection waiting in the backlog, even one that arrived
 /// while the last generation stopped, is reported at once as [`Input::Wake`].
 /// `ConfigChanged` without `on_demand` in `Sleeping` starts the vassal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// Known, not started yet.
     Idle,
@@ -305,6 +312,7 @@ pub enum Phase {
         /// `None` until [`Input::Spawned`].
         pid: Option<Pid>,
         /// When the spawn was asked for (the start timeout counts from here).
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// Failures in a row before this start.
         attempt: u32,
@@ -316,6 +324,7 @@ pub enum Phase {
         /// Its process.
         pid: Pid,
         /// When it became ready (loyalty counts from here).
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// Failures in a row; resets to 0 on a `Tick` once ready for `loyal_after`.
         attempt: u32,
@@ -329,8 +338,10 @@ pub enum Phase {
         /// The new generation's process, `None` until [`Input::Spawned`].
         pid: Option<Pid>,
         /// When the new generation was spawned (the start timeout counts from here).
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// When the old generation became ready (restored if the reload fails).
+        #[serde(with = "crate::upgrade::instant_ms")]
         ready_since: Instant,
     },
     /// The current process was sent SIGTERM; `then` says what follows its exit.
@@ -340,6 +351,7 @@ pub enum Phase {
         /// Its process.
         pid: Pid,
         /// When it gets SIGKILL.
+        #[serde(with = "crate::upgrade::instant_ms")]
         deadline: Instant,
         /// SIGKILL was sent.
         killed: bool,
@@ -349,6 +361,7 @@ pub enum Phase {
     /// Waiting before the next try after a failure.
     Backoff {
         /// When the next generation is spawned.
+        #[serde(with = "crate::upgrade::instant_ms")]
         until: Instant,
         /// Failures in a row so far (the next start carries it).
         attempt: u32,
@@ -356,6 +369,7 @@ pub enum Phase {
     /// Gave up. Only `ConfigChanged`, `CtlStart` and `CtlRestart` leave.
     Failed {
         /// Since when.
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// Why, for the status.
         reason: String,
@@ -364,6 +378,7 @@ pub enum Phase {
     /// `CtlRestart` or `ConfigChanged`.
     Stopped {
         /// Since when.
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
     },
     /// Terminal: the file is gone and no process is left.
@@ -372,12 +387,13 @@ pub enum Phase {
     /// connection arrives ([`Input::Wake`]).
     Sleeping {
         /// Since when.
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
     },
 }
 
 /// What follows once a stopping process exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Then {
     /// The config file is gone: retire the vassal.
     Retire,

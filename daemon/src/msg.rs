@@ -58,6 +58,8 @@ pub enum Msg {
     ReloadAll,
     /// A request from the control socket, with where to send the answer.
     Control(Command, oneshot::Sender<Reply>),
+    /// SIGUSR2: upgrade rsgid in place (as [`Command::Upgrade`]).
+    Upgrade,
     /// A connection waits on a sleeping (on-demand) vassal's socket.
     Wake {
         /// Which vassal.
@@ -104,6 +106,9 @@ pub enum Command {
     Check(PathBuf),
     /// Every vassal's numbers, for `/metrics`, `/top` and the emperor stats.
     Metrics,
+    /// `rsgictl upgrade`: check the binary rsgid was started from, then re-execute it in
+    /// place, handing everything over (answered before the exec).
+    Upgrade,
 }
 
 /// The actor's answer to a [`Command`].
