@@ -34,5 +34,6 @@ mod e2e {
     mod static_map;
     mod tyrant;
     mod unprivileged;
+    mod upgrade;
     mod wsgi;
 }
