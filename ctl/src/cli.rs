@@ -27,8 +27,8 @@ Exit codes (as supervisorctl and LSB init scripts):
   2  usage error
   3  not running: rsgid is not running (no socket, or nothing answers on it);
      `status NAME`: the vassal is not running; `list`: some vassal is not running
-     (stopped, failed, backoff or idle; starting, ready, reloading and stopping count
-     as running); `reload NAME`: the vassal is not running (anything but starting,
+     (stopped, failed, backoff or idle; starting, ready, reloading, stopping and
+     sleeping (on demand) count as running); `reload NAME`: the vassal is not running (anything but starting,
      ready or reloading), so there is nothing to reload
   4  no such vassal
 

@@ -2028,7 +2028,8 @@ mod tests {
             since: t(since),
         };
         // (last, gen, requests, busy, now) => (kept, idle now?)
-        let rows: &[(Option<Activity>, Gen, u64, bool, f64, Activity, bool)] = &[
+        type Row = (Option<Activity>, Gen, u64, bool, f64, Activity, bool);
+        let rows: &[Row] = &[
             // First look: the count starts.
             (None, G, 7, false, 1.0, seen(7, 1.0), false),
             // Nothing moved, not long enough yet.

@@ -496,3 +496,55 @@ fn bound_socket(s: SocketState) -> Option<BoundSocket> {
         created_path: s.created_path,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn check(text: &str) -> Result<UpgradeState, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(&path, text).unwrap();
+        check_state(&path)
+    }
+
+    #[test]
+    fn the_check_accepts_its_version_only() {
+        let state = |version: u32| {
+            format!(
+                r#"{{"version":{version},"from_build":"x","listeners":{{"control:/c":3}},"scans":2,"vassals":[]}}"#
+            )
+        };
+        let ok = check(&state(STATE_VERSION)).unwrap();
+        assert_eq!(ok.listeners.get("control:/c"), Some(&3));
+        let e = check(&state(STATE_VERSION + 1)).unwrap_err();
+        assert!(e.contains("state version 2"), "{e}");
+        assert!(check("{}").is_err());
+        assert!(check("not json").unwrap_err().contains("state.json"));
+    }
+
+    #[test]
+    fn a_lifecycle_state_survives_the_round_trip() {
+        let mut state = State::new();
+        state.phase = Phase::Backoff {
+            until: std::time::Instant::now() + Duration::from_secs(5),
+            attempt: 3,
+        };
+        state.last_error = Some("exited with exit code 1".into());
+        state.restarts = 7;
+        let json = serde_json::to_string(&state).unwrap();
+        let back: State = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.restarts, 7);
+        assert_eq!(back.last_error, state.last_error);
+        let Phase::Backoff { until, attempt } = back.phase else {
+            panic!("{back:?}");
+        };
+        assert_eq!(attempt, 3);
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        assert!(
+            left > Duration::from_secs(4) && left <= Duration::from_secs(5),
+            "{left:?}"
+        );
+    }
+}
