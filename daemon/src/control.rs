@@ -1140,7 +1140,8 @@ mod tests {
             assert_eq!(mode & 0o777, 0o660);
             let r = get(&sock, "/ping").await;
             assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-            assert!(r.ends_with("{\"ok\":true}\n"), "{r}");
+            assert!(r.ends_with("\"ok\":true}\n"), "{r}");
+            assert!(r.contains("\"image\":\""), "{r}");
             let r = get(&sock, "/vassals").await;
             assert!(r.contains("\"name\":\"app\""), "{r}");
             let r = get(&sock, "/vassals/app").await;
