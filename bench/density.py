@@ -182,8 +182,10 @@ class Rsgid:
         self.logf.close()
 
 
-def hello_ini(extra: str = "") -> str:
-    return f"[uwsgi]\nwsgi-file = {REPO / 'tests/apps/hello.py'}\ndisable-logging = true\n{extra}"
+def hello_ini(extra: str = "", master: bool = False, processes: int = 1) -> str:
+    """The hello vassal (one process unless asked), the same text for rsgi and uWSGI."""
+    return (f"[uwsgi]\nwsgi-file = {REPO / 'tests/apps/hello.py'}\nmaster = {str(master).lower()}\n"
+            f"processes = {processes}\ndisable-logging = true\n{extra}")
 
 
 DJANGO_APP = '''
@@ -282,9 +284,7 @@ def section_uwsgi(args, report: list):
     vdir.mkdir()
     rdir.mkdir()
     for i in range(n):
-        (vdir / f"hello{i:03d}.ini").write_text(
-            f"[uwsgi]\nsocket = {rdir}/hello{i:03d}.sock\nwsgi-file = {REPO / 'tests/apps/hello.py'}\n"
-            f"disable-logging = true\n")
+        (vdir / f"hello{i:03d}.ini").write_text(hello_ini(f"socket = {rdir}/hello{i:03d}.sock\n"))
     logf = open(base / "uwsgi.log", "ab")
     proc = subprocess.Popen([args.uwsgi, "--emperor", str(vdir)], stdout=logf, stderr=logf,
                             start_new_session=True)
@@ -320,7 +320,7 @@ def section_upgrade(args):
     done, failed = [], []
     lock = threading.Lock()
     try:
-        (emp.vdir / "app.ini").write_text(hello_ini("master = true\nprocesses = 2\n"))
+        (emp.vdir / "app.ini").write_text(hello_ini(master=True, processes=2))
         sock = emp.rdir / "app.sock"
         wait_until(lambda: emp.states().get("app") == "ready", 60, "the vassal", every=0.1)
 
@@ -363,13 +363,15 @@ def main():
     ap.add_argument("--awake", type=int, default=10)
     ap.add_argument("--samples", type=int, default=50, help="first responses from sleeping (hello)")
     ap.add_argument("--django-samples", type=int, default=20)
-    ap.add_argument("--django-venv", default=str(REPO / "target" / "e2e-venv"))
+    ap.add_argument("--django-venv", default=str(REPO / "target" / "e2e-venv"),
+                    help="a virtualenv with Django (the e2e tests' one)")
     ap.add_argument("--uwsgi", default=str(REPO / "target" / "bench-venv" / "bin" / "uwsgi"))
     ap.add_argument("--settle", type=float, default=2.0)
     ap.add_argument("--upgrade-secs", type=float, default=9.0)
     ap.add_argument("--upgrade-threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "bench" / "RESULTS-density.md"))
     args = ap.parse_args()
+    args.bin_dir = str(Path(args.bin_dir).resolve())
     load0 = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = []

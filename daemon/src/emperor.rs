@@ -1590,6 +1590,27 @@ mod tests {
         std::fs::symlink_metadata(path).is_ok()
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_on_demand_vassal_sleeps_with_its_socket_and_a_wake_starts_it() {
+        let mut h = Harness::start(&[("a.ini", &format!("{}on-demand = true\n", ini()))]);
+        h.no_call_for(Duration::from_secs(5)).await;
+        let a = h.one("a").await;
+        assert_eq!((a.state.as_str(), a.pid), ("sleeping", None));
+        assert!(exists(&h.dir.path().join("run/a.sock")), "rsgid bound the socket");
+        // A wake of another sleep is stale and ignored; the current one starts it.
+        let name = VassalName::new("a").unwrap();
+        h.send(Msg::Wake {
+            name: name.clone(),
+            seq: 7,
+        });
+        h.no_call_for(Duration::from_secs(1)).await;
+        h.send(Msg::Wake { name, seq: 1 });
+        let pid = h.spawned("a", 1).await;
+        h.ready("a", 1);
+        let a = h.one("a").await;
+        assert_eq!((a.state.as_str(), a.pid), ("ready", Some(pid)));
+    }
+
     #[test]
     fn an_unprivileged_rsgid_notes_other_users() {
         let cfg = |uid: Option<&str>, gid: Option<&str>| VassalConfig {
