@@ -1596,7 +1596,10 @@ mod tests {
         h.no_call_for(Duration::from_secs(5)).await;
         let a = h.one("a").await;
         assert_eq!((a.state.as_str(), a.pid), ("sleeping", None));
-        assert!(exists(&h.dir.path().join("run/a.sock")), "rsgid bound the socket");
+        assert!(
+            exists(&h.dir.path().join("run/a.sock")),
+            "rsgid bound the socket"
+        );
         // A wake of another sleep is stale and ignored; the current one starts it.
         let name = VassalName::new("a").unwrap();
         h.send(Msg::Wake {
