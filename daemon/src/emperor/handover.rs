@@ -18,6 +18,12 @@
 //!
 //! Not handed over: `reload --wait` callers (answered with an error), output lines a
 //! reading task had buffered but not yet delivered (at most a partial line per pipe).
+//!
+//! Why the vassals survive the exec: their notify sockets and pipes stay open (the
+//! duplicates `crate::upgrade` keeps, `FD_CLOEXEC` cleared), so they see no EOF; and
+//! their parent-death signal (`PR_SET_PDEATHSIG`) belongs to the thread that spawned
+//! them, which is rsgid's main thread (the runtime is single-threaded), the thread that
+//! calls `execve` and lives on as the new image.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::os::fd::{AsRawFd, RawFd};
