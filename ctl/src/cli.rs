@@ -27,8 +27,8 @@ Exit codes (as supervisorctl and LSB init scripts):
   2  usage error
   3  not running: rsgid is not running (no socket, or nothing answers on it);
      `status NAME`: the vassal is not running; `list`: some vassal is not running
-     (stopped, failed, backoff or idle; starting, ready, reloading and stopping count
-     as running); `reload NAME`: the vassal is not running (anything but starting,
+     (stopped, failed, backoff or idle; starting, ready, reloading, stopping and
+     sleeping (on demand) count as running); `reload NAME`: the vassal is not running (anything but starting,
      ready or reloading), so there is nothing to reload
   4  no such vassal
 
@@ -116,6 +116,12 @@ pub enum Verb {
     },
     /// Whether rsgid answers (exit 0), or is not running (exit 3).
     Ping,
+    /// Upgrade rsgid in place: re-execute the binary it was started from (a newly
+    /// installed one), keeping every vassal process, socket and counter. rsgid first
+    /// checks that the new binary understands the handed-over state; exit 1 (and the
+    /// running rsgid stays) if not. Returns once the new rsgid answers. SIGUSR2 does the
+    /// same.
+    Upgrade,
     /// Readiness, for exec probes: exit 0 when every vassal that should run serves (or,
     /// with NAME, when that vassal serves), 1 with what is not ready otherwise. The same
     /// answer as `GET /readyz[/NAME]`.
@@ -166,6 +172,7 @@ pub fn run(cli: &Cli) -> u8 {
         } => logs(&client, name, *lines, *follow, cli.json, out),
         Verb::Check { file } => check(&client, file, cli.json, out),
         Verb::Ping => ping(&client, cli.json, out),
+        Verb::Upgrade => upgrade(&client, cli.json, out),
         Verb::Health { name } => health(&client, name.as_deref(), out),
         Verb::Top { interval, once } => {
             crate::top::run(&client, Duration::from_secs_f64(*interval), *once, cli.json)
@@ -295,6 +302,43 @@ fn reload(
     }
     Ok(code)
 }
+
+fn upgrade(client: &Client, json: bool, out: &mut impl Write) -> Outcome {
+    let image = |c: &Client| {
+        c.get::<serde_json::Value>("/ping")
+            .map(|v| v["image"].as_str().unwrap_or_default().to_owned())
+    };
+    let before = image(client)?;
+    // The check runs the new binary: allow it its own time.
+    let result: ActionResult = client
+        .with_timeout(Some(UPGRADE_TIMEOUT))
+        .post("/upgrade", None::<&()>)?;
+    if !result.ok {
+        return Ok(report(&result, json, out));
+    }
+    // The control socket stays open across the exec (a connection waits in its
+    // backlog); a request the old image accepted just before may fail: ask again until
+    // the new image answers.
+    let end = std::time::Instant::now() + UPGRADE_TIMEOUT;
+    loop {
+        match image(client) {
+            Ok(now) if now != before => break,
+            Ok(_) | Err(_) if std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(_) => {
+                return Err(Error::Protocol(
+                    "rsgid accepted the upgrade but the new image did not answer in time".into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report(&result, json, out))
+}
+
+/// How long `upgrade` waits for the check and for the new rsgid.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn action(client: &Client, name: &str, verb: &str, json: bool, out: &mut impl Write) -> Outcome {
     let result: ActionResult = client.post(&vassal_path(name, &format!("/{verb}")), None::<&()>)?;

@@ -3,11 +3,15 @@
 
 use rsgi_proto::control::{VassalList, VassalStatus, VassalSummary};
 
-/// States in which a vassal has a process: `starting`, `ready`, `reloading`,
-/// `stopping`. The others (`stopped`, `failed`, `backoff`, `idle`) are "not running"
-/// for the LSB exit code 3.
+/// States in which a vassal has a process (`starting`, `ready`, `reloading`,
+/// `stopping`) or serves on demand (`sleeping`: the next connection starts it). The
+/// others (`stopped`, `failed`, `backoff`, `idle`) are "not running" for the LSB exit
+/// code 3.
 pub fn is_running(state: &str) -> bool {
-    matches!(state, "starting" | "ready" | "reloading" | "stopping")
+    matches!(
+        state,
+        "starting" | "ready" | "reloading" | "stopping" | "sleeping"
+    )
 }
 
 /// An uptime the way people say it: `12s`, `3m05s`, `1h02m`, `2d03h`.
@@ -392,7 +396,7 @@ mod tests {
 
     #[test]
     fn running_states() {
-        for s in ["starting", "ready", "reloading", "stopping"] {
+        for s in ["starting", "ready", "reloading", "stopping", "sleeping"] {
             assert!(is_running(s), "{s}");
         }
         for s in ["stopped", "failed", "backoff", "idle", "retired"] {

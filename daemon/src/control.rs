@@ -145,6 +145,19 @@ pub fn spawn(settings: &Settings, tx: mpsc::UnboundedSender<Msg>, rsgi: PathBuf)
 /// Create the socket with mode 0660 (no window with a wider mode: the umask is set
 /// around `bind`, while rsgid has no other thread that creates files).
 fn bind(path: &Path) -> io::Result<UnixListener> {
+    let key = format!("control:{}", path.display());
+    let listener = match crate::upgrade::take_inherited(&key) {
+        // Handed over by the previous image (an upgrade in place): never closed.
+        Some(fd) => std::os::unix::net::UnixListener::from(fd),
+        None => bind_new(path)?,
+    };
+    crate::upgrade::register_listener(key, std::os::fd::AsRawFd::as_raw_fd(&listener));
+    listener.set_nonblocking(true)?;
+    UnixListener::from_std(listener)
+}
+
+/// [`bind`] when nothing was handed over.
+fn bind_new(path: &Path) -> io::Result<std::os::unix::net::UnixListener> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -161,8 +174,7 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
         nix::sys::stat::Mode::from_bits_truncate(SOCKET_MODE),
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )?;
-    listener.set_nonblocking(true)?;
-    UnixListener::from_std(listener)
+    Ok(listener)
 }
 
 /// Accept connections forever (until the runtime shuts down, which drops `file` and so
@@ -257,6 +269,8 @@ enum Route {
     Top,
     /// `GET /livez`, `GET /readyz`, `GET /readyz/{name}`.
     Health(crate::health::Probe),
+    /// `POST /upgrade`: re-execute rsgid in place.
+    Upgrade,
 }
 
 impl Route {
@@ -277,6 +291,7 @@ impl Route {
                 name.as_deref().unwrap_or("every vassal"),
                 if *wait { " (wait)" } else { "" }
             )),
+            Route::Upgrade => Some("upgrade rsgid in place".into()),
             _ => None,
         }
     }
@@ -364,6 +379,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Bad>
             &["wait"],
         ),
         ["check"] => ("POST", Route::Check, &[]),
+        ["upgrade"] => ("POST", Route::Upgrade, &[]),
         ["metrics"] => ("GET", Route::Metrics, &[]),
         ["top"] => ("GET", Route::Top, &[]),
         _ => {
@@ -482,7 +498,14 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response
         );
     }
     let command = match route {
-        Route::Ping => return json(StatusCode::OK, &serde_json::json!({ "ok": true })),
+        Route::Ping => {
+            // `image`: this process image's start (an upgrade in place changes it, the
+            // pid stays), for `rsgictl upgrade` to see the new image answer.
+            return json(
+                StatusCode::OK,
+                &serde_json::json!({ "ok": true, "image": crate::upgrade::image_id() }),
+            );
+        }
         Route::Health(probe) => {
             let (code, text) =
                 crate::health::answer(&shared.tx, &probe, shared.ready_vassals.as_deref()).await;
@@ -533,6 +556,7 @@ async fn handle(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response
             Verb::Restart => Command::Restart(name),
         },
         Route::Reload { name, wait } => Command::Reload { name, wait },
+        Route::Upgrade => Command::Upgrade,
     };
     match ask(shared, command).await {
         Ok(reply) => answer(reply, shared).await,
@@ -1118,7 +1142,8 @@ mod tests {
             assert_eq!(mode & 0o777, 0o660);
             let r = get(&sock, "/ping").await;
             assert!(r.starts_with("HTTP/1.1 200"), "{r}");
-            assert!(r.ends_with("{\"ok\":true}\n"), "{r}");
+            assert!(r.ends_with("\"ok\":true}\n"), "{r}");
+            assert!(r.contains("\"image\":\""), "{r}");
             let r = get(&sock, "/vassals").await;
             assert!(r.contains("\"name\":\"app\""), "{r}");
             let r = get(&sock, "/vassals/app").await;

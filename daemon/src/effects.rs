@@ -44,6 +44,31 @@ pub trait Effects {
     fn spawn(&mut self, req: &SpawnRequest<'_>) -> Result<Pid, String>;
     /// Send `sig` to `pid` (a pid of 0 or less is ignored).
     fn signal(&mut self, pid: Pid, sig: Sig);
+    /// Take over a generation the previous rsgid image started (an upgrade in place):
+    /// read its output and notify socket from the handed-over fds and wait for its exit,
+    /// as [`Effects::spawn`] does for a new one. The default refuses (for fakes).
+    fn adopt(
+        &mut self,
+        name: &VassalName,
+        gen: Gen,
+        pid: Pid,
+        fds: crate::upgrade::ChildFdNumbers,
+    ) -> Result<(), String> {
+        let _ = (name, gen, pid, fds);
+        Err("adopting a process is not supported here".into())
+    }
+    /// Watch a sleeping vassal's listening sockets and send [`Msg::Wake`] with `seq`
+    /// once a connection waits on one of them (at once if one already does). The
+    /// handles stop the watch. The default watches nothing (for fakes).
+    fn watch(
+        &mut self,
+        name: &VassalName,
+        seq: u64,
+        sockets: &[Arc<BoundSocket>],
+    ) -> Result<Vec<tokio::task::AbortHandle>, String> {
+        let _ = (name, seq, sockets);
+        Ok(Vec::new())
+    }
 }
 
 /// The real effects: processes, pipes and signals.
@@ -75,6 +100,15 @@ impl Effects for OsEffects {
         // rsgid waits for it itself (below): a PID 1 reaper must leave it alone.
         crate::reaper::adopt(os_pid);
         let pid = Pid(i32::try_from(os_pid).unwrap_or(0));
+        // Duplicates kept for an upgrade in place (crate::upgrade).
+        crate::upgrade::remember_child(
+            pid.0,
+            crate::upgrade::ChildFds {
+                notify: crate::upgrade::dup(&notify),
+                stdout: child.stdout.as_ref().and_then(crate::upgrade::dup),
+                stderr: child.stderr.as_ref().and_then(crate::upgrade::dup),
+            },
+        );
         let (name, gen) = (req.name.clone(), req.gen);
         if let Some(out) = child.stdout.take() {
             forward_lines(name.clone(), gen, out, self.tx.clone());
@@ -99,6 +133,7 @@ impl Effects for OsEffects {
                 },
             };
             crate::reaper::release(os_pid);
+            crate::upgrade::forget_child(pid.0);
             let _ = tx.send(Msg::Exited {
                 name,
                 gen,
@@ -107,6 +142,98 @@ impl Effects for OsEffects {
             });
         });
         Ok(pid)
+    }
+
+    fn adopt(
+        &mut self,
+        name: &VassalName,
+        gen: Gen,
+        pid: Pid,
+        fds: crate::upgrade::ChildFdNumbers,
+    ) -> Result<(), String> {
+        // SAFETY (each `own`): the previous image handed these numbers over for this
+        // child, and each is taken once, here.
+        let own = |fd: Option<std::os::fd::RawFd>| fd.map(|n| unsafe { crate::upgrade::own(n) });
+        let (notify, stdout, stderr) = (own(fds.notify), own(fds.stdout), own(fds.stderr));
+        crate::upgrade::remember_child(
+            pid.0,
+            crate::upgrade::ChildFds {
+                notify: notify.as_ref().and_then(crate::upgrade::dup),
+                stdout: stdout.as_ref().and_then(crate::upgrade::dup),
+                stderr: stderr.as_ref().and_then(crate::upgrade::dup),
+            },
+        );
+        if let Ok(os_pid) = u32::try_from(pid.0) {
+            crate::reaper::adopt(os_pid);
+        }
+        for out in [stdout, stderr].into_iter().flatten() {
+            let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(out)
+                .map_err(|e| format!("cannot read the output of pid {pid}: {e}"))?;
+            forward_lines(name.clone(), gen, pipe, self.tx.clone());
+        }
+        if let Some(notify) = notify {
+            watch_notify(name.clone(), gen, notify, self.tx.clone());
+        }
+        let (name, tx) = (name.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let (code, signal) = crate::upgrade::wait_child(pid.0).await;
+            if let Ok(os_pid) = u32::try_from(pid.0) {
+                crate::reaper::release(os_pid);
+            }
+            crate::upgrade::forget_child(pid.0);
+            let _ = tx.send(Msg::Exited {
+                name,
+                gen,
+                pid,
+                exit: ExitInfo { code, signal },
+            });
+        });
+        Ok(())
+    }
+
+    fn watch(
+        &mut self,
+        name: &VassalName,
+        seq: u64,
+        sockets: &[Arc<BoundSocket>],
+    ) -> Result<Vec<tokio::task::AbortHandle>, String> {
+        use std::os::fd::AsFd;
+        use tokio::io::unix::AsyncFd;
+        let mut handles = Vec::new();
+        for s in sockets {
+            // A duplicate, so that dropping the watch (epoll deregistration, close)
+            // leaves the socket itself alone. Its flags are shared, so none is changed:
+            // readiness needs no O_NONBLOCK, and nothing is ever read from it.
+            let watched = s
+                .listener
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| e.to_string())
+                .and_then(|fd| {
+                    // SAFETY: the AsyncFd owns this OwnedFd, so the fd stays open and
+                    // names the same socket until the AsyncFd is dropped.
+                    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| format!("cannot watch {}: {e}", s.addr));
+            let watched = match watched {
+                Ok(w) => w,
+                Err(e) => {
+                    handles.iter().for_each(tokio::task::AbortHandle::abort);
+                    return Err(e);
+                }
+            };
+            let (name, tx) = (name.clone(), self.tx.clone());
+            let task = tokio::spawn(async move {
+                // A listening socket is readable when a connection waits in its
+                // backlog; epoll reports one that already waits at registration.
+                if watched.readable().await.is_ok() {
+                    let _ = tx.send(Msg::Wake { name, seq });
+                }
+            });
+            handles.push(task.abort_handle());
+        }
+        Ok(handles)
     }
 
     fn signal(&mut self, pid: Pid, sig: Sig) {

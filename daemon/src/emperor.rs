@@ -36,9 +36,33 @@ use crate::msg::{Command, Msg, Pending, Reply};
 use crate::scan::{self, Change, Fingerprint, VassalFile, VassalName};
 use crate::settings::Settings;
 
+mod handover;
+pub use handover::{check_state, UpgradeState};
+
 /// How long after `stop_timeout` rsgid gives up on vassals that have not exited and
 /// exits anyway (after SIGKILL to what is left).
 const SHUTDOWN_SLACK: Duration = Duration::from_millis(500);
+
+/// How long after answering `rsgictl upgrade` the exec happens (the answer is written
+/// meanwhile), and how often it is tried again while vassals are starting.
+const UPGRADE_POLL: Duration = Duration::from_millis(100);
+
+/// How often the counters of serving vassals with `idle` are looked at.
+const IDLE_CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// A vassal's `idle` time, if it has one (`die-on-idle` alone means nothing, as in
+/// uWSGI, where it only changes what `idle` does).
+fn idle_of(v: &Vassal) -> Option<Duration> {
+    v.config
+        .as_ref()
+        .and_then(|c| c.idle)
+        .map(Duration::from_secs)
+}
+
+/// Whether the `idle` check looks at this vassal: it has `idle` and serves.
+fn idle_watched(v: &Vassal) -> bool {
+    idle_of(v).is_some() && matches!(v.state.phase, Phase::Ready { .. })
+}
 
 /// One vassal, as the emperor sees it.
 struct Vassal {
@@ -71,6 +95,12 @@ struct Vassal {
     counters: BTreeMap<Gen, Arc<rsgi_os::shm::Shm>>,
     /// Totals of ended generations and reload outcomes, for monotonic metrics.
     ledger: crate::snapshot::Ledger,
+    /// While `Sleeping`: the tasks watching the sockets for a connection.
+    watch: Vec<tokio::task::AbortHandle>,
+    /// Counts sleeps; a [`Msg::Wake`] of an earlier one is stale.
+    sleep_seq: u64,
+    /// What the `idle` check last saw of the serving generation.
+    activity: Option<lifecycle::Activity>,
 }
 
 /// The actor.
@@ -88,6 +118,11 @@ pub struct Emperor {
     scans: u64,
     /// Where vassals come from (see [`crate::source`]).
     sources: Sources,
+    /// When the `idle` check runs next (only while some vassal with `idle` serves).
+    next_idle_check: Instant,
+    /// An upgrade in place was checked and asked for at this time: the exec follows
+    /// (see `handover.rs`).
+    upgrade_at: Option<Instant>,
 }
 
 /// The actor's view of its vassal sources.
@@ -127,6 +162,8 @@ impl Emperor {
             systemd: crate::sd::SdNotify::from_env(),
             scans: 0,
             sources: Sources::default(),
+            next_idle_check: now(),
+            upgrade_at: None,
         }
         .default_dirs()
     }
@@ -189,7 +226,50 @@ impl Emperor {
         if let Some(d) = self.shutdown_deadline {
             wake = Some(wake.map_or(d, |w| w.min(d)));
         }
+        if self.vassals.values().any(idle_watched) {
+            let d = self.next_idle_check;
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
+        if self.upgrade_at.is_some() {
+            let d = now() + UPGRADE_POLL;
+            wake = Some(wake.map_or(d, |w| w.min(d)));
+        }
         wake
+    }
+
+    /// The `idle` check: a serving vassal with `idle` whose counters show no request
+    /// for that long is told to sleep ([`lifecycle::observe`] decides).
+    fn check_idle(&mut self, now: Instant) {
+        if now < self.next_idle_check {
+            return;
+        }
+        self.next_idle_check = now + IDLE_CHECK_EVERY;
+        let mut due = Vec::new();
+        for v in self.vassals.values_mut() {
+            if !idle_watched(v) {
+                v.activity = None;
+                continue;
+            }
+            let (Some(gen), Some(idle)) = (v.state.current_gen(), idle_of(v)) else {
+                continue;
+            };
+            let Some(shm) = v.counters.get(&gen) else {
+                continue;
+            };
+            let workers = shm.snapshots();
+            let requests = workers.iter().map(|w| w.requests).sum();
+            let busy = workers.iter().any(|w| w.in_flight > 0);
+            let (activity, is_due) = lifecycle::observe(v.activity, gen, requests, busy, now, idle);
+            v.activity = Some(activity);
+            if is_due {
+                v.activity = None;
+                due.push((v.name.clone(), idle));
+            }
+        }
+        for (name, idle) in due {
+            tracing::info!(vassal = %name, "no request for {} s (idle): stopping, rsgid keeps the sockets", idle.as_secs_f64());
+            self.input(&name, Input::IdleTimeout);
+        }
     }
 
     /// Deliver due wake-ups; returns true when the emperor should exit.
@@ -207,6 +287,13 @@ impl Emperor {
                 }
             }
             self.input(&name, Input::Tick);
+        }
+        self.check_idle(now);
+        if self
+            .upgrade_at
+            .is_some_and(|at| now.saturating_duration_since(at) >= UPGRADE_POLL)
+        {
+            self.exec_upgrade();
         }
         if let Some(deadline) = self.shutdown_deadline {
             let running: Vec<Pid> = self.vassals.values().flat_map(|v| v.state.pids()).collect();
@@ -345,6 +432,21 @@ impl Emperor {
             Msg::Control(cmd, reply) => {
                 let answer = self.control(cmd);
                 let _ = reply.send(answer);
+            }
+            Msg::Upgrade => {
+                tracing::info!("SIGUSR2: upgrading rsgid in place");
+                if let Err(e) = self.begin_upgrade() {
+                    tracing::error!("upgrade refused, this rsgid runs on: {e}");
+                }
+            }
+            Msg::Wake { name, seq } => {
+                let asleep = self.vassals.get(&name).is_some_and(|v| {
+                    v.sleep_seq == seq && matches!(v.state.phase, Phase::Sleeping { .. })
+                });
+                if asleep {
+                    tracing::info!(vassal = %name, "a connection waits: starting");
+                    self.input(&name, Input::Wake);
+                }
             }
             Msg::ReloadAll => {
                 tracing::info!("SIGHUP: rescan and reload every vassal");
@@ -600,11 +702,15 @@ impl Emperor {
                 feed: broadcast::channel(256).0,
                 counters: BTreeMap::new(),
                 ledger: crate::snapshot::Ledger::new(),
+                watch: Vec::new(),
+                sleep_seq: 0,
+                activity: None,
             },
         );
         match loaded {
             Ok(config) => {
                 if let Some(v) = self.vassals.get_mut(&name) {
+                    v.state.on_demand = config.on_demand.unwrap_or(self.settings.on_demand);
                     v.config = Some(Arc::new(config));
                     v.applied = Some(v.file.fingerprint);
                 }
@@ -638,6 +744,7 @@ impl Emperor {
         match loaded {
             Ok(config) => {
                 tracing::info!(vassal = %name, "config changed: reloading");
+                v.state.on_demand = config.on_demand.unwrap_or(self.settings.on_demand);
                 v.config = Some(Arc::new(config));
                 v.applied = Some(v.file.fingerprint);
                 self.input(name, Input::ConfigChanged);
@@ -655,11 +762,16 @@ impl Emperor {
         };
         let (state, effects) = lifecycle::step(&v.state, input, now, &self.settings.policy);
         v.state = state;
+        if !matches!(v.state.phase, Phase::Sleeping { .. }) {
+            // Awake (or gone): the watch of the last sleep ends.
+            v.watch.drain(..).for_each(|h| h.abort());
+        }
         let mut follow_ups = Vec::new();
         let mut follow_ups_for = Vec::new();
         for effect in effects {
             match effect {
                 lifecycle::Effect::Spawn { gen } => follow_ups.push(self.spawn(name, gen)),
+                lifecycle::Effect::Sleep => follow_ups.extend(self.sleep(name)),
                 lifecycle::Effect::Signal { pid, sig } => self.effects.signal(pid, sig),
                 lifecycle::Effect::WakeAt(t) => {
                     if let Some(v) = self.vassals.get_mut(name) {
@@ -755,6 +867,7 @@ impl Emperor {
                     .unwrap_or_default()
             ),
             Phase::Stopped { .. } => "stopped by rsgictl".into(),
+            Phase::Sleeping { .. } => "on demand: the next connection starts it".into(),
             _ => state.last_error.clone().unwrap_or_default(),
         };
         VassalSummary {
@@ -905,6 +1018,18 @@ impl Emperor {
                 }
             }
             Command::Check(path) => Reply::Check(self.check(&path)),
+            Command::Upgrade => {
+                let result = self.begin_upgrade();
+                if let Err(e) = &result {
+                    tracing::error!("upgrade refused, this rsgid runs on: {e}");
+                }
+                let ok = result.is_ok();
+                Reply::Action(ActionResult {
+                    ok,
+                    message: result.unwrap_or_else(|e| format!("upgrade refused: {e}")),
+                    ..ActionResult::default()
+                })
+            }
             Command::Metrics => {
                 let mut snapshot = crate::snapshot::Snapshot::take(
                     &self.settings,
@@ -1013,6 +1138,35 @@ impl Emperor {
         v.last_spawned = Some(gen);
         tracing::info!(vassal = %name, gen = gen.0, pid = pid.0, "spawned");
         Input::Spawned { gen, pid }
+    }
+
+    /// A vassal goes to sleep: keep (or bind) its sockets and watch them; returns the
+    /// input that reports a failure.
+    fn sleep(&mut self, name: &VassalName) -> Option<Input> {
+        let sockets = match self.sockets_for(name) {
+            Ok(s) => s,
+            Err(e) => {
+                return Some(Input::SleepFailed {
+                    message: e.message,
+                    permanent: e.permanent,
+                })
+            }
+        };
+        let v = self.vassals.get_mut(name)?;
+        v.watch.drain(..).for_each(|h| h.abort());
+        v.sleep_seq += 1;
+        v.activity = None;
+        match self.effects.watch(name, v.sleep_seq, &sockets) {
+            Ok(handles) => v.watch = handles,
+            Err(message) => {
+                return Some(Input::SleepFailed {
+                    message,
+                    permanent: false,
+                })
+            }
+        }
+        v.sockets = sockets;
+        None
     }
 
     /// The sockets for a vassal's next generation: the ones it has when the addresses
@@ -1423,6 +1577,9 @@ fn report(name: &VassalName, r: &Report) {
         Report::ConfigRejected { message } => {
             tracing::error!(vassal = %name, "config rejected, the running generation stays: {message}")
         }
+        Report::Sleeping => {
+            tracing::info!(vassal = %name, "sleeping: rsgid holds the sockets, the next connection starts it")
+        }
         other => tracing::info!(vassal = %name, "{other:?}"),
     }
 }
@@ -1652,6 +1809,30 @@ mod tests {
 
     fn exists(path: &Path) -> bool {
         std::fs::symlink_metadata(path).is_ok()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_on_demand_vassal_sleeps_with_its_socket_and_a_wake_starts_it() {
+        let mut h = Harness::start(&[("a.ini", &format!("{}on-demand = true\n", ini()))]);
+        h.no_call_for(Duration::from_secs(5)).await;
+        let a = h.one("a").await;
+        assert_eq!((a.state.as_str(), a.pid), ("sleeping", None));
+        assert!(
+            exists(&h.dir.path().join("run/a.sock")),
+            "rsgid bound the socket"
+        );
+        // A wake of another sleep is stale and ignored; the current one starts it.
+        let name = VassalName::new("a").unwrap();
+        h.send(Msg::Wake {
+            name: name.clone(),
+            seq: 7,
+        });
+        h.no_call_for(Duration::from_secs(1)).await;
+        h.send(Msg::Wake { name, seq: 1 });
+        let pid = h.spawned("a", 1).await;
+        h.ready("a", 1);
+        let a = h.one("a").await;
+        assert_eq!((a.state.as_str(), a.pid), ("ready", Some(pid)));
     }
 
     #[test]

@@ -50,9 +50,10 @@ impl Probe {
     }
 }
 
-/// Whether a vassal in this state serves.
+/// Whether a vassal in this state serves. A `sleeping` (on-demand) vassal does: rsgid
+/// holds its sockets and the next connection starts it, waiting in the backlog.
 pub fn serves(state: &str) -> bool {
-    matches!(state, "ready" | "reloading")
+    matches!(state, "ready" | "reloading" | "sleeping")
 }
 
 /// Whether a vassal in this state keeps rsgid ready when every vassal counts: it

@@ -22,6 +22,7 @@
 //! - [`start`]: rsgid's start-up: the sources started beside the actor, then the actor.
 //! - [`tyrant`]: tyrant mode's helper: reading vassal files and binding sockets as the
 //!   file's owner.
+//! - [`upgrade`]: upgrading rsgid in place: its path, handed-over fds, the state check.
 //! - [`watch`]: the event sources: inotify (debounced) and signals.
 //! - [`source`]: vassal sources (directories, etcd prefixes with a last-known-good
 //!   local copy) and the pure merge of their files.
@@ -62,4 +63,5 @@ pub mod source;
 pub mod spawn;
 pub mod start;
 pub mod tyrant;
+pub mod upgrade;
 pub mod watch;

@@ -30,7 +30,9 @@ use rsgi_proto::notify::EXIT_CONFIG;
 
 /// A generation: one process of a vassal. Numbers are assigned by [`step`] from
 /// [`State::next_gen`] and never reused within one [`State`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Gen(pub u64);
 
 impl Gen {
@@ -47,7 +49,9 @@ impl fmt::Display for Gen {
 
 /// A process id. A plain newtype so this module stays free of OS types; the actor
 /// converts to `nix::unistd::Pid` at the edge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Pid(pub i32);
 
 impl fmt::Display for Pid {
@@ -57,7 +61,9 @@ impl fmt::Display for Pid {
 }
 
 /// How a process ended: an exit code or a terminating signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 pub struct ExitInfo {
     /// The exit code, when the process called `exit`.
     pub code: Option<i32>,
@@ -130,8 +136,45 @@ pub fn delay(policy: &Policy, attempt: u32) -> Duration {
     rsgi_proto::backoff::backoff(policy.backoff_base, policy.backoff_max, attempt)
 }
 
+/// What the `idle` check last saw of a serving generation's request counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Activity {
+    /// The generation.
+    pub gen: Gen,
+    /// Its requests so far (every worker).
+    pub requests: u64,
+    /// Since when these numbers have not moved (and no request was in flight).
+    pub since: Instant,
+}
+
+/// The `idle` rule (uWSGI's `master_check_idle`): a generation is idle when its request
+/// count has not moved and no request was in flight for `idle`. Given the last
+/// observation and a new sample, returns the observation to keep and whether the
+/// generation is now idle. A new generation, a new request or a busy worker starts
+/// the count again.
+pub fn observe(
+    last: Option<Activity>,
+    gen: Gen,
+    requests: u64,
+    busy: bool,
+    now: Instant,
+    idle: Duration,
+) -> (Activity, bool) {
+    let fresh = Activity {
+        gen,
+        requests,
+        since: now,
+    };
+    match last {
+        Some(a) if a.gen == gen && a.requests == requests && !busy => {
+            (a, now.saturating_duration_since(a.since) >= idle)
+        }
+        _ => (fresh, false),
+    }
+}
+
 /// Everything the emperor knows about one vassal's processes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct State {
     /// What the current generation is doing.
     pub phase: Phase,
@@ -148,6 +191,10 @@ pub struct State {
     /// The last problem worth showing in the status (a failed start, a rejected config,
     /// a failed reload). Not cleared by success: it is history.
     pub last_error: Option<String>,
+    /// An on-demand vassal (issue 20): a first start and a config change while nothing
+    /// runs go to [`Phase::Sleeping`] instead of spawning. Set by the actor from the
+    /// config (`on-demand`, or rsgid's `on_demand` setting).
+    pub on_demand: bool,
 }
 
 impl Default for State {
@@ -157,13 +204,14 @@ impl Default for State {
 }
 
 /// An old generation that was sent SIGTERM and is expected to exit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Draining {
     /// Its generation.
     pub gen: Gen,
     /// Its process.
     pub pid: Pid,
     /// When it gets SIGKILL if still alive.
+    #[serde(with = "crate::upgrade::instant_ms")]
     pub deadline: Instant,
     /// SIGKILL was sent (once).
     pub killed: bool,
@@ -172,7 +220,7 @@ pub struct Draining {
 /// Every value of [`State::name`], one per [`Phase`] variant in their order: the words of
 /// `rsgictl list` and the `state` label of the `rsgi_vassal_state` metric, which has a
 /// series for each.
-pub const STATE_NAMES: [&str; 9] = [
+pub const STATE_NAMES: [&str; 10] = [
     "idle",
     "starting",
     "ready",
@@ -182,6 +230,7 @@ pub const STATE_NAMES: [&str; 9] = [
     "failed",
     "stopped",
     "retired",
+    "sleeping",
 ];
 
 /// The phase of a vassal's current generation.
@@ -237,7 +286,22 @@ pub const STATE_NAMES: [&str; 9] = [
 /// - Inputs that make no sense in a phase (an exit of an unknown pid, `Ready` of an
 ///   old generation, `Start` when running, anything in `Retired`) change nothing and
 ///   emit nothing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// On demand (issue 20):
+///
+/// ```text
+///   Idle --Start (on_demand)--> Sleeping --Wake, CtlStart, CtlRestart--> Starting
+///   Idle, Backoff, Failed, Stopped, Sleeping --ConfigChanged (on_demand)--> Sleeping
+///   Ready --IdleTimeout--> Stopping{then: Sleep} --its process exited--> Sleeping
+///   Sleeping --CtlStop / Shutdown--> Stopped    --ConfigRemoved--> Retired
+///   Sleeping --ConfigBroken--> Failed           --SleepFailed--> Backoff (or Failed)
+/// ```
+///
+/// Every entry into `Sleeping` emits [`Effect::Sleep`]: the actor keeps (or binds) the
+/// sockets and watches them; a connection waiting in the backlog, even one that arrived
+/// while the last generation stopped, is reported at once as [`Input::Wake`].
+/// `ConfigChanged` without `on_demand` in `Sleeping` starts the vassal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Phase {
     /// Known, not started yet.
     Idle,
@@ -248,6 +312,7 @@ pub enum Phase {
         /// `None` until [`Input::Spawned`].
         pid: Option<Pid>,
         /// When the spawn was asked for (the start timeout counts from here).
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// Failures in a row before this start.
         attempt: u32,
@@ -259,6 +324,7 @@ pub enum Phase {
         /// Its process.
         pid: Pid,
         /// When it became ready (loyalty counts from here).
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// Failures in a row; resets to 0 on a `Tick` once ready for `loyal_after`.
         attempt: u32,
@@ -272,8 +338,10 @@ pub enum Phase {
         /// The new generation's process, `None` until [`Input::Spawned`].
         pid: Option<Pid>,
         /// When the new generation was spawned (the start timeout counts from here).
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// When the old generation became ready (restored if the reload fails).
+        #[serde(with = "crate::upgrade::instant_ms")]
         ready_since: Instant,
     },
     /// The current process was sent SIGTERM; `then` says what follows its exit.
@@ -283,6 +351,7 @@ pub enum Phase {
         /// Its process.
         pid: Pid,
         /// When it gets SIGKILL.
+        #[serde(with = "crate::upgrade::instant_ms")]
         deadline: Instant,
         /// SIGKILL was sent.
         killed: bool,
@@ -292,6 +361,7 @@ pub enum Phase {
     /// Waiting before the next try after a failure.
     Backoff {
         /// When the next generation is spawned.
+        #[serde(with = "crate::upgrade::instant_ms")]
         until: Instant,
         /// Failures in a row so far (the next start carries it).
         attempt: u32,
@@ -299,6 +369,7 @@ pub enum Phase {
     /// Gave up. Only `ConfigChanged`, `CtlStart` and `CtlRestart` leave.
     Failed {
         /// Since when.
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
         /// Why, for the status.
         reason: String,
@@ -307,14 +378,22 @@ pub enum Phase {
     /// `CtlRestart` or `ConfigChanged`.
     Stopped {
         /// Since when.
+        #[serde(with = "crate::upgrade::instant_ms")]
         since: Instant,
     },
     /// Terminal: the file is gone and no process is left.
     Retired,
+    /// On demand: no process; rsgid holds the sockets and starts a generation when a
+    /// connection arrives ([`Input::Wake`]).
+    Sleeping {
+        /// Since when.
+        #[serde(with = "crate::upgrade::instant_ms")]
+        since: Instant,
+    },
 }
 
 /// What follows once a stopping process exited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Then {
     /// The config file is gone: retire the vassal.
     Retire,
@@ -324,6 +403,8 @@ pub enum Then {
     Stop,
     /// The emperor is shutting down: stay stopped once every process exited.
     Shutdown,
+    /// The vassal was idle (`idle`): go back to [`Phase::Sleeping`].
+    Sleep,
 }
 
 /// Something that happened to a vassal.
@@ -386,6 +467,20 @@ pub enum Input {
     CtlReload,
     /// The emperor is shutting down: stop everything gracefully.
     Shutdown,
+    /// A connection waits on a sleeping vassal's socket: start it (only `Sleeping`
+    /// reacts).
+    Wake,
+    /// The serving generation handled no request for the vassal's `idle` seconds (the
+    /// actor decides, see [`Activity`]): stop it gracefully and sleep (only `Ready`
+    /// reacts).
+    IdleTimeout,
+    /// [`Effect::Sleep`] could not keep or bind the sockets.
+    SleepFailed {
+        /// Why.
+        message: String,
+        /// Waiting cannot heal it (as for [`Input::SpawnFailed`]).
+        permanent: bool,
+    },
 }
 
 /// A signal to send.
@@ -419,6 +514,10 @@ pub enum Effect {
     Retired,
     /// Something to log, show in the status and count in the metrics.
     Report(Report),
+    /// The vassal sleeps: keep (or bind) its sockets, watch them, and feed
+    /// [`Input::Wake`] once a connection waits (at once if one already does), or
+    /// [`Input::SleepFailed`].
+    Sleep,
 }
 
 /// Events worth a log line, a status field or a metric.
@@ -478,6 +577,8 @@ pub enum Report {
     },
     /// The vassal is stopped (on request or by `Shutdown`).
     Stopped,
+    /// The vassal sleeps until the next connection.
+    Sleeping,
 }
 
 impl State {
@@ -490,6 +591,7 @@ impl State {
             restarts: 0,
             last_exit: None,
             last_error: None,
+            on_demand: false,
         }
     }
 
@@ -540,6 +642,7 @@ impl State {
             Phase::Failed { .. } => 6,
             Phase::Stopped { .. } => 7,
             Phase::Retired => 8,
+            Phase::Sleeping { .. } => 9,
         }]
     }
 
@@ -627,7 +730,7 @@ impl Machine<'_> {
         match input {
             Input::Start => {
                 if self.st.phase == Phase::Idle {
-                    self.start(0);
+                    self.start_or_sleep();
                 }
             }
             Input::ConfigChanged => self.config_changed(),
@@ -647,7 +750,43 @@ impl Machine<'_> {
             Input::CtlRestart => self.ctl_restart(),
             Input::CtlReload => self.reload(),
             Input::Shutdown => self.shutdown(),
+            Input::Wake => {
+                if matches!(self.st.phase, Phase::Sleeping { .. }) {
+                    self.start(0);
+                }
+            }
+            Input::IdleTimeout => {
+                if let Phase::Ready { gen, pid, .. } = self.st.phase {
+                    self.begin_stopping(gen, pid, Then::Sleep);
+                }
+            }
+            Input::SleepFailed { message, permanent } => {
+                if matches!(self.st.phase, Phase::Sleeping { .. }) {
+                    let what = format!("cannot keep the sockets while sleeping: {message}");
+                    if permanent {
+                        self.give_up(what);
+                    } else {
+                        self.failure(Failure { what, exit: None }, 0);
+                    }
+                }
+            }
         }
+    }
+
+    /// A start that is not an operator's request: an on-demand vassal sleeps.
+    fn start_or_sleep(&mut self) {
+        if self.st.on_demand {
+            self.sleep();
+        } else {
+            self.start(0);
+        }
+    }
+
+    /// No process; the actor keeps the sockets and reports the next connection.
+    fn sleep(&mut self) {
+        self.st.phase = Phase::Sleeping { since: self.now };
+        self.fx.push(Effect::Sleep);
+        self.report(Report::Sleeping);
     }
 
     fn report(&mut self, report: Report) {
@@ -724,6 +863,7 @@ impl Machine<'_> {
     fn no_process(&mut self, then: Then) {
         match then {
             Then::Restart => self.start(0),
+            Then::Sleep => self.sleep(),
             Then::Stop => {
                 self.st.phase = Phase::Stopped { since: self.now };
                 self.report(Report::Stopped);
@@ -815,9 +955,11 @@ impl Machine<'_> {
 
     fn config_changed(&mut self) {
         match &mut self.st.phase {
-            Phase::Idle | Phase::Backoff { .. } | Phase::Failed { .. } | Phase::Stopped { .. } => {
-                self.start(0)
-            }
+            Phase::Idle
+            | Phase::Backoff { .. }
+            | Phase::Failed { .. }
+            | Phase::Stopped { .. }
+            | Phase::Sleeping { .. } => self.start_or_sleep(),
             Phase::Starting { .. } | Phase::Ready { .. } | Phase::Reloading { .. } => self.reload(),
             Phase::Stopping { then, .. } => {
                 if matches!(then, Then::Stop | Then::Retire) {
@@ -872,9 +1014,11 @@ impl Machine<'_> {
 
     fn config_broken(&mut self, message: String) {
         match self.st.phase {
-            Phase::Idle | Phase::Backoff { .. } | Phase::Failed { .. } | Phase::Stopped { .. } => {
-                self.give_up(message)
-            }
+            Phase::Idle
+            | Phase::Backoff { .. }
+            | Phase::Failed { .. }
+            | Phase::Stopped { .. }
+            | Phase::Sleeping { .. } => self.give_up(message),
             Phase::Starting { .. }
             | Phase::Ready { .. }
             | Phase::Reloading { .. }
@@ -912,7 +1056,9 @@ impl Machine<'_> {
                     };
                 }
             }
-            Phase::Idle | Phase::Backoff { .. } | Phase::Failed { .. } => self.no_process(then),
+            Phase::Idle | Phase::Backoff { .. } | Phase::Failed { .. } | Phase::Sleeping { .. } => {
+                self.no_process(then)
+            }
             Phase::Stopped { .. } => match then {
                 // Already stopped: only leaving for good is news.
                 Then::Stop => {}
@@ -929,19 +1075,25 @@ impl Machine<'_> {
 
     fn ctl_start(&mut self) {
         match &mut self.st.phase {
-            Phase::Idle | Phase::Backoff { .. } | Phase::Failed { .. } | Phase::Stopped { .. } => {
-                self.start(0)
+            Phase::Idle
+            | Phase::Backoff { .. }
+            | Phase::Failed { .. }
+            | Phase::Stopped { .. }
+            | Phase::Sleeping { .. } => self.start(0),
+            Phase::Stopping { then, .. } if matches!(*then, Then::Stop | Then::Sleep) => {
+                *then = Then::Restart
             }
-            Phase::Stopping { then, .. } if *then == Then::Stop => *then = Then::Restart,
             _ => {}
         }
     }
 
     fn ctl_restart(&mut self) {
         match self.st.phase {
-            Phase::Idle | Phase::Backoff { .. } | Phase::Failed { .. } | Phase::Stopped { .. } => {
-                self.start(0)
-            }
+            Phase::Idle
+            | Phase::Backoff { .. }
+            | Phase::Failed { .. }
+            | Phase::Stopped { .. }
+            | Phase::Sleeping { .. } => self.start(0),
             _ => self.stop_current(Then::Restart),
         }
     }
@@ -1337,6 +1489,18 @@ mod test_utils {
 
     pub fn stopped(since: f64) -> Phase {
         Phase::Stopped { since: t(since) }
+    }
+
+    pub fn sleeping(since: f64) -> Phase {
+        Phase::Sleeping { since: t(since) }
+    }
+
+    /// [`st`] of an on-demand vassal.
+    pub fn st_od(phase: Phase) -> State {
+        State {
+            on_demand: true,
+            ..st(phase)
+        }
     }
 
     pub fn spawn(gen: Gen) -> Effect {
@@ -1773,6 +1937,130 @@ mod tests {
     case!(spawned_of_a_gen_never_asked_for_is_ignored: st(stopped(0.0)),
         Input::Spawned { gen: Gen(99), pid: Q }, 1.0 => stopped(0.0), []);
 
+    // --- On demand and idle (issue 20) ---
+    case!(on_demand_start_sleeps: st_od(Phase::Idle), Input::Start, 0.0
+        => sleeping(0.0), [Effect::Sleep, rep(Report::Sleeping)],
+        |s| { assert_eq!(s.next_gen, N, "no generation is used while asleep"); });
+    case!(sleeping_wake_starts: st_od(sleeping(0.0)), Input::Wake, 5.0
+        => starting(N, None, 5.0, 0), [spawn(N), wake(35.0)]);
+    case!(sleeping_ctl_start_starts: st_od(sleeping(0.0)), Input::CtlStart, 5.0
+        => starting(N, None, 5.0, 0), [spawn(N), wake(35.0)]);
+    case!(sleeping_ctl_restart_starts: st_od(sleeping(0.0)), Input::CtlRestart, 5.0
+        => starting(N, None, 5.0, 0), [spawn(N), wake(35.0)]);
+    case!(sleeping_ctl_stop_stops: st_od(sleeping(0.0)), Input::CtlStop, 5.0
+        => stopped(5.0), [rep(Report::Stopped)]);
+    case!(sleeping_shutdown_stops: st_od(sleeping(0.0)), Input::Shutdown, 5.0
+        => stopped(5.0), [rep(Report::Stopped)]);
+    case!(sleeping_config_removed_retires: st_od(sleeping(0.0)), Input::ConfigRemoved, 5.0
+        => Phase::Retired, [Effect::Retired]);
+    case!(sleeping_config_changed_sleeps_on_the_new_config: st_od(sleeping(0.0)),
+        Input::ConfigChanged, 5.0 => sleeping(5.0), [Effect::Sleep, rep(Report::Sleeping)]);
+    case!(sleeping_config_changed_to_not_on_demand_starts: st(sleeping(0.0)),
+        Input::ConfigChanged, 5.0 => starting(N, None, 5.0, 0), [spawn(N), wake(35.0)]);
+    case!(sleeping_config_broken_fails: st_od(sleeping(0.0)), broken(), 5.0
+        => failed(5.0, "app.ini:3: unknown option 'modul'"),
+        [failed_report("app.ini:3: unknown option 'modul'")]);
+    case!(sleeping_tick_is_a_no_op: st_od(sleeping(0.0)), Input::Tick, 5.0 => sleeping(0.0), []);
+    case!(sleeping_ctl_reload_is_a_no_op: st_od(sleeping(0.0)), Input::CtlReload, 5.0
+        => sleeping(0.0), []);
+    case!(sleeping_idle_timeout_is_a_no_op: st_od(sleeping(0.0)), Input::IdleTimeout, 5.0
+        => sleeping(0.0), []);
+    case!(sleeping_sleep_failed_backs_off: st_od(sleeping(0.0)),
+        Input::SleepFailed { message: "EMFILE".into(), permanent: false }, 5.0
+        => backoff(5.5, 1),
+        [crashed(None, "cannot keep the sockets while sleeping: EMFILE", 1, 0.5), wake(5.5)]);
+    case!(sleeping_sleep_failed_permanently_fails: st_od(sleeping(0.0)),
+        Input::SleepFailed { message: "no such directory".into(), permanent: true }, 5.0
+        => failed(5.0, "cannot keep the sockets while sleeping: no such directory"),
+        [failed_report("cannot keep the sockets while sleeping: no such directory")]);
+    case!(failed_config_changed_on_demand_sleeps: st_od(failed(0.0, "x")), Input::ConfigChanged, 1.0
+        => sleeping(1.0), [Effect::Sleep, rep(Report::Sleeping)]);
+    case!(stopped_config_changed_on_demand_sleeps: st_od(stopped(0.0)), Input::ConfigChanged, 1.0
+        => sleeping(1.0), [Effect::Sleep, rep(Report::Sleeping)]);
+    case!(on_demand_backoff_tick_starts_awake: st_od(backoff(10.0, 2)), Input::Tick, 10.0
+        => starting(N, None, 10.0, 2), [spawn(N), wake(40.0)]);
+    case!(ready_idle_timeout_stops_to_sleep: st_od(ready(G, P, 0.0, 0)), Input::IdleTimeout, 20.0
+        => stopping(G, P, 50.0, false, Then::Sleep), [term(P), wake(50.0)]);
+    case!(ready_idle_timeout_without_on_demand_also_sleeps: st(ready(G, P, 0.0, 0)),
+        Input::IdleTimeout, 20.0 => stopping(G, P, 50.0, false, Then::Sleep), [term(P), wake(50.0)]);
+    case!(starting_idle_timeout_is_a_no_op: st_od(starting(G, Some(P), 0.0, 0)),
+        Input::IdleTimeout, 1.0 => starting(G, Some(P), 0.0, 0), []);
+    case!(reloading_idle_timeout_is_a_no_op: st_od(reloading(Some(Q))), Input::IdleTimeout, 12.0
+        => reloading(Some(Q)), []);
+    case!(stopping_to_sleep_exit_sleeps: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        exited(G, P, 0), 5.0 => sleeping(5.0), [Effect::Sleep, rep(Report::Sleeping)],
+        |s| { assert_eq!(s.last_exit, Some(ExitInfo::exited(0))); });
+    case!(stopping_to_sleep_crash_exit_still_sleeps: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        exited(G, P, 1), 5.0 => sleeping(5.0), [Effect::Sleep, rep(Report::Sleeping)]);
+    case!(stopping_to_sleep_wake_is_a_no_op: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        Input::Wake, 5.0 => stopping(G, P, 30.0, false, Then::Sleep), []);
+    case!(stopping_to_sleep_ctl_start_restarts: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        Input::CtlStart, 5.0 => stopping(G, P, 30.0, false, Then::Restart), []);
+    case!(stopping_to_sleep_ctl_stop_stops: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        Input::CtlStop, 5.0 => stopping(G, P, 30.0, false, Then::Stop), []);
+    case!(stopping_to_sleep_config_removed_retires: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        Input::ConfigRemoved, 5.0 => stopping(G, P, 30.0, false, Then::Retire), []);
+    case!(stopping_to_sleep_shutdown_shuts_down: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        Input::Shutdown, 5.0 => stopping(G, P, 30.0, false, Then::Shutdown), []);
+    case!(stopping_to_sleep_config_changed_still_sleeps: st_od(stopping(G, P, 30.0, false, Then::Sleep)),
+        Input::ConfigChanged, 5.0 => stopping(G, P, 30.0, false, Then::Sleep), []);
+    case!(wake_when_ready_is_a_no_op: st_od(ready(G, P, 0.0, 0)), Input::Wake, 5.0
+        => ready(G, P, 0.0, 0), []);
+    case!(sleep_failed_when_ready_is_a_no_op: st_od(ready(G, P, 0.0, 0)),
+        Input::SleepFailed { message: "x".into(), permanent: true }, 5.0 => ready(G, P, 0.0, 0), []);
+
+    #[test]
+    fn sleeping_state_accessors() {
+        let s = st_od(sleeping(0.0));
+        assert_eq!(s.name(), "sleeping");
+        assert_eq!(s.current_pid(), None);
+        assert_eq!(s.current_gen(), None);
+        assert!(s.pids().is_empty());
+        assert_eq!(s.next_deadline(&policy()), None);
+    }
+
+    #[test]
+    fn observe_is_uwsgis_idle_rule() {
+        let idle = dur(10.0);
+        let seen = |requests, since| Activity {
+            gen: G,
+            requests,
+            since: t(since),
+        };
+        // (last, gen, requests, busy, now) => (kept, idle now?)
+        type Row = (Option<Activity>, Gen, u64, bool, f64, Activity, bool);
+        let rows: &[Row] = &[
+            // First look: the count starts.
+            (None, G, 7, false, 1.0, seen(7, 1.0), false),
+            // Nothing moved, not long enough yet.
+            (Some(seen(7, 1.0)), G, 7, false, 10.9, seen(7, 1.0), false),
+            // Nothing moved for `idle`: idle.
+            (Some(seen(7, 1.0)), G, 7, false, 11.0, seen(7, 1.0), true),
+            // A request was served: start again.
+            (Some(seen(7, 1.0)), G, 8, false, 20.0, seen(8, 20.0), false),
+            // A request is in flight (a long one): not idle, start again.
+            (Some(seen(7, 1.0)), G, 7, true, 20.0, seen(7, 20.0), false),
+            // Another generation (a reload): start again.
+            (
+                Some(seen(7, 1.0)),
+                N,
+                7,
+                false,
+                20.0,
+                Activity {
+                    gen: N,
+                    requests: 7,
+                    since: t(20.0),
+                },
+                false,
+            ),
+        ];
+        for (i, (last, gen, requests, busy, now, kept, due)) in rows.iter().enumerate() {
+            let got = observe(*last, *gen, *requests, *busy, t(*now), idle);
+            assert_eq!(got, (*kept, *due), "row {i}");
+        }
+    }
+
     #[test]
     fn retired_is_terminal() {
         let state = st(Phase::Retired);
@@ -2033,6 +2321,19 @@ mod tests {
                         assert!(self.state.pids().is_empty(), "retired with processes");
                     }
                     Effect::Report(_) => {}
+                    Effect::Sleep => {
+                        assert!(
+                            matches!(self.state.phase, Phase::Sleeping { .. }),
+                            "Sleep outside Sleeping"
+                        );
+                        assert_eq!(self.state.current_pid(), None, "asleep with a process");
+                        if self.rng.below(10) == 0 {
+                            replies.push(Input::SleepFailed {
+                                message: "boom".into(),
+                                permanent: self.rng.below(2) == 0,
+                            });
+                        }
+                    }
                 }
             }
             for reply in replies {
@@ -2151,7 +2452,9 @@ mod tests {
                 75..=77 => Input::CtlRestart,
                 78..=81 => Input::CtlReload,
                 82 => Input::Shutdown,
-                83..=85 => Input::Start,
+                83 => Input::Start,
+                84 => Input::Wake,
+                85 => Input::IdleTimeout,
                 86..=88 => Input::Ready { gen: any_gen },
                 89..=92 => Input::Exited {
                     gen: any_gen,
@@ -2186,7 +2489,11 @@ mod tests {
                     max_attempts: 3,
                     ..policy()
                 },
-                state: State::new(),
+                state: State {
+                    // Half the sequences are of an on-demand vassal (issue 20).
+                    on_demand: seed % 2 == 0,
+                    ..State::new()
+                },
                 now: t(0.0),
                 timer: None,
                 alive: Vec::new(),

@@ -14,9 +14,29 @@ use clap::Parser as _;
 fn main() -> ExitCode {
     // Tyrant mode's helper (see `rsgid::tyrant`): one job as a vassal file's owner.
     let mut argv = std::env::args();
-    if argv.nth(1).as_deref() == Some(rsgid::tyrant::HELPER_ARG) {
+    let first = argv.nth(1);
+    if first.as_deref() == Some(rsgid::tyrant::HELPER_ARG) {
         return rsgid::tyrant::helper_main(&argv.next().unwrap_or_default());
     }
+    if first.as_deref() == Some(rsgid::upgrade::CHECK_ARG) {
+        let file = argv.next().unwrap_or_default();
+        return match rsgid::emperor::check_state(std::path::Path::new(&file)) {
+            Ok(state) => {
+                println!(
+                    "{}: can take over {} vassal(s) from {}",
+                    rsgid::upgrade::build(),
+                    state.vassals.len(),
+                    state.from_build
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("rsgid: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    rsgid::upgrade::remember_exe();
     let args = rsgid::settings::Args::parse();
     // Settings first: they say how to log (their own errors go to stderr as text).
     let settings = match rsgid::settings::Settings::load(&args) {

@@ -581,7 +581,13 @@ pub fn spawn(settings: &Settings, tx: &mpsc::UnboundedSender<Msg>) {
 }
 
 fn bind_tcp(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    let listener = std::net::TcpListener::bind(addr)?;
+    let key = format!("tcp:{addr}");
+    let listener = match crate::upgrade::take_inherited(&key) {
+        // Handed over by the previous image (an upgrade in place).
+        Some(fd) => std::net::TcpListener::from(fd),
+        None => std::net::TcpListener::bind(addr)?,
+    };
+    crate::upgrade::register_listener(key, std::os::fd::AsRawFd::as_raw_fd(&listener));
     listener.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(listener)
 }
@@ -700,8 +706,20 @@ impl StatsListener {
             StatsAddr::Unix(path) => {
                 // A stale socket (left by a killed rsgid) is replaced; a live one (another
                 // rsgid's) and anything that is no socket are not touched.
-                crate::sockfile::clear_stale(path, "--stats")?;
-                let listener = tokio::net::UnixListener::bind(path)?;
+                let key = format!("stats:{}", path.display());
+                let listener = match crate::upgrade::take_inherited(&key) {
+                    // Handed over by the previous image (an upgrade in place).
+                    Some(fd) => {
+                        let l = std::os::unix::net::UnixListener::from(fd);
+                        l.set_nonblocking(true)?;
+                        tokio::net::UnixListener::from_std(l)?
+                    }
+                    None => {
+                        crate::sockfile::clear_stale(path, "--stats")?;
+                        tokio::net::UnixListener::bind(path)?
+                    }
+                };
+                crate::upgrade::register_listener(key, std::os::fd::AsRawFd::as_raw_fd(&listener));
                 Ok(StatsListener::Unix {
                     listener,
                     // Removed with the runtime, unless something else replaced it.

@@ -60,6 +60,15 @@ pub enum Msg {
     Source(crate::source::SourceReport),
     /// A request from the control socket, with where to send the answer.
     Control(Command, oneshot::Sender<Reply>),
+    /// SIGUSR2: upgrade rsgid in place (as [`Command::Upgrade`]).
+    Upgrade,
+    /// A connection waits on a sleeping (on-demand) vassal's socket.
+    Wake {
+        /// Which vassal.
+        name: VassalName,
+        /// Which sleep (a watch of an earlier sleep that reports late is ignored).
+        seq: u64,
+    },
 }
 
 /// A control-socket request, as the actor sees it (the HTTP layer in
@@ -99,6 +108,9 @@ pub enum Command {
     Check(PathBuf),
     /// Every vassal's numbers, for `/metrics`, `/top` and the emperor stats.
     Metrics,
+    /// `rsgictl upgrade`: check the binary rsgid was started from, then re-execute it in
+    /// place, handing everything over (answered before the exec).
+    Upgrade,
 }
 
 /// The actor's answer to a [`Command`].

@@ -21,6 +21,7 @@
 //! log_format = "text"                 # or "json": one object per line, for collectors
 //! start_timeout = 30
 //! stop_timeout = 30
+//! on_demand = false                   # true: every vassal starts on its first connection
 //!
 //! [etcd]                              # for etcd:// sources
 //! ca = "/etc/rsgi/etcd-ca.pem"        # turns TLS on
@@ -166,6 +167,11 @@ pub struct Args {
     /// is not stopped on request.
     #[arg(long, value_name = "NAMES", value_delimiter = ',')]
     pub ready_vassals: Option<Vec<String>>,
+    /// On demand by default: bind every vassal's sockets and start it on its first
+    /// connection (a vassal's own `on-demand` wins). Default: false.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+          default_missing_value = "true")]
+    pub on_demand: Option<bool>,
 }
 
 /// rsgid's settings after merging defaults, the file and the flags.
@@ -209,6 +215,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Backoff and timeouts for the vassal lifecycle.
     pub policy: Policy,
+    /// Vassals without an `on-demand` option of their own are on demand.
+    pub on_demand: bool,
 }
 
 impl Default for Settings {
@@ -236,6 +244,7 @@ impl Default for Settings {
             ready_vassals: None,
             log_format: LogFormat::Text,
             policy: Policy::default(),
+            on_demand: false,
         }
     }
 }
@@ -320,6 +329,7 @@ struct FileSettings {
     log_lines: Option<usize>,
     ready_vassals: Option<Vec<String>>,
     log_format: Option<LogFormat>,
+    on_demand: Option<bool>,
     start_timeout: Option<Spanned<f64>>,
     stop_timeout: Option<Spanned<f64>>,
     backoff: Option<FileBackoff>,
@@ -562,6 +572,9 @@ impl Settings {
         s.ready_vassals = args.ready_vassals.clone().or(file.ready_vassals);
         if let Some(f) = args.log_format.or(file.log_format) {
             s.log_format = f;
+        }
+        if let Some(d) = args.on_demand.or(file.on_demand) {
+            s.on_demand = d;
         }
 
         let metrics = choose(
@@ -915,6 +928,7 @@ gid = 33
 tyrant = true
 rescan_interval = 1.5
 log_lines = 1000
+on_demand = true
 start_timeout = 60
 stop_timeout = 5
 
@@ -960,6 +974,7 @@ loyal_after = 0
                 log_lines: 1000,
                 ready_vassals: None,
                 log_format: LogFormat::Text,
+                on_demand: true,
                 policy: Policy {
                     backoff_base: Duration::from_secs(1),
                     backoff_max: Duration::from_secs(60),

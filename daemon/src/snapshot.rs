@@ -34,7 +34,7 @@ use crate::settings::Settings;
 // ---------------------------------------------------------------------------------------
 
 /// Cumulative counters of one vassal (or of one counter region).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Totals {
     /// Requests finished.
     pub requests: u64,
@@ -103,8 +103,9 @@ fn add_each<const N: usize>(to: &mut [u64; N], from: &[u64; N]) {
     }
 }
 
-/// What the actor keeps per vassal for the metrics (one in each `Vassal`).
-#[derive(Debug, Clone)]
+/// What the actor keeps per vassal for the metrics (one in each `Vassal`). Handed over
+/// to the new image on an upgrade (serde), so counters stay monotonic.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     /// Totals of the counter regions the actor let go of (ended generations).
     retired: Totals,

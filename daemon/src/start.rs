@@ -73,6 +73,10 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     if let Ok(run_dir) = std::path::absolute(&settings.run_dir) {
         settings.run_dir = run_dir;
     }
+    let handed_over = handed_over();
+    if let Some(state) = &handed_over {
+        crate::upgrade::set_inherited(state.listeners.clone());
+    }
     let rsgi = crate::spawn::find_rsgi(settings.rsgi.as_deref());
     let (tx, rx) = mpsc::unbounded_channel();
     let (dirs, mut remote) = open_sources(&mut settings, &tx)?;
@@ -93,16 +97,19 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
         }
     })?;
     crate::metrics::spawn(&settings, &tx);
+    crate::upgrade::close_unused_inherited();
     tracing::info!(
         vassals = %dir.display(),
         rsgi = %rsgi.display(),
+        build = crate::upgrade::build(),
         "rsgid started"
     );
     let effects = OsEffects::new(rsgi, tx);
-    Emperor::new(settings, rx, Box::new(effects))
-        .with_sources(dirs)
-        .run()
-        .await;
+    let mut emperor = Emperor::new(settings, rx, Box::new(effects)).with_sources(dirs);
+    if let Some(state) = handed_over {
+        emperor.restore(state);
+    }
+    emperor.run().await;
     Ok(())
 }
 
@@ -180,6 +187,25 @@ fn open_sources(
         settings.vassals = first.dir.clone();
     }
     Ok((dirs, remote))
+}
+
+/// The state the previous image handed over (an upgrade in place), if this process is
+/// one: read once, the file and the variable removed.
+fn handed_over() -> Option<crate::emperor::UpgradeState> {
+    let path = std::env::var_os(crate::upgrade::STATE_ENV)?;
+    // Edition 2021, and no other thread reads the environment yet (the runtime is
+    // single-threaded and nothing has been spawned).
+    std::env::remove_var(crate::upgrade::STATE_ENV);
+    let path = PathBuf::from(path);
+    let state = crate::emperor::check_state(&path);
+    let _ = std::fs::remove_file(&path);
+    match state {
+        Ok(state) => Some(state),
+        Err(e) => {
+            tracing::error!("upgrade: cannot read the handed-over state, starting afresh: {e}");
+            None
+        }
+    }
 }
 
 /// Raise rsgid's soft limit of open files to its hard limit (as systemd's own

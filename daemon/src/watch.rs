@@ -130,18 +130,21 @@ async fn run(
     }
 }
 
-/// TERM and INT stop rsgid gracefully; HUP reloads every vassal.
+/// TERM and INT stop rsgid gracefully; HUP reloads every vassal; USR2 upgrades rsgid
+/// in place (re-executes its binary, see [`crate::upgrade`]).
 pub fn signals(tx: mpsc::UnboundedSender<Msg>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
     tokio::spawn(async move {
         loop {
             let msg = tokio::select! {
                 _ = term.recv() => Msg::Shutdown,
                 _ = int.recv() => Msg::Shutdown,
                 _ = hup.recv() => Msg::ReloadAll,
+                _ = usr2.recv() => Msg::Upgrade,
             };
             if tx.send(msg).is_err() {
                 return;

@@ -168,6 +168,15 @@ pub struct VassalConfig {
     /// `reload-mercy`/`worker-reload-mercy`: seconds a graceful stop or reload may take
     /// before the remaining workers are killed (default 60).
     pub reload_mercy: u64,
+    /// `on-demand`: under rsgid, bind the sockets and start the vassal only when the
+    /// first connection arrives. `None`: rsgid's `on_demand` setting decides.
+    pub on_demand: Option<bool>,
+    /// `idle`: under rsgid, stop the vassal after this many seconds without a request
+    /// and start it again on the next connection (rsgid keeps the sockets).
+    pub idle: Option<u64>,
+    /// `die-on-idle`: uWSGI's "shut down when idle"; under rsgid the same as `idle`
+    /// alone (the vassal stops and sleeps until the next connection).
+    pub die_on_idle: bool,
     /// `stats`: address of the uWSGI-compatible stats server.
     pub stats: Option<String>,
     /// `stats-http`: serve the stats with an HTTP header.
@@ -374,6 +383,9 @@ impl Default for VassalConfig {
             reload_on_rss: None,
             max_worker_lifetime: None,
             reload_mercy: 60,
+            on_demand: None,
+            idle: None,
+            die_on_idle: false,
             stats: None,
             stats_http: false,
             uid: None,

@@ -566,6 +566,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("reload-mercy", G::Processes, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.reload_mercy = v },
         "seconds a graceful stop or reload may take before workers are killed")
         .aliases(&["worker-reload-mercy"]).default("60").meta("SECONDS"),
+    // --- on demand (issue 20): read by rsgid ---
+    OptionSpec::new("on-demand", G::Processes, Kind::Bool(|c, v| c.on_demand = Some(v)),
+        "under rsgid: bind the sockets, start the app on the first connection"),
+    OptionSpec::new("idle", G::Processes, Kind::Int { min: 0, max: U32, set: |c, v| c.idle = (v > 0).then_some(v) },
+        "under rsgid: stop after this many seconds without a request, start again on the next connection (0: never)").meta("SECONDS"),
+    OptionSpec::new("die-on-idle", G::Processes, Kind::Bool(|c, v| c.die_on_idle = v),
+        "uWSGI's exit-when-idle: under rsgid the same as idle alone (standalone rsgi ignores idle)"),
     // --- stats ---
     OptionSpec::new("stats", G::Stats, Kind::Str(|c, v| c.stats = Some(v)),
         "serve uWSGI-compatible stats JSON (uwsgitop) on this address: host:port, :port or /path.sock")
@@ -1470,6 +1477,11 @@ mod tests {
                 c.max_requests_delta == 10
             }),
             ("worker-reload-mercy", Some("5"), |c| c.reload_mercy == 5),
+            ("on-demand", None, |c| c.on_demand == Some(true)),
+            ("on-demand", Some("false"), |c| c.on_demand == Some(false)),
+            ("idle", Some("30"), |c| c.idle == Some(30)),
+            ("idle", Some("0"), |c| c.idle.is_none()),
+            ("die-on-idle", None, |c| c.die_on_idle),
             ("chmod-socket", None, |c| c.chmod_socket == Some(0o666)),
             ("chmod-socket", Some("660"), |c| {
                 c.chmod_socket == Some(0o660)

@@ -31,6 +31,7 @@ mod e2e {
     mod master;
     mod master_policy;
     mod metrics;
+    mod on_demand;
     mod pid1;
     mod process;
     mod projected;
@@ -41,5 +42,6 @@ mod e2e {
     mod touch;
     mod tyrant;
     mod unprivileged;
+    mod upgrade;
     mod wsgi;
 }

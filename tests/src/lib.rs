@@ -1706,6 +1706,25 @@ impl Emperor {
         Emperor::launch_full(&wrapper, extra_args, &[], Some((uid, gid)))
     }
 
+    /// Like [`Emperor::start`], with rsgid executed from `program` (a copy of the built
+    /// binary, e.g. for `rsgictl upgrade`, which re-executes the file rsgid was started
+    /// from). Through `sh`, which execs it: [`Emperor::pid`] is rsgid's pid.
+    pub fn start_binary(program: &Path, extra_args: &[&str]) -> Emperor {
+        let mut args: Vec<&str> = extra_args.to_vec();
+        if nix::unistd::geteuid().is_root() {
+            args.extend(["--uid", "root"]);
+        }
+        // `sh -c SCRIPT sh PROGRAM <built rsgid> ARGS...`: run PROGRAM with ARGS.
+        let wrapper = [
+            "sh".to_owned(),
+            "-c".to_owned(),
+            r#"p="$1"; shift 2; exec "$p" "$@""#.to_owned(),
+            "sh".to_owned(),
+            path_str(program).to_owned(),
+        ];
+        Emperor::launch_wrapped(&wrapper, &args, &[])
+    }
+
     fn launch(extra_args: &[&str], envs: &[(&str, &str)]) -> Emperor {
         Emperor::launch_wrapped(&[], extra_args, envs)
     }
