@@ -363,7 +363,7 @@ fn bad_values_name_the_key_and_disturb_nothing() {
     let good = served_pid(&e.socket("good")).unwrap();
 
     etcd.put("/rsgi/b/garbage.ini", "this is not an ini file\n\u{1}\u{2}");
-    etcd.put("/rsgi/b/unknown.ini", "[uwsgi]\nno-such-option = 1\n");
+    etcd.put("/rsgi/b/unknown.ini", "[uwsgi]\nproccesses = 4\n");
     wait_until(DEADLINE, "both bad vassals to fail", || {
         ["garbage", "unknown"]
             .iter()
@@ -374,7 +374,7 @@ fn bad_values_name_the_key_and_disturb_nothing() {
         .unwrap()
         .to_owned();
     assert!(reason.contains("etcd key /rsgi/b/unknown.ini"), "{reason}");
-    assert!(reason.contains("no-such-option"), "{reason}");
+    assert!(reason.contains("proccesses"), "{reason}");
     let reason = vassal(&e, "garbage").unwrap()["reason"]
         .as_str()
         .unwrap()
@@ -390,7 +390,7 @@ fn bad_values_name_the_key_and_disturb_nothing() {
     assert_eq!(vassal(&e, "good").unwrap()["state"], "ready");
     // `rsgictl check` checks a file before it is put.
     let dir = tempdir();
-    let bad = write_file(dir.path(), "next.ini", "[uwsgi]\nno-such-option = 1\n");
+    let bad = write_file(dir.path(), "next.ini", "[uwsgi]\nproccesses = 4\n");
     let (code, out) = e.rsgictl(&["check", path_str(&bad)]);
     assert_ne!(code, 0, "{out}");
     // Keys deeper than one level are no vassals.
