@@ -174,6 +174,38 @@ pub struct VassalConfig {
     /// `gid`: group to run as (name or number).
     pub gid: Option<String>,
 
+    // --- request logging (issue 21) ---
+    /// `log-format`/`logformat`: uWSGI's request line template (`%(addr) %(status)`);
+    /// `None`: rsgi's default line.
+    pub log_format: Option<String>,
+    /// `log-format-strftime`: `%(ftime)` uses the `logdate` strftime format.
+    pub log_format_strftime: bool,
+    /// `log-4xx`: log 4xx responses even with `disable-logging`.
+    pub log_4xx: bool,
+    /// `log-5xx`: log 5xx responses even with `disable-logging`.
+    pub log_5xx: bool,
+    /// `log-slow`: log requests that took at least this many milliseconds even with
+    /// `disable-logging`.
+    pub log_slow: Option<u64>,
+    /// `log-zero`: log responses with an empty body even with `disable-logging`.
+    pub log_zero: bool,
+    /// `log-big`: log responses of at least this many body bytes even with
+    /// `disable-logging`.
+    pub log_big: Option<u64>,
+    /// `logger`: where log lines go (`file:PATH`, `syslog[:IDENT[,FACILITY]]`, `stdio`),
+    /// in order; request lines too unless `req-logger` is set.
+    pub logger: Vec<String>,
+    /// `req-logger`: where request lines go (same forms as `logger`).
+    pub req_logger: Vec<String>,
+    /// `log-maxsize`: rotate the `logto`/`daemonize` file once it is larger than this
+    /// many bytes.
+    pub log_maxsize: Option<u64>,
+    /// `log-backupname`: the rotated file's name (default `LOGFILE.<unix time>`).
+    pub log_backupname: Option<PathBuf>,
+    /// `log-x-forwarded-for`: the request line's address is the `X-Forwarded-For`
+    /// header when there is one.
+    pub log_x_forwarded_for: bool,
+
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
 }
@@ -220,6 +252,18 @@ impl Default for VassalConfig {
             stats_http: false,
             uid: None,
             gid: None,
+            log_format: None,
+            log_format_strftime: false,
+            log_4xx: false,
+            log_5xx: false,
+            log_slow: None,
+            log_zero: false,
+            log_big: None,
+            logger: Vec::new(),
+            req_logger: Vec::new(),
+            log_maxsize: None,
+            log_backupname: None,
+            log_x_forwarded_for: false,
             notices: Vec::new(),
         }
     }

@@ -467,6 +467,36 @@ pub static OPTIONS: &[OptionSpec] = &[
         "write the master's pid to this file"),
     OptionSpec::new("safe-pidfile", G::Logging, Kind::Path(|c, v| c.safe_pidfile = Some(v)),
         "like pidfile, written atomically (temp file + rename)"),
+    // request logging (issue 21)
+    OptionSpec::new("log-format", G::Logging, Kind::Str(|c, v| c.log_format = Some(v)),
+        "the request line as uWSGI's template: %(addr) %(method) %(uri) %(proto) %(status) %(size) %(msecs) %(ftime) %(var.NAME) ...; unknown %(x) print -")
+        .aliases(&["logformat"]).meta("FORMAT"),
+    OptionSpec::new("log-format-strftime", G::Logging, Kind::Bool(|c, v| c.log_format_strftime = v),
+        "%(ftime) uses the logdate strftime FORMAT (without it, or without a logdate format: %(ltime))")
+        .aliases(&["logformat-strftime"]),
+    OptionSpec::new("log-4xx", G::Logging, Kind::Bool(|c, v| c.log_4xx = v),
+        "log requests answered 4xx even with disable-logging"),
+    OptionSpec::new("log-5xx", G::Logging, Kind::Bool(|c, v| c.log_5xx = v),
+        "log requests answered 5xx even with disable-logging"),
+    OptionSpec::new("log-slow", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_slow = (v > 0).then_some(v) },
+        "log requests that took at least this many milliseconds even with disable-logging").meta("MSECS"),
+    OptionSpec::new("log-zero", G::Logging, Kind::Bool(|c, v| c.log_zero = v),
+        "log responses with an empty body even with disable-logging"),
+    OptionSpec::new("log-big", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_big = (v > 0).then_some(v) },
+        "log responses of at least this many body bytes even with disable-logging").meta("BYTES"),
+    OptionSpec::new("logger", G::Logging, Kind::Str(|c, v| c.logger.push(v)),
+        "send log lines (and request lines, unless req-logger is set) here instead: file:PATH, syslog[:IDENT[,FACILITY]] or stdio")
+        .repeatable().meta("LOGGER"),
+    OptionSpec::new("req-logger", G::Logging, Kind::Str(|c, v| c.req_logger.push(v)),
+        "send request lines here: file:PATH, syslog[:IDENT[,FACILITY]] or stdio")
+        .repeatable().meta("LOGGER"),
+    OptionSpec::new("log-maxsize", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_maxsize = (v > 0).then_some(v) },
+        "rotate the logto/daemonize file once it is larger than this: renamed to LOGFILE.<unix time> (or log-backupname), a new one opened")
+        .meta("BYTES"),
+    OptionSpec::new("log-backupname", G::Logging, Kind::Path(|c, v| c.log_backupname = Some(v)),
+        "the name log-maxsize renames the log file to (replacing the last one)"),
+    OptionSpec::new("log-x-forwarded-for", G::Logging, Kind::Bool(|c, v| c.log_x_forwarded_for = v),
+        "the request line's address (%(addr)) is the X-Forwarded-For header when the request has one"),
     // --- processes ---
     OptionSpec::new("master", G::Processes, Kind::Bool(|c, v| c.master = v),
         "run a master process that supervises the workers")
@@ -600,6 +630,10 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("disable-write-exception", G::Ignored, Kind::Ignored { takes_value: false, why: "the app never writes to the client itself (write() data is sent after it returns), so no write exception reaches it" }, ""),
     OptionSpec::new("offload-threads", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi sends files with sendfile(2) from the worker's event loop; there are no offload threads" }, "").meta("N"),
     OptionSpec::new("http-keepalive", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's HTTP sockets always keep HTTP/1.1 connections alive" }, ""),
+    OptionSpec::new("log-master", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi processes write whole lines straight to the log (one write each, O_APPEND), so no log master process is needed" }, "")
+        .aliases(&["threaded-logger"]),
+    OptionSpec::new("log-reopen", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always reopens its log file on a reload (the master re-executes itself)" }, ""),
+    OptionSpec::new("log-micros", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's request line already gives the time to 1/100 ms; for microseconds use %(micros) in log-format" }, ""),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
     // --- uWSGI features rsgi does not have: refused, with what to use instead ---
     OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
@@ -614,6 +648,8 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("alarm", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no alarms: alert on rsgid's metrics (Prometheus) or on its log" }, "")
         .aliases(&["alarm-log", "alarm-backlog", "alarm-segfault"]),
     OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
+    OptionSpec::new("log-route", G::Refused, Kind::Refused { takes_value: true, instead: "route in your log collector (rsyslog, journald, Vector): rsgi sends request lines and other lines apart with req-logger and logger" }, "")
+        .aliases(&["log-req-route"]),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
 ];
 
@@ -1489,6 +1525,17 @@ mod tests {
             ("alarm-log", "refused"),
             ("protocol", "refused"),
             ("emperor", "refused"),
+            ("log-4xx", "supported"),
+            ("log-5xx", "supported"),
+            ("logger", "supported"),
+            ("req-logger", "supported"),
+            ("log-format", "supported"),
+            ("logformat", "supported"),
+            ("log-master", "no-op"),
+            ("log-reopen", "no-op"),
+            ("log-micros", "no-op"),
+            ("log-route", "refused"),
+            ("log-maxsize", "supported"),
         ];
         for (name, want) in classified {
             let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
@@ -1510,15 +1557,6 @@ mod tests {
         }
         // Real uWSGI options of the families that need runtime work: still unknown here.
         const TO_IMPLEMENT: &[&str] = &[
-            "log-4xx",
-            "log-5xx",
-            "logger",
-            "req-logger",
-            "log-format",
-            "logformat",
-            "log-master",
-            "log-route",
-            "log-maxsize",
             "touch-reload",
             "touch-chain-reload",
             "attach-daemon",

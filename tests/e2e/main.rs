@@ -29,6 +29,7 @@ mod e2e {
     mod process;
     mod projected;
     mod protocols;
+    mod req_logging;
     mod slow_clients;
     mod static_map;
     mod tyrant;

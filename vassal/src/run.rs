@@ -105,6 +105,7 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
             crate::process::daemonize(log).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
         }
     }
+    crate::log::check_loggers(&config).map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
     crate::log::init(&config).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     // Room for `worker-connections` (4096 by default) above the soft default of 1024.
     if let Err(e) = rsgi_os::limits::raise_nofile() {

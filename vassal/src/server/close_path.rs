@@ -263,12 +263,14 @@ fn send_answer(
     ticket: Ticket,
 ) {
     let (status, exception) = (resp.status, resp.exception);
+    let head = core::head_stats(&out);
     let worker = Arc::clone(worker);
     send::send_response(tasks, stream, out, resp.body, framing, fin, move |sent| {
         let outcome = Outcome {
             status,
             bytes: sent,
             exception,
+            head,
         };
         ticket.finish(&worker, outcome);
     });

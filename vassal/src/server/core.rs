@@ -88,6 +88,9 @@ pub(super) struct Outcome {
     pub(super) bytes: u64,
     /// Whether the app raised.
     pub(super) exception: bool,
+    /// The response head's size and header count (for `log-format`'s `%(hsize)`,
+    /// `%(headers)`); 0 where unknown.
+    pub(super) head: (u64, u64),
 }
 
 impl Outcome {
@@ -97,8 +100,30 @@ impl Outcome {
             status,
             bytes: 0,
             exception: false,
+            head: (0, 0),
         }
     }
+}
+
+/// The size and header count of a response head as written (`HTTP/1.1 200 OK\r\n`,
+/// header lines, blank line).
+pub(super) fn head_stats(head: &[u8]) -> (u64, u64) {
+    let lines = head.windows(2).filter(|w| w == b"\r\n").count() as u64;
+    (head.len() as u64, lines.saturating_sub(2))
+}
+
+/// What only `log-format` needs of a request, taken when a template is set.
+#[derive(Debug, Default)]
+struct Extra {
+    user: Bytes,
+    host: Bytes,
+    uagent: Bytes,
+    referer: Bytes,
+    content_length: u64,
+    /// The values of the template's `%(var.NAME)`, in its order.
+    vars: Vec<Bytes>,
+    var_count: u64,
+    pktsize: u64,
 }
 
 /// One request between its parse and its last byte: what its access line needs (cheap
@@ -113,14 +138,42 @@ pub(super) struct Ticket {
     started: Instant,
     /// Set when the app is called (a static file or a refusal is logged, not counted).
     token: Option<RequestToken>,
+    /// Only with `log-format`.
+    extra: Option<Box<Extra>>,
 }
 
 impl Ticket {
     /// Open the ticket of a request that started at `started`.
     pub(super) fn new(cgi: &CgiVars, started: Instant) -> Ticket {
         let get = |name: &[u8]| cgi.get(name).cloned().unwrap_or_default();
+        let remote = match cgi.get(b"HTTP_X_FORWARDED_FOR") {
+            Some(xff) if crate::log::x_forwarded_for() => xff.clone(),
+            _ => get(b"REMOTE_ADDR"),
+        };
+        let extra = crate::log::template().map(|t| {
+            let (var_count, pktsize) = if t.needs_var_stats() {
+                let size = cgi
+                    .vars
+                    .iter()
+                    .map(|(k, v)| 4 + k.len() + v.len())
+                    .sum::<usize>();
+                (cgi.vars.len() as u64, size as u64)
+            } else {
+                (0, 0)
+            };
+            Box::new(Extra {
+                user: get(b"REMOTE_USER"),
+                host: get(b"HTTP_HOST"),
+                uagent: get(b"HTTP_USER_AGENT"),
+                referer: get(b"HTTP_REFERER"),
+                content_length: cgi.content_length.unwrap_or(0),
+                vars: t.request_vars.iter().map(|n| get(n)).collect(),
+                var_count,
+                pktsize,
+            })
+        });
         Ticket {
-            remote: get(b"REMOTE_ADDR"),
+            remote,
             method: get(b"REQUEST_METHOD"),
             uri: cgi
                 .get(b"REQUEST_URI")
@@ -130,6 +183,7 @@ impl Ticket {
             protocol: get(b"SERVER_PROTOCOL"),
             started,
             token: None,
+            extra,
         }
     }
 
@@ -140,17 +194,48 @@ impl Ticket {
         if let (Some(token), Some(c)) = (self.token, worker.counters.as_ref()) {
             count(c, token, outcome, elapsed);
         }
-        crate::log::access(&crate::log::Access {
-            remote: &self.remote,
+        let mut line = crate::log::Access {
+            addr: &self.remote,
             method: &self.method,
             uri: &self.uri,
-            protocol: &self.protocol,
+            proto: &self.protocol,
             status: outcome.status,
-            bytes: outcome.bytes,
+            body_bytes: outcome.bytes,
             duration: elapsed,
             pid: worker.pid,
-        });
+            ..crate::log::Access::default()
+        };
+        let Some(extra) = &self.extra else {
+            crate::log::access(&line);
+            return;
+        };
+        let vars: Vec<&[u8]> = extra.vars.iter().map(|v| &v[..]).collect();
+        line.user = &extra.user;
+        line.host = &extra.host;
+        line.uagent = &extra.uagent;
+        line.referer = &extra.referer;
+        line.content_length = extra.content_length;
+        line.request_vars = &vars;
+        line.var_count = extra.var_count;
+        line.pktsize = extra.pktsize;
+        (line.head_bytes, line.headers) = outcome.head;
+        line.start = std::time::SystemTime::now().checked_sub(elapsed);
+        line.wid = worker.counters.as_ref().map_or(1, |c| c.id.get());
+        if crate::log::template().is_some_and(|t| t.needs_memory()) {
+            line.memory = memory();
+        }
+        crate::log::access(&line);
     }
+}
+
+/// This process's (virtual, resident) size in bytes, from `/proc/self/statm`.
+fn memory() -> Option<(u64, u64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut fields = statm.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (vsz, rss) = (fields.next()??, fields.next()??);
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    Some((vsz * page, rss * page))
 }
 
 /// Count a finished app call in this worker's slot; wake the master (once) when the
@@ -381,11 +466,13 @@ mod tests {
                 status: 200,
                 bytes: 5,
                 exception: false,
+                head: (0, 0),
             },
             Outcome {
                 status: 500,
                 bytes: 7,
                 exception: true,
+                head: (0, 0),
             },
             Outcome::server(404),
         ];

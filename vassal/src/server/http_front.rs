@@ -241,10 +241,17 @@ fn respond(
 ) -> hyper::Response<RespBody> {
     let exception = resp.exception;
     let (out, bytes) = write::to_http(resp, head);
+    let head_bytes = out
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + 19;
     let outcome = Outcome {
         status: out.status().as_u16(),
         bytes: bytes.unwrap_or(0),
         exception,
+        head: (head_bytes as u64, out.headers().len() as u64),
     };
     ticket.finish(worker, outcome);
     out

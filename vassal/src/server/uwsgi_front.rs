@@ -76,13 +76,18 @@ pub(super) async fn handle_uwsgi(
     .await;
     let resp = write::checked(resp);
     let (status, exception) = (resp.status, resp.exception);
-    let sent = respond(&mut conn, resp, head).await.unwrap_or(0);
+    let (out, framing) = write::head(&resp, Wire::Uwsgi, head, b"");
+    let head = core::head_stats(&out);
+    let sent = send::write_response(&mut conn, out, resp.body, framing)
+        .await
+        .unwrap_or(0);
     ticket.finish(
         &worker,
         Outcome {
             status,
             bytes: sent,
             exception,
+            head,
         },
     );
 }
