@@ -121,6 +121,12 @@ pub struct VassalConfig {
     /// `env`: `KEY=VALUE` pairs set in the process environment before Python starts.
     pub env: Vec<(String, String)>,
 
+    /// `mount`: `MOUNTPOINT=APP` values, in order (apps under a URL prefix).
+    pub mount: Vec<String>,
+    /// `manage-script-name`: split `PATH_INFO` at the longest mountpoint into
+    /// `SCRIPT_NAME` and `PATH_INFO`.
+    pub manage_script_name: bool,
+
     // --- static files ---
     /// `static-map`: (URL prefix, directory) pairs, in order.
     pub static_map: Vec<(String, PathBuf)>,
@@ -230,6 +236,8 @@ impl Default for VassalConfig {
             pythonpath: Vec::new(),
             home: None,
             env: Vec::new(),
+            mount: Vec::new(),
+            manage_script_name: false,
             static_map: Vec::new(),
             logto: None,
             logdate: false,

@@ -448,6 +448,11 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("env", G::App, Kind::KeyValue(|c, k, v| c.env.push((k, v))),
         "set an environment variable before Python starts")
         .repeatable(),
+    OptionSpec::new("mount", G::App, Kind::Str(|c, v| c.mount.push(v)),
+        "serve another app under a URL prefix: /prefix=file.py or /prefix=pkg.mod[:callable]; chosen by SCRIPT_NAME (see manage-script-name)")
+        .repeatable().meta("/PREFIX=APP"),
+    OptionSpec::new("manage-script-name", G::App, Kind::Bool(|c, v| c.manage_script_name = v),
+        "move the longest mount prefix from PATH_INFO into SCRIPT_NAME (apps under a prefix behind a proxy that does not set SCRIPT_NAME)"),
     OptionSpec::new("static-map", G::App, Kind::Mapping(|c, p, d| c.static_map.push((p, d))),
         "serve files under URL PREFIX from DIR without calling the app")
         .repeatable(),
@@ -1536,6 +1541,8 @@ mod tests {
             ("log-micros", "no-op"),
             ("log-route", "refused"),
             ("log-maxsize", "supported"),
+            ("mount", "supported"),
+            ("manage-script-name", "supported"),
         ];
         for (name, want) in classified {
             let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
@@ -1567,8 +1574,6 @@ mod tests {
             "cron",
             "hook-master-start",
             "py-autoreload",
-            "mount",
-            "manage-script-name",
             "add-header",
             "http-timeout",
             "http-enable-proxy-protocol",

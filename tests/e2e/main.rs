@@ -25,6 +25,7 @@ mod e2e {
     mod master;
     mod master_policy;
     mod metrics;
+    mod mount;
     mod pid1;
     mod process;
     mod projected;

@@ -70,6 +70,7 @@ pub mod fatal;
 pub mod log;
 pub mod master;
 pub mod master_pipe;
+pub mod mount;
 pub mod notify;
 pub mod process;
 pub mod python;

@@ -128,6 +128,7 @@ pub(crate) fn serve_worker(
     let worker = Arc::new(Worker {
         executor,
         static_map,
+        routes: crate::mount::Routes::new(config),
         buffer_size: config.buffer_size,
         limit_post: config.limit_post,
         socket_timeout: Duration::from_secs(config.socket_timeout),

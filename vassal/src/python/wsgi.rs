@@ -165,8 +165,10 @@ pub(super) fn call(py: Python<'_>, app: &App, mut req: Request) -> Response {
         Ok(s) => s.into_bound(py),
         Err(e) => return internal_error(py, &e, "start_response"),
     };
+    // Chosen before the environ takes the request's variables.
+    let callable = app.callable_for(&req.cgi).clone_ref(py);
     let result =
-        build_environ(py, app, &mut req).and_then(|env| app.callable.bind(py).call1((env, &start)));
+        build_environ(py, app, &mut req).and_then(|env| callable.bind(py).call1((env, &start)));
     let result = match result {
         Ok(r) => r,
         Err(e) => return internal_error(py, &e, "the app raised"),

@@ -35,6 +35,8 @@ pub struct Worker {
     pub executor: Executor,
     /// `static-map` entries.
     pub static_map: StaticMap,
+    /// `mount` and `manage-script-name`.
+    pub routes: crate::mount::Routes,
     /// `buffer-size`: the largest request head.
     pub buffer_size: usize,
     /// `limit-post`: the largest request body (0 = unlimited).

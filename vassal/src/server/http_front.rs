@@ -201,6 +201,7 @@ async fn http_request(
         Err(_) => return bad_request_close(),
     };
     let head = parts.method == http::Method::HEAD;
+    worker.routes.apply(&mut cgi);
     let mut ticket = Ticket::new(&cgi, started);
     // A static file first: its request body, if any, is never read.
     if let Some(resp) = core::static_answer(&worker.static_map, &cgi) {

@@ -52,7 +52,7 @@ pub(super) async fn handle_uwsgi(
     };
     // `socket-timeout` bounds each read (as in uWSGI), not the whole request: an
     // upload may take long, a client may not stay silent.
-    let (cgi, body) = match request.await {
+    let (mut cgi, body) = match request.await {
         Ok(r) => r,
         Err(UwsgiRead::Closed) => return,
         Err(UwsgiRead::Status(status, cgi)) => {
@@ -64,6 +64,7 @@ pub(super) async fn handle_uwsgi(
         }
     };
     let head = core::is_head(&cgi);
+    worker.routes.apply(&mut cgi);
     let mut ticket = Ticket::new(&cgi, started);
     let fd = conn.fd();
     let resp = core::answer(
