@@ -101,6 +101,13 @@ pub struct VassalConfig {
     /// `socket-timeout`: seconds a client may stay silent while sending its request
     /// (each read of the request head and body); uWSGI's default, 4.
     pub socket_timeout: u64,
+    /// `http-timeout`: seconds an HTTP client may take to send a request head (uWSGI's
+    /// HTTP router timeout; rsgi's workers are the router). `None`: `socket-timeout`.
+    pub http_timeout: Option<u64>,
+    /// `http-keepalive-timeout`: seconds an HTTP keep-alive connection may stay idle
+    /// between requests (default 65: longer than nginx's upstream `keepalive_timeout`,
+    /// so nginx closes first).
+    pub http_keepalive_timeout: u64,
     /// `worker-connections`: the most connections one worker holds open at once; at the
     /// cap it stops accepting (and says so) until one closes.
     pub worker_connections: u64,
@@ -121,6 +128,8 @@ pub struct VassalConfig {
     /// `env`: `KEY=VALUE` pairs set in the process environment before Python starts.
     pub env: Vec<(String, String)>,
 
+    /// `add-header`: `Name: value` headers added to every response.
+    pub add_header: Vec<String>,
     /// `mount`: `MOUNTPOINT=APP` values, in order (apps under a URL prefix).
     pub mount: Vec<String>,
     /// `manage-script-name`: split `PATH_INFO` at the longest mountpoint into
@@ -229,6 +238,8 @@ impl Default for VassalConfig {
             limit_post: 0,
             socket_timeout: 4,
             worker_connections: 4096,
+            http_timeout: None,
+            http_keepalive_timeout: 65,
             module: None,
             wsgi_file: None,
             callable: "application".to_owned(),
@@ -236,6 +247,7 @@ impl Default for VassalConfig {
             pythonpath: Vec::new(),
             home: None,
             env: Vec::new(),
+            add_header: Vec::new(),
             mount: Vec::new(),
             manage_script_name: false,
             static_map: Vec::new(),

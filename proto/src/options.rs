@@ -421,6 +421,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("socket-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.socket_timeout = v },
         "seconds a client may stay silent while sending its request (each read of the head and body); slower ones are closed")
         .default("4").meta("SECS"),
+    OptionSpec::new("http-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_timeout = Some(v) },
+        "seconds an HTTP client may take to send a request head (uWSGI's HTTP router timeout; rsgi's HTTP sockets are the router); unset: socket-timeout")
+        .meta("SECS"),
+    OptionSpec::new("http-keepalive-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_keepalive_timeout = v },
+        "seconds an HTTP keep-alive connection may stay idle between requests before it is closed (rsgi's own; longer than nginx's upstream keepalive_timeout)")
+        .default("65").meta("SECS"),
     OptionSpec::new("worker-connections", G::Sockets, Kind::Int { min: 1, max: 1_000_000, set: |c, v| c.worker_connections = v },
         "the most connections one worker holds open at once; at the cap it stops accepting (and logs it) until one closes")
         .default("4096").meta("N"),
@@ -448,6 +454,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("env", G::App, Kind::KeyValue(|c, k, v| c.env.push((k, v))),
         "set an environment variable before Python starts")
         .repeatable(),
+    OptionSpec::new("add-header", G::App, Kind::Str(|c, v| c.add_header.push(v)),
+        "add this header to every response (the app's, static files, errors)")
+        .repeatable().meta("'NAME: VALUE'"),
     OptionSpec::new("mount", G::App, Kind::Str(|c, v| c.mount.push(v)),
         "serve another app under a URL prefix: /prefix=file.py or /prefix=pkg.mod[:callable]; chosen by SCRIPT_NAME (see manage-script-name)")
         .repeatable().meta("/PREFIX=APP"),
@@ -1542,6 +1551,8 @@ mod tests {
             ("log-route", "refused"),
             ("log-maxsize", "supported"),
             ("mount", "supported"),
+            ("http-timeout", "supported"),
+            ("add-header", "supported"),
             ("manage-script-name", "supported"),
         ];
         for (name, want) in classified {
@@ -1574,8 +1585,6 @@ mod tests {
             "cron",
             "hook-master-start",
             "py-autoreload",
-            "add-header",
-            "http-timeout",
             "http-enable-proxy-protocol",
             "static-gzip-all",
             "check-static",

@@ -20,6 +20,7 @@ mod e2e {
     mod flask;
     mod hardening;
     mod health;
+    mod http_options;
     mod http_rules;
     mod log_format;
     mod master;

@@ -106,6 +106,8 @@ fn serve(config: VassalConfig) -> Result<(), Fatal> {
         }
     }
     crate::log::check_loggers(&config).map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
+    crate::server::set_add_headers(&config.add_header)
+        .map_err(|e| Fatal::new(notify::EXIT_CONFIG, e))?;
     crate::log::init(&config).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     // Room for `worker-connections` (4096 by default) above the soft default of 1024.
     if let Err(e) = rsgi_os::limits::raise_nofile() {

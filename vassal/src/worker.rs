@@ -132,6 +132,8 @@ pub(crate) fn serve_worker(
         buffer_size: config.buffer_size,
         limit_post: config.limit_post,
         socket_timeout: Duration::from_secs(config.socket_timeout),
+        http_timeout: Duration::from_secs(config.http_timeout.unwrap_or(config.socket_timeout)),
+        keepalive_timeout: Duration::from_secs(config.http_keepalive_timeout),
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
         counters,

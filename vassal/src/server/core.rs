@@ -43,6 +43,12 @@ pub struct Worker {
     pub limit_post: u64,
     /// `socket-timeout`: how long a client may stay silent while sending its request.
     pub socket_timeout: Duration,
+    /// `http-timeout` (else `socket-timeout`): how long an HTTP client may take to send
+    /// a request head.
+    pub http_timeout: Duration,
+    /// `http-keepalive-timeout`: how long an HTTP keep-alive connection may stay idle
+    /// between requests.
+    pub keepalive_timeout: Duration,
     /// Seconds a graceful stop may take before connections are dropped.
     pub mercy: Duration,
     /// This process' pid, for access lines.
