@@ -609,7 +609,8 @@ mod tests {
     #[test]
     fn add_header_values() {
         // (value, Ok((name, value)) or an error containing)
-        let cases: &[(&str, Result<(&str, &str), &str>)] = &[
+        type Want = Result<(&'static str, &'static str), &'static str>;
+        let cases: &[(&str, Want)] = &[
             ("X-Frame-Options: DENY", Ok(("X-Frame-Options", "DENY"))),
             ("Cache-Control:no-cache", Ok(("Cache-Control", "no-cache"))),
             ("  X-A :  b c  ", Ok(("X-A", "b c"))),
