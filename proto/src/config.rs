@@ -128,6 +128,23 @@ pub struct VassalConfig {
     /// `env`: `KEY=VALUE` pairs set in the process environment before Python starts.
     pub env: Vec<(String, String)>,
 
+    /// `wsgi-disable-file-wrapper`: no `wsgi.file_wrapper` in the environ.
+    pub wsgi_disable_file_wrapper: bool,
+    /// `check-static`: directories searched for `PATH_INFO` (the whole path) before
+    /// the app.
+    pub check_static: Vec<PathBuf>,
+    /// `static-map2`: like `static-map`, but the whole `PATH_INFO` (prefix included)
+    /// is looked up under the directory.
+    pub static_map2: Vec<(String, PathBuf)>,
+    /// `static-index`: file names tried in a directory a static path names.
+    pub static_index: Vec<String>,
+    /// `static-gzip-all`: serve `FILE.gz` for `FILE` when the client accepts gzip.
+    pub static_gzip_all: bool,
+    /// `static-expires-type`: (content type, seconds): an `Expires` header that many
+    /// seconds after the request for static files of that type.
+    pub static_expires_type: Vec<(String, String)>,
+    /// `static-expires-type-mtime`: the same, counted from the file's mtime.
+    pub static_expires_type_mtime: Vec<(String, String)>,
     /// `add-header`: `Name: value` headers added to every response.
     pub add_header: Vec<String>,
     /// `mount`: `MOUNTPOINT=APP` values, in order (apps under a URL prefix).
@@ -247,6 +264,13 @@ impl Default for VassalConfig {
             pythonpath: Vec::new(),
             home: None,
             env: Vec::new(),
+            wsgi_disable_file_wrapper: false,
+            check_static: Vec::new(),
+            static_map2: Vec::new(),
+            static_index: Vec::new(),
+            static_gzip_all: false,
+            static_expires_type: Vec::new(),
+            static_expires_type_mtime: Vec::new(),
             add_header: Vec::new(),
             mount: Vec::new(),
             manage_script_name: false,

@@ -465,6 +465,25 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("static-map", G::App, Kind::Mapping(|c, p, d| c.static_map.push((p, d))),
         "serve files under URL PREFIX from DIR without calling the app")
         .repeatable(),
+    OptionSpec::new("static-map2", G::App, Kind::Mapping(|c, p, d| c.static_map2.push((p, d))),
+        "like static-map, but the whole path (prefix included) is looked up under DIR")
+        .repeatable(),
+    OptionSpec::new("check-static", G::App, Kind::Path(|c, v| c.check_static.push(v)),
+        "serve DIR/PATH_INFO when that file exists, before static-map and the app")
+        .repeatable().meta("DIR"),
+    OptionSpec::new("static-index", G::App, Kind::Str(|c, v| c.static_index.push(v)),
+        "for a static path that is a directory, serve this file in it (index.html)")
+        .repeatable().meta("NAME"),
+    OptionSpec::new("static-gzip-all", G::App, Kind::Bool(|c, v| c.static_gzip_all = v),
+        "serve FILE.gz (Content-Encoding: gzip) for a static FILE when the client accepts gzip and FILE.gz exists"),
+    OptionSpec::new("static-expires-type", G::App, Kind::KeyValue(|c, t, v| c.static_expires_type.push((t, v))),
+        "Expires header SECS after the request for static files of content type MIME (text/css=3600)")
+        .repeatable().meta("MIME=SECS"),
+    OptionSpec::new("static-expires-type-mtime", G::App, Kind::KeyValue(|c, t, v| c.static_expires_type_mtime.push((t, v))),
+        "Expires header SECS after the file's modification time, for static files of content type MIME")
+        .repeatable().meta("MIME=SECS"),
+    OptionSpec::new("wsgi-disable-file-wrapper", G::App, Kind::Bool(|c, v| c.wsgi_disable_file_wrapper = v),
+        "leave wsgi.file_wrapper out of the environ"),
     // --- logs and pid files ---
     OptionSpec::new("logto", G::Logging, Kind::Path(|c, v| c.logto = Some(v)),
         "log to this file instead of stderr").meta("LOGFILE"),
@@ -1553,6 +1572,11 @@ mod tests {
             ("mount", "supported"),
             ("http-timeout", "supported"),
             ("add-header", "supported"),
+            ("static-gzip-all", "supported"),
+            ("check-static", "supported"),
+            ("static-map2", "supported"),
+            ("static-index", "supported"),
+            ("wsgi-disable-file-wrapper", "supported"),
             ("manage-script-name", "supported"),
         ];
         for (name, want) in classified {
@@ -1586,10 +1610,6 @@ mod tests {
             "hook-master-start",
             "py-autoreload",
             "http-enable-proxy-protocol",
-            "static-gzip-all",
-            "check-static",
-            "static-map2",
-            "wsgi-disable-file-wrapper",
             "for-glob",
             "for-readline",
         ];

@@ -34,6 +34,7 @@ mod e2e {
     mod req_logging;
     mod slow_clients;
     mod static_map;
+    mod static_options;
     mod tyrant;
     mod unprivileged;
     mod wsgi;

@@ -105,7 +105,7 @@ pub(crate) fn serve_worker(
     counters: Option<Counters>,
     on_ready: impl FnOnce(),
 ) -> Result<(), Fatal> {
-    let static_map = crate::static_files::StaticMap::new(&config.static_map)
+    let static_map = crate::static_files::StaticMap::from_config(config)
         .map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
     // The harakiri answer (a 504 to the requests still with the app) on the master's
     // SIGUSR2. After faulthandler's own handler for it (`load`, or the master's before

@@ -203,8 +203,13 @@ pub fn load_app(
             what: "the WSGI environ".to_owned(),
             traceback: format_exception(py, &err),
         };
-        let template =
-            wsgi::environ_template(py, multithread, multiprocess).map_err(|e| fail(py, e))?;
+        let template = wsgi::environ_template(
+            py,
+            multithread,
+            multiprocess,
+            !config.wsgi_disable_file_wrapper,
+        )
+        .map_err(|e| fail(py, e))?;
         let iter_type = |o: Bound<'_, PyAny>| -> PyResult<Py<pyo3::types::PyType>> {
             Ok(o.try_iter()?.get_type().unbind())
         };

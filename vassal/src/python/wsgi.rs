@@ -30,6 +30,7 @@ pub(super) fn environ_template(
     py: Python<'_>,
     multithread: bool,
     multiprocess: bool,
+    file_wrapper: bool,
 ) -> PyResult<Bound<'_, PyDict>> {
     let env = PyDict::new(py);
     env.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
@@ -38,10 +39,13 @@ pub(super) fn environ_template(
     env.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        py.get_type::<FileWrapper>(),
-    )?;
+    // `wsgi-disable-file-wrapper` leaves it out, as uWSGI does.
+    if file_wrapper {
+        env.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
+    }
     env.set_item(intern!(py, "SCRIPT_NAME"), "")?;
     Ok(env)
 }

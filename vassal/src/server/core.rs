@@ -330,7 +330,10 @@ pub(super) fn static_answer(map: &StaticMap, cgi: &CgiVars) -> Option<Response> 
         return None;
     }
     let path = cgi.get(b"PATH_INFO")?;
-    match map.lookup(path)? {
+    let gzip = cgi
+        .get(b"HTTP_ACCEPT_ENCODING")
+        .is_some_and(|v| v.windows(4).any(|w| w.eq_ignore_ascii_case(b"gzip")));
+    match map.lookup_for(path, gzip)? {
         Lookup::Found(file) => {
             let last_modified = static_files::http_date(file.modified);
             let ims = cgi.get(b"HTTP_IF_MODIFIED_SINCE").map(|b| &b[..]);
@@ -348,6 +351,29 @@ pub(super) fn static_answer(map: &StaticMap, cgi: &CgiVars) -> Option<Response> 
                 Ok(f) => f,
                 Err(_) => return Some(Response::error(404)),
             };
+            let mut extra = Vec::new();
+            if file.gzip {
+                extra.push((
+                    Bytes::from_static(b"Content-Encoding"),
+                    Bytes::from_static(b"gzip"),
+                ));
+                extra.push((
+                    Bytes::from_static(b"Vary"),
+                    Bytes::from_static(b"Accept-Encoding"),
+                ));
+            }
+            if let Some((secs, from_mtime)) = file.expires {
+                let base = if from_mtime {
+                    file.modified
+                } else {
+                    std::time::SystemTime::now()
+                };
+                let at = base + Duration::from_secs(secs);
+                extra.push((
+                    Bytes::from_static(b"Expires"),
+                    Bytes::from(static_files::http_date(at)),
+                ));
+            }
             Some(Response {
                 status: 200,
                 status_line: Bytes::from_static(b"200 OK"),
@@ -364,7 +390,10 @@ pub(super) fn static_answer(map: &StaticMap, cgi: &CgiVars) -> Option<Response> 
                         Bytes::from_static(b"Last-Modified"),
                         Bytes::from(last_modified),
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(extra)
+                .collect(),
                 content_length: Some(file.len),
                 body: Body::File {
                     file: opened,
