@@ -108,6 +108,9 @@ pub struct VassalConfig {
     /// between requests (default 65: longer than nginx's upstream `keepalive_timeout`,
     /// so nginx closes first).
     pub http_keepalive_timeout: u64,
+    /// `enable-proxy-protocol`/`http-enable-proxy-protocol`: HTTP connections may start
+    /// with a PROXY protocol header (v1 or v2) that gives the client's address.
+    pub enable_proxy_protocol: bool,
     /// `worker-connections`: the most connections one worker holds open at once; at the
     /// cap it stops accepting (and says so) until one closes.
     pub worker_connections: u64,
@@ -257,6 +260,7 @@ impl Default for VassalConfig {
             worker_connections: 4096,
             http_timeout: None,
             http_keepalive_timeout: 65,
+            enable_proxy_protocol: false,
             module: None,
             wsgi_file: None,
             callable: "application".to_owned(),

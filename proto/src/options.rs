@@ -427,6 +427,9 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("http-keepalive-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_keepalive_timeout = v },
         "seconds an HTTP keep-alive connection may stay idle between requests before it is closed (rsgi's own; longer than nginx's upstream keepalive_timeout)")
         .default("65").meta("SECS"),
+    OptionSpec::new("enable-proxy-protocol", G::Sockets, Kind::Bool(|c, v| c.enable_proxy_protocol = v),
+        "HTTP connections may start with a PROXY protocol header (v1 or v2, from HAProxy or a cloud load balancer): REMOTE_ADDR/REMOTE_PORT come from it; a malformed one closes the connection")
+        .aliases(&["http-enable-proxy-protocol"]),
     OptionSpec::new("worker-connections", G::Sockets, Kind::Int { min: 1, max: 1_000_000, set: |c, v| c.worker_connections = v },
         "the most connections one worker holds open at once; at the cap it stops accepting (and logs it) until one closes")
         .default("4096").meta("N"),
@@ -1572,6 +1575,8 @@ mod tests {
             ("mount", "supported"),
             ("http-timeout", "supported"),
             ("add-header", "supported"),
+            ("enable-proxy-protocol", "supported"),
+            ("http-enable-proxy-protocol", "supported"),
             ("static-gzip-all", "supported"),
             ("check-static", "supported"),
             ("static-map2", "supported"),
@@ -1609,7 +1614,6 @@ mod tests {
             "cron",
             "hook-master-start",
             "py-autoreload",
-            "http-enable-proxy-protocol",
             "for-glob",
             "for-readline",
         ];

@@ -146,3 +146,89 @@ fn a_bad_add_header_is_a_config_error() {
         "{log}"
     );
 }
+
+/// Send `raw` on a new connection and read the whole answer until the server closes.
+fn exchange(addr: &Addr, raw: &[u8]) -> Vec<u8> {
+    let mut conn = HttpConn::connect(addr).unwrap();
+    conn.send(raw).unwrap();
+    conn.read_until_close(Duration::from_secs(20)).unwrap()
+}
+
+fn remote_of(answer: &[u8]) -> (String, String) {
+    let resp = parse_response(answer, false).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let env = resp.json();
+    (
+        env["REMOTE_ADDR"].as_str().unwrap().to_owned(),
+        env["REMOTE_PORT"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn proxy_protocol_v1_and_v2_give_the_client_address() {
+    let s = serve_http("environ_app", &["--http-enable-proxy-protocol"]);
+    let get_env = b"GET /environ HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    // v1
+    let v1 = [
+        b"PROXY TCP4 203.0.113.9 10.0.0.1 4321 80\r\n".as_slice(),
+        get_env,
+    ]
+    .concat();
+    assert_eq!(
+        remote_of(&exchange(&s.addr, &v1)),
+        ("203.0.113.9".into(), "4321".into())
+    );
+    let v1_6 = [
+        b"PROXY TCP6 2001:db8::7 ::1 5555 443\r\n".as_slice(),
+        get_env,
+    ]
+    .concat();
+    assert_eq!(
+        remote_of(&exchange(&s.addr, &v1_6)),
+        ("2001:db8::7".into(), "5555".into())
+    );
+    // v2, TCP over IPv4
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[198, 51, 100, 20, 10, 0, 0, 1]);
+    v2.extend_from_slice(&7777u16.to_be_bytes());
+    v2.extend_from_slice(&80u16.to_be_bytes());
+    let v2_req = [v2.as_slice(), get_env].concat();
+    assert_eq!(
+        remote_of(&exchange(&s.addr, &v2_req)),
+        ("198.51.100.20".into(), "7777".into())
+    );
+    // Keep-alive: the header once, then several requests.
+    let mut conn = HttpConn::connect(&s.addr).unwrap();
+    conn.send(b"PROXY TCP4 192.0.2.1 10.0.0.1 1111 80\r\n")
+        .unwrap();
+    for _ in 0..2 {
+        let env = conn.get("/environ").unwrap().json();
+        assert_eq!(env["REMOTE_ADDR"], "192.0.2.1");
+    }
+    // No header: the peer's own address (the header is optional, as in uWSGI).
+    assert_eq!(remote_of(&exchange(&s.addr, get_env)).0, "127.0.0.1");
+    // A malformed header: the connection is closed without an answer; the worker
+    // serves on.
+    for bad in [
+        b"PROXY TCP4 999.1.1.1 10.0.0.1 1 2\r\nGET / HTTP/1.1\r\n\r\n".as_slice(),
+        b"PROXY SOMETHING\r\nGET / HTTP/1.1\r\n\r\n".as_slice(),
+        b"\r\n\r\n\0\r\nQUIT\n\x31\x11\x00\x00GET / HTTP/1.1\r\n\r\n".as_slice(),
+    ] {
+        assert!(
+            exchange(&s.addr, bad).is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    assert_eq!(remote_of(&exchange(&s.addr, &v1)).0, "203.0.113.9");
+}
+
+#[test]
+fn without_the_option_a_proxy_header_is_a_bad_request() {
+    let s = serve_http("environ_app", &[]);
+    let raw =
+        b"PROXY TCP4 203.0.113.9 10.0.0.1 4321 80\r\nGET /environ HTTP/1.1\r\nHost: a\r\n\r\n";
+    let answer = exchange(&s.addr, raw);
+    let resp = parse_response(&answer, false).unwrap();
+    assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(&answer));
+}

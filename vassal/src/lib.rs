@@ -73,6 +73,7 @@ pub mod master_pipe;
 pub mod mount;
 pub mod notify;
 pub mod process;
+pub mod proxy_protocol;
 pub mod python;
 pub mod response;
 pub mod run;

@@ -134,6 +134,7 @@ pub(crate) fn serve_worker(
         socket_timeout: Duration::from_secs(config.socket_timeout),
         http_timeout: Duration::from_secs(config.http_timeout.unwrap_or(config.socket_timeout)),
         keepalive_timeout: Duration::from_secs(config.http_keepalive_timeout),
+        proxy_protocol: config.enable_proxy_protocol,
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
         counters,

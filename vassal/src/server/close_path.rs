@@ -163,6 +163,10 @@ pub(super) async fn serve_http(
     info: ConnInfo,
     buf: &mut [u8],
 ) -> Handled {
+    if worker.proxy_protocol {
+        // The PROXY header is read by the general path (`http_front`).
+        return pass_http(stream, info, Bytes::new());
+    }
     let n = match recv_now(stream.fd(), buf) {
         Ok(Some(0)) | Err(_) => return Handled::Here, // closed without a request
         Ok(Some(n)) => n,

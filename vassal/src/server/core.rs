@@ -49,6 +49,8 @@ pub struct Worker {
     /// `http-keepalive-timeout`: how long an HTTP keep-alive connection may stay idle
     /// between requests.
     pub keepalive_timeout: Duration,
+    /// `enable-proxy-protocol`: HTTP connections may start with a PROXY header.
+    pub proxy_protocol: bool,
     /// Seconds a graceful stop may take before connections are dropped.
     pub mercy: Duration,
     /// This process' pid, for access lines.

@@ -30,13 +30,27 @@ const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
 /// Serve one HTTP connection with hyper; `prefix`: bytes already read from it;
 /// `reserved`: the app thread held for its first request.
 pub(super) async fn handle_http(
-    conn: Conn,
+    mut conn: Conn,
     prefix: Bytes,
-    info: ConnInfo,
+    mut info: ConnInfo,
     worker: Arc<Worker>,
     reserved: Option<Reservation>,
     stop: CancellationToken,
 ) {
+    let mut prefix = prefix;
+    if worker.proxy_protocol {
+        match read_proxy_header(&mut conn, prefix, worker.http_timeout).await {
+            Ok((rest, source)) => {
+                prefix = rest;
+                if let Some((ip, port)) = source {
+                    info.remote_addr = Bytes::from(ip.to_string());
+                    info.remote_port = Bytes::from(port.to_string());
+                }
+            }
+            // A malformed header, a client that went away or stayed silent: close.
+            Err(()) => return,
+        }
+    }
     let info = Arc::new(info);
     let fd = conn.fd();
     // How long a client may take to send a request head (`http-timeout`, else
@@ -99,6 +113,36 @@ pub(super) async fn handle_http(
     // Connection errors (client went away, malformed request already answered with
     // 400 by hyper, body aborted) end this connection only.
     drop(result);
+}
+
+/// Read a PROXY protocol header, if the connection starts with one
+/// ([`crate::proxy_protocol`]): the bytes after it, and the client it names. `Err`
+/// when it is malformed, or the client closes or stays silent for `timeout`.
+async fn read_proxy_header(
+    conn: &mut Conn,
+    prefix: Bytes,
+    timeout: Duration,
+) -> Result<(Bytes, Option<(std::net::IpAddr, u16)>), ()> {
+    use crate::proxy_protocol::{parse, Parsed};
+    let mut buf = bytes::BytesMut::from(&prefix[..]);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match parse(&buf) {
+            Parsed::Absent => return Ok((buf.freeze(), None)),
+            Parsed::Header { len, source } => {
+                let rest = buf.split_off(len);
+                return Ok((rest.freeze(), source));
+            }
+            Parsed::Invalid(_) => return Err(()),
+            Parsed::Incomplete => {
+                buf.reserve(512);
+                match tokio::time::timeout_at(deadline, conn.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err(()),
+                }
+            }
+        }
+    }
 }
 
 /// The timeouts of one keep-alive connection, shared by its stream ([`Timed`]) and
