@@ -390,6 +390,10 @@ mod set {
 
 use Group as G;
 
+/// What to use instead of uWSGI's regex-keyed `static-expires*` options.
+const EXPIRES_REGEX: &str =
+    "rsgi matches no regular expressions: use static-expires-type = MIME=SECS, or set Expires/Cache-Control in nginx";
+
 /// Every option rsgi knows, in `--help` order within each [`Group`].
 // One option per few lines reads better than rustfmt's one-field-per-line layout.
 #[rustfmt::skip]
@@ -686,6 +690,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("protocol", G::Refused, Kind::Refused { takes_value: true, instead: "name the protocol with the socket option: http-socket = ADDR for HTTP, socket = ADDR for uwsgi" }, ""),
     OptionSpec::new("log-route", G::Refused, Kind::Refused { takes_value: true, instead: "route in your log collector (rsyslog, journald, Vector): rsgi sends request lines and other lines apart with req-logger and logger" }, "")
         .aliases(&["log-req-route"]),
+    OptionSpec::new("static-expires", G::Refused, Kind::Refused { takes_value: true, instead: EXPIRES_REGEX }, "")
+        .aliases(&["static-expires-mtime"]),
+    OptionSpec::new("static-expires-uri", G::Refused, Kind::Refused { takes_value: true, instead: EXPIRES_REGEX }, "")
+        .aliases(&["static-expires-uri-mtime"]),
+    OptionSpec::new("static-expires-path-info", G::Refused, Kind::Refused { takes_value: true, instead: EXPIRES_REGEX }, "")
+        .aliases(&["static-expires-path-info-mtime"]),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
 ];
 
@@ -1571,6 +1581,8 @@ mod tests {
             ("log-reopen", "no-op"),
             ("log-micros", "no-op"),
             ("log-route", "refused"),
+            ("static-expires", "refused"),
+            ("static-expires-uri", "refused"),
             ("log-maxsize", "supported"),
             ("mount", "supported"),
             ("http-timeout", "supported"),

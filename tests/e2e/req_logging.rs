@@ -290,3 +290,75 @@ fn log_x_forwarded_for_replaces_the_address() {
         "{text}"
     );
 }
+
+#[test]
+fn logdate_format_and_ftime_with_log_format_strftime() {
+    let dir = tempdir();
+    let log = dir.path().join("app.log");
+    let (_rsgi, addr) = start(
+        "hello",
+        dir.path(),
+        &[
+            "--logto",
+            path_str(&log),
+            "--logdate=%Y-%m-%dT%H:%M:%S",
+            "--log-format-strftime",
+            "--log-format",
+            "[%(ftime)] REQ %(uri)",
+        ],
+        &[],
+    );
+    assert_eq!(get(&addr, "/dated").status, 200);
+    let text = wait_file(&log, "REQ /dated");
+    let is_stamp = |s: &str| {
+        s.len() == 19
+            && s.as_bytes()[4] == b'-'
+            && s.as_bytes()[10] == b'T'
+            && s.as_bytes()[13] == b':'
+            && s[..4].parse::<u32>().is_ok_and(|y| y >= 2024)
+    };
+    // The request line: %(ftime) in the logdate format, no date prefix.
+    let req = text.lines().find(|l| l.contains("REQ /dated")).unwrap();
+    let stamp = req.strip_prefix('[').unwrap().split(']').next().unwrap();
+    assert!(is_stamp(stamp), "{req}");
+    assert!(req.ends_with("] REQ /dated"), "{req}");
+    // Other lines: prefixed with the date in that format and " - ".
+    let other = text
+        .lines()
+        .find(|l| !l.contains("REQ "))
+        .unwrap_or_else(|| panic!("no other line:\n{text}"));
+    let (prefix, _) = other.split_once(" - ").unwrap();
+    assert!(is_stamp(prefix), "{other}");
+}
+
+#[test]
+fn log_slow_keeps_slow_requests_with_disable_logging() {
+    let dir = tempdir();
+    let log = dir.path().join("app.log");
+    let (_rsgi, addr) = start(
+        "environ_app",
+        dir.path(),
+        &[
+            "--logto",
+            path_str(&log),
+            "--disable-logging",
+            "--log-slow",
+            "300",
+            "--log-format",
+            "REQ %(uri) %(msecs)",
+        ],
+        &[],
+    );
+    assert_eq!(get(&addr, "/head").status, 200);
+    assert_eq!(get(&addr, "/slow?s=0.5").status, 200);
+    let text = wait_file(&log, "REQ /slow?s=0.5 ");
+    assert!(!text.contains("REQ /head"), "{text}");
+    let ms: u64 = text
+        .lines()
+        .find(|l| l.starts_with("REQ /slow"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(ms >= 300, "{text}");
+}

@@ -118,6 +118,10 @@ impl Outcome {
 /// The size and header count of a response head as written (`HTTP/1.1 200 OK\r\n`,
 /// header lines, blank line).
 pub(super) fn head_stats(head: &[u8]) -> (u64, u64) {
+    if crate::log::template().is_none() {
+        // Only `log-format` shows them: no scan on the common path.
+        return (0, 0);
+    }
     let lines = head.windows(2).filter(|w| w == b"\r\n").count() as u64;
     (head.len() as u64, lines.saturating_sub(2))
 }

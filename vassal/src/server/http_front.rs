@@ -455,17 +455,24 @@ fn respond(
 ) -> hyper::Response<RespBody> {
     let exception = resp.exception;
     let (out, bytes) = write::to_http(resp, head);
-    let head_bytes = out
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>()
-        + 19;
+    // The head's size and header count, for `log-format` only: hyper writes the head,
+    // so this is its size as written (status line, headers, blank line) less `date`.
+    let head = if crate::log::template().is_some() {
+        let bytes = out
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + 19;
+        (bytes as u64, out.headers().len() as u64)
+    } else {
+        (0, 0)
+    };
     let outcome = Outcome {
         status: out.status().as_u16(),
         bytes: bytes.unwrap_or(0),
         exception,
-        head: (head_bytes as u64, out.headers().len() as u64),
+        head,
     };
     ticket.finish(worker, outcome);
     out
