@@ -104,6 +104,16 @@ pub struct VassalConfig {
     /// `socket-timeout`: seconds a client may stay silent while sending its request
     /// (each read of the request head and body); uWSGI's default, 4.
     pub socket_timeout: u64,
+    /// `http-timeout`: seconds an HTTP client may take to send a request head (uWSGI's
+    /// HTTP router timeout; rsgi's workers are the router). `None`: `socket-timeout`.
+    pub http_timeout: Option<u64>,
+    /// `http-keepalive-timeout`: seconds an HTTP keep-alive connection may stay idle
+    /// between requests (default 65: longer than nginx's upstream `keepalive_timeout`,
+    /// so nginx closes first).
+    pub http_keepalive_timeout: u64,
+    /// `enable-proxy-protocol`/`http-enable-proxy-protocol`: HTTP connections may start
+    /// with a PROXY protocol header (v1 or v2) that gives the client's address.
+    pub enable_proxy_protocol: bool,
     /// `worker-connections`: the most connections one worker holds open at once; at the
     /// cap it stops accepting (and says so) until one closes.
     pub worker_connections: u64,
@@ -123,6 +133,31 @@ pub struct VassalConfig {
     pub home: Option<PathBuf>,
     /// `env`: `KEY=VALUE` pairs set in the process environment before Python starts.
     pub env: Vec<(String, String)>,
+
+    /// `wsgi-disable-file-wrapper`: no `wsgi.file_wrapper` in the environ.
+    pub wsgi_disable_file_wrapper: bool,
+    /// `check-static`: directories searched for `PATH_INFO` (the whole path) before
+    /// the app.
+    pub check_static: Vec<PathBuf>,
+    /// `static-map2`: like `static-map`, but the whole `PATH_INFO` (prefix included)
+    /// is looked up under the directory.
+    pub static_map2: Vec<(String, PathBuf)>,
+    /// `static-index`: file names tried in a directory a static path names.
+    pub static_index: Vec<String>,
+    /// `static-gzip-all`: serve `FILE.gz` for `FILE` when the client accepts gzip.
+    pub static_gzip_all: bool,
+    /// `static-expires-type`: (content type, seconds): an `Expires` header that many
+    /// seconds after the request for static files of that type.
+    pub static_expires_type: Vec<(String, String)>,
+    /// `static-expires-type-mtime`: the same, counted from the file's mtime.
+    pub static_expires_type_mtime: Vec<(String, String)>,
+    /// `add-header`: `Name: value` headers added to every response.
+    pub add_header: Vec<String>,
+    /// `mount`: `MOUNTPOINT=APP` values, in order (apps under a URL prefix).
+    pub mount: Vec<String>,
+    /// `manage-script-name`: split `PATH_INFO` at the longest mountpoint into
+    /// `SCRIPT_NAME` and `PATH_INFO`.
+    pub manage_script_name: bool,
 
     // --- static files ---
     /// `static-map`: (URL prefix, directory) pairs, in order.
@@ -225,6 +260,37 @@ pub struct VassalConfig {
     /// `cheaper-overload`: master cycles (seconds) of every worker busy before adding
     /// (default 3), and of idleness between two retirements.
     pub cheaper_overload: u64,
+    // --- request logging (issue 21) ---
+    /// `log-format`/`logformat`: uWSGI's request line template (`%(addr) %(status)`);
+    /// `None`: rsgi's default line.
+    pub log_format: Option<String>,
+    /// `log-format-strftime`: `%(ftime)` uses the `logdate` strftime format.
+    pub log_format_strftime: bool,
+    /// `log-4xx`: log 4xx responses even with `disable-logging`.
+    pub log_4xx: bool,
+    /// `log-5xx`: log 5xx responses even with `disable-logging`.
+    pub log_5xx: bool,
+    /// `log-slow`: log requests that took at least this many milliseconds even with
+    /// `disable-logging`.
+    pub log_slow: Option<u64>,
+    /// `log-zero`: log responses with an empty body even with `disable-logging`.
+    pub log_zero: bool,
+    /// `log-big`: log responses of at least this many body bytes even with
+    /// `disable-logging`.
+    pub log_big: Option<u64>,
+    /// `logger`: where log lines go (`file:PATH`, `syslog[:IDENT[,FACILITY]]`, `stdio`),
+    /// in order; request lines too unless `req-logger` is set.
+    pub logger: Vec<String>,
+    /// `req-logger`: where request lines go (same forms as `logger`).
+    pub req_logger: Vec<String>,
+    /// `log-maxsize`: rotate the `logto`/`daemonize` file once it is larger than this
+    /// many bytes.
+    pub log_maxsize: Option<u64>,
+    /// `log-backupname`: the rotated file's name (default `LOGFILE.<unix time>`).
+    pub log_backupname: Option<PathBuf>,
+    /// `log-x-forwarded-for`: the request line's address is the `X-Forwarded-For`
+    /// header when there is one.
+    pub log_x_forwarded_for: bool,
 
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
@@ -358,6 +424,9 @@ impl Default for VassalConfig {
             limit_post: 0,
             socket_timeout: 4,
             worker_connections: 4096,
+            http_timeout: None,
+            http_keepalive_timeout: 65,
+            enable_proxy_protocol: false,
             module: None,
             wsgi_file: None,
             callable: "application".to_owned(),
@@ -365,6 +434,16 @@ impl Default for VassalConfig {
             pythonpath: Vec::new(),
             home: None,
             env: Vec::new(),
+            wsgi_disable_file_wrapper: false,
+            check_static: Vec::new(),
+            static_map2: Vec::new(),
+            static_index: Vec::new(),
+            static_gzip_all: false,
+            static_expires_type: Vec::new(),
+            static_expires_type_mtime: Vec::new(),
+            add_header: Vec::new(),
+            mount: Vec::new(),
+            manage_script_name: false,
             static_map: Vec::new(),
             logto: None,
             logdate: false,
@@ -408,6 +487,18 @@ impl Default for VassalConfig {
             cheaper_initial: None,
             cheaper_step: 1,
             cheaper_overload: 3,
+            log_format: None,
+            log_format_strftime: false,
+            log_4xx: false,
+            log_5xx: false,
+            log_slow: None,
+            log_zero: false,
+            log_big: None,
+            logger: Vec::new(),
+            req_logger: Vec::new(),
+            log_maxsize: None,
+            log_backupname: None,
+            log_x_forwarded_for: false,
             notices: Vec::new(),
         }
     }
@@ -425,9 +516,11 @@ impl VassalConfig {
                 "no socket: add socket = ADDR (uwsgi protocol) or http-socket = ADDR".to_owned(),
             );
         }
-        if self.module.is_none() && self.wsgi_file.is_none() {
-            problems
-                .push("no app: set module = pkg.wsgi or wsgi-file = path/to/wsgi.py".to_owned());
+        if self.module.is_none() && self.wsgi_file.is_none() && self.mount.is_empty() {
+            problems.push(
+                "no app: set module = pkg.wsgi, wsgi-file = path/to/wsgi.py or mount = /=app.py"
+                    .to_owned(),
+            );
         }
         problems
     }
@@ -455,6 +548,12 @@ mod tests {
             (false, Some("app.wsgi"), None, &["no socket"]),
             (false, None, None, &["no socket", "no app"]),
         ];
+        let mounted = VassalConfig {
+            sockets: vec![socket.clone()],
+            mount: vec!["/api=api.py".into()],
+            ..VassalConfig::default()
+        };
+        assert!(mounted.incomplete().is_empty(), "a mount is an app");
         for (has_socket, module, file, want) in rows {
             let config = VassalConfig {
                 sockets: if *has_socket {

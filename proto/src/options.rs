@@ -446,6 +446,10 @@ mod set {
 
 use Group as G;
 
+/// What to use instead of uWSGI's regex-keyed `static-expires*` options.
+const EXPIRES_REGEX: &str =
+    "rsgi matches no regular expressions: use static-expires-type = MIME=SECS, or set Expires/Cache-Control in nginx";
+
 /// Every option rsgi knows, in `--help` order within each [`Group`].
 // One option per few lines reads better than rustfmt's one-field-per-line layout.
 #[rustfmt::skip]
@@ -479,6 +483,15 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("socket-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.socket_timeout = v },
         "seconds a client may stay silent while sending its request (each read of the head and body); slower ones are closed")
         .default("4").meta("SECS"),
+    OptionSpec::new("http-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_timeout = Some(v) },
+        "seconds an HTTP client may take to send a request head (uWSGI's HTTP router timeout; rsgi's HTTP sockets are the router); unset: socket-timeout")
+        .meta("SECS"),
+    OptionSpec::new("http-keepalive-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_keepalive_timeout = v },
+        "seconds an HTTP keep-alive connection may stay idle between requests before it is closed (rsgi's own; longer than nginx's upstream keepalive_timeout)")
+        .default("65").meta("SECS"),
+    OptionSpec::new("enable-proxy-protocol", G::Sockets, Kind::Bool(|c, v| c.enable_proxy_protocol = v),
+        "HTTP connections may start with a PROXY protocol header (v1 or v2, from HAProxy or a cloud load balancer): REMOTE_ADDR/REMOTE_PORT come from it; a malformed one closes the connection")
+        .aliases(&["http-enable-proxy-protocol"]),
     OptionSpec::new("worker-connections", G::Sockets, Kind::Int { min: 1, max: 1_000_000, set: |c, v| c.worker_connections = v },
         "the most connections one worker holds open at once; at the cap it stops accepting (and logs it) until one closes")
         .default("4096").meta("N"),
@@ -506,9 +519,36 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("env", G::App, Kind::KeyValue(|c, k, v| c.env.push((k, v))),
         "set an environment variable before Python starts")
         .repeatable(),
+    OptionSpec::new("add-header", G::App, Kind::Str(|c, v| c.add_header.push(v)),
+        "add this header to every response (the app's, static files, errors)")
+        .repeatable().meta("'NAME: VALUE'"),
+    OptionSpec::new("mount", G::App, Kind::Str(|c, v| c.mount.push(v)),
+        "serve another app under a URL prefix: /prefix=file.py or /prefix=pkg.mod[:callable]; chosen by SCRIPT_NAME (see manage-script-name)")
+        .repeatable().meta("/PREFIX=APP"),
+    OptionSpec::new("manage-script-name", G::App, Kind::Bool(|c, v| c.manage_script_name = v),
+        "move the longest mount prefix from PATH_INFO into SCRIPT_NAME (apps under a prefix behind a proxy that does not set SCRIPT_NAME)"),
     OptionSpec::new("static-map", G::App, Kind::Mapping(|c, p, d| c.static_map.push((p, d))),
         "serve files under URL PREFIX from DIR without calling the app")
         .repeatable(),
+    OptionSpec::new("static-map2", G::App, Kind::Mapping(|c, p, d| c.static_map2.push((p, d))),
+        "like static-map, but the whole path (prefix included) is looked up under DIR")
+        .repeatable(),
+    OptionSpec::new("check-static", G::App, Kind::Path(|c, v| c.check_static.push(v)),
+        "serve DIR/PATH_INFO when that file exists, before static-map and the app")
+        .repeatable().meta("DIR"),
+    OptionSpec::new("static-index", G::App, Kind::Str(|c, v| c.static_index.push(v)),
+        "for a static path that is a directory, serve this file in it (index.html)")
+        .repeatable().meta("NAME"),
+    OptionSpec::new("static-gzip-all", G::App, Kind::Bool(|c, v| c.static_gzip_all = v),
+        "serve FILE.gz (Content-Encoding: gzip) for a static FILE when the client accepts gzip and FILE.gz exists"),
+    OptionSpec::new("static-expires-type", G::App, Kind::KeyValue(|c, t, v| c.static_expires_type.push((t, v))),
+        "Expires header SECS after the request for static files of content type MIME (text/css=3600)")
+        .repeatable().meta("MIME=SECS"),
+    OptionSpec::new("static-expires-type-mtime", G::App, Kind::KeyValue(|c, t, v| c.static_expires_type_mtime.push((t, v))),
+        "Expires header SECS after the file's modification time, for static files of content type MIME")
+        .repeatable().meta("MIME=SECS"),
+    OptionSpec::new("wsgi-disable-file-wrapper", G::App, Kind::Bool(|c, v| c.wsgi_disable_file_wrapper = v),
+        "leave wsgi.file_wrapper out of the environ"),
     // --- logs and pid files ---
     OptionSpec::new("logto", G::Logging, Kind::Path(|c, v| c.logto = Some(v)),
         "log to this file instead of stderr").meta("LOGFILE"),
@@ -537,6 +577,36 @@ pub static OPTIONS: &[OptionSpec] = &[
         .aliases(&["pyimport", "py-import", "python-import"]).repeatable().meta("MODULE"),
     OptionSpec::new("chdir2", G::App, Kind::Path(|c, v| c.chdir2 = Some(v)),
         "change to this directory after the app is loaded").meta("DIR"),
+    // request logging (issue 21)
+    OptionSpec::new("log-format", G::Logging, Kind::Str(|c, v| c.log_format = Some(v)),
+        "the request line as uWSGI's template: %(addr) %(method) %(uri) %(proto) %(status) %(size) %(msecs) %(ftime) %(var.NAME) ...; unknown %(x) print -")
+        .aliases(&["logformat"]).meta("FORMAT"),
+    OptionSpec::new("log-format-strftime", G::Logging, Kind::Bool(|c, v| c.log_format_strftime = v),
+        "%(ftime) uses the logdate strftime FORMAT (without it, or without a logdate format: %(ltime))")
+        .aliases(&["logformat-strftime"]),
+    OptionSpec::new("log-4xx", G::Logging, Kind::Bool(|c, v| c.log_4xx = v),
+        "log requests answered 4xx even with disable-logging"),
+    OptionSpec::new("log-5xx", G::Logging, Kind::Bool(|c, v| c.log_5xx = v),
+        "log requests answered 5xx even with disable-logging"),
+    OptionSpec::new("log-slow", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_slow = (v > 0).then_some(v) },
+        "log requests that took at least this many milliseconds even with disable-logging").meta("MSECS"),
+    OptionSpec::new("log-zero", G::Logging, Kind::Bool(|c, v| c.log_zero = v),
+        "log responses with an empty body even with disable-logging"),
+    OptionSpec::new("log-big", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_big = (v > 0).then_some(v) },
+        "log responses of at least this many body bytes even with disable-logging").meta("BYTES"),
+    OptionSpec::new("logger", G::Logging, Kind::Str(|c, v| c.logger.push(v)),
+        "send log lines (and request lines, unless req-logger is set) here instead: file:PATH, syslog[:IDENT[,FACILITY]] or stdio")
+        .repeatable().meta("LOGGER"),
+    OptionSpec::new("req-logger", G::Logging, Kind::Str(|c, v| c.req_logger.push(v)),
+        "send request lines here: file:PATH, syslog[:IDENT[,FACILITY]] or stdio")
+        .repeatable().meta("LOGGER"),
+    OptionSpec::new("log-maxsize", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_maxsize = (v > 0).then_some(v) },
+        "rotate the logto/daemonize file once it is larger than this: renamed to LOGFILE.<unix time> (or log-backupname), a new one opened")
+        .meta("BYTES"),
+    OptionSpec::new("log-backupname", G::Logging, Kind::Path(|c, v| c.log_backupname = Some(v)),
+        "the name log-maxsize renames the log file to (replacing the last one)"),
+    OptionSpec::new("log-x-forwarded-for", G::Logging, Kind::Bool(|c, v| c.log_x_forwarded_for = v),
+        "the request line's address (%(addr)) is the X-Forwarded-For header when the request has one"),
     // --- processes ---
     OptionSpec::new("master", G::Processes, Kind::Bool(|c, v| c.master = v),
         "run a master process that supervises the workers")
@@ -806,6 +876,10 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("cheaper-busyness-backlog-multiplier", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "")
         .aliases(&["cheaper-busyness-backlog-step"]).meta("N"),
     OptionSpec::new("cheaper-busyness-backlog-nonzero", G::Ignored, Kind::Ignored { takes_value: true, why: BUSYNESS }, "").meta("N"),
+    OptionSpec::new("log-master", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi processes write whole lines straight to the log (one write each, O_APPEND), so no log master process is needed" }, "")
+        .aliases(&["threaded-logger"]),
+    OptionSpec::new("log-reopen", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always reopens its log file on a reload (the master re-executes itself)" }, ""),
+    OptionSpec::new("log-micros", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's request line already gives the time to 1/100 ms; for microseconds use %(micros) in log-format" }, ""),
     OptionSpec::new("vhost", G::Ignored, Kind::FalseOnly { why: "rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported" }, ""),
     // (seen in public configs: bench/corpus)
     OptionSpec::new("locks", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi has no uwsgi.lock() API, so there are no user locks to create" }, "").meta("N"),
@@ -838,6 +912,14 @@ pub static OPTIONS: &[OptionSpec] = &[
         .aliases(&["hook-accepting1-once"]).meta("ACTION:ARG"),
     OptionSpec::new("cheaper-rss-limit-soft", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's cheaper does not count memory: use reload-on-rss to recycle a worker that grows" }, "")
         .aliases(&["cheaper-rss-limit-hard"]).meta("BYTES"),
+    OptionSpec::new("log-route", G::Refused, Kind::Refused { takes_value: true, instead: "route in your log collector (rsyslog, journald, Vector): rsgi sends request lines and other lines apart with req-logger and logger" }, "")
+        .aliases(&["log-req-route"]),
+    OptionSpec::new("static-expires", G::Refused, Kind::Refused { takes_value: true, instead: EXPIRES_REGEX }, "")
+        .aliases(&["static-expires-mtime"]),
+    OptionSpec::new("static-expires-uri", G::Refused, Kind::Refused { takes_value: true, instead: EXPIRES_REGEX }, "")
+        .aliases(&["static-expires-uri-mtime"]),
+    OptionSpec::new("static-expires-path-info", G::Refused, Kind::Refused { takes_value: true, instead: EXPIRES_REGEX }, "")
+        .aliases(&["static-expires-path-info-mtime"]),
     OptionSpec::new("emperor", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi's emperor is its own program: rsgid --vassals DIR" }, "").meta("DIR"),
     OptionSpec::new("emperor-stats", G::Refused, Kind::Refused { takes_value: true, instead: "an Emperor setting: rsgid is the emperor, with its own settings (rsgid --help, rsgid.toml; stats: rsgid's /metrics and rsgictl list)" }, "")
         .aliases(&["emperor-stats-server", "emperor-freq", "emperor-throttle", "emperor-max-throttle", "emperor-pidfile",
@@ -1737,9 +1819,7 @@ mod tests {
 
     /// Issue 21's option families: every real uWSGI option there is supported, a no-op
     /// with a reason, or refused with what to use instead; never the bare "unknown
-    /// option". The ones that need runtime work (vassal or daemon) are listed in
-    /// `TO_IMPLEMENT` until they are supported; this test fails when one of those gets
-    /// into the table without leaving the list, or when a classified one loses its place.
+    /// option". This test fails when a classified one loses its place.
     #[test]
     fn uwsgi_option_families_are_classified() {
         // (option, expected class)
@@ -1804,6 +1884,30 @@ mod tests {
             ("exec-pre-jail", "refused"),
             ("hook-accepting1-once", "refused"),
             ("py-autoreload", "supported"),
+            ("log-4xx", "supported"),
+            ("log-5xx", "supported"),
+            ("logger", "supported"),
+            ("req-logger", "supported"),
+            ("log-format", "supported"),
+            ("logformat", "supported"),
+            ("log-master", "no-op"),
+            ("log-reopen", "no-op"),
+            ("log-micros", "no-op"),
+            ("log-route", "refused"),
+            ("static-expires", "refused"),
+            ("static-expires-uri", "refused"),
+            ("log-maxsize", "supported"),
+            ("mount", "supported"),
+            ("http-timeout", "supported"),
+            ("add-header", "supported"),
+            ("enable-proxy-protocol", "supported"),
+            ("http-enable-proxy-protocol", "supported"),
+            ("static-gzip-all", "supported"),
+            ("check-static", "supported"),
+            ("static-map2", "supported"),
+            ("static-index", "supported"),
+            ("wsgi-disable-file-wrapper", "supported"),
+            ("manage-script-name", "supported"),
         ];
         for (name, want) in classified {
             let o = find(name).unwrap_or_else(|| panic!("{name} is not in the table"));
@@ -1822,33 +1926,6 @@ mod tests {
                     "{name}: says no alternative: {instead}"
                 );
             }
-        }
-        // Real uWSGI options of the families that need runtime work: still unknown here.
-        const TO_IMPLEMENT: &[&str] = &[
-            "log-4xx",
-            "log-5xx",
-            "logger",
-            "req-logger",
-            "log-format",
-            "logformat",
-            "log-master",
-            "log-route",
-            "log-maxsize",
-            "mount",
-            "manage-script-name",
-            "add-header",
-            "http-timeout",
-            "http-enable-proxy-protocol",
-            "static-gzip-all",
-            "check-static",
-            "static-map2",
-            "wsgi-disable-file-wrapper",
-        ];
-        for name in TO_IMPLEMENT {
-            assert!(
-                find(name).is_none(),
-                "{name} is in the table: take it off TO_IMPLEMENT"
-            );
         }
     }
 

@@ -47,6 +47,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::errno::Errno;
 use rsgi_proto::config::VassalConfig;
 
+pub mod dest;
+pub mod format;
+
+use dest::Out;
+use format::Template;
+
 /// Where log lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -83,28 +89,65 @@ pub enum LogError {
     /// [`init`] was called twice.
     #[error("the log sink is already initialized")]
     AlreadyInitialized,
+    /// A `logger`/`req-logger` value is wrong or its destination cannot be opened.
+    #[error("{option} = {why}")]
+    Logger {
+        /// `logger` or `req-logger`.
+        option: &'static str,
+        /// What is wrong (names the value).
+        why: String,
+    },
 }
 
-/// One access-log line's fields (all borrowed: building one costs nothing).
-#[derive(Debug, Clone, Copy)]
-pub struct Access<'a> {
-    /// Client address (`REMOTE_ADDR`).
-    pub remote: &'a [u8],
-    /// Request method.
-    pub method: &'a [u8],
-    /// Request URI as received (path and query).
-    pub uri: &'a [u8],
-    /// `HTTP/1.1` and the like (`SERVER_PROTOCOL`).
-    pub protocol: &'a [u8],
-    /// Response status.
-    pub status: u16,
-    /// Response body bytes sent.
-    pub bytes: u64,
-    /// Time from request read to response written.
-    pub duration: Duration,
-    /// The worker's pid.
-    pub pid: u32,
+/// One request line's fields (all borrowed: building one costs nothing); see
+/// [`format::Record`].
+pub use format::Record as Access;
+
+/// Which requests get a line: uWSGI's `log_request` rules (`disable-logging` with the
+/// exceptions `log-4xx`, `log-5xx`, `log-slow`, `log-zero`, `log-big`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Every request (not `disable-logging`).
+    pub all: bool,
+    /// `log-4xx`.
+    pub status_4xx: bool,
+    /// `log-5xx`.
+    pub status_5xx: bool,
+    /// `log-slow`: at least this many milliseconds.
+    pub slow_ms: Option<u64>,
+    /// `log-zero`: an empty response body.
+    pub zero: bool,
+    /// `log-big`: at least this many body bytes.
+    pub big: Option<u64>,
 }
+
+impl Policy {
+    /// Whether a request with this status, body size and duration gets a line.
+    pub fn wants(&self, status: u16, body_bytes: u64, duration: Duration) -> bool {
+        self.all
+            || (self.status_4xx && (400..=499).contains(&status))
+            || (self.status_5xx && (500..=599).contains(&status))
+            || self
+                .slow_ms
+                .is_some_and(|ms| duration.as_millis() >= u128::from(ms))
+            || (self.zero && body_bytes == 0)
+            || self.big.is_some_and(|b| body_bytes >= b)
+    }
+}
+
+/// Where request lines go and how they look.
+#[derive(Debug)]
+struct Requests {
+    policy: Policy,
+    /// `log-format`, compiled.
+    template: Option<Template>,
+    /// `req-logger` destinations (empty: the sink).
+    outs: Vec<Out>,
+    /// `log-x-forwarded-for`.
+    x_forwarded_for: bool,
+}
+
+static REQUESTS: OnceLock<Requests> = OnceLock::new();
 
 /// The fd a [`Sink`] writes to.
 #[derive(Debug)]
@@ -118,6 +161,12 @@ enum SinkFd {
 pub struct Sink {
     fd: SinkFd,
     logdate: bool,
+    /// `logdate = FORMAT`: the strftime format of the date prefix.
+    date_format: Option<std::ffi::CString>,
+    /// `logger` destinations: when any, lines go there instead of `fd`.
+    outs: Vec<Out>,
+    /// `log-maxsize` (and `log-backupname`) for a file target.
+    rotate: Option<(u64, Option<PathBuf>)>,
     /// Point fds 1 and 2 at the file too (and again on reopen).
     redirect_std: bool,
     /// Whether the last [`Sink::write_raw`] ended a line (for the date prefix).
@@ -128,6 +177,9 @@ static SINK: OnceLock<Sink> = OnceLock::new();
 static STDERR_SINK: Sink = Sink {
     fd: SinkFd::Stderr,
     logdate: false,
+    date_format: None,
+    outs: Vec::new(),
+    rotate: None,
     redirect_std: false,
     raw_at_line_start: AtomicBool::new(true),
 };
@@ -165,9 +217,82 @@ pub fn init(config: &VassalConfig) -> Result<(), LogError> {
     if target == Target::Stderr && std::env::var_os(rsgi_proto::notify::NOTIFY_FD_ENV).is_some() {
         detach_output();
     }
-    let sink = Sink::open(target, config.logdate, true)?;
+    let mut sink = Sink::open(target, config.logdate, true)?;
+    sink.date_format = config
+        .logdate_format
+        .as_deref()
+        .and_then(|f| std::ffi::CString::new(f).ok());
+    sink.outs = open_outs("logger", &config.logger)?;
+    sink.rotate = config
+        .log_maxsize
+        .map(|max| (max, config.log_backupname.clone()));
+    let requests = Requests {
+        policy: Policy {
+            all: !config.disable_logging,
+            status_4xx: config.log_4xx,
+            status_5xx: config.log_5xx,
+            slow_ms: config.log_slow,
+            zero: config.log_zero,
+            big: config.log_big,
+        },
+        template: config.log_format.as_deref().map(|f| {
+            let ftime = config
+                .log_format_strftime
+                .then_some(config.logdate_format.as_deref())
+                .flatten();
+            Template::compile(f, ftime)
+        }),
+        outs: open_outs("req-logger", &config.req_logger)?,
+        x_forwarded_for: config.log_x_forwarded_for,
+    };
     set_access_enabled(!config.disable_logging);
+    REQUESTS
+        .set(requests)
+        .map_err(|_| LogError::AlreadyInitialized)?;
     SINK.set(sink).map_err(|_| LogError::AlreadyInitialized)
+}
+
+/// Check the `logger`/`req-logger` values of `config` without opening anything (for
+/// a clear error before the app loads).
+pub fn check_loggers(config: &VassalConfig) -> Result<(), LogError> {
+    for (option, values) in [
+        ("logger", &config.logger),
+        ("req-logger", &config.req_logger),
+    ] {
+        for v in values {
+            dest::parse(v).map_err(|why| LogError::Logger { option, why })?;
+        }
+    }
+    Ok(())
+}
+
+fn open_outs(option: &'static str, values: &[String]) -> Result<Vec<Out>, LogError> {
+    values
+        .iter()
+        .map(|v| {
+            let spec = dest::parse(v).map_err(|why| LogError::Logger { option, why })?;
+            Out::open(&spec).map_err(|e| LogError::Logger {
+                option,
+                why: format!("'{v}': {e}"),
+            })
+        })
+        .collect()
+}
+
+/// Whether log lines go to `logger` destinations (so Python's `sys.stdout` and
+/// `sys.stderr` should write through the sink to reach them).
+pub fn has_loggers() -> bool {
+    !sink().outs.is_empty()
+}
+
+/// The compiled `log-format`, if any (the request pipeline takes what it needs).
+pub fn template() -> Option<&'static Template> {
+    REQUESTS.get().and_then(|r| r.template.as_ref())
+}
+
+/// Whether request lines use `X-Forwarded-For` as the address (`log-x-forwarded-for`).
+pub fn x_forwarded_for() -> bool {
+    REQUESTS.get().is_some_and(|r| r.x_forwarded_for)
 }
 
 /// Make stdout and stderr non-blocking when they are pipes (under rsgid): from now on
@@ -221,11 +346,37 @@ pub fn write_raw(bytes: &[u8]) {
     sink().write_raw(bytes);
 }
 
-/// Write one access-log line, unless access logging is off (`disable-logging`).
+/// Write one request line if the policy wants it (`disable-logging` and its
+/// exceptions): `log-format`'s line or rsgi's default one, to `req-logger` if set,
+/// else to the sink (and so to `logger`).
 pub fn access(a: &Access<'_>) {
-    if ACCESS_ENABLED.load(Ordering::Relaxed) {
-        sink().access(a);
+    let Some(requests) = REQUESTS.get() else {
+        if ACCESS_ENABLED.load(Ordering::Relaxed) {
+            sink().access(a);
+        }
+        return;
+    };
+    let policy = Policy {
+        all: ACCESS_ENABLED.load(Ordering::Relaxed),
+        ..requests.policy
+    };
+    if !policy.wants(a.status, a.body_bytes, a.duration) {
+        return;
     }
+    let sink = sink();
+    with_buf(|buf| {
+        match &requests.template {
+            Some(t) => t.render(a, buf),
+            None => sink.push_access(a, buf),
+        }
+        if requests.outs.is_empty() {
+            sink.write_all(buf);
+        } else {
+            for out in &requests.outs {
+                sink.write_to(out, buf);
+            }
+        }
+    });
 }
 
 /// Turn access lines on or off (`disable-logging` turns them off).
@@ -267,6 +418,9 @@ impl Sink {
         Ok(Sink {
             fd,
             logdate,
+            date_format: None,
+            outs: Vec::new(),
+            rotate: None,
             redirect_std,
             raw_at_line_start: AtomicBool::new(true),
         })
@@ -284,7 +438,7 @@ impl Sink {
     pub fn line(&self, args: std::fmt::Arguments<'_>) {
         with_buf(|buf| {
             if self.logdate {
-                push_date(buf);
+                self.push_date(buf);
             }
             // Writing into a Vec cannot fail.
             let _ = buf.write_fmt(args);
@@ -308,7 +462,7 @@ impl Sink {
             let mut at_start = self.raw_at_line_start.load(Ordering::Relaxed);
             for piece in bytes.split_inclusive(|&b| b == b'\n') {
                 if at_start {
-                    push_date(buf);
+                    self.push_date(buf);
                 }
                 buf.extend_from_slice(piece);
                 at_start = piece.last() == Some(&b'\n');
@@ -322,27 +476,57 @@ impl Sink {
     /// `[pid: 1234] 127.0.0.1 - "GET /x?y HTTP/1.1" 200 11 bytes 0.12 ms`.
     pub fn access(&self, a: &Access<'_>) {
         with_buf(|buf| {
-            if self.logdate {
-                push_date(buf);
-            }
-            // Writing into a Vec cannot fail, and integer and float formatting does not
-            // allocate: once the buffer has grown, this path allocates nothing.
-            let _ = write!(buf, "[pid: {}] ", a.pid);
-            push_escaped(buf, a.remote);
-            buf.extend_from_slice(b" - \"");
-            push_escaped(buf, a.method);
-            buf.push(b' ');
-            push_escaped(buf, a.uri);
-            buf.push(b' ');
-            push_escaped(buf, a.protocol);
-            let ms = a.duration.as_secs_f64() * 1000.0;
-            let _ = writeln!(buf, "\" {} {} bytes {:.2} ms", a.status, a.bytes, ms);
+            self.push_access(a, buf);
             self.write_all(buf);
         });
     }
 
+    /// Append rsgi's default request line to `buf`.
+    fn push_access(&self, a: &Access<'_>, buf: &mut Vec<u8>) {
+        if self.logdate {
+            self.push_date(buf);
+        }
+        // Writing into a Vec cannot fail, and integer and float formatting does not
+        // allocate: once the buffer has grown, this path allocates nothing.
+        let _ = write!(buf, "[pid: {}] ", a.pid);
+        push_escaped(buf, a.addr);
+        buf.extend_from_slice(b" - \"");
+        push_escaped(buf, a.method);
+        buf.push(b' ');
+        push_escaped(buf, a.uri);
+        buf.push(b' ');
+        push_escaped(buf, a.proto);
+        let ms = a.duration.as_secs_f64() * 1000.0;
+        let _ = writeln!(buf, "\" {} {} bytes {:.2} ms", a.status, a.body_bytes, ms);
+    }
+
+    /// The date prefix: `logdate = FORMAT`'s strftime, else `ctime(3)`'s layout.
+    fn push_date(&self, buf: &mut Vec<u8>) {
+        match &self.date_format {
+            None => push_date(buf),
+            Some(f) => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                    .unwrap_or(0);
+                format::push_strftime(buf, f, now);
+                buf.extend_from_slice(b" - ");
+            }
+        }
+    }
+
     /// Reopen the file target (see [`reopen`]).
     pub fn reopen(&self) -> Result<(), LogError> {
+        let outs = self.outs.iter();
+        let req_outs = REQUESTS.get().map(|r| r.outs.iter()).into_iter().flatten();
+        for out in outs.chain(req_outs) {
+            if let Out::File(f) = out {
+                f.reopen().map_err(|source| LogError::Open {
+                    path: f.path().to_owned(),
+                    source,
+                })?;
+            }
+        }
         let SinkFd::File { fd, path } = &self.fd else {
             return Ok(());
         };
@@ -369,6 +553,37 @@ impl Sink {
     /// drops the rest and counts the lines lost; the first write that fits again is
     /// preceded by a notice with the count.
     fn write_all(&self, bytes: &[u8]) {
+        if self.outs.is_empty() {
+            self.write_primary(bytes);
+        } else {
+            for out in &self.outs {
+                self.write_to(out, bytes);
+            }
+        }
+    }
+
+    /// Write to one `logger`/`req-logger` destination.
+    fn write_to(&self, out: &Out, bytes: &[u8]) {
+        match out {
+            Out::File(f) => f.write(bytes),
+            Out::Syslog(s) => s.write(bytes),
+            Out::Primary => self.write_primary(bytes),
+        }
+    }
+
+    /// Write to the sink's own fd (the file or stderr); rotate a file past
+    /// `log-maxsize`.
+    fn write_primary(&self, bytes: &[u8]) {
+        if let (SinkFd::File { fd, path }, Some((max, backup))) = (&self.fd, &self.rotate) {
+            let _ = write_fd(fd.as_fd(), bytes);
+            let redirect = |file: &File| {
+                if self.redirect_std {
+                    let _ = redirect_stdio(file, path);
+                }
+            };
+            dest::rotate_if_due(fd.as_fd(), path, *max, backup.as_deref(), Some(&redirect));
+            return;
+        }
         let stderr = io::stderr();
         let fd: BorrowedFd<'_> = match &self.fd {
             SinkFd::Stderr => stderr.as_fd(),
@@ -586,14 +801,15 @@ mod tests {
 
     fn sample() -> Access<'static> {
         Access {
-            remote: b"127.0.0.1",
+            addr: b"127.0.0.1",
             method: b"GET",
             uri: b"/x?y",
-            protocol: b"HTTP/1.1",
+            proto: b"HTTP/1.1",
             status: 200,
-            bytes: 11,
+            body_bytes: 11,
             duration: Duration::from_micros(120),
             pid: 1234,
+            ..Access::default()
         }
     }
 
@@ -809,6 +1025,123 @@ mod tests {
             dropped_notice(true, 3, 7),
             format!("\nrsgi: [pid 7] 3 {DROPPED_NOTICE}\n")
         );
+    }
+
+    #[test]
+    fn which_requests_get_a_line() {
+        let ms = Duration::from_millis;
+        let quiet = Policy::default();
+        let cases: &[(Policy, u16, u64, Duration, bool)] = &[
+            (Policy { all: true, ..quiet }, 200, 10, ms(1), true),
+            (quiet, 200, 10, ms(1), false),
+            (
+                Policy {
+                    status_4xx: true,
+                    ..quiet
+                },
+                404,
+                10,
+                ms(1),
+                true,
+            ),
+            (
+                Policy {
+                    status_4xx: true,
+                    ..quiet
+                },
+                500,
+                10,
+                ms(1),
+                false,
+            ),
+            (
+                Policy {
+                    status_5xx: true,
+                    ..quiet
+                },
+                503,
+                10,
+                ms(1),
+                true,
+            ),
+            (
+                Policy {
+                    status_5xx: true,
+                    ..quiet
+                },
+                499,
+                10,
+                ms(1),
+                false,
+            ),
+            (
+                Policy {
+                    slow_ms: Some(100),
+                    ..quiet
+                },
+                200,
+                10,
+                ms(100),
+                true,
+            ),
+            (
+                Policy {
+                    slow_ms: Some(100),
+                    ..quiet
+                },
+                200,
+                10,
+                ms(99),
+                false,
+            ),
+            (
+                Policy {
+                    zero: true,
+                    ..quiet
+                },
+                204,
+                0,
+                ms(1),
+                true,
+            ),
+            (
+                Policy {
+                    zero: true,
+                    ..quiet
+                },
+                200,
+                1,
+                ms(1),
+                false,
+            ),
+            (
+                Policy {
+                    big: Some(1000),
+                    ..quiet
+                },
+                200,
+                1000,
+                ms(1),
+                true,
+            ),
+            (
+                Policy {
+                    big: Some(1000),
+                    ..quiet
+                },
+                200,
+                999,
+                ms(1),
+                false,
+            ),
+        ];
+        for (policy, status, bytes, took, want) in cases {
+            assert_eq!(
+                policy.wants(*status, *bytes, *took),
+                *want,
+                "{policy:?} {status} {bytes} {took:?}"
+            );
+        }
     }
 
     #[test]

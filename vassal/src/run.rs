@@ -101,6 +101,9 @@ fn check_config(config: &VassalConfig) -> Result<(), Fatal> {
         (None, Some(file)) => println!("rsgi: would load wsgi-file {}", file.display()),
         (None, None) => {}
     }
+    for mount in &config.mount {
+        println!("rsgi: would mount {mount}");
+    }
     let problems = config.incomplete();
     if problems.is_empty() {
         println!("rsgi: the configuration is complete");
@@ -160,6 +163,9 @@ fn serve(mut config: VassalConfig) -> Result<(), Fatal> {
             crate::process::daemonize(log).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
         }
     }
+    crate::log::check_loggers(&config).map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
+    crate::server::set_add_headers(&config.add_header)
+        .map_err(|e| Fatal::new(notify::EXIT_CONFIG, e))?;
     crate::log::init(&config).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
     if let Some(mask) = config.umask {
         nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));

@@ -13,8 +13,21 @@
 //! - When a mapping has no such regular file (missing, a directory, a fifo...), the next
 //!   matching mapping is tried, and when none has it the request goes to the app
 //!   (`None`), as in uWSGI. So [`Lookup::NotFound`] is not produced by these rules; it
-//!   exists for callers that want to answer 404 themselves (uWSGI's `static-index` and
-//!   friends are not implemented).
+//!   exists for callers that want to answer 404 themselves.
+//!
+//! uWSGI's other static options, built by [`StaticMap::from_config`] (`core/protocol.c`
+//! `uwsgi_file_serve` callers, `core/static.c`), in uWSGI's order:
+//!
+//! - `check-static = DIR`: `DIR` + the whole `PATH_INFO`, tried first;
+//! - `static-map = /p=DIR`: `DIR` + what follows `/p`;
+//! - `static-map2 = /p=DIR`: `DIR` + the whole `PATH_INFO` (`/p` kept);
+//! - `static-index = index.html`: a path that names a directory (the mapped directory
+//!   itself included) serves the first of these files in it;
+//! - `static-gzip-all`: when the request accepts gzip and `FILE.gz` exists beside the
+//!   file, that is served (`Content-Encoding: gzip`, the content type of `FILE`, the
+//!   size and date of `FILE.gz`);
+//! - `static-expires-type = MIME=SECS` (`static-expires-type-mtime`): an `Expires`
+//!   header SECS after now (after the file's mtime) for files of that content type.
 //!
 //! `lookup` makes blocking filesystem calls (`realpath`, `stat`), like uWSGI does on its
 //! request path; a caller that cannot afford them on its I/O thread should run it off
@@ -36,6 +49,13 @@ const OCTET_STREAM: &str = "application/octet-stream";
 #[derive(Debug, Clone, Default)]
 pub struct StaticMap {
     entries: Vec<Mapping>,
+    /// `static-index` names.
+    index: Vec<String>,
+    /// `static-gzip-all`.
+    gzip_all: bool,
+    /// `static-expires-type` (false) and `static-expires-type-mtime` (true):
+    /// (content type, seconds, from mtime).
+    expires: Vec<(String, u64, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +64,9 @@ struct Mapping {
     prefix: Vec<u8>,
     /// The canonical directory.
     dir: PathBuf,
+    /// Look the whole path up under `dir` (`static-map2`, `check-static`), not only
+    /// what follows the prefix.
+    keep_prefix: bool,
 }
 
 /// What [`StaticMap::lookup`] found for a path under a mapped prefix.
@@ -70,6 +93,10 @@ pub struct StaticFile {
     pub modified: SystemTime,
     /// Content-Type, guessed from the requested name's extension.
     pub content_type: &'static str,
+    /// Served from `FILE.gz` (`static-gzip-all`): send `Content-Encoding: gzip`.
+    pub gzip: bool,
+    /// `static-expires-type`: seconds until `Expires`, and whether from the mtime.
+    pub expires: Option<(u64, bool)>,
 }
 
 /// Why a `static-map` entry cannot be used (at startup).
@@ -92,6 +119,12 @@ pub enum StaticError {
         #[source]
         source: io::Error,
     },
+    /// A `static-expires-type` value whose seconds are not a whole number.
+    #[error("static-expires-type {value}: expected MIME=SECONDS")]
+    Expires {
+        /// The value as configured.
+        value: String,
+    },
     /// The path exists but is not a directory.
     #[error("static-map {prefix}={}: not a directory", dir.display())]
     NotADir {
@@ -107,7 +140,44 @@ impl StaticMap {
     /// now (a missing one is an error naming it), so later symlink changes to the
     /// directory itself do not move the mapping.
     pub fn new(entries: &[(String, PathBuf)]) -> Result<StaticMap, StaticError> {
-        let mut out = Vec::with_capacity(entries.len());
+        let mut map = StaticMap::default();
+        map.add(entries, false)?;
+        Ok(map)
+    }
+
+    /// Build from a vassal's config: `check-static`, `static-map`, `static-map2` (in
+    /// that order, as uWSGI tries them), `static-index`, `static-gzip-all`,
+    /// `static-expires-type`.
+    pub fn from_config(
+        config: &rsgi_proto::config::VassalConfig,
+    ) -> Result<StaticMap, StaticError> {
+        let mut map = StaticMap::default();
+        let check: Vec<(String, PathBuf)> = config
+            .check_static
+            .iter()
+            .map(|d| ("/".to_owned(), d.clone()))
+            .collect();
+        map.add(&check, true)?;
+        map.add(&config.static_map, false)?;
+        map.add(&config.static_map2, true)?;
+        map.index = config.static_index.clone();
+        map.gzip_all = config.static_gzip_all;
+        let typed = config.static_expires_type.iter().map(|e| (e, false));
+        let mtime = config.static_expires_type_mtime.iter().map(|e| (e, true));
+        for ((mime, secs), from_mtime) in typed.chain(mtime) {
+            let secs = secs
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| StaticError::Expires {
+                    value: format!("{mime}={secs}"),
+                })?;
+            map.expires.push((mime.clone(), secs, from_mtime));
+        }
+        Ok(map)
+    }
+
+    fn add(&mut self, entries: &[(String, PathBuf)], keep_prefix: bool) -> Result<(), StaticError> {
+        let out = &mut self.entries;
         for (prefix, dir) in entries {
             if !prefix.starts_with('/') {
                 return Err(StaticError::BadPrefix {
@@ -128,9 +198,10 @@ impl StaticMap {
             out.push(Mapping {
                 prefix: prefix.trim_end_matches('/').as_bytes().to_vec(),
                 dir: canonical,
+                keep_prefix,
             });
         }
-        Ok(StaticMap { entries: out })
+        Ok(())
     }
 
     /// True when no `static-map` is configured (then `lookup` always gives `None`).
@@ -144,6 +215,12 @@ impl StaticMap {
     /// request goes to the app. `Some(Found)`: serve the file. `Some(Forbidden)`: the path
     /// tries to escape its directory (see the module docs).
     pub fn lookup(&self, path_info: &[u8]) -> Option<Lookup> {
+        self.lookup_for(path_info, false)
+    }
+
+    /// [`StaticMap::lookup`] for a request that accepts gzip (`accept_gzip`), which
+    /// `static-gzip-all` serves `FILE.gz` to.
+    pub fn lookup_for(&self, path_info: &[u8], accept_gzip: bool) -> Option<Lookup> {
         for m in &self.entries {
             let Some(rest) = path_info.strip_prefix(&m.prefix[..]) else {
                 continue;
@@ -151,47 +228,121 @@ impl StaticMap {
             if !(rest.is_empty() || rest[0] == b'/') {
                 continue;
             }
+            let rest = if m.keep_prefix { path_info } else { rest };
+            // `check-static` sees every request: one it cannot serve safely goes on to
+            // the app rather than getting a 403.
+            let everything = m.keep_prefix && m.prefix.is_empty();
             if rest.contains(&0) || rest.split(|&b| b == b'/').any(|seg| seg == b"..") {
+                if everything {
+                    continue;
+                }
                 return Some(Lookup::Forbidden);
             }
             // All leading slashes go: joining an absolute path would replace the dir.
             let rel = trim_leading_slashes(rest);
-            if rel.is_empty() {
+            if rel.is_empty() && self.index.is_empty() {
                 // The mapped directory itself: no index files, fall through.
                 continue;
             }
             let requested = m.dir.join(OsStr::from_bytes(rel));
-            let canonical = match requested.canonicalize() {
-                Ok(c) => c,
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    return Some(Lookup::Forbidden)
-                }
-                // Missing, or a file used as a directory (ENOTDIR): try the next one.
-                Err(_) => continue,
-            };
-            if !canonical.starts_with(&m.dir) {
-                return Some(Lookup::Forbidden);
+            match self.resolve(&m.dir, &requested, accept_gzip) {
+                Ok(Some(found)) => return Some(Lookup::Found(found)),
+                Ok(None) => continue,
+                Err(_) if everything => continue,
+                Err(forbidden) => return Some(forbidden),
             }
-            let meta = match canonical.metadata() {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                    return Some(Lookup::Forbidden)
-                }
-                Err(_) => continue,
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            return Some(Lookup::Found(StaticFile {
-                content_type: mime_guess::from_path(&requested)
-                    .first_raw()
-                    .unwrap_or(OCTET_STREAM),
-                len: meta.len(),
-                modified: meta.modified().unwrap_or(UNIX_EPOCH),
-                path: canonical,
-            }));
         }
         None
+    }
+
+    /// The file `requested` names inside `dir` (its index file, for a directory; its
+    /// `.gz` twin, with gzip): `Ok(None)` when there is none (try the next mapping),
+    /// `Err(Forbidden)` when it leaves `dir` or cannot be read.
+    fn resolve(
+        &self,
+        dir: &std::path::Path,
+        requested: &std::path::Path,
+        accept_gzip: bool,
+    ) -> Result<Option<StaticFile>, Lookup> {
+        let Some((canonical, meta)) = inside(dir, requested)? else {
+            return Ok(None);
+        };
+        let (requested, canonical, meta) = if meta.is_dir() {
+            let mut found = None;
+            for name in &self.index {
+                let candidate = canonical.join(name);
+                if let Some((c, m)) = inside(dir, &candidate)? {
+                    if m.is_file() {
+                        found = Some((candidate, c, m));
+                        break;
+                    }
+                }
+            }
+            match found {
+                Some(f) => f,
+                None => return Ok(None),
+            }
+        } else {
+            (requested.to_path_buf(), canonical, meta)
+        };
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        let content_type = mime_guess::from_path(&requested)
+            .first_raw()
+            .unwrap_or(OCTET_STREAM);
+        let expires = self
+            .expires
+            .iter()
+            .find(|(t, _, _)| t == content_type)
+            .map(|&(_, secs, mtime)| (secs, mtime));
+        if self.gzip_all && accept_gzip {
+            let mut gz = canonical.as_os_str().to_owned();
+            gz.push(".gz");
+            if let Some((c, m)) = inside(dir, std::path::Path::new(&gz))? {
+                if m.is_file() {
+                    return Ok(Some(StaticFile {
+                        path: c,
+                        len: m.len(),
+                        modified: m.modified().unwrap_or(UNIX_EPOCH),
+                        content_type,
+                        gzip: true,
+                        expires,
+                    }));
+                }
+            }
+        }
+        Ok(Some(StaticFile {
+            content_type,
+            len: meta.len(),
+            modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            path: canonical,
+            gzip: false,
+            expires,
+        }))
+    }
+}
+
+/// The canonical path and metadata of `path` if it exists inside `dir`; `Ok(None)`
+/// when it does not exist; `Err(Forbidden)` when it resolves outside `dir` or cannot
+/// be read.
+fn inside(
+    dir: &std::path::Path,
+    path: &std::path::Path,
+) -> Result<Option<(PathBuf, std::fs::Metadata)>, Lookup> {
+    let canonical = match path.canonicalize() {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(Lookup::Forbidden),
+        // Missing, or a file used as a directory (ENOTDIR): try the next one.
+        Err(_) => return Ok(None),
+    };
+    if !canonical.starts_with(dir) {
+        return Err(Lookup::Forbidden);
+    }
+    match canonical.metadata() {
+        Ok(meta) => Ok(Some((canonical, meta))),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(Lookup::Forbidden),
+        Err(_) => Ok(None),
     }
 }
 
@@ -409,6 +560,112 @@ mod tests {
 
         let err = StaticMap::new(&[("s".into(), tmp.path().into())]).unwrap_err();
         assert!(matches!(err, StaticError::BadPrefix { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn uwsgi_static_options() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for (name, body) in [
+            ("docroot/robots.txt", "r"),
+            ("docroot/site/index.html", "i"),
+            ("assets/assets/app.css", "css"),
+            ("assets/assets/app.css.gz", "gz!"),
+            ("assets/assets/plain.js", "js"),
+            ("mapped/index.htm", "root index"),
+        ] {
+            let path = r.join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, body).unwrap();
+        }
+        let config = rsgi_proto::config::VassalConfig {
+            check_static: vec![r.join("docroot")],
+            static_map: vec![("/m".to_owned(), r.join("mapped"))],
+            static_map2: vec![("/assets".to_owned(), r.join("assets"))],
+            static_index: vec!["index.html".to_owned(), "index.htm".to_owned()],
+            static_gzip_all: true,
+            static_expires_type: vec![("text/css".to_owned(), "60".to_owned())],
+            ..Default::default()
+        };
+        let m = StaticMap::from_config(&config).unwrap();
+        // (path, accept gzip, file name served (relative to root), gzip, expires)
+        type Case = (
+            &'static str,
+            bool,
+            Option<&'static str>,
+            bool,
+            Option<(u64, bool)>,
+        );
+        let cases: &[Case] = &[
+            // check-static: the whole PATH_INFO under the docroot
+            (
+                "/robots.txt",
+                false,
+                Some("docroot/robots.txt"),
+                false,
+                None,
+            ),
+            // static-index in a directory
+            ("/site", false, Some("docroot/site/index.html"), false, None),
+            (
+                "/site/",
+                false,
+                Some("docroot/site/index.html"),
+                false,
+                None,
+            ),
+            // the mapped directory itself, with the second index name
+            ("/m", false, Some("mapped/index.htm"), false, None),
+            // static-map2 keeps the prefix: /assets/app.css is DIR/assets/app.css
+            (
+                "/assets/app.css",
+                false,
+                Some("assets/assets/app.css"),
+                false,
+                Some((60, false)),
+            ),
+            // static-gzip-all: the .gz twin when the client accepts gzip
+            (
+                "/assets/app.css",
+                true,
+                Some("assets/assets/app.css.gz"),
+                true,
+                Some((60, false)),
+            ),
+            // no twin: the file itself
+            (
+                "/assets/plain.js",
+                true,
+                Some("assets/assets/plain.js"),
+                false,
+                None,
+            ),
+            ("/nothing", false, None, false, None),
+            // check-static lets what it cannot serve safely through to the app
+            ("/x/../robots.txt", false, None, false, None),
+        ];
+        for &(path, gzip, want, want_gzip, want_expires) in cases {
+            let got = m.lookup_for(path.as_bytes(), gzip);
+            match (got, want) {
+                (Some(Lookup::Found(f)), Some(name)) => {
+                    assert_eq!(f.path, r.join(name).canonicalize().unwrap(), "{path}");
+                    assert_eq!(f.gzip, want_gzip, "{path}");
+                    assert_eq!(f.expires, want_expires, "{path}");
+                    if gzip && want_gzip {
+                        assert_eq!(f.content_type, "text/css", "{path}");
+                        assert_eq!(f.len, 3, "{path}");
+                    }
+                }
+                (None, None) => {}
+                (got, want) => panic!("{path}: {got:?}, wanted {want:?}"),
+            }
+        }
+        let bad = rsgi_proto::config::VassalConfig {
+            static_expires_type: vec![("text/css".to_owned(), "soon".to_owned())],
+            ..Default::default()
+        };
+        let err = StaticMap::from_config(&bad).unwrap_err().to_string();
+        assert!(err.contains("text/css=soon"), "{err}");
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub(crate) fn serve_worker(
     counters: Option<Counters>,
     on_ready: impl FnOnce(),
 ) -> Result<(), Fatal> {
-    let static_map = crate::static_files::StaticMap::new(&config.static_map)
+    let static_map = crate::static_files::StaticMap::from_config(config)
         .map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
     // The harakiri answer (a 504 to the requests still with the app) on the master's
     // SIGUSR2. After faulthandler's own handler for it (`load`, or the master's before
@@ -159,9 +159,13 @@ pub(crate) fn serve_worker(
     let worker = Arc::new(Worker {
         executor,
         static_map,
+        routes: crate::mount::Routes::new(config),
         buffer_size: config.buffer_size,
         limit_post: config.limit_post,
         socket_timeout: Duration::from_secs(config.socket_timeout),
+        http_timeout: Duration::from_secs(config.http_timeout.unwrap_or(config.socket_timeout)),
+        keepalive_timeout: Duration::from_secs(config.http_keepalive_timeout),
+        proxy_protocol: config.enable_proxy_protocol,
         mercy: Duration::from_secs(config.reload_mercy),
         pid: std::process::id(),
         counters,

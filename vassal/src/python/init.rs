@@ -165,7 +165,7 @@ pub fn initialize(home: Option<&Path>) -> Result<(), PythonError> {
         // user takes it through Python::attach.
         ffi::PyEval_SaveThread();
     }
-    if crate::log::nonblocking() {
+    if crate::log::nonblocking() || crate::log::has_loggers() {
         pyo3::Python::attach(super::output::install)
             .map_err(|e| PythonError::Init(format!("cannot set up sys.stdout/sys.stderr: {e}")))?;
     }

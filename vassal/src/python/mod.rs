@@ -87,8 +87,12 @@ pub struct Request {
 
 /// A loaded WSGI app and the objects every request reuses.
 pub struct App {
-    /// The WSGI callable.
+    /// The WSGI callable of the default app (`module`/`wsgi-file`, else the first
+    /// `mount`).
     callable: Py<PyAny>,
+    /// The `mount` apps: (mountpoint, callable), chosen by `SCRIPT_NAME`
+    /// ([`crate::mount::app_for`]).
+    mounts: Vec<(Bytes, Py<PyAny>)>,
     /// The environ entries that never change (wsgi.version, wsgi.errors, ...); each
     /// request starts from a copy.
     template: Py<PyDict>,
@@ -103,6 +107,19 @@ impl App {
     /// traceback in the log.
     pub fn call(&self, py: Python<'_>, req: Request) -> Response {
         wsgi::call(py, self, req)
+    }
+
+    /// The callable for a request: the mounted app whose mountpoint is its
+    /// `SCRIPT_NAME`, else the default app.
+    fn callable_for(&self, cgi: &CgiVars) -> &Py<PyAny> {
+        if self.mounts.is_empty() {
+            return &self.callable;
+        }
+        let script_name = cgi.get(b"SCRIPT_NAME").map_or(&[][..], |s| &s[..]);
+        match crate::mount::app_for(script_name, self.mounts.iter().map(|(m, _)| &m[..])) {
+            Some(i) => &self.mounts[i].1,
+            None => &self.callable,
+        }
     }
 }
 
@@ -143,40 +160,56 @@ pub fn load_app(
     multithread: bool,
     multiprocess: bool,
 ) -> Result<App, PythonError> {
-    let (source, callable_name) = app_source(config)?;
+    let mut sources = Vec::new();
+    match app_source(config) {
+        Ok(source) => sources.push((None, source)),
+        Err(PythonError::NoApp) if !config.mount.is_empty() => {}
+        Err(e) => return Err(e),
+    }
+    for value in &config.mount {
+        let mount =
+            crate::mount::parse(value, &config.callable).map_err(|why| PythonError::AppLoad {
+                what: format!("mount {value}"),
+                traceback: why,
+            })?;
+        let source = match mount.app {
+            crate::mount::MountApp::File(p, c) => (AppSource::File(p), c),
+            crate::mount::MountApp::Module(m, c) => (AppSource::Module(m), c),
+        };
+        sources.push((Some(mount.mountpoint), source));
+    }
     Python::attach(|py| {
-        let what = format!("{source} (callable {callable_name})");
-        let fail = |py: Python<'_>, err: PyErr| PythonError::AppLoad {
-            what: what.clone(),
+        let fail_path = |err: PyErr| PythonError::AppLoad {
+            what: "pythonpath".to_owned(),
             traceback: format_exception(py, &err),
         };
-        set_sys_path(py, &config.pythonpath).map_err(|e| fail(py, e))?;
-        let namespace = match &source {
-            AppSource::Module(m) => py.import(m.as_str()).map(Bound::into_any),
-            AppSource::File(p) => import_file(py, p),
+        set_sys_path(py, &config.pythonpath).map_err(fail_path)?;
+        let mut default = None;
+        let mut mounts = Vec::new();
+        for (mountpoint, (source, callable_name)) in &sources {
+            let callable = load_callable(py, source, callable_name)?;
+            match mountpoint {
+                None => default = Some(callable),
+                Some(m) => {
+                    if default.is_none() && mounts.is_empty() {
+                        default = Some(callable.clone_ref(py));
+                    }
+                    mounts.push((Bytes::from(m.clone().into_bytes()), callable));
+                }
+            }
         }
-        .map_err(|e| fail(py, e))?;
-        let callable = match namespace.getattr_opt(callable_name.as_str()) {
-            Ok(Some(c)) if c.is_callable() => c,
-            Ok(Some(_)) => {
-                return Err(PythonError::AppLoad {
-                    what: what.clone(),
-                    traceback: format!("'{callable_name}' is not callable"),
-                })
-            }
-            Ok(None) => {
-                return Err(PythonError::AppLoad {
-                    what: what.clone(),
-                    traceback: format!(
-                        "{source} has no attribute '{callable_name}' \
-                         (set callable = <name>, e.g. callable = app for Flask)"
-                    ),
-                })
-            }
-            Err(e) => return Err(fail(py, e)),
+        let callable = default.ok_or(PythonError::NoApp)?;
+        let fail = |py: Python<'_>, err: PyErr| PythonError::AppLoad {
+            what: "the WSGI environ".to_owned(),
+            traceback: format_exception(py, &err),
         };
-        let template =
-            wsgi::environ_template(py, multithread, multiprocess).map_err(|e| fail(py, e))?;
+        let template = wsgi::environ_template(
+            py,
+            multithread,
+            multiprocess,
+            !config.wsgi_disable_file_wrapper,
+        )
+        .map_err(|e| fail(py, e))?;
         let iter_type = |o: Bound<'_, PyAny>| -> PyResult<Py<pyo3::types::PyType>> {
             Ok(o.try_iter()?.get_type().unbind())
         };
@@ -185,7 +218,8 @@ pub fn load_app(
             iter_type(pyo3::types::PyTuple::empty(py).into_any()).map_err(|e| fail(py, e))?,
         ];
         Ok(App {
-            callable: callable.unbind(),
+            callable,
+            mounts,
             template: template.unbind(),
             in_memory_iters,
         })
@@ -231,6 +265,39 @@ pub fn import_modules(config: &VassalConfig) -> Result<(), PythonError> {
         }
         Ok(())
     })
+}
+
+/// Import one app and return its callable.
+fn load_callable(
+    py: Python<'_>,
+    source: &AppSource,
+    callable_name: &str,
+) -> Result<Py<PyAny>, PythonError> {
+    let what = format!("{source} (callable {callable_name})");
+    let fail = |py: Python<'_>, err: PyErr| PythonError::AppLoad {
+        what: what.clone(),
+        traceback: format_exception(py, &err),
+    };
+    let namespace = match source {
+        AppSource::Module(m) => py.import(m.as_str()).map(Bound::into_any),
+        AppSource::File(p) => import_file(py, p),
+    }
+    .map_err(|e| fail(py, e))?;
+    match namespace.getattr_opt(callable_name) {
+        Ok(Some(c)) if c.is_callable() => Ok(c.unbind()),
+        Ok(Some(_)) => Err(PythonError::AppLoad {
+            what: what.clone(),
+            traceback: format!("'{callable_name}' is not callable"),
+        }),
+        Ok(None) => Err(PythonError::AppLoad {
+            what: what.clone(),
+            traceback: format!(
+                "{source} has no attribute '{callable_name}' \
+                 (set callable = <name>, e.g. callable = app for Flask)"
+            ),
+        }),
+        Err(e) => Err(fail(py, e)),
+    }
 }
 
 /// Put `pythonpath` entries first on `sys.path`, then the working directory (as uWSGI

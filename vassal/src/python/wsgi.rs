@@ -30,6 +30,7 @@ pub(super) fn environ_template(
     py: Python<'_>,
     multithread: bool,
     multiprocess: bool,
+    file_wrapper: bool,
 ) -> PyResult<Bound<'_, PyDict>> {
     let env = PyDict::new(py);
     env.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
@@ -38,10 +39,13 @@ pub(super) fn environ_template(
     env.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        py.get_type::<FileWrapper>(),
-    )?;
+    // `wsgi-disable-file-wrapper` leaves it out, as uWSGI does.
+    if file_wrapper {
+        env.set_item(
+            intern!(py, "wsgi.file_wrapper"),
+            py.get_type::<FileWrapper>(),
+        )?;
+    }
     env.set_item(intern!(py, "SCRIPT_NAME"), "")?;
     Ok(env)
 }
@@ -165,8 +169,10 @@ pub(super) fn call(py: Python<'_>, app: &App, mut req: Request) -> Response {
         Ok(s) => s.into_bound(py),
         Err(e) => return internal_error(py, &e, "start_response"),
     };
+    // Chosen before the environ takes the request's variables.
+    let callable = app.callable_for(&req.cgi).clone_ref(py);
     let result =
-        build_environ(py, app, &mut req).and_then(|env| app.callable.bind(py).call1((env, &start)));
+        build_environ(py, app, &mut req).and_then(|env| callable.bind(py).call1((env, &start)));
     let result = match result {
         Ok(r) => r,
         Err(e) => return internal_error(py, &e, "the app raised"),

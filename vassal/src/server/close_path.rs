@@ -163,6 +163,10 @@ pub(super) async fn serve_http(
     info: ConnInfo,
     buf: &mut [u8],
 ) -> Handled {
+    if worker.proxy_protocol {
+        // The PROXY header is read by the general path (`http_front`).
+        return pass_http(stream, info, Bytes::new());
+    }
     let n = match recv_now(stream.fd(), buf) {
         Ok(Some(0)) | Err(_) => return Handled::Here, // closed without a request
         Ok(Some(n)) => n,
@@ -173,11 +177,13 @@ pub(super) async fn serve_http(
         return pass_http(stream, info, Bytes::copy_from_slice(data));
     };
     let started = Instant::now();
-    let Ok(cgi) = cgi::from_http(&req.method, &req.uri, req.version, &req.headers, &info) else {
+    let Ok(mut cgi) = cgi::from_http(&req.method, &req.uri, req.version, &req.headers, &info)
+    else {
         // The general path answers the 400, as for any request.
         return pass_http(stream, info, Bytes::copy_from_slice(data));
     };
     let head = req.method == Method::HEAD;
+    worker.routes.apply(&mut cgi);
     let mut ticket = Ticket::new(&cgi, started);
     let request = Request {
         cgi,
@@ -224,7 +230,7 @@ pub(super) async fn serve_uwsgi(
         Ok(None) => return pass_uwsgi(stream, info, UwsgiStart::Read(buf)),
     }
     let started = Instant::now();
-    let (cgi, length) = match parse_uwsgi_head(&mut buf, worker, &info) {
+    let (mut cgi, length) = match parse_uwsgi_head(&mut buf, worker, &info) {
         Ok(UwsgiHead::Parsed { cgi, length }) => (cgi, length),
         Ok(UwsgiHead::Incomplete) => return pass_uwsgi(stream, info, UwsgiStart::Read(buf)),
         Err(UwsgiRead::Closed) => return Handled::Here,
@@ -238,6 +244,7 @@ pub(super) async fn serve_uwsgi(
     let fin = stream.fin_with_data(buf.len() == length && length < READ_BUF);
     buf.truncate(length);
     let head = core::is_head(&cgi);
+    worker.routes.apply(&mut cgi);
     let mut ticket = Ticket::new(&cgi, started);
     let request = Request {
         cgi,
@@ -263,12 +270,14 @@ fn send_answer(
     ticket: Ticket,
 ) {
     let (status, exception) = (resp.status, resp.exception);
+    let head = core::head_stats(&out);
     let worker = Arc::clone(worker);
     send::send_response(tasks, stream, out, resp.body, framing, fin, move |sent| {
         let outcome = Outcome {
             status,
             bytes: sent,
             exception,
+            head,
         };
         ticket.finish(&worker, outcome);
     });

@@ -35,12 +35,22 @@ pub struct Worker {
     pub executor: Executor,
     /// `static-map` entries.
     pub static_map: StaticMap,
+    /// `mount` and `manage-script-name`.
+    pub routes: crate::mount::Routes,
     /// `buffer-size`: the largest request head.
     pub buffer_size: usize,
     /// `limit-post`: the largest request body (0 = unlimited).
     pub limit_post: u64,
     /// `socket-timeout`: how long a client may stay silent while sending its request.
     pub socket_timeout: Duration,
+    /// `http-timeout` (else `socket-timeout`): how long an HTTP client may take to send
+    /// a request head.
+    pub http_timeout: Duration,
+    /// `http-keepalive-timeout`: how long an HTTP keep-alive connection may stay idle
+    /// between requests.
+    pub keepalive_timeout: Duration,
+    /// `enable-proxy-protocol`: HTTP connections may start with a PROXY header.
+    pub proxy_protocol: bool,
     /// Seconds a graceful stop may take before connections are dropped.
     pub mercy: Duration,
     /// This process' pid, for access lines.
@@ -88,6 +98,9 @@ pub(super) struct Outcome {
     pub(super) bytes: u64,
     /// Whether the app raised.
     pub(super) exception: bool,
+    /// The response head's size and header count (for `log-format`'s `%(hsize)`,
+    /// `%(headers)`); 0 where unknown.
+    pub(super) head: (u64, u64),
 }
 
 impl Outcome {
@@ -97,8 +110,34 @@ impl Outcome {
             status,
             bytes: 0,
             exception: false,
+            head: (0, 0),
         }
     }
+}
+
+/// The size and header count of a response head as written (`HTTP/1.1 200 OK\r\n`,
+/// header lines, blank line).
+pub(super) fn head_stats(head: &[u8]) -> (u64, u64) {
+    if crate::log::template().is_none() {
+        // Only `log-format` shows them: no scan on the common path.
+        return (0, 0);
+    }
+    let lines = head.windows(2).filter(|w| w == b"\r\n").count() as u64;
+    (head.len() as u64, lines.saturating_sub(2))
+}
+
+/// What only `log-format` needs of a request, taken when a template is set.
+#[derive(Debug, Default)]
+struct Extra {
+    user: Bytes,
+    host: Bytes,
+    uagent: Bytes,
+    referer: Bytes,
+    content_length: u64,
+    /// The values of the template's `%(var.NAME)`, in its order.
+    vars: Vec<Bytes>,
+    var_count: u64,
+    pktsize: u64,
 }
 
 /// One request between its parse and its last byte: what its access line needs (cheap
@@ -113,14 +152,42 @@ pub(super) struct Ticket {
     started: Instant,
     /// Set when the app is called (a static file or a refusal is logged, not counted).
     token: Option<RequestToken>,
+    /// Only with `log-format`.
+    extra: Option<Box<Extra>>,
 }
 
 impl Ticket {
     /// Open the ticket of a request that started at `started`.
     pub(super) fn new(cgi: &CgiVars, started: Instant) -> Ticket {
         let get = |name: &[u8]| cgi.get(name).cloned().unwrap_or_default();
+        let remote = match cgi.get(b"HTTP_X_FORWARDED_FOR") {
+            Some(xff) if crate::log::x_forwarded_for() => xff.clone(),
+            _ => get(b"REMOTE_ADDR"),
+        };
+        let extra = crate::log::template().map(|t| {
+            let (var_count, pktsize) = if t.needs_var_stats() {
+                let size = cgi
+                    .vars
+                    .iter()
+                    .map(|(k, v)| 4 + k.len() + v.len())
+                    .sum::<usize>();
+                (cgi.vars.len() as u64, size as u64)
+            } else {
+                (0, 0)
+            };
+            Box::new(Extra {
+                user: get(b"REMOTE_USER"),
+                host: get(b"HTTP_HOST"),
+                uagent: get(b"HTTP_USER_AGENT"),
+                referer: get(b"HTTP_REFERER"),
+                content_length: cgi.content_length.unwrap_or(0),
+                vars: t.request_vars.iter().map(|n| get(n)).collect(),
+                var_count,
+                pktsize,
+            })
+        });
         Ticket {
-            remote: get(b"REMOTE_ADDR"),
+            remote,
             method: get(b"REQUEST_METHOD"),
             uri: cgi
                 .get(b"REQUEST_URI")
@@ -130,6 +197,7 @@ impl Ticket {
             protocol: get(b"SERVER_PROTOCOL"),
             started,
             token: None,
+            extra,
         }
     }
 
@@ -140,17 +208,48 @@ impl Ticket {
         if let (Some(token), Some(c)) = (self.token, worker.counters.as_ref()) {
             count(c, token, outcome, elapsed);
         }
-        crate::log::access(&crate::log::Access {
-            remote: &self.remote,
+        let mut line = crate::log::Access {
+            addr: &self.remote,
             method: &self.method,
             uri: &self.uri,
-            protocol: &self.protocol,
+            proto: &self.protocol,
             status: outcome.status,
-            bytes: outcome.bytes,
+            body_bytes: outcome.bytes,
             duration: elapsed,
             pid: worker.pid,
-        });
+            ..crate::log::Access::default()
+        };
+        let Some(extra) = &self.extra else {
+            crate::log::access(&line);
+            return;
+        };
+        let vars: Vec<&[u8]> = extra.vars.iter().map(|v| &v[..]).collect();
+        line.user = &extra.user;
+        line.host = &extra.host;
+        line.uagent = &extra.uagent;
+        line.referer = &extra.referer;
+        line.content_length = extra.content_length;
+        line.request_vars = &vars;
+        line.var_count = extra.var_count;
+        line.pktsize = extra.pktsize;
+        (line.head_bytes, line.headers) = outcome.head;
+        line.start = std::time::SystemTime::now().checked_sub(elapsed);
+        line.wid = worker.counters.as_ref().map_or(1, |c| c.id.get());
+        if crate::log::template().is_some_and(|t| t.needs_memory()) {
+            line.memory = memory();
+        }
+        crate::log::access(&line);
     }
+}
+
+/// This process's (virtual, resident) size in bytes, from `/proc/self/statm`.
+fn memory() -> Option<(u64, u64)> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut fields = statm.split_whitespace().map(|f| f.parse::<u64>().ok());
+    let (vsz, rss) = (fields.next()??, fields.next()??);
+    // SAFETY: sysconf has no preconditions.
+    let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    Some((vsz * page, rss * page))
 }
 
 /// Count a finished app call in this worker's slot; wake the master (once) when the
@@ -237,7 +336,10 @@ pub(super) fn static_answer(map: &StaticMap, cgi: &CgiVars) -> Option<Response> 
         return None;
     }
     let path = cgi.get(b"PATH_INFO")?;
-    match map.lookup(path)? {
+    let gzip = cgi
+        .get(b"HTTP_ACCEPT_ENCODING")
+        .is_some_and(|v| v.windows(4).any(|w| w.eq_ignore_ascii_case(b"gzip")));
+    match map.lookup_for(path, gzip)? {
         Lookup::Found(file) => {
             let last_modified = static_files::http_date(file.modified);
             let ims = cgi.get(b"HTTP_IF_MODIFIED_SINCE").map(|b| &b[..]);
@@ -255,6 +357,29 @@ pub(super) fn static_answer(map: &StaticMap, cgi: &CgiVars) -> Option<Response> 
                 Ok(f) => f,
                 Err(_) => return Some(Response::error(404)),
             };
+            let mut extra = Vec::new();
+            if file.gzip {
+                extra.push((
+                    Bytes::from_static(b"Content-Encoding"),
+                    Bytes::from_static(b"gzip"),
+                ));
+                extra.push((
+                    Bytes::from_static(b"Vary"),
+                    Bytes::from_static(b"Accept-Encoding"),
+                ));
+            }
+            if let Some((secs, from_mtime)) = file.expires {
+                let base = if from_mtime {
+                    file.modified
+                } else {
+                    std::time::SystemTime::now()
+                };
+                let at = base + Duration::from_secs(secs);
+                extra.push((
+                    Bytes::from_static(b"Expires"),
+                    Bytes::from(static_files::http_date(at)),
+                ));
+            }
             Some(Response {
                 status: 200,
                 status_line: Bytes::from_static(b"200 OK"),
@@ -271,7 +396,10 @@ pub(super) fn static_answer(map: &StaticMap, cgi: &CgiVars) -> Option<Response> 
                         Bytes::from_static(b"Last-Modified"),
                         Bytes::from(last_modified),
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(extra)
+                .collect(),
                 content_length: Some(file.len),
                 body: Body::File {
                     file: opened,
@@ -381,11 +509,13 @@ mod tests {
                 status: 200,
                 bytes: 5,
                 exception: false,
+                head: (0, 0),
             },
             Outcome {
                 status: 500,
                 bytes: 7,
                 exception: true,
+                head: (0, 0),
             },
             Outcome::server(404),
         ];

@@ -4,6 +4,7 @@
 //! [`write::to_http`] (the shared header and framing rules).
 
 use std::convert::Infallible;
+use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,32 +30,51 @@ const STOP_IDLE_GRACE: Duration = Duration::from_secs(2);
 /// Serve one HTTP connection with hyper; `prefix`: bytes already read from it;
 /// `reserved`: the app thread held for its first request.
 pub(super) async fn handle_http(
-    conn: Conn,
+    mut conn: Conn,
     prefix: Bytes,
-    info: ConnInfo,
+    mut info: ConnInfo,
     worker: Arc<Worker>,
     reserved: Option<Reservation>,
     stop: CancellationToken,
 ) {
+    let mut prefix = prefix;
+    if worker.proxy_protocol {
+        match read_proxy_header(&mut conn, prefix, worker.http_timeout).await {
+            Ok((rest, source)) => {
+                prefix = rest;
+                if let Some((ip, port)) = source {
+                    info.remote_addr = Bytes::from(ip.to_string());
+                    info.remote_port = Bytes::from(port.to_string());
+                }
+            }
+            // A malformed header, a client that went away or stayed silent: close.
+            Err(()) => return,
+        }
+    }
     let info = Arc::new(info);
     let fd = conn.fd();
-    // `socket-timeout`: how long the client may take to send a request head.
-    let worker_timeout = worker.socket_timeout;
+    // How long a client may take to send a request head (`http-timeout`, else
+    // `socket-timeout`) and stay idle between requests (`http-keepalive-timeout`):
+    // enforced by the stream wrapper ([`Timed`]), which knows which of the two it is.
+    let timing = Arc::new(Timing::new(worker.http_timeout, worker.keepalive_timeout));
     // Taken by the first request (hyper's service is `Fn`, hence the lock; none at all
     // without an app-thread pool).
     let reserved = reserved.map(|r| std::sync::Mutex::new(Some(r)));
     let service = {
         // An Arc: cloning a CancellationToken takes a lock, an Arc clone does not.
         let stop = Arc::new(stop.clone());
+        let timing = Arc::clone(&timing);
         hyper::service::service_fn(move |req| {
             let worker = Arc::clone(&worker);
             let info = Arc::clone(&info);
             let stop = Arc::clone(&stop);
+            let busy = Busy::enter(Arc::clone(&timing));
             let reserved = reserved
                 .as_ref()
                 .and_then(|r| r.lock().ok().and_then(|mut r| r.take()));
             async move {
                 let mut resp = http_request(req, &worker, &info, reserved, fd).await;
+                drop(busy);
                 if stop.is_cancelled() {
                     // The worker is stopping: this is the connection's last response,
                     // and the client learns it from the response (hyper closes after
@@ -75,20 +95,213 @@ pub(super) async fn handle_http(
         // answer (as from uWSGI, and from the close path).
         .half_close(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(worker_timeout);
+        // [`Timed`] bounds the head and the idle time; hyper's own header timer would
+        // count the idle time into the head's.
+        .header_read_timeout(None);
     let result = match conn {
         Conn::Tcp(s) => {
-            let conn = builder.serve_connection(TokioIo::new(CloseOnDrop(s, prefix)), service);
+            let io = Timed::new(CloseOnDrop(s, prefix), timing);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             drive_http(conn, &stop).await
         }
         Conn::Unix(s) => {
-            let conn = builder.serve_connection(TokioIo::new(CloseOnDrop(s, prefix)), service);
+            let io = Timed::new(CloseOnDrop(s, prefix), timing);
+            let conn = builder.serve_connection(TokioIo::new(io), service);
             drive_http(conn, &stop).await
         }
     };
     // Connection errors (client went away, malformed request already answered with
     // 400 by hyper, body aborted) end this connection only.
     drop(result);
+}
+
+/// Read a PROXY protocol header, if the connection starts with one
+/// ([`crate::proxy_protocol`]): the bytes after it, and the client it names. `Err`
+/// when it is malformed, or the client closes or stays silent for `timeout`.
+async fn read_proxy_header(
+    conn: &mut Conn,
+    prefix: Bytes,
+    timeout: Duration,
+) -> Result<(Bytes, Option<(std::net::IpAddr, u16)>), ()> {
+    use crate::proxy_protocol::{parse, Parsed};
+    let mut buf = bytes::BytesMut::from(&prefix[..]);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match parse(&buf) {
+            Parsed::Absent => return Ok((buf.freeze(), None)),
+            Parsed::Header { len, source } => {
+                let rest = buf.split_off(len);
+                return Ok((rest.freeze(), source));
+            }
+            Parsed::Invalid(_) => return Err(()),
+            Parsed::Incomplete => {
+                buf.reserve(512);
+                match tokio::time::timeout_at(deadline, conn.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Err(()),
+                }
+            }
+        }
+    }
+}
+
+/// The timeouts of one keep-alive connection, shared by its stream ([`Timed`]) and
+/// its service ([`Busy`]). Times are milliseconds since `base`; [`NONE`] is unset.
+struct Timing {
+    base: Instant,
+    /// `http-timeout` (or `socket-timeout`): from a request head's first byte (or the
+    /// accept) to the whole head.
+    head: Duration,
+    /// `http-keepalive-timeout`: from the end of a response to the next head's first byte.
+    idle: Duration,
+    /// Requests being answered.
+    in_flight: std::sync::atomic::AtomicU32,
+    /// When the current head started (the accept, for the first one).
+    head_started: std::sync::atomic::AtomicU64,
+    /// When the last response was handed back.
+    idle_since: std::sync::atomic::AtomicU64,
+}
+
+const NONE: u64 = u64::MAX;
+
+impl Timing {
+    fn new(head: Duration, idle: Duration) -> Timing {
+        Timing {
+            base: Instant::now(),
+            head,
+            idle,
+            in_flight: std::sync::atomic::AtomicU32::new(0),
+            head_started: std::sync::atomic::AtomicU64::new(0),
+            idle_since: std::sync::atomic::AtomicU64::new(NONE),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    /// When a connection waiting for bytes (no request being answered) times out:
+    /// the head's deadline once a head started, else the idle deadline.
+    fn deadline(&self) -> Instant {
+        use std::sync::atomic::Ordering::Relaxed;
+        let at = |ms: u64, plus: Duration| self.base + Duration::from_millis(ms) + plus;
+        match self.head_started.load(Relaxed) {
+            NONE => match self.idle_since.load(Relaxed) {
+                NONE => at(0, self.head),
+                since => at(since, self.idle),
+            },
+            started => at(started, self.head),
+        }
+    }
+}
+
+/// Marks a request being answered (the connection is not idle, and its body reads are
+/// not bounded here: `limit-post` and the app decide).
+struct Busy(Arc<Timing>);
+
+impl Busy {
+    fn enter(timing: Arc<Timing>) -> Busy {
+        use std::sync::atomic::Ordering::Relaxed;
+        timing.in_flight.fetch_add(1, Relaxed);
+        timing.head_started.store(NONE, Relaxed);
+        Busy(timing)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.idle_since.store(self.0.now(), Relaxed);
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A stream that times out (an `io::ErrorKind::TimedOut` read error, on which hyper
+/// closes the connection) when the client is silent for too long while no request is
+/// being answered: [`Timing::deadline`].
+struct Timed<S> {
+    inner: S,
+    timing: Arc<Timing>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<S> Timed<S> {
+    fn new(inner: S, timing: Arc<Timing>) -> Timed<S> {
+        let sleep = Box::pin(tokio::time::sleep_until(timing.deadline().into()));
+        Timed {
+            inner,
+            timing,
+            sleep,
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Timed<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let this = &mut *self;
+        let busy = this.timing.in_flight.load(Relaxed) > 0;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if !busy
+                    && buf.filled().len() > before
+                    && this.timing.head_started.load(Relaxed) == NONE
+                {
+                    // The next request's first bytes: the head's clock starts.
+                    this.timing.head_started.store(this.timing.now(), Relaxed);
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if busy => Poll::Pending,
+            Poll::Pending => {
+                let deadline = this.timing.deadline();
+                if Instant::now() >= deadline {
+                    return Poll::Ready(Err(io::ErrorKind::TimedOut.into()));
+                }
+                this.sleep.as_mut().reset(deadline.into());
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Timed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// A stream whose `shutdown` does nothing: the connection ends when the stream is
@@ -201,6 +414,7 @@ async fn http_request(
         Err(_) => return bad_request_close(),
     };
     let head = parts.method == http::Method::HEAD;
+    worker.routes.apply(&mut cgi);
     let mut ticket = Ticket::new(&cgi, started);
     // A static file first: its request body, if any, is never read.
     if let Some(resp) = core::static_answer(&worker.static_map, &cgi) {
@@ -241,10 +455,24 @@ fn respond(
 ) -> hyper::Response<RespBody> {
     let exception = resp.exception;
     let (out, bytes) = write::to_http(resp, head);
+    // The head's size and header count, for `log-format` only: hyper writes the head,
+    // so this is its size as written (status line, headers, blank line) less `date`.
+    let head = if crate::log::template().is_some() {
+        let bytes = out
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + 19;
+        (bytes as u64, out.headers().len() as u64)
+    } else {
+        (0, 0)
+    };
     let outcome = Outcome {
         status: out.status().as_u16(),
         bytes: bytes.unwrap_or(0),
         exception,
+        head,
     };
     ticket.finish(worker, outcome);
     out

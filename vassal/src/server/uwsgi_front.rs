@@ -52,7 +52,7 @@ pub(super) async fn handle_uwsgi(
     };
     // `socket-timeout` bounds each read (as in uWSGI), not the whole request: an
     // upload may take long, a client may not stay silent.
-    let (cgi, body) = match request.await {
+    let (mut cgi, body) = match request.await {
         Ok(r) => r,
         Err(UwsgiRead::Closed) => return,
         Err(UwsgiRead::Status(status, cgi)) => {
@@ -64,6 +64,7 @@ pub(super) async fn handle_uwsgi(
         }
     };
     let head = core::is_head(&cgi);
+    worker.routes.apply(&mut cgi);
     let mut ticket = Ticket::new(&cgi, started);
     let fd = conn.fd();
     let resp = core::answer(
@@ -76,13 +77,18 @@ pub(super) async fn handle_uwsgi(
     .await;
     let resp = write::checked(resp);
     let (status, exception) = (resp.status, resp.exception);
-    let sent = respond(&mut conn, resp, head).await.unwrap_or(0);
+    let (out, framing) = write::head(&resp, Wire::Uwsgi, head, b"");
+    let head = core::head_stats(&out);
+    let sent = send::write_response(&mut conn, out, resp.body, framing)
+        .await
+        .unwrap_or(0);
     ticket.finish(
         &worker,
         Outcome {
             status,
             bytes: sent,
             exception,
+            head,
         },
     );
 }

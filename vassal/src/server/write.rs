@@ -26,6 +26,43 @@ use crate::response::Response;
 mod body;
 pub(super) mod send;
 
+/// `add-header` values, set once at start: added to every response.
+static ADD_HEADERS: std::sync::OnceLock<Vec<(Bytes, Bytes)>> = std::sync::OnceLock::new();
+
+/// Read `add-header` values (`Name: value`, uWSGI's form) and keep them for every
+/// response. The error names the value that is not a valid header.
+pub fn set_add_headers(values: &[String]) -> Result<(), String> {
+    let headers = values
+        .iter()
+        .map(|v| parse_add_header(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A second call (tests) keeps the first list.
+    let _ = ADD_HEADERS.set(headers);
+    Ok(())
+}
+
+/// `Name: value` as a header pair, checked as every header is ([`headers_ok`]).
+fn parse_add_header(value: &str) -> Result<(Bytes, Bytes), String> {
+    let Some((name, v)) = value.split_once(':') else {
+        return Err(format!("add-header = '{value}': expected 'Name: value'"));
+    };
+    let pair = (
+        Bytes::copy_from_slice(name.trim().as_bytes()),
+        Bytes::copy_from_slice(v.trim().as_bytes()),
+    );
+    if !headers_ok(std::slice::from_ref(&pair)) {
+        return Err(format!(
+            "add-header = '{value}': not a valid header name and value"
+        ));
+    }
+    Ok(pair)
+}
+
+/// The `add-header` headers (none unless set).
+fn add_headers() -> &'static [(Bytes, Bytes)] {
+    ADD_HEADERS.get().map_or(&[], Vec::as_slice)
+}
+
 pub(super) use body::RespBody;
 
 /// How a response body follows its head.
@@ -168,7 +205,7 @@ pub(super) fn write_head(
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(&resp.status_line);
         out.extend_from_slice(b"\r\n");
-        for (name, value) in &resp.headers {
+        for (name, value) in resp.headers.iter().chain(add_headers()) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(value);
@@ -195,7 +232,7 @@ pub(super) fn write_head(
         None => out.extend_from_slice(&resp.status_line),
     }
     out.extend_from_slice(b"\r\n");
-    for (name, value) in &resp.headers {
+    for (name, value) in resp.headers.iter().chain(add_headers()) {
         out.extend(name.iter().map(u8::to_ascii_lowercase));
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
@@ -271,7 +308,7 @@ pub(super) fn to_http(resp: Response, head: bool) -> (hyper::Response<RespBody>,
         headers.reserve(resp.headers.len());
         // `http`'s own types take exactly what [`headers_ok`] takes (a unit test holds
         // them to it, byte by byte): no second pass over the headers.
-        for (name, value) in &resp.headers {
+        for (name, value) in resp.headers.iter().chain(add_headers()) {
             match (
                 http::HeaderName::from_bytes(name),
                 http::HeaderValue::from_maybe_shared(value.clone()),
@@ -566,6 +603,30 @@ mod tests {
                 http::HeaderValue::from_bytes(&value).is_ok(),
                 "value byte {b:#x}"
             );
+        }
+    }
+
+    #[test]
+    fn add_header_values() {
+        // (value, Ok((name, value)) or an error containing)
+        type Want = Result<(&'static str, &'static str), &'static str>;
+        let cases: &[(&str, Want)] = &[
+            ("X-Frame-Options: DENY", Ok(("X-Frame-Options", "DENY"))),
+            ("Cache-Control:no-cache", Ok(("Cache-Control", "no-cache"))),
+            ("  X-A :  b c  ", Ok(("X-A", "b c"))),
+            ("X-Empty:", Ok(("X-Empty", ""))),
+            ("no colon", Err("expected 'Name: value'")),
+            ("Bad Name: x", Err("not a valid header")),
+            (": x", Err("not a valid header")),
+        ];
+        for (value, want) in cases {
+            match (parse_add_header(value), want) {
+                (Ok((n, v)), Ok((wn, wv))) => {
+                    assert_eq!((&n[..], &v[..]), (wn.as_bytes(), wv.as_bytes()), "{value}");
+                }
+                (Err(e), Err(w)) => assert!(e.contains(w), "{value}: {e}"),
+                (got, _) => panic!("{value}: {got:?}"),
+            }
         }
     }
 
