@@ -71,8 +71,32 @@ fn action(name: &str) -> Option<Action> {
     })
 }
 
-/// `hook-PHASE = ACTION:ARG`.
-pub fn add(config: &mut VassalConfig, phase: Phase, value: &str) -> Result<(), String> {
+/// uWSGI's `unix_signal:N FUNCTION` (a master hook mapping a signal to a master
+/// function), for the mappings rsgi has built in: accepted with a note saying so; any
+/// other mapping is an error (rsgi's signals are fixed).
+fn unix_signal(arg: &str) -> Result<Option<String>, String> {
+    const FIXED: &str = "rsgi's signals are fixed: TERM stops gracefully, HUP reloads \
+                         gracefully, INT and QUIT stop at once";
+    let mut words = arg.split_whitespace();
+    let (signal, function) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let built_in = matches!(
+        (signal, function),
+        ("15", "gracefully_kill_them_all") | ("1", "grace_them_all") | ("2" | "3", "kill_them_all")
+    );
+    if built_in && words.next().is_none() {
+        Ok(Some(format!(
+            "ignored: signal {signal} already runs {function} in rsgi ({FIXED})"
+        )))
+    } else {
+        Err(format!(
+            "unix_signal:{arg}: cannot remap a signal ({FIXED})"
+        ))
+    }
+}
+
+/// `hook-PHASE = ACTION:ARG`. `Ok(Some(note))`: accepted with a notice (a
+/// `unix_signal` that maps a signal to what rsgi does with it anyway).
+pub fn add(config: &mut VassalConfig, phase: Phase, value: &str) -> Result<Option<String>, String> {
     let Some((name, arg)) = value.split_once(':') else {
         return Err(format!(
             "expected ACTION:ARG, found '{value}' (actions: {SUPPORTED})"
@@ -82,6 +106,9 @@ pub fn add(config: &mut VassalConfig, phase: Phase, value: &str) -> Result<(), S
         Some(n) => (n, true),
         None => (name, false),
     };
+    if name.trim() == "unix_signal" {
+        return unix_signal(arg.trim());
+    }
     let Some(action) = action(name.trim()) else {
         return Err(format!(
             "hook action '{name}' is not supported by rsgi (supported: {SUPPORTED})"
@@ -112,7 +139,7 @@ pub fn add(config: &mut VassalConfig, phase: Phase, value: &str) -> Result<(), S
         private,
         written: value.trim_start_matches('!').to_owned(),
     });
-    Ok(())
+    Ok(None)
 }
 
 /// `exec-PHASE = CMD`: uWSGI's shorthand for `hook-PHASE = exec:CMD`.
@@ -181,11 +208,35 @@ mod tests {
             ("call:my_func", "'call' is not supported"),
             ("write:/tmp/only", "write: expected 'FILE TEXT'"),
             ("chmod:/tmp/f rw", "not an octal mode"),
+            (
+                "unix_signal:15 reload_them",
+                "unix_signal:15 reload_them: cannot remap a signal",
+            ),
+            ("unix_signal:10 gracefully_kill_them_all", "cannot remap"),
         ];
         for (value, want) in rows {
             let mut c = VassalConfig::default();
             let err = add(&mut c, Phase::PreApp, value).unwrap_err();
             assert!(err.contains(want), "{value}: {err}");
+        }
+    }
+
+    /// The Docker idiom `hook-master-start = unix_signal:15 gracefully_kill_them_all`
+    /// asks for what rsgi does anyway: a notice, no hook.
+    #[test]
+    fn unix_signal_that_rsgi_does_anyway_is_a_notice() {
+        for value in [
+            "unix_signal:15 gracefully_kill_them_all",
+            "unix_signal:1 grace_them_all",
+            "unix_signal:2 kill_them_all",
+        ] {
+            let mut c = VassalConfig::default();
+            let note = add(&mut c, Phase::MasterStart, value).unwrap();
+            assert!(
+                note.is_some_and(|n| n.starts_with("ignored: signal")),
+                "{value}"
+            );
+            assert!(c.hooks.is_empty());
         }
     }
 

@@ -480,13 +480,13 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("buffer-size", G::Sockets, Kind::Int { min: 1, max: 65535, set: set::buffer_size },
         "largest request head (uwsgi vars or HTTP headers) in bytes, at most 65535")
         .short('b').default("8192").meta("BYTES"),
-    OptionSpec::new("socket-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.socket_timeout = v },
+    OptionSpec::new("socket-timeout", G::Sockets, Kind::Int { min: 1, max: 31_536_000, set: |c, v| c.socket_timeout = v },
         "seconds a client may stay silent while sending its request (each read of the head and body); slower ones are closed")
         .default("4").meta("SECS"),
-    OptionSpec::new("http-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_timeout = Some(v) },
+    OptionSpec::new("http-timeout", G::Sockets, Kind::Int { min: 1, max: 31_536_000, set: |c, v| c.http_timeout = Some(v) },
         "seconds an HTTP client may take to send a request head (uWSGI's HTTP router timeout; rsgi's HTTP sockets are the router); unset: socket-timeout")
         .meta("SECS"),
-    OptionSpec::new("http-keepalive-timeout", G::Sockets, Kind::Int { min: 1, max: 86_400, set: |c, v| c.http_keepalive_timeout = v },
+    OptionSpec::new("http-keepalive-timeout", G::Sockets, Kind::Int { min: 1, max: 31_536_000, set: |c, v| c.http_keepalive_timeout = v },
         "seconds an HTTP keep-alive connection may stay idle between requests before it is closed (rsgi's own; longer than nginx's upstream keepalive_timeout)")
         .default("65").meta("SECS"),
     OptionSpec::new("enable-proxy-protocol", G::Sockets, Kind::Bool(|c, v| c.enable_proxy_protocol = v),
@@ -683,49 +683,49 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("attach-daemon2", G::Lifecycle, Kind::Parsed(|c, v| crate::daemons::keyval(c, v).map(|()| None)),
         "attach-daemon with keys: cmd=CMD[,pidfile=P][,freq=N][,control=1][,daemonize=1][,stopsignal=N]")
         .repeatable().meta("KEY=VAL,..."),
-    OptionSpec::new("hook-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Asap, v).map(|()| None)),
+    OptionSpec::new("hook-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Asap, v)),
         "run ACTION:ARG first thing at start, before the log and the sockets; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
     OptionSpec::new("exec-asap", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::Asap, v).map(|()| None)),
         "run CMD (/bin/sh -c, waited for) first thing at start, before the log and the sockets: hook-asap = exec:CMD")
         .repeatable().meta("CMD"),
-    OptionSpec::new("hook-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsRoot, v).map(|()| None)),
+    OptionSpec::new("hook-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsRoot, v)),
         "run ACTION:ARG before uid/gid drop privileges; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
     OptionSpec::new("exec-as-root", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AsRoot, v).map(|()| None)),
         "run CMD (/bin/sh -c, waited for) before uid/gid drop privileges: hook-as-root = exec:CMD")
         .repeatable().meta("CMD"),
-    OptionSpec::new("hook-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsUser, v).map(|()| None)),
+    OptionSpec::new("hook-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AsUser, v)),
         "run ACTION:ARG after privileges are dropped; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
     OptionSpec::new("exec-as-user", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AsUser, v).map(|()| None)),
         "run CMD (/bin/sh -c, waited for) after privileges are dropped: hook-as-user = exec:CMD")
         .repeatable().meta("CMD"),
-    OptionSpec::new("hook-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PreApp, v).map(|()| None)),
+    OptionSpec::new("hook-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PreApp, v)),
         "run ACTION:ARG before the app is imported (in each worker with lazy-apps); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
     OptionSpec::new("exec-pre-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::PreApp, v).map(|()| None)),
         "run CMD (/bin/sh -c, waited for) before the app is imported (in each worker with lazy-apps): hook-pre-app = exec:CMD")
         .repeatable().meta("CMD"),
-    OptionSpec::new("hook-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostApp, v).map(|()| None)),
+    OptionSpec::new("hook-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostApp, v)),
         "run ACTION:ARG after the app is imported; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
     OptionSpec::new("exec-post-app", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::PostApp, v).map(|()| None)),
         "run CMD (/bin/sh -c, waited for) after the app is imported: hook-post-app = exec:CMD")
         .repeatable().meta("CMD"),
-    OptionSpec::new("hook-master-start", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::MasterStart, v).map(|()| None)),
+    OptionSpec::new("hook-master-start", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::MasterStart, v)),
         "run ACTION:ARG when the master starts; actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
-    OptionSpec::new("hook-post-fork", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostFork, v).map(|()| None)),
+    OptionSpec::new("hook-post-fork", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::PostFork, v)),
         "run ACTION:ARG in each worker right after the fork (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
-    OptionSpec::new("hook-accepting", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting, v).map(|()| None)),
+    OptionSpec::new("hook-accepting", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting, v)),
         "run ACTION:ARG in each worker once it accepts (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
-    OptionSpec::new("hook-accepting1", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting1, v).map(|()| None)),
+    OptionSpec::new("hook-accepting1", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::Accepting1, v)),
         "run ACTION:ARG in worker 1 once it accepts (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
-    OptionSpec::new("hook-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
+    OptionSpec::new("hook-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add(c, crate::hooks::Phase::AtExit, v)),
         "run ACTION:ARG when the server exits (a failure is logged); actions: exec, safeexec, print, write(n), append(n), create, unlink, mkdir, chmod, putenv, cd, exit")
         .repeatable().meta("ACTION:ARG"),
     OptionSpec::new("exec-as-user-atexit", G::Lifecycle, Kind::Parsed(|c, v| crate::hooks::add_exec(c, crate::hooks::Phase::AtExit, v).map(|()| None)),
@@ -891,6 +891,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("show-config", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi does not print its config at start: `rsgi --ini FILE --check-config` shows what a config serves" }, ""),
     OptionSpec::new("honour-stdin", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi leaves stdin as it was given (uWSGI replaces it with /dev/null unless honour-stdin)" }, ""),
     OptionSpec::new("http-websockets", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi has no uwsgi.websocket_* API: an Upgrade request reaches the app as a plain WSGI request" }, ""),
+    OptionSpec::new("http-auto-chunked", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always sends an HTTP/1.1 response without Content-Length chunked" }, ""),
     OptionSpec::new("ksm", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not mark memory for kernel samepage merging" }, "").meta("N"),
     // --- uWSGI features rsgi does not have: refused, with what to use instead ---
     OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),

@@ -381,3 +381,44 @@ fn unknown_keys_are_variables_typos_or_uwsgi_options() {
         "{log}"
     );
 }
+
+/// The Docker idiom `hook-master-start = unix_signal:15 gracefully_kill_them_all` asks for
+/// what rsgi does on SIGTERM anyway: a notice, and the config is complete; remapping a
+/// signal is refused.
+#[test]
+fn unix_signal_hooks_rsgi_does_anyway_are_notices() {
+    let dir = tempdir();
+    let base = format!("[uwsgi]\nhttp-socket = {}\nmodule = hello\n", free_addr());
+    let ok = write_file(
+        dir.path(),
+        "docker.ini",
+        format!("{base}hook-master-start = unix_signal:15 gracefully_kill_them_all\n"),
+    );
+    let (status, log) = Rsgi::run(
+        dir.path(),
+        &["--ini", path_str(&ok), "--check-config"],
+        EXIT_DEADLINE,
+    );
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        log.contains("docker.ini:4: hook-master-start: ignored: signal 15 already runs gracefully_kill_them_all"),
+        "{log}"
+    );
+    let bad = write_file(
+        dir.path(),
+        "remap.ini",
+        format!("{base}hook-master-start = unix_signal:15 reload_them_all\n"),
+    );
+    let (status, log) = Rsgi::run(
+        dir.path(),
+        &["--ini", path_str(&bad), "--check-config"],
+        EXIT_DEADLINE,
+    );
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(
+        log.contains(
+            "remap.ini:4: hook-master-start: unix_signal:15 reload_them_all: cannot remap a signal"
+        ),
+        "{log}"
+    );
+}
