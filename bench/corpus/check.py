@@ -19,7 +19,12 @@ Each file lands in one class:
   needs-env   a value stays `$(VAR)`/`%(name)` because the variable is set where the
               config runs (a container's environment), not here
   needs-file  it includes (or reads) a file that is not in the corpus
-  error       rsgi refuses it: the line is the reason (unknown option, bad value, ...)
+  refused     it uses a uWSGI feature rsgi will not have; the error names what to use
+              instead (gevent, spooler, internal routing, ...)
+  mistake     the config is wrong for uWSGI too: a typo of an option name, a value that
+              is no number or address, a merge-conflict marker, no [uwsgi] section
+  gap         it uses a uWSGI option rsgi does not have yet ("is a uWSGI option rsgi
+              does not have"), or anything else rsgi rejects
 """
 import argparse
 import collections
@@ -57,7 +62,12 @@ def classify(rsgi, path):
         return "needs-env", reason
     if re.search(r"(cannot read|No such file|not found)", reason):
         return "needs-file", reason
-    return "error", reason
+    if "not supported by rsgi" in reason or "not supported: " in reason:
+        return "refused", reason
+    if re.search(r"did you mean|is not a whole number|is not a port number|option name "
+                 r"missing|no \[uwsgi\] or \[rsgi\] section", reason):
+        return "mistake", reason
+    return "gap", reason
 
 
 def main():
@@ -86,13 +96,17 @@ def main():
     past = classes["pass"] + classes["fragment"]
     vassals = n - classes["emperor"]
     print(f"files: {n}")
-    for cls in ("pass", "fragment", "emperor", "needs-env", "needs-file", "error"):
+    for cls in ("pass", "fragment", "emperor", "needs-env", "needs-file", "refused",
+                "mistake", "gap"):
         print(f"  {cls:<10} {classes[cls]:>4}  ({100 * classes[cls] / n:.0f}%)")
     print(f"past the config stage (pass + fragment): {past} of {n} ({100 * past / n:.0f}%)")
     print(f"of the {vassals} vassal configs (all but emperor): {past} ({100 * past / vassals:.0f}%);"
           f" with their environment (+ needs-env): {past + classes['needs-env']}"
           f" ({100 * (past + classes['needs-env']) / vassals:.0f}%)")
     print(f"complete configs (pass): {classes['pass']} of {n}")
+    answered = vassals - classes["gap"]
+    print(f"vassal configs rsgi either runs or rejects with a reason (all but gap): "
+          f"{answered} of {vassals} ({100 * answered / vassals:.0f}%)")
     print("\nreasons (count, class, reason):")
     for (cls, key), count in reasons.most_common():
         print(f"  {count:>3}  {cls:<10} {key}")

@@ -8,7 +8,9 @@ each option name appears, and asks the real `rsgi` about each name with a one-li
   supported   rsgi applies it (the config may still lack a socket: that is not the point)
   no-op       accepted with a notice saying why it means nothing in rsgi
   refused     rejected with what to use instead
-  unknown     rsgi does not know the name (a uWSGI option still to do, or not an option)
+  missing     a real uWSGI option rsgi does not have (yet)
+  not-option  neither rsgi's nor uWSGI's: a config's own variable (ignored with a notice)
+              or a typo (an error with "did you mean")
   value?      the name is known but the corpus's first value is rejected (the reason shown)
 
     bench/corpus/options.py [--rsgi target/release/rsgi] [--dir DIR] [--top 120] [--markdown]
@@ -46,16 +48,22 @@ def classify(rsgi, name, value, workdir):
     p = subprocess.run([rsgi, "--ini", ini, "--check-config"], capture_output=True,
                        text=True, cwd=workdir, env={"PATH": "/usr/bin:/bin"}, timeout=20)
     out = p.stdout + p.stderr
-    err = [l for l in out.splitlines() if re.match(r"rsgi: .*one\.ini:\d+: ", l)]
-    if f"option '{name}' ignored" in out:
-        why = out.split(f"option '{name}' ignored: ", 1)[1].splitlines()[0]
-        return "no-op", why
+    err = [l for l in out.splitlines()
+           if re.match(r"rsgi: .*one\.ini:\d+: ", l) and not l.startswith("rsgi: notice:")]
+    if f": {name}: ignored: not an option" in out:
+        return "not-option", "ignored with a notice (a config's own variable)"
+    if f": {name}: ignored: " in out:
+        return "no-op", out.split(f": {name}: ignored: ", 1)[1].splitlines()[0]
     if err:
         msg = re.sub(r"^rsgi: .*one\.ini:\d+: ", "", err[0])
+        if "is a uWSGI option rsgi does not have" in msg:
+            return "missing", ""
         if "unknown option" in msg:
-            return "unknown", ""
+            return "not-option", msg
         if "not supported" in msg:
             return "refused", msg.split(": ", 2)[-1]
+        if re.search(r"\$\(|%\(|no \[\w+\] section", msg):
+            return "supported", "(the corpus's value needs its environment or file)"
         return "value?", msg
     return "supported", ""
 

@@ -599,7 +599,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         .repeatable().meta("LOGGER"),
     OptionSpec::new("req-logger", G::Logging, Kind::Str(|c, v| c.req_logger.push(v)),
         "send request lines here: file:PATH, syslog[:IDENT[,FACILITY]] or stdio")
-        .repeatable().meta("LOGGER"),
+        .aliases(&["logger-req"]).repeatable().meta("LOGGER"),
     OptionSpec::new("log-maxsize", G::Logging, Kind::Int { min: 0, max: u64::MAX, set: |c, v| c.log_maxsize = (v > 0).then_some(v) },
         "rotate the logto/daemonize file once it is larger than this: renamed to LOGFILE.<unix time> (or log-backupname), a new one opened")
         .meta("BYTES"),
@@ -892,6 +892,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("honour-stdin", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi leaves stdin as it was given (uWSGI replaces it with /dev/null unless honour-stdin)" }, ""),
     OptionSpec::new("http-websockets", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi has no uwsgi.websocket_* API: an Upgrade request reaches the app as a plain WSGI request" }, ""),
     OptionSpec::new("http-auto-chunked", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi always sends an HTTP/1.1 response without Content-Length chunked" }, ""),
+    OptionSpec::new("no-defer-accept", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi keeps TCP_DEFER_ACCEPT on its HTTP sockets: a connection is handed to a worker once it sends data (the kernel completes the handshake either way, so TCP health checks still pass)" }, ""),
     OptionSpec::new("ksm", G::Ignored, Kind::Ignored { takes_value: true, why: "rsgi does not mark memory for kernel samepage merging" }, "").meta("N"),
     // --- uWSGI features rsgi does not have: refused, with what to use instead ---
     OptionSpec::new("gevent", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi serves requests on threads, not greenlets: use threads = N (and processes = N)" }, "").meta("N"),
