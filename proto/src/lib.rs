@@ -60,6 +60,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod expand;
+pub mod fuzzing;
 pub mod ini;
 pub mod logic;
 pub mod notify;

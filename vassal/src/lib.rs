@@ -67,6 +67,7 @@
 
 pub mod cgi;
 pub mod fatal;
+pub mod fuzzing;
 pub mod log;
 pub mod master;
 pub mod master_pipe;

@@ -59,6 +59,7 @@ mod uwsgi_front;
 mod write;
 
 pub use self::core::{Counters, Worker};
+pub(crate) use close_path::fuzz_head;
 
 /// How many connections in a row the close path's accept loop may pass on to the
 /// general path before it yields.
