@@ -57,6 +57,10 @@ struct Options {
     chmod_socket: Option<u32>,
     chown_socket: Option<String>,
     listen: u32,
+    /// The files the vassal file included, with their (length, hash): rsgid compares
+    /// them later with what it can read (the same bytes whoever reads them).
+    #[serde(default)]
+    includes: Vec<(PathBuf, Option<(u64, u64)>)>,
     uid: Option<String>,
     gid: Option<String>,
 }
@@ -100,6 +104,11 @@ pub fn load_as(owner: Owner, path: &Path) -> Result<VassalConfig, String> {
                 chmod_socket: o.chmod_socket,
                 chown_socket: o.chown_socket,
                 listen: o.listen,
+                includes: o
+                    .includes
+                    .into_iter()
+                    .map(|(path, digest)| rsgi_proto::bounds::Included { path, digest })
+                    .collect(),
                 uid: o.uid,
                 gid: o.gid,
                 ..VassalConfig::default()
@@ -163,6 +172,11 @@ fn options_of(config: &VassalConfig) -> Options {
         chmod_socket: config.chmod_socket,
         chown_socket: config.chown_socket.clone(),
         listen: config.listen,
+        includes: config
+            .includes
+            .iter()
+            .map(|i| (i.path.clone(), i.digest))
+            .collect(),
         uid: config.uid.clone(),
         gid: config.gid.clone(),
     }

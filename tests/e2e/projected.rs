@@ -172,3 +172,83 @@ fn a_touch_of_a_plain_file_still_reloads() {
     std::thread::sleep(Duration::from_millis(600));
     wait_list(&e, &[("a", "ready", 2), ("b", "ready", 1)]);
 }
+
+/// A vassal's change is decided by everything it reads: its own file and the files it
+/// includes (`ini = %dcommon.conf`, `@(FILE)`). Replayed as kubelet updates, where `%d`
+/// names the timestamped directory, which every swap replaces.
+#[test]
+fn an_included_file_decides_too() {
+    let mut e = Emperor::start(&["--rescan", "0.2"]);
+    let mut p = Projection::new(&e.vassals_dir());
+    // `common.conf` is no vassal (not *.ini): only what `a` includes.
+    let a = hello_ini("ini = %dcommon.conf\nenv = GREETING=@(%dgreeting.txt)\n");
+    let b = hello_ini("processes = 1\n");
+    let common = "[uwsgi]\nbuffer-size = 8192\n";
+    p.publish(&[
+        ("a.ini", &a),
+        ("b.ini", &b),
+        ("common.conf", common),
+        ("greeting.txt", "hello"),
+    ]);
+    e.wait_serving("a", "/", DEADLINE);
+    e.wait_serving("b", "/", DEADLINE);
+    wait_list(&e, &[("a", "ready", 1), ("b", "ready", 1)]);
+
+    // Resyncs with the same bytes everywhere: nothing reloads.
+    for _ in 0..3 {
+        p.publish(&[
+            ("a.ini", &a),
+            ("b.ini", &b),
+            ("common.conf", common),
+            ("greeting.txt", "hello"),
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        list(&e),
+        [
+            ("a".to_owned(), "ready".to_owned(), 1),
+            ("b".to_owned(), "ready".to_owned(), 1)
+        ]
+    );
+
+    // The included ini changes: `a` reloads, `b` does not.
+    let common2 = "[uwsgi]\nbuffer-size = 16384\n";
+    p.publish(&[
+        ("a.ini", &a),
+        ("b.ini", &b),
+        ("common.conf", common2),
+        ("greeting.txt", "hello"),
+    ]);
+    wait_list(&e, &[("a", "ready", 2), ("b", "ready", 1)]);
+
+    // A file read with @(...) changes: `a` reloads again.
+    p.publish(&[
+        ("a.ini", &a),
+        ("b.ini", &b),
+        ("common.conf", common2),
+        ("greeting.txt", "bonjour"),
+    ]);
+    wait_list(&e, &[("a", "ready", 3), ("b", "ready", 1)]);
+
+    // And an in-place edit of an included plain file (outside any projection) too.
+    let shared = e.dir().join("shared.conf");
+    std::fs::write(&shared, "[uwsgi]\nbuffer-size = 8192\n").expect("shared include");
+    e.write_vassal("c", &hello_ini(&format!("ini = {}\n", path_str(&shared))));
+    e.wait_serving("c", "/", DEADLINE);
+    wait_list(
+        &e,
+        &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 1)],
+    );
+    std::fs::write(&shared, "[uwsgi]\nbuffer-size = 4096\n").expect("edit the include");
+    wait_list(
+        &e,
+        &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 2)],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    wait_list(
+        &e,
+        &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 2)],
+    );
+}
