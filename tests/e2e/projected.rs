@@ -252,3 +252,65 @@ fn an_included_file_decides_too() {
         &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 2)],
     );
 }
+
+/// The mount options of `dir` as process `pid` sees it (its mount namespace), from
+/// `/proc/PID/mountinfo`; `None` when `dir` is no mount point there.
+fn mount_options(pid: nix::unistd::Pid, dir: &Path) -> Option<String> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    info.lines()
+        .filter(|l| l.split(' ').nth(4) == Some(path_str(dir)))
+        .last()
+        .and_then(|l| l.split(' ').nth(5).map(str::to_owned))
+}
+
+/// The vassal directory as a read-only bind mount (a ConfigMap volume is one): rsgid
+/// starts, runs, reloads and retires from it, and never writes there (it could not:
+/// any write would fail with EROFS and show in its log).
+#[test]
+fn a_read_only_vassal_directory() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (unshare --mount, mount --bind)"
+    );
+    let mut e = Emperor::start_with_read_only_vassals(&["--rescan", "0.2"]);
+    let dir = e.vassals_dir();
+    // rsgid really sees a read-only mount; the test's own view stays writable.
+    let options = mount_options(e.rsgid_pid(), &dir)
+        .unwrap_or_else(|| panic!("{} is no mount point for rsgid", dir.display()));
+    assert!(
+        options.split(',').any(|o| o == "ro"),
+        "{}: mounted {options} for rsgid, not ro",
+        dir.display()
+    );
+    assert_eq!(mount_options(nix::unistd::getpid(), &dir), None);
+
+    let mut p = Projection::new(&dir);
+    let (a, b) = (hello_ini(""), hello_ini("processes = 1\n"));
+    p.publish(&[("a.ini", &a), ("b.ini", &b)]);
+    e.wait_serving("a", "/", DEADLINE);
+    e.wait_serving("b", "/", DEADLINE);
+    wait_list(&e, &[("a", "ready", 1), ("b", "ready", 1)]);
+    for _ in 0..2 {
+        p.publish(&[("a.ini", &a), ("b.ini", &b)]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_list(&e, &[("a", "ready", 1), ("b", "ready", 1)]);
+    p.publish(&[("a.ini", &hello_ini("buffer-size = 8192\n")), ("b.ini", &b)]);
+    wait_list(&e, &[("a", "ready", 2), ("b", "ready", 1)]);
+    e.wait_serving("a", "/", DEADLINE);
+    p.publish(&[("a.ini", &hello_ini("buffer-size = 8192\n"))]);
+    wait_list(&e, &[("a", "ready", 2)]);
+
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|x| x.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("..2026"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["..data", "a.ini"]);
+    let log = e.log();
+    assert!(
+        !log.contains("Read-only file system") && !log.contains("os error 30"),
+        "rsgid tried to write into the read-only vassal directory:\n{log}"
+    );
+}
