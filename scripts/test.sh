@@ -18,7 +18,10 @@
 #     not do;
 #   - a virtualenv at target/e2e-venv made with /usr/bin/python3 (the same CPython the
 #     rsgi binary embeds), holding tests/requirements.txt (Django, Flask, ...). It is
-#     rebuilt when tests/requirements.txt changes.
+#     rebuilt when tests/requirements.txt changes;
+#   - with RSGI_TEST_DEB=1 (CI sets it in .ci/run): lintian and dpkg-dev, for
+#     packaging/build-deb.sh (release build, package contents, lintian), run before the
+#     tests.
 # It is idempotent, and quick when everything is already there.
 set -euo pipefail
 
@@ -44,6 +47,11 @@ fi
 dpkg -s python3-yaml >/dev/null 2>&1 || missing+=(python3-yaml)
 # unshare and setpriv (e2e::pid1, e2e::unprivileged).
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# The Debian package's check (RSGI_TEST_DEB=1, set by CI): lintian, dpkg-shlibdeps.
+if [ -n "${RSGI_TEST_DEB:-}" ]; then
+    command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+    command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
@@ -107,6 +115,12 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems (above)"
 say "cargo build --workspace --bins"
 cargo build --workspace --bins
+if [ -n "${RSGI_TEST_DEB:-}" ]; then
+    # The package's fast check: release build, contents, lintian without errors (the
+    # install on a clean Debian 12 is scripts/deb-check.sh, by hand).
+    say "packaging/build-deb.sh (RSGI_TEST_DEB=1)"
+    packaging/build-deb.sh >/dev/null || die "the Debian package check failed (above)"
+fi
 say "cargo test --workspace $*"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
