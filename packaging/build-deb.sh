@@ -27,7 +27,9 @@ ARCH="$(dpkg --print-architecture)"
 OUT="$ROOT/target/debian"
 STAGE="$OUT/rsgi_${DEB_VERSION}_${ARCH}"
 DEB="$OUT/rsgi_${DEB_VERSION}_${ARCH}.deb"
-REL="$ROOT/target/release"
+# RSGI_DEB_BIN_DIR: take the binaries from elsewhere (a quick look at the packaging
+# with debug binaries; never for a real package).
+REL="${RSGI_DEB_BIN_DIR:-$ROOT/target/release}"
 
 if [ -z "${RSGI_DEB_NO_BUILD:-}" ]; then
     say "cargo build --release"
@@ -55,6 +57,7 @@ inst 0644 packaging/debian/hello.ini etc/rsgi/vassals/hello.ini
 inst 0644 examples/hello/app.py usr/share/rsgi/examples/hello/app.py
 DOC="usr/share/doc/rsgi"
 inst 0644 packaging/debian/copyright "$DOC/copyright"
+inst 0644 packaging/debian/lintian-overrides usr/share/lintian/overrides/rsgi
 inst 0644 README.md "$DOC/README.md"
 inst 0644 systemd/README.md "$DOC/README.systemd.md"
 inst 0644 CHANGELOG.md "$DOC/changelog"
@@ -126,13 +129,14 @@ want="$(cat <<'LIST'
 ./usr/share/doc/rsgi/changelog.Debian.gz
 ./usr/share/doc/rsgi/changelog.gz
 ./usr/share/doc/rsgi/copyright
+./usr/share/lintian/overrides/rsgi
 ./usr/share/rsgi/examples/hello/app.py
 LIST
 )"
 got="$(dpkg-deb --contents "$DEB" | awk '$1 !~ /^d/ {print $6}' | sort)"
 [ "$got" = "$want" ] || die "unexpected package contents:
 $(diff <(printf '%s\n' "$want") <(printf '%s\n' "$got"))"
-dpkg-deb --contents "$DEB" | awk '$6 ~ /^\.\/usr\/bin\// && $1 != "-rwxr-xr-x" {bad=1} $2 != "root/root" {bad=1} END {exit bad}' \
+dpkg-deb --contents "$DEB" | awk '$6 ~ /^\.\/usr\/bin\/./ && $1 != "-rwxr-xr-x" {bad=1} $2 != "root/root" {bad=1} END {exit bad}' \
     || die "a file with the wrong mode or owner: $(dpkg-deb --contents "$DEB")"
 [ "$(dpkg-deb -f "$DEB" Package)" = rsgi ] || die "control: wrong Package"
 grep -q '^ExecStart=/usr/bin/rsgid$' "$STAGE/lib/systemd/system/rsgid.service" \
@@ -142,5 +146,5 @@ say "Depends: $depends"
 say "lintian"
 command -v lintian >/dev/null || die "lintian missing (apt-get install lintian)"
 # --fail-on error: warnings are listed (packaging/RESULTS.md says why each stays).
-lintian --fail-on error --no-tag-display-limit "$DEB" >&2 || die "lintian reported errors (above)"
+lintian --fail-on error --tag-display-limit 0 "$DEB" >&2 || die "lintian reported errors (above)"
 echo "$DEB"
