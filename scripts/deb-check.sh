@@ -21,7 +21,8 @@
 #   (RuntimeDirectory=rsgi -> /run/rsgi 0755, then /usr/bin/rsgid with no argument:
 #   /etc/rsgi/rsgid.toml); then GET http://127.0.0.1:8001/ must answer "Hello World",
 #   the app must run as user rsgi, `rsgictl list` and GET /readyz must say ready, and a
-#   SIGTERM must stop everything.
+#   SIGTERM must stop everything; then `dpkg -i` again keeps an edited conffile, and
+#   `dpkg --purge` leaves nothing of the package behind.
 # The summary goes to stdout (packaging/RESULTS.md keeps the last one).
 set -euo pipefail
 
@@ -61,12 +62,12 @@ unshare --mount --propagation private --pid --fork sh -eu -c '
 R="$1"; PKG="$2"
 mount -t proc proc "$R/proc"
 mount --rbind /dev "$R/dev"
-in() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+inroot() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
 echo "--- dpkg -i (expected to stop at missing dependencies on a clean system)"
-in dpkg -i "$PKG" || true
+inroot dpkg -i "$PKG" || true
 echo "--- apt-get -f install (the dependencies from Debian 12)"
-in apt-get update -qq
-in apt-get -f install -y -qq -o Dpkg::Use-Pty=0 >/dev/null
+inroot apt-get update -qq
+inroot apt-get -f install -y -qq -o Dpkg::Use-Pty=0 >/dev/null
 ' sh "$R" "$PKG" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log" >&2; die "install failed"; }
 
 state="$(chroot "$R" dpkg-query -W -f='${db:Status-Abbrev} ${Version}' rsgi)"
@@ -84,11 +85,14 @@ R="$1"
 ip link set lo up
 mount -t proc proc "$R/proc"
 mount --rbind /dev "$R/dev"
-in() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+inroot() { chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
 # RuntimeDirectory=rsgi, RuntimeDirectoryMode=0755, then ExecStart=/usr/bin/rsgid.
-in sh -c "mkdir -p /run/rsgi && chmod 0755 /run/rsgi"
-in /usr/bin/rsgid >"$R/tmp/rsgid.log" 2>&1 &
+inroot sh -c "mkdir -p /run/rsgi && chmod 0755 /run/rsgi"
+# (not through inroot: $! must be rsgid itself, which chroot and env exec)
+chroot "$R" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /usr/bin/rsgid >"$R/tmp/rsgid.log" 2>&1 &
 pid=$!
+# The app processes, from the chroot'"'"'s /proc (this PID namespace only).
+apps() { for d in "$R"/proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = rsgi ] && echo "${d##*/}"; done; true; }
 body=""
 for _ in $(seq 1 150); do
     body="$(curl -fsS --max-time 2 http://127.0.0.1:8001/ 2>/dev/null)" && break
@@ -96,10 +100,10 @@ for _ in $(seq 1 150); do
 done
 [ "$body" = "Hello World" ] || { echo "FAIL: the example vassal did not answer: [$body]"; cat "$R/tmp/rsgid.log"; kill $pid; exit 1; }
 echo "GET http://127.0.0.1:8001/ -> $body"
-rsgi_uid="$(in id -u rsgi)"
-app_uids="$(for p in $(pgrep -x rsgi); do awk "/^Uid:/ {print \$2}" /proc/$p/status; done | sort -u | tr "\n" " ")"
+rsgi_uid="$(inroot id -u rsgi)"
+app_uids="$(for p in $(apps); do awk "/^Uid:/ {print \$2}" "$R/proc/$p/status"; done | sort -u | tr "\n" " ")"
 [ "$app_uids" = "$rsgi_uid " ] || { echo "FAIL: the app runs as uid(s) $app_uids, not rsgi ($rsgi_uid)"; kill $pid; exit 1; }
-echo "app processes: $(pgrep -x rsgi | wc -l), all as user rsgi (uid $rsgi_uid)"
+echo "app processes: $(apps | wc -l), all as user rsgi (uid $rsgi_uid)"
 for _ in $(seq 1 50); do
     ready="$(curl -s --max-time 2 -o /dev/null -w "%{http_code}" http://127.0.0.1:9192/readyz || true)"
     [ "$ready" = 200 ] && break
@@ -107,14 +111,25 @@ for _ in $(seq 1 50); do
 done
 [ "$ready" = 200 ] || { echo "FAIL: GET /readyz answered $ready"; kill $pid; exit 1; }
 echo "GET http://127.0.0.1:9192/readyz -> $ready"
-echo "rsgictl list:"; in rsgictl list | sed "s/^/    /"
+echo "rsgictl list:"; inroot rsgictl list | sed "s/^/    /"
 kill -TERM $pid
 for _ in $(seq 1 100); do kill -0 $pid 2>/dev/null || break; sleep 0.2; done
 if kill -0 $pid 2>/dev/null; then echo "FAIL: rsgid still runs 20 s after SIGTERM"; exit 1; fi
-left="$(pgrep -x rsgi | wc -l)"
+left="$(apps | wc -l)"
 [ "$left" = 0 ] || { echo "FAIL: $left app processes left after rsgid stopped"; exit 1; }
 echo "SIGTERM: rsgid and every app process gone"
-' sh "$R" >"$WORK/run.log" 2>&1 || { cat "$WORK/run.log" >&2; die "the installed package does not work"; }
+# An upgrade (the same version again: postinst configure with the old version) keeps
+# the conffiles as they are; a purge removes them and the unit.
+echo "# local edit" >>"$R/etc/rsgi/rsgid.toml"
+inroot dpkg -i "/tmp/$2" >/dev/null
+grep -q "^# local edit" "$R/etc/rsgi/rsgid.toml" || { echo "FAIL: the upgrade lost a local edit of rsgid.toml"; exit 1; }
+echo "dpkg -i again (upgrade path): ok, the edited conffile kept"
+inroot dpkg --purge rsgi >/dev/null
+for f in /etc/rsgi/rsgid.toml /etc/rsgi/vassals/hello.ini /usr/bin/rsgid /lib/systemd/system/rsgid.service /etc/systemd/system/multi-user.target.wants/rsgid.service; do
+    [ ! -e "$R$f" ] || { echo "FAIL: $f is still there after dpkg --purge"; exit 1; }
+done
+echo "dpkg --purge: binaries, unit, conffiles and the enablement symlink gone"
+' sh "$R" "$(basename "$DEB")" >"$WORK/run.log" 2>&1 || { cat "$WORK/run.log" >&2; die "the installed package does not work"; }
 
 cat <<SUMMARY
 deb-check $(date -u +%Y-%m-%dT%H:%MZ) on $(. /etc/os-release && echo "$PRETTY_NAME") (commit $(git rev-parse --short HEAD))
