@@ -258,8 +258,7 @@ fn an_included_file_decides_too() {
 fn mount_options(pid: nix::unistd::Pid, dir: &Path) -> Option<String> {
     let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     info.lines()
-        .filter(|l| l.split(' ').nth(4) == Some(path_str(dir)))
-        .last()
+        .rfind(|l| l.split(' ').nth(4) == Some(path_str(dir)))
         .and_then(|l| l.split(' ').nth(5).map(str::to_owned))
 }
 
