@@ -373,6 +373,12 @@ impl Emperor {
         for (name, file) in &scanned.files {
             let unchanged = !changes.iter().any(|c| c.name() == name);
             if let (true, Some(v)) = (unchanged, self.vassals.get_mut(name)) {
+                // What runs moved with it: compare later changes with the file where it
+                // is now (an old file's inode number, once free, may be reused by a new
+                // file that a stale identity would then take for a `touch`).
+                if v.applied.is_some_and(|a| !a.changed(&file.fingerprint)) {
+                    v.applied = Some(file.fingerprint);
+                }
                 v.file = file.clone();
             }
         }
@@ -474,6 +480,7 @@ impl Emperor {
             // points at them again): nothing to reload.
             tracing::debug!(vassal = %name, "same content as what runs: nothing to reload");
             if let Some(v) = self.vassals.get_mut(name) {
+                v.applied = Some(file.fingerprint);
                 v.file = file;
             }
             return;
@@ -492,6 +499,7 @@ impl Emperor {
                 let mut moved = (**config).clone();
                 moved.includes.clone_from(&new.includes);
                 *config = Arc::new(moved);
+                v.applied = Some(v.file.fingerprint);
                 return;
             }
         }
