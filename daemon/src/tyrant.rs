@@ -353,6 +353,16 @@ mod tests {
             chmod_socket: Some(0o660),
             chown_socket: Some("alice:www-data".into()),
             listen: 77,
+            includes: vec![
+                rsgi_proto::bounds::Included {
+                    path: "/srv/common.ini".into(),
+                    digest: Some((12, 0xfeed)),
+                },
+                rsgi_proto::bounds::Included {
+                    path: "missing.ini".into(),
+                    digest: None,
+                },
+            ],
             uid: Some("alice".into()),
             gid: None,
             ..VassalConfig::default()
@@ -369,6 +379,19 @@ mod tests {
         assert_eq!(back.chown_socket.as_deref(), Some("alice:www-data"));
         assert_eq!(back.listen, 77);
         assert_eq!(back.uid.as_deref(), Some("alice"));
+        // The included files travel too: rsgid checks them for changes itself.
+        let includes: Vec<_> = back
+            .includes
+            .iter()
+            .map(|(p, d)| (p.display().to_string(), *d))
+            .collect();
+        assert_eq!(
+            includes,
+            [
+                ("/srv/common.ini".to_owned(), Some((12, 0xfeed))),
+                ("missing.ini".to_owned(), None)
+            ]
+        );
     }
 
     #[test]
