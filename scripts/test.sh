@@ -20,7 +20,10 @@
 #     not do;
 #   - a virtualenv at target/e2e-venv made with /usr/bin/python3 (the same CPython the
 #     rsgi binary embeds), holding tests/requirements.txt (Django, Flask, ...). It is
-#     rebuilt when tests/requirements.txt changes.
+#     rebuilt when tests/requirements.txt changes;
+#   - with RSGI_TEST_DEB=1 (CI sets it in .ci/run): lintian and dpkg-dev, for
+#     packaging/build-deb.sh (package contents, lintian; from the debug binaries), run
+#     before the tests.
 # It is idempotent, and quick when everything is already there.
 set -euo pipefail
 
@@ -53,6 +56,11 @@ command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 [ -x /usr/bin/etcd ] || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The Debian package's check (RSGI_TEST_DEB=1, set by CI): lintian, dpkg-shlibdeps.
+if [ -n "${RSGI_TEST_DEB:-}" ]; then
+    command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+    command -v dpkg-shlibdeps >/dev/null 2>&1 || missing+=(dpkg-dev)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
     apt_install "${missing[@]}"
 fi
@@ -116,6 +124,15 @@ say "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings || die "clippy found problems (above)"
 say "cargo build --workspace --bins"
 cargo build --workspace --bins
+if [ -n "${RSGI_TEST_DEB:-}" ]; then
+    # The package's fast check: contents and lintian without errors, packaged from the
+    # debug binaries just built (a release build would add most of CI's 30-minute budget
+    # on a 2-core runner). A real package is built with packaging/build-deb.sh alone;
+    # its install on a clean Debian 12 is scripts/deb-check.sh, by hand.
+    say "packaging/build-deb.sh with the debug binaries (RSGI_TEST_DEB=1)"
+    RSGI_DEB_NO_BUILD=1 RSGI_DEB_BIN_DIR="$ROOT/target/debug" packaging/build-deb.sh >/dev/null \
+        || die "the Debian package check failed (above)"
+fi
 say "cargo test --workspace $*"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -416,6 +416,49 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Bad>
     Ok(route)
 }
 
+/// The file a `POST /check` body names: `{"path": "/abs/file.ini"}`, absolute.
+fn check_path(body: &[u8]) -> Result<PathBuf, Bad> {
+    let request: CheckRequest = serde_json::from_slice(body).map_err(|e| {
+        Bad::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not a check request ({{\"path\": \"/abs/file.ini\"}}): {e}"),
+        )
+    })?;
+    let path = PathBuf::from(&request.path);
+    if !path.is_absolute() {
+        return Err(Bad::new(
+            StatusCode::BAD_REQUEST,
+            format!("{}: the path must be absolute", request.path),
+        ));
+    }
+    Ok(path)
+}
+
+/// Entry point of the `control` fuzz target (`fuzz/`), and of its regression test: a
+/// control request as rsgid reads it after hyper has parsed the head. The first line of
+/// `data` is the request line's method and target (`POST /vassals/app/reload?wait=1`),
+/// the rest is the body. The target becomes a URI as hyper makes it, then a route
+/// (`route`); a `POST /check` body is read as the handler reads it; and every body type
+/// of the API is parsed as `rsgictl` would ([`rsgi_proto::fuzzing::control_bodies`]).
+/// Never panics on any input (that is what the fuzzer checks).
+pub fn fuzz_request(data: &[u8]) {
+    let (line, body) = match data.iter().position(|&b| b == b'\n') {
+        Some(at) => (&data[..at], &data[at + 1..]),
+        None => (data, &[][..]),
+    };
+    rsgi_proto::fuzzing::control_bodies(body);
+    let mut parts = line.splitn(2, |&b| b == b' ');
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let (Ok(method), Ok(uri)) = (Method::from_bytes(method), hyper::Uri::try_from(target)) else {
+        return;
+    };
+    if let Ok(Route::Check) = route(&method, uri.path(), uri.query()) {
+        let _ = check_path(body);
+    }
+}
+
 /// A parsed query string.
 struct Query(Vec<(String, String)>);
 
@@ -674,22 +717,10 @@ async fn check(req: Request<Incoming>, shared: &Shared, peer: Peer) -> Response<
         }
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
     };
-    let request: CheckRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a check request ({{\"path\": \"/abs/file.ini\"}}): {e}"),
-            )
-        }
+    let path = match check_path(&body) {
+        Ok(path) => path,
+        Err(bad) => return error(bad.status, bad.message),
     };
-    let path = PathBuf::from(&request.path);
-    if !path.is_absolute() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("{}: the path must be absolute", request.path),
-        );
-    }
     tracing::info!(
         peer_uid = peer.uid,
         peer_pid = peer.pid,

@@ -480,6 +480,16 @@ impl Emperor {
             .map(|(n, v)| (n.clone(), v.file.fingerprint))
             .collect();
         let mut changes = scan::diff(&before, &scanned.files);
+        // A vassal whose own file is unchanged changes too when a file it included
+        // holds other bytes now (issue 18: its content decides, all of it).
+        for (name, v) in &self.vassals {
+            if scanned.files.contains_key(name)
+                && !changes.iter().any(|c| c.name() == name)
+                && includes_changed(v)
+            {
+                changes.push(Change::Changed(name.clone()));
+            }
+        }
         // Removals first: a renamed file's socket is free to pass to its new name.
         changes.sort_by_key(|c| !matches!(c, Change::Removed(_)));
         // Files that did not change may still have moved (the same bytes in another
@@ -488,6 +498,12 @@ impl Emperor {
         for (name, file) in &scanned.files {
             let unchanged = !changes.iter().any(|c| c.name() == name);
             if let (true, Some(v)) = (unchanged, self.vassals.get_mut(name)) {
+                // What runs moved with it: compare later changes with the file where it
+                // is now (an old file's inode number, once free, may be reused by a new
+                // file that a stale identity would then take for a `touch`).
+                if v.applied.is_some_and(|a| !a.changed(&file.fingerprint)) {
+                    v.applied = Some(file.fingerprint);
+                }
                 v.file = file.clone();
             }
         }
@@ -724,14 +740,15 @@ impl Emperor {
         let Some(v) = self.vassals.get(name) else {
             return;
         };
-        if file.problem.is_none()
+        let same_file = file.problem.is_none()
             && v.applied.is_some_and(|a| !a.changed(&file.fingerprint))
-            && v.config.is_some()
-        {
+            && v.config.is_some();
+        if same_file && !includes_changed(v) {
             // What runs was read from these very bytes (a link that dangled for a moment
             // points at them again): nothing to reload.
             tracing::debug!(vassal = %name, "same content as what runs: nothing to reload");
             if let Some(v) = self.vassals.get_mut(name) {
+                v.applied = Some(file.fingerprint);
                 v.file = file;
             }
             return;
@@ -741,6 +758,19 @@ impl Emperor {
             return;
         };
         v.file = file;
+        if let (true, Ok(new), Some(config)) = (same_file, &loaded, v.config.as_mut()) {
+            if same_contents(&new.includes, &config.includes) {
+                // The same bytes in every included file, found elsewhere (`%d` of a
+                // projected directory names its new timestamped directory): nothing
+                // to reload; look for them where they are now.
+                tracing::debug!(vassal = %name, "includes moved, same content: nothing to reload");
+                let mut moved = (**config).clone();
+                moved.includes.clone_from(&new.includes);
+                *config = Arc::new(moved);
+                v.applied = Some(v.file.fingerprint);
+                return;
+            }
+        }
         match loaded {
             Ok(config) => {
                 tracing::info!(vassal = %name, "config changed: reloading");
@@ -750,7 +780,18 @@ impl Emperor {
                 self.input(name, Input::ConfigChanged);
             }
             // Logged by `report`: ConfigRejected while a generation runs, Failed if not.
-            Err(message) => self.input(name, Input::ConfigBroken { message }),
+            Err(message) => {
+                // What the includes hold now was tried: only their next change is news
+                // (as `v.file` for the vassal's own file).
+                if let Some(config) = v.config.as_mut() {
+                    let mut seen = (**config).clone();
+                    for inc in &mut seen.includes {
+                        *inc = rsgi_proto::bounds::Included::read(&inc.path, &rsgi_os::config::Os);
+                    }
+                    *config = Arc::new(seen);
+                }
+                self.input(name, Input::ConfigBroken { message })
+            }
         }
     }
 
@@ -1597,6 +1638,24 @@ fn monotonic_usec() -> u64 {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}
+
+/// Whether two lists of included files hold the same bytes, in the same order, wherever
+/// they are.
+fn same_contents(a: &[rsgi_proto::bounds::Included], b: &[rsgi_proto::bounds::Included]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.digest == y.digest)
+}
+
+/// Whether a file the running configuration of `v` included (`ini = ...`, `@(FILE)`)
+/// holds other bytes now. Only a running, applied configuration counts: a retired or
+/// broken vassal is reloaded by a change of its own file.
+fn includes_changed(v: &Vassal) -> bool {
+    if matches!(v.state.phase, Phase::Retired) {
+        return false;
+    }
+    v.config
+        .as_ref()
+        .is_some_and(|c| c.includes.iter().any(|i| i.changed(&rsgi_os::config::Os)))
 }
 
 #[cfg(test)]

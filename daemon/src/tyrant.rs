@@ -57,6 +57,10 @@ struct Options {
     chmod_socket: Option<u32>,
     chown_socket: Option<String>,
     listen: u32,
+    /// The files the vassal file included, with their (length, hash): rsgid compares
+    /// them later with what it can read (the same bytes whoever reads them).
+    #[serde(default)]
+    includes: Vec<(PathBuf, Option<(u64, u64)>)>,
     uid: Option<String>,
     gid: Option<String>,
 }
@@ -100,6 +104,11 @@ pub fn load_as(owner: Owner, path: &Path) -> Result<VassalConfig, String> {
                 chmod_socket: o.chmod_socket,
                 chown_socket: o.chown_socket,
                 listen: o.listen,
+                includes: o
+                    .includes
+                    .into_iter()
+                    .map(|(path, digest)| rsgi_proto::bounds::Included { path, digest })
+                    .collect(),
                 uid: o.uid,
                 gid: o.gid,
                 ..VassalConfig::default()
@@ -163,6 +172,11 @@ fn options_of(config: &VassalConfig) -> Options {
         chmod_socket: config.chmod_socket,
         chown_socket: config.chown_socket.clone(),
         listen: config.listen,
+        includes: config
+            .includes
+            .iter()
+            .map(|i| (i.path.clone(), i.digest))
+            .collect(),
         uid: config.uid.clone(),
         gid: config.gid.clone(),
     }
@@ -339,6 +353,16 @@ mod tests {
             chmod_socket: Some(0o660),
             chown_socket: Some("alice:www-data".into()),
             listen: 77,
+            includes: vec![
+                rsgi_proto::bounds::Included {
+                    path: "/srv/common.ini".into(),
+                    digest: Some((12, 0xfeed)),
+                },
+                rsgi_proto::bounds::Included {
+                    path: "missing.ini".into(),
+                    digest: None,
+                },
+            ],
             uid: Some("alice".into()),
             gid: None,
             ..VassalConfig::default()
@@ -355,6 +379,19 @@ mod tests {
         assert_eq!(back.chown_socket.as_deref(), Some("alice:www-data"));
         assert_eq!(back.listen, 77);
         assert_eq!(back.uid.as_deref(), Some("alice"));
+        // The included files travel too: rsgid checks them for changes itself.
+        let includes: Vec<_> = back
+            .includes
+            .iter()
+            .map(|(p, d)| (p.display().to_string(), *d))
+            .collect();
+        assert_eq!(
+            includes,
+            [
+                ("/srv/common.ini".to_owned(), Some((12, 0xfeed))),
+                ("missing.ini".to_owned(), None)
+            ]
+        );
     }
 
     #[test]

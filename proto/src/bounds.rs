@@ -19,9 +19,10 @@
 //!   [`Limits::include_files`] how many files one configuration reads;
 //!   [`Limits::nesting_depth`] caps how deeply placeholders refer to placeholders.
 
+use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileTypeExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::ConfigError;
 use crate::system::System;
@@ -139,6 +140,123 @@ pub fn read_config_bytes(
         return Err(too_big(read.max(meta.len())));
     }
     Ok(bytes)
+}
+
+/// A file a configuration read besides its top file (an `ini = ...`/`xml = ...` include,
+/// an `@(FILE)`), with what it held when it was read. rsgid keeps these with a vassal's
+/// configuration and reloads the vassal when one of them holds other bytes now
+/// ([`Included::changed`]): a vassal's change is decided by its content, all of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Included {
+    /// The file as the configuration named it (relative paths are relative to the
+    /// working directory, as the loader reads them).
+    pub path: PathBuf,
+    /// Length and FNV-1a (64 bit) of its bytes (at most [`Limits::file_bytes`] + 1 are
+    /// looked at); `None` when it could not be opened as a regular file.
+    pub digest: Option<(u64, u64)>,
+}
+
+impl Included {
+    /// What `file` (opened from `path`) holds, read with positioned reads so that the
+    /// file's offset stays where it is (the loader reads the same descriptor next).
+    pub fn of_file(path: &Path, file: &File) -> Included {
+        use std::os::unix::fs::FileExt;
+        let digest = file
+            .metadata()
+            .ok()
+            .filter(|m| m.file_type().is_file())
+            .and_then(|_| {
+                let cap = Limits::DEFAULT.file_bytes.saturating_add(1);
+                let (mut len, mut hash) = (0u64, FNV_OFFSET);
+                let mut buf = [0u8; 8192];
+                while len < cap {
+                    let n = file.read_at(&mut buf, len).ok()?;
+                    if n == 0 {
+                        break;
+                    }
+                    hash = fnv1a_more(hash, &buf[..n]);
+                    len += n as u64;
+                }
+                Some((len, hash))
+            });
+        Included {
+            path: path.to_path_buf(),
+            digest,
+        }
+    }
+
+    /// What `path` holds now, opened through `system` as the loader opens it.
+    pub fn read(path: &Path, system: &dyn System) -> Included {
+        match system.open_config(path) {
+            Ok(file) => Included::of_file(path, &file),
+            Err(_) => Included {
+                path: path.to_path_buf(),
+                digest: None,
+            },
+        }
+    }
+
+    /// Whether `path` holds other bytes now than when it was read (or appeared, or went).
+    pub fn changed(&self, system: &dyn System) -> bool {
+        Included::read(&self.path, system).digest != self.digest
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a (64 bit), continued from `hash` over `bytes`.
+fn fnv1a_more(hash: u64, bytes: &[u8]) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    bytes
+        .iter()
+        .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+}
+
+/// A [`System`] that notes every file opened through it ([`Included::of_file`]), so that
+/// the loader can tell which files a configuration was read from.
+pub(crate) struct Recording<'s> {
+    inner: &'s dyn System,
+    opened: std::cell::RefCell<Vec<Included>>,
+}
+
+impl<'s> Recording<'s> {
+    /// Record what is opened through `inner`.
+    pub(crate) fn new(inner: &'s dyn System) -> Self {
+        Recording {
+            inner,
+            opened: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Every file opened (or tried), in order, each once, except `top`.
+    pub(crate) fn into_included(self, top: &Path) -> Vec<Included> {
+        let mut out: Vec<Included> = Vec::new();
+        for inc in self.opened.into_inner() {
+            if inc.path != top && !out.iter().any(|o| o.path == inc.path) {
+                out.push(inc);
+            }
+        }
+        out
+    }
+}
+
+impl System for Recording<'_> {
+    fn open_config(&self, path: &Path) -> std::io::Result<File> {
+        let opened = self.inner.open_config(path);
+        let inc = match &opened {
+            Ok(file) => Included::of_file(path, file),
+            Err(_) => Included {
+                path: path.to_path_buf(),
+                digest: None,
+            },
+        };
+        self.opened.borrow_mut().push(inc);
+        opened
+    }
+
+    fn host(&self) -> crate::system::Host {
+        self.inner.host()
+    }
 }
 
 #[cfg(test)]

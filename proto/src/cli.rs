@@ -141,10 +141,13 @@ pub fn load_file_with(
     let format = format_of(Path::new(path))
         .map_err(|msg| ConfigError::file(Path::new(path), msg))?
         .unwrap_or(Format::Ini);
-    let mut loader = Loader::new(env, system);
+    let recording = crate::bounds::Recording::new(system);
+    let mut loader = Loader::new(env, &recording);
     loader.load(path_with_optional_section, format)?;
     loader.finish()?;
-    Ok(loader.config)
+    let mut config = loader.config;
+    config.includes = recording.into_included(Path::new(path));
+    Ok(config)
 }
 
 /// Split `file:section` at the last `:`, if what follows it is a plausible section name
@@ -761,6 +764,54 @@ mod tests {
     /// [`load_file_with`] with the tests' fixed system.
     fn load_file(path: &str, env: EnvLookup<'_>) -> Result<VassalConfig, ConfigError> {
         load_file_with(path, env, &FIXED)
+    }
+
+    /// A loaded file lists every other file it read, once, with what each held; the top
+    /// file is not among them, and a file that could not be read has no digest.
+    #[test]
+    fn a_loaded_file_lists_what_it_included() {
+        let dir = TempDir::new("included");
+        let base = dir.write("base.ini", "[uwsgi]\nprocesses = 2\n");
+        let secret = dir.write("secret.txt", "s3cret\n");
+        let top = dir.write(
+            "app.ini",
+            "[uwsgi]\nini = %dbase.ini\nini = %dbase.ini\nmodule = app\nenv = K=@(%dsecret.txt)\nenv = M=@(%dmissing.txt)\n",
+        );
+        let cfg = load_file(&top, &no_env).unwrap();
+        let paths: Vec<String> = cfg
+            .includes
+            .iter()
+            .map(|i| i.path.display().to_string())
+            .collect();
+        let missing = dir.0.join("missing.txt");
+        assert_eq!(
+            paths,
+            [base.clone(), secret.clone(), missing.display().to_string()]
+        );
+        let digest = |text: &str| {
+            Some((
+                text.len() as u64,
+                crate::bounds::Included::of_file(Path::new("x"), &{
+                    let p = dir.write("probe", text);
+                    std::fs::File::open(p).unwrap()
+                })
+                .digest
+                .unwrap()
+                .1,
+            ))
+        };
+        assert_eq!(cfg.includes[0].digest, digest("[uwsgi]\nprocesses = 2\n"));
+        assert_eq!(cfg.includes[1].digest, digest("s3cret\n"));
+        assert_eq!(cfg.includes[2].digest, None);
+        assert!(cfg.includes.iter().all(|i| !i.changed(&FIXED)));
+        std::fs::write(&base, "[uwsgi]\nprocesses = 3\n").unwrap();
+        assert!(cfg.includes[0].changed(&FIXED));
+        std::fs::write(&missing, "now here").unwrap();
+        assert!(cfg.includes[2].changed(&FIXED));
+        assert!(!cfg.includes[1].changed(&FIXED));
+        // Nothing included: nothing listed.
+        let alone = dir.write("alone.ini", "[uwsgi]\nmodule = app\n");
+        assert!(load_file(&alone, &no_env).unwrap().includes.is_empty());
     }
 
     fn args(line: &str) -> Vec<String> {

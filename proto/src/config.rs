@@ -76,6 +76,9 @@ pub struct Notice {
 pub struct VassalConfig {
     /// The ini or XML file the configuration came from, if any.
     pub source: Option<PathBuf>,
+    /// The other files it was read from (includes, `@(FILE)`), with what they held
+    /// (set by [`crate::cli::load_file_with`]; rsgid reloads a vassal when one changes).
+    pub includes: Vec<crate::bounds::Included>,
 
     // --- sockets ---
     /// `socket`, `http-socket`, `http`, in the order given.
@@ -414,6 +417,7 @@ impl Default for VassalConfig {
     fn default() -> Self {
         VassalConfig {
             source: None,
+            includes: Vec::new(),
             sockets: Vec::new(),
             protocol: None,
             chmod_socket: None,

@@ -62,6 +62,7 @@ pub mod cron;
 pub mod daemons;
 pub mod error;
 pub mod expand;
+pub mod fuzzing;
 pub mod hooks;
 pub mod ini;
 pub mod logic;

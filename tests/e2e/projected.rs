@@ -172,3 +172,144 @@ fn a_touch_of_a_plain_file_still_reloads() {
     std::thread::sleep(Duration::from_millis(600));
     wait_list(&e, &[("a", "ready", 2), ("b", "ready", 1)]);
 }
+
+/// A vassal's change is decided by everything it reads: its own file and the files it
+/// includes (`ini = %dcommon.conf`, `@(FILE)`). Replayed as kubelet updates, where `%d`
+/// names the timestamped directory, which every swap replaces.
+#[test]
+fn an_included_file_decides_too() {
+    let mut e = Emperor::start(&["--rescan", "0.2"]);
+    let mut p = Projection::new(&e.vassals_dir());
+    // `common.conf` is no vassal (not *.ini): only what `a` includes.
+    let a = hello_ini("ini = %dcommon.conf\nenv = GREETING=@(%dgreeting.txt)\n");
+    let b = hello_ini("processes = 1\n");
+    let common = "[uwsgi]\nbuffer-size = 8192\n";
+    p.publish(&[
+        ("a.ini", &a),
+        ("b.ini", &b),
+        ("common.conf", common),
+        ("greeting.txt", "hello"),
+    ]);
+    e.wait_serving("a", "/", DEADLINE);
+    e.wait_serving("b", "/", DEADLINE);
+    wait_list(&e, &[("a", "ready", 1), ("b", "ready", 1)]);
+
+    // Resyncs with the same bytes everywhere: nothing reloads.
+    for _ in 0..3 {
+        p.publish(&[
+            ("a.ini", &a),
+            ("b.ini", &b),
+            ("common.conf", common),
+            ("greeting.txt", "hello"),
+        ]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(
+        list(&e),
+        [
+            ("a".to_owned(), "ready".to_owned(), 1),
+            ("b".to_owned(), "ready".to_owned(), 1)
+        ]
+    );
+
+    // The included ini changes: `a` reloads, `b` does not.
+    let common2 = "[uwsgi]\nbuffer-size = 16384\n";
+    p.publish(&[
+        ("a.ini", &a),
+        ("b.ini", &b),
+        ("common.conf", common2),
+        ("greeting.txt", "hello"),
+    ]);
+    wait_list(&e, &[("a", "ready", 2), ("b", "ready", 1)]);
+
+    // A file read with @(...) changes: `a` reloads again.
+    p.publish(&[
+        ("a.ini", &a),
+        ("b.ini", &b),
+        ("common.conf", common2),
+        ("greeting.txt", "bonjour"),
+    ]);
+    wait_list(&e, &[("a", "ready", 3), ("b", "ready", 1)]);
+
+    // And an in-place edit of an included plain file (outside any projection) too.
+    let shared = e.dir().join("shared.conf");
+    std::fs::write(&shared, "[uwsgi]\nbuffer-size = 8192\n").expect("shared include");
+    e.write_vassal("c", &hello_ini(&format!("ini = {}\n", path_str(&shared))));
+    e.wait_serving("c", "/", DEADLINE);
+    wait_list(
+        &e,
+        &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 1)],
+    );
+    std::fs::write(&shared, "[uwsgi]\nbuffer-size = 4096\n").expect("edit the include");
+    wait_list(
+        &e,
+        &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 2)],
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    wait_list(
+        &e,
+        &[("a", "ready", 3), ("b", "ready", 1), ("c", "ready", 2)],
+    );
+}
+
+/// The mount options of `dir` as process `pid` sees it (its mount namespace), from
+/// `/proc/PID/mountinfo`; `None` when `dir` is no mount point there.
+fn mount_options(pid: nix::unistd::Pid, dir: &Path) -> Option<String> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    info.lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(path_str(dir)))
+        .and_then(|l| l.split(' ').nth(5).map(str::to_owned))
+}
+
+/// The vassal directory as a read-only bind mount (a ConfigMap volume is one): rsgid
+/// starts, runs, reloads and retires from it, and never writes there (it could not:
+/// any write would fail with EROFS and show in its log).
+#[test]
+fn a_read_only_vassal_directory() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (unshare --mount, mount --bind)"
+    );
+    let mut e = Emperor::start_with_read_only_vassals(&["--rescan", "0.2"]);
+    let dir = e.vassals_dir();
+    // rsgid really sees a read-only mount; the test's own view stays writable.
+    let options = mount_options(e.rsgid_pid(), &dir)
+        .unwrap_or_else(|| panic!("{} is no mount point for rsgid", dir.display()));
+    assert!(
+        options.split(',').any(|o| o == "ro"),
+        "{}: mounted {options} for rsgid, not ro",
+        dir.display()
+    );
+    assert_eq!(mount_options(nix::unistd::getpid(), &dir), None);
+
+    let mut p = Projection::new(&dir);
+    let (a, b) = (hello_ini(""), hello_ini("processes = 1\n"));
+    p.publish(&[("a.ini", &a), ("b.ini", &b)]);
+    e.wait_serving("a", "/", DEADLINE);
+    e.wait_serving("b", "/", DEADLINE);
+    wait_list(&e, &[("a", "ready", 1), ("b", "ready", 1)]);
+    for _ in 0..2 {
+        p.publish(&[("a.ini", &a), ("b.ini", &b)]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_list(&e, &[("a", "ready", 1), ("b", "ready", 1)]);
+    p.publish(&[("a.ini", &hello_ini("buffer-size = 8192\n")), ("b.ini", &b)]);
+    wait_list(&e, &[("a", "ready", 2), ("b", "ready", 1)]);
+    e.wait_serving("a", "/", DEADLINE);
+    p.publish(&[("a.ini", &hello_ini("buffer-size = 8192\n"))]);
+    wait_list(&e, &[("a", "ready", 2)]);
+
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|x| x.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("..2026"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["..data", "a.ini"]);
+    let log = e.log();
+    assert!(
+        !log.contains("Read-only file system") && !log.contains("os error 30"),
+        "rsgid tried to write into the read-only vassal directory:\n{log}"
+    );
+}

@@ -1670,6 +1670,32 @@ impl Emperor {
         Emperor::launch_wrapped(&wrapper, &args, &[])
     }
 
+    /// Like [`Emperor::start`], with the vassal directory read-only for rsgid and its
+    /// vassals, as a read-only volume in a container: rsgid runs in a new mount namespace
+    /// (`unshare --mount`, needs root) in which `<tmp>/vassals` is bind-mounted onto
+    /// itself and remounted `ro`. The test still writes there from outside the
+    /// namespace. If the mount fails, rsgid never starts and this panics with the
+    /// mount's error in the log.
+    pub fn start_with_read_only_vassals(extra_args: &[&str]) -> Emperor {
+        let mut args: Vec<&str> = extra_args.to_vec();
+        if nix::unistd::geteuid().is_root() {
+            args.extend(["--uid", "root"]);
+        }
+        // `sh -c SCRIPT sh RSGID --vassals DIR ...`: $3 is the vassal directory.
+        let wrapper = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            "mount --bind \"$3\" \"$3\" && mount -o remount,ro,bind \"$3\" && exec \"$@\"",
+            "sh",
+        ]
+        .map(str::to_owned);
+        Emperor::launch_wrapped(&wrapper, &args, &[])
+    }
+
     /// rsgid's own pid (as seen from here): [`Emperor::pid`], or under a wrapper the
     /// wrapper's child.
     pub fn rsgid_pid(&self) -> Pid {

@@ -70,6 +70,7 @@
 pub mod autoreload;
 pub mod cgi;
 pub mod fatal;
+pub mod fuzzing;
 pub mod hooks;
 pub mod log;
 pub mod master;

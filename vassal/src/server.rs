@@ -60,6 +60,7 @@ mod write;
 
 pub use self::core::{Counters, Worker};
 pub use self::write::set_add_headers;
+pub(crate) use close_path::fuzz_head;
 
 /// How many connections in a row the close path's accept loop may pass on to the
 /// general path before it yields.

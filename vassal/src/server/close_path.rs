@@ -153,6 +153,23 @@ fn parse_close(buf: &[u8]) -> Option<CloseRequest> {
     })
 }
 
+/// Entry point of the `http_head` fuzz target (see [`crate::fuzzing::http_head`]): the
+/// close path's decision ([`parse_close`]) and, for a request it takes, the CGI variables
+/// it builds ([`cgi::from_http`]), with `info` as the connection.
+pub(crate) fn fuzz_head(
+    data: &[u8],
+    info: &ConnInfo,
+) -> Option<Result<cgi::CgiVars, cgi::CgiError>> {
+    let req = parse_close(data)?;
+    Some(cgi::from_http(
+        &req.method,
+        &req.uri,
+        req.version,
+        &req.headers,
+        info,
+    ))
+}
+
 /// Serve an HTTP connection if its request is for the close path; otherwise pass it
 /// on. `buf` is the accept loop's read buffer ([`READ_BUF`] bytes); `tasks` finish
 /// responses that do not leave at once.
