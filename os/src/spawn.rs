@@ -3,7 +3,7 @@
 //! `/dev/null`, stdout and stderr shared with the caller (the log; a pipe is reopened so
 //! the child's writes block even where the caller's do not), in a session of its
 //! own (so a stop signal can reach its whole process group), every other inherited fd
-//! closed at exec, and no signal blocked.
+//! closed at exec, no signal blocked and every signal at its default disposition.
 
 use std::ffi::CString;
 use std::io;
@@ -43,13 +43,22 @@ pub fn shell(command: &str, opts: ShellOptions<'_>) -> io::Result<Pid> {
     let mut cmd = Command::new("/bin/sh");
     cmd.arg("-c").arg(command).stdin(Stdio::null());
     // SAFETY: the closure runs in the forked child before exec and makes only
-    // async-signal-safe calls (sigprocmask, setsid, prctl, fstat, open, dup2,
+    // async-signal-safe calls (sigprocmask, signal, setsid, prctl, fstat, open, dup2,
     // close_range, fork, _exit, getpid, write, close) on data prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            // Every signal to its default: an ignored one survives exec, and a shell
+            // cannot trap a signal that was ignored when it started (POSIX), so a rsgi
+            // started in the background of a script (SIGINT and SIGQUIT ignored) would
+            // hand its daemons signals they can neither catch nor die of.
+            for sig in 1..32 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
