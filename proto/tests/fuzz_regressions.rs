@@ -3,32 +3,7 @@
 //! targets call, on stable Rust, so CI keeps them fixed. A panic is the failure.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-
-/// Every input of one target; panics when there are none (a missing directory must not
-/// pass as "nothing to replay").
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../fuzz/regressions/{target}"));
-    let mut out: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .map(|p| {
-            let data = std::fs::read(&p).unwrap();
-            (p, data)
-        })
-        .collect();
-    assert!(!out.is_empty(), "{}: no inputs", dir.display());
-    out.sort();
-    out
-}
-
-fn replay(target: &str, entry: fn(&[u8])) {
-    for (path, data) in inputs(target) {
-        eprintln!("{target}: {}", path.display());
-        entry(&data);
-    }
-}
+use rsgi_proto::fuzzing::replay_committed as replay;
 
 #[test]
 fn ini() {
