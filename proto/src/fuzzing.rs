@@ -180,6 +180,30 @@ pub fn control_bodies(data: &[u8]) {
     round::<TopList>(data);
 }
 
+/// Feed every input committed under `fuzz/regressions/<target>/` (seeds and what the
+/// fuzzers found) to `entry`, in name order: the stable tests of each crate that owns a
+/// fuzz target call this, so CI replays exactly what the fuzzer ran. Panics when the
+/// directory is missing or empty (nothing to replay must not pass), and names each input
+/// on stderr before it runs, so a panic points at it.
+pub fn replay_committed(target: &str, entry: fn(&[u8])) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/regressions")
+        .join(target);
+    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) => panic!("{}: {e}", dir.display()),
+    };
+    assert!(!paths.is_empty(), "{}: no inputs", dir.display());
+    paths.sort();
+    for path in paths {
+        eprintln!("{target}: {}", path.display());
+        match std::fs::read(&path) {
+            Ok(data) => entry(&data),
+            Err(e) => panic!("{}: {e}", path.display()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -207,29 +231,5 @@ mod tests {
         assert!(load(b"[uwsgi]\nini = /etc/hostname\n", "app.ini", "b.ini")
             .unwrap()
             .is_err());
-    }
-}
-
-/// Feed every input committed under `fuzz/regressions/<target>/` (seeds and what the
-/// fuzzers found) to `entry`, in name order: the stable tests of each crate that owns a
-/// fuzz target call this, so CI replays exactly what the fuzzer ran. Panics when the
-/// directory is missing or empty (nothing to replay must not pass), and names each input
-/// on stderr before it runs, so a panic points at it.
-pub fn replay_committed(target: &str, entry: fn(&[u8])) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions")
-        .join(target);
-    let mut paths: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) => panic!("{}: {e}", dir.display()),
-    };
-    assert!(!paths.is_empty(), "{}: no inputs", dir.display());
-    paths.sort();
-    for path in paths {
-        eprintln!("{target}: {}", path.display());
-        match std::fs::read(&path) {
-            Ok(data) => entry(&data),
-            Err(e) => panic!("{}: {e}", path.display()),
-        }
     }
 }
