@@ -50,19 +50,6 @@ fn count(haystack: &str, needle: &str) -> usize {
     haystack.matches(needle).count()
 }
 
-fn assert_no_failures(what: &str, report: &LoadReport) {
-    eprintln!(
-        "{what}: {} ok, {} failed, slowest request {:?}",
-        report.ok, report.failed, report.slowest
-    );
-    assert_eq!(
-        report.failed, 0,
-        "{what}: failed requests: {:?}",
-        report.errors
-    );
-    assert!(report.ok > 0, "{what}: the load sent nothing");
-}
-
 #[test]
 fn new_ini_answers_within_half_a_second() {
     let mut e = Emperor::start(&[]);
@@ -116,7 +103,7 @@ fn touch_under_load_reloads_without_a_failed_request() {
     });
     load.wait_more_ok(20, DEADLINE);
     let report = load.stop();
-    assert_no_failures("touch under load", &report);
+    report.assert_no_failures("touch under load");
 
     let new = served_pid(&addr);
     assert_ne!(new, old);
@@ -517,7 +504,7 @@ fn sighup_reloads_every_vassal_without_a_failed_request() {
         l.wait_more_ok(10, DEADLINE);
     }
     for (name, l) in names.iter().zip(loads) {
-        assert_no_failures(&format!("SIGHUP, {name}"), &l.stop());
+        l.stop().assert_no_failures(&format!("SIGHUP, {name}"));
     }
     assert!(e
         .log_since(mark)
@@ -552,7 +539,7 @@ fn http_socket_on_tcp_survives_a_touch_reload() {
         || pid_of(&addr) != old,
     );
     load.wait_more_ok(20, DEADLINE);
-    assert_no_failures("touch, HTTP over TCP", &load.stop());
+    load.stop().assert_no_failures("touch, HTTP over TCP");
 }
 
 #[test]

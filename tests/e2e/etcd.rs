@@ -55,19 +55,6 @@ fn generation(e: &Emperor, name: &str) -> u64 {
     vassal(e, name).map_or(0, |v| v["generation"].as_u64().unwrap_or(0))
 }
 
-fn assert_no_failures(what: &str, report: &LoadReport) {
-    eprintln!(
-        "{what}: {} ok, {} failed, slowest request {:?}",
-        report.ok, report.failed, report.slowest
-    );
-    assert_eq!(
-        report.failed, 0,
-        "{what}: failed requests: {:?}",
-        report.errors
-    );
-    assert!(report.ok > 0, "{what}: the load sent nothing");
-}
-
 #[test]
 fn three_hosts_follow_one_prefix() {
     let etcd = Etcd::start();
@@ -119,7 +106,7 @@ fn three_hosts_follow_one_prefix() {
         l.wait_more_ok(10, DEADLINE);
     }
     for (i, l) in loads.into_iter().enumerate() {
-        assert_no_failures(&format!("host {i} during the change"), &l.stop());
+        l.stop().assert_no_failures(&format!("host {i} during the change"));
     }
     for h in &hosts {
         // The new generation may answer a moment before rsgid has read its READY=1.

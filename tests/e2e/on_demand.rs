@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rsgi_e2e::*;
 
@@ -17,34 +17,6 @@ const DEADLINE: Duration = Duration::from_secs(40);
 fn ini(extra: &str) -> String {
     let app = apps_dir().join("reload_app.py");
     format!("[uwsgi]\nwsgi-file = {}\n{extra}", path_str(&app))
-}
-
-/// `name`'s entry in `rsgictl --json list` (null until rsgid found its file).
-fn entry(e: &Emperor, name: &str) -> serde_json::Value {
-    let list = e.list_json();
-    list["vassals"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["name"] == name).cloned())
-        .unwrap_or_default()
-}
-
-/// Wait until `rsgictl list` shows `name` in `state`; returns its entry.
-fn wait_state(e: &mut Emperor, name: &str, state: &str) -> serde_json::Value {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let v = entry(e, name);
-        if v["state"] == state {
-            return v;
-        }
-        if let Some(status) = e.try_exit() {
-            panic!("rsgid exited ({status}) while waiting for {name} to be {state}");
-        }
-        assert!(
-            Instant::now() < end,
-            "{name} is not {state} after {DEADLINE:?}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The processes (other than rsgid) whose command line mentions `dir`: the vassals.
@@ -86,7 +58,7 @@ fn a_sleeping_vassal_has_no_process_and_its_first_connection_wakes_it() {
     let metrics = free_addr();
     let mut e = Emperor::start(&["--metrics", &metrics.to_string()]);
     e.write_vassal("app", &ini("on-demand = true\n"));
-    let v = wait_state(&mut e, "app", "sleeping");
+    let v = e.wait_state("app", "sleeping", DEADLINE);
     assert!(v["pid"].is_null(), "a sleeping vassal has no pid: {v}");
     // rsgid bound the socket, and nothing else runs for the vassal.
     let sock = e.run_dir().join("app.sock");
@@ -119,7 +91,7 @@ fn a_sleeping_vassal_has_no_process_and_its_first_connection_wakes_it() {
 
     // The first connection waits in the backlog and is answered by the new vassal.
     let pid = answer(&e.socket("app")).expect("the first request to a sleeping vassal");
-    let v = wait_state(&mut e, "app", "ready");
+    let v = e.wait_state("app", "ready", DEADLINE);
     assert_eq!(
         v["pid"], pid,
         "the vassal that answered is the one rsgid started"
@@ -133,11 +105,11 @@ fn a_sleeping_vassal_has_no_process_and_its_first_connection_wakes_it() {
 fn idle_puts_it_back_to_sleep_and_the_next_request_wakes_it_again() {
     let mut e = Emperor::start(&[]);
     e.write_vassal("app", &ini("on-demand = true\nidle = 2\n"));
-    wait_state(&mut e, "app", "sleeping");
+    e.wait_state("app", "sleeping", DEADLINE);
     let first = answer(&e.socket("app")).expect("first request");
-    wait_state(&mut e, "app", "ready");
+    e.wait_state("app", "ready", DEADLINE);
     // No request for 2 s: it stops, rsgid keeps the socket.
-    wait_state(&mut e, "app", "sleeping");
+    e.wait_state("app", "sleeping", DEADLINE);
     wait_until(DEADLINE, "the idle vassal's process to be gone", || {
         !alive(first)
     });
@@ -147,7 +119,7 @@ fn idle_puts_it_back_to_sleep_and_the_next_request_wakes_it_again() {
     let second = answer(&e.socket("app")).expect("request after the idle stop");
     assert_ne!(first, second, "a new process answers after the sleep");
     // The metrics ledger counts both generations' requests.
-    wait_state(&mut e, "app", "ready");
+    e.wait_state("app", "ready", DEADLINE);
 }
 
 #[test]
@@ -156,9 +128,9 @@ fn idle_without_on_demand_also_sleeps_and_wakes() {
     // whole vassal sleeps, started as usual at first.
     let mut e = Emperor::start(&[]);
     e.write_vassal("app", &ini("idle = 2\ndie-on-idle = true\n"));
-    let v = wait_state(&mut e, "app", "ready");
+    let v = e.wait_state("app", "ready", DEADLINE);
     let first = v["pid"].as_i64().unwrap() as i32;
-    wait_state(&mut e, "app", "sleeping");
+    e.wait_state("app", "sleeping", DEADLINE);
     wait_until(DEADLINE, "the idle vassal's process to be gone", || {
         !alive(first)
     });
@@ -171,19 +143,19 @@ fn the_on_demand_setting_makes_every_vassal_sleep_unless_it_says_otherwise() {
     let mut e = Emperor::start(&["--on-demand"]);
     e.write_vassal("lazy", &ini(""));
     e.write_vassal("eager", &ini("on-demand = false\n"));
-    wait_state(&mut e, "lazy", "sleeping");
-    wait_state(&mut e, "eager", "ready");
+    e.wait_state("lazy", "sleeping", DEADLINE);
+    e.wait_state("eager", "ready", DEADLINE);
     // rsgictl start wakes a sleeping vassal without a connection.
     let (code, out) = e.rsgictl(&["start", "lazy"]);
     assert_eq!(code, 0, "{out}");
-    wait_state(&mut e, "lazy", "ready");
+    e.wait_state("lazy", "ready", DEADLINE);
 }
 
 #[test]
 fn connections_that_race_the_idle_stop_are_all_answered() {
     let mut e = Emperor::start(&[]);
     e.write_vassal("app", &ini("on-demand = true\nidle = 1\n"));
-    wait_state(&mut e, "app", "sleeping");
+    e.wait_state("app", "sleeping", DEADLINE);
     let addr = e.socket("app");
     let rounds = 5;
     let mut raced = 0;
@@ -219,7 +191,7 @@ fn connections_that_race_the_idle_stop_are_all_answered() {
             }
         }
         // Let it go idle again before the next round.
-        wait_state(&mut e, "app", "sleeping");
+        e.wait_state("app", "sleeping", DEADLINE);
     }
     assert!(
         raced > 0,

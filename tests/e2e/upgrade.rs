@@ -12,7 +12,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rsgi_e2e::*;
 
@@ -60,30 +60,6 @@ fn install_bytes(path: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, path).unwrap();
 }
 
-/// `name`'s entry in `rsgictl --json list` (null until rsgid found its file).
-fn entry(e: &Emperor, name: &str) -> serde_json::Value {
-    let list = e.list_json();
-    list["vassals"]
-        .as_array()
-        .and_then(|vs| vs.iter().find(|v| v["name"] == name).cloned())
-        .unwrap_or_default()
-}
-
-fn wait_state(e: &mut Emperor, name: &str, state: &str) -> serde_json::Value {
-    let end = Instant::now() + DEADLINE;
-    loop {
-        let v = entry(e, name);
-        if v["state"] == state {
-            return v;
-        }
-        if let Some(status) = e.try_exit() {
-            panic!("rsgid exited ({status}) while waiting for {name} to be {state}");
-        }
-        assert!(Instant::now() < end, "{name} is not {state}: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// The value of `series` in a `/metrics` scrape.
 fn metric(addr: &Addr, series: &str) -> f64 {
     let text = get(addr, "/metrics").text();
@@ -119,9 +95,9 @@ fn upgrade_under_load_keeps_every_vassal_pid_and_loses_no_request() {
     e.write_vassal("app", &ini("processes = 2\nmaster = true\n"));
     e.write_vassal("single", &ini(""));
     e.write_vassal("lazy", &ini("on-demand = true\n"));
-    let app_pid = wait_state(&mut e, "app", "ready")["pid"].clone();
-    let single_pid = wait_state(&mut e, "single", "ready")["pid"].clone();
-    wait_state(&mut e, "lazy", "sleeping");
+    let app_pid = e.wait_state("app", "ready", DEADLINE)["pid"].clone();
+    let single_pid = e.wait_state("single", "ready", DEADLINE)["pid"].clone();
+    e.wait_state("lazy", "sleeping", DEADLINE);
     assert!(e.log().contains("build=\"rsgid-build:"), "{}", e.log());
 
     let load = Load::uwsgi(2, &e.socket("app"), "/");
@@ -149,13 +125,13 @@ fn upgrade_under_load_keeps_every_vassal_pid_and_loses_no_request() {
     load.wait_more_ok(20, DEADLINE);
     single_load.wait_more_ok(10, DEADLINE);
     assert_eq!(e.pid(), rsgid, "the same rsgid process");
-    assert_eq!(entry(&e, "app")["pid"], app_pid, "app was not restarted");
+    assert_eq!(e.vassal_entry("app")["pid"], app_pid, "app was not restarted");
     assert_eq!(
-        entry(&e, "single")["pid"],
+        e.vassal_entry("single")["pid"],
         single_pid,
         "single was not restarted"
     );
-    assert_eq!(entry(&e, "lazy")["state"], "sleeping");
+    assert_eq!(e.vassal_entry("lazy")["state"], "sleeping");
     // The metrics listener was handed over, and the counters did not restart.
     let after = metric(&metrics, series);
     assert!(after > before, "{series}: {before} then {after}");
@@ -174,7 +150,7 @@ fn upgrade_under_load_keeps_every_vassal_pid_and_loses_no_request() {
         "failed requests during the upgrades: {report:?}"
     );
     assert_eq!(single_report.failed, 0, "{single_report:?}");
-    assert_eq!(entry(&e, "app")["pid"], app_pid);
+    assert_eq!(e.vassal_entry("app")["pid"], app_pid);
     assert_eq!(e.pid(), rsgid);
 
     // Everything still works: the sleeping vassal's socket, a reload, the exit of an
@@ -183,7 +159,7 @@ fn upgrade_under_load_keeps_every_vassal_pid_and_loses_no_request() {
     assert_eq!(woke.status, 200, "{}", woke.text());
     let (code, out) = e.rsgictl(&["reload", "app", "--wait"]);
     assert_eq!(code, 0, "reload after the upgrades: {out}");
-    let new_pid = wait_state(&mut e, "app", "ready")["pid"].clone();
+    let new_pid = e.wait_state("app", "ready", DEADLINE)["pid"].clone();
     assert_ne!(new_pid, app_pid, "the reload started a new generation");
     let app_pid = app_pid.as_i64().unwrap() as i32;
     wait_until(DEADLINE, "the adopted old generation to exit", || {
@@ -199,7 +175,7 @@ fn a_broken_new_binary_is_refused_and_the_running_rsgid_stays() {
     let mut e = Emperor::start_binary(&program, &[]);
     let rsgid = e.pid();
     e.write_vassal("app", &ini(""));
-    let app_pid = wait_state(&mut e, "app", "ready")["pid"].clone();
+    let app_pid = e.wait_state("app", "ready", DEADLINE)["pid"].clone();
 
     // A "new binary" that cannot run the check.
     install_bytes(&program, b"#!/bin/sh\necho 'not rsgid' >&2\nexit 1\n");
@@ -217,7 +193,7 @@ fn a_broken_new_binary_is_refused_and_the_running_rsgid_stays() {
 
     assert!(e.try_exit().is_none(), "rsgid runs on");
     assert_eq!(e.pid(), rsgid);
-    assert_eq!(entry(&e, "app")["pid"], app_pid);
+    assert_eq!(e.vassal_entry("app")["pid"], app_pid);
     let r = uwsgi_get(&e.socket("app"), "/").unwrap();
     assert_eq!(r.status, 200);
     // And a state this binary does not understand is refused by the check itself.

@@ -1441,6 +1441,18 @@ pub struct LoadReport {
     pub slowest: Duration,
 }
 
+impl LoadReport {
+    /// Print the tally, then panic when a request failed or none was made.
+    pub fn assert_no_failures(&self, what: &str) {
+        eprintln!(
+            "{what}: {} ok, {} failed, slowest request {:?}",
+            self.ok, self.failed, self.slowest
+        );
+        assert_eq!(self.failed, 0, "{what}: failed requests: {:?}", self.errors);
+        assert!(self.ok > 0, "{what}: the load sent nothing");
+    }
+}
+
 /// A modest client load: `threads` threads, each calling a request function in a loop
 /// (back to back, no pause) until [`Load::stop`]. The function returns `Err(why)` for a
 /// failed request. Keep `threads` small: the test machine has 2 cores.
@@ -1965,6 +1977,32 @@ impl Emperor {
         assert!(matches!(code, 0 | 3), "rsgictl list exited {code}: {out}");
         serde_json::from_str(&out)
             .unwrap_or_else(|e| panic!("rsgictl printed no JSON ({e}): {out}"))
+    }
+
+    /// `name`'s entry in `rsgictl --json list` (null until rsgid found its file).
+    pub fn vassal_entry(&self, name: &str) -> serde_json::Value {
+        let list = self.list_json();
+        list["vassals"]
+            .as_array()
+            .and_then(|vs| vs.iter().find(|v| v["name"] == name).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Wait until `rsgictl list` shows `name` in `state`; returns its entry. Panics if
+    /// rsgid exits first or `deadline` passes.
+    pub fn wait_state(&mut self, name: &str, state: &str, deadline: Duration) -> serde_json::Value {
+        let end = Instant::now() + deadline;
+        loop {
+            let v = self.vassal_entry(name);
+            if v["state"] == state {
+                return v;
+            }
+            if let Some(status) = self.try_exit() {
+                panic!("rsgid exited ({status}) while waiting for {name} to be {state}");
+            }
+            assert!(Instant::now() < end, "{name} is not {state}: {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// `<tmp>/rsgid.log`.
