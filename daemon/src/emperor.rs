@@ -1708,34 +1708,7 @@ mod tests {
     impl Harness {
         /// An actor over a vassal directory holding `files` (name, ini text).
         fn start(files: &[(&str, &str)]) -> Harness {
-            let dir = tempfile::tempdir().unwrap();
-            let vassals = dir.path().join("vassals");
-            std::fs::create_dir(&vassals).unwrap();
-            for (name, text) in files {
-                std::fs::write(vassals.join(name), text).unwrap();
-            }
-            let settings = Settings {
-                vassals: std::fs::canonicalize(&vassals).unwrap(),
-                run_dir: dir.path().join("run"),
-                control_socket: dir.path().join("run/control.sock"),
-                metrics_listen: None,
-                ..Settings::default()
-            };
-            std::fs::create_dir(&settings.run_dir).unwrap();
-            let policy = settings.policy.clone();
-            let (tx, rx) = mpsc::unbounded_channel();
-            let (calls_tx, calls) = mpsc::unbounded_channel();
-            let fake = Fake {
-                calls: calls_tx,
-                next_pid: 100,
-            };
-            tokio::spawn(Emperor::new(settings, rx, Box::new(fake)).run());
-            Harness {
-                dir,
-                tx,
-                calls,
-                policy,
-            }
+            Harness::start_dirs(&[files], false)
         }
 
         fn vassal_dir(&self) -> std::path::PathBuf {
@@ -1744,16 +1717,32 @@ mod tests {
 
         /// An actor over two sources (`src0/`, `src1/`), each holding its `files`.
         fn start_sources(src0: &[(&str, &str)], src1: &[(&str, &str)]) -> Harness {
+            Harness::start_dirs(&[src0, src1], true)
+        }
+
+        /// An actor over one directory per entry of `sources` (`vassals/` alone, or
+        /// `src0/`, `src1/`, ... as separate sources), with the fake effects.
+        fn start_dirs(sources: &[&[(&str, &str)]], several: bool) -> Harness {
             let dir = tempfile::tempdir().unwrap();
             let mut dirs = Vec::new();
-            for (i, files) in [src0, src1].into_iter().enumerate() {
-                let d = dir.path().join(format!("src{i}"));
+            for (i, files) in sources.iter().enumerate() {
+                let name = if several {
+                    format!("src{i}")
+                } else {
+                    "vassals".to_owned()
+                };
+                let d = dir.path().join(&name);
                 std::fs::create_dir(&d).unwrap();
-                for (name, text) in files {
-                    std::fs::write(d.join(name), text).unwrap();
+                for (file, text) in *files {
+                    std::fs::write(d.join(file), text).unwrap();
                 }
+                let d = std::fs::canonicalize(&d).unwrap();
                 dirs.push(crate::source::SourceDir {
-                    label: format!("src{i}"),
+                    label: if several {
+                        name
+                    } else {
+                        d.display().to_string()
+                    },
                     dir: d,
                     kind: "dir",
                 });

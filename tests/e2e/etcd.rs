@@ -106,7 +106,8 @@ fn three_hosts_follow_one_prefix() {
         l.wait_more_ok(10, DEADLINE);
     }
     for (i, l) in loads.into_iter().enumerate() {
-        l.stop().assert_no_failures(&format!("host {i} during the change"));
+        l.stop()
+            .assert_no_failures(&format!("host {i} during the change"));
     }
     for h in &hosts {
         // The new generation may answer a moment before rsgid has read its READY=1.

@@ -125,7 +125,11 @@ fn upgrade_under_load_keeps_every_vassal_pid_and_loses_no_request() {
     load.wait_more_ok(20, DEADLINE);
     single_load.wait_more_ok(10, DEADLINE);
     assert_eq!(e.pid(), rsgid, "the same rsgid process");
-    assert_eq!(e.vassal_entry("app")["pid"], app_pid, "app was not restarted");
+    assert_eq!(
+        e.vassal_entry("app")["pid"],
+        app_pid,
+        "app was not restarted"
+    );
     assert_eq!(
         e.vassal_entry("single")["pid"],
         single_pid,
