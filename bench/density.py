@@ -42,51 +42,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
+
+# Shared with the main benchmark (bench.py is stdlib only and runs nothing on import).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import memory as rss_mib, tree  # noqa: E402
+
 def log(msg: str) -> None:
     print(f"[density] {msg}", file=sys.stderr, flush=True)
-
-
-def children_map() -> dict:
-    kids: dict = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        kids.setdefault(int(fields[1]), []).append(int(d))
-    return kids
-
-
-def tree(root: int) -> list:
-    kids = children_map()
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if not Path(f"/proc/{pid}").exists():
-            continue
-        out.append(pid)
-        todo.extend(kids.get(pid, []))
-    return out
-
-
-def rss_mib(pids) -> tuple:
-    """(RSS MiB, PSS MiB, processes) summed over pids."""
-    rss = pss = n = 0
-    for pid in pids:
-        try:
-            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        except OSError:
-            continue
-        n += 1
-        for line in text.splitlines():
-            if line.startswith("Rss:"):
-                rss += int(line.split()[1])
-            elif line.startswith("Pss:"):
-                pss += int(line.split()[1])
-    return rss / 1024, pss / 1024, n
 
 
 def uwsgi_packet(path: str) -> bytes:

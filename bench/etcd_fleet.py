@@ -22,18 +22,19 @@ import socket
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
+
+
+# Shared with the main benchmark (bench.py is stdlib only and runs nothing on import).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "tests", "apps", "environ_app.py")
 DEADLINE = 60.0
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def uwsgi_get(path, sock_path, timeout=2.0):

@@ -36,15 +36,15 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
+
+
+# Shared with the main benchmark (bench.py is stdlib only and runs nothing on import).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = os.path.join(ROOT, "tests", "apps", "hello.py")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(what, deadline_s, check, step=0.02):
