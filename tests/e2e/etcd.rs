@@ -418,22 +418,6 @@ fn two_sources_naming_the_same_vassal() {
     assert_eq!(served_pid(&e.socket("app")), Some(pid));
 }
 
-/// promtool: `RSGI_PROMTOOL`, on PATH, or where scripts/test.sh unpacks it.
-fn promtool() -> std::path::PathBuf {
-    if let Some(p) = std::env::var_os("RSGI_PROMTOOL").filter(|p| !p.is_empty()) {
-        return p.into();
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<std::path::PathBuf> = std::env::split_paths(&path).collect();
-    dirs.push(repo_dir().join("target/tools/bin"));
-    dirs.into_iter()
-        .map(|d| d.join("promtool"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("promtool is missing: scripts/test.sh installs it, or set RSGI_PROMTOOL")
-        })
-}
-
 /// `examples/prometheus/` is valid for Prometheus, and every rsgi metric its alerts use
 /// is one a real rsgid with an etcd source serves (`promtool check metrics` clean).
 #[test]
@@ -476,27 +460,7 @@ fn the_fleet_prometheus_examples_fit_what_rsgid_serves() {
             "the alerts use {name}, which rsgid does not serve:\n{text}"
         );
     }
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
-        "promtool check metrics: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_promtool_accepts_metrics(&text);
 }
 
 #[test]

@@ -2606,3 +2606,59 @@ impl Drop for Etcd {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// promtool
+// ---------------------------------------------------------------------------------------
+
+/// The `promtool` that checks Prometheus formats: `$RSGI_PROMTOOL`, else one on `PATH`,
+/// else the one scripts/test.sh unpacks into `target/tools/bin`. Missing is a failure,
+/// not a skip.
+pub fn promtool() -> PathBuf {
+    if let Some(p) = std::env::var_os("RSGI_PROMTOOL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.push(repo_dir().join("target/tools/bin"));
+    dirs.into_iter()
+        .map(|d| d.join("promtool"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "promtool is missing: scripts/test.sh installs it (from Debian's prometheus \
+                 package, into target/tools/bin), or set RSGI_PROMTOOL"
+            )
+        })
+}
+
+/// `promtool check metrics` on a scrape: panics with promtool's report (and the text)
+/// unless it passes and says nothing.
+pub fn assert_promtool_accepts_metrics(text: &str) {
+    use std::io::Write as _;
+    let promtool = promtool();
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot run {}: {err}", promtool.display()));
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool's output");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics ({}):\n{report}\non:\n{text}",
+        out.status
+    );
+}
