@@ -508,6 +508,10 @@ impl Default for VassalConfig {
     }
 }
 
+/// What a configuration without an app should set: the one hint `rsgi --check-config`
+/// and a failed start both give.
+pub const APP_HINT: &str = "set module = pkg.wsgi, wsgi-file = path/to/wsgi.py or mount = /=app.py";
+
 impl VassalConfig {
     /// What keeps this configuration from serving, before anything is bound or imported:
     /// no socket to listen on, no app to load. Empty when it is complete. `rsgi
@@ -521,10 +525,7 @@ impl VassalConfig {
             );
         }
         if self.module.is_none() && self.wsgi_file.is_none() && self.mount.is_empty() {
-            problems.push(
-                "no app: set module = pkg.wsgi, wsgi-file = path/to/wsgi.py or mount = /=app.py"
-                    .to_owned(),
-            );
+            problems.push(format!("no app: {APP_HINT}"));
         }
         problems
     }

@@ -85,10 +85,11 @@ fn check_app(config: &VassalConfig) -> Result<(), Fatal> {
     println!("rsgi: the app imports");
     Ok(())
 }
+
 /// `--check-config`: the config stage only. Prints the notices a start would print, what
 /// would be served, and what is missing; binds nothing and starts no Python.
 fn check_config(config: &VassalConfig) -> Result<(), Fatal> {
-    print_notices(config);
+    print_startup_lines(config);
     for socket in &config.sockets {
         println!(
             "rsgi: would listen on {} ({})",
@@ -121,7 +122,7 @@ fn check_config(config: &VassalConfig) -> Result<(), Fatal> {
 
 /// One `notice:` line per accepted option that means nothing here, then the `print`
 /// lines (uWSGI prints those while it reads the config).
-fn print_notices(config: &VassalConfig) {
+fn print_startup_lines(config: &VassalConfig) {
     for line in &config.print {
         eprintln!("{line}");
     }
@@ -158,7 +159,7 @@ fn serve(mut config: VassalConfig) -> Result<(), Fatal> {
     let reexec = std::env::var_os(crate::master::REEXEC_ENV).is_some();
     crate::hooks::run(&config, Phase::Asap)?;
     if !reexec {
-        print_notices(&config);
+        print_startup_lines(&config);
         if let Some(log) = &config.daemonize {
             crate::process::daemonize(log).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
         }

@@ -50,7 +50,7 @@ pub enum PythonError {
     #[error("python: {0}")]
     Init(String),
     /// No app is configured.
-    #[error("no app to load: set module = pkg.wsgi or wsgi-file = path/to/wsgi.py")]
+    #[error("no app to load: {}", rsgi_proto::config::APP_HINT)]
     NoApp,
     /// Importing the app raised, or the callable is missing.
     #[error("failed to load the app from {what}:\n{traceback}")]
