@@ -64,7 +64,10 @@ PEERS = [s for s in SERVERS if not s.startswith("rsgi")]
 SECTIONS = ["throughput", "pairs", "cold", "emperor", "reload", "vassals"]
 APP_NAMES = ["hello", "json", "django"]
 MODES = ["ka", "close"]
-NGINX_SERVERS = {"rsgi-nginx", "uwsgi-nginx"}
+# `--base-bin DIR`: another rsgi build (an earlier commit) as the peer of a pair, to A/B
+# two builds in one run: base-http / base-nginx run it exactly as rsgi-http / rsgi-nginx.
+BASE_SERVERS = {"base-http": "rsgi-http", "base-nginx": "rsgi-nginx"}
+NGINX_SERVERS = {"rsgi-nginx", "uwsgi-nginx", "base-nginx"}
 GUNICORN = {"gunicorn-sync", "gunicorn-gthread"}
 
 
@@ -357,6 +360,7 @@ class Bench:
         self.args = args
         self.venv = Path(args.venv).resolve()
         self.bin = Path(args.rsgi_bin).resolve()
+        self.base_bin = Path(args.base_bin).resolve() if args.base_bin else None
         self.limit = Path(args.limit_bin).resolve()
         self.tmp = Path(tempfile.mkdtemp(prefix="rsgi-bench-"))
         self.out = Path(args.out).resolve()
@@ -422,6 +426,9 @@ class Bench:
         v = self.venv / "bin"
         if server == "limit":
             return [self.limit, f"{HOST}:{port}"]
+        if server in BASE_SERVERS:
+            argv = self.server_argv(BASE_SERVERS[server], app, w, port, sock)
+            return [self.base_bin / "rsgi"] + argv[1:]
         if server == "rsgi-http":
             return [self.bin / "rsgi", "--http-socket", f"{HOST}:{port}", "--master",
                     "--processes", w] + self.app_args(spec)
@@ -868,7 +875,7 @@ def machine_info() -> dict:
     }
 
 
-def versions(venv: Path, rsgi_bin: Path) -> dict:
+def versions(venv: Path, rsgi_bin: Path, base_bin: Path | None = None) -> dict:
     def run(argv):
         try:
             p = subprocess.run(argv, capture_output=True, text=True, timeout=20)
@@ -885,6 +892,9 @@ def versions(venv: Path, rsgi_bin: Path) -> dict:
         "nginx": run(["nginx", "-v"]),
         "wrk": run(["wrk", "-v"]),
         "rsgi": run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %s"]),
+        # the checkout the base build's directory lies in
+        **({"base": f"{base_bin}: " + run(["git", "-C", str(base_bin), "log", "-1", "--format=%h %s"])}
+           if base_bin else {}),
     }
 
 
@@ -947,6 +957,8 @@ def report(results: dict, path: Path) -> None:
              "from PyPI loads Debian's libpython3.11.so: worth 11-14% on the Django rows, see "
              f"the profile); {v['packages']}; {v['nginx']}; {v['wrk']}")
     L.append(f"- rsgi at commit {v['rsgi']}")
+    if "base" in v:
+        L.append(f"- base-http / base-nginx (`--base-bin`): {v['base']}")
     L.append(f"- command: `{results['command']}`")
     L.append(f"- access logging: **{a['logging']}** for both rsgi and uWSGI "
              f"({'`--disable-logging`' if a['logging'] == 'off' else 'default request logging'}); "
@@ -1290,7 +1302,7 @@ def targets(results) -> list[str]:
             ok = ok and r["per_vassal_rss"] <= u[0]["per_vassal_rss"]
         if parts:
             row("per-vassal RSS <= uWSGI Emperor's (MiB)", "; ".join(parts), ok)
-    return L
+    return L if len(L) > 3 else []  # no section without a row (an A/B run of two builds)
 
 
 # ---------------------------------------------------------------------------------
@@ -1306,13 +1318,14 @@ def count(x: str) -> int:
 
 
 def pair_spec(x: str) -> tuple:
-    """`RSGI/PEER:APP:WORKERS:MODE`, e.g. `rsgi-http/uwsgi-http:django:2:close`."""
+    """`RSGI/PEER:APP:WORKERS:MODE`, e.g. `rsgi-http/uwsgi-http:django:2:close`; PEER may be
+    base-http or base-nginx (the `--base-bin` build)."""
     parts = x.split(":")
     if len(parts) != 4 or parts[0].count("/") != 1:
         raise ValueError(x)
     num, den = parts[0].split("/")
     app, w, mode = parts[1], count(parts[2]), parts[3]
-    if num not in SERVERS or den not in SERVERS or app not in APP_NAMES or mode not in MODES:
+    if num not in SERVERS or den not in SERVERS + list(BASE_SERVERS) or app not in APP_NAMES or mode not in MODES:
         raise ValueError(x)
     return (num, den, app, w, mode)
 
@@ -1336,6 +1349,9 @@ def main() -> int:
     p.add_argument("--venv", default=str(ROOT / "target" / "bench-venv"))
     p.add_argument("--rsgi-bin", default=str(ROOT / "target" / "release"),
                    help="the directory holding rsgi, rsgid and rsgictl (default: target/release)")
+    p.add_argument("--base-bin", metavar="DIR",
+                   help="a second rsgi build (e.g. an earlier commit's target/release) that the pairs "
+                        "base-http and base-nginx run, to A/B two builds in one run")
     p.add_argument("--limit-bin", default=str(ROOT / "target" / "bench-limit" / "release" / "rsgi-bench-limit"))
     p.add_argument("--out", default=str(ROOT / "target" / "bench-out"))
     p.add_argument("--results", default=str(BENCH / "RESULTS.md"))
@@ -1381,6 +1397,8 @@ def main() -> int:
 
     if not (Path(a.rsgi_bin) / "rsgi").is_file():
         p.error(f"--rsgi-bin {a.rsgi_bin}: no rsgi binary in it (give the directory, not the file)")
+    if a.base_bin and not (Path(a.base_bin) / "rsgi").is_file():
+        p.error(f"--base-bin {a.base_bin}: no rsgi binary in it (give the directory, not the file)")
     sections = comma_list(p, "--sections", a.sections, SECTIONS)
     a.apps = comma_list(p, "--apps", a.apps, APP_NAMES)
     a.workers = comma_list(p, "--workers", a.workers, conv=count)
@@ -1392,6 +1410,8 @@ def main() -> int:
                                   + [s for s in SERVERS if s not in NGINX_SERVERS])
     a.vassal_counts = comma_list(p, "--vassal-counts", a.vassal_counts, conv=count)
     a.pairs = comma_list(p, "--pairs", a.pairs, conv=pair_spec, what="RSGI/PEER:APP:WORKERS:MODE")
+    if not a.base_bin and any(den in BASE_SERVERS for _, den, *_ in a.pairs):
+        p.error("--pairs: base-http and base-nginx need --base-bin DIR")
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
     a.out = str(Path(a.out) / stamp)
@@ -1399,7 +1419,7 @@ def main() -> int:
     results = b.results
     results.update({
         "machine": machine_info(),
-        "versions": versions(b.venv, b.bin),
+        "versions": versions(b.venv, b.bin, b.base_bin),
         "command": " ".join(["bench/run.sh"] + sys.argv[1:]),
         "args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, list))},
     })
