@@ -620,7 +620,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("log-sendfile", G::Logging, Kind::Bool(|c, v| c.log_sendfile = v),
         "log requests answered with a file (static files, wsgi.file_wrapper: uWSGI's sendfile responses) even with disable-logging"),
     OptionSpec::new("touch-logrotate", G::Lifecycle, Kind::Path(|c, v| c.touch_logrotate.push(v)),
-        "rotate the logto/daemonize file when this file changes, as log-maxsize does: renamed to log-backupname (or LOGFILE.<unix time>), a new one opened")
+        "rotate the log file (logto, logto2 or daemonize) when this file changes, as log-maxsize does: renamed to log-backupname (or LOGFILE.<unix time>), a new one opened")
         .repeatable().meta("FILE"),
     OptionSpec::new("close-on-exec", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi accepts every connection close-on-exec (accept4 with SOCK_CLOEXEC): a subprocess of the app never inherits one" }, ""),
     OptionSpec::new("close-on-exec2", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's listening sockets are always close-on-exec in the master and the workers (rsgi hands them across its own re-exec itself): a subprocess of the app never inherits one" }, ""),
