@@ -294,6 +294,22 @@ pub struct VassalConfig {
     /// `log-x-forwarded-for`: the request line's address is the `X-Forwarded-For`
     /// header when there is one.
     pub log_x_forwarded_for: bool,
+    // --- logging and lifecycle options of the corpus (issue 21 follow-up) ---
+    /// `logto2`: like `logto`, but opened once privileges are dropped (the file is
+    /// created by the `uid`/`gid` user).
+    pub logto2: Option<PathBuf>,
+    /// `log-encoder`: the chain every log line goes through (request lines too, unless
+    /// `req-logger` is set), in order.
+    pub log_encoder: Vec<crate::log_encoder::Encoder>,
+    /// `log-req-encoder`: the chain request lines go through on their way to the
+    /// `req-logger` destinations.
+    pub log_req_encoder: Vec<crate::log_encoder::Encoder>,
+    /// `touch-logrotate`: rotate the log file (as `log-maxsize` does) when one of these
+    /// files changes.
+    pub touch_logrotate: Vec<PathBuf>,
+    /// `log-sendfile`: log requests answered with a file (static files,
+    /// `wsgi.file_wrapper`) even with `disable-logging`.
+    pub log_sendfile: bool,
 
     /// Accepted options that rsgi ignores, with where they were given.
     pub notices: Vec<Notice>,
@@ -503,6 +519,11 @@ impl Default for VassalConfig {
             log_maxsize: None,
             log_backupname: None,
             log_x_forwarded_for: false,
+            logto2: None,
+            log_encoder: Vec::new(),
+            log_req_encoder: Vec::new(),
+            touch_logrotate: Vec::new(),
+            log_sendfile: false,
             notices: Vec::new(),
         }
     }

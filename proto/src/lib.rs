@@ -65,6 +65,7 @@ pub mod expand;
 pub mod fuzzing;
 pub mod hooks;
 pub mod ini;
+pub mod log_encoder;
 pub mod logic;
 pub mod notify;
 pub mod options;

@@ -607,6 +607,25 @@ pub static OPTIONS: &[OptionSpec] = &[
         "the name log-maxsize renames the log file to (replacing the last one)"),
     OptionSpec::new("log-x-forwarded-for", G::Logging, Kind::Bool(|c, v| c.log_x_forwarded_for = v),
         "the request line's address (%(addr)) is the X-Forwarded-For header when the request has one"),
+    // logging and lifecycle options of the corpus (issue 21 follow-up)
+    OptionSpec::new("logto2", G::Logging, Kind::Path(|c, v| c.logto2 = Some(v)),
+        "log to this file, opened once uid/gid have dropped privileges (so that user creates and owns it); lines before go to logto or stderr")
+        .meta("LOGFILE"),
+    OptionSpec::new("log-encoder", G::Logging, Kind::Parsed(|c, v| crate::log_encoder::add(&mut c.log_encoder, v)),
+        "pass each log line (request lines too, unless req-logger is set) through this encoder, chained in order: prefix TEXT, suffix TEXT, nl, format TEMPLATE, json TEMPLATE; templates take ${msg} ${msgnl} ${unix} ${millis} ${micros} ${strftime:FMT} and add no newline (follow them with log-encoder = nl)")
+        .repeatable().meta("ENCODER[ ARGS]"),
+    OptionSpec::new("log-req-encoder", G::Logging, Kind::Parsed(|c, v| crate::log_encoder::add(&mut c.log_req_encoder, v)),
+        "the same for request lines on their way to req-logger (without req-logger they go through log-encoder, as in uWSGI)")
+        .repeatable().meta("ENCODER[ ARGS]"),
+    OptionSpec::new("log-sendfile", G::Logging, Kind::Bool(|c, v| c.log_sendfile = v),
+        "log requests answered with a file (static files, wsgi.file_wrapper: uWSGI's sendfile responses) even with disable-logging"),
+    OptionSpec::new("touch-logrotate", G::Lifecycle, Kind::Path(|c, v| c.touch_logrotate.push(v)),
+        "rotate the log file (logto, logto2 or daemonize) when this file changes, as log-maxsize does: renamed to log-backupname (or LOGFILE.<unix time>), a new one opened")
+        .repeatable().meta("FILE"),
+    OptionSpec::new("close-on-exec", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi accepts every connection close-on-exec (accept4 with SOCK_CLOEXEC): a subprocess of the app never inherits one" }, ""),
+    OptionSpec::new("close-on-exec2", G::Ignored, Kind::Ignored { takes_value: false, why: "rsgi's listening sockets are always close-on-exec in the master and the workers (rsgi hands them across its own re-exec itself): a subprocess of the app never inherits one" }, ""),
+    OptionSpec::new("refork", G::Ignored, Kind::Ignored { takes_value: false, why: "the extra fork is for uWSGI's jails (namespaces, chroot), which rsgi does not have; without one it only leaves a parent waiting with every signal blocked, so rsgi does not fork again (the pidfile keeps naming the master)" }, "")
+        .aliases(&["re-fork", "refork-as-root", "re-fork-as-root", "refork-post-jail", "re-fork-post-jail"]),
     // --- processes ---
     OptionSpec::new("master", G::Processes, Kind::Bool(|c, v| c.master = v),
         "run a master process that supervises the workers")
@@ -1636,6 +1655,19 @@ mod tests {
             ("logto", Some("/var/log/a.log"), |c| {
                 c.logto == Some(PathBuf::from("/var/log/a.log"))
             }),
+            ("logto2", Some("/var/log/b.log"), |c| {
+                c.logto2 == Some(PathBuf::from("/var/log/b.log"))
+            }),
+            ("log-sendfile", Some("True"), |c| c.log_sendfile),
+            ("touch-logrotate", Some("/run/rotate"), |c| {
+                c.touch_logrotate == [PathBuf::from("/run/rotate")]
+            }),
+            ("log-encoder", Some("format [${msg}]"), |c| {
+                c.log_encoder.len() == 1 && c.log_req_encoder.is_empty()
+            }),
+            ("log-req-encoder", Some("nl"), |c| {
+                c.log_req_encoder.len() == 1 && c.log_encoder.is_empty()
+            }),
             ("chdir", Some("/data/项目目录/"), |c| {
                 c.chdir == Some(PathBuf::from("/data/项目目录/"))
             }),
@@ -1667,6 +1699,8 @@ mod tests {
             ("socket", Some("8000"), "'8000' would be a unix socket file named 8000; for TCP port 8000 write ':8000'"),
             ("vhost", Some("true"), "not supported: rsgi serves one app per vassal; vhost = true (apps chosen per request) is not supported"),
             ("set-placeholder", Some("x"), "expected NAME=VALUE, found 'x'"),
+            ("log-encoder", Some("gzip"), "the gzip encoder is not supported by rsgi: it turns each line into a binary frame for uWSGI's log master to ship; rsgi writes text lines (compress rotated files instead, or in your log shipper): use prefix, suffix, nl, format or json"),
+            ("log-req-encoder", Some("msgpack"), "the msgpack encoder (a uWSGI plugin) is not supported by rsgi: use json (or prefix, suffix, nl, format or json)"),
         ];
         for (name, value, want) in cases {
             assert_eq!(run(name, *value).unwrap_err(), *want, "{name} {value:?}");
@@ -1899,6 +1933,17 @@ mod tests {
             ("static-expires", "refused"),
             ("static-expires-uri", "refused"),
             ("log-maxsize", "supported"),
+            ("logto2", "supported"),
+            ("log-encoder", "supported"),
+            ("log-req-encoder", "supported"),
+            ("log-sendfile", "supported"),
+            ("touch-logrotate", "supported"),
+            ("close-on-exec", "no-op"),
+            ("close-on-exec2", "no-op"),
+            ("refork", "no-op"),
+            ("re-fork", "no-op"),
+            ("refork-as-root", "no-op"),
+            ("refork-post-jail", "no-op"),
             ("mount", "supported"),
             ("http-timeout", "supported"),
             ("add-header", "supported"),

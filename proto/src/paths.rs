@@ -8,6 +8,7 @@
 //! |-----------------------------------------------|----------------------------|
 //! | `chdir`                                       | the starting directory     |
 //! | `logto`, `daemonize`, `pidfile`, `safe-pidfile` | the starting directory   |
+//! | `logto2` (opened in `uwsgi_start` before its `chdir`) | the starting directory |
 //! | `socket`, `http-socket` (unix paths), `stats` (unix path) | `chdir` (else the starting directory) |
 //!
 //! Abstract sockets (`@name`) are names, not paths. Pure: the caller passes the
@@ -60,6 +61,7 @@ pub fn resolve(config: &mut VassalConfig, cwd: &Path) {
     }
     for p in [
         &mut config.logto,
+        &mut config.logto2,
         &mut config.daemonize,
         &mut config.pidfile,
         &mut config.safe_pidfile,
@@ -131,6 +133,12 @@ mod tests {
             (Some("/srv/app"), "logto", "app.log", "/start/app.log"),
             (
                 Some("/srv/app"),
+                "logto2",
+                "logs/b.log",
+                "/start/logs/b.log",
+            ),
+            (
+                Some("/srv/app"),
                 "daemonize",
                 "/var/log/app.log",
                 "/var/log/app.log",
@@ -148,6 +156,7 @@ mod tests {
                 "pidfile" => c.pidfile = Some(PathBuf::from(written)),
                 "safe-pidfile" => c.safe_pidfile = Some(PathBuf::from(written)),
                 "logto" => c.logto = Some(PathBuf::from(written)),
+                "logto2" => c.logto2 = Some(PathBuf::from(written)),
                 "daemonize" => c.daemonize = Some(PathBuf::from(written)),
                 _ => {}
             }
@@ -161,6 +170,7 @@ mod tests {
                 "pidfile" => c.pidfile.as_ref().unwrap().display().to_string(),
                 "safe-pidfile" => c.safe_pidfile.as_ref().unwrap().display().to_string(),
                 "logto" => c.logto.as_ref().unwrap().display().to_string(),
+                "logto2" => c.logto2.as_ref().unwrap().display().to_string(),
                 "daemonize" => c.daemonize.as_ref().unwrap().display().to_string(),
                 _ => c.chdir.as_ref().unwrap().display().to_string(),
             };

@@ -12,6 +12,7 @@ mod e2e {
     mod attach;
     mod autoreload;
     mod cheaper;
+    mod close_on_exec;
     mod close_path;
     mod config;
     mod config_bounds;
@@ -29,6 +30,7 @@ mod e2e {
     mod http_options;
     mod http_rules;
     mod log_format;
+    mod log_options;
     mod master;
     mod master_policy;
     mod metrics;

@@ -33,6 +33,15 @@
 //!   rsgid also counts (`rsgi_vassal_output_dropped_lines_total`). Python's
 //!   `sys.stdout`/`sys.stderr` then write through this sink too (see
 //!   `python::output`), whole lines at a time.
+//! - **Encoders.** With `log-encoder` each line (one message, as uWSGI's log master
+//!   reads one write) goes through the chain ([`rsgi_proto::log_encoder`]) on its way
+//!   to every destination; request lines too, unless they go to `req-logger`, where
+//!   `log-req-encoder`'s chain applies instead (uWSGI's routing). Python's
+//!   `sys.stdout`/`sys.stderr` then write through the sink, so `print()` is encoded;
+//!   what C code or a subprocess writes straight to fds 1 and 2 is not.
+//! - **`logto2`.** The sink writes to fd 2 (the `logto`/`daemonize` file if one is set)
+//!   until [`open_logto2`], called once privileges are dropped, puts the file behind it.
+//!   That happens once, before any other thread or worker exists.
 
 use std::cell::{Cell, RefCell};
 use std::fs::{File, OpenOptions};
@@ -52,6 +61,7 @@ pub mod format;
 
 use dest::Out;
 use format::Template;
+use rsgi_proto::log_encoder::{self, Encoder};
 
 /// Where log lines go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +70,9 @@ pub enum Target {
     Stderr,
     /// A file, opened for appending (created with mode 0640).
     File(PathBuf),
+    /// `logto2`: fd 2 as it is until [`open_logto2`] opens the file (once privileges
+    /// are dropped), then that file.
+    Later,
 }
 
 /// Why the log could not be set up.
@@ -119,12 +132,16 @@ pub struct Policy {
     pub zero: bool,
     /// `log-big`: at least this many body bytes.
     pub big: Option<u64>,
+    /// `log-sendfile`: a body that was a file.
+    pub sendfile: bool,
 }
 
 impl Policy {
-    /// Whether a request with this status, body size and duration gets a line.
-    pub fn wants(&self, status: u16, body_bytes: u64, duration: Duration) -> bool {
+    /// Whether a request with this status, body size and duration (and a body that
+    /// was a file, or not) gets a line.
+    pub fn wants(&self, status: u16, body_bytes: u64, duration: Duration, file: bool) -> bool {
         self.all
+            || (self.sendfile && file)
             || (self.status_4xx && (400..=499).contains(&status))
             || (self.status_5xx && (500..=599).contains(&status))
             || self
@@ -143,6 +160,8 @@ struct Requests {
     template: Option<Template>,
     /// `req-logger` destinations (empty: the sink).
     outs: Vec<Out>,
+    /// `log-req-encoder`, the encoders rsgi uses (for request lines sent to `outs`).
+    encoders: Vec<Encoder>,
     /// `log-x-forwarded-for`.
     x_forwarded_for: bool,
 }
@@ -153,7 +172,24 @@ static REQUESTS: OnceLock<Requests> = OnceLock::new();
 #[derive(Debug)]
 enum SinkFd {
     Stderr,
-    File { fd: OwnedFd, path: PathBuf },
+    File {
+        fd: OwnedFd,
+        path: PathBuf,
+    },
+    /// `logto2`: stderr until the file is opened (set once, by the main thread, before
+    /// any other thread or worker exists).
+    Later(OnceLock<(OwnedFd, PathBuf)>),
+}
+
+impl SinkFd {
+    /// The log file's fd and path, if the sink writes to a file (now).
+    fn file(&self) -> Option<(BorrowedFd<'_>, &Path)> {
+        match self {
+            SinkFd::Stderr => None,
+            SinkFd::File { fd, path } => Some((fd.as_fd(), path)),
+            SinkFd::Later(cell) => cell.get().map(|(fd, path)| (fd.as_fd(), path.as_path())),
+        }
+    }
 }
 
 /// A log destination. The process-wide one is set by [`init`]; tests make their own.
@@ -167,6 +203,10 @@ pub struct Sink {
     outs: Vec<Out>,
     /// `log-maxsize` (and `log-backupname`) for a file target.
     rotate: Option<(u64, Option<PathBuf>)>,
+    /// `log-backupname`, for `touch-logrotate`.
+    backupname: Option<PathBuf>,
+    /// `log-encoder`, the encoders rsgi uses: every message goes through them.
+    encoders: Vec<Encoder>,
     /// Point fds 1 and 2 at the file too (and again on reopen).
     redirect_std: bool,
     /// Whether the last [`Sink::write_raw`] ended a line (for the date prefix).
@@ -180,6 +220,8 @@ static STDERR_SINK: Sink = Sink {
     date_format: None,
     outs: Vec::new(),
     rotate: None,
+    backupname: None,
+    encoders: Vec::new(),
     redirect_std: false,
     raw_at_line_start: AtomicBool::new(true),
 };
@@ -206,15 +248,25 @@ thread_local! {
 
 /// Set up the process-wide sink from the configuration: the `daemonize` file, else the
 /// `logto` file, else stderr; `logdate` adds the date prefix and `disable-logging` turns
-/// off access lines. For a file target, fds 1 and 2 are redirected to the file.
+/// off access lines. For a file target, fds 1 and 2 are redirected to the file. With
+/// `logto2` the file is opened later ([`open_logto2`]); until then lines go to fd 2,
+/// which is the `daemonize`/`logto` file if one is set.
 ///
 /// Call once, early, in the master before any fork; workers inherit the sink.
 pub fn init(config: &VassalConfig) -> Result<(), LogError> {
-    let target = match config.daemonize.as_ref().or(config.logto.as_ref()) {
-        Some(path) => Target::File(path.clone()),
-        None => Target::Stderr,
+    let first = config.daemonize.as_ref().or(config.logto.as_ref());
+    let target = match (first, &config.logto2) {
+        (_, Some(_)) => Target::Later,
+        (Some(path), None) => Target::File(path.clone()),
+        (None, None) => Target::Stderr,
     };
-    if target == Target::Stderr && std::env::var_os(rsgi_proto::notify::NOTIFY_FD_ENV).is_some() {
+    if let (Target::Later, Some(path)) = (&target, first) {
+        // `logto` (or `daemonize`) and `logto2`: uWSGI logs to the first until the
+        // second is opened.
+        redirect_stdio(&open_log(path)?, path)?;
+    }
+    let on_stderr = target == Target::Stderr || (target == Target::Later && first.is_none());
+    if on_stderr && std::env::var_os(rsgi_proto::notify::NOTIFY_FD_ENV).is_some() {
         detach_output();
     }
     let mut sink = Sink::open(target, config.logdate, true)?;
@@ -226,6 +278,8 @@ pub fn init(config: &VassalConfig) -> Result<(), LogError> {
     sink.rotate = config
         .log_maxsize
         .map(|max| (max, config.log_backupname.clone()));
+    sink.backupname = config.log_backupname.clone();
+    sink.encoders = log_encoder::used(&config.log_encoder);
     let requests = Requests {
         policy: Policy {
             all: !config.disable_logging,
@@ -234,6 +288,7 @@ pub fn init(config: &VassalConfig) -> Result<(), LogError> {
             slow_ms: config.log_slow,
             zero: config.log_zero,
             big: config.log_big,
+            sendfile: config.log_sendfile,
         },
         template: config.log_format.as_deref().map(|f| {
             let ftime = config
@@ -243,6 +298,7 @@ pub fn init(config: &VassalConfig) -> Result<(), LogError> {
             Template::compile(f, ftime)
         }),
         outs: open_outs("req-logger", &config.req_logger)?,
+        encoders: log_encoder::used(&config.log_req_encoder),
         x_forwarded_for: config.log_x_forwarded_for,
     };
     set_access_enabled(!config.disable_logging);
@@ -279,10 +335,26 @@ fn open_outs(option: &'static str, values: &[String]) -> Result<Vec<Out>, LogErr
         .collect()
 }
 
-/// Whether log lines go to `logger` destinations (so Python's `sys.stdout` and
-/// `sys.stderr` should write through the sink to reach them).
+/// Whether log lines go to `logger` destinations or through `log-encoder`s (so Python's
+/// `sys.stdout` and `sys.stderr` should write through the sink to reach them).
 pub fn has_loggers() -> bool {
-    !sink().outs.is_empty()
+    let sink = sink();
+    !sink.outs.is_empty() || !sink.encoders.is_empty()
+}
+
+/// `logto2`: open the log file now (once privileges are dropped, so the file is created
+/// by, and belongs to, the user the server runs as) and send every line there from now
+/// on, fds 1 and 2 included. A no-op unless [`init`] was given `logto2`.
+pub fn open_logto2(path: &Path) -> Result<(), LogError> {
+    sink().open_later(path)
+}
+
+/// `touch-logrotate`: rotate the log file now, as `log-maxsize` does (renamed to
+/// `log-backupname`, else `LOGFILE.<unix time>`; a new file opened behind the same fd).
+/// Returns the file it was renamed to; `None` when there is no log file (stderr), or
+/// another process of this server rotated it first. Other processes must [`reopen`].
+pub fn rotate() -> Option<PathBuf> {
+    sink().rotate_now()
 }
 
 /// The compiled `log-format`, if any (the request pipeline takes what it needs).
@@ -360,7 +432,7 @@ pub fn access(a: &Access<'_>) {
         all: ACCESS_ENABLED.load(Ordering::Relaxed),
         ..requests.policy
     };
-    if !policy.wants(a.status, a.body_bytes, a.duration) {
+    if !policy.wants(a.status, a.body_bytes, a.duration, a.file_body) {
         return;
     }
     let sink = sink();
@@ -370,11 +442,15 @@ pub fn access(a: &Access<'_>) {
             None => sink.push_access(a, buf),
         }
         if requests.outs.is_empty() {
+            // As in uWSGI: without a req-logger, request lines are log lines, and go
+            // through log-encoder (log-req-encoder is for req-logger's lines).
             sink.write_all(buf);
         } else {
-            for out in &requests.outs {
-                sink.write_to(out, buf);
-            }
+            for_each_message(&requests.encoders, buf, |message| {
+                for out in &requests.outs {
+                    sink.write_to(out, message);
+                }
+            });
         }
     });
 }
@@ -404,6 +480,7 @@ impl Sink {
     pub fn open(target: Target, logdate: bool, redirect_std: bool) -> Result<Sink, LogError> {
         let fd = match target {
             Target::Stderr => SinkFd::Stderr,
+            Target::Later => SinkFd::Later(OnceLock::new()),
             Target::File(path) => {
                 let file = open_log(&path)?;
                 if redirect_std {
@@ -421,6 +498,8 @@ impl Sink {
             date_format: None,
             outs: Vec::new(),
             rotate: None,
+            backupname: None,
+            encoders: Vec::new(),
             redirect_std,
             raw_at_line_start: AtomicBool::new(true),
         })
@@ -428,10 +507,7 @@ impl Sink {
 
     /// The log file, if the sink writes to one.
     pub fn path(&self) -> Option<&Path> {
-        match &self.fd {
-            SinkFd::Stderr => None,
-            SinkFd::File { path, .. } => Some(path),
-        }
+        self.fd.file().map(|(_, path)| path)
     }
 
     /// Write one line (see [`line`](fn@line)).
@@ -527,7 +603,7 @@ impl Sink {
                 })?;
             }
         }
-        let SinkFd::File { fd, path } = &self.fd else {
+        let Some((fd, path)) = self.fd.file() else {
             return Ok(());
         };
         let file = open_log(path)?;
@@ -538,7 +614,7 @@ impl Sink {
         if r == -1 {
             return Err(LogError::Redirect {
                 what: "the log fd",
-                path: path.clone(),
+                path: path.to_owned(),
                 source: io::Error::last_os_error(),
             });
         }
@@ -553,13 +629,39 @@ impl Sink {
     /// drops the rest and counts the lines lost; the first write that fits again is
     /// preceded by a notice with the count.
     fn write_all(&self, bytes: &[u8]) {
-        if self.outs.is_empty() {
-            self.write_primary(bytes);
-        } else {
-            for out in &self.outs {
-                self.write_to(out, bytes);
+        for_each_message(&self.encoders, bytes, |message| {
+            if self.outs.is_empty() {
+                self.write_primary(message);
+            } else {
+                for out in &self.outs {
+                    self.write_to(out, message);
+                }
             }
+        });
+    }
+
+    /// See [`open_logto2`].
+    fn open_later(&self, path: &Path) -> Result<(), LogError> {
+        let SinkFd::Later(cell) = &self.fd else {
+            return Ok(());
+        };
+        let file = open_log(path)?;
+        if self.redirect_std {
+            redirect_stdio(&file, path)?;
         }
+        cell.set((OwnedFd::from(file), path.to_owned()))
+            .map_err(|_| LogError::AlreadyInitialized)
+    }
+
+    /// See [`rotate`].
+    fn rotate_now(&self) -> Option<PathBuf> {
+        let (fd, path) = self.fd.file()?;
+        let redirect = |file: &File| {
+            if self.redirect_std {
+                let _ = redirect_stdio(file, path);
+            }
+        };
+        dest::rotate_if_due(fd, path, None, self.backupname.as_deref(), Some(&redirect))
     }
 
     /// Write to one `logger`/`req-logger` destination.
@@ -574,26 +676,27 @@ impl Sink {
     /// Write to the sink's own fd (the file or stderr); rotate a file past
     /// `log-maxsize`.
     fn write_primary(&self, bytes: &[u8]) {
-        if let (SinkFd::File { fd, path }, Some((max, backup))) = (&self.fd, &self.rotate) {
-            let _ = write_fd(fd.as_fd(), bytes);
+        let file = self.fd.file();
+        if let (Some((fd, path)), Some((max, backup))) = (file, &self.rotate) {
+            let _ = write_fd(fd, bytes);
             let redirect = |file: &File| {
                 if self.redirect_std {
                     let _ = redirect_stdio(file, path);
                 }
             };
-            dest::rotate_if_due(fd.as_fd(), path, *max, backup.as_deref(), Some(&redirect));
+            dest::rotate_if_due(fd, path, Some(*max), backup.as_deref(), Some(&redirect));
             return;
         }
-        let stderr = io::stderr();
-        let fd: BorrowedFd<'_> = match &self.fd {
-            SinkFd::Stderr => stderr.as_fd(),
-            SinkFd::File { fd, .. } => fd.as_fd(),
-        };
-        if matches!(self.fd, SinkFd::File { .. }) || !nonblocking() {
+        if let Some((fd, _)) = file {
             let _ = write_fd(fd, bytes);
             return;
         }
-        write_counted(fd, bytes);
+        let stderr = io::stderr();
+        if !nonblocking() {
+            let _ = write_fd(stderr.as_fd(), bytes);
+            return;
+        }
+        write_counted(stderr.as_fd(), bytes);
     }
 }
 
@@ -715,6 +818,48 @@ fn with_buf(f: impl FnOnce(&mut Vec<u8>)) {
     // Reentrant call, or the thread-local is being destroyed.
     if let Some(f) = f {
         f(&mut Vec::new());
+    }
+}
+
+/// Hand `bytes` to `write` as they are, or, with encoders (`log-encoder`,
+/// `log-req-encoder`), each line of them (a message, as uWSGI's log master reads one)
+/// run through the chain. One call of `write` per message, as uWSGI writes each.
+fn for_each_message(encoders: &[Encoder], bytes: &[u8], mut write: impl FnMut(&[u8])) {
+    if encoders.is_empty() {
+        write(bytes);
+        return;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 128);
+    for message in bytes.split_inclusive(|&b| b == b'\n') {
+        out.clear();
+        log_encoder::encode(encoders, message, &Now, &mut out);
+        write(&out);
+    }
+}
+
+/// The real clock of the encoders: the system time, strftime in local time.
+struct Now;
+
+impl log_encoder::Clock for Now {
+    fn unix(&self) -> i64 {
+        self.micros() / 1_000_000
+    }
+
+    fn millis(&self) -> i64 {
+        self.micros() / 1000
+    }
+
+    fn micros(&self) -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+            .unwrap_or(0)
+    }
+
+    fn strftime(&self, format: &str, out: &mut Vec<u8>) {
+        if let Ok(format) = std::ffi::CString::new(format) {
+            format::push_strftime(out, &format, self.unix());
+        }
     }
 }
 
@@ -1137,11 +1282,105 @@ mod tests {
         ];
         for (policy, status, bytes, took, want) in cases {
             assert_eq!(
-                policy.wants(*status, *bytes, *took),
+                policy.wants(*status, *bytes, *took, false),
                 *want,
                 "{policy:?} {status} {bytes} {took:?}"
             );
         }
+        // log-sendfile: a body that was a file (a static file, wsgi.file_wrapper).
+        let sendfile = Policy {
+            sendfile: true,
+            ..quiet
+        };
+        for (policy, file, want) in [
+            (sendfile, true, true),
+            (sendfile, false, false),
+            (quiet, true, false),
+        ] {
+            assert_eq!(
+                policy.wants(200, 10, ms(1), file),
+                want,
+                "{policy:?} {file}"
+            );
+        }
+    }
+
+    fn encoders(values: &[&str]) -> Vec<Encoder> {
+        values
+            .iter()
+            .map(|v| rsgi_proto::log_encoder::parse(v).unwrap().0)
+            .collect()
+    }
+
+    /// `log-encoder`: every line (one message each, as uWSGI's log master reads them)
+    /// goes through the chain; the date prefix is part of the message.
+    #[test]
+    fn encoders_run_once_per_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sink, path) = file_sink(dir.path(), false);
+        sink.encoders = encoders(&[r#"json {"m":"${msg}"}"#, "nl"]);
+        sink.line(format_args!("say \"hi\"\tnow"));
+        sink.write_raw(b"two\nlines\n");
+        sink.access(&sample());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text,
+            "{\"m\":\"say \\\"hi\\\"\\tnow\"}\n{\"m\":\"two\"}\n{\"m\":\"lines\"}\n\
+             {\"m\":\"[pid: 1234] 127.0.0.1 - \\\"GET /x?y HTTP/1.1\\\" 200 11 bytes 0.12 ms\"}\n"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dated, path) = file_sink(dir.path(), true);
+        dated.encoders = encoders(&["format <${msg}>", "nl"]);
+        dated.line(format_args!("x"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with('<') && text.ends_with(" - x>\n"),
+            "{text:?}"
+        );
+    }
+
+    /// `logto2`: stderr until the file is opened, then the file.
+    #[test]
+    fn later_sink_writes_to_its_file_once_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::open(Target::Later, false, false).unwrap();
+        assert!(sink.path().is_none());
+        let path = dir.path().join("later.log");
+        sink.open_later(&path).unwrap();
+        assert_eq!(sink.path(), Some(path.as_path()));
+        sink.line(format_args!("in the file"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "in the file\n");
+        assert!(matches!(
+            sink.open_later(&path),
+            Err(LogError::AlreadyInitialized)
+        ));
+    }
+
+    /// `touch-logrotate`: the file is renamed (log-backupname, else LOGFILE.<unix time>)
+    /// whatever its size, and a new one opened behind the same fd.
+    #[test]
+    fn rotate_now_renames_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sink, path) = file_sink(dir.path(), false);
+        sink.line(format_args!("before"));
+        let backup = dir.path().join("app.log.old");
+        sink.backupname = Some(backup.clone());
+        assert_eq!(sink.rotate_now(), Some(backup.clone()));
+        sink.line(format_args!("after"));
+        let old = std::fs::read_to_string(&backup).unwrap();
+        assert!(old.starts_with("before\n"), "{old}");
+        assert!(old.contains("triggering rotation to"), "{old}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "after\n");
+        sink.backupname = None;
+        let rotated = sink.rotate_now().unwrap();
+        let name = rotated.file_name().unwrap().to_str().unwrap().to_owned();
+        let stamp = name.strip_prefix("app.log.").unwrap();
+        assert!(stamp.parse::<u64>().is_ok(), "{name}");
+        assert!(Sink::open(Target::Stderr, false, false)
+            .unwrap()
+            .rotate_now()
+            .is_none());
     }
 
     #[test]

@@ -199,6 +199,7 @@ fn watched_files(config: &VassalConfig) -> Touches {
         (&config.touch_chain_reload, Touch::ChainReload),
         (&config.touch_workers_reload, Touch::WorkersReload),
         (&config.touch_logreopen, Touch::LogReopen),
+        (&config.touch_logrotate, Touch::LogRotate),
     ];
     Touches::new(
         lists
@@ -242,6 +243,12 @@ impl Master<'_> {
                     self.log(format_args!("SIGUSR1: cannot reopen the log: {e}"));
                 }
             }
+            Action::RotateLog => match crate::log::rotate() {
+                Some(to) => self.log(format_args!("log rotated to {}", to.display())),
+                None => self.log(format_args!(
+                    "touch-logrotate: no log file to rotate (logto, logto2 or daemonize)"
+                )),
+            },
             Action::Spawn { id, .. } => return Some(self.spawn(id)),
             Action::MarkDead(id) => {
                 if let Some(slot) = self.shm.slot(id) {

@@ -141,6 +141,7 @@ fn wants_master(config: &VassalConfig) -> bool {
         || !config.touch_chain_reload.is_empty()
         || !config.touch_workers_reload.is_empty()
         || !config.touch_logreopen.is_empty()
+        || !config.touch_logrotate.is_empty()
         || !config.daemons.is_empty()
         || !config.crons.is_empty()
         || config.py_autoreload > 0
@@ -215,6 +216,11 @@ fn serve(mut config: VassalConfig) -> Result<(), Fatal> {
     crate::hooks::run(&config, Phase::AsRoot)?;
     drop_privileges(&config)?;
     crate::hooks::run(&config, Phase::AsUser)?;
+    if let Some(path) = &config.logto2 {
+        // As uWSGI's `uwsgi_start`: after the privileges drop (and the as-user hooks),
+        // so the file is created by the user the server runs as.
+        crate::log::open_logto2(path).map_err(|e| Fatal::from_error(notify::EXIT_OS, &e))?;
+    }
     for s in &sockets {
         crate::log::line(format_args!(
             "rsgi: {pid} {} listening on {}",

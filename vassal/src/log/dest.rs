@@ -217,7 +217,7 @@ impl LogFile {
             rotate_if_due(
                 self.fd.as_fd(),
                 &self.path,
-                max,
+                Some(max),
                 self.backup.as_deref(),
                 None,
             );
@@ -242,24 +242,23 @@ pub(super) fn reopen_onto(fd: BorrowedFd<'_>, path: &Path) -> io::Result<std::fs
     Ok(file)
 }
 
-/// `log-maxsize`: if the file behind `fd` is larger than `max` bytes, rotate it as
-/// uWSGI does (rename to `backup`, default `PATH.<unix time>`, then a new file), or,
-/// if another process of this instance already did, reopen `path`. A POSIX record
-/// lock (per process, unlike `flock`, which forked workers would share) makes one
-/// process rotate. `then` runs with the new file (to point stdout/stderr at it).
-/// Returns whether `fd` now refers to a new file.
+/// `log-maxsize`: if the file behind `fd` is larger than `max` bytes (`None`: whatever
+/// its size, for `touch-logrotate`), rotate it as uWSGI does (rename to `backup`,
+/// default `PATH.<unix time>`, then a new file), or, if another process of this
+/// instance already did, reopen `path`. A POSIX record lock (per process, unlike
+/// `flock`, which forked workers would share) makes one process rotate. `then` runs
+/// with the new file (to point stdout/stderr at it). Returns the name the file was
+/// renamed to, when this call renamed it.
 pub(super) fn rotate_if_due(
     fd: BorrowedFd<'_>,
     path: &Path,
-    max: u64,
+    max: Option<u64>,
     backup: Option<&Path>,
     then: Option<&dyn Fn(&std::fs::File)>,
-) -> bool {
-    let Ok(st) = nix::sys::stat::fstat(fd) else {
-        return false;
-    };
-    if u64::try_from(st.st_size).unwrap_or(0) <= max {
-        return false;
+) -> Option<PathBuf> {
+    let st = nix::sys::stat::fstat(fd).ok()?;
+    if max.is_some_and(|max| u64::try_from(st.st_size).unwrap_or(0) <= max) {
+        return None;
     }
     let lock = |kind: libc::c_short, wait: bool| {
         // SAFETY: `flock` is plain old data; zero is valid for every field.
@@ -271,11 +270,12 @@ pub(super) fn rotate_if_due(
         unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &fl) }
     };
     if lock(libc::F_WRLCK as libc::c_short, true) == -1 {
-        return false;
+        return None;
     }
     let same = nix::sys::stat::stat(path)
         .map(|p| p.st_ino == st.st_ino && p.st_dev == st.st_dev)
         .unwrap_or(false);
+    let mut renamed = None;
     if same {
         let rotated = backup.map(Path::to_path_buf).unwrap_or_else(|| {
             let now = SystemTime::now()
@@ -294,19 +294,16 @@ pub(super) fn rotate_if_due(
         let _ = super::write_fd(fd, notice.as_bytes());
         if std::fs::rename(path, &rotated).is_err() {
             lock(libc::F_UNLCK as libc::c_short, false);
-            return false;
+            return None;
         }
+        renamed = Some(rotated);
     }
     lock(libc::F_UNLCK as libc::c_short, false);
-    match reopen_onto(fd, path) {
-        Ok(file) => {
-            if let Some(then) = then {
-                then(&file);
-            }
-            true
-        }
-        Err(_) => false,
+    let file = reopen_onto(fd, path).ok()?;
+    if let Some(then) = then {
+        then(&file);
     }
+    renamed
 }
 
 /// A syslog destination: one datagram per line to `/dev/log` (or

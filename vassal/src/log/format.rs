@@ -179,6 +179,9 @@ pub struct Record<'a> {
     pub request_vars: &'a [&'a [u8]],
     /// (vsz, rss) in bytes, when the template needs them.
     pub memory: Option<(u64, u64)>,
+    /// The body was a file (a static file, `wsgi.file_wrapper`): uWSGI's "via
+    /// sendfile" responses, which `log-sendfile` logs.
+    pub file_body: bool,
 }
 
 impl Template {
@@ -512,6 +515,7 @@ mod tests {
             pktsize: 300,
             request_vars: &[b"abc", b""],
             memory: Some((3 << 20, 5 << 20)),
+            file_body: false,
         }
     }
 

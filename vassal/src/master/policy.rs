@@ -376,6 +376,8 @@ pub enum Action {
     },
     /// Reopen the log file (USR1).
     ReopenLog,
+    /// Rotate the log file now (`touch-logrotate`): rename it, open a new one.
+    RotateLog,
     /// Fork a worker into slot `id` for generation `generation`; answer with
     /// [`Event::Spawned`] or [`Event::SpawnFailed`].
     Spawn {
@@ -608,6 +610,16 @@ impl Step<'_> {
             Touch::LogReopen => {
                 self.log(format!("{why}: reopening the log"));
                 self.signal_received(Signal::SIGUSR1);
+            }
+            Touch::LogRotate => {
+                // The master renames the file and opens a new one; the workers then
+                // reopen the path, as on SIGUSR1.
+                self.log(format!("{why}: rotating the log"));
+                self.out.push(Action::RotateLog);
+                let pids: Vec<Pid> = self.s.workers.iter().map(|w| w.pid).collect();
+                for pid in pids {
+                    self.signal(pid, Signal::SIGUSR1);
+                }
             }
             Touch::ChainReload => self.begin_chain(&why),
         }
@@ -1443,6 +1455,10 @@ mod tests {
     row!(touch_logreopen_reopens_like_usr1:
         settings(), serving(), touched(Touch::LogReopen), 10.0
         => [log("touch-logreopen /app/reload changed: reopening the log"), Action::ReopenLog,
+            sig(1, Signal::SIGUSR1), sig(2, Signal::SIGUSR1)]);
+    row!(touch_logrotate_rotates_then_the_workers_reopen:
+        settings(), serving(), touched(Touch::LogRotate), 10.0
+        => [log("touch-logrotate /app/reload changed: rotating the log"), Action::RotateLog,
             sig(1, Signal::SIGUSR1), sig(2, Signal::SIGUSR1)]);
     row!(touch_while_stopping_does_nothing:
         settings(), State { stopping: Some(Stopping { graceful: true, deadline: t(60.0), killed: false }), ..serving() },
@@ -2400,9 +2416,10 @@ mod tests {
                 }
                 75..=80 => self.feed(Event::Signal(Signal::SIGHUP)),
                 81..=84 => {
-                    let touch = match self.dice.roll(3) {
+                    let touch = match self.dice.roll(4) {
                         0 => Touch::ChainReload,
                         1 => Touch::WorkersReload,
+                        2 => Touch::LogRotate,
                         _ => Touch::LogReopen,
                     };
                     self.see("touched");
@@ -2464,6 +2481,10 @@ mod tests {
                     });
                 }
                 sim.advance(Duration::from_millis(700));
+                // The shell ticks after every wake-up (run_loop), not only at deadlines.
+                if !sim.exited {
+                    sim.tick();
+                }
             }
             assert!(
                 sim.exited,

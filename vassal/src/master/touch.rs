@@ -1,4 +1,5 @@
-//! `touch-reload`, `touch-chain-reload`, `touch-workers-reload`, `touch-logreopen`: which
+//! `touch-reload`, `touch-chain-reload`, `touch-workers-reload`, `touch-logreopen`,
+//! `touch-logrotate`: which
 //! watched file changed, as uWSGI's `uwsgi_check_touches` (core/utils.c) decides it,
 //! checked by the master on every wake-up (at least once a second).
 //!
@@ -28,6 +29,8 @@ pub enum Touch {
     WorkersReload,
     /// `touch-logreopen`: reopen the log, as SIGUSR1.
     LogReopen,
+    /// `touch-logrotate`: rotate the log file, as `log-maxsize` does.
+    LogRotate,
 }
 
 impl Touch {
@@ -38,6 +41,7 @@ impl Touch {
             Touch::ChainReload => "touch-chain-reload",
             Touch::WorkersReload => "touch-workers-reload",
             Touch::LogReopen => "touch-logreopen",
+            Touch::LogRotate => "touch-logrotate",
         }
     }
 }

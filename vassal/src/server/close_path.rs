@@ -287,6 +287,7 @@ fn send_answer(
     ticket: Ticket,
 ) {
     let (status, exception) = (resp.status, resp.exception);
+    let file = matches!(resp.body, crate::response::Body::File { .. });
     let head = core::head_stats(&out);
     let worker = Arc::clone(worker);
     send::send_response(tasks, stream, out, resp.body, framing, fin, move |sent| {
@@ -295,6 +296,7 @@ fn send_answer(
             bytes: sent,
             exception,
             head,
+            file,
         };
         ticket.finish(&worker, outcome);
     });

@@ -101,6 +101,8 @@ pub(super) struct Outcome {
     /// The response head's size and header count (for `log-format`'s `%(hsize)`,
     /// `%(headers)`); 0 where unknown.
     pub(super) head: (u64, u64),
+    /// The body was a file (a static file, `wsgi.file_wrapper`), for `log-sendfile`.
+    pub(super) file: bool,
 }
 
 impl Outcome {
@@ -111,6 +113,7 @@ impl Outcome {
             bytes: 0,
             exception: false,
             head: (0, 0),
+            file: false,
         }
     }
 }
@@ -217,6 +220,7 @@ impl Ticket {
             body_bytes: outcome.bytes,
             duration: elapsed,
             pid: worker.pid,
+            file_body: outcome.file,
             ..crate::log::Access::default()
         };
         let Some(extra) = &self.extra else {
@@ -510,12 +514,14 @@ mod tests {
                 bytes: 5,
                 exception: false,
                 head: (0, 0),
+                file: false,
             },
             Outcome {
                 status: 500,
                 bytes: 7,
                 exception: true,
                 head: (0, 0),
+                file: false,
             },
             Outcome::server(404),
         ];

@@ -454,6 +454,7 @@ fn respond(
     head: bool,
 ) -> hyper::Response<RespBody> {
     let exception = resp.exception;
+    let file = matches!(resp.body, crate::response::Body::File { .. });
     let (out, bytes) = write::to_http(resp, head);
     // The head's size and header count, for `log-format` only: hyper writes the head,
     // so this is its size as written (status line, headers, blank line) less `date`.
@@ -473,6 +474,7 @@ fn respond(
         bytes: bytes.unwrap_or(0),
         exception,
         head,
+        file,
     };
     ticket.finish(worker, outcome);
     out

@@ -77,6 +77,7 @@ pub(super) async fn handle_uwsgi(
     .await;
     let resp = write::checked(resp);
     let (status, exception) = (resp.status, resp.exception);
+    let file = matches!(resp.body, crate::response::Body::File { .. });
     let (out, framing) = write::head(&resp, Wire::Uwsgi, head, b"");
     let head = core::head_stats(&out);
     let sent = send::write_response(&mut conn, out, resp.body, framing)
@@ -89,6 +90,7 @@ pub(super) async fn handle_uwsgi(
             bytes: sent,
             exception,
             head,
+            file,
         },
     );
 }
