@@ -9,7 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
-use rsgi_proto::bounds::Limits;
+use rsgi_proto::bounds::{Included, Limits};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::expand::EnvLookup;
 use rsgi_proto::{ConfigError, Host, Invocation, System};
@@ -76,6 +76,15 @@ pub fn load_file(
     env: EnvLookup<'_>,
 ) -> Result<VassalConfig, ConfigError> {
     rsgi_proto::load_file_with(path_with_optional_section, env, &Os)
+}
+
+/// One vassal file, and every file the load read or tried to read besides it, whether the
+/// load succeeded or not: [`rsgi_proto::load_file_reads`] with [`Os`].
+pub fn load_file_reads(
+    path_with_optional_section: &str,
+    env: EnvLookup<'_>,
+) -> (Result<VassalConfig, ConfigError>, Vec<Included>) {
+    rsgi_proto::load_file_reads(path_with_optional_section, env, &Os)
 }
 
 /// The bytes of a config file within `limits`, never blocking:
