@@ -694,6 +694,7 @@ fn config_logic(
     let hostname = || ph.hostname();
     let read = |path: &str| ph.read_file(Path::new(path)).map_err(|e| e.to_string());
     let facts = SystemFacts {
+        system: ph.system(),
         env: &env,
         opt: &opt,
         hostname: &hostname,

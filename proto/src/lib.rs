@@ -76,4 +76,4 @@ pub mod xml;
 
 pub use cli::{load_file_reads, load_file_with, parse_args_with, Invocation};
 pub use error::ConfigError;
-pub use system::{Host, System};
+pub use system::{Host, PathKind, System};
