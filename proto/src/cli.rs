@@ -1435,6 +1435,30 @@ threads = 2
         assert_eq!(code, EXIT_USAGE);
     }
 
+    /// `if-hostname-match` asks the injected [`System`] for the host name (the tests'
+    /// is `web1`), and a bad regexp is an error at its `file:line`.
+    #[test]
+    fn hostname_match_asks_the_system() {
+        let dir = TempDir::new("hostmatch");
+        let ini = dir.write(
+            "h.ini",
+            "[uwsgi]\nmodule = app\nif-hostname-match = ^web[0-9]$\nprocesses = 4\nendif\n\
+             if-not-hostname-match = ^web\nthreads = 8\nendif\n",
+        );
+        let c = load_file(&ini, &no_env).unwrap();
+        assert_eq!((c.processes, c.threads), (4, 1));
+        let bad = dir.write(
+            "bad.ini",
+            "[uwsgi]\nmodule = app\nif-hostname-match = web(\n",
+        );
+        assert_eq!(
+            load_file(&bad, &no_env).unwrap_err().to_string(),
+            format!(
+                "{bad}:3: if-hostname-match: bad regexp 'web(': unclosed group (at character 4)"
+            )
+        );
+    }
+
     #[test]
     fn load_file_formats_and_sections() {
         let dir = TempDir::new("load");

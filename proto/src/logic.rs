@@ -232,7 +232,9 @@ impl Blocks {
                 }
             }
             _ => {
-                let (holds, value) = condition(op, &entry.value, facts);
+                let (holds, value) = condition(op, &entry.value, facts).map_err(|msg| {
+                    ConfigError::line(&entry.file, entry.line, format!("{}: {msg}", entry.key))
+                })?;
                 self.last_if_failed = !holds;
                 Block::If { holds, value }
             }
@@ -251,8 +253,9 @@ fn with_item(entry: &Entry, item: &str) -> Entry {
 }
 
 /// Whether an `if-*` condition holds, and the value `%(_)` takes (uWSGI's
-/// `uwsgi_logic_opt_if_*`).
-fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
+/// `uwsgi_logic_opt_if_*`); an error (without location) for an argument that is not one
+/// (a bad regexp).
+fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> Result<(bool, String), String> {
     // `NAME=value` compares; a bare `NAME` asks whether it is set.
     let named = |get: &dyn Fn(&str) -> Option<String>, negate: bool| {
         let (name, wanted) = match arg.split_once('=') {
@@ -268,7 +271,7 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         (positive != negate, found.unwrap_or_default())
     };
     let path = |what: PathTest, negate: bool| (facts.path_is(arg, what) != negate, arg.to_owned());
-    match op {
+    Ok(match op {
         LogicOp::IfEnv => named(&|n| facts.env(n), false),
         LogicOp::IfNotEnv => named(&|n| facts.env(n), true),
         LogicOp::IfOpt => named(&|n| facts.opt(n), false),
@@ -281,6 +284,8 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         LogicOp::IfNotDir => path(PathTest::Dir, true),
         LogicOp::IfHostname => (facts.hostname() == arg, arg.to_owned()),
         LogicOp::IfNotHostname => (facts.hostname() != arg, arg.to_owned()),
+        LogicOp::IfHostnameMatch => (hostname_matches(arg, facts)?, arg.to_owned()),
+        LogicOp::IfNotHostnameMatch => (!hostname_matches(arg, facts)?, arg.to_owned()),
         LogicOp::IfReload => (facts.is_reload(), String::new()),
         LogicOp::IfNotReload => (!facts.is_reload(), String::new()),
         LogicOp::IfPlugin => (plugin_built_in(arg), arg.to_owned()),
@@ -291,6 +296,55 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         | LogicOp::ForReadline
         | LogicOp::Else
         | LogicOp::End => (false, String::new()),
+    })
+}
+
+/// The most memory one `if-hostname-match` pattern may compile to: a host name check
+/// needs a few KiB; this keeps a hostile pattern from costing more.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Whether the host name matches `pattern` (uWSGI's `uwsgi_regexp_match_pattern`: a PCRE
+/// search, not anchored). With the `regex` crate (the Rust project's, well kept; no PCRE
+/// to link): its syntax is Perl's without look-around and back-references, which are
+/// refused. uWSGI logs a pattern PCRE cannot compile and treats it as a match; rsgi
+/// stops with the error.
+fn hostname_matches(pattern: &str, facts: &dyn Facts) -> Result<bool, String> {
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("bad regexp '{pattern}': {}", regex_error(&e)))?;
+    Ok(re.is_match(&facts.hostname()))
+}
+
+/// A `regex` error on one line: its own text is several (the pattern, a caret under the
+/// place, `error: what`); this keeps `what` and says where.
+fn regex_error(e: &regex::Error) -> String {
+    let text = match e {
+        regex::Error::Syntax(text) => text,
+        regex::Error::CompiledTooBig(limit) => {
+            return format!("compiles to more than {limit} bytes");
+        }
+        other => return other.to_string(),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let what = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or("not a regular expression");
+    // The caret line: four spaces of indent, then the caret under the character.
+    let at = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with('^'))
+        .map(|l| {
+            l.chars()
+                .take_while(|&c| c == ' ')
+                .count()
+                .saturating_sub(3)
+        });
+    match at {
+        Some(at) => format!("{what} (at character {at})"),
+        None => what.to_owned(),
     }
 }
 
@@ -551,6 +605,18 @@ mod tests {
             (&["if-not-dir = /srv", "x = 1", "endif"], Ok(&[])),
             (&["if-hostname = web1", "x = 1", "endif"], Ok(&["x=1"])),
             (&["if-not-hostname = web1", "x = 1", "endif"], Ok(&[])),
+            // if-hostname-match: a regexp search in the host name (web1), %(_) the regexp.
+            (&["if-hostname-match = ^web[0-9]+$", "x = %(_)", "endif"], Ok(&["x=^web[0-9]+$"])),
+            (&["if-hostname-match = eb", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-hostname-match = ^eb", "x = 1", "else", "y = 1", "endif"], Ok(&["y=1"])),
+            (&["if-hostname-match = WEB", "x = 1", "endif"], Ok(&[])),
+            (&["if-hostname-match = (?i)WEB", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-not-hostname-match = ^db", "x = %(_)", "endif"], Ok(&["x=^db"])),
+            (&["if-not-hostname-match = web", "x = 1", "else", "y = 1", "endif"], Ok(&["y=1"])),
+            (&["if-hostname-match = (", "x = 1", "endif"], Err("c.ini:1: if-hostname-match: bad regexp '(': unclosed group (at character 1)")),
+            (&["x = 1", "if-not-hostname-match = web[", "endif"], Err("c.ini:2: if-not-hostname-match: bad regexp 'web[': unclosed character class (at character 4)")),
+            (&["if-hostname-match = (?=x)"], Err("c.ini:1: if-hostname-match: bad regexp '(?=x)': look-around, including look-ahead and look-behind, is not supported (at character 1)")),
+            (&["if-hostname-match = (a{1000}){1000}"], Err("c.ini:1: if-hostname-match: bad regexp '(a{1000}){1000}': compiles to more than 1048576 bytes")),
             // Loops.
             (&["for = 8001 8002", "http-socket = :%(_)", "endfor"], Ok(&["http-socket=:8001", "http-socket=:8002"])),
             (&["for-times = 3", "x = w%(_)", "end-for"], Ok(&["x=w1", "x=w2", "x=w3"])),
