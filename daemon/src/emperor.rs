@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rsgi_os::listen::BoundSocket;
+use rsgi_proto::bounds::Included;
 use rsgi_proto::config::{ListenAddr, Protocol, SocketSpec, VassalConfig};
 use rsgi_proto::control::{
     ActionResult, CheckResult, LogLines, VassalList, VassalStatus, VassalSummary,
@@ -70,6 +71,11 @@ struct Vassal {
     file: VassalFile,
     /// The last configuration that parsed.
     config: Option<Arc<VassalConfig>>,
+    /// After a load that failed (a first load, or a reload while `config` runs): the
+    /// files it read or tried to read besides the vassal file, with what they held. A
+    /// change of one of them (the broken include fixed, the missing one created) loads
+    /// the vassal again, as a change of its own file does. `None` once a load succeeds.
+    failed_reads: Option<Vec<Included>>,
     /// The file as it was when `config` was read from it: the same bytes found again
     /// (a projected directory's swap, a link that dangled for a moment) reload nothing.
     applied: Option<Fingerprint>,
@@ -101,6 +107,26 @@ struct Vassal {
     sleep_seq: u64,
     /// What the `idle` check last saw of the serving generation.
     activity: Option<lifecycle::Activity>,
+}
+
+/// A vassal file that did not load: why, and the files the load read or tried to read
+/// besides it (see [`Vassal::failed_reads`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoadFailure {
+    /// What is wrong, `where: what` (the file and line, or the key in etcd).
+    pub(crate) message: String,
+    /// The other files the load read, with what they held.
+    pub(crate) read: Vec<Included>,
+}
+
+impl From<String> for LoadFailure {
+    /// A failure that read no other file (the vassal file cannot be read, a user check).
+    fn from(message: String) -> Self {
+        LoadFailure {
+            message,
+            read: Vec::new(),
+        }
+    }
 }
 
 /// The actor.
@@ -480,16 +506,17 @@ impl Emperor {
             .map(|(n, v)| (n.clone(), v.file.fingerprint))
             .collect();
         let mut changes = scan::diff(&before, &scanned.files);
-        // A vassal whose own file is unchanged changes too when a file it included
-        // holds other bytes now (issue 18: its content decides, all of it).
-        for (name, v) in &self.vassals {
-            if scanned.files.contains_key(name)
-                && !changes.iter().any(|c| c.name() == name)
-                && includes_changed(v)
-            {
-                changes.push(Change::Changed(name.clone()));
-            }
-        }
+        // A vassal whose own file is unchanged changes too when a file it read holds
+        // other bytes now (issue 18: its content decides, all of it), and so does one
+        // whose last load failed when a file that load read (or missed) changes.
+        let mut now = |path: &std::path::Path| Included::read(path, &rsgi_os::config::Os).digest;
+        let moved = scan::include_changes(
+            self.vassals.iter().map(|(n, v)| (n, reads_of(v))),
+            &scanned.files,
+            &changes,
+            &mut now,
+        );
+        changes.extend(moved);
         // Removals first: a renamed file's socket is free to pass to its new name.
         changes.sort_by_key(|c| !matches!(c, Change::Removed(_)));
         // Files that did not change may still have moved (the same bytes in another
@@ -657,24 +684,29 @@ impl Emperor {
 
     /// Read and check a vassal file: it must parse, and (as root) name a user to run as.
     /// The error of a vassal from etcd names its key first.
-    fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
-        self.load_file(name, file).map_err(|e| {
-            match self
+    fn load(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, LoadFailure> {
+        self.load_file(name, file).map_err(|mut e| {
+            if let Some((key, rev)) = self
                 .origin_of(name)
                 .and_then(|o| Some((o.key?, o.mod_revision?)))
             {
-                Some((key, rev)) => format!("etcd key {key} (mod revision {rev}): {e}"),
-                None => e,
+                e.message = format!("etcd key {key} (mod revision {rev}): {}", e.message);
             }
+            e
         })
     }
 
-    fn load_file(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, String> {
+    fn load_file(&self, name: &VassalName, file: &VassalFile) -> Result<VassalConfig, LoadFailure> {
         if let Some(problem) = &file.problem {
-            return Err(problem.clone());
+            return Err(problem.clone().into());
         }
         let mut config = self.read_config(&file.path)?;
-        self.user_for(&config, &file.path)?;
+        // An include may be what sets `uid`: what was read decides a retry here too.
+        self.user_for(&config, &file.path)
+            .map_err(|message| LoadFailure {
+                message,
+                read: config.includes.clone(),
+            })?;
         let (euid, egid) = (nix::unistd::geteuid(), nix::unistd::getegid());
         if !euid.is_root() {
             if let Some(notice) = unprivileged_notice(&config, euid.as_raw(), egid.as_raw()) {
@@ -707,6 +739,7 @@ impl Emperor {
                 applied: None,
                 file,
                 config: None,
+                failed_reads: None,
                 sockets: Vec::new(),
                 state: State::new(),
                 wakes: BTreeSet::new(),
@@ -732,7 +765,17 @@ impl Emperor {
                 }
                 self.input(&name, Input::Start);
             }
-            Err(message) => self.input(&name, Input::ConfigBroken { message }),
+            Err(failure) => {
+                if let Some(v) = self.vassals.get_mut(&name) {
+                    v.failed_reads = Some(failure.read);
+                }
+                self.input(
+                    &name,
+                    Input::ConfigBroken {
+                        message: failure.message,
+                    },
+                );
+            }
         }
     }
 
@@ -743,7 +786,9 @@ impl Emperor {
         let same_file = file.problem.is_none()
             && v.applied.is_some_and(|a| !a.changed(&file.fingerprint))
             && v.config.is_some();
-        if same_file && !includes_changed(v) {
+        // After a failed load, load again: what runs may match the disk once more (the
+        // edit reverted), and that load says so.
+        if same_file && v.failed_reads.is_none() && !includes_moved(v) {
             // What runs was read from these very bytes (a link that dangled for a moment
             // points at them again): nothing to reload.
             tracing::debug!(vassal = %name, "same content as what runs: nothing to reload");
@@ -758,6 +803,9 @@ impl Emperor {
             return;
         };
         v.file = file;
+        if loaded.is_ok() {
+            v.failed_reads = None;
+        }
         if let (true, Ok(new), Some(config)) = (same_file, &loaded, v.config.as_mut()) {
             if same_contents(&new.includes, &config.includes) {
                 // The same bytes in every included file, found elsewhere (`%d` of a
@@ -780,17 +828,17 @@ impl Emperor {
                 self.input(name, Input::ConfigChanged);
             }
             // Logged by `report`: ConfigRejected while a generation runs, Failed if not.
-            Err(message) => {
-                // What the includes hold now was tried: only their next change is news
-                // (as `v.file` for the vassal's own file).
-                if let Some(config) = v.config.as_mut() {
-                    let mut seen = (**config).clone();
-                    for inc in &mut seen.includes {
-                        *inc = rsgi_proto::bounds::Included::read(&inc.path, &rsgi_os::config::Os);
-                    }
-                    *config = Arc::new(seen);
-                }
-                self.input(name, Input::ConfigBroken { message })
+            Err(failure) => {
+                // What this load read was tried: only its next change is news (as
+                // `v.file` for the vassal's own file). The running configuration keeps
+                // the includes it was read from.
+                v.failed_reads = Some(failure.read);
+                self.input(
+                    name,
+                    Input::ConfigBroken {
+                        message: failure.message,
+                    },
+                )
             }
         }
     }
@@ -1109,7 +1157,7 @@ impl Emperor {
     fn check(&self, path: &std::path::Path) -> CheckResult {
         let mut problems = Vec::new();
         match self.read_config(path) {
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(e.message),
             Ok(config) => {
                 if let Err(e) = self.user_for(&config, path) {
                     problems.push(format!("{}: {e}", path.display()));
@@ -1314,18 +1362,34 @@ impl Emperor {
 
     /// Read and parse a vassal file: in tyrant mode (as root) with the rights of the
     /// file's owner (see [`crate::tyrant`]), otherwise here.
-    fn read_config(&self, path: &std::path::Path) -> Result<VassalConfig, String> {
+    fn read_config(&self, path: &std::path::Path) -> Result<VassalConfig, LoadFailure> {
         let mut config = if self.settings.tyrant && nix::unistd::geteuid().is_root() {
             let owner = file_owner(path)?;
             let as_owner = crate::tyrant::Owner {
                 uid: owner.uid,
                 gid: owner.gid,
             };
-            crate::tyrant::load_as(as_owner, path)
-                .map_err(|e| format!("{e} (read as {}, the file's owner)", owner.name))?
+            crate::tyrant::load_as(as_owner, path).map_err(|e| LoadFailure {
+                message: format!("{} (read as {}, the file's owner)", e.message, owner.name),
+                // What the owner could not open rsgid may (root): compare later changes
+                // with rsgid's own look, or every rescan would see a change.
+                read: e
+                    .read
+                    .iter()
+                    .map(|i| Included::read(&i.path, &rsgi_os::config::Os))
+                    .collect(),
+            })?
         } else {
             let env = |key: &str| std::env::var(key).ok();
-            rsgi_os::load_file(&path.to_string_lossy(), &env).map_err(|e| e.to_string())?
+            match rsgi_os::config::load_file_reads(&path.to_string_lossy(), &env) {
+                (Ok(config), _) => config,
+                (Err(e), read) => {
+                    return Err(LoadFailure {
+                        message: e.to_string(),
+                        read,
+                    })
+                }
+            }
         };
         // Relative unix sockets are bound where the vassal would bind them itself: in
         // its `chdir`, else in the directory vassals start in (as uWSGI binds after
@@ -1646,16 +1710,21 @@ fn same_contents(a: &[rsgi_proto::bounds::Included], b: &[rsgi_proto::bounds::In
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.digest == y.digest)
 }
 
-/// Whether a file the running configuration of `v` included (`ini = ...`, `@(FILE)`)
-/// holds other bytes now. Only a running, applied configuration counts: a retired or
-/// broken vassal is reloaded by a change of its own file.
-fn includes_changed(v: &Vassal) -> bool {
-    if matches!(v.state.phase, Phase::Retired) {
-        return false;
+/// What `v`'s configuration read besides its file, for [`scan::include_changes`].
+fn reads_of(v: &Vassal) -> scan::Reads<'_> {
+    scan::Reads {
+        applied: v.config.as_ref().map(|c| c.includes.as_slice()),
+        failed: v.failed_reads.as_deref(),
+        retired: matches!(v.state.phase, Phase::Retired),
     }
-    v.config
-        .as_ref()
-        .is_some_and(|c| c.includes.iter().any(|i| i.changed(&rsgi_os::config::Os)))
+}
+
+/// Whether a file `v` watches ([`scan::Reads::watched`]) holds other bytes now.
+fn includes_moved(v: &Vassal) -> bool {
+    reads_of(v)
+        .watched()
+        .iter()
+        .any(|i| i.changed(&rsgi_os::config::Os))
 }
 
 #[cfg(test)]
@@ -2097,5 +2166,81 @@ mod tests {
         assert_eq!(origin.source_state, "stale");
         assert_eq!(origin.key.as_deref(), Some("/p/b.ini"));
         assert_eq!(origin.mod_revision, Some(8));
+    }
+
+    /// A vassal whose first load failed on its include (missing, then broken) starts
+    /// once the include is fixed, without a touch of the vassal file; nothing is retried
+    /// while nothing it read changes.
+    #[tokio::test(start_paused = true)]
+    async fn a_first_load_broken_by_its_include_is_retried_when_the_include_is_fixed() {
+        let mut h = Harness::start(&[]);
+        let other = h.dir.path().join("other.ini");
+        let a_ini = h.vassal_dir().join("a.ini");
+        std::fs::write(&a_ini, format!("{}ini = {}\n", ini(), other.display())).unwrap();
+        h.send(Msg::Rescan);
+        // Periodic rescans run meanwhile (virtual time): no attempt without a change.
+        h.no_call_for(Duration::from_secs(10)).await;
+        let a = h.one("a").await;
+        assert_eq!(a.state, "failed", "{a:?}");
+        let at_line = format!("{}:4: ini = {}: ", a_ini.display(), other.display());
+        assert!(
+            a.reason.starts_with(&at_line) && a.reason.contains("cannot read"),
+            "{a:?}"
+        );
+
+        // The include appears, broken: tried again, still failed, with its own line.
+        std::fs::write(&other, "[uwsgi]\nharakri = 5\n").unwrap();
+        h.send(Msg::Rescan);
+        h.no_call_for(Duration::from_secs(10)).await;
+        let a = h.one("a").await;
+        assert_eq!(a.state, "failed", "{a:?}");
+        assert!(
+            a.reason
+                .starts_with(&format!("{}:2: unknown option 'harakri'", other.display())),
+            "{a:?}"
+        );
+
+        // Fixed: it starts, the vassal file untouched.
+        std::fs::write(&other, "[uwsgi]\nprocesses = 2\n").unwrap();
+        h.send(Msg::Rescan);
+        h.spawned("a", 1).await;
+    }
+
+    /// A running vassal whose reload fails on its include keeps serving; a revert of the
+    /// include to what runs reloads nothing; a fix with new content reloads.
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_broken_by_an_include_is_retried_when_the_include_changes() {
+        let mut h = Harness::start(&[]);
+        let other = h.dir.path().join("other.ini");
+        let good = "[uwsgi]\nprocesses = 1\n";
+        std::fs::write(&other, good).unwrap();
+        let a_ini = h.vassal_dir().join("a.ini");
+        std::fs::write(&a_ini, format!("{}ini = {}\n", ini(), other.display())).unwrap();
+        h.send(Msg::Rescan);
+        let old = h.spawned("a", 1).await;
+        h.ready("a", 1);
+
+        // Broken: rejected, the running generation stays, and no retry loop.
+        std::fs::write(&other, "[uwsgi]\nharakri = 5\n").unwrap();
+        h.send(Msg::Rescan);
+        h.no_call_for(Duration::from_secs(10)).await;
+        let a = h.one("a").await;
+        assert_eq!(
+            (a.state.as_str(), a.pid, a.generation),
+            ("ready", Some(old), 1)
+        );
+
+        // Reverted to the bytes that run: nothing to reload.
+        std::fs::write(&other, good).unwrap();
+        h.send(Msg::Rescan);
+        h.no_call_for(Duration::from_secs(10)).await;
+
+        // Broken again (the include went), then fixed with new content: a reload.
+        std::fs::remove_file(&other).unwrap();
+        h.send(Msg::Rescan);
+        h.no_call_for(Duration::from_secs(10)).await;
+        std::fs::write(&other, "[uwsgi]\nprocesses = 3\n").unwrap();
+        h.send(Msg::Rescan);
+        h.spawned("a", 2).await;
     }
 }

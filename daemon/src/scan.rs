@@ -13,6 +13,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use rsgi_proto::bounds::Included;
+
 /// A vassal's name: the file stem of its config file (`mysite.ini` -> `mysite`).
 ///
 /// Valid names are non-empty, do not start with `.`, and consist of printable ASCII
@@ -399,6 +401,65 @@ pub fn diff(
     changes
 }
 
+/// What rsgid knows of the files one vassal's configuration read besides its own file
+/// (`ini = ...`, `xml = ...`, `@(FILE)`): the input of [`include_changes`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reads<'a> {
+    /// The files the configuration that runs (the last one that loaded) read, with what
+    /// they held then.
+    pub applied: Option<&'a [Included]>,
+    /// The files the last load that failed read or tried to read (the include that is
+    /// missing or does not parse among them), with what they held then; `None` once a
+    /// load succeeds again.
+    pub failed: Option<&'a [Included]>,
+    /// The vassal is retired: nothing it read matters any more.
+    pub retired: bool,
+}
+
+impl<'a> Reads<'a> {
+    /// The files whose change is news for this vassal: after a failed load, what that
+    /// load read (the newest look at the disk; a vassal whose first load failed has
+    /// nothing else); otherwise what the running configuration read; nothing when
+    /// retired.
+    pub fn watched(&self) -> &'a [Included] {
+        if self.retired {
+            return &[];
+        }
+        self.failed.or(self.applied).unwrap_or(&[])
+    }
+}
+
+/// The vassals to load again because a file they read holds other bytes now, appeared or
+/// went (a vassal's content is all of what it reads): a [`Change::Changed`] for each
+/// vassal still in the directory (`present`) that `changes` (the directory's own diff)
+/// does not name already. `now` says what a path holds now (length and hash, `None`
+/// when it cannot be opened, as [`Included::digest`]); it is asked once per path, however
+/// many vassals read the file. Pure: the actor passes a reader, the tests a table.
+pub fn include_changes<'a>(
+    reads: impl IntoIterator<Item = (&'a VassalName, Reads<'a>)>,
+    present: &BTreeMap<VassalName, VassalFile>,
+    changes: &[Change],
+    now: &mut dyn FnMut(&Path) -> Option<(u64, u64)>,
+) -> Vec<Change> {
+    let mut seen: BTreeMap<&Path, Option<(u64, u64)>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (name, r) in reads {
+        if !present.contains_key(name) || changes.iter().any(|c| c.name() == name) {
+            continue;
+        }
+        let moved = r.watched().iter().any(|inc| {
+            let held = *seen
+                .entry(inc.path.as_path())
+                .or_insert_with(|| now(&inc.path));
+            held != inc.digest
+        });
+        if moved {
+            out.push(Change::Changed(name.clone()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -741,5 +802,228 @@ mod tests {
         let err = scan(&missing).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    fn inc(path: &str, digest: Option<u64>) -> Included {
+        Included {
+            path: PathBuf::from(path),
+            digest: digest.map(|d| (d, d)),
+        }
+    }
+
+    /// Which files [`Reads::watched`] looks at: a failed load's, else the running
+    /// configuration's, nothing when retired.
+    #[test]
+    fn reads_watched_table() {
+        let applied = [inc("/etc/a.ini", Some(1))];
+        let failed = [inc("/etc/a.ini", Some(2)), inc("/etc/other.ini", None)];
+        type Row<'a> = (&'a str, Reads<'a>, &'a [Included]);
+        let rows: &[Row<'_>] = &[
+            ("never loaded, never tried", Reads::default(), &[]),
+            (
+                "running, no failed load",
+                Reads {
+                    applied: Some(&applied),
+                    ..Reads::default()
+                },
+                &applied,
+            ),
+            (
+                "first load failed",
+                Reads {
+                    failed: Some(&failed),
+                    ..Reads::default()
+                },
+                &failed,
+            ),
+            (
+                "running, a reload failed",
+                Reads {
+                    applied: Some(&applied),
+                    failed: Some(&failed),
+                    retired: false,
+                },
+                &failed,
+            ),
+            (
+                "a failed load that read nothing (the vassal file itself is wrong)",
+                Reads {
+                    applied: Some(&applied),
+                    failed: Some(&[]),
+                    retired: false,
+                },
+                &[],
+            ),
+            (
+                "retired",
+                Reads {
+                    applied: Some(&applied),
+                    failed: Some(&failed),
+                    retired: true,
+                },
+                &[],
+            ),
+        ];
+        for (what, reads, want) in rows {
+            assert_eq!(reads.watched(), *want, "{what}");
+        }
+    }
+
+    /// [`include_changes`]: each row is what one vassal read (path, digest then), what
+    /// the paths hold now, whether the vassal is in the directory and already changed
+    /// there, and whether it must be loaded again.
+    #[test]
+    fn include_changes_table() {
+        struct Row {
+            what: &'static str,
+            watched: Vec<Included>,
+            present: bool,
+            already: bool,
+            changed: bool,
+        }
+        // What the files hold now (a missing path is not here).
+        let disk: BTreeMap<&str, u64> = [("/etc/a.ini", 1), ("/etc/b.ini", 7)].into();
+        let rows = [
+            Row {
+                what: "same bytes",
+                watched: vec![inc("/etc/a.ini", Some(1))],
+                present: true,
+                already: false,
+                changed: false,
+            },
+            Row {
+                what: "other bytes",
+                watched: vec![inc("/etc/b.ini", Some(6))],
+                present: true,
+                already: false,
+                changed: true,
+            },
+            Row {
+                what: "the missing include appeared",
+                watched: vec![inc("/etc/a.ini", Some(1)), inc("/etc/b.ini", None)],
+                present: true,
+                already: false,
+                changed: true,
+            },
+            Row {
+                what: "an include went",
+                watched: vec![inc("/etc/gone.ini", Some(3))],
+                present: true,
+                already: false,
+                changed: true,
+            },
+            Row {
+                what: "still missing",
+                watched: vec![inc("/etc/gone.ini", None)],
+                present: true,
+                already: false,
+                changed: false,
+            },
+            Row {
+                what: "nothing read",
+                watched: vec![],
+                present: true,
+                already: false,
+                changed: false,
+            },
+            Row {
+                what: "its own file changed already: one change, from the diff",
+                watched: vec![inc("/etc/b.ini", Some(6))],
+                present: true,
+                already: true,
+                changed: false,
+            },
+            Row {
+                what: "its file is gone from the directory",
+                watched: vec![inc("/etc/b.ini", Some(6))],
+                present: false,
+                already: false,
+                changed: false,
+            },
+        ];
+        for row in &rows {
+            let n = name("v");
+            let present = if row.present {
+                files(&[("v", fp(1, "[uwsgi]"))])
+            } else {
+                BTreeMap::new()
+            };
+            let changes = if row.already {
+                vec![Change::Changed(n.clone())]
+            } else {
+                vec![]
+            };
+            let reads = Reads {
+                failed: Some(&row.watched),
+                ..Reads::default()
+            };
+            let mut now = |p: &Path| disk.get(p.to_str().unwrap()).map(|&d| (d, d));
+            let got = include_changes([(&n, reads)], &present, &changes, &mut now);
+            let want = if row.changed {
+                vec![Change::Changed(n.clone())]
+            } else {
+                vec![]
+            };
+            assert_eq!(got, want, "{}", row.what);
+        }
+    }
+
+    /// Several vassals: each path is looked at once per scan, and only the vassals whose
+    /// files moved change, in the order given.
+    #[test]
+    fn include_changes_reads_each_path_once() {
+        let (a, b, c) = (name("a"), name("b"), name("c"));
+        let shared = [inc("/etc/shared.ini", Some(1))];
+        let fixed = [inc("/etc/shared.ini", Some(1)), inc("/etc/fixed.ini", None)];
+        let present = files(&[
+            ("a", fp(1, "[uwsgi]")),
+            ("b", fp(1, "[uwsgi]")),
+            ("c", fp(1, "[uwsgi]")),
+        ]);
+        let mut asked = Vec::new();
+        let mut now = |p: &Path| {
+            asked.push(p.to_path_buf());
+            match p.to_str() {
+                Some("/etc/shared.ini") => Some((1, 1)),
+                Some("/etc/fixed.ini") => Some((5, 5)),
+                _ => None,
+            }
+        };
+        let reads = [
+            (
+                &a,
+                Reads {
+                    applied: Some(&shared),
+                    ..Reads::default()
+                },
+            ),
+            (
+                &b,
+                Reads {
+                    failed: Some(&fixed),
+                    ..Reads::default()
+                },
+            ),
+            (
+                &c,
+                Reads {
+                    applied: Some(&shared),
+                    failed: Some(&fixed),
+                    retired: false,
+                },
+            ),
+        ];
+        let got = include_changes(reads, &present, &[], &mut now);
+        assert_eq!(
+            got,
+            [Change::Changed(b.clone()), Change::Changed(c.clone())]
+        );
+        assert_eq!(
+            asked,
+            [
+                PathBuf::from("/etc/shared.ini"),
+                PathBuf::from("/etc/fixed.ini")
+            ]
+        );
     }
 }

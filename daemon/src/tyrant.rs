@@ -83,6 +83,33 @@ enum Answer {
     Bound,
     /// What went wrong, as the user should read it.
     Error(String),
+    /// The vassal file did not load: why, and the files the load read or tried to read
+    /// besides it (rsgid tries again when one of them changes).
+    Broken {
+        /// What is wrong, as the user should read it.
+        message: String,
+        /// Each file read, with its (length, hash), `None` when it could not be opened.
+        includes: Vec<(PathBuf, Option<(u64, u64)>)>,
+    },
+}
+
+/// A vassal file that did not load through the helper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadError {
+    /// What is wrong, as the user should read it.
+    pub message: String,
+    /// The files the load read or tried to read besides the vassal file, as the owner
+    /// saw them (empty when the helper itself failed).
+    pub read: Vec<rsgi_proto::bounds::Included>,
+}
+
+impl From<String> for LoadError {
+    fn from(message: String) -> Self {
+        LoadError {
+            message,
+            read: Vec::new(),
+        }
+    }
 }
 
 /// The user a tyrant-mode vassal runs as.
@@ -95,7 +122,10 @@ pub struct Owner {
 }
 
 /// Read and parse `path` as `owner` would: the file and everything it includes.
-pub fn load_as(owner: Owner, path: &Path) -> Result<VassalConfig, String> {
+///
+/// # Errors
+/// What is wrong with the file (or the helper), with the files the load read.
+pub fn load_as(owner: Owner, path: &Path) -> Result<VassalConfig, LoadError> {
     let (answer, _) = run(owner, &Request::Load(path.to_owned()))?;
     match answer {
         Answer::Loaded(o) => {
@@ -120,8 +150,15 @@ pub fn load_as(owner: Owner, path: &Path) -> Result<VassalConfig, String> {
                 .collect::<Result<_, _>>()?;
             Ok(config)
         }
-        Answer::Error(e) => Err(e),
-        Answer::Bound => Err("tyrant helper: unexpected answer".into()),
+        Answer::Error(e) => Err(e.into()),
+        Answer::Broken { message, includes } => Err(LoadError {
+            message,
+            read: includes
+                .into_iter()
+                .map(|(path, digest)| rsgi_proto::bounds::Included { path, digest })
+                .collect(),
+        }),
+        Answer::Bound => Err(String::from("tyrant helper: unexpected answer").into()),
     }
 }
 
@@ -155,7 +192,7 @@ pub fn bind_as(owner: Owner, config: &VassalConfig) -> Result<Vec<BoundSocket>, 
             config.sockets.len()
         )),
         Answer::Error(e) => Err(e),
-        Answer::Loaded(_) => Err("tyrant helper: unexpected answer".into()),
+        Answer::Loaded(_) | Answer::Broken { .. } => Err("tyrant helper: unexpected answer".into()),
     }
 }
 
@@ -274,9 +311,15 @@ pub fn helper_main(json: &str) -> ExitCode {
         ),
         Ok(Request::Load(path)) => {
             let env = |key: &str| std::env::var(key).ok();
-            match rsgi_os::load_file(&path.to_string_lossy(), &env) {
-                Ok(config) => (Answer::Loaded(options_of(&config)), Vec::new()),
-                Err(e) => (Answer::Error(e.to_string()), Vec::new()),
+            match rsgi_os::config::load_file_reads(&path.to_string_lossy(), &env) {
+                (Ok(config), _) => (Answer::Loaded(options_of(&config)), Vec::new()),
+                (Err(e), read) => (
+                    Answer::Broken {
+                        message: e.to_string(),
+                        includes: read.into_iter().map(|i| (i.path, i.digest)).collect(),
+                    },
+                    Vec::new(),
+                ),
             }
         }
         Ok(Request::Bind(options)) => match bind(&options) {

@@ -6,13 +6,13 @@
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rsgi_proto::bounds::Limits;
+use rsgi_proto::bounds::{Included, Limits};
 use rsgi_proto::config::VassalConfig;
 use rsgi_proto::expand::EnvLookup;
-use rsgi_proto::{ConfigError, Host, Invocation, System};
+use rsgi_proto::{ConfigError, Host, Invocation, PathKind, System};
 
 /// The real system: see the module doc.
 #[derive(Debug, Clone, Copy, Default)]
@@ -57,6 +57,30 @@ impl System for Os {
                 .unwrap_or_default(),
         }
     }
+
+    /// `stat(2)` (symlinks followed).
+    fn path_kind(&self, path: &Path) -> Option<PathKind> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(if m.is_file() {
+            PathKind::File
+        } else if m.is_dir() {
+            PathKind::Dir
+        } else {
+            PathKind::Other
+        })
+    }
+
+    /// The `glob` crate (a well-kept crate of the Rust project) with glob(3)'s defaults:
+    /// `*` never matches a `/` or a leading `.`, case matters.
+    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: true,
+        };
+        let paths = glob::glob_with(pattern, options).map_err(|e| format!("bad pattern: {e}"))?;
+        Ok(paths.filter_map(Result::ok).collect())
+    }
 }
 
 /// `rsgi`'s command line: [`rsgi_proto::parse_args_with`] with [`Os`].
@@ -76,6 +100,15 @@ pub fn load_file(
     env: EnvLookup<'_>,
 ) -> Result<VassalConfig, ConfigError> {
     rsgi_proto::load_file_with(path_with_optional_section, env, &Os)
+}
+
+/// One vassal file, and every file the load read or tried to read besides it, whether the
+/// load succeeded or not: [`rsgi_proto::load_file_reads`] with [`Os`].
+pub fn load_file_reads(
+    path_with_optional_section: &str,
+    env: EnvLookup<'_>,
+) -> (Result<VassalConfig, ConfigError>, Vec<Included>) {
+    rsgi_proto::load_file_reads(path_with_optional_section, env, &Os)
 }
 
 /// The bytes of a config file within `limits`, never blocking:
@@ -102,6 +135,73 @@ mod tests {
         assert!(h.started > Duration::from_secs(1_600_000_000));
         assert_eq!(h.uid, nix::unistd::getuid().as_raw());
         assert!(!h.user.is_empty() && !h.group.is_empty());
+    }
+
+    /// Config logic on a real directory through [`Os`]: `for-glob` sorted, directories
+    /// marked, dot files left out, no match gives the pattern; `if-exists`, `if-file`,
+    /// `if-dir` as `stat` says (a symlink followed).
+    #[test]
+    fn config_logic_looks_at_the_real_filesystem() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in ["b.ini", "a.ini", ".hidden.ini", "c.txt"] {
+            std::fs::write(d.join(f), "").unwrap();
+        }
+        std::fs::create_dir(d.join("d.ini")).unwrap();
+        std::os::unix::fs::symlink(d.join("d.ini"), d.join("link")).unwrap();
+        let base = d.display().to_string();
+        let mut raw = Os.glob(&format!("{base}/*.ini")).unwrap();
+        raw.sort();
+        assert_eq!(
+            raw,
+            ["a.ini", "b.ini", "d.ini"].map(|n| d.join(n)).to_vec(),
+            "glob(3)'s rules: no dot files"
+        );
+        assert!(Os.glob("[").unwrap_err().starts_with("bad pattern: "));
+        let kinds = [
+            ("a.ini", Some(PathKind::File)),
+            ("d.ini", Some(PathKind::Dir)),
+            ("link", Some(PathKind::Dir)),
+            ("nope", None),
+        ];
+        for (name, want) in kinds {
+            assert_eq!(Os.path_kind(&d.join(name)), want, "{name}");
+        }
+        let ini = d.join("app.ini.conf");
+        std::fs::write(
+            &ini,
+            format!(
+                "[uwsgi]\nmodule = app\n\
+                 for-glob = {base}/*.ini\npythonpath = %(_)\nendfor\n\
+                 for-glob = {base}/*.xml\npythonpath = %(_)\nendfor\n\
+                 if-file = {base}/a.ini\nenv = FILE=1\nendif\n\
+                 if-dir = {base}/link\nenv = DIR=1\nendif\n\
+                 if-exists = {base}/nope\nenv = NOPE=1\nendif\n"
+            ),
+        )
+        .unwrap();
+        let config = load_file(&ini.display().to_string(), &|_: &str| None).unwrap();
+        let paths: Vec<String> = config
+            .pythonpath
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                format!("{base}/a.ini"),
+                format!("{base}/b.ini"),
+                format!("{base}/d.ini/"),
+                format!("{base}/*.xml"),
+            ]
+        );
+        assert_eq!(
+            config.env,
+            [
+                ("FILE".to_owned(), "1".to_owned()),
+                ("DIR".to_owned(), "1".to_owned())
+            ]
+        );
     }
 
     /// A FIFO (no writer) is refused without blocking, read directly, named by `ini = `

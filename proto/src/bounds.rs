@@ -257,6 +257,14 @@ impl System for Recording<'_> {
     fn host(&self) -> crate::system::Host {
         self.inner.host()
     }
+
+    fn path_kind(&self, path: &Path) -> Option<crate::system::PathKind> {
+        self.inner.path_kind(path)
+    }
+
+    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
+        self.inner.glob(pattern)
+    }
 }
 
 #[cfg(test)]

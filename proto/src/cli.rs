@@ -37,7 +37,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::bounds::Limits;
+use crate::bounds::{Included, Limits};
 use crate::config::{Notice, VassalConfig};
 use crate::error::ConfigError;
 use crate::expand::{EnvLookup, Placeholders};
@@ -137,17 +137,39 @@ pub fn load_file_with(
     env: EnvLookup<'_>,
     system: &dyn System,
 ) -> Result<VassalConfig, ConfigError> {
+    load_file_reads(path_with_optional_section, env, system).0
+}
+
+/// [`load_file_with`], and every file the load read or tried to read besides the top
+/// file (as [`VassalConfig::includes`] lists them), whether it succeeded or not: the
+/// include that is missing or does not parse is among them. rsgid tries a failed load
+/// again when one of these files changes, appears or goes.
+pub fn load_file_reads(
+    path_with_optional_section: &str,
+    env: EnvLookup<'_>,
+    system: &dyn System,
+) -> (Result<VassalConfig, ConfigError>, Vec<Included>) {
     let (path, _) = split_section(path_with_optional_section);
-    let format = format_of(Path::new(path))
-        .map_err(|msg| ConfigError::file(Path::new(path), msg))?
-        .unwrap_or(Format::Ini);
+    let format = match format_of(Path::new(path)) {
+        Ok(format) => format.unwrap_or(Format::Ini),
+        Err(msg) => return (Err(ConfigError::file(Path::new(path), msg)), Vec::new()),
+    };
     let recording = crate::bounds::Recording::new(system);
-    let mut loader = Loader::new(env, &recording);
-    loader.load(path_with_optional_section, format)?;
-    loader.finish()?;
-    let mut config = loader.config;
-    config.includes = recording.into_included(Path::new(path));
-    Ok(config)
+    let loaded = {
+        let mut loader = Loader::new(env, &recording);
+        loader
+            .load(path_with_optional_section, format)
+            .and_then(|()| loader.finish())
+            .map(|()| loader.config)
+    };
+    let read = recording.into_included(Path::new(path));
+    match loaded {
+        Ok(mut config) => {
+            config.includes.clone_from(&read);
+            (Ok(config), read)
+        }
+        Err(e) => (Err(e), read),
+    }
 }
 
 /// Split `file:section` at the last `:`, if what follows it is a plausible section name
@@ -672,6 +694,7 @@ fn config_logic(
     let hostname = || ph.hostname();
     let read = |path: &str| ph.read_file(Path::new(path)).map_err(|e| e.to_string());
     let facts = SystemFacts {
+        system: ph.system(),
         env: &env,
         opt: &opt,
         hostname: &hostname,
@@ -812,6 +835,68 @@ mod tests {
         // Nothing included: nothing listed.
         let alone = dir.write("alone.ini", "[uwsgi]\nmodule = app\n");
         assert!(load_file(&alone, &no_env).unwrap().includes.is_empty());
+    }
+
+    /// A load that fails still says what it read: the include that is missing (no
+    /// digest) or does not parse, and what was read before it; a load that stops at the
+    /// top file read nothing else. Each row: the top file's text, the files beside it,
+    /// and the files listed (by name, with whether they had a digest).
+    #[test]
+    fn a_failed_load_lists_what_it_read() {
+        type Row<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [(&'a str, bool)]);
+        let rows: &[Row<'_>] = &[
+            // The include is missing.
+            ("[uwsgi]\nini = %dother.ini\n", &[], &[("other.ini", false)]),
+            // The include does not parse; what was read before it is listed too.
+            (
+                "[uwsgi]\nini = %dbase.ini\nini = %dother.ini\nmodule = app\n",
+                &[
+                    ("base.ini", "[uwsgi]\nprocesses = 2\n"),
+                    ("other.ini", "[uwsgi]\nharakri = 5\n"),
+                ],
+                &[("base.ini", true), ("other.ini", true)],
+            ),
+            // Reading stops in the top file before the include: nothing else was read.
+            ("[uwsgi]\nfor-times = x\nini = %dother.ini\n", &[], &[]),
+            // An unknown option is found once everything is read: the include is listed.
+            (
+                "[uwsgi]\nharakri = 5\nini = %dother.ini\n",
+                &[("other.ini", "[uwsgi]\n")],
+                &[("other.ini", true)],
+            ),
+            // A load that fails after reading (no app is no error here; a bad value is).
+            (
+                "[uwsgi]\nini = %dbase.ini\nprocesses = many\n",
+                &[("base.ini", "[uwsgi]\n")],
+                &[("base.ini", true)],
+            ),
+        ];
+        for (top, beside, want) in rows {
+            let dir = TempDir::new("failed-reads");
+            for (name, text) in *beside {
+                dir.write(name, text);
+            }
+            let top_path = dir.write("app.ini", top);
+            let (result, read) = load_file_reads(&top_path, &no_env, &FIXED);
+            assert!(result.is_err(), "{top:?} loaded");
+            let got: Vec<(String, bool)> = read
+                .iter()
+                .map(|i| {
+                    let name = i.path.file_name().unwrap().to_string_lossy().into_owned();
+                    (name, i.digest.is_some())
+                })
+                .collect();
+            let want: Vec<(String, bool)> =
+                want.iter().map(|(n, d)| ((*n).to_owned(), *d)).collect();
+            assert_eq!(got, want, "{top:?}");
+        }
+        // A load that succeeds lists the same files as its config's includes.
+        let dir = TempDir::new("ok-reads");
+        dir.write("base.ini", "[uwsgi]\nprocesses = 2\n");
+        let top = dir.write("app.ini", "[uwsgi]\nini = %dbase.ini\nmodule = app\n");
+        let (result, read) = load_file_reads(&top, &no_env, &FIXED);
+        assert_eq!(result.unwrap().includes, read);
+        assert_eq!(read.len(), 1);
     }
 
     fn args(line: &str) -> Vec<String> {
@@ -1348,6 +1433,30 @@ threads = 2
             "--if-env: config logic (if-*, for, else, endif) works only in config files"
         );
         assert_eq!(code, EXIT_USAGE);
+    }
+
+    /// `if-hostname-match` asks the injected [`System`] for the host name (the tests'
+    /// is `web1`), and a bad regexp is an error at its `file:line`.
+    #[test]
+    fn hostname_match_asks_the_system() {
+        let dir = TempDir::new("hostmatch");
+        let ini = dir.write(
+            "h.ini",
+            "[uwsgi]\nmodule = app\nif-hostname-match = ^web[0-9]$\nprocesses = 4\nendif\n\
+             if-not-hostname-match = ^web\nthreads = 8\nendif\n",
+        );
+        let c = load_file(&ini, &no_env).unwrap();
+        assert_eq!((c.processes, c.threads), (4, 1));
+        let bad = dir.write(
+            "bad.ini",
+            "[uwsgi]\nmodule = app\nif-hostname-match = web(\n",
+        );
+        assert_eq!(
+            load_file(&bad, &no_env).unwrap_err().to_string(),
+            format!(
+                "{bad}:3: if-hostname-match: bad regexp 'web(': unclosed group (at character 4)"
+            )
+        );
     }
 
     #[test]

@@ -335,6 +335,11 @@ impl<'a> Placeholders<'a> {
         self.host.get_or_init(|| self.system.host())
     }
 
+    /// The injected [`System`] (config logic looks at the filesystem through it).
+    pub(crate) fn system(&self) -> &'a dyn System {
+        self.system
+    }
+
     /// Read config file `path` within this configuration's caps, through the injected
     /// [`System`] ([`read_config_file`]).
     pub fn read_file(&self, path: &Path) -> Result<String, ConfigError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::config::VassalConfig;
 use crate::error::ConfigError;
-use crate::system::{Host, System};
+use crate::system::{Host, PathKind, System};
 
 /// The config files a fuzz input may name: the top file and one more, for includes
 /// (`ini = %db.ini`, `xml = %db.xml`, `@(%db.ini)`). Any other path does not exist for the
@@ -55,6 +55,22 @@ impl System for Sandbox {
             group: "app".into(),
             started: Duration::from_secs(1_700_000_000),
         }
+    }
+
+    /// Only [`FILES`] in the sandbox exist (as regular files, when written); nothing
+    /// else does, so config logic never looks at the real filesystem either.
+    fn path_kind(&self, path: &Path) -> Option<PathKind> {
+        match path.file_name().and_then(|n| n.to_str()) {
+            Some(name) if FILES.contains(&name) && self.0.join(name).is_file() => {
+                Some(PathKind::File)
+            }
+            _ => None,
+        }
+    }
+
+    /// Nothing matches (`for-glob` then gives the pattern itself).
+    fn glob(&self, _pattern: &str) -> Result<Vec<PathBuf>, String> {
+        Ok(Vec::new())
     }
 }
 

@@ -75,6 +75,6 @@ pub mod system;
 pub mod uwsgi_names;
 pub mod xml;
 
-pub use cli::{load_file_with, parse_args_with, Invocation};
+pub use cli::{load_file_reads, load_file_with, parse_args_with, Invocation};
 pub use error::ConfigError;
-pub use system::{Host, System};
+pub use system::{Host, PathKind, System};

@@ -25,6 +25,7 @@ use std::path::Path;
 use crate::error::ConfigError;
 use crate::ini::Entry;
 use crate::options::LogicOp;
+use crate::system::{PathKind, System};
 
 /// What the conditions look at, injected so the state machine is a pure function.
 pub(crate) trait Facts {
@@ -58,8 +59,11 @@ pub(crate) enum PathTest {
     Dir,
 }
 
-/// [`Facts`] about this system: the filesystem, and the given environment, options and host.
+/// [`Facts`] about this system: the filesystem through the injected [`System`] (the only
+/// way this crate looks at it), and the given environment, options and host.
 pub(crate) struct SystemFacts<'f> {
+    /// Paths and globs (`rsgi_os::config::Os` in the programs).
+    pub system: &'f dyn System,
     /// Environment lookup.
     pub env: &'f dyn Fn(&str) -> Option<String>,
     /// Option lookup.
@@ -83,26 +87,23 @@ impl Facts for SystemFacts<'_> {
         (self.hostname)()
     }
     fn path_is(&self, path: &str, what: PathTest) -> bool {
-        let path = Path::new(path);
+        let kind = self.system.path_kind(Path::new(path));
         match what {
-            PathTest::Exists => path.exists(),
-            PathTest::File => path.is_file(),
-            PathTest::Dir => path.is_dir(),
+            PathTest::Exists => kind.is_some(),
+            PathTest::File => kind == Some(PathKind::File),
+            PathTest::Dir => kind == Some(PathKind::Dir),
         }
     }
     fn glob(&self, pattern: &str) -> Result<Vec<String>, String> {
-        // glob(3)'s defaults: `*` never matches a `/` or a leading `.`.
-        let options = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: true,
-        };
-        let paths = glob::glob_with(pattern, options).map_err(|e| format!("bad pattern: {e}"))?;
-        let mut found: Vec<String> = paths
-            .filter_map(Result::ok)
+        // The matches as glob(3) with `GLOB_MARK | GLOB_NOCHECK` gives them: sorted,
+        // directories marked with a `/`, the pattern itself when nothing matches.
+        let mut found: Vec<String> = self
+            .system
+            .glob(pattern)?
+            .into_iter()
             .map(|p| {
                 let mut s = p.display().to_string();
-                if p.is_dir() && !s.ends_with('/') {
+                if self.system.path_kind(&p) == Some(PathKind::Dir) && !s.ends_with('/') {
                     s.push('/');
                 }
                 s
@@ -231,7 +232,9 @@ impl Blocks {
                 }
             }
             _ => {
-                let (holds, value) = condition(op, &entry.value, facts);
+                let (holds, value) = condition(op, &entry.value, facts).map_err(|msg| {
+                    ConfigError::line(&entry.file, entry.line, format!("{}: {msg}", entry.key))
+                })?;
                 self.last_if_failed = !holds;
                 Block::If { holds, value }
             }
@@ -250,8 +253,9 @@ fn with_item(entry: &Entry, item: &str) -> Entry {
 }
 
 /// Whether an `if-*` condition holds, and the value `%(_)` takes (uWSGI's
-/// `uwsgi_logic_opt_if_*`).
-fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
+/// `uwsgi_logic_opt_if_*`); an error (without location) for an argument that is not one
+/// (a bad regexp).
+fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> Result<(bool, String), String> {
     // `NAME=value` compares; a bare `NAME` asks whether it is set.
     let named = |get: &dyn Fn(&str) -> Option<String>, negate: bool| {
         let (name, wanted) = match arg.split_once('=') {
@@ -267,7 +271,7 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         (positive != negate, found.unwrap_or_default())
     };
     let path = |what: PathTest, negate: bool| (facts.path_is(arg, what) != negate, arg.to_owned());
-    match op {
+    Ok(match op {
         LogicOp::IfEnv => named(&|n| facts.env(n), false),
         LogicOp::IfNotEnv => named(&|n| facts.env(n), true),
         LogicOp::IfOpt => named(&|n| facts.opt(n), false),
@@ -280,6 +284,8 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         LogicOp::IfNotDir => path(PathTest::Dir, true),
         LogicOp::IfHostname => (facts.hostname() == arg, arg.to_owned()),
         LogicOp::IfNotHostname => (facts.hostname() != arg, arg.to_owned()),
+        LogicOp::IfHostnameMatch => (hostname_matches(arg, facts)?, arg.to_owned()),
+        LogicOp::IfNotHostnameMatch => (!hostname_matches(arg, facts)?, arg.to_owned()),
         LogicOp::IfReload => (facts.is_reload(), String::new()),
         LogicOp::IfNotReload => (!facts.is_reload(), String::new()),
         LogicOp::IfPlugin => (plugin_built_in(arg), arg.to_owned()),
@@ -290,6 +296,55 @@ fn condition(op: LogicOp, arg: &str, facts: &dyn Facts) -> (bool, String) {
         | LogicOp::ForReadline
         | LogicOp::Else
         | LogicOp::End => (false, String::new()),
+    })
+}
+
+/// The most memory one `if-hostname-match` pattern may compile to: a host name check
+/// needs a few KiB; this keeps a hostile pattern from costing more.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Whether the host name matches `pattern` (uWSGI's `uwsgi_regexp_match_pattern`: a PCRE
+/// search, not anchored). With the `regex` crate (the Rust project's, well kept; no PCRE
+/// to link): its syntax is Perl's without look-around and back-references, which are
+/// refused. uWSGI logs a pattern PCRE cannot compile and treats it as a match; rsgi
+/// stops with the error.
+fn hostname_matches(pattern: &str, facts: &dyn Facts) -> Result<bool, String> {
+    let re = regex::RegexBuilder::new(pattern)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("bad regexp '{pattern}': {}", regex_error(&e)))?;
+    Ok(re.is_match(&facts.hostname()))
+}
+
+/// A `regex` error on one line: its own text is several (the pattern, a caret under the
+/// place, `error: what`); this keeps `what` and says where.
+fn regex_error(e: &regex::Error) -> String {
+    let text = match e {
+        regex::Error::Syntax(text) => text,
+        regex::Error::CompiledTooBig(limit) => {
+            return format!("compiles to more than {limit} bytes");
+        }
+        other => return other.to_string(),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let what = lines
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("error: "))
+        .unwrap_or("not a regular expression");
+    // The caret line: four spaces of indent, then the caret under the character.
+    let at = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with('^'))
+        .map(|l| {
+            l.chars()
+                .take_while(|&c| c == ' ')
+                .count()
+                .saturating_sub(3)
+        });
+    match at {
+        Some(at) => format!("{what} (at character {at})"),
+        None => what.to_owned(),
     }
 }
 
@@ -343,6 +398,11 @@ mod tests {
     /// Run `lines` (`key = value`, or a bare key) through the state machine; the entries
     /// that come out, as `key=value`.
     fn run(lines: &[&str]) -> Result<Vec<String>, String> {
+        run_with(lines, &Fake)
+    }
+
+    /// [`run`] with the given facts.
+    fn run_with(lines: &[&str], facts: &dyn Facts) -> Result<Vec<String>, String> {
         let mut blocks = Blocks::default();
         let mut out = Vec::new();
         for (i, line) in lines.iter().enumerate() {
@@ -357,7 +417,7 @@ mod tests {
                 options::Kind::Logic(op) => Some(op),
                 _ => None,
             });
-            for e in blocks.take(entry, op, &Fake).map_err(|e| e.to_string())? {
+            for e in blocks.take(entry, op, facts).map_err(|e| e.to_string())? {
                 out.push(format!("{}={}", e.key, e.value));
             }
         }
@@ -384,37 +444,138 @@ mod tests {
         }
     }
 
-    /// A real directory through [`SystemFacts::glob`]: sorted, directories marked,
-    /// dot files left out, no match gives the pattern.
-    #[test]
-    fn system_glob_is_globs() {
-        let dir = crate::system::testing::TempDir::new("glob");
-        for f in ["b.ini", "a.ini", ".hidden.ini", "c.txt"] {
-            std::fs::write(dir.0.join(f), "").unwrap();
+    /// A made-up filesystem behind the [`System`] trait: what is at each path, and what
+    /// each pattern matches (unsorted, as a directory lists them).
+    struct FakeFs {
+        kinds: &'static [(&'static str, PathKind)],
+        globs: &'static [(&'static str, Result<&'static [&'static str], &'static str>)],
+    }
+
+    impl System for FakeFs {
+        fn open_config(&self, _path: &Path) -> std::io::Result<std::fs::File> {
+            Err(std::io::ErrorKind::NotFound.into())
         }
-        std::fs::create_dir(dir.0.join("d.ini")).unwrap();
-        let env = |_: &str| None;
-        let host = || String::new();
-        let read = |_: &str| Err(String::new());
+        fn host(&self) -> crate::system::Host {
+            crate::system::testing::host()
+        }
+        fn path_kind(&self, path: &Path) -> Option<PathKind> {
+            let path = path.to_str()?;
+            self.kinds.iter().find(|(p, _)| *p == path).map(|(_, k)| *k)
+        }
+        fn glob(&self, pattern: &str) -> Result<Vec<std::path::PathBuf>, String> {
+            match self.globs.iter().find(|(p, _)| *p == pattern) {
+                Some((_, Ok(found))) => Ok(found.iter().map(Into::into).collect()),
+                Some((_, Err(e))) => Err((*e).to_owned()),
+                None => Ok(Vec::new()),
+            }
+        }
+    }
+
+    static DISK: FakeFs = FakeFs {
+        kinds: &[
+            ("/etc/app.cfg", PathKind::File),
+            ("/srv", PathKind::Dir),
+            ("/run/app.sock", PathKind::Other),
+            ("/etc/vassals/a.ini", PathKind::File),
+            ("/etc/vassals/b.ini", PathKind::File),
+            ("/etc/vassals/d.ini", PathKind::Dir),
+            ("/srv/x/", PathKind::Dir),
+        ],
+        globs: &[
+            (
+                "/etc/vassals/*.ini",
+                Ok(&[
+                    "/etc/vassals/d.ini",
+                    "/etc/vassals/b.ini",
+                    "/etc/vassals/a.ini",
+                ]),
+            ),
+            ("/srv/*/", Ok(&["/srv/x/"])),
+            ("[", Err("bad pattern: invalid range pattern")),
+        ],
+    };
+
+    /// [`run`] with [`SystemFacts`] over [`DISK`] (environment, options and host as
+    /// [`Fake`]'s).
+    fn run_on_disk(lines: &[&str]) -> Result<Vec<String>, String> {
+        let env = |n: &str| Fake.env(n);
+        let opt = |n: &str| Fake.opt(n);
+        let host = || Fake.hostname();
+        let read = |p: &str| Fake.read(p);
         let facts = SystemFacts {
+            system: &DISK,
             env: &env,
-            opt: &env,
+            opt: &opt,
             hostname: &host,
             read: &read,
             reload: false,
         };
-        let base = dir.0.display().to_string();
-        let got = facts.glob(&format!("{base}/*.ini")).unwrap();
-        assert_eq!(
-            got,
-            vec![
-                format!("{base}/a.ini"),
-                format!("{base}/b.ini"),
-                format!("{base}/d.ini/")
-            ]
-        );
-        let none = format!("{base}/*.xml");
-        assert_eq!(facts.glob(&none).unwrap(), vec![none.clone()]);
+        run_with(lines, &facts)
+    }
+
+    /// The path conditions and `for-glob` through the [`System`] trait ([`SystemFacts`]):
+    /// what `path_kind` says decides, and glob's matches come out sorted, directories
+    /// marked, the pattern itself when nothing matches.
+    #[test]
+    fn system_facts_table() {
+        let cases: &[Case<'_>] = &[
+            (
+                &["if-exists = /etc/app.cfg", "x = %(_)", "endif"],
+                Ok(&["x=/etc/app.cfg"]),
+            ),
+            (&["if-exists = /srv", "x = 1", "endif"], Ok(&["x=1"])),
+            (
+                &["if-exists = /run/app.sock", "x = 1", "endif"],
+                Ok(&["x=1"]),
+            ),
+            (
+                &["if-exists = /nope", "x = 1", "else", "y = 1", "endif"],
+                Ok(&["y=1"]),
+            ),
+            (&["if-not-exists = /nope", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-not-exists = /srv", "x = 1", "endif"], Ok(&[])),
+            (&["if-file = /etc/app.cfg", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-file = /srv", "x = 1", "endif"], Ok(&[])),
+            (&["if-file = /run/app.sock", "x = 1", "endif"], Ok(&[])),
+            (
+                &["if-not-file = /run/app.sock", "x = 1", "endif"],
+                Ok(&["x=1"]),
+            ),
+            (&["if-dir = /srv", "x = %(_)", "endif"], Ok(&["x=/srv"])),
+            (&["if-dir = /etc/app.cfg", "x = 1", "endif"], Ok(&[])),
+            (
+                &["if-not-dir = /etc/app.cfg", "x = 1", "endif"],
+                Ok(&["x=1"]),
+            ),
+            (&["if-not-dir = /nope", "x = 1", "endif"], Ok(&["x=1"])),
+            (
+                &["for-glob = /etc/vassals/*.ini", "include = %(_)", "endfor"],
+                Ok(&[
+                    "include=/etc/vassals/a.ini",
+                    "include=/etc/vassals/b.ini",
+                    "include=/etc/vassals/d.ini/",
+                ]),
+            ),
+            // A match that ends with `/` already is not marked twice.
+            (
+                &["for-glob = /srv/*/", "x = %(_)", "endfor"],
+                Ok(&["x=/srv/x/"]),
+            ),
+            (
+                &["for-glob = /nope/*.ini", "x = %(_)", "endfor"],
+                Ok(&["x=/nope/*.ini"]),
+            ),
+            (
+                &["for-glob = ["],
+                Err("c.ini:1: for-glob: bad pattern: invalid range pattern"),
+            ),
+        ];
+        for (lines, want) in cases {
+            let want = want
+                .map(|w| w.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+                .map_err(str::to_owned);
+            assert_eq!(run_on_disk(lines), want, "{lines:?}");
+        }
     }
 
     /// Each case copies a `uwsgi_logic_opt_*` behaviour of uWSGI's `core/config.c`.
@@ -444,6 +605,18 @@ mod tests {
             (&["if-not-dir = /srv", "x = 1", "endif"], Ok(&[])),
             (&["if-hostname = web1", "x = 1", "endif"], Ok(&["x=1"])),
             (&["if-not-hostname = web1", "x = 1", "endif"], Ok(&[])),
+            // if-hostname-match: a regexp search in the host name (web1), %(_) the regexp.
+            (&["if-hostname-match = ^web[0-9]+$", "x = %(_)", "endif"], Ok(&["x=^web[0-9]+$"])),
+            (&["if-hostname-match = eb", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-hostname-match = ^eb", "x = 1", "else", "y = 1", "endif"], Ok(&["y=1"])),
+            (&["if-hostname-match = WEB", "x = 1", "endif"], Ok(&[])),
+            (&["if-hostname-match = (?i)WEB", "x = 1", "endif"], Ok(&["x=1"])),
+            (&["if-not-hostname-match = ^db", "x = %(_)", "endif"], Ok(&["x=^db"])),
+            (&["if-not-hostname-match = web", "x = 1", "else", "y = 1", "endif"], Ok(&["y=1"])),
+            (&["if-hostname-match = (", "x = 1", "endif"], Err("c.ini:1: if-hostname-match: bad regexp '(': unclosed group (at character 1)")),
+            (&["x = 1", "if-not-hostname-match = web[", "endif"], Err("c.ini:2: if-not-hostname-match: bad regexp 'web[': unclosed character class (at character 4)")),
+            (&["if-hostname-match = (?=x)"], Err("c.ini:1: if-hostname-match: bad regexp '(?=x)': look-around, including look-ahead and look-behind, is not supported (at character 1)")),
+            (&["if-hostname-match = (a{1000}){1000}"], Err("c.ini:1: if-hostname-match: bad regexp '(a{1000}){1000}': compiles to more than 1048576 bytes")),
             // Loops.
             (&["for = 8001 8002", "http-socket = :%(_)", "endfor"], Ok(&["http-socket=:8001", "http-socket=:8002"])),
             (&["for-times = 3", "x = w%(_)", "end-for"], Ok(&["x=w1", "x=w2", "x=w3"])),

@@ -63,6 +63,10 @@ pub enum LogicOp {
     IfHostname,
     /// `if-not-hostname = NAME`.
     IfNotHostname,
+    /// `if-hostname-match = REGEXP`: the host name matches (a search, not anchored).
+    IfHostnameMatch,
+    /// `if-not-hostname-match = REGEXP`.
+    IfNotHostnameMatch,
     /// `for = a b c`: the lines once per item.
     For,
     /// `for-times = N`: the lines once per number 1..=N.
@@ -821,6 +825,12 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("if-not-hostname", G::Config, Kind::Logic(LogicOp::IfNotHostname),
         "apply the lines up to endif only on other hosts than NAME")
         .meta("NAME").repeatable(),
+    OptionSpec::new("if-hostname-match", G::Config, Kind::Logic(LogicOp::IfHostnameMatch),
+        "apply the lines up to endif only if the host name matches REGEXP (found anywhere in it; ^...$ for all of it); %(_) is REGEXP")
+        .meta("REGEXP").repeatable(),
+    OptionSpec::new("if-not-hostname-match", G::Config, Kind::Logic(LogicOp::IfNotHostnameMatch),
+        "apply the lines up to endif only if the host name does not match REGEXP")
+        .meta("REGEXP").repeatable(),
     OptionSpec::new("for", G::Config, Kind::Logic(LogicOp::For),
         "apply the lines up to endfor once per space-separated item; %(_) is the item")
         .meta("ITEMS").repeatable(),

@@ -1,9 +1,12 @@
 //! What reading a configuration needs from the system, injected so that this crate stays
-//! plain data and pure functions: how a config file is opened ([`System::open_config`])
-//! and the facts of the running process that magic variables show ([`Host`]).
+//! plain data and pure functions: how a config file is opened ([`System::open_config`]),
+//! the facts of the running process that magic variables show ([`Host`]), and what config
+//! logic looks at on disk (`if-exists`/`if-file`/`if-dir`: [`System::path_kind`];
+//! `for-glob`: [`System::glob`]).
 //!
 //! The programs pass `rsgi_os::config::Os` (it opens with `O_NONBLOCK | O_NOCTTY |
-//! O_CLOEXEC` and asks the system for the host facts); tests pass a fixed [`Host`].
+//! O_CLOEXEC`, asks the system for the host facts and globs with the `glob` crate); tests
+//! pass a fixed [`Host`] and, for config logic, a made-up filesystem.
 //!
 //! Why a trait rather than std-only code here: std cannot open a file without blocking
 //! on a FIFO (the flags are numbers std does not name), and the user and group names of
@@ -12,7 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The system side of reading a configuration.
@@ -28,6 +31,31 @@ pub trait System {
     /// The facts of this process ([`Host`]), asked for once per configuration, when a
     /// magic variable or `if-hostname` first needs them.
     fn host(&self) -> Host;
+
+    /// What is at `path`, symlinks followed (`if-exists`, `if-file`, `if-dir`, and the
+    /// `/` that `for-glob` puts after a directory); `None` when nothing is there or it
+    /// cannot be looked at.
+    fn path_kind(&self, path: &Path) -> Option<PathKind>;
+
+    /// The paths the shell pattern `pattern` matches, in any order, with glob(3)'s rules
+    /// (`*` matches neither a `/` nor a leading `.`); entries that cannot be read are left
+    /// out. The caller sorts, marks directories and keeps the pattern when nothing
+    /// matches (`for-glob` in [`crate::logic`]).
+    ///
+    /// # Errors
+    /// A pattern that is not one (`[`), as a message without location.
+    fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String>;
+}
+
+/// What [`System::path_kind`] found at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// Something else (a socket, a FIFO, a device).
+    Other,
 }
 
 /// Facts about the running process that magic variables show. The programs fill one from
@@ -54,12 +82,14 @@ pub struct Host {
 }
 
 /// A [`System`] for this crate's unit tests: a fixed [`Host`], files opened with a plain
-/// `File::open` (the tests never name a FIFO; `rsgi-os` tests the real opening).
+/// `File::open` and looked at with `std::fs::metadata` (the tests never name a FIFO;
+/// `rsgi-os` tests the real opening and glob; config logic's tables use a made-up
+/// filesystem instead).
 #[cfg(test)]
 pub(crate) mod testing {
     #![allow(clippy::unwrap_used)]
-    use super::{Host, System};
-    use std::path::PathBuf;
+    use super::{Host, PathKind, System};
+    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
     /// The fixed facts the tests expect.
@@ -86,6 +116,24 @@ pub(crate) mod testing {
         fn host(&self) -> Host {
             host()
         }
+        fn path_kind(&self, path: &Path) -> Option<PathKind> {
+            kind_on_disk(path)
+        }
+        fn glob(&self, _pattern: &str) -> Result<Vec<PathBuf>, String> {
+            Err("no glob in these tests (rsgi-os tests the real one)".into())
+        }
+    }
+
+    /// What `std::fs::metadata` says is at `path`.
+    pub(crate) fn kind_on_disk(path: &Path) -> Option<PathKind> {
+        let m = std::fs::metadata(path).ok()?;
+        Some(if m.is_file() {
+            PathKind::File
+        } else if m.is_dir() {
+            PathKind::Dir
+        } else {
+            PathKind::Other
+        })
     }
 
     /// The one [`Fixed`] the tests share.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use rsgi_proto::config::{ListenAddr, Notice, Protocol, SocketSpec, VassalConfig};
 use rsgi_proto::expand::EnvLookup;
 use rsgi_proto::notify::EXIT_USAGE;
-use rsgi_proto::{ConfigError, Host, Invocation, System};
+use rsgi_proto::{ConfigError, Host, Invocation, PathKind, System};
 
 /// Plain opening (no fixture is a FIFO) and fixed host facts: the seeds name none of them.
 struct Fixtures;
@@ -32,6 +32,12 @@ impl System for Fixtures {
             group: "seed".into(),
             started: std::time::Duration::ZERO,
         }
+    }
+    fn path_kind(&self, _path: &std::path::Path) -> Option<PathKind> {
+        None
+    }
+    fn glob(&self, _pattern: &str) -> Result<Vec<PathBuf>, String> {
+        Ok(Vec::new())
     }
 }
 

@@ -274,3 +274,62 @@ fn protocol_http_makes_socket_lines_http() {
     rsgi.wait_ready(&addr, Duration::from_secs(30));
     assert_eq!(get(&addr, "/").text(), "Hello World");
 }
+
+/// `if-hostname-match` / `if-not-hostname-match` with the real binary against this
+/// machine's host name (`/proc/sys/kernel/hostname`), and a bad regexp refused at its line.
+#[test]
+fn hostname_match_picks_what_applies() {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("the host name from /proc/sys/kernel/hostname")
+        .trim()
+        .to_owned();
+    assert!(!host.is_empty(), "this machine has an empty host name");
+    let exact = format!("^{}$", host.replace('.', "\\."));
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let ini = write_file(
+        dir.path(),
+        "app.ini",
+        format!(
+            "[uwsgi]\n\
+             http-socket = {}\n\
+             chdir = {}\n\
+             module = environ_app\n\
+             if-hostname-match = {exact}\n\
+             env = EXACT=yes\n\
+             else\n\
+             env = EXACT=no\n\
+             endif\n\
+             if-hostname-match = ^no-such-host-rsgi-e2e$\n\
+             env = OTHER=yes\n\
+             else\n\
+             env = OTHER=no\n\
+             endif\n\
+             if-not-hostname-match = ^no-such-host-rsgi-e2e$\n\
+             env = NOT=yes\n\
+             endif\n",
+            addr.arg(),
+            path_str(&apps_dir())
+        ),
+    );
+    let rsgi = Rsgi::spawn(dir.path(), &["--ini", path_str(&ini)], &[]).ready(&addr);
+    assert_eq!(env_of(&addr, "EXACT"), "yes", "host name {host:?}");
+    assert_eq!(env_of(&addr, "OTHER"), "no");
+    assert_eq!(env_of(&addr, "NOT"), "yes");
+    drop(rsgi);
+
+    let bad = write_file(
+        dir.path(),
+        "bad.ini",
+        format!(
+            "[uwsgi]\nhttp-socket = {}\nmodule = hello\nif-hostname-match = web(\nendif\n",
+            free_addr()
+        ),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&bad)], EXIT_DEADLINE);
+    assert_eq!(status.code(), Some(78), "log:\n{log}");
+    assert!(
+        log.contains("bad.ini:4: if-hostname-match: bad regexp 'web(': unclosed group"),
+        "log:\n{log}"
+    );
+}

@@ -789,3 +789,63 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         "systemd-analyze verify failed:\n{stderr}"
     );
 }
+
+/// A vassal whose first load fails on its include (missing, then broken) is reported
+/// failed with `file:line: what`, and starts once the include is fixed, the vassal file
+/// untouched (the include lives outside the vassal directory: only rsgid's rescan sees
+/// it). Then, running, a reload broken by the include keeps the old generation, and the
+/// fixed include reloads it.
+#[test]
+fn a_vassal_broken_by_its_include_starts_when_the_include_is_fixed() {
+    let mut e = Emperor::start(&["--rescan", "0.5"]);
+    let other = e.dir().join("other.ini");
+    let other_s = path_str(&other).to_owned();
+    let ini = e.write_vassal("app", &pid_ini(&format!("ini = {other_s}\n")));
+    let written = fs::metadata(&ini).unwrap().modified().unwrap();
+
+    // Missing: failed, naming the line of the vassal file and the include.
+    let v = e.wait_state("app", "failed", DEADLINE);
+    let reason = v["reason"].as_str().unwrap_or_default().to_owned();
+    let at_line = format!(
+        "{}:3: ini = {other_s}: {other_s}: cannot read: ",
+        path_str(&ini)
+    );
+    assert!(reason.starts_with(&at_line), "{reason}");
+
+    // There, but broken: tried again, failed with the include's own line.
+    fs::write(&other, "[uwsgi]\nharakri = 5\n").unwrap();
+    let want = format!("{other_s}:2: unknown option 'harakri'");
+    let mut last = String::new();
+    wait_until(DEADLINE, "the broken include's error", || {
+        last = e.vassal_entry("app")["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        last.starts_with(&want)
+    });
+    assert_eq!(e.vassal_entry("app")["state"], "failed", "{last}");
+    assert!(e.vassal_pids("app").is_empty());
+
+    // Fixed: it starts and answers, the vassal file never touched.
+    fs::write(&other, "[uwsgi]\nprocesses = 1\n").unwrap();
+    e.wait_serving("app", "/pid", DEADLINE);
+    assert_eq!(fs::metadata(&ini).unwrap().modified().unwrap(), written);
+    let addr = e.socket("app");
+    let old = served_pid(&addr);
+
+    // Running: the include breaks again; the reload is rejected, the old one serves.
+    let mark = e.log_mark();
+    fs::write(&other, "[uwsgi]\nharakri = 5\n").unwrap();
+    e.wait_log_since(
+        mark,
+        "config rejected, the running generation stays",
+        DEADLINE,
+    );
+    assert_eq!(served_pid(&addr), old);
+    // Fixed with new content: reloaded.
+    fs::write(&other, "[uwsgi]\nprocesses = 2\n").unwrap();
+    e.wait_log_since(mark, "reloaded vassal=app gen=2", DEADLINE);
+    wait_until(DEADLINE, "the fixed generation to answer", || {
+        served_pid(&addr) != old
+    });
+}

@@ -152,3 +152,80 @@ fn an_unsupported_action_is_refused_up_front() {
     );
     assert!(log.contains("app.ini:"), "names the file and line: {log}");
 }
+
+/// A worker's `accepting` hooks run before it starts threads of its own (the app
+/// threads of `threads = 4`, `py-autoreload`): a `putenv` there sets the variable while
+/// the worker has one thread, and a later `exec` sees it (`/proc/PID/task` of the
+/// worker, the hook's parent, is counted then; backquotes, as `$(...)` is the config's
+/// own environment reference).
+#[test]
+fn accepting_hooks_run_before_the_worker_starts_threads() {
+    let dir = tempdir();
+    let addr = Addr::Tcp(free_addr());
+    let hooks = "\
+threads = 4
+py-autoreload = 60
+hook-accepting = putenv:RSGI_E2E_HOOK=set-at-accepting
+hook-accepting = exec:echo \"$RSGI_E2E_HOOK `ls /proc/$PPID/task | wc -l`\" >> accepting.out
+";
+    let mut rsgi = Rsgi::start_ini(dir.path(), &ini(dir.path(), &addr, hooks)).ready(&addr);
+    rsgi.wait_log("2 worker(s) ready", DEADLINE);
+    let out = dir.path().join("accepting.out");
+    wait_until(DEADLINE, "both workers' accepting hooks", || {
+        fs::read_to_string(&out).unwrap_or_default().lines().count() == 2
+    });
+    assert_eq!(get(&addr, "/").status, 200);
+    assert!(rsgi.stop(DEADLINE).success());
+    let text = fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        ["set-at-accepting 1", "set-at-accepting 1"],
+        "each worker: the variable set, one thread; log:\n{}",
+        rsgi.log()
+    );
+}
+
+/// A `putenv` while threads the app started at import run is refused with the reason
+/// (a fatal phase: the server does not start); the same hook before the import works.
+#[test]
+fn putenv_with_app_threads_running_is_refused() {
+    let dir = tempdir();
+    write_file(
+        dir.path(),
+        "threaded.py",
+        "import threading, time\n\
+         threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n\
+         def application(environ, start_response):\n\
+         \x20   start_response('200 OK', [('Content-Type', 'text/plain')])\n\
+         \x20   return [b'ok']\n",
+    );
+    let ini = |hook: &str, addr: &Addr| {
+        format!(
+            "[uwsgi]\nhttp-socket = {}\nchdir = {}\nwsgi-file = threaded.py\n{hook}\n",
+            addr.arg(),
+            path_str(dir.path()),
+        )
+    };
+    let addr = Addr::Tcp(free_addr());
+    let path = write_file(
+        dir.path(),
+        "late.ini",
+        ini("hook-post-app = putenv:APP_MODE=late", &addr),
+    );
+    let (status, log) = Rsgi::run(dir.path(), &["--ini", path_str(&path)], DEADLINE);
+    assert_eq!(status.code(), Some(78), "{log}");
+    assert!(
+        log.contains(
+            "hook \"putenv:APP_MODE=late\" (post-app) failed: putenv APP_MODE: 2 threads run \
+             in this process now"
+        ),
+        "{log}"
+    );
+
+    let addr = Addr::Tcp(free_addr());
+    let early = ini("hook-pre-app = putenv:APP_MODE=early", &addr);
+    let mut rsgi = Rsgi::start_ini(dir.path(), &early).ready(&addr);
+    assert_eq!(get(&addr, "/").status, 200);
+    assert!(!rsgi.log().contains("failed"), "{}", rsgi.log());
+    assert!(rsgi.stop(DEADLINE).success());
+}

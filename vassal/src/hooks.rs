@@ -27,6 +27,22 @@ pub fn run(config: &VassalConfig, phase: Phase) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// Why `putenv` must not set `key` now, with `threads` threads in this process: setenv is
+/// not thread-safe (another thread's `getenv`, in C code such as `localtime` or a C
+/// extension, may read the environment while it is rewritten), so it runs only while the
+/// process has one thread. rsgi runs every phase before it starts threads of its own (a
+/// worker's `accepting` hooks before its app threads and `py-autoreload`); what can still
+/// be there is threads the app started when it was imported (`post-app` and later) and,
+/// at `as-user-atexit` without a master, app threads still ending.
+fn putenv_refusal(key: &str, threads: Option<usize>) -> Option<String> {
+    let n = threads.filter(|&n| n > 1)?;
+    Some(format!(
+        "putenv {key}: {n} threads run in this process now, and setting the environment \
+         is not safe while other threads may read it; set {key} with `env = {key}=...` \
+         or in a phase before the app is imported (asap, as-root, as-user, pre-app)"
+    ))
+}
+
 /// `FILE TEXT` split at the first space.
 fn file_and_text(arg: &str) -> (&str, &str) {
     arg.split_once(' ').unwrap_or((arg, ""))
@@ -88,8 +104,9 @@ fn perform(hook: &Hook) -> Result<(), String> {
         }
         Action::Putenv => match arg.split_once('=') {
             Some((k, v)) if !k.is_empty() => {
-                // Hooks run while the process has a single thread (before any worker
-                // runtime or Python thread), or in a worker before it serves.
+                if let Some(why) = putenv_refusal(k, crate::process::thread_count()) {
+                    return Err(why);
+                }
                 std::env::set_var(k, v);
                 Ok(())
             }
@@ -99,6 +116,33 @@ fn perform(hook: &Hook) -> Result<(), String> {
         Action::Exit => {
             let code = arg.trim().parse().unwrap_or(0);
             std::process::exit(code);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// setenv only while the process has one thread (or when the count is unknown: no
+    /// procfs, as before).
+    #[test]
+    fn putenv_refusal_table() {
+        for (threads, refused) in [
+            (None, false),
+            (Some(1), false),
+            (Some(2), true),
+            (Some(9), true),
+        ] {
+            let why = putenv_refusal("APP_MODE", threads);
+            assert_eq!(why.is_some(), refused, "{threads:?}: {why:?}");
+            if let (Some(why), Some(n)) = (why, threads) {
+                assert!(
+                    why.starts_with(&format!("putenv APP_MODE: {n} threads run")),
+                    "{why}"
+                );
+                assert!(why.contains("`env = APP_MODE=...`"), "{why}");
+            }
         }
     }
 }

@@ -233,7 +233,7 @@ fn exit_now(code: i32) -> ! {
 }
 
 /// Threads of this process, from `/proc/self/task` (`None` without procfs).
-fn thread_count() -> Option<usize> {
+pub(crate) fn thread_count() -> Option<usize> {
     fs::read_dir("/proc/self/task").ok().map(Iterator::count)
 }
 

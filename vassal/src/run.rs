@@ -323,16 +323,24 @@ fn serve_single(
         master_pipe: None,
         recycle_sent: std::sync::atomic::AtomicBool::new(false),
     };
-    serve_worker(config, sockets, app, Some(counters), || {
-        if let Some(stats) = stats {
-            tokio::spawn(stats.serve());
-        }
-        notifier.send(&[
-            Message::Ready,
-            Message::Status(format!("serving on {} socket(s)", sockets.len())),
-        ]);
-        // This process is worker 1.
-        let _ = crate::hooks::run(config, Phase::Accepting);
-        let _ = crate::hooks::run(config, Phase::Accepting1);
-    })
+    serve_worker(
+        config,
+        sockets,
+        app,
+        Some(counters),
+        || {
+            // This process is worker 1.
+            let _ = crate::hooks::run(config, Phase::Accepting);
+            let _ = crate::hooks::run(config, Phase::Accepting1);
+        },
+        || {
+            if let Some(stats) = stats {
+                tokio::spawn(stats.serve());
+            }
+            notifier.send(&[
+                Message::Ready,
+                Message::Status(format!("serving on {} socket(s)", sockets.len())),
+            ]);
+        },
+    )
 }

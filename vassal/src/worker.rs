@@ -110,6 +110,13 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
         start.sockets,
         app,
         Some(counters),
+        || {
+            // Their failures are logged (not fatal in a worker).
+            let _ = crate::hooks::run(config, Phase::Accepting);
+            if id.get() == 1 {
+                let _ = crate::hooks::run(config, Phase::Accepting1);
+            }
+        },
         move || {
             crate::master_pipe::send_ready(ready_fd, id);
             if config.py_autoreload > 0 {
@@ -118,26 +125,25 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
                     nix::unistd::getppid(),
                 );
             }
-            // Their failures are logged (not fatal in a worker).
-            let _ = crate::hooks::run(config, Phase::Accepting);
-            if id.get() == 1 {
-                let _ = crate::hooks::run(config, Phase::Accepting1);
-            }
         },
     )
 }
 
-/// Serve `sockets` with `app` until a stop signal; `on_ready` runs once the accept
-/// loops run.
+/// Serve `sockets` with `app` until a stop signal. `accepting` runs before the worker
+/// starts accepting and before it starts any thread of its own (the app threads of
+/// `threads`, `py-autoreload`), so that its hooks (uWSGI's `accepting` phases) may
+/// `putenv` while the process has one thread; `on_ready` runs once the accept loops run.
 pub(crate) fn serve_worker(
     config: &VassalConfig,
     sockets: &[BoundSocket],
     app: Arc<App>,
     counters: Option<Counters>,
+    accepting: impl FnOnce(),
     on_ready: impl FnOnce(),
 ) -> Result<(), Fatal> {
     let static_map = crate::static_files::StaticMap::from_config(config)
         .map_err(|e| Fatal::from_error(notify::EXIT_CONFIG, &e))?;
+    accepting();
     // The harakiri answer (a 504 to the requests still with the app) on the master's
     // SIGUSR2. After faulthandler's own handler for it (`load`, or the master's before
     // the fork), which this one chains to: the stack dump still happens.

@@ -337,17 +337,19 @@ impl Emperor {
                 problem: vs.problem,
             };
             // The config is read again (this binary's reading of it); a file changed in
-            // between differs from `applied`, so the first rescan reloads it.
-            let config = if vs.applied.is_some() {
-                match self.load(&name, &file) {
-                    Ok(c) => Some(Arc::new(c)),
-                    Err(e) => {
-                        tracing::warn!(vassal = %name, "upgrade: cannot read the file again: {e}");
-                        None
+            // between differs from `applied`, so the first rescan reloads it. A vassal
+            // that never loaded (or does not load now) watches what this load read, so
+            // that fixing its include still loads it (a fix made during the exec itself
+            // is seen at the next change).
+            let (config, failed_reads) = match (self.load(&name, &file), vs.applied.is_some()) {
+                (Ok(c), true) => (Some(Arc::new(c)), None),
+                (Ok(c), false) => (None, Some(c.includes)),
+                (Err(e), applied) => {
+                    if applied {
+                        tracing::warn!(vassal = %name, "upgrade: cannot read the file again: {}", e.message);
                     }
+                    (None, Some(e.read))
                 }
-            } else {
-                None
             };
             let sockets = vs
                 .sockets
@@ -394,6 +396,7 @@ impl Emperor {
                 name: name.clone(),
                 file,
                 config,
+                failed_reads,
                 applied: vs.applied.clone().map(Into::into),
                 sockets,
                 state: vs.state,
