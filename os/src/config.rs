@@ -60,14 +60,7 @@ impl System for Os {
 
     /// `stat(2)` (symlinks followed).
     fn path_kind(&self, path: &Path) -> Option<PathKind> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(if m.is_file() {
-            PathKind::File
-        } else if m.is_dir() {
-            PathKind::Dir
-        } else {
-            PathKind::Other
-        })
+        std::fs::metadata(path).ok().map(|m| PathKind::from(&m))
     }
 
     /// The `glob` crate (a well-kept crate of the Rust project) with glob(3)'s defaults:

@@ -58,6 +58,19 @@ pub enum PathKind {
     Other,
 }
 
+impl From<&std::fs::Metadata> for PathKind {
+    /// The kind `stat(2)`'s answer names (no filesystem access here: the caller stats).
+    fn from(m: &std::fs::Metadata) -> Self {
+        if m.is_file() {
+            PathKind::File
+        } else if m.is_dir() {
+            PathKind::Dir
+        } else {
+            PathKind::Other
+        }
+    }
+}
+
 /// Facts about the running process that magic variables show. The programs fill one from
 /// the system (`rsgi_os::config::Os`); tests build one by hand, so the expansion itself is
 /// a pure function.
@@ -126,14 +139,7 @@ pub(crate) mod testing {
 
     /// What `std::fs::metadata` says is at `path`.
     pub(crate) fn kind_on_disk(path: &Path) -> Option<PathKind> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(if m.is_file() {
-            PathKind::File
-        } else if m.is_dir() {
-            PathKind::Dir
-        } else {
-            PathKind::Other
-        })
+        std::fs::metadata(path).ok().map(|m| PathKind::from(&m))
     }
 
     /// The one [`Fixed`] the tests share.

@@ -273,18 +273,6 @@ fn logto2_is_created_by_the_uid_user() {
     assert!(out.contains("denied.log"), "{out}");
 }
 
-/// Bump `path`'s modification time, a second into the future (no clock granularity can
-/// hide it).
-fn touch(path: &Path) {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.set_modified(SystemTime::now() + Duration::from_secs(1))
-        .unwrap();
-}
-
 /// `touch-logrotate`: a touch renames the log to `log-backupname` and a new one takes
 /// the lines of the master and of every worker.
 #[test]
@@ -300,7 +288,7 @@ fn touch_logrotate_rotates_the_log() {
     wait_file(&log, "2 worker(s) ready");
     assert_eq!(get(&addr, "/before").status, 200);
     wait_file(&log, "GET /before");
-    touch(&dir.path().join("rotate.trigger"));
+    touch_file(&dir.path().join("rotate.trigger"));
     let rotated = wait_file(&old, "triggering rotation to");
     assert!(rotated.contains("GET /before"), "{rotated}");
     wait_file(&log, "log rotated to");

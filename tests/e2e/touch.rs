@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rsgi_e2e::*;
 
@@ -25,18 +25,6 @@ fn write_app(dir: &Path, version: &str) {
          \x20   return [('%s %d' % (VERSION, os.getpid())).encode()]\n",
     );
     write_file(dir, "version", version);
-}
-
-/// Bump `path`'s modification time (a `touch`), a second into the future so that no
-/// clock granularity can hide it.
-fn touch(path: &Path) {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.set_modified(SystemTime::now() + Duration::from_secs(1))
-        .unwrap();
 }
 
 struct Served {
@@ -85,7 +73,7 @@ fn touch_reload_reloads_under_load() {
     load.wait_more_ok(30, DEADLINE);
 
     write_file(s.dir.path(), "version", "v2");
-    touch(&s.dir.path().join("reload.trigger"));
+    touch_file(&s.dir.path().join("reload.trigger"));
     wait_until(DEADLINE, "the new code to serve", || {
         answer(&s.addr).0 == "v2"
     });
@@ -116,7 +104,7 @@ fn touch_chain_reload_replaces_workers_one_at_a_time() {
     load.wait_more_ok(30, DEADLINE);
 
     write_file(s.dir.path(), "version", "v2");
-    touch(&s.dir.path().join("chain.trigger"));
+    touch_file(&s.dir.path().join("chain.trigger"));
     let mut rsgi = s.rsgi;
     rsgi.wait_log("chain reload done", DEADLINE);
     load.wait_more_ok(30, DEADLINE);
@@ -150,7 +138,7 @@ fn touch_workers_reload_replaces_the_workers_only() {
     load.wait_more_ok(30, DEADLINE);
 
     write_file(s.dir.path(), "version", "v2");
-    touch(&s.dir.path().join("workers.trigger"));
+    touch_file(&s.dir.path().join("workers.trigger"));
     let mut rsgi = s.rsgi;
     rsgi.wait_log("reload done: generation 2 serves", DEADLINE);
     load.wait_more_ok(30, DEADLINE);
@@ -184,7 +172,7 @@ fn touch_logreopen_reopens_the_log() {
         fs::read_to_string(&log).is_ok_and(|l| l.contains("worker(s) ready"))
     });
     fs::rename(&log, dir.path().join("app.log.1")).unwrap();
-    touch(&dir.path().join("reopen.trigger"));
+    touch_file(&dir.path().join("reopen.trigger"));
     wait_until(DEADLINE, "a fresh log file", || log.exists());
     // The workers reopened too: their access lines land in the new file.
     wait_until(DEADLINE, "an access line in the new log", || {

@@ -172,6 +172,18 @@ pub fn tempdir() -> TempDir {
         .expect("create a temp dir in /tmp")
 }
 
+/// Bump `path`'s modification time (a `touch`, creating it if missing), a second into
+/// the future so that no clock granularity can hide it.
+pub fn touch_file(path: &Path) {
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    f.set_modified(std::time::SystemTime::now() + Duration::from_secs(1))
+        .unwrap_or_else(|e| panic!("set the mtime of {}: {e}", path.display()));
+}
+
 /// Write `contents` to `dir/name` (creating parent dirs) and return the path.
 pub fn write_file(dir: &Path, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
     let path = dir.join(name);
