@@ -962,7 +962,11 @@ pub static OPTIONS: &[OptionSpec] = &[
     OptionSpec::new("emperor-tyrant", G::Refused, Kind::Refused { takes_value: false, instead: "an Emperor setting: rsgid --tyrant (each vassal runs as its file's owner)" }, "")
         .aliases(&["emperor-tyrant-nofollow", "emperor-nofollow", "emperor-graceful-shutdown", "emperor-magic-exec", "emperor-no-blacklist"]),
     OptionSpec::new("route", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no internal router: put the rules in nginx (location, return, rewrite, add_header)" }, "")
-        .aliases(&["route-run", "route-host", "route-uri", "route-qs", "route-remote-addr", "route-user-agent", "response-route", "final-route", "error-route"]),
+        .aliases(&["route-run", "route-host", "route-uri", "route-qs", "route-remote-addr", "route-user-agent", "response-route", "final-route", "error-route",
+                   "route-if", "route-if-not", "route-label", "route-referer", "route-remote-user"]),
+    OptionSpec::new("carbon", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi pushes no stats to carbon/graphite: scrape rsgid's /metrics (Prometheus; graphite can be fed from it with a bridge) or read the stats socket" }, "")
+        .aliases(&["carbon-freq", "carbon-hostname-dots", "carbon-id", "carbon-idle-avg", "carbon-max-retry", "carbon-name-resolve", "carbon-no-workers",
+                   "carbon-resolve-names", "carbon-retry-delay", "carbon-root", "carbon-timeout", "carbon-use-metrics"]),
     OptionSpec::new("fastrouter", G::Refused, Kind::Refused { takes_value: true, instead: "rsgi has no routers: put nginx (or any proxy) in front, with uwsgi_pass or proxy_pass to each vassal's socket" }, "")
         .aliases(&["fastrouter-subscription-server", "subscribe-to", "subscribe2", "rawrouter", "sslrouter", "forkptyrouter"]),
     OptionSpec::new("paste", G::Refused, Kind::Refused { takes_value: true, instead: "load a PasteDeploy app from Python: module = a file whose application = paste.deploy.loadapp('config:/path/app.ini')" }, "").meta("URI"),
