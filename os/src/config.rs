@@ -58,6 +58,11 @@ impl System for Os {
         }
     }
 
+    /// `realpath(3)`, as uWSGI resolves the config file's path for `%d` and friends.
+    fn real_path(&self, path: &Path) -> Option<PathBuf> {
+        std::fs::canonicalize(path).ok()
+    }
+
     /// `stat(2)` (symlinks followed).
     fn path_kind(&self, path: &Path) -> Option<PathKind> {
         std::fs::metadata(path).ok().map(|m| PathKind::from(&m))

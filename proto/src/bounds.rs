@@ -258,6 +258,10 @@ impl System for Recording<'_> {
         self.inner.host()
     }
 
+    fn real_path(&self, path: &Path) -> Option<std::path::PathBuf> {
+        self.inner.real_path(path)
+    }
+
     fn path_kind(&self, path: &Path) -> Option<crate::system::PathKind> {
         self.inner.path_kind(path)
     }

@@ -52,7 +52,7 @@
 
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::bounds::{read_config_file, Limits};
 use crate::error::ConfigError;
@@ -344,6 +344,14 @@ impl<'a> Placeholders<'a> {
     /// [`System`] ([`read_config_file`]).
     pub fn read_file(&self, path: &Path) -> Result<String, ConfigError> {
         read_config_file(path, &self.limits, self.system)
+    }
+
+    /// The config file's canonical path ([`System::real_path`]), or `path` itself when
+    /// it cannot be resolved.
+    pub fn real_path(&self, path: &Path) -> PathBuf {
+        self.system
+            .real_path(path)
+            .unwrap_or_else(|| path.to_path_buf())
     }
 
     /// Count `len` more bytes of values against [`Limits::total_bytes`].

@@ -119,7 +119,7 @@ pub(crate) fn visit_file<'e>(
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
     let text = ph.read_file(path)?;
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let real = ph.real_path(path);
     parse_with(&text, path, &real, section, ph, visit)
 }
 
@@ -373,6 +373,62 @@ mod tests {
         case!("\t \u{a0}[uwsgi]\n\u{a0}x\u{a0}=\u{a0}1\u{a0}\n" => [("x", "1", 2)]);
         // Inside a value they stay.
         case!("[uwsgi]\nx = a\u{a0}b\n" => [("x", "a\u{a0}b", 2)]);
+    }
+
+    /// The magic variables name the file [`System::real_path`] resolves to (a vassal
+    /// ini symlinked from the vassals dir into a project), `%n`'s name included; a path
+    /// that does not resolve is used as given.
+    #[test]
+    fn magic_variables_follow_the_real_path() {
+        use crate::system::{Host, PathKind, System};
+        use std::path::PathBuf;
+        struct Linked(Option<&'static str>);
+        impl System for Linked {
+            fn open_config(&self, path: &Path) -> std::io::Result<std::fs::File> {
+                crate::system::testing::FIXED.open_config(path)
+            }
+            fn host(&self) -> Host {
+                crate::system::testing::host()
+            }
+            fn path_kind(&self, _: &Path) -> Option<PathKind> {
+                None
+            }
+            fn glob(&self, _: &str) -> Result<Vec<PathBuf>, String> {
+                Ok(Vec::new())
+            }
+            fn real_path(&self, _: &Path) -> Option<PathBuf> {
+                self.0.map(PathBuf::from)
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("rsgi-proto-real-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("vassal.ini");
+        std::fs::write(&file, "[uwsgi]\nchdir = %d\nname = %n\n").unwrap();
+        for (real, want_dir, want_name) in [
+            (
+                Some("/srv/project/deploy/site.ini"),
+                "/srv/project/deploy/".to_owned(),
+                "site",
+            ),
+            (None, format!("{}/", dir.display()), "vassal"),
+        ] {
+            let system = Linked(real);
+            let mut ph = Placeholders::new(&no_env, &system);
+            let got: Vec<(String, String)> = read(&file, None, &mut ph)
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("chdir".to_owned(), want_dir),
+                    ("name".to_owned(), want_name.to_owned())
+                ],
+                "real path {real:?}"
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

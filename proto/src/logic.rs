@@ -458,6 +458,9 @@ mod tests {
         fn host(&self) -> crate::system::Host {
             crate::system::testing::host()
         }
+        fn real_path(&self, path: &Path) -> Option<std::path::PathBuf> {
+            Some(path.to_path_buf())
+        }
         fn path_kind(&self, path: &Path) -> Option<PathKind> {
             let path = path.to_str()?;
             self.kinds.iter().find(|(p, _)| *p == path).map(|(_, k)| *k)

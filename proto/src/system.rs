@@ -45,6 +45,11 @@ pub trait System {
     /// # Errors
     /// A pattern that is not one (`[`), as a message without location.
     fn glob(&self, pattern: &str) -> Result<Vec<PathBuf>, String>;
+
+    /// The canonical path of the config file at `path` (symlinks resolved, as uWSGI's
+    /// `realpath`), which the magic variables (`%d`, `%p`, ...) show; `None` when it
+    /// cannot be resolved (the path as given is used then).
+    fn real_path(&self, path: &Path) -> Option<PathBuf>;
 }
 
 /// What [`System::path_kind`] found at a path.
@@ -131,6 +136,9 @@ pub(crate) mod testing {
         }
         fn path_kind(&self, path: &Path) -> Option<PathKind> {
             kind_on_disk(path)
+        }
+        fn real_path(&self, path: &Path) -> Option<PathBuf> {
+            std::fs::canonicalize(path).ok()
         }
         fn glob(&self, _pattern: &str) -> Result<Vec<PathBuf>, String> {
             Err("no glob in these tests (rsgi-os tests the real one)".into())

@@ -75,7 +75,7 @@ pub(crate) fn visit_file<'e>(
     visit: Visitor<'_, 'e>,
 ) -> Result<(), ConfigError> {
     let text = ph.read_file(path)?;
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let real = ph.real_path(path);
     parse_with(&text, path, &real, id, ph, visit)
 }
 

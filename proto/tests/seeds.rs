@@ -36,6 +36,9 @@ impl System for Fixtures {
     fn path_kind(&self, _path: &std::path::Path) -> Option<PathKind> {
         None
     }
+    fn real_path(&self, path: &std::path::Path) -> Option<PathBuf> {
+        std::fs::canonicalize(path).ok()
+    }
     fn glob(&self, _pattern: &str) -> Result<Vec<PathBuf>, String> {
         Ok(Vec::new())
     }
