@@ -130,6 +130,9 @@ pub fn list(list: &VassalList) -> String {
         let mut rows = vec![header(&["SOURCE", "STATE", "REVISION", "ERRORS", "NOTE"])];
         rows.extend(list.sources.iter().map(|s| {
             let mut note = s.message.clone().unwrap_or_default();
+            if let (true, Some(ep)) = (note.is_empty(), &s.endpoint) {
+                note = format!("via {ep}");
+            }
             if !s.refused.is_empty() {
                 if !note.is_empty() {
                     note.push_str("; ");
@@ -323,6 +326,7 @@ mod tests {
                     revision: None,
                     errors: 0,
                     message: None,
+                    endpoint: None,
                     refused: vec!["app".into()],
                 },
                 SourceSummary {
@@ -332,6 +336,17 @@ mod tests {
                     revision: Some(7),
                     errors: 3,
                     message: Some("h:2379: connect: refused".into()),
+                    endpoint: None,
+                    refused: vec![],
+                },
+                SourceSummary {
+                    source: "etcd://h:2379,i:2379/rsgi/web1/".into(),
+                    kind: "etcd".into(),
+                    state: "up".into(),
+                    revision: Some(9),
+                    errors: 1,
+                    message: None,
+                    endpoint: Some("i:2379".into()),
                     refused: vec![],
                 },
             ],
@@ -350,6 +365,11 @@ mod tests {
         );
         assert!(
             lines[5].contains("stale  7         3       h:2379: connect: refused"),
+            "{text}"
+        );
+        // An etcd source in step names the member it follows.
+        assert!(
+            lines[6].contains("up     9         1       via i:2379"),
             "{text}"
         );
     }

@@ -670,6 +670,7 @@ impl Emperor {
                     message: report
                         .and_then(|r| r.message.clone())
                         .or_else(|| scan_error.cloned()),
+                    endpoint: report.and_then(|r| r.endpoint.clone()),
                     refused: self
                         .sources
                         .refused
@@ -2156,6 +2157,7 @@ mod tests {
             revision: 9,
             errors: 0,
             message: None,
+            endpoint: None,
             keys: [(VassalName::new("b").unwrap(), ("/p/b.ini".to_owned(), 8))]
                 .into_iter()
                 .collect(),

@@ -113,8 +113,10 @@ pub async fn run(mut settings: Settings) -> Result<(), StartError> {
     Ok(())
 }
 
-/// How long start-up waits for the remote sources' first read.
-const FIRST_SYNC: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long start-up waits for the remote sources' first read: long enough for a hung
+/// member's request deadline and an answer from the next member.
+const FIRST_SYNC: std::time::Duration =
+    crate::source::etcd::REQUEST_TIMEOUT.saturating_add(std::time::Duration::from_secs(2));
 
 /// Resolve every source: directories are checked and watched; each etcd prefix gets
 /// its local copy under the state directory and a source task (not started yet).

@@ -78,6 +78,9 @@ pub struct SourceSummary {
     /// The last error, while not up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The etcd endpoint (`HOST:PORT`) it is in step through, while up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// Vassals it names that another source has (refused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refused: Vec<String>,

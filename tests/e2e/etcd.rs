@@ -13,11 +13,11 @@ use nix::sys::signal::Signal;
 use rsgi_e2e::*;
 
 /// Generous bound for waits on a busy 2-core machine.
-const DEADLINE: Duration = Duration::from_secs(30);
+pub(super) const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A vassal serving `tests/apps/environ_app.py` (`/pid` answers the worker's pid) on
 /// its default socket.
-fn pid_ini(extra: &str) -> String {
+pub(super) fn pid_ini(extra: &str) -> String {
     format!(
         "[uwsgi]\nwsgi-file = {}\n{extra}",
         path_str(&apps_dir().join("environ_app.py"))
@@ -25,25 +25,25 @@ fn pid_ini(extra: &str) -> String {
 }
 
 /// The pid that answers `/pid` on a uwsgi socket.
-fn served_pid(addr: &Addr) -> Option<i32> {
+pub(super) fn served_pid(addr: &Addr) -> Option<i32> {
     let r = uwsgi_get(addr, "/pid").ok()?;
     (r.status == 200).then(|| r.text().trim().parse().ok())?
 }
 
 /// rsgid with the etcd source `url` (beside the fixture's own vassal directory).
-fn host(url: &str, extra: &[&str]) -> Emperor {
+pub(super) fn host(url: &str, extra: &[&str]) -> Emperor {
     let mut args = vec!["--vassals", url];
     args.extend_from_slice(extra);
     Emperor::start(&args)
 }
 
 /// The state of source `i` (0: the fixture's directory, 1: the etcd source).
-fn source(e: &Emperor, i: usize) -> serde_json::Value {
+pub(super) fn source(e: &Emperor, i: usize) -> serde_json::Value {
     e.list_json()["sources"][i].clone()
 }
 
 /// One vassal's row of `rsgictl --json list`, if listed.
-fn vassal(e: &Emperor, name: &str) -> Option<serde_json::Value> {
+pub(super) fn vassal(e: &Emperor, name: &str) -> Option<serde_json::Value> {
     e.list_json()["vassals"]
         .as_array()?
         .iter()
@@ -51,7 +51,7 @@ fn vassal(e: &Emperor, name: &str) -> Option<serde_json::Value> {
         .cloned()
 }
 
-fn generation(e: &Emperor, name: &str) -> u64 {
+pub(super) fn generation(e: &Emperor, name: &str) -> u64 {
     vassal(e, name).map_or(0, |v| v["generation"].as_u64().unwrap_or(0))
 }
 

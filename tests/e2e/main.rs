@@ -22,6 +22,7 @@ mod e2e {
     mod django;
     mod emperor;
     mod etcd;
+    mod etcd_cluster;
     mod examples;
     mod flask;
     mod hardening;

@@ -2388,6 +2388,9 @@ pub struct Etcd {
     tls: Option<EtcdCerts>,
     /// `USER:PASSWORD` for etcdctl once authentication is on.
     auth: Option<String>,
+    /// The member's name and the cluster's `--initial-cluster` (an [`EtcdCluster`]'s
+    /// member); `None` for a cluster of one.
+    member: Option<(String, String)>,
 }
 
 /// The etcd server binary (Debian's `etcd-server`).
@@ -2416,9 +2419,14 @@ impl Etcd {
             peer_port: free_port(),
             tls,
             auth: None,
+            member: None,
         };
         etcd.launch();
         etcd
+    }
+
+    fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
     }
 
     fn scheme(&self) -> &'static str {
@@ -2430,8 +2438,18 @@ impl Etcd {
     }
 
     fn launch(&mut self) {
+        self.spawn();
+        self.wait_healthy();
+    }
+
+    /// Start the process, without waiting.
+    fn spawn(&mut self) {
         let client = format!("{}://127.0.0.1:{}", self.scheme(), self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let peer = self.peer_url();
+        let (name, cluster) = self
+            .member
+            .clone()
+            .unwrap_or_else(|| ("t".to_owned(), format!("t={peer}")));
         let log = File::options()
             .create(true)
             .append(true)
@@ -2440,7 +2458,7 @@ impl Etcd {
         let log2 = log.try_clone().expect("clone the log handle");
         let mut cmd = Command::new(ETCD);
         cmd.arg("--name")
-            .arg("t")
+            .arg(&name)
             .arg("--data-dir")
             .arg(self.dir.path().join("data"))
             .arg("--listen-client-urls")
@@ -2452,7 +2470,7 @@ impl Etcd {
             .arg("--initial-advertise-peer-urls")
             .arg(&peer)
             .arg("--initial-cluster")
-            .arg(format!("t={peer}"));
+            .arg(cluster);
         if let Some(c) = &self.tls {
             cmd.arg("--cert-file")
                 .arg(&c.server_cert)
@@ -2470,6 +2488,11 @@ impl Etcd {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {ETCD}: {e}"));
         self.child = Some(child);
+    }
+
+    /// Wait until it answers a linearizable read (for a cluster's member: until the
+    /// cluster has a quorum and a leader).
+    fn wait_healthy(&self) {
         let end = Instant::now() + START_DEADLINE;
         loop {
             if self.try_ctl(&["endpoint", "health"]).is_ok() {
@@ -2518,13 +2541,26 @@ impl Etcd {
         }
     }
 
-    /// Start etcd again on the same data dir and ports.
+    /// Whether the process runs (not killed).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Its client port.
+    pub fn client_port(&self) -> u16 {
+        self.client_port
+    }
+
+    /// Start etcd again on the same data dir and ports (a cluster's member rejoins, and
+    /// this waits until the cluster has a quorum again).
     pub fn restart(&mut self) {
         self.kill();
         self.launch();
     }
 
-    fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
+    /// Run `etcdctl args...` against this member (2 s to dial, 5 s per command); its
+    /// output, or why it failed.
+    pub fn try_ctl(&self, args: &[&str]) -> Result<String, String> {
         let mut cmd = Command::new("etcdctl");
         cmd.env("ETCDCTL_API", "3")
             .arg("--endpoints")
@@ -2599,6 +2635,129 @@ impl Etcd {
         self.ctl(&["compact", &rev.to_string()]);
         rev
     }
+}
+
+/// A cluster of real etcd members on 127.0.0.1 (free client and peer ports, each with
+/// its own data dir in its own temp dir), started together with `--initial-cluster`.
+/// Each member is an [`Etcd`]: kill, restart, signal and `etcdctl` through it.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    /// The members, in the order of `--initial-cluster`.
+    pub members: Vec<Etcd>,
+}
+
+impl EtcdCluster {
+    /// Start `n` members and wait (with [`START_DEADLINE`]) until every one answers a
+    /// linearizable read.
+    pub fn start(n: usize) -> EtcdCluster {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: install Debian's etcd-server and etcd-client (scripts/test.sh does)"
+        );
+        let mut members: Vec<Etcd> = (0..n)
+            .map(|_| Etcd {
+                child: None,
+                dir: tempdir(),
+                client_port: free_port(),
+                peer_port: free_port(),
+                tls: None,
+                auth: None,
+                member: None,
+            })
+            .collect();
+        let cluster = members
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("m{i}={}", m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for (i, m) in members.iter_mut().enumerate() {
+            m.member = Some((format!("m{i}"), cluster.clone()));
+            m.spawn();
+        }
+        for m in &members {
+            m.wait_healthy();
+        }
+        EtcdCluster { members }
+    }
+
+    /// The `--vassals` value for `prefix` with the members' endpoints in `order`
+    /// (rsgid talks to the first one it reaches).
+    pub fn url(&self, order: &[usize], prefix: &str) -> String {
+        let eps: Vec<String> = order.iter().map(|&i| self.members[i].endpoint()).collect();
+        format!("etcd://{}{prefix}", eps.join(","))
+    }
+
+    /// Which member leads, as the running members see it (`etcdctl endpoint status`);
+    /// `None` while they agree on no leader.
+    pub fn leader(&self) -> Option<usize> {
+        let mut ids = Vec::new();
+        let mut leaders = Vec::new();
+        for m in &self.members {
+            let status = m
+                .is_running()
+                .then(|| m.try_ctl(&["endpoint", "status", "-w", "json"]).ok())
+                .flatten()
+                .and_then(|out| serde_json::from_str::<serde_json::Value>(&out).ok());
+            let s = status.as_ref().map(|v| &v[0]["Status"]);
+            ids.push(s.and_then(|s| s["header"]["member_id"].as_u64()));
+            if let Some(l) = s.and_then(|s| s["leader"].as_u64()) {
+                leaders.push(l);
+            }
+        }
+        let first = *leaders.first()?;
+        if leaders.iter().any(|&l| l != first) {
+            return None;
+        }
+        ids.iter().position(|id| *id == Some(first))
+    }
+
+    /// Wait until the running members agree on a leader; its index.
+    pub fn wait_leader(&self, deadline: Duration) -> usize {
+        let mut leader = None;
+        wait_until(deadline, "the etcd members to agree on a leader", || {
+            leader = self.leader();
+            leader.is_some()
+        });
+        leader.expect("a leader")
+    }
+}
+
+/// The remote ports of the established TCP connections that process `pid` holds (its
+/// socket fds matched with `/proc/PID/net/tcp` and `tcp6`).
+pub fn tcp_peer_ports(pid: Pid) -> Vec<u16> {
+    let mut inodes = std::collections::BTreeSet::new();
+    if let Ok(fds) = fs::read_dir(format!("/proc/{pid}/fd")) {
+        for fd in fds.flatten() {
+            let target = fs::read_link(fd.path()).unwrap_or_default();
+            let t = target.to_string_lossy();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(inode.to_owned());
+            }
+        }
+    }
+    let mut ports = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(rem), Some(st), Some(inode)) = (f.get(2), f.get(3), f.get(9)) else {
+                continue;
+            };
+            if *st != "01" || !inodes.contains(*inode) {
+                continue;
+            }
+            if let Some(port) = rem
+                .rsplit_once(':')
+                .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+            {
+                ports.push(port);
+            }
+        }
+    }
+    ports.sort_unstable();
+    ports
 }
 
 impl Drop for Etcd {

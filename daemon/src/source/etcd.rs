@@ -20,11 +20,24 @@
 //! in-memory key set; the vassal files are recomputed from it ([`super::diff::plan`]) and
 //! only the difference is written to the local copy, then the actor is told. After a
 //! broken watch the source resumes from the last revision applied; if that revision
-//! was compacted it reads the prefix again and applies only the difference. A watch
-//! that says nothing for [`IDLE_CHECK`] is checked with a status request (a stopped or
-//! cut-off server answers nothing: after [`REQUEST_TIMEOUT`] the source counts an
-//! error and reconnects). Endpoints are tried in turn. Nothing here ever empties the
-//! local copy on an error: only an answer from the store changes it.
+//! was compacted it reads the prefix again and applies only the difference. Endpoints
+//! are tried in turn. Nothing here ever empties the local copy on an error: only an
+//! answer from the store changes it.
+//!
+//! # A member that dies, hangs, or loses the quorum
+//!
+//! Every request has a deadline ([`CONNECT_TIMEOUT`], [`REQUEST_TIMEOUT`]). A killed
+//! member closes the watch at once. A stopped (hung) member says nothing: a watch quiet
+//! for [`IDLE_CHECK`] is checked with a linearizable read ([`quorum_check`]); no answer
+//! within [`REQUEST_TIMEOUT`] is an error, and the source moves to the next endpoint
+//! and resumes its watch there from the revision it had. A member cut off from the
+//! quorum still runs and still answers a status request (the old idle check), and a
+//! watch on it stays open and silent while the other members go on changing, so a
+//! status request proves nothing: every request carries etcd's require-leader mark
+//! ([`REQUIRE_LEADER`], what etcd's own Go client sets on its watches), so that such a
+//! member refuses a new request at once ("etcdserver: no leader") and cancels an open
+//! watch after a few election timeouts, and the idle check is a read that needs the
+//! quorum.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,6 +67,11 @@ pub const IDLE_CHECK: Duration = Duration::from_secs(5);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// Longest retry delay: a store that comes back is caught up within about this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The header that asks etcd to refuse, or cancel, a request on a member that has no
+/// leader: the JSON gateway passes `Grpc-Metadata-*` headers on as gRPC metadata, and
+/// etcd's `hasleader: true` metadata is its require-leader mark.
+pub const REQUIRE_LEADER: (&str, &str) = ("grpc-metadata-hasleader", "true");
 
 /// How to reach etcd: TLS files and credentials, shared by every etcd source.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -240,7 +258,8 @@ impl Client {
     fn request(&self, path: &str, body: &Value) -> Result<http::Request<Full<Bytes>>, EtcdError> {
         let mut req = http::Request::post(path)
             .header(http::header::HOST, self.endpoint())
-            .header(http::header::CONTENT_TYPE, "application/json");
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(REQUIRE_LEADER.0, REQUIRE_LEADER.1);
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, t.as_str());
         }
@@ -379,6 +398,24 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     }
     // All 0xff: to the end of the keyspace.
     vec![0]
+}
+
+/// The body of a range read of every key under `prefix`.
+pub fn range_body(prefix: &str) -> Value {
+    let prefix = prefix.as_bytes();
+    json!({
+        "key": B64.encode(prefix),
+        "range_end": B64.encode(prefix_end(prefix)),
+    })
+}
+
+/// The idle check's request: a linearizable count of the keys under `prefix` (no
+/// `serializable`), which only a member in touch with the quorum answers; cheap, as it
+/// sends back no key.
+pub fn quorum_check(prefix: &str) -> Value {
+    let mut body = range_body(prefix);
+    body["count_only"] = Value::Bool(true);
+    body
 }
 
 /// A JSON number that the gateway sends as a string (int64 fields).
@@ -566,6 +603,7 @@ impl EtcdSource {
             revision: self.mirror.revision(),
             errors: self.errors,
             message: self.message.clone(),
+            endpoint: (self.state == "up").then(|| self.client.endpoint().to_owned()),
             keys,
             changed,
         }
@@ -623,11 +661,7 @@ impl EtcdSource {
 
     /// Read every key under the prefix and apply the difference.
     async fn full_read(&mut self) -> Result<(), EtcdError> {
-        let prefix = self.url.prefix.as_bytes();
-        let body = json!({
-            "key": B64.encode(prefix),
-            "range_end": B64.encode(prefix_end(prefix)),
-        });
+        let body = range_body(&self.url.prefix);
         let answer = self.client.unary("/v3/kv/range", &body).await?;
         let revision = int(answer.get("header").and_then(|h| h.get("revision")));
         let kvs: Kvs = answer
@@ -663,12 +697,9 @@ impl EtcdSource {
             let frame = match tokio::time::timeout(IDLE_CHECK, stream.frame()).await {
                 Ok(f) => f,
                 Err(_) => {
-                    // Quiet: is the server still there?
-                    if let Err(e) = self
-                        .client
-                        .unary("/v3/maintenance/status", &json!({}))
-                        .await
-                    {
+                    // Quiet: is the member still there, and still in the quorum?
+                    let check = quorum_check(&self.url.prefix);
+                    if let Err(e) = self.client.unary("/v3/kv/range", &check).await {
                         return WatchEnd::Failed(e);
                     }
                     continue;
@@ -774,15 +805,58 @@ impl EtcdSource {
 
 /// Every source's first full read, or its failure, before the actor's first scan: so
 /// that rsgid started while the store is up starts the store's set, not the copy's.
+///
+/// Each source tries its endpoints in turn (one round), and the sources read at the
+/// same time: a dead member costs a refused connection, a hung one [`REQUEST_TIMEOUT`],
+/// and one source's hung member costs the other sources nothing. A read still waiting
+/// at `within` counts as that endpoint's failure (the source's task goes on with the
+/// next one).
 pub async fn first_sync(sources: &mut [EtcdSource], within: Duration) {
-    let _ = tokio::time::timeout(within, async {
-        for s in sources.iter_mut() {
-            if let Err(e) = s.full_read().await {
-                s.failed(&e);
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+    // A join of the sources' reads without spawning them (they stay borrowed).
+    let mut reads: Vec<Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>>> = sources
+        .iter_mut()
+        .map(|s| Some(Box::pin(s.first_read(within)) as Pin<Box<_>>))
+        .collect();
+    std::future::poll_fn(|cx| {
+        for slot in reads.iter_mut() {
+            if let Some(read) = slot {
+                if read.as_mut().poll(cx).is_ready() {
+                    *slot = None;
+                }
             }
+        }
+        if reads.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     })
     .await;
+}
+
+impl EtcdSource {
+    /// One round over the endpoints until a full read works, within `within`.
+    async fn first_read(&mut self, within: Duration) {
+        let rounds = self.client.endpoints.len().max(1);
+        let read = tokio::time::timeout(within, async {
+            for _ in 0..rounds {
+                match self.full_read().await {
+                    Ok(()) => return,
+                    Err(e) => self.failed(&e),
+                }
+            }
+        })
+        .await;
+        if read.is_err() {
+            let e = self
+                .client
+                .transport(format!("no answer within the first {within:?}"));
+            self.failed(&e);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -842,6 +916,43 @@ mod tests {
             parse_watch(&error),
             WatchMsg::Failed("invalid auth token".into())
         );
+    }
+
+    #[test]
+    fn every_request_requires_a_leader() {
+        // A member cut off from the quorum must refuse, not serve a silent watch.
+        let mut c = Client::new(
+            vec!["a:1".into(), "b:2".into()],
+            None,
+            &EtcdOptions::default(),
+        );
+        for path in ["/v3/watch", "/v3/kv/range", "/v3/auth/authenticate"] {
+            let req = c.request(path, &json!({})).unwrap();
+            assert_eq!(
+                req.headers()
+                    .get("grpc-metadata-hasleader")
+                    .map(|v| v.as_bytes()),
+                Some(&b"true"[..]),
+                "{path}"
+            );
+            assert_eq!(req.headers()[http::header::HOST], "a:1");
+        }
+        c.fail_over();
+        let req = c.request("/v3/watch", &json!({})).unwrap();
+        assert_eq!(req.headers()[http::header::HOST], "b:2");
+        assert!(req.headers().contains_key("grpc-metadata-hasleader"));
+    }
+
+    #[test]
+    fn the_idle_check_is_a_linearizable_read() {
+        let body = quorum_check("/rsgi/all/");
+        assert_eq!(body["key"], B64.encode("/rsgi/all/"));
+        assert_eq!(body["range_end"], B64.encode("/rsgi/all0"));
+        assert_eq!(body["count_only"], true);
+        // Serializable reads are answered by any member, even one without the quorum.
+        assert!(body.get("serializable").is_none(), "{body}");
+        assert!(range_body("/p/").get("serializable").is_none());
+        assert!(range_body("/p/").get("count_only").is_none());
     }
 
     #[test]

@@ -135,6 +135,8 @@ pub struct SourceReport {
     pub errors: u64,
     /// The last error, while not up.
     pub message: Option<String>,
+    /// The endpoint (`HOST:PORT`) it is in step through, while up.
+    pub endpoint: Option<String>,
     /// Each vassal's key and mod revision.
     pub keys: BTreeMap<VassalName, (String, i64)>,
     /// Whether vassal files changed (the actor rescans).
