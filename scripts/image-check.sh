@@ -275,7 +275,7 @@ pid="$(pm inspect --format '{{.State.Pid}}' "$c")"
 mods="$(nsenter -t "$pid" -n curl -sS -m 10 http://127.0.0.1:8003/)" || die "the stdlib-check vassal does not answer"
 if grep -q FAIL <<<"$mods" || [ "$(grep -c ' ok ' <<<"$mods")" -lt 14 ]; then echo "$mods"; die "standard library modules missing"; fi
 grep -q 'lib-dynload/.*\.so$' <<<"$mods" || { echo "$mods"; die "no extension module came from lib-dynload"; }
-ok "stdlib-check: 14 C modules import ($(grep -c lib-dynload <<<"$mods") of them from lib-dynload: $(grep lib-dynload <<<"$mods" | cut -d' ' -f1 | tr '\n' ' ')the rest built in)"
+ok "stdlib-check: 14 C modules import ($(grep -c lib-dynload <<<"$mods") of them from lib-dynload: $(grep lib-dynload <<<"$mods" | cut -d' ' -f1 | tr '\n' ' ' | sed 's/ $//'); the rest built in)"
 check_processes "$c"
 stop_and_check "$c"
 ok "all checks passed"
