@@ -4,7 +4,8 @@ Every probe is an HTTP GET of /livez, /readyz or /readyz/<vassal> on the contain
 that rsgid.toml's metrics_listen names; a /readyz/<vassal> names a vassal of the pod's
 ConfigMap; the grace period covers stop_timeout + 1 s + the preStop sleep; the
 Prometheus annotations name the metrics port; the Dockerfile installs the rsgid.toml it
-points rsgid at. Prints one line per problem and exits 1 if there is any.
+points rsgid at, and its USER is a uid (not a name, not 0) when a pod says runAsNonRoot
+without a runAsUser. Prints one line per problem and exits 1 if there is any.
 """
 import pathlib
 import re
@@ -16,6 +17,7 @@ import yaml
 root = pathlib.Path(sys.argv[1])
 kdir = root / "examples" / "kubernetes"
 problems = []
+run_as_non_root = []  # the Deployments whose pods say runAsNonRoot, no runAsUser
 toml = tomllib.loads((kdir / "rsgid.toml").read_text())
 metrics_port = int(toml["metrics_listen"].rsplit(":", 1)[1])
 stop_timeout = float(toml["stop_timeout"])
@@ -63,6 +65,9 @@ for manifest in sorted(kdir.glob("*.yaml")):
                         problems.append(f"{where}: {kind} waits for {m.group(1)}, no such vassal")
                 elif path not in ("/livez", "/readyz"):
                     problems.append(f"{where}: {kind} asks {path}, which rsgid does not serve")
+            sc = {**spec.get("securityContext", {}), **c.get("securityContext", {})}
+            if sc.get("runAsNonRoot") and "runAsUser" not in sc:
+                run_as_non_root.append(where)
             if "readinessProbe" not in c or "livenessProbe" not in c:
                 problems.append(f"{where}: a readiness and a liveness probe are needed")
             mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
@@ -87,6 +92,17 @@ if '"--config", "/etc/rsgi/rsgid.toml"' not in dockerfile:
     problems.append("Dockerfile: ENTRYPOINT does not point rsgid at /etc/rsgi/rsgid.toml")
 if f"EXPOSE {metrics_port}" not in dockerfile:
     problems.append(f"Dockerfile: does not EXPOSE {metrics_port}")
+# runAsNonRoot without runAsUser: the kubelet refuses an image whose USER is a name
+# ("cannot verify user is non-root"); it must be a number other than 0.
+users = re.findall(r"^USER\s+(\S+)", dockerfile, re.M)
+user = users[-1] if users else "0"
+if run_as_non_root and not re.fullmatch(r"[0-9]+(:[0-9]+)?", user):
+    problems.append(
+        f"Dockerfile: USER {user} is not numeric; runAsNonRoot in {', '.join(run_as_non_root)} "
+        "cannot verify it"
+    )
+elif run_as_non_root and user.split(":")[0] == "0":
+    problems.append("Dockerfile: USER is root, but the manifests say runAsNonRoot")
 
 for p in problems:
     print(p)
