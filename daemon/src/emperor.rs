@@ -789,7 +789,7 @@ impl Emperor {
             && v.config.is_some();
         // After a failed load, load again: what runs may match the disk once more (the
         // edit reverted), and that load says so.
-        if same_file && v.failed_reads.is_none() && !includes_moved(v) {
+        if same_file && v.failed_reads.is_none() && !reads_changed(v) {
             // What runs was read from these very bytes (a link that dangled for a moment
             // points at them again): nothing to reload.
             tracing::debug!(vassal = %name, "same content as what runs: nothing to reload");
@@ -1721,7 +1721,7 @@ fn reads_of(v: &Vassal) -> scan::Reads<'_> {
 }
 
 /// Whether a file `v` watches ([`scan::Reads::watched`]) holds other bytes now.
-fn includes_moved(v: &Vassal) -> bool {
+fn reads_changed(v: &Vassal) -> bool {
     reads_of(v)
         .watched()
         .iter()

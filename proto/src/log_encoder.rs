@@ -38,7 +38,7 @@
 //! - `gzip` and `compress` (binary frames for a log master to ship) and plugin encoders
 //!   (`msgpack`, ...) are refused with what to use instead.
 
-use std::fmt::Write as _;
+use std::io::Write as _;
 
 /// One encoder of a chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,11 +225,12 @@ fn template(args: &str) -> (Vec<Piece>, Vec<String>) {
     (pieces, unknown)
 }
 
-/// Run the encoders of `chain` that rsgi uses (see [`used`]) over one message, in order;
-/// append the result to `out`. With no such encoder the message goes out as it is.
+/// Run `chain` (what [`used`] kept: it is chosen once, not per message) over one
+/// message, in order; append the result to `out`. With no encoder the message goes out
+/// as it is.
 pub fn encode(chain: &[Encoder], msg: &[u8], clock: &dyn Clock, out: &mut Vec<u8>) {
     let mut current = msg.to_vec();
-    for encoder in chain.iter().filter(|e| e.logger_id.is_none()) {
+    for encoder in chain {
         let mut next = Vec::with_capacity(current.len() + 64);
         match &encoder.op {
             Op::Prefix(p) => {
@@ -268,13 +269,13 @@ fn render(pieces: &[Piece], msg: &[u8], clock: &dyn Clock, json: bool, out: &mut
             Piece::MsgNl => push(out, msg),
             // Writing into a Vec cannot fail.
             Piece::Unix => {
-                let _ = write!(Bytes(out), "{}", clock.unix());
+                let _ = write!(out, "{}", clock.unix());
             }
             Piece::Millis => {
-                let _ = write!(Bytes(out), "{}", clock.millis());
+                let _ = write!(out, "{}", clock.millis());
             }
             Piece::Micros => {
-                let _ = write!(Bytes(out), "{}", clock.micros());
+                let _ = write!(out, "{}", clock.micros());
             }
             Piece::Strftime(format) => {
                 let mut date = Vec::new();
@@ -284,16 +285,6 @@ fn render(pieces: &[Piece], msg: &[u8], clock: &dyn Clock, json: bool, out: &mut
                 }
             }
         }
-    }
-}
-
-/// `fmt::Write` into a byte buffer.
-struct Bytes<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for Bytes<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 
@@ -349,8 +340,14 @@ mod tests {
         }
     }
 
+    /// The chain rsgi runs for these values (as the vassal sets it up: [`used`]).
     fn chain(values: &[&str]) -> Vec<Encoder> {
-        values.iter().map(|v| parse(v).unwrap().0).collect()
+        used(
+            &values
+                .iter()
+                .map(|v| parse(v).unwrap().0)
+                .collect::<Vec<_>>(),
+        )
     }
 
     fn run(values: &[&str], msg: &str) -> String {

@@ -116,6 +116,22 @@ fn loads(h: &Host) -> Vec<Load> {
     loads
 }
 
+/// The loads of [`loads`] still answered after `what`, with no failed request, and
+/// `keep` (`keep_pid` before) was never restarted.
+fn served_all_along(h: &Host, loads: Vec<Load>, keep_pid: i32, what: &str) {
+    for l in &loads {
+        l.wait_more_ok(10, DEADLINE);
+    }
+    for (l, name) in loads.into_iter().zip(["keep", "change"]) {
+        l.stop().assert_no_failures(&format!("{name} while {what}"));
+    }
+    assert_eq!(
+        served_pid(&h.e.socket("keep")),
+        Some(keep_pid),
+        "keep was disturbed"
+    );
+}
+
 /// Through `member`: a new vassal, a change, a delete.
 fn change_the_set(h: &Host, member: &Etcd) {
     ctl_retrying(member, &["put", "--", &h.key("new"), &pid_ini("")]);
@@ -229,18 +245,7 @@ fn the_leader_rsgid_follows_is_killed() {
     the_changes_arrived(&mut h);
     in_step_through_another(&h, &cluster, leader, errors_before, took);
 
-    for l in &loads {
-        l.wait_more_ok(10, DEADLINE);
-    }
-    for (l, name) in loads.into_iter().zip(["keep", "change"]) {
-        l.stop()
-            .assert_no_failures(&format!("{name} while the leader died"));
-    }
-    assert_eq!(
-        served_pid(&h.e.socket("keep")),
-        Some(keep),
-        "keep was disturbed"
-    );
+    served_all_along(&h, loads, keep, "the leader died");
 }
 
 #[test]
@@ -272,18 +277,7 @@ fn a_hung_member_is_left_within_a_bound() {
     the_changes_arrived(&mut h);
     in_step_through_another(&h, &cluster, hung, errors_before, took);
 
-    for l in &loads {
-        l.wait_more_ok(10, DEADLINE);
-    }
-    for (l, name) in loads.into_iter().zip(["keep", "change"]) {
-        l.stop()
-            .assert_no_failures(&format!("{name} while a member hung"));
-    }
-    assert_eq!(
-        served_pid(&h.e.socket("keep")),
-        Some(keep),
-        "keep was disturbed"
-    );
+    served_all_along(&h, loads, keep, "a member hung");
     cluster.members[hung].signal(Signal::SIGCONT);
 }
 

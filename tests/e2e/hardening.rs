@@ -261,13 +261,7 @@ fn a_socket_another_vassal_owns_fails_at_once() {
 #[test]
 fn idle_connections_of_a_group_member_do_not_lock_root_out() {
     use std::os::unix::fs::PermissionsExt as _;
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (a second user holds the connections): run scripts/test.sh as root"
-    );
-    let user = nix::unistd::User::from_name("rsgi-tyrant")
-        .expect("look up rsgi-tyrant")
-        .expect("no user rsgi-tyrant: scripts/test.sh creates it");
+    let user = test_user("a second user holds the connections");
     let group = nix::unistd::Group::from_name("rsgi-tyrant-extra")
         .expect("look up rsgi-tyrant-extra")
         .expect("no group rsgi-tyrant-extra: scripts/test.sh creates it");

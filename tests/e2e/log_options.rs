@@ -209,13 +209,7 @@ fn unsupported_log_encoders_are_refused() {
 #[test]
 fn logto2_is_created_by_the_uid_user() {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (uid/gid switch users): run scripts/test.sh as root"
-    );
-    let user = nix::unistd::User::from_name("rsgi-tyrant")
-        .expect("look up rsgi-tyrant")
-        .expect("no user rsgi-tyrant: scripts/test.sh creates it");
+    let user = test_user("uid/gid switch users");
     let dir = tempdir();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let logs = dir.path().join("logs");

@@ -11,13 +11,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 
 #[test]
 fn an_unprivileged_rsgid_runs_every_vassal_as_itself_and_says_so() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (to start rsgid as another user): run scripts/test.sh as root"
-    );
-    let user = nix::unistd::User::from_name("rsgi-tyrant")
-        .expect("look up rsgi-tyrant")
-        .expect("no user rsgi-tyrant: scripts/test.sh creates it");
+    let user = test_user("to start rsgid as another user");
     let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
     let mut e = Emperor::start_as_user(uid, gid, &["--rescan", "60"]);
     let hello = format!(

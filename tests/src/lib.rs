@@ -172,6 +172,18 @@ pub fn tempdir() -> TempDir {
         .expect("create a temp dir in /tmp")
 }
 
+/// The unprivileged user the tests run things as (`rsgi-tyrant`, made by
+/// scripts/test.sh); panics unless the tests run as root, saying `why` root is needed.
+pub fn test_user(why: &str) -> nix::unistd::User {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root ({why}): run scripts/test.sh as root"
+    );
+    nix::unistd::User::from_name("rsgi-tyrant")
+        .expect("look up rsgi-tyrant")
+        .expect("no user rsgi-tyrant: scripts/test.sh creates it")
+}
+
 /// Bump `path`'s modification time (a `touch`, creating it if missing), a second into
 /// the future so that no clock granularity can hide it.
 pub fn touch_file(path: &Path) {

@@ -27,6 +27,15 @@ pub fn run(config: &VassalConfig, phase: Phase) -> Result<(), Fatal> {
     Ok(())
 }
 
+/// uWSGI's `accepting` phases in a worker about to accept: `accepting` in every worker,
+/// `accepting1` in the first only. Failures are logged, not fatal (as in uWSGI).
+pub fn run_accepting(config: &VassalConfig, first_worker: bool) {
+    let _ = run(config, Phase::Accepting);
+    if first_worker {
+        let _ = run(config, Phase::Accepting1);
+    }
+}
+
 /// Why `putenv` must not set `key` now, with `threads` threads in this process: setenv is
 /// not thread-safe (another thread's `getenv`, in C code such as `localtime` or a C
 /// extension, may read the environment while it is rewritten), so it runs only while the

@@ -201,9 +201,9 @@ pub struct Sink {
     date_format: Option<std::ffi::CString>,
     /// `logger` destinations: when any, lines go there instead of `fd`.
     outs: Vec<Out>,
-    /// `log-maxsize` (and `log-backupname`) for a file target.
-    rotate: Option<(u64, Option<PathBuf>)>,
-    /// `log-backupname`, for `touch-logrotate`.
+    /// `log-maxsize` for a file target.
+    maxsize: Option<u64>,
+    /// `log-backupname`: what `log-maxsize` and `touch-logrotate` rename the file to.
     backupname: Option<PathBuf>,
     /// `log-encoder`, the encoders rsgi uses: every message goes through them.
     encoders: Vec<Encoder>,
@@ -219,7 +219,7 @@ static STDERR_SINK: Sink = Sink {
     logdate: false,
     date_format: None,
     outs: Vec::new(),
-    rotate: None,
+    maxsize: None,
     backupname: None,
     encoders: Vec::new(),
     redirect_std: false,
@@ -275,9 +275,7 @@ pub fn init(config: &VassalConfig) -> Result<(), LogError> {
         .as_deref()
         .and_then(|f| std::ffi::CString::new(f).ok());
     sink.outs = open_outs("logger", &config.logger)?;
-    sink.rotate = config
-        .log_maxsize
-        .map(|max| (max, config.log_backupname.clone()));
+    sink.maxsize = config.log_maxsize;
     sink.backupname = config.log_backupname.clone();
     sink.encoders = log_encoder::used(&config.log_encoder);
     let requests = Requests {
@@ -497,7 +495,7 @@ impl Sink {
             logdate,
             date_format: None,
             outs: Vec::new(),
-            rotate: None,
+            maxsize: None,
             backupname: None,
             encoders: Vec::new(),
             redirect_std,
@@ -656,12 +654,18 @@ impl Sink {
     /// See [`rotate`].
     fn rotate_now(&self) -> Option<PathBuf> {
         let (fd, path) = self.fd.file()?;
+        self.rotate_file(fd, path, None)
+    }
+
+    /// [`dest::rotate_if_due`] for the sink's own file (`max`: `log-maxsize`, `None`:
+    /// now); fds 1 and 2 follow the new file when the sink redirects them.
+    fn rotate_file(&self, fd: BorrowedFd<'_>, path: &Path, max: Option<u64>) -> Option<PathBuf> {
         let redirect = |file: &File| {
             if self.redirect_std {
                 let _ = redirect_stdio(file, path);
             }
         };
-        dest::rotate_if_due(fd, path, None, self.backupname.as_deref(), Some(&redirect))
+        dest::rotate_if_due(fd, path, max, self.backupname.as_deref(), Some(&redirect))
     }
 
     /// Write to one `logger`/`req-logger` destination.
@@ -677,14 +681,9 @@ impl Sink {
     /// `log-maxsize`.
     fn write_primary(&self, bytes: &[u8]) {
         let file = self.fd.file();
-        if let (Some((fd, path)), Some((max, backup))) = (file, &self.rotate) {
+        if let (Some((fd, path)), Some(max)) = (file, self.maxsize) {
             let _ = write_fd(fd, bytes);
-            let redirect = |file: &File| {
-                if self.redirect_std {
-                    let _ = redirect_stdio(file, path);
-                }
-            };
-            dest::rotate_if_due(fd, path, Some(*max), backup.as_deref(), Some(&redirect));
+            self.rotate_file(fd, path, Some(max));
             return;
         }
         if let Some((fd, _)) = file {
@@ -1306,10 +1305,12 @@ mod tests {
     }
 
     fn encoders(values: &[&str]) -> Vec<Encoder> {
-        values
-            .iter()
-            .map(|v| rsgi_proto::log_encoder::parse(v).unwrap().0)
-            .collect()
+        log_encoder::used(
+            &values
+                .iter()
+                .map(|v| log_encoder::parse(v).unwrap().0)
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// `log-encoder`: every line (one message each, as uWSGI's log master reads them)

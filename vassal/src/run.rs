@@ -328,11 +328,8 @@ fn serve_single(
         sockets,
         app,
         Some(counters),
-        || {
-            // This process is worker 1.
-            let _ = crate::hooks::run(config, Phase::Accepting);
-            let _ = crate::hooks::run(config, Phase::Accepting1);
-        },
+        // This process is worker 1.
+        || crate::hooks::run_accepting(config, true),
         || {
             if let Some(stats) = stats {
                 tokio::spawn(stats.serve());

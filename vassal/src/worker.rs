@@ -110,13 +110,7 @@ pub(crate) fn worker_main(start: WorkerStart<'_>) -> Result<(), Fatal> {
         start.sockets,
         app,
         Some(counters),
-        || {
-            // Their failures are logged (not fatal in a worker).
-            let _ = crate::hooks::run(config, Phase::Accepting);
-            if id.get() == 1 {
-                let _ = crate::hooks::run(config, Phase::Accepting1);
-            }
-        },
+        || crate::hooks::run_accepting(config, id.get() == 1),
         move || {
             crate::master_pipe::send_ready(ready_fd, id);
             if config.py_autoreload > 0 {

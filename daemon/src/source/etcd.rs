@@ -812,29 +812,8 @@ impl EtcdSource {
 /// at `within` counts as that endpoint's failure (the source's task goes on with the
 /// next one).
 pub async fn first_sync(sources: &mut [EtcdSource], within: Duration) {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::Poll;
-    // A join of the sources' reads without spawning them (they stay borrowed).
-    let mut reads: Vec<Option<Pin<Box<dyn Future<Output = ()> + Send + '_>>>> = sources
-        .iter_mut()
-        .map(|s| Some(Box::pin(s.first_read(within)) as Pin<Box<_>>))
-        .collect();
-    std::future::poll_fn(|cx| {
-        for slot in reads.iter_mut() {
-            if let Some(read) = slot {
-                if read.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                }
-            }
-        }
-        if reads.iter().all(Option::is_none) {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
+    // Joined, not spawned: the sources stay borrowed.
+    futures_util::future::join_all(sources.iter_mut().map(|s| s.first_read(within))).await;
 }
 
 impl EtcdSource {
