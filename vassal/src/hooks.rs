@@ -64,11 +64,14 @@ fn write_file(path: &str, text: &str, append: bool, newline: bool) -> std::io::R
         .append(append)
         .truncate(!append)
         .open(path)?;
-    f.write_all(text.as_bytes())?;
+    // One write: with O_APPEND, workers appending at once (post-fork, accepting) each
+    // land a whole line, never one worker's text and the other's newline.
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    bytes.extend_from_slice(text.as_bytes());
     if newline {
-        f.write_all(b"\n")?;
+        bytes.push(b'\n');
     }
-    Ok(())
+    f.write_all(&bytes)
 }
 
 fn perform(hook: &Hook) -> Result<(), String> {
